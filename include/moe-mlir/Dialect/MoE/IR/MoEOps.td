@@ -1,0 +1,322 @@
+//===- MoEOps.td - Operations of the moe dialect -----------*- tablegen -*-===//
+//
+// Part of the moe-mlir project.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_DIALECT_MOE_IR_MOEOPS_TD
+#define MOE_DIALECT_MOE_IR_MOEOPS_TD
+
+include "moe-mlir/Dialect/MoE/IR/MoEAttrs.td"
+include "mlir/IR/OpBase.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+
+//===----------------------------------------------------------------------===//
+// Type and attribute constraints
+//===----------------------------------------------------------------------===//
+
+/// Activations and weights: f32, or bf16/f16 with f32 accumulation.
+def MoE_DataTensor1D : 1DTensorOf<[F32, BF16, F16]>;
+def MoE_DataTensor2D : 2DTensorOf<[F32, BF16, F16]>;
+def MoE_DataTensor3D : 3DTensorOf<[F32, BF16, F16]>;
+def MoE_F32Tensor2D : 2DTensorOf<[F32]>;
+def MoE_I32Tensor1D : 1DTensorOf<[I32]>;
+def MoE_I32Tensor2D : 2DTensorOf<[I32]>;
+
+def MoE_PositiveI64Attr : ConfinedAttr<I64Attr, [IntPositive]>;
+
+class MoE_Op<string mnemonic, list<Trait> traits = []>
+    : Op<MoE_Dialect, mnemonic, !listconcat(traits, [Pure])>;
+
+/// The routing attributes shared by `moe.layer` and `moe.gate` (SPEC §1,
+/// routing steps 1-7 and expert choice).
+defvar MoE_RoutingAttributes = (ins
+  MoE_PositiveI64Attr:$top_k,
+  DefaultValuedAttr<MoE_ScoringAttr, "::mlir::moe::Scoring::softmax">:$scoring,
+  DefaultValuedAttr<BoolAttr, "true">:$normalize_top_k,
+  DefaultValuedAttr<F32Attr, "1.0f">:$routed_scaling_factor,
+  DefaultValuedAttr<MoE_PositiveI64Attr, "1">:$n_group,
+  DefaultValuedAttr<MoE_PositiveI64Attr, "1">:$topk_group,
+  DefaultValuedAttr<MoE_GroupScoreAttr,
+                    "::mlir::moe::GroupScore::top2_sum">:$group_score,
+  DefaultValuedAttr<MoE_RoutingAttr,
+                    "::mlir::moe::Routing::token_choice">:$routing,
+  DefaultValuedAttr<F32Attr, "0.0f">:$capacity_factor
+);
+
+//===----------------------------------------------------------------------===//
+// LayerOp
+//===----------------------------------------------------------------------===//
+
+def MoE_LayerOp : MoE_Op<"layer", [AttrSizedOperandSegments]> {
+  let summary = "a whole Mixture-of-Experts layer";
+  let description = [{
+    Computes SPEC §1 in one op: routes every token of `input` (`[T, H]`) with
+    `router` (`[E, H]`), runs the chosen experts and the optional shared
+    expert, and returns `y` (`[T, H]`, the input's element type).
+
+    Routed experts are gated when `gate_proj` is present
+    (`act(v·Wg^T) ⊙ (v·Wu^T)`), plain otherwise (`act(v·Wu^T)`); the shared
+    expert follows the same rule and is present when `shared_up_proj` is.
+    The routing attributes are those of `moe.gate`. `moe-expand` rewrites
+    this op into gate, dispatch, expert, shared_expert and combine.
+
+    Example (Mixtral-like, 8 experts, top-2, one dynamic token dimension):
+
+    ```mlir
+    %y = moe.layer %x router(%wr : tensor<8x64xf32>)
+           gate_proj(%wg : tensor<8x128x64xf32>)
+           up_proj(%wu : tensor<8x128x64xf32>)
+           down_proj(%wd : tensor<8x64x128xf32>)
+           {top_k = 2 : i64} : tensor<?x64xf32> -> tensor<?x64xf32>
+    ```
+  }];
+  let arguments = !con((ins
+    MoE_DataTensor2D:$input,
+    MoE_DataTensor2D:$router,
+    Optional<MoE_DataTensor1D>:$router_bias,
+    Optional<MoE_DataTensor1D>:$selection_bias,
+    Optional<MoE_DataTensor3D>:$gate_proj,
+    MoE_DataTensor3D:$up_proj,
+    MoE_DataTensor3D:$down_proj,
+    Optional<MoE_DataTensor2D>:$shared_gate_proj,
+    Optional<MoE_DataTensor2D>:$shared_up_proj,
+    Optional<MoE_DataTensor2D>:$shared_down_proj,
+    Optional<MoE_DataTensor1D>:$shared_expert_gate),
+    MoE_RoutingAttributes,
+    (ins DefaultValuedAttr<MoE_ActivationAttr,
+                           "::mlir::moe::Activation::silu">:$activation));
+  let results = (outs MoE_DataTensor2D:$output);
+  let assemblyFormat = [{
+    $input `router` `(` $router `:` type($router) `)`
+    (`router_bias` `(` $router_bias^ `:` type($router_bias) `)`)?
+    (`selection_bias` `(` $selection_bias^ `:` type($selection_bias) `)`)?
+    (`gate_proj` `(` $gate_proj^ `:` type($gate_proj) `)`)?
+    `up_proj` `(` $up_proj `:` type($up_proj) `)`
+    `down_proj` `(` $down_proj `:` type($down_proj) `)`
+    (`shared_gate_proj` `(` $shared_gate_proj^ `:`
+     type($shared_gate_proj) `)`)?
+    (`shared_up_proj` `(` $shared_up_proj^ `:`
+     type($shared_up_proj) `)`)?
+    (`shared_down_proj` `(` $shared_down_proj^ `:`
+     type($shared_down_proj) `)`)?
+    (`shared_expert_gate` `(` $shared_expert_gate^ `:`
+     type($shared_expert_gate) `)`)?
+    attr-dict `:` type($input) `->` type($output)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// GateOp
+//===----------------------------------------------------------------------===//
+
+def MoE_GateOp : MoE_Op<"gate", [AttrSizedOperandSegments]> {
+  let summary = "router scores, chosen expert ids and routing weights";
+  let description = [{
+    SPEC §1 routing, in f32 whatever the input type: `logits = x·Wr^T (+
+    router_bias)`, softmax or sigmoid scores, `selection_bias` added for the
+    choice only, grouped selection when `n_group > 1` (a group scored by
+    `group_score`, only the best `topk_group` groups allowed), the top
+    `top_k` experts by descending choice value (ties to the lower index),
+    weights normalized (`normalize_top_k`) and scaled
+    (`routed_scaling_factor`). With `capacity_factor > 0` each expert grants
+    at most `ceil(capacity_factor·T·k/E)` slots, slot-major in token order;
+    a dropped slot has id -1 and weight 0.
+
+    Results are per token slot: `ids` and `weights` are `[T, top_k]` for
+    token choice. For `expert_choice` they are `[T, E]`: slot `e` of token
+    `t` holds `e` and `scores[t, e]` when expert `e` took token `t`, and -1
+    and 0 otherwise, so that later stages treat both kinds alike.
+
+    ```mlir
+    %ids, %w = moe.gate %x, %wr selection_bias(%b : tensor<64xf32>)
+                 {top_k = 6 : i64, scoring = #moe.scoring<sigmoid>,
+                  n_group = 8 : i64, topk_group = 3 : i64}
+                 : tensor<?x128xf32>, tensor<64x128xf32>
+                 -> tensor<?x6xi32>, tensor<?x6xf32>
+    ```
+  }];
+  let arguments = !con((ins
+    MoE_DataTensor2D:$input,
+    MoE_DataTensor2D:$router,
+    Optional<MoE_DataTensor1D>:$router_bias,
+    Optional<MoE_DataTensor1D>:$selection_bias),
+    MoE_RoutingAttributes);
+  let results = (outs MoE_I32Tensor2D:$ids, MoE_F32Tensor2D:$weights);
+  let assemblyFormat = [{
+    $input `,` $router
+    (`router_bias` `(` $router_bias^ `:` type($router_bias) `)`)?
+    (`selection_bias` `(` $selection_bias^ `:` type($selection_bias) `)`)?
+    attr-dict `:` type($input) `,` type($router) `->` type($ids) `,`
+    type($weights)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// DispatchOp
+//===----------------------------------------------------------------------===//
+
+def MoE_DispatchOp : MoE_Op<"dispatch"> {
+  let summary = "the routing plan: token slots grouped by expert";
+  let description = [{
+    Turns the per-slot expert ids (`[T, K]`, -1 for a slot no expert takes)
+    into a plan that expert kernels tile by expert:
+
+    * `counts` (`[E]`): the slots each expert takes (the histogram);
+    * `offsets` (`[E + 1]`): where each expert's segment starts among the
+      plan's rows; every segment is padded to a multiple of `row_tile`, so
+      each tile of `row_tile` rows belongs to one expert, and `offsets[E]` is
+      the number of rows;
+    * `slots` (`[offsets[E]]`): the flat slot index `t·K + j` each row
+      serves, in token order within an expert, -1 for padding rows;
+    * `slot_rows` (`[T, K]`): the inverse, the row serving each slot, -1 for
+      a dropped slot.
+
+    The plan holds indices only: no row of `x` is copied. An expert kernel
+    reads its input rows through `slots` (token `slots[r] / K`) and combine
+    reads expert rows through `slot_rows`, without a scatter.
+
+    ```mlir
+    %counts, %offsets, %slots, %rows = moe.dispatch %ids
+        {num_experts = 8 : i64, row_tile = 16 : i64}
+        : tensor<?x2xi32> -> tensor<8xi32>, tensor<9xi32>, tensor<?xi32>,
+                             tensor<?x2xi32>
+    ```
+  }];
+  let arguments = (ins
+    MoE_I32Tensor2D:$ids,
+    MoE_PositiveI64Attr:$num_experts,
+    DefaultValuedAttr<MoE_PositiveI64Attr, "1">:$row_tile);
+  let results = (outs
+    MoE_I32Tensor1D:$counts,
+    MoE_I32Tensor1D:$offsets,
+    MoE_I32Tensor1D:$slots,
+    MoE_I32Tensor2D:$slot_rows);
+  let assemblyFormat = [{
+    $ids attr-dict `:` type($ids) `->` type($counts) `,` type($offsets) `,`
+    type($slots) `,` type($slot_rows)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// ExpertOp
+//===----------------------------------------------------------------------===//
+
+def MoE_ExpertOp : MoE_Op<"expert"> {
+  let summary = "every routed expert's FFN over its segment of the plan";
+  let description = [{
+    For each expert `e` and each plan row `r` in `[offsets[e],
+    offsets[e+1])` with `slots[r] >= 0`, computes `FFN_e(input[slots[r] /
+    slots_per_token])` into row `r` of the result (`[rows, H]`, f32); padding
+    rows are zero. Weights are `[E, F, H]` (`gate_proj`, `up_proj`) and
+    `[E, H, F]` (`down_proj`) in PyTorch `nn.Linear` layout, read in place.
+    The FFN is gated when `gate_proj` is present.
+
+    ```mlir
+    %out = moe.expert %x, %slots, %offsets
+             gate_proj(%wg : tensor<8x128x64xf32>)
+             up_proj(%wu : tensor<8x128x64xf32>)
+             down_proj(%wd : tensor<8x64x128xf32>)
+             {slots_per_token = 2 : i64, activation = #moe.activation<gelu>}
+             : tensor<?x64xf32>, tensor<?xi32>, tensor<9xi32>
+             -> tensor<?x64xf32>
+    ```
+  }];
+  let arguments = (ins
+    MoE_DataTensor2D:$input,
+    MoE_I32Tensor1D:$slots,
+    MoE_I32Tensor1D:$offsets,
+    Optional<MoE_DataTensor3D>:$gate_proj,
+    MoE_DataTensor3D:$up_proj,
+    MoE_DataTensor3D:$down_proj,
+    MoE_PositiveI64Attr:$slots_per_token,
+    DefaultValuedAttr<MoE_ActivationAttr,
+                      "::mlir::moe::Activation::silu">:$activation);
+  let results = (outs MoE_F32Tensor2D:$output);
+  let assemblyFormat = [{
+    $input `,` $slots `,` $offsets
+    (`gate_proj` `(` $gate_proj^ `:` type($gate_proj) `)`)?
+    `up_proj` `(` $up_proj `:` type($up_proj) `)`
+    `down_proj` `(` $down_proj `:` type($down_proj) `)`
+    attr-dict `:` type($input) `,` type($slots) `,` type($offsets) `->`
+    type($output)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// SharedExpertOp
+//===----------------------------------------------------------------------===//
+
+def MoE_SharedExpertOp : MoE_Op<"shared_expert", [AttrSizedOperandSegments]> {
+  let summary = "the dense FFN every token goes through";
+  let description = [{
+    `FFN_s(x_t)` for every token (`gate_proj`, `up_proj`: `[Fs, H]`,
+    `down_proj`: `[H, Fs]`; gated when `gate_proj` is present), scaled by
+    `sigmoid(x_t · expert_gate)` when `expert_gate` (`[H]`) is present.
+    The result is `[T, H]` in f32.
+
+    ```mlir
+    %s = moe.shared_expert %x gate_proj(%sg : tensor<256x64xf32>)
+           up_proj(%su : tensor<256x64xf32>) down_proj(%sd : tensor<64x256xf32>)
+           expert_gate(%g : tensor<64xf32>)
+           : tensor<?x64xf32> -> tensor<?x64xf32>
+    ```
+  }];
+  let arguments = (ins
+    MoE_DataTensor2D:$input,
+    Optional<MoE_DataTensor2D>:$gate_proj,
+    MoE_DataTensor2D:$up_proj,
+    MoE_DataTensor2D:$down_proj,
+    Optional<MoE_DataTensor1D>:$expert_gate,
+    DefaultValuedAttr<MoE_ActivationAttr,
+                      "::mlir::moe::Activation::silu">:$activation);
+  let results = (outs MoE_F32Tensor2D:$output);
+  let assemblyFormat = [{
+    $input
+    (`gate_proj` `(` $gate_proj^ `:` type($gate_proj) `)`)?
+    `up_proj` `(` $up_proj `:` type($up_proj) `)`
+    `down_proj` `(` $down_proj `:` type($down_proj) `)`
+    (`expert_gate` `(` $expert_gate^ `:` type($expert_gate) `)`)?
+    attr-dict `:` type($input) `->` type($output)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// CombineOp
+//===----------------------------------------------------------------------===//
+
+def MoE_CombineOp : MoE_Op<"combine"> {
+  let summary = "the weighted sum of expert rows back in token order";
+  let description = [{
+    `y[t] = Σ_j weights[t, j] · expert_output[slot_rows[t, j]]`, skipping
+    slots whose row is -1, plus `shared[t]` when `shared` is present. A
+    gather-reduction per token, never a scatter-add. The sum is in f32 and
+    rounded once to the result's element type.
+
+    ```mlir
+    %y = moe.combine %out, %rows, %w shared(%s : tensor<?x64xf32>)
+           : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32>
+           -> tensor<?x64xbf16>
+    ```
+  }];
+  let arguments = (ins
+    MoE_F32Tensor2D:$expert_output,
+    MoE_I32Tensor2D:$slot_rows,
+    MoE_F32Tensor2D:$weights,
+    Optional<MoE_F32Tensor2D>:$shared);
+  let results = (outs MoE_DataTensor2D:$output);
+  let assemblyFormat = [{
+    $expert_output `,` $slot_rows `,` $weights
+    (`shared` `(` $shared^ `:` type($shared) `)`)?
+    attr-dict `:` type($expert_output) `,` type($slot_rows) `,`
+    type($weights) `->` type($output)
+  }];
+  let hasVerifier = 1;
+}
+
+#endif // MOE_DIALECT_MOE_IR_MOEOPS_TD

@@ -1,0 +1,38 @@
+//===- Passes.td - Transformations of the moe dialect ------*- tablegen -*-===//
+//
+// Part of the moe-mlir project.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_DIALECT_MOE_TRANSFORMS_PASSES_TD
+#define MOE_DIALECT_MOE_TRANSFORMS_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def MoEExpand : Pass<"moe-expand"> {
+  let summary = "Split every moe.layer into gate, dispatch, expert and combine";
+  let description = [{
+    Rewrites each `moe.layer` into its stages, so that later passes can tile
+    and fuse them one by one:
+
+    ```
+    ids, weights            = moe.gate(x, router, biases)
+    counts, offsets, slots,
+    slot_rows               = moe.dispatch(ids)
+    rows                    = moe.expert(x, slots, offsets, Wg, Wu, Wd)
+    shared                  = moe.shared_expert(x, Wsg, Wsu, Wsd, wsgate)
+    y                       = moe.combine(rows, slot_rows, weights, shared)
+    ```
+
+    The plan's rows are padded to `row-tile`, the row tile the expert
+    kernels will use; 1 means no padding.
+  }];
+  let dependentDialects = ["::mlir::tensor::TensorDialect"];
+  let options = [
+    Option<"rowTile", "row-tile", "int64_t", /*default=*/"1",
+           "Rows per expert tile: each expert's segment of the plan is "
+           "padded to a multiple of it">
+  ];
+}
+
+#endif // MOE_DIALECT_MOE_TRANSFORMS_PASSES_TD

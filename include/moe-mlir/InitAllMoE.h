@@ -1,0 +1,38 @@
+//===- InitAllMoE.h - Everything moe-mlir registers -------------*- C++ -*-===//
+//
+// Part of the moe-mlir project.
+//
+// The one place that lists the project's dialects and passes, shared by
+// every tool so that moe-opt and moe-compile accept the same IR.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_INITALLMOE_H
+#define MOE_INITALLMOE_H
+
+#include "moe-mlir/Dialect/MoE/IR/MoEDialect.h"
+#include "moe-mlir/Dialect/MoE/Transforms/Passes.h"
+
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/InitAllPasses.h"
+
+namespace mlir::moe {
+
+/// Upstream dialects, their extensions, and the moe dialect.
+inline void registerAllDialects(DialectRegistry &registry) {
+  mlir::registerAllDialects(registry);
+  mlir::registerAllExtensions(registry);
+  registry.insert<MoEDialect>();
+}
+
+/// Upstream passes and every moe pass and pipeline.
+inline void registerAllPasses() {
+  mlir::registerAllPasses();
+  registerMoEPasses();
+}
+
+} // namespace mlir::moe
+
+#endif // MOE_INITALLMOE_H

@@ -1,0 +1,400 @@
+//===- MoEOps.cpp - Verifiers of the moe dialect's operations -------------===//
+//
+// Part of the moe-mlir project.
+//
+// Each check is a free function named after the rule it enforces, and its
+// diagnostic names the operand or attribute that broke it; `moe.layer` and
+// the stage ops share them so that a rule reads the same wherever it fails.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/OpImplementation.h"
+#include "mlir/IR/TypeUtilities.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::moe;
+
+//===----------------------------------------------------------------------===//
+// Shape and type rules
+//===----------------------------------------------------------------------===//
+
+/// Dimension `dim` of `name` must equal `expected` (`what` says what that
+/// is); a dynamic size on either side is checked at run time instead.
+static LogicalResult verifyDim(Operation *op, StringRef name, Value value,
+                               unsigned dim, int64_t expected, StringRef what) {
+  int64_t size = cast<RankedTensorType>(value.getType()).getDimSize(dim);
+  if (ShapedType::isDynamic(size) || ShapedType::isDynamic(expected) ||
+      size == expected)
+    return success();
+  return op->emitOpError() << "'" << name << "' dimension " << dim << " is "
+                           << size << " but must equal " << what << " ("
+                           << expected << ")";
+}
+
+/// Weights are compiled into the layer, so their shapes must be known.
+static LogicalResult verifyStaticShape(Operation *op, StringRef name,
+                                       Value value) {
+  if (cast<RankedTensorType>(value.getType()).hasStaticShape())
+    return success();
+  return op->emitOpError() << "'" << name << "' must have a static shape";
+}
+
+/// Weights, biases and activations share one data type (SPEC §1, data types).
+static LogicalResult verifyElementType(Operation *op, StringRef name,
+                                       Value value, Type expected) {
+  Type type = getElementTypeOrSelf(value.getType());
+  if (type == expected)
+    return success();
+  return op->emitOpError() << "'" << name << "' element type " << type
+                           << " must equal the input's element type "
+                           << expected;
+}
+
+/// A weight operand: static shape, the input's data type.
+static LogicalResult verifyWeight(Operation *op, StringRef name, Value value,
+                                  Type dataType) {
+  if (!value)
+    return success();
+  if (failed(verifyStaticShape(op, name, value)))
+    return failure();
+  return verifyElementType(op, name, value, dataType);
+}
+
+static int64_t dimOf(Value value, unsigned dim) {
+  return cast<RankedTensorType>(value.getType()).getDimSize(dim);
+}
+
+//===----------------------------------------------------------------------===//
+// Routing rules (SPEC §1, routing steps 1-7 and expert choice)
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// The operands and attributes that `moe.layer` and `moe.gate` share.
+struct RoutingOperands {
+  Value input, router, routerBias, selectionBias;
+};
+} // namespace
+
+template <typename OpTy>
+static LogicalResult verifyRouting(OpTy op, const RoutingOperands &operands) {
+  Operation *raw = op.getOperation();
+  Type dataType = getElementTypeOrSelf(operands.input.getType());
+  if (failed(verifyWeight(raw, "router", operands.router, dataType)) ||
+      failed(verifyWeight(raw, "router_bias", operands.routerBias, dataType)) ||
+      failed(verifyWeight(raw, "selection_bias", operands.selectionBias,
+                          dataType)))
+    return failure();
+
+  int64_t hidden = dimOf(operands.input, 1);
+  int64_t numExperts = dimOf(operands.router, 0);
+  if (ShapedType::isDynamic(hidden))
+    return op.emitOpError("'input' must have a static hidden size "
+                          "(dimension 1)");
+  if (failed(verifyDim(raw, "router", operands.router, 1, hidden,
+                       "the hidden size")))
+    return failure();
+  if (operands.routerBias &&
+      failed(verifyDim(raw, "router_bias", operands.routerBias, 0, numExperts,
+                       "the number of experts")))
+    return failure();
+  if (operands.selectionBias &&
+      failed(verifyDim(raw, "selection_bias", operands.selectionBias, 0,
+                       numExperts, "the number of experts")))
+    return failure();
+
+  int64_t nGroup = op.getNGroup();
+  int64_t topkGroup = op.getTopkGroup();
+  if (numExperts % nGroup != 0)
+    return op.emitOpError() << "'n_group' (" << nGroup
+                            << ") must divide the number of experts ("
+                            << numExperts << ")";
+  if (topkGroup > nGroup)
+    return op.emitOpError() << "'topk_group' (" << topkGroup
+                            << ") must not exceed 'n_group' (" << nGroup
+                            << ")";
+  int64_t groupSize = numExperts / nGroup;
+  if (nGroup > 1 && op.getGroupScore() == GroupScore::top2_sum &&
+      groupSize < 2)
+    return op.emitOpError() << "'group_score' top2_sum needs at least 2 "
+                               "experts per group, but groups have "
+                            << groupSize;
+
+  float scaling = op.getRoutedScalingFactor().convertToFloat();
+  if (!std::isfinite(scaling) || scaling <= 0)
+    return op.emitOpError() << "'routed_scaling_factor' (" << scaling
+                            << ") must be finite and positive";
+  float capacity = op.getCapacityFactor().convertToFloat();
+  if (!std::isfinite(capacity) || capacity < 0)
+    return op.emitOpError() << "'capacity_factor' (" << capacity
+                            << ") must be finite and not negative";
+
+  if (op.getRouting() == Routing::token_choice) {
+    int64_t allowed = topkGroup * groupSize;
+    if (op.getTopK() > allowed)
+      return op.emitOpError()
+             << "'top_k' (" << op.getTopK()
+             << ") must not exceed the experts routing may choose from ("
+             << allowed << ")";
+    return success();
+  }
+
+  // Expert choice (Zhou et al. 2022) is defined for softmax scores over all
+  // experts, with a capacity that sets how many tokens each expert takes.
+  if (capacity <= 0)
+    return op.emitOpError("'routing' expert_choice needs a positive "
+                          "'capacity_factor'");
+  if (op.getScoring() != Scoring::softmax)
+    return op.emitOpError("'routing' expert_choice needs softmax 'scoring'");
+  if (nGroup != 1)
+    return op.emitOpError("'routing' expert_choice does not take grouped "
+                          "routing ('n_group' must be 1)");
+  if (operands.selectionBias)
+    return op.emitOpError("'routing' expert_choice does not take a "
+                          "'selection_bias'");
+  return success();
+}
+
+/// The slots per token a gate produces: `top_k`, or every expert for expert
+/// choice.
+template <typename OpTy>
+static int64_t slotsPerToken(OpTy op, int64_t numExperts) {
+  return op.getRouting() == Routing::expert_choice ? numExperts
+                                                   : op.getTopK();
+}
+
+//===----------------------------------------------------------------------===//
+// Expert weight rules (SPEC §1, expert e)
+//===----------------------------------------------------------------------===//
+
+namespace {
+struct ExpertWeights {
+  Value gate, up, down;
+};
+} // namespace
+
+/// `gate`, `up`: [E, F, H]; `down`: [E, H, F], all in the input's type.
+static LogicalResult verifyExpertWeights(Operation *op, const ExpertWeights &w,
+                                         Value input, int64_t numExperts,
+                                         StringRef prefix = "") {
+  Type dataType = getElementTypeOrSelf(input.getType());
+  std::string gate = (prefix + "gate_proj").str();
+  std::string up = (prefix + "up_proj").str();
+  std::string down = (prefix + "down_proj").str();
+  if (failed(verifyWeight(op, gate, w.gate, dataType)) ||
+      failed(verifyWeight(op, up, w.up, dataType)) ||
+      failed(verifyWeight(op, down, w.down, dataType)))
+    return failure();
+  int64_t hidden = dimOf(input, 1);
+  int64_t intermediate = dimOf(w.up, 1);
+  if (failed(verifyDim(op, up, w.up, 0, numExperts, "the number of experts")) ||
+      failed(verifyDim(op, up, w.up, 2, hidden, "the hidden size")) ||
+      failed(verifyDim(op, down, w.down, 0, numExperts,
+                       "the number of experts")) ||
+      failed(verifyDim(op, down, w.down, 1, hidden, "the hidden size")) ||
+      failed(verifyDim(op, down, w.down, 2, intermediate,
+                       "the intermediate size")))
+    return failure();
+  if (w.gate && w.gate.getType() != w.up.getType())
+    return op->emitOpError() << "'" << gate << "' type " << w.gate.getType()
+                             << " must equal '" << up << "' type "
+                             << w.up.getType();
+  return success();
+}
+
+namespace {
+struct SharedExpertWeights {
+  Value gate, up, down, expertGate;
+};
+} // namespace
+
+/// `gate`, `up`: [Fs, H]; `down`: [H, Fs]; `expertGate`: [H].
+static LogicalResult verifySharedWeights(Operation *op,
+                                         const SharedExpertWeights &w,
+                                         Value input, StringRef prefix) {
+  Type dataType = getElementTypeOrSelf(input.getType());
+  std::string gate = (prefix + "gate_proj").str();
+  std::string up = (prefix + "up_proj").str();
+  std::string down = (prefix + "down_proj").str();
+  std::string expertGate =
+      prefix.empty() ? "expert_gate" : (prefix + "expert_gate").str();
+  if (failed(verifyWeight(op, gate, w.gate, dataType)) ||
+      failed(verifyWeight(op, up, w.up, dataType)) ||
+      failed(verifyWeight(op, down, w.down, dataType)) ||
+      failed(verifyWeight(op, expertGate, w.expertGate, dataType)))
+    return failure();
+  int64_t hidden = dimOf(input, 1);
+  int64_t intermediate = dimOf(w.up, 0);
+  if (failed(verifyDim(op, up, w.up, 1, hidden, "the hidden size")) ||
+      failed(verifyDim(op, down, w.down, 0, hidden, "the hidden size")) ||
+      failed(verifyDim(op, down, w.down, 1, intermediate,
+                       "the shared intermediate size")))
+    return failure();
+  if (w.gate && w.gate.getType() != w.up.getType())
+    return op->emitOpError() << "'" << gate << "' type " << w.gate.getType()
+                             << " must equal '" << up << "' type "
+                             << w.up.getType();
+  if (w.expertGate && failed(verifyDim(op, expertGate, w.expertGate, 0, hidden,
+                                       "the hidden size")))
+    return failure();
+  return success();
+}
+
+/// Token-major results (`[T, ...]`) follow the input's token count.
+static LogicalResult verifyTokens(Operation *op, StringRef name, Value value,
+                                  Value input) {
+  return verifyDim(op, name, value, 0, dimOf(input, 0),
+                   "the number of tokens");
+}
+
+//===----------------------------------------------------------------------===//
+// LayerOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult LayerOp::verify() {
+  if (failed(verifyRouting(*this, {getInput(), getRouter(), getRouterBias(),
+                                   getSelectionBias()})))
+    return failure();
+  int64_t numExperts = dimOf(getRouter(), 0);
+  if (failed(verifyExpertWeights(*this, {getGateProj(), getUpProj(),
+                                         getDownProj()},
+                                 getInput(), numExperts)))
+    return failure();
+
+  bool hasShared = getSharedUpProj() != nullptr;
+  if (hasShared != (getSharedDownProj() != nullptr))
+    return emitOpError("'shared_up_proj' and 'shared_down_proj' must be "
+                       "given together");
+  if (!hasShared && (getSharedGateProj() || getSharedExpertGate()))
+    return emitOpError("'shared_gate_proj' and 'shared_expert_gate' need a "
+                       "shared expert ('shared_up_proj')");
+  if (hasShared && (getSharedGateProj() != nullptr) !=
+                       (getGateProj() != nullptr))
+    return emitOpError("the shared expert must be gated ('shared_gate_proj') "
+                       "exactly when the routed experts are ('gate_proj')");
+  if (hasShared &&
+      failed(verifySharedWeights(*this,
+                                 {getSharedGateProj(), getSharedUpProj(),
+                                  getSharedDownProj(), getSharedExpertGate()},
+                                 getInput(), "shared_")))
+    return failure();
+
+  if (getOutput().getType() != getInput().getType())
+    return emitOpError() << "result type " << getOutput().getType()
+                         << " must equal the input type "
+                         << getInput().getType();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// GateOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult GateOp::verify() {
+  if (failed(verifyRouting(*this, {getInput(), getRouter(), getRouterBias(),
+                                   getSelectionBias()})))
+    return failure();
+  if (getIds().getType().getShape() != getWeights().getType().getShape())
+    return emitOpError("'ids' and 'weights' must have the same shape");
+  int64_t numExperts = dimOf(getRouter(), 0);
+  StringRef width = getRouting() == Routing::expert_choice
+                        ? "the number of experts (expert choice)"
+                        : "'top_k'";
+  if (failed(verifyTokens(*this, "ids", getIds(), getInput())) ||
+      failed(verifyDim(*this, "ids", getIds(), 1,
+                       slotsPerToken(*this, numExperts), width)))
+    return failure();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// DispatchOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult DispatchOp::verify() {
+  int64_t numExperts = getNumExperts();
+  if (failed(verifyDim(*this, "counts", getCounts(), 0, numExperts,
+                       "'num_experts'")) ||
+      failed(verifyDim(*this, "offsets", getOffsets(), 0, numExperts + 1,
+                       "'num_experts' + 1")))
+    return failure();
+  if (failed(mlir::verifyCompatibleShape(getSlotRows().getType(),
+                                         getIds().getType())))
+    return emitOpError() << "'slot_rows' type " << getSlotRows().getType()
+                         << " must have the shape of 'ids' "
+                         << getIds().getType();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// ExpertOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult ExpertOp::verify() {
+  int64_t numExperts = dimOf(getUpProj(), 0);
+  if (ShapedType::isDynamic(dimOf(getInput(), 1)))
+    return emitOpError("'input' must have a static hidden size (dimension 1)");
+  if (failed(verifyExpertWeights(*this, {getGateProj(), getUpProj(),
+                                         getDownProj()},
+                                 getInput(), numExperts)) ||
+      failed(verifyDim(*this, "offsets", getOffsets(), 0,
+                       ShapedType::isDynamic(numExperts) ? numExperts
+                                                         : numExperts + 1,
+                       "the number of experts + 1")) ||
+      failed(verifyDim(*this, "output", getOutput(), 0, dimOf(getSlots(), 0),
+                       "the number of plan rows ('slots')")) ||
+      failed(verifyDim(*this, "output", getOutput(), 1, dimOf(getInput(), 1),
+                       "the hidden size")))
+    return failure();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// SharedExpertOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult SharedExpertOp::verify() {
+  if (ShapedType::isDynamic(dimOf(getInput(), 1)))
+    return emitOpError("'input' must have a static hidden size (dimension 1)");
+  if (failed(verifySharedWeights(*this,
+                                 {getGateProj(), getUpProj(), getDownProj(),
+                                  getExpertGate()},
+                                 getInput(), "")) ||
+      failed(verifyTokens(*this, "output", getOutput(), getInput())) ||
+      failed(verifyDim(*this, "output", getOutput(), 1, dimOf(getInput(), 1),
+                       "the hidden size")))
+    return failure();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// CombineOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult CombineOp::verify() {
+  if (failed(mlir::verifyCompatibleShape(getWeights().getType(),
+                                         getSlotRows().getType())))
+    return emitOpError() << "'weights' type " << getWeights().getType()
+                         << " must have the shape of 'slot_rows' "
+                         << getSlotRows().getType();
+  int64_t hidden = dimOf(getOutput(), 1);
+  if (failed(verifyDim(*this, "expert_output", getExpertOutput(), 1, hidden,
+                       "the output's hidden size")) ||
+      failed(verifyDim(*this, "slot_rows", getSlotRows(), 0,
+                       dimOf(getOutput(), 0), "the number of output tokens")))
+    return failure();
+  if (getShared() &&
+      failed(mlir::verifyCompatibleShape(getShared().getType(),
+                                         getOutput().getType())))
+    return emitOpError() << "'shared' type " << getShared().getType()
+                         << " must have the shape of the result "
+                         << getOutput().getType();
+  return success();
+}
+
+#define GET_OP_CLASSES
+#include "moe-mlir/Dialect/MoE/IR/MoEOps.cpp.inc"

@@ -1,0 +1,97 @@
+//===- Expand.cpp - Split moe.layer into its stages -----------------------===//
+//
+// Part of the moe-mlir project.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
+#include "moe-mlir/Dialect/MoE/Transforms/Passes.h"
+
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_MOEEXPAND
+#include "moe-mlir/Dialect/MoE/Transforms/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+struct ExpandLayer : OpRewritePattern<LayerOp> {
+  ExpandLayer(MLIRContext *context, int64_t rowTile)
+      : OpRewritePattern(context), rowTile(rowTile) {}
+
+  LogicalResult matchAndRewrite(LayerOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    auto inputType = cast<RankedTensorType>(op.getInput().getType());
+    int64_t numTokens = inputType.getDimSize(0);
+    int64_t hidden = inputType.getDimSize(1);
+    int64_t numExperts =
+        cast<RankedTensorType>(op.getRouter().getType()).getDimSize(0);
+    int64_t slotsPerToken = op.getRouting() == Routing::expert_choice
+                                ? numExperts
+                                : static_cast<int64_t>(op.getTopK());
+    Type i32 = rewriter.getI32Type();
+    Type f32 = rewriter.getF32Type();
+    auto perSlot = [&](Type elementType) {
+      return RankedTensorType::get({numTokens, slotsPerToken}, elementType);
+    };
+
+    auto gate = GateOp::create(
+        rewriter, loc, perSlot(i32), perSlot(f32), op.getInput(),
+        op.getRouter(), op.getRouterBias(), op.getSelectionBias(),
+        op.getTopKAttr(), op.getScoringAttr(), op.getNormalizeTopKAttr(),
+        op.getRoutedScalingFactorAttr(), op.getNGroupAttr(),
+        op.getTopkGroupAttr(), op.getGroupScoreAttr(), op.getRoutingAttr(),
+        op.getCapacityFactorAttr());
+
+    auto dispatch = DispatchOp::create(
+        rewriter, loc, RankedTensorType::get({numExperts}, i32),
+        RankedTensorType::get({numExperts + 1}, i32),
+        RankedTensorType::get({ShapedType::kDynamic}, i32), perSlot(i32),
+        gate.getIds(), numExperts, rowTile);
+
+    auto experts = ExpertOp::create(
+        rewriter, loc,
+        RankedTensorType::get({ShapedType::kDynamic, hidden}, f32),
+        op.getInput(), dispatch.getSlots(), dispatch.getOffsets(),
+        op.getGateProj(), op.getUpProj(), op.getDownProj(), slotsPerToken,
+        op.getActivation());
+
+    Value shared;
+    if (op.getSharedUpProj())
+      shared = SharedExpertOp::create(
+          rewriter, loc, RankedTensorType::get({numTokens, hidden}, f32),
+          op.getInput(), op.getSharedGateProj(), op.getSharedUpProj(),
+          op.getSharedDownProj(), op.getSharedExpertGate(),
+          op.getActivation());
+
+    rewriter.replaceOpWithNewOp<CombineOp>(op, inputType, experts.getOutput(),
+                                           dispatch.getSlotRows(),
+                                           gate.getWeights(), shared);
+    return success();
+  }
+
+  int64_t rowTile;
+};
+
+struct MoEExpandPass : moe::impl::MoEExpandBase<MoEExpandPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    if (rowTile < 1) {
+      getOperation()->emitError()
+          << "moe-expand: 'row-tile' (" << rowTile.getValue()
+          << ") must be positive";
+      return signalPassFailure();
+    }
+    RewritePatternSet patterns(&getContext());
+    patterns.add<ExpandLayer>(&getContext(), rowTile);
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+      signalPassFailure();
+  }
+};
+} // namespace

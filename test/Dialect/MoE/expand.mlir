@@ -1,0 +1,78 @@
+// RUN: moe-opt %s -split-input-file -moe-expand | FileCheck %s
+// RUN: moe-opt %s -split-input-file -moe-expand=row-tile=16 | FileCheck %s --check-prefix=TILE
+
+// CHECK-LABEL: func.func @gated_top2
+// CHECK-SAME: (%[[X:.*]]: tensor<?x64xf32>, %[[WR:.*]]: tensor<8x64xf32>, %[[WG:.*]]: tensor<8x128x64xf32>, %[[WU:.*]]: tensor<8x128x64xf32>, %[[WD:.*]]: tensor<8x64x128xf32>)
+// CHECK: %[[IDS:.*]], %[[W:.*]] = moe.gate %[[X]], %[[WR]] {top_k = 2 : i64} : tensor<?x64xf32>, tensor<8x64xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+// CHECK: %[[COUNTS:.*]], %[[OFFSETS:.*]], %[[SLOTS:.*]], %[[ROWS:.*]] = moe.dispatch %[[IDS]] {num_experts = 8 : i64} : tensor<?x2xi32> -> tensor<8xi32>, tensor<9xi32>, tensor<?xi32>, tensor<?x2xi32>
+// CHECK: %[[OUT:.*]] = moe.expert %[[X]], %[[SLOTS]], %[[OFFSETS]] gate_proj(%[[WG]] : tensor<8x128x64xf32>) up_proj(%[[WU]] : tensor<8x128x64xf32>) down_proj(%[[WD]] : tensor<8x64x128xf32>) {slots_per_token = 2 : i64} : tensor<?x64xf32>, tensor<?xi32>, tensor<9xi32> -> tensor<?x64xf32>
+// CHECK-NOT: moe.shared_expert
+// CHECK: %[[Y:.*]] = moe.combine %[[OUT]], %[[ROWS]], %[[W]] : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x64xf32>
+// CHECK: return %[[Y]]
+// CHECK-NOT: moe.layer
+// TILE-LABEL: func.func @gated_top2
+// TILE: moe.dispatch %{{.*}} {num_experts = 8 : i64, row_tile = 16 : i64}
+func.func @gated_top2(%x: tensor<?x64xf32>, %wr: tensor<8x64xf32>,
+    %wg: tensor<8x128x64xf32>, %wu: tensor<8x128x64xf32>,
+    %wd: tensor<8x64x128xf32>) -> tensor<?x64xf32> {
+  %y = moe.layer %x router(%wr : tensor<8x64xf32>)
+         gate_proj(%wg : tensor<8x128x64xf32>) up_proj(%wu : tensor<8x128x64xf32>)
+         down_proj(%wd : tensor<8x64x128xf32>)
+         {top_k = 2 : i64} : tensor<?x64xf32> -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+// Routing attributes and biases go to moe.gate, the activation to both
+// expert ops, and the shared expert's output to moe.combine.
+// CHECK-LABEL: func.func @deepseek_like
+// CHECK-SAME: (%[[X:.*]]: tensor<?x32xbf16>, %[[WR:[^:]*]]: {{.*}}, %[[RB:[^:]*]]: {{.*}}, %[[SB:[^:]*]]: {{.*}}, %[[WU:[^:]*]]: {{.*}}, %[[WD:[^:]*]]: {{.*}}, %[[SU:[^:]*]]: {{.*}}, %[[SD:[^:]*]]: {{.*}}, %[[SG:[^:]*]]: {{.*}})
+// CHECK: %[[IDS:.*]], %[[W:.*]] = moe.gate %[[X]], %[[WR]] router_bias(%[[RB]] : tensor<16xbf16>) selection_bias(%[[SB]] : tensor<16xbf16>) {capacity_factor = 1.250000e+00 : f32, group_score = #moe.group_score<max>, n_group = 4 : i64, normalize_top_k = false, routed_scaling_factor = 2.500000e+00 : f32, scoring = #moe.scoring<sigmoid>, top_k = 4 : i64, topk_group = 2 : i64} : tensor<?x32xbf16>, tensor<16x32xbf16> -> tensor<?x4xi32>, tensor<?x4xf32>
+// CHECK: %{{.*}}, %[[OFFSETS:.*]], %[[SLOTS:.*]], %[[ROWS:.*]] = moe.dispatch %[[IDS]] {num_experts = 16 : i64}
+// CHECK: %[[OUT:.*]] = moe.expert %[[X]], %[[SLOTS]], %[[OFFSETS]] up_proj(%[[WU]] : tensor<16x48x32xbf16>) down_proj(%[[WD]] : tensor<16x32x48xbf16>) {activation = #moe.activation<gelu_tanh>, slots_per_token = 4 : i64} : tensor<?x32xbf16>, tensor<?xi32>, tensor<17xi32> -> tensor<?x32xf32>
+// CHECK: %[[SHARED:.*]] = moe.shared_expert %[[X]] up_proj(%[[SU]] : tensor<96x32xbf16>) down_proj(%[[SD]] : tensor<32x96xbf16>) expert_gate(%[[SG]] : tensor<32xbf16>) {activation = #moe.activation<gelu_tanh>} : tensor<?x32xbf16> -> tensor<?x32xf32>
+// CHECK: moe.combine %[[OUT]], %[[ROWS]], %[[W]] shared(%[[SHARED]] : tensor<?x32xf32>) : tensor<?x32xf32>, tensor<?x4xi32>, tensor<?x4xf32> -> tensor<?x32xbf16>
+func.func @deepseek_like(%x: tensor<?x32xbf16>, %wr: tensor<16x32xbf16>,
+    %rb: tensor<16xbf16>, %sb: tensor<16xbf16>, %wu: tensor<16x48x32xbf16>,
+    %wd: tensor<16x32x48xbf16>, %su: tensor<96x32xbf16>,
+    %sd: tensor<32x96xbf16>, %sg: tensor<32xbf16>) -> tensor<?x32xbf16> {
+  %y = moe.layer %x router(%wr : tensor<16x32xbf16>)
+         router_bias(%rb : tensor<16xbf16>) selection_bias(%sb : tensor<16xbf16>)
+         up_proj(%wu : tensor<16x48x32xbf16>) down_proj(%wd : tensor<16x32x48xbf16>)
+         shared_up_proj(%su : tensor<96x32xbf16>)
+         shared_down_proj(%sd : tensor<32x96xbf16>)
+         shared_expert_gate(%sg : tensor<32xbf16>)
+         {top_k = 4 : i64, scoring = #moe.scoring<sigmoid>,
+          normalize_top_k = false, routed_scaling_factor = 2.5 : f32,
+          n_group = 4 : i64, topk_group = 2 : i64,
+          group_score = #moe.group_score<max>, capacity_factor = 1.25 : f32,
+          activation = #moe.activation<gelu_tanh>}
+         : tensor<?x32xbf16> -> tensor<?x32xbf16>
+  return %y : tensor<?x32xbf16>
+}
+
+// -----
+
+// Expert choice: every expert is a slot of every token.
+// CHECK-LABEL: func.func @expert_choice
+// CHECK: moe.gate {{.*}} -> tensor<5x4xi32>, tensor<5x4xf32>
+// CHECK: moe.dispatch %{{.*}} {num_experts = 4 : i64} : tensor<5x4xi32> -> tensor<4xi32>, tensor<5xi32>, tensor<?xi32>, tensor<5x4xi32>
+// CHECK: moe.expert {{.*}} {slots_per_token = 4 : i64}
+// CHECK: moe.shared_expert %{{.*}} gate_proj(
+// CHECK: moe.combine {{.*}} -> tensor<5x16xf16>
+func.func @expert_choice(%x: tensor<5x16xf16>,
+    %wr: tensor<4x16xf16>, %wg: tensor<4x8x16xf16>, %wu: tensor<4x8x16xf16>,
+    %wd: tensor<4x16x8xf16>, %sg: tensor<24x16xf16>, %su: tensor<24x16xf16>,
+    %sd: tensor<16x24xf16>) -> tensor<5x16xf16> {
+  %y = moe.layer %x router(%wr : tensor<4x16xf16>)
+         gate_proj(%wg : tensor<4x8x16xf16>) up_proj(%wu : tensor<4x8x16xf16>)
+         down_proj(%wd : tensor<4x16x8xf16>)
+         shared_gate_proj(%sg : tensor<24x16xf16>)
+         shared_up_proj(%su : tensor<24x16xf16>)
+         shared_down_proj(%sd : tensor<16x24xf16>)
+         {top_k = 1 : i64, routing = #moe.routing<expert_choice>,
+          capacity_factor = 2.0 : f32}
+         : tensor<5x16xf16> -> tensor<5x16xf16>
+  return %y : tensor<5x16xf16>
+}

@@ -1,0 +1,624 @@
+// RUN: moe-opt %s -split-input-file -verify-diagnostics
+// Every verifier rule of the moe dialect, one case each.
+
+func.func @layer_router_element_type(%x: tensor<?x16xf32>, %wr: tensor<4x16xbf16>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'router' element type 'bf16' must equal the input's element type 'f32'}}
+  %y = moe.layer %x router(%wr : tensor<4x16xbf16>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_router_static_shape(%x: tensor<?x16xf32>, %wr: tensor<?x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'router' must have a static shape}}
+  %y = moe.layer %x router(%wr : tensor<?x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_router_bias_element_type(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %rb: tensor<4xf16>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'router_bias' element type 'f16' must equal the input's element type 'f32'}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) router_bias(%rb : tensor<4xf16>) gate_proj(%wg : tensor<4x8x16xf32>)
+         up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_input_static_hidden(%x: tensor<?x?xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'input' must have a static hidden size (dimension 1)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64} : tensor<?x?xf32> -> tensor<?x?xf32>
+  return
+}
+
+// -----
+
+func.func @layer_router_hidden(%x: tensor<?x16xf32>, %wr: tensor<4x12xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'router' dimension 1 is 12 but must equal the hidden size (16)}}
+  %y = moe.layer %x router(%wr : tensor<4x12xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_router_bias_experts(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %rb: tensor<5xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'router_bias' dimension 0 is 5 but must equal the number of experts (4)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) router_bias(%rb : tensor<5xf32>) gate_proj(%wg : tensor<4x8x16xf32>)
+         up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_selection_bias_experts(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %sb: tensor<3xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'selection_bias' dimension 0 is 3 but must equal the number of experts (4)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) selection_bias(%sb : tensor<3xf32>) gate_proj(%wg : tensor<4x8x16xf32>)
+         up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_n_group_divides(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'n_group' (3) must divide the number of experts (4)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 1 : i64, n_group = 3 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_topk_group_le_n_group(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'topk_group' (3) must not exceed 'n_group' (2)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 1 : i64, n_group = 2 : i64, topk_group = 3 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_top2_sum_group_size(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'group_score' top2_sum needs at least 2 experts per group, but groups have 1}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 1 : i64, n_group = 4 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_scaling_positive(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'routed_scaling_factor' (0.000000e+00) must be finite and positive}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64, routed_scaling_factor = 0.0 : f32} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_capacity_not_negative(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'capacity_factor' (-1.000000e+00) must be finite and not negative}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64, capacity_factor = -1.0 : f32} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_top_k_le_experts(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'top_k' (5) must not exceed the experts routing may choose from (4)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 5 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_top_k_le_allowed_groups(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'top_k' (3) must not exceed the experts routing may choose from (2)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 3 : i64, n_group = 2 : i64, topk_group = 1 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_top_k_positive(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+3 {{attribute 'top_k' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 0 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_n_group_positive(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+3 {{attribute 'n_group' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 1 : i64, n_group = 0 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_expert_choice_capacity(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'routing' expert_choice needs a positive 'capacity_factor'}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 1 : i64, routing = #moe.routing<expert_choice>} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_expert_choice_softmax(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'routing' expert_choice needs softmax 'scoring'}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 1 : i64, routing = #moe.routing<expert_choice>, capacity_factor = 1.0 : f32, scoring = #moe.scoring<sigmoid>} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_expert_choice_groups(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'routing' expert_choice does not take grouped routing ('n_group' must be 1)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 1 : i64, routing = #moe.routing<expert_choice>, capacity_factor = 1.0 : f32, n_group = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_expert_choice_selection_bias(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %sb: tensor<4xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'routing' expert_choice does not take a 'selection_bias'}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) selection_bias(%sb : tensor<4xf32>) gate_proj(%wg : tensor<4x8x16xf32>)
+         up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 1 : i64, routing = #moe.routing<expert_choice>, capacity_factor = 1.0 : f32} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_up_proj_experts(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<3x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'up_proj' dimension 0 is 3 but must equal the number of experts (4)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<3x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_up_proj_hidden(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x15xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'up_proj' dimension 2 is 15 but must equal the hidden size (16)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x15xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_down_proj_experts(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<2x16x8xf32>) {
+  // expected-error @+1 {{'down_proj' dimension 0 is 2 but must equal the number of experts (4)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<2x16x8xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_down_proj_hidden(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x8x8xf32>) {
+  // expected-error @+1 {{'down_proj' dimension 1 is 8 but must equal the hidden size (16)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x8x8xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_down_proj_intermediate(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x9xf32>) {
+  // expected-error @+1 {{'down_proj' dimension 2 is 9 but must equal the intermediate size (8)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x9xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_gate_proj_type(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x7x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'gate_proj' type 'tensor<4x7x16xf32>' must equal 'up_proj' type 'tensor<4x8x16xf32>'}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x7x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_up_proj_element_type(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xbf16>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'up_proj' element type 'bf16' must equal the input's element type 'f32'}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xbf16>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_down_proj_static(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x?xf32>) {
+  // expected-error @+1 {{'down_proj' must have a static shape}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x?xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_input_element_type(%x: tensor<?x16xi32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{operand #0 must be 2D tensor of 32-bit float or bfloat16 type or 16-bit float values, but got 'tensor<?x16xi32>'}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64} : tensor<?x16xi32> -> tensor<?x16xi32>
+  return
+}
+
+// -----
+
+func.func @layer_shared_pair(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>, %su: tensor<32x16xf32>) {
+  // expected-error @+1 {{'shared_up_proj' and 'shared_down_proj' must be given together}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+         shared_up_proj(%su : tensor<32x16xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_shared_gate_needs_shared(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>, %seg: tensor<16xf32>) {
+  // expected-error @+1 {{'shared_gate_proj' and 'shared_expert_gate' need a shared expert ('shared_up_proj')}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>) shared_expert_gate(%seg : tensor<16xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_shared_gated_like_routed(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>, %su: tensor<32x16xf32>, %sd: tensor<16x32xf32>) {
+  // expected-error @+1 {{the shared expert must be gated ('shared_gate_proj') exactly when the routed experts are ('gate_proj')}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>) shared_up_proj(%su : tensor<32x16xf32>) shared_down_proj(%sd : tensor<16x32xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_shared_up_hidden(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>, %su: tensor<32x8xf32>, %sd: tensor<16x32xf32>) {
+  // expected-error @+1 {{'shared_up_proj' dimension 1 is 8 but must equal the hidden size (16)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+         shared_up_proj(%su : tensor<32x8xf32>) shared_down_proj(%sd : tensor<16x32xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_shared_down_hidden(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>, %su: tensor<32x16xf32>, %sd: tensor<8x32xf32>) {
+  // expected-error @+1 {{'shared_down_proj' dimension 0 is 8 but must equal the hidden size (16)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+         shared_up_proj(%su : tensor<32x16xf32>) shared_down_proj(%sd : tensor<8x32xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_shared_down_intermediate(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>, %su: tensor<32x16xf32>, %sd: tensor<16x31xf32>) {
+  // expected-error @+1 {{'shared_down_proj' dimension 1 is 31 but must equal the shared intermediate size (32)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+         shared_up_proj(%su : tensor<32x16xf32>) shared_down_proj(%sd : tensor<16x31xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_shared_gate_type(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>, %sg: tensor<30x16xf32>, %su: tensor<32x16xf32>, %sd: tensor<16x32xf32>) {
+  // expected-error @+1 {{'shared_gate_proj' type 'tensor<30x16xf32>' must equal 'shared_up_proj' type 'tensor<32x16xf32>'}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>) shared_gate_proj(%sg : tensor<30x16xf32>) shared_up_proj(%su : tensor<32x16xf32>) shared_down_proj(%sd : tensor<16x32xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_shared_expert_gate_hidden(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>, %su: tensor<32x16xf32>, %sd: tensor<16x32xf32>, %seg: tensor<15xf32>) {
+  // expected-error @+1 {{'shared_expert_gate' dimension 0 is 15 but must equal the hidden size (16)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+         shared_up_proj(%su : tensor<32x16xf32>) shared_down_proj(%sd : tensor<16x32xf32>) shared_expert_gate(%seg : tensor<15xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_shared_element_type(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>, %su: tensor<32x16xf16>, %sd: tensor<16x32xf32>) {
+  // expected-error @+1 {{'shared_up_proj' element type 'f16' must equal the input's element type 'f32'}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+         shared_up_proj(%su : tensor<32x16xf16>) shared_down_proj(%sd : tensor<16x32xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_result_type(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{result type 'tensor<?x16xbf16>' must equal the input type 'tensor<?x16xf32>'}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xbf16>
+  return
+}
+
+// -----
+
+func.func @gate_routing_rules_apply(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>) {
+  // expected-error @+1 {{'top_k' (5) must not exceed the experts routing may choose from (4)}}
+  %ids, %w = moe.gate %x, %wr {top_k = 5 : i64}
+      : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x5xi32>, tensor<?x5xf32>
+  return
+}
+
+// -----
+
+func.func @gate_selection_bias_element_type(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %sb: tensor<4xbf16>) {
+  // expected-error @+1 {{'selection_bias' element type 'bf16' must equal the input's element type 'f32'}}
+  %ids, %w = moe.gate %x, %wr selection_bias(%sb : tensor<4xbf16>) {top_k = 2 : i64}
+      : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+  return
+}
+
+// -----
+
+func.func @gate_result_shapes(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>) {
+  // expected-error @+1 {{'ids' and 'weights' must have the same shape}}
+  %ids, %w = moe.gate %x, %wr {top_k = 2 : i64}
+      : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x2xi32>, tensor<?x3xf32>
+  return
+}
+
+// -----
+
+func.func @gate_ids_tokens(%x: tensor<3x16xf32>, %wr: tensor<4x16xf32>) {
+  // expected-error @+1 {{'ids' dimension 0 is 4 but must equal the number of tokens (3)}}
+  %ids, %w = moe.gate %x, %wr {top_k = 2 : i64}
+      : tensor<3x16xf32>, tensor<4x16xf32> -> tensor<4x2xi32>, tensor<4x2xf32>
+  return
+}
+
+// -----
+
+func.func @gate_ids_top_k(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>) {
+  // expected-error @+1 {{'ids' dimension 1 is 3 but must equal 'top_k' (2)}}
+  %ids, %w = moe.gate %x, %wr {top_k = 2 : i64}
+      : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x3xi32>, tensor<?x3xf32>
+  return
+}
+
+// -----
+
+func.func @gate_ids_expert_choice(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>) {
+  // expected-error @+1 {{'ids' dimension 1 is 2 but must equal the number of experts (expert choice) (4)}}
+  %ids, %w = moe.gate %x, %wr {top_k = 2 : i64, routing = #moe.routing<expert_choice>, capacity_factor = 1.0 : f32}
+      : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+  return
+}
+
+// -----
+
+func.func @gate_ids_element_type(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>) {
+  // expected-error @+1 {{result #0 must be 2D tensor of 32-bit signless integer values, but got 'tensor<?x2xi64>'}}
+  %ids, %w = moe.gate %x, %wr {top_k = 2 : i64}
+      : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x2xi64>, tensor<?x2xf32>
+  return
+}
+
+// -----
+
+func.func @dispatch_counts(%ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{'counts' dimension 0 is 3 but must equal 'num_experts' (4)}}
+  %c, %o, %s, %r = moe.dispatch %ids {num_experts = 4 : i64}
+      : tensor<?x2xi32> -> tensor<3xi32>, tensor<5xi32>, tensor<?xi32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+func.func @dispatch_offsets(%ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{'offsets' dimension 0 is 4 but must equal 'num_experts' + 1 (5)}}
+  %c, %o, %s, %r = moe.dispatch %ids {num_experts = 4 : i64}
+      : tensor<?x2xi32> -> tensor<4xi32>, tensor<4xi32>, tensor<?xi32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+func.func @dispatch_slot_rows(%ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{'slot_rows' type 'tensor<?x3xi32>' must have the shape of 'ids' 'tensor<?x2xi32>'}}
+  %c, %o, %s, %r = moe.dispatch %ids {num_experts = 4 : i64}
+      : tensor<?x2xi32> -> tensor<4xi32>, tensor<5xi32>, tensor<?xi32>, tensor<?x3xi32>
+  return
+}
+
+// -----
+
+func.func @dispatch_num_experts_positive(%ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{attribute 'num_experts' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive}}
+  %c, %o, %s, %r = moe.dispatch %ids {num_experts = 0 : i64}
+      : tensor<?x2xi32> -> tensor<4xi32>, tensor<5xi32>, tensor<?xi32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+func.func @dispatch_row_tile_positive(%ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{attribute 'row_tile' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive}}
+  %c, %o, %s, %r = moe.dispatch %ids {num_experts = 4 : i64, row_tile = 0 : i64}
+      : tensor<?x2xi32> -> tensor<4xi32>, tensor<5xi32>, tensor<?xi32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+func.func @expert_static_hidden(%x: tensor<?x?xf32>, %slots: tensor<?xi32>, %offsets: tensor<5xi32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'input' must have a static hidden size (dimension 1)}}
+  %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+      {slots_per_token = 2 : i64} : tensor<?x?xf32>, tensor<?xi32>, tensor<5xi32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @expert_offsets(%x: tensor<?x16xf32>, %slots: tensor<?xi32>, %offsets: tensor<4xi32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'offsets' dimension 0 is 4 but must equal the number of experts + 1 (5)}}
+  %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi32>, tensor<4xi32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @expert_output_rows(%x: tensor<?x16xf32>, %slots: tensor<6xi32>, %offsets: tensor<5xi32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'output' dimension 0 is 7 but must equal the number of plan rows ('slots') (6)}}
+  %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<6xi32>, tensor<5xi32> -> tensor<7x16xf32>
+  return
+}
+
+// -----
+
+func.func @expert_output_hidden(%x: tensor<?x16xf32>, %slots: tensor<?xi32>, %offsets: tensor<5xi32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'output' dimension 1 is 15 but must equal the hidden size (16)}}
+  %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi32>, tensor<5xi32> -> tensor<?x15xf32>
+  return
+}
+
+// -----
+
+func.func @expert_weights(%x: tensor<?x16xf32>, %slots: tensor<?xi32>, %offsets: tensor<5xi32>, %wu: tensor<4x8x12xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'up_proj' dimension 2 is 12 but must equal the hidden size (16)}}
+  %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x12xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi32>, tensor<5xi32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @expert_output_f32(%x: tensor<?x16xf32>, %slots: tensor<?xi32>, %offsets: tensor<5xi32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{result #0 must be 2D tensor of 32-bit float values, but got 'tensor<?x16xbf16>'}}
+  %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi32>, tensor<5xi32> -> tensor<?x16xbf16>
+  return
+}
+
+// -----
+
+func.func @shared_static_hidden(%x: tensor<?x?xf32>, %su: tensor<32x16xf32>, %sd: tensor<16x32xf32>) {
+  // expected-error @+1 {{'input' must have a static hidden size (dimension 1)}}
+  %s = moe.shared_expert %x up_proj(%su : tensor<32x16xf32>) down_proj(%sd : tensor<16x32xf32>)
+      : tensor<?x?xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @shared_output_tokens(%x: tensor<3x16xf32>, %su: tensor<32x16xf32>, %sd: tensor<16x32xf32>) {
+  // expected-error @+1 {{'output' dimension 0 is 4 but must equal the number of tokens (3)}}
+  %s = moe.shared_expert %x up_proj(%su : tensor<32x16xf32>) down_proj(%sd : tensor<16x32xf32>)
+      : tensor<3x16xf32> -> tensor<4x16xf32>
+  return
+}
+
+// -----
+
+func.func @shared_output_hidden(%x: tensor<?x16xf32>, %su: tensor<32x16xf32>, %sd: tensor<16x32xf32>) {
+  // expected-error @+1 {{'output' dimension 1 is 8 but must equal the hidden size (16)}}
+  %s = moe.shared_expert %x up_proj(%su : tensor<32x16xf32>) down_proj(%sd : tensor<16x32xf32>)
+      : tensor<?x16xf32> -> tensor<?x8xf32>
+  return
+}
+
+// -----
+
+func.func @shared_weights(%x: tensor<?x16xf32>, %su: tensor<32x16xf32>, %sd: tensor<16x30xf32>) {
+  // expected-error @+1 {{'down_proj' dimension 1 is 30 but must equal the shared intermediate size (32)}}
+  %s = moe.shared_expert %x up_proj(%su : tensor<32x16xf32>) down_proj(%sd : tensor<16x30xf32>)
+      : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @combine_weights_shape(%e: tensor<?x16xf32>, %rows: tensor<?x2xi32>, %w: tensor<?x3xf32>) {
+  // expected-error @+1 {{'weights' type 'tensor<?x3xf32>' must have the shape of 'slot_rows' 'tensor<?x2xi32>'}}
+  %y = moe.combine %e, %rows, %w
+      : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x3xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @combine_expert_output_hidden(%e: tensor<?x8xf32>, %rows: tensor<?x2xi32>, %w: tensor<?x2xf32>) {
+  // expected-error @+1 {{'expert_output' dimension 1 is 8 but must equal the output's hidden size (16)}}
+  %y = moe.combine %e, %rows, %w
+      : tensor<?x8xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @combine_tokens(%e: tensor<?x16xf32>, %rows: tensor<5x2xi32>, %w: tensor<5x2xf32>) {
+  // expected-error @+1 {{'slot_rows' dimension 0 is 5 but must equal the number of output tokens (4)}}
+  %y = moe.combine %e, %rows, %w
+      : tensor<?x16xf32>, tensor<5x2xi32>, tensor<5x2xf32> -> tensor<4x16xf32>
+  return
+}
+
+// -----
+
+func.func @combine_shared_shape(%e: tensor<?x16xf32>, %rows: tensor<?x2xi32>, %w: tensor<?x2xf32>, %s: tensor<?x8xf32>) {
+  // expected-error @+1 {{'shared' type 'tensor<?x8xf32>' must have the shape of the result 'tensor<?x16xf32>'}}
+  %y = moe.combine %e, %rows, %w shared(%s : tensor<?x8xf32>)
+      : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x16xf32>
+  return
+}

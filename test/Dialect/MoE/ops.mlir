@@ -1,0 +1,178 @@
+// RUN: moe-opt %s -split-input-file | FileCheck %s
+// Round trip: the printed form parses back to the same printed form.
+// RUN: moe-opt %s -split-input-file | moe-opt -split-input-file | FileCheck %s
+
+// CHECK-LABEL: func.func @layer_defaults
+// CHECK: %[[Y:.*]] = moe.layer %{{.*}} router(%{{.*}} : tensor<8x64xf32>) gate_proj(%{{.*}} : tensor<8x128x64xf32>) up_proj(%{{.*}} : tensor<8x128x64xf32>) down_proj(%{{.*}} : tensor<8x64x128xf32>) {top_k = 2 : i64} : tensor<?x64xf32> -> tensor<?x64xf32>
+func.func @layer_defaults(%x: tensor<?x64xf32>, %wr: tensor<8x64xf32>,
+    %wg: tensor<8x128x64xf32>, %wu: tensor<8x128x64xf32>,
+    %wd: tensor<8x64x128xf32>) -> tensor<?x64xf32> {
+  %y = moe.layer %x router(%wr : tensor<8x64xf32>)
+         gate_proj(%wg : tensor<8x128x64xf32>) up_proj(%wu : tensor<8x128x64xf32>)
+         down_proj(%wd : tensor<8x64x128xf32>)
+         {top_k = 2 : i64} : tensor<?x64xf32> -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+// Every optional operand and every non-default attribute (DeepSeek-V3-like
+// routing, Qwen2-MoE-like shared expert).
+// CHECK-LABEL: func.func @layer_everything
+// CHECK: moe.layer %{{.*}} router(%{{.*}} : tensor<16x32xbf16>) router_bias(%{{.*}} : tensor<16xbf16>) selection_bias(%{{.*}} : tensor<16xbf16>)
+// CHECK-SAME: up_proj(%{{.*}} : tensor<16x48x32xbf16>) down_proj(%{{.*}} : tensor<16x32x48xbf16>)
+// CHECK-SAME: shared_up_proj(%{{.*}} : tensor<96x32xbf16>) shared_down_proj(%{{.*}} : tensor<32x96xbf16>) shared_expert_gate(%{{.*}} : tensor<32xbf16>)
+// CHECK-SAME: activation = #moe.activation<gelu_tanh>
+// CHECK-SAME: capacity_factor = 1.250000e+00 : f32
+// CHECK-SAME: group_score = #moe.group_score<max>
+// CHECK-SAME: n_group = 4 : i64
+// CHECK-SAME: normalize_top_k = false
+// CHECK-SAME: routed_scaling_factor = 2.500000e+00 : f32
+// CHECK-SAME: scoring = #moe.scoring<sigmoid>
+// CHECK-SAME: top_k = 4 : i64
+// CHECK-SAME: topk_group = 2 : i64
+// CHECK-SAME: : tensor<?x32xbf16> -> tensor<?x32xbf16>
+func.func @layer_everything(%x: tensor<?x32xbf16>, %wr: tensor<16x32xbf16>,
+    %rb: tensor<16xbf16>, %sb: tensor<16xbf16>, %wu: tensor<16x48x32xbf16>,
+    %wd: tensor<16x32x48xbf16>, %su: tensor<96x32xbf16>,
+    %sd: tensor<32x96xbf16>, %sg: tensor<32xbf16>) -> tensor<?x32xbf16> {
+  %y = moe.layer %x router(%wr : tensor<16x32xbf16>)
+         router_bias(%rb : tensor<16xbf16>) selection_bias(%sb : tensor<16xbf16>)
+         up_proj(%wu : tensor<16x48x32xbf16>)
+         down_proj(%wd : tensor<16x32x48xbf16>)
+         shared_up_proj(%su : tensor<96x32xbf16>) shared_down_proj(%sd : tensor<32x96xbf16>)
+         shared_expert_gate(%sg : tensor<32xbf16>)
+         {top_k = 4 : i64, scoring = #moe.scoring<sigmoid>,
+          normalize_top_k = false, routed_scaling_factor = 2.5 : f32,
+          n_group = 4 : i64, topk_group = 2 : i64,
+          group_score = #moe.group_score<max>, capacity_factor = 1.25 : f32,
+          activation = #moe.activation<gelu_tanh>}
+         : tensor<?x32xbf16> -> tensor<?x32xbf16>
+  return %y : tensor<?x32xbf16>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @layer_gated_shared_expert_choice
+// CHECK: shared_gate_proj(%{{.*}} : tensor<24x16xf16>) shared_up_proj(%{{.*}} : tensor<24x16xf16>) shared_down_proj(%{{.*}} : tensor<16x24xf16>)
+// CHECK-SAME: activation = #moe.activation<relu>
+// CHECK-SAME: routing = #moe.routing<expert_choice>
+func.func @layer_gated_shared_expert_choice(%x: tensor<5x16xf16>,
+    %wr: tensor<4x16xf16>, %wg: tensor<4x8x16xf16>, %wu: tensor<4x8x16xf16>,
+    %wd: tensor<4x16x8xf16>, %sg: tensor<24x16xf16>, %su: tensor<24x16xf16>,
+    %sd: tensor<16x24xf16>) -> tensor<5x16xf16> {
+  %y = moe.layer %x router(%wr : tensor<4x16xf16>)
+         gate_proj(%wg : tensor<4x8x16xf16>) up_proj(%wu : tensor<4x8x16xf16>)
+         down_proj(%wd : tensor<4x16x8xf16>)
+         shared_gate_proj(%sg : tensor<24x16xf16>) shared_up_proj(%su : tensor<24x16xf16>)
+         shared_down_proj(%sd : tensor<16x24xf16>)
+         {top_k = 1 : i64, routing = #moe.routing<expert_choice>,
+          capacity_factor = 2.0 : f32, activation = #moe.activation<relu>}
+         : tensor<5x16xf16> -> tensor<5x16xf16>
+  return %y : tensor<5x16xf16>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @gate
+// CHECK: %[[IDS:.*]], %[[W:.*]] = moe.gate %{{.*}}, %{{.*}} router_bias(%{{.*}} : tensor<64xf32>) selection_bias(%{{.*}} : tensor<64xf32>) {n_group = 8 : i64, scoring = #moe.scoring<sigmoid>, top_k = 6 : i64, topk_group = 3 : i64} : tensor<?x128xf32>, tensor<64x128xf32> -> tensor<?x6xi32>, tensor<?x6xf32>
+func.func @gate(%x: tensor<?x128xf32>, %wr: tensor<64x128xf32>,
+    %rb: tensor<64xf32>, %sb: tensor<64xf32>)
+    -> (tensor<?x6xi32>, tensor<?x6xf32>) {
+  %ids, %w = moe.gate %x, %wr router_bias(%rb : tensor<64xf32>)
+               selection_bias(%sb : tensor<64xf32>)
+               {top_k = 6 : i64, scoring = #moe.scoring<sigmoid>,
+                n_group = 8 : i64, topk_group = 3 : i64}
+               : tensor<?x128xf32>, tensor<64x128xf32>
+               -> tensor<?x6xi32>, tensor<?x6xf32>
+  return %ids, %w : tensor<?x6xi32>, tensor<?x6xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @gate_expert_choice
+// CHECK: moe.gate {{.*}} {capacity_factor = 1.000000e+00 : f32, routing = #moe.routing<expert_choice>, top_k = 1 : i64} : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+func.func @gate_expert_choice(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>)
+    -> (tensor<?x4xi32>, tensor<?x4xf32>) {
+  %ids, %w = moe.gate %x, %wr
+               {top_k = 1 : i64, routing = #moe.routing<expert_choice>,
+                capacity_factor = 1.0 : f32}
+               : tensor<?x16xf32>, tensor<4x16xf32>
+               -> tensor<?x4xi32>, tensor<?x4xf32>
+  return %ids, %w : tensor<?x4xi32>, tensor<?x4xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @dispatch
+// CHECK: %[[C:.*]], %[[O:.*]], %[[S:.*]], %[[R:.*]] = moe.dispatch %{{.*}} {num_experts = 8 : i64, row_tile = 16 : i64} : tensor<?x2xi32> -> tensor<8xi32>, tensor<9xi32>, tensor<?xi32>, tensor<?x2xi32>
+// CHECK: moe.dispatch %{{.*}} {num_experts = 8 : i64} : tensor<3x2xi32>
+func.func @dispatch(%ids: tensor<?x2xi32>, %ids3: tensor<3x2xi32>)
+    -> (tensor<8xi32>, tensor<9xi32>, tensor<?xi32>, tensor<?x2xi32>) {
+  %counts, %offsets, %slots, %rows = moe.dispatch %ids
+      {num_experts = 8 : i64, row_tile = 16 : i64}
+      : tensor<?x2xi32> -> tensor<8xi32>, tensor<9xi32>, tensor<?xi32>,
+                           tensor<?x2xi32>
+  %c, %o, %s, %r = moe.dispatch %ids3 {num_experts = 8 : i64, row_tile = 1 : i64}
+      : tensor<3x2xi32> -> tensor<8xi32>, tensor<9xi32>, tensor<?xi32>,
+                           tensor<3x2xi32>
+  return %counts, %offsets, %slots, %rows
+      : tensor<8xi32>, tensor<9xi32>, tensor<?xi32>, tensor<?x2xi32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @expert
+// CHECK: moe.expert %{{.*}}, %{{.*}}, %{{.*}} gate_proj(%{{.*}} : tensor<8x128x64xf32>) up_proj(%{{.*}} : tensor<8x128x64xf32>) down_proj(%{{.*}} : tensor<8x64x128xf32>) {activation = #moe.activation<gelu>, slots_per_token = 2 : i64} : tensor<?x64xf32>, tensor<?xi32>, tensor<9xi32> -> tensor<?x64xf32>
+// CHECK: moe.expert %{{.*}}, %{{.*}}, %{{.*}} up_proj(%{{.*}} : tensor<8x128x64xf32>) down_proj(%{{.*}} : tensor<8x64x128xf32>) {slots_per_token = 2 : i64}
+func.func @expert(%x: tensor<?x64xf32>, %slots: tensor<?xi32>,
+    %offsets: tensor<9xi32>, %wg: tensor<8x128x64xf32>,
+    %wu: tensor<8x128x64xf32>, %wd: tensor<8x64x128xf32>)
+    -> (tensor<?x64xf32>, tensor<?x64xf32>) {
+  %a = moe.expert %x, %slots, %offsets
+         gate_proj(%wg : tensor<8x128x64xf32>) up_proj(%wu : tensor<8x128x64xf32>)
+         down_proj(%wd : tensor<8x64x128xf32>)
+         {slots_per_token = 2 : i64, activation = #moe.activation<gelu>}
+         : tensor<?x64xf32>, tensor<?xi32>, tensor<9xi32> -> tensor<?x64xf32>
+  %b = moe.expert %x, %slots, %offsets
+         up_proj(%wu : tensor<8x128x64xf32>)
+         down_proj(%wd : tensor<8x64x128xf32>)
+         {slots_per_token = 2 : i64, activation = #moe.activation<silu>}
+         : tensor<?x64xf32>, tensor<?xi32>, tensor<9xi32> -> tensor<?x64xf32>
+  return %a, %b : tensor<?x64xf32>, tensor<?x64xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @shared_expert
+// CHECK: moe.shared_expert %{{.*}} gate_proj(%{{.*}} : tensor<256x64xf32>) up_proj(%{{.*}} : tensor<256x64xf32>) down_proj(%{{.*}} : tensor<64x256xf32>) expert_gate(%{{.*}} : tensor<64xf32>) : tensor<?x64xf32> -> tensor<?x64xf32>
+// CHECK: moe.shared_expert %{{.*}} up_proj(%{{.*}} : tensor<256x64xf32>) down_proj(%{{.*}} : tensor<64x256xf32>) : tensor<?x64xf32> -> tensor<?x64xf32>
+func.func @shared_expert(%x: tensor<?x64xf32>, %sg: tensor<256x64xf32>,
+    %su: tensor<256x64xf32>, %sd: tensor<64x256xf32>, %g: tensor<64xf32>)
+    -> (tensor<?x64xf32>, tensor<?x64xf32>) {
+  %a = moe.shared_expert %x
+         gate_proj(%sg : tensor<256x64xf32>) up_proj(%su : tensor<256x64xf32>)
+         down_proj(%sd : tensor<64x256xf32>)
+         expert_gate(%g : tensor<64xf32>)
+         : tensor<?x64xf32> -> tensor<?x64xf32>
+  %b = moe.shared_expert %x
+         up_proj(%su : tensor<256x64xf32>)
+         down_proj(%sd : tensor<64x256xf32>)
+         : tensor<?x64xf32> -> tensor<?x64xf32>
+  return %a, %b : tensor<?x64xf32>, tensor<?x64xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @combine
+// CHECK: moe.combine %{{.*}}, %{{.*}}, %{{.*}} shared(%{{.*}} : tensor<?x64xf32>) : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x64xbf16>
+// CHECK: moe.combine %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x64xf32>
+func.func @combine(%out: tensor<?x64xf32>, %rows: tensor<?x2xi32>,
+    %w: tensor<?x2xf32>, %s: tensor<?x64xf32>)
+    -> (tensor<?x64xbf16>, tensor<?x64xf32>) {
+  %a = moe.combine %out, %rows, %w shared(%s : tensor<?x64xf32>)
+         : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x64xbf16>
+  %b = moe.combine %out, %rows, %w
+         : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x64xf32>
+  return %a, %b : tensor<?x64xbf16>, tensor<?x64xf32>
+}
