@@ -10,8 +10,10 @@
 #ifndef MOE_INITALLMOE_H
 #define MOE_INITALLMOE_H
 
+#include "moe-mlir/Conversion/Passes.h"
 #include "moe-mlir/Dialect/MoE/IR/MoEDialect.h"
 #include "moe-mlir/Dialect/MoE/Transforms/Passes.h"
+#include "moe-mlir/Pipelines/Pipelines.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/InitAllDialects.h"
@@ -31,6 +33,8 @@ inline void registerAllDialects(DialectRegistry &registry) {
 inline void registerAllPasses() {
   mlir::registerAllPasses();
   registerMoEPasses();
+  registerMoEConversionPasses();
+  registerPipelines();
 }
 
 } // namespace mlir::moe

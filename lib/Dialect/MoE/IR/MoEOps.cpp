@@ -128,7 +128,7 @@ static LogicalResult verifyRouting(OpTy op, const RoutingOperands &operands) {
   if (!std::isfinite(scaling) || scaling <= 0)
     return op.emitOpError() << "'routed_scaling_factor' (" << scaling
                             << ") must be finite and positive";
-  float capacity = op.getCapacityFactor().convertToFloat();
+  double capacity = op.getCapacityFactor().convertToDouble();
   if (!std::isfinite(capacity) || capacity < 0)
     return op.emitOpError() << "'capacity_factor' (" << capacity
                             << ") must be finite and not negative";

@@ -41,7 +41,7 @@ defvar MoE_RoutingAttributes = (ins
                     "::mlir::moe::GroupScore::top2_sum">:$group_score,
   DefaultValuedAttr<MoE_RoutingAttr,
                     "::mlir::moe::Routing::token_choice">:$routing,
-  DefaultValuedAttr<F32Attr, "0.0f">:$capacity_factor
+  DefaultValuedAttr<F64Attr, "0.0">:$capacity_factor
 );
 
 //===----------------------------------------------------------------------===//

@@ -1,0 +1,29 @@
+//===- LayerModule.h - A config as a moe module -----------------*- C++ -*-===//
+//
+// Part of the moe-mlir project.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_COMPILER_LAYERMODULE_H
+#define MOE_COMPILER_LAYERMODULE_H
+
+#include "moe-mlir/Compiler/Config.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/OwningOpRef.h"
+
+namespace mlir::moe {
+
+/// The module moe-compile compiles for `config`: two functions over
+/// memrefs with C interfaces, the kernels behind the ABI.
+///
+///   <name>_forward_kernel(x, <used weights in ABI order>, y)
+///       y = moe.layer(x, weights)
+///   <name>_route_kernel(x, router, [router_bias], [selection_bias], ids, w)
+///       ids, w = moe.gate(x, router, biases)
+OwningOpRef<ModuleOp> buildLayerModule(MLIRContext &context,
+                                       const LayerConfig &config);
+
+} // namespace mlir::moe
+
+#endif // MOE_COMPILER_LAYERMODULE_H

@@ -1,0 +1,228 @@
+//===- CABI.cpp - The C ABI of a generated library ------------------------===//
+//
+// Part of the moe-mlir project.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe-mlir/Compiler/CABI.h"
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/raw_ostream.h"
+
+using namespace mlir::moe;
+
+namespace {
+/// The error codes every generated library returns; 0 is success.
+struct ErrorCode {
+  const char *suffix;
+  int value;
+  const char *message;
+};
+constexpr ErrorCode kErrorCodes[] = {
+    {"OK", 0, "success"},
+    {"ERROR_NULL_ARGUMENT", 1, "a required pointer argument is NULL"},
+    {"ERROR_NEGATIVE_TOKENS", 2, "num_tokens is negative"},
+    {"ERROR_MISSING_WEIGHT", 3, "a weight the config needs is NULL"},
+    {"ERROR_UNUSED_WEIGHT", 4,
+     "a weight is given that the config does not use"},
+    {"ERROR_OUT_OF_MEMORY", 5, "out of memory"},
+};
+} // namespace
+
+static std::string upper(const std::string &text) {
+  return llvm::StringRef(text).upper();
+}
+
+/// `text` as a C string literal.
+static std::string cString(const std::string &text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\')
+      out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string mlir::moe::emitHeader(const LayerConfig &c) {
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  const std::string &n = c.name;
+  std::string guard = upper(n) + "_H";
+  os << "/* " << n << ".h: a Mixture-of-Experts layer compiled by moe-compile.\n"
+     << " * Config: " << c.toJSON() << "\n"
+     << " * Weights are row-major arrays of " << dataTypeName(c.dtype)
+     << "; x and y are [num_tokens][" << c.hiddenSize << "]. */\n"
+     << "#ifndef " << guard << "\n#define " << guard << "\n\n"
+     << "#include <stdint.h>\n\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n";
+  os << "#define " << upper(n) << "_HIDDEN_SIZE " << c.hiddenSize << "\n"
+     << "#define " << upper(n) << "_INTERMEDIATE_SIZE " << c.intermediateSize
+     << "\n#define " << upper(n) << "_NUM_EXPERTS " << c.numExperts << "\n"
+     << "#define " << upper(n) << "_TOP_K " << c.topK << "\n"
+     << "#define " << upper(n) << "_SHARED_INTERMEDIATE_SIZE "
+     << c.sharedIntermediateSize << "\n"
+     << "/* Columns of route()'s outputs: top_k, or num_experts for expert "
+        "choice. */\n"
+     << "#define " << upper(n) << "_ROUTE_WIDTH " << c.slotsPerToken()
+     << "\n\n";
+  for (const ErrorCode &code : kErrorCodes)
+    os << "#define " << upper(n) << "_" << code.suffix << " " << code.value
+       << " /* " << code.message << " */\n";
+  os << "\n/* Pointers to row-major arrays; NULL where marked unused. */\n"
+     << "typedef struct " << n << "_weights {\n";
+  for (const WeightField &field : weightFields(c)) {
+    os << "  const void *" << field.name << "; /* ";
+    if (!field.used) {
+      os << "unused: NULL */\n";
+      continue;
+    }
+    for (int64_t size : field.shape)
+      os << "[" << size << "]";
+    os << " */\n";
+  }
+  os << "} " << n << "_weights;\n"
+     << "typedef struct " << n << "_context " << n << "_context;\n\n"
+     << "/* Validates the weights and keeps the pointers (not the struct): "
+        "the arrays\n   must outlive the context. */\n"
+     << "int " << n << "_create(const " << n << "_weights *w, " << n
+     << "_context **ctx);\n"
+     << "/* y[num_tokens][H] = the layer applied to x[num_tokens][H]. Safe "
+        "to call\n   concurrently on one context with distinct outputs. */\n"
+     << "int " << n << "_forward(" << n
+     << "_context *ctx, const void *x, int64_t num_tokens, void *y);\n"
+     << "/* The routing alone: [num_tokens][" << upper(n)
+     << "_ROUTE_WIDTH] expert ids\n   (-1: dropped or not chosen) and their "
+        "weights. */\n"
+     << "int " << n << "_route(" << n
+     << "_context *ctx, const void *x, int64_t num_tokens,\n"
+     << "    int32_t *topk_ids, float *topk_weights);\n"
+     << "void " << n << "_destroy(" << n << "_context *ctx);\n"
+     << "const char *" << n << "_strerror(int code);\n"
+     << "const char *" << n << "_config_json(void);\n\n"
+     << "#ifdef __cplusplus\n}\n#endif\n\n#endif /* " << guard << " */\n";
+  return text;
+}
+
+std::string mlir::moe::emitWrapperSource(const LayerConfig &c) {
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  const std::string &n = c.name;
+  std::string N = upper(n);
+  std::vector<WeightField> fields = weightFields(c);
+  auto isRouting = [](const WeightField &field) {
+    llvm::StringRef name = field.name;
+    return name == "router" || name == "router_bias" ||
+           name == "selection_bias";
+  };
+
+  os << "/* The C ABI of " << n << ", over its MLIR kernels. */\n"
+     << "#include \"" << n << ".h\"\n\n#include <stdlib.h>\n\n"
+     << "typedef struct { void *allocated, *aligned; int64_t offset, "
+        "sizes[1], strides[1]; } memref1;\n"
+     << "typedef struct { void *allocated, *aligned; int64_t offset, "
+        "sizes[2], strides[2]; } memref2;\n"
+     << "typedef struct { void *allocated, *aligned; int64_t offset, "
+        "sizes[3], strides[3]; } memref3;\n\n";
+
+  // Kernel declarations, arguments in buildLayerModule's order.
+  auto declare = [&](const char *kernel, bool routingOnly,
+                     const char *outputs) {
+    os << "void _mlir_ciface_" << n << "_" << kernel << "(memref2 *x";
+    for (const WeightField &field : fields)
+      if (field.used && (!routingOnly || isRouting(field)))
+        os << ", memref" << field.shape.size() << " *" << field.name;
+    os << ", " << outputs << ");\n";
+  };
+  declare("forward_kernel", false, "memref2 *y");
+  declare("route_kernel", true, "memref2 *ids, memref2 *weights");
+
+  os << R"(
+struct )" << n << R"(_context { )" << n << R"(_weights w; };
+
+static memref1 view1(const void *p, int64_t d0) {
+  memref1 m = {(void *)p, (void *)p, 0, {d0}, {1}};
+  return m;
+}
+static memref2 view2(const void *p, int64_t d0, int64_t d1) {
+  memref2 m = {(void *)p, (void *)p, 0, {d0, d1}, {d1, 1}};
+  return m;
+}
+static memref3 view3(const void *p, int64_t d0, int64_t d1, int64_t d2) {
+  memref3 m = {(void *)p, (void *)p, 0, {d0, d1, d2}, {d1 * d2, d2, 1}};
+  return m;
+}
+
+const char *)" << n << R"(_strerror(int code) {
+  switch (code) {
+)";
+  for (const ErrorCode &code : kErrorCodes)
+    os << "  case " << code.value << ": return " << cString(code.message)
+       << ";\n";
+  os << "  default: return \"unknown error code\";\n  }\n}\n\n";
+
+  os << "const char *" << n << "_config_json(void) {\n  return "
+     << cString(c.toJSON()) << ";\n}\n\n";
+
+  os << "int " << n << "_create(const " << n << "_weights *w, " << n
+     << "_context **ctx) {\n"
+     << "  if (!w || !ctx) return " << N << "_ERROR_NULL_ARGUMENT;\n"
+     << "  *ctx = NULL;\n";
+  for (const WeightField &field : fields)
+    os << "  if (" << (field.used ? "!" : "") << "w->" << field.name
+       << ") return " << N
+       << (field.used ? "_ERROR_MISSING_WEIGHT" : "_ERROR_UNUSED_WEIGHT")
+       << ";\n";
+  os << "  " << n << "_context *c = malloc(sizeof *c);\n"
+     << "  if (!c) return " << N << "_ERROR_OUT_OF_MEMORY;\n"
+     << "  c->w = *w;\n  *ctx = c;\n  return " << N << "_OK;\n}\n\n"
+     << "void " << n << "_destroy(" << n << "_context *ctx) { free(ctx); }\n\n";
+
+  auto weightViews = [&](bool routingOnly) {
+    for (const WeightField &field : fields) {
+      if (!field.used || (routingOnly && !isRouting(field)))
+        continue;
+      os << "  memref" << field.shape.size() << " " << field.name << " = view"
+         << field.shape.size() << "(ctx->w." << field.name;
+      for (int64_t size : field.shape)
+        os << ", " << size;
+      os << ");\n";
+    }
+  };
+  auto weightArgs = [&](bool routingOnly) {
+    for (const WeightField &field : fields)
+      if (field.used && (!routingOnly || isRouting(field)))
+        os << ", &" << field.name;
+  };
+  auto checks = [&](const char *out1, const char *out2) {
+    os << "  if (!ctx) return " << N << "_ERROR_NULL_ARGUMENT;\n"
+       << "  if (num_tokens < 0) return " << N << "_ERROR_NEGATIVE_TOKENS;\n"
+       << "  if (num_tokens == 0) return " << N << "_OK;\n"
+       << "  if (!x || !" << out1 << (out2 ? std::string(" || !") + out2 : "")
+       << ") return " << N << "_ERROR_NULL_ARGUMENT;\n";
+  };
+
+  os << "int " << n << "_forward(" << n
+     << "_context *ctx, const void *x, int64_t num_tokens, void *y) {\n";
+  checks("y", nullptr);
+  os << "  memref2 xv = view2(x, num_tokens, " << c.hiddenSize << ");\n"
+     << "  memref2 yv = view2(y, num_tokens, " << c.hiddenSize << ");\n";
+  weightViews(false);
+  os << "  _mlir_ciface_" << n << "_forward_kernel(&xv";
+  weightArgs(false);
+  os << ", &yv);\n  return " << N << "_OK;\n}\n\n";
+
+  os << "int " << n << "_route(" << n
+     << "_context *ctx, const void *x, int64_t num_tokens,\n"
+     << "    int32_t *topk_ids, float *topk_weights) {\n";
+  checks("topk_ids", "topk_weights");
+  os << "  memref2 xv = view2(x, num_tokens, " << c.hiddenSize << ");\n"
+     << "  memref2 ids = view2(topk_ids, num_tokens, " << c.slotsPerToken()
+     << ");\n"
+     << "  memref2 weights = view2(topk_weights, num_tokens, "
+     << c.slotsPerToken() << ");\n";
+  weightViews(true);
+  os << "  _mlir_ciface_" << n << "_route_kernel(&xv";
+  weightArgs(true);
+  os << ", &ids, &weights);\n  return " << N << "_OK;\n}\n";
+  return text;
+}

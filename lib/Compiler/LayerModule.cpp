@@ -1,0 +1,171 @@
+//===- LayerModule.cpp - A config as a moe module -------------------------===//
+//
+// Part of the moe-mlir project.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe-mlir/Compiler/LayerModule.h"
+
+#include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
+
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+
+static Type elementType(MLIRContext &context, DataType type) {
+  switch (type) {
+  case DataType::f32:
+    return Float32Type::get(&context);
+  case DataType::bf16:
+    return BFloat16Type::get(&context);
+  case DataType::f16:
+    return Float16Type::get(&context);
+  }
+  llvm_unreachable("unknown data type");
+}
+
+namespace {
+/// Builds one kernel function: memref arguments, each read as a tensor.
+class KernelBuilder {
+public:
+  KernelBuilder(OpBuilder &builder, ModuleOp module, const std::string &name)
+      : b(builder), module(module), name(name) {}
+
+  /// Declares an argument; returns its index.
+  unsigned addArgument(StringRef argName, ArrayRef<int64_t> shape,
+                       Type element) {
+    names.push_back(argName.str());
+    types.push_back(MemRefType::get(shape, element));
+    return types.size() - 1;
+  }
+
+  /// Creates the function and returns the tensors of its arguments.
+  SmallVector<Value> begin() {
+    b.setInsertionPointToEnd(module.getBody());
+    Location loc = b.getUnknownLoc();
+    function = func::FuncOp::create(b, loc, name,
+                                    b.getFunctionType(types, {}));
+    function->setAttr("llvm.emit_c_interface", b.getUnitAttr());
+    for (unsigned i = 0; i < names.size(); ++i)
+      function.setArgAttr(i, "moe.name", b.getStringAttr(names[i]));
+    b.setInsertionPointToStart(function.addEntryBlock());
+    SmallVector<Value> tensors;
+    for (BlockArgument arg : function.getArguments()) {
+      auto type = cast<MemRefType>(arg.getType());
+      tensors.push_back(bufferization::ToTensorOp::create(
+          b, loc,
+          RankedTensorType::get(type.getShape(), type.getElementType()), arg,
+          b.getUnitAttr()));
+    }
+    return tensors;
+  }
+
+  /// Writes `value` into argument `index` and returns.
+  void finish(ArrayRef<std::pair<Value, unsigned>> results) {
+    Location loc = b.getUnknownLoc();
+    for (auto [value, index] : results)
+      bufferization::MaterializeInDestinationOp::create(
+          b, loc, TypeRange{}, value, function.getArgument(index),
+          /*restrict=*/true, /*writable=*/true);
+    func::ReturnOp::create(b, loc);
+  }
+
+private:
+  OpBuilder &b;
+  ModuleOp module;
+  std::string name;
+  SmallVector<std::string> names;
+  SmallVector<Type> types;
+  func::FuncOp function;
+};
+} // namespace
+
+OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext &context,
+                                                  const LayerConfig &config) {
+  context.loadDialect<MoEDialect, func::FuncDialect,
+                      bufferization::BufferizationDialect>();
+  OpBuilder b(&context);
+  Location loc = b.getUnknownLoc();
+  OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
+  Type data = elementType(context, config.dtype);
+  int64_t dynamic = ShapedType::kDynamic;
+  int64_t hidden = config.hiddenSize;
+  int64_t slots = config.slotsPerToken();
+  std::vector<WeightField> fields = weightFields(config);
+
+  auto routingAttrs = [&](auto op) {
+    op.setTopK(config.topK);
+    op.setScoring(*symbolizeScoring(config.scoring));
+    op.setNormalizeTopK(config.normalizeTopK);
+    op.setRoutedScalingFactor(
+        APFloat(static_cast<float>(config.routedScalingFactor)));
+    op.setNGroup(config.nGroup);
+    op.setTopkGroup(config.topkGroup);
+    op.setGroupScore(*symbolizeGroupScore(config.groupScore));
+    op.setRouting(*symbolizeRouting(config.routing));
+    op.setCapacityFactor(APFloat(config.capacityFactor));
+  };
+  // Operands by field name; absent fields stay null.
+  auto operandsOf = [&](KernelBuilder &kernel, bool routingOnly) {
+    llvm::StringMap<unsigned> index;
+    index["x"] = kernel.addArgument("x", {dynamic, hidden}, data);
+    for (const WeightField &field : fields) {
+      StringRef fieldName = field.name;
+      bool routing = fieldName == "router" || fieldName == "router_bias" ||
+                     fieldName == "selection_bias";
+      if (field.used && (routing || !routingOnly))
+        index[fieldName] = kernel.addArgument(fieldName, field.shape, data);
+    }
+    return index;
+  };
+
+  {
+    KernelBuilder kernel(b, *module, config.name + "_forward_kernel");
+    llvm::StringMap<unsigned> index = operandsOf(kernel, false);
+    unsigned y = kernel.addArgument("y", {dynamic, hidden}, data);
+    SmallVector<Value> args = kernel.begin();
+    auto get = [&](StringRef fieldName) -> Value {
+      auto it = index.find(fieldName);
+      return it == index.end() ? Value() : args[it->second];
+    };
+    auto layer = LayerOp::create(
+        b, loc, args[index["x"]].getType(), get("x"), get("router"),
+        get("router_bias"), get("selection_bias"), get("gate_proj"),
+        get("up_proj"), get("down_proj"), get("shared_gate_proj"),
+        get("shared_up_proj"), get("shared_down_proj"),
+        get("shared_expert_gate"), b.getI64IntegerAttr(config.topK),
+        ScoringAttr(), BoolAttr(), FloatAttr(), IntegerAttr(), IntegerAttr(),
+        GroupScoreAttr(), RoutingAttr(), FloatAttr(), ActivationAttr());
+    routingAttrs(layer);
+    layer.setActivation(*symbolizeActivation(config.activation));
+    kernel.finish({{layer.getOutput(), y}});
+  }
+  {
+    KernelBuilder kernel(b, *module, config.name + "_route_kernel");
+    llvm::StringMap<unsigned> index = operandsOf(kernel, true);
+    unsigned ids =
+        kernel.addArgument("ids", {dynamic, slots}, b.getI32Type());
+    unsigned weights =
+        kernel.addArgument("weights", {dynamic, slots}, b.getF32Type());
+    SmallVector<Value> args = kernel.begin();
+    auto get = [&](StringRef fieldName) -> Value {
+      auto it = index.find(fieldName);
+      return it == index.end() ? Value() : args[it->second];
+    };
+    auto perSlot = [&](Type type) {
+      return RankedTensorType::get({dynamic, slots}, type);
+    };
+    auto gate = GateOp::create(
+        b, loc, perSlot(b.getI32Type()), perSlot(b.getF32Type()), get("x"),
+        get("router"), get("router_bias"), get("selection_bias"),
+        b.getI64IntegerAttr(config.topK), ScoringAttr(), BoolAttr(),
+        FloatAttr(), IntegerAttr(), IntegerAttr(), GroupScoreAttr(),
+        RoutingAttr(), FloatAttr());
+    routingAttrs(gate);
+    kernel.finish({{gate.getIds(), ids}, {gate.getWeights(), weights}});
+  }
+  return module;
+}

@@ -1,0 +1,233 @@
+//===- Emitter.h - Scalar loops and constants for the lowerings -*- C++ -*-===//
+//
+// Part of the moe-mlir project.
+//
+// The routing lowerings are index-heavy loop nests (selection, counting
+// sort, capacity grants). This wraps the builder calls they repeat so that
+// each algorithm reads close to its pseudo-code.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_LIB_CONVERSION_MOETOLINALG_EMITTER_H
+#define MOE_LIB_CONVERSION_MOETOLINALG_EMITTER_H
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/Builders.h"
+
+namespace mlir::moe {
+
+/// Emits scalar code at one location through a builder it does not own.
+class Emitter {
+public:
+  Emitter(OpBuilder &builder, Location loc) : b(builder), loc(loc) {}
+
+  OpBuilder &builder() { return b; }
+  Location location() { return loc; }
+
+  Value index(int64_t value) {
+    return arith::ConstantIndexOp::create(b, loc, value);
+  }
+  Value i32(int64_t value) {
+    return arith::ConstantIntOp::create(b, loc, b.getI32Type(), value);
+  }
+  Value f32(double value) {
+    return arith::ConstantFloatOp::create(b, loc, b.getF32Type(),
+                                          APFloat(static_cast<float>(value)));
+  }
+  Value f64(double value) {
+    return arith::ConstantFloatOp::create(b, loc, b.getF64Type(),
+                                          APFloat(value));
+  }
+  Value boolean(bool value) {
+    return arith::ConstantIntOp::create(b, loc, b.getI1Type(), value);
+  }
+
+  Value load(Value memref, ValueRange indices) {
+    return memref::LoadOp::create(b, loc, memref, indices);
+  }
+  void store(Value value, Value memref, ValueRange indices) {
+    memref::StoreOp::create(b, loc, value, memref, indices);
+  }
+
+  /// Widens bf16/f16 data to the f32 the math runs in.
+  Value toF32(Value value) {
+    if (value.getType().isF32())
+      return value;
+    return arith::ExtFOp::create(b, loc, b.getF32Type(), value);
+  }
+  Value toIndex(Value value) {
+    return arith::IndexCastOp::create(b, loc, b.getIndexType(), value);
+  }
+  Value toI32(Value value) {
+    return arith::IndexCastOp::create(b, loc, b.getI32Type(), value);
+  }
+
+  Value add(Value lhs, Value rhs) {
+    if (isa<FloatType>(lhs.getType()))
+      return arith::AddFOp::create(b, loc, lhs, rhs);
+    return arith::AddIOp::create(b, loc, lhs, rhs);
+  }
+  Value mul(Value lhs, Value rhs) {
+    if (isa<FloatType>(lhs.getType()))
+      return arith::MulFOp::create(b, loc, lhs, rhs);
+    return arith::MulIOp::create(b, loc, lhs, rhs);
+  }
+  Value select(Value cond, Value lhs, Value rhs) {
+    return arith::SelectOp::create(b, loc, cond, lhs, rhs);
+  }
+  Value cmpi(arith::CmpIPredicate predicate, Value lhs, Value rhs) {
+    return arith::CmpIOp::create(b, loc, predicate, lhs, rhs);
+  }
+  Value cmpf(arith::CmpFPredicate predicate, Value lhs, Value rhs) {
+    return arith::CmpFOp::create(b, loc, predicate, lhs, rhs);
+  }
+  Value andi(Value lhs, Value rhs) {
+    return arith::AndIOp::create(b, loc, lhs, rhs);
+  }
+  Value ori(Value lhs, Value rhs) {
+    return arith::OrIOp::create(b, loc, lhs, rhs);
+  }
+
+  /// `for (i = lower; i < upper; ++i) body(i)`.
+  void forEach(Value lower, Value upper,
+               function_ref<void(Emitter &, Value)> body) {
+    scf::ForOp::create(b, loc, lower, upper, index(1), ValueRange{},
+                       [&](OpBuilder &nested, Location nestedLoc, Value iv,
+                           ValueRange) {
+                         Emitter inner(nested, nestedLoc);
+                         body(inner, iv);
+                         scf::YieldOp::create(nested, nestedLoc);
+                       });
+  }
+
+  /// A loop carrying `init` through `body`, which returns the next values.
+  SmallVector<Value>
+  forEachCarrying(Value lower, Value upper, ValueRange init,
+                  function_ref<SmallVector<Value>(Emitter &, Value, ValueRange)>
+                      body) {
+    auto loop = scf::ForOp::create(
+        b, loc, lower, upper, index(1), init,
+        [&](OpBuilder &nested, Location nestedLoc, Value iv,
+            ValueRange carried) {
+          Emitter inner(nested, nestedLoc);
+          scf::YieldOp::create(nested, nestedLoc, body(inner, iv, carried));
+        });
+    return SmallVector<Value>(loop.getResults());
+  }
+
+  void ifThen(Value cond, function_ref<void(Emitter &)> thenBody) {
+    scf::IfOp::create(b, loc, cond, [&](OpBuilder &nested, Location l) {
+      Emitter inner(nested, l);
+      thenBody(inner);
+      scf::YieldOp::create(nested, l);
+    });
+  }
+  void ifThenElse(Value cond, function_ref<void(Emitter &)> thenBody,
+                  function_ref<void(Emitter &)> elseBody) {
+    scf::IfOp::create(
+        b, loc, cond,
+        [&](OpBuilder &nested, Location l) {
+          Emitter inner(nested, l);
+          thenBody(inner);
+          scf::YieldOp::create(nested, l);
+        },
+        [&](OpBuilder &nested, Location l) {
+          Emitter inner(nested, l);
+          elseBody(inner);
+          scf::YieldOp::create(nested, l);
+        });
+  }
+
+  /// A buffer for a result tensor of `type`; `dynamicSizes` gives its
+  /// dynamic dimensions in order.
+  Value alloc(RankedTensorType type, ValueRange dynamicSizes) {
+    return memref::AllocOp::create(
+        b, loc, MemRefType::get(type.getShape(), type.getElementType()),
+        dynamicSizes);
+  }
+  /// Scratch space for one iteration of a loop nest, on the stack.
+  Value stackAlloc(ArrayRef<int64_t> shape, Type elementType) {
+    return memref::AllocaOp::create(b, loc,
+                                    MemRefType::get(shape, elementType));
+  }
+  /// Reads a tensor operand through its buffer.
+  Value readBuffer(Value tensor) {
+    auto type = cast<RankedTensorType>(tensor.getType());
+    return bufferization::ToBufferOp::create(
+        b, loc, MemRefType::get(type.getShape(), type.getElementType()),
+        tensor, /*read_only=*/true);
+  }
+  /// Hands a buffer this lowering filled back to tensor code.
+  Value asTensor(Value buffer, Type tensorType) {
+    return bufferization::ToTensorOp::create(b, loc, tensorType, buffer,
+                                             b.getUnitAttr(), b.getUnitAttr());
+  }
+
+  /// `(d0, ..., d{numDims-1}) -> (d{dims[0]}, d{dims[1]}, ...)`.
+  AffineMap map(unsigned numDims, ArrayRef<unsigned> dims) {
+    SmallVector<AffineExpr> exprs;
+    for (unsigned dim : dims)
+      exprs.push_back(b.getAffineDimExpr(dim));
+    return AffineMap::get(numDims, 0, exprs, b.getContext());
+  }
+  Value emptyTensor(ArrayRef<int64_t> shape, Type elementType,
+                    ValueRange dynamicSizes) {
+    return tensor::EmptyOp::create(b, loc, shape, elementType, dynamicSizes);
+  }
+  Value fill(Value value, Value tensor) {
+    return linalg::FillOp::create(b, loc, ValueRange{value}, ValueRange{tensor})
+        .getResult(0);
+  }
+  Value loopIndex(unsigned dim) { return linalg::IndexOp::create(b, loc, dim); }
+  /// A `linalg.generic` with one tensor result written into `output`;
+  /// `body` maps the block arguments (inputs, then the output) to the value
+  /// it yields.
+  Value generic(ValueRange inputs, Value output, ArrayRef<AffineMap> maps,
+                ArrayRef<utils::IteratorType> iterators,
+                function_ref<Value(Emitter &, ValueRange)> body) {
+    auto op = linalg::GenericOp::create(
+        b, loc, TypeRange{output.getType()}, inputs, ValueRange{output}, maps,
+        iterators, [&](OpBuilder &nested, Location nestedLoc, ValueRange args) {
+          Emitter inner(nested, nestedLoc);
+          linalg::YieldOp::create(nested, nestedLoc, body(inner, args));
+        });
+    return op.getResult(0);
+  }
+
+  /// The index in `[0, count)` whose `valueAt` is largest among those for
+  /// which `isCandidate` holds: the lower index wins ties, a NaN never beats
+  /// a number, and -1 means no candidate.
+  Value argMax(Value count, function_ref<Value(Emitter &, Value)> valueAt,
+               function_ref<Value(Emitter &, Value)> isCandidate) {
+    SmallVector<Value> best = forEachCarrying(
+        index(0), count, ValueRange{index(-1), f32(0)},
+        [&](Emitter &e, Value i, ValueRange carried) -> SmallVector<Value> {
+          Value bestIndex = carried[0], bestValue = carried[1];
+          Value value = valueAt(e, i);
+          Value noneYet =
+              e.cmpi(arith::CmpIPredicate::slt, bestIndex, e.index(0));
+          Value greater = e.cmpf(arith::CmpFPredicate::OGT, value, bestValue);
+          Value replacesNaN =
+              e.andi(e.cmpf(arith::CmpFPredicate::UNO, bestValue, bestValue),
+                     e.cmpf(arith::CmpFPredicate::ORD, value, value));
+          Value better = e.andi(isCandidate(e, i),
+                                e.ori(noneYet, e.ori(greater, replacesNaN)));
+          return {e.select(better, i, bestIndex),
+                  e.select(better, value, bestValue)};
+        });
+    return best[0];
+  }
+
+private:
+  OpBuilder &b;
+  Location loc;
+};
+
+} // namespace mlir::moe
+
+#endif // MOE_LIB_CONVERSION_MOETOLINALG_EMITTER_H

@@ -1,0 +1,103 @@
+//===- LowerCombine.cpp - moe.combine to a gather-reduction ---------------===//
+//
+// Part of the moe-mlir project.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Emitter.h"
+
+#include "moe-mlir/Conversion/Passes.h"
+#include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
+
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_MOELOWERCOMBINE
+#include "moe-mlir/Conversion/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+using utils::IteratorType;
+
+namespace {
+struct LowerCombine : OpRewritePattern<CombineOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(CombineOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Emitter e(rewriter, loc);
+    auto resultType = cast<RankedTensorType>(op.getOutput().getType());
+    Type f32 = rewriter.getF32Type();
+    Value numTokens = tensor::DimOp::create(rewriter, loc, op.getSlotRows(), 0);
+    SmallVector<Value> dynamicTokens;
+    if (resultType.isDynamicDim(0))
+      dynamicTokens.push_back(numTokens);
+    auto accumulatorType = RankedTensorType::get(resultType.getShape(), f32);
+
+    Value init;
+    if (Value shared = op.getShared())
+      init = shared.getType() == accumulatorType
+                 ? shared
+                 : tensor::CastOp::create(rewriter, loc, accumulatorType,
+                                          shared);
+    else
+      init = e.fill(e.f32(0), e.emptyTensor(accumulatorType.getShape(), f32,
+                                            dynamicTokens));
+
+    Value expertOutput = op.getExpertOutput();
+    Value sum = e.generic(
+        ValueRange{op.getSlotRows(), op.getWeights()}, init,
+        {e.map(3, {0, 2}), e.map(3, {0, 2}), e.map(3, {0, 1})},
+        {IteratorType::parallel, IteratorType::parallel,
+         IteratorType::reduction},
+        [&](Emitter &e, ValueRange args) -> Value {
+          Value row = args[0], weight = args[1], acc = args[2];
+          Value column = e.loopIndex(1);
+          Value kept = e.cmpi(arith::CmpIPredicate::sge, row, e.i32(0));
+          auto ifOp = scf::IfOp::create(
+              e.builder(), e.location(), TypeRange{e.builder().getF32Type()},
+              kept, /*withElseRegion=*/true);
+          {
+            OpBuilder::InsertionGuard guard(e.builder());
+            e.builder().setInsertionPointToStart(ifOp.thenBlock());
+            Value value = tensor::ExtractOp::create(
+                e.builder(), e.location(), expertOutput,
+                ValueRange{e.toIndex(row), column});
+            scf::YieldOp::create(e.builder(), e.location(),
+                                 e.add(acc, e.mul(weight, value)));
+            e.builder().setInsertionPointToStart(ifOp.elseBlock());
+            scf::YieldOp::create(e.builder(), e.location(), acc);
+          }
+          return ifOp.getResult(0);
+        });
+
+    if (resultType.getElementType() != f32) {
+      Value output = e.emptyTensor(resultType.getShape(),
+                                   resultType.getElementType(), dynamicTokens);
+      sum = e.generic(sum, output, {e.map(2, {0, 1}), e.map(2, {0, 1})},
+                      {IteratorType::parallel, IteratorType::parallel},
+                      [&](Emitter &e, ValueRange args) -> Value {
+                        return arith::TruncFOp::create(
+                            e.builder(), e.location(),
+                            resultType.getElementType(), args[0]);
+                      });
+    }
+    rewriter.replaceOp(op, sum);
+    return success();
+  }
+};
+
+struct MoELowerCombinePass
+    : moe::impl::MoELowerCombineBase<MoELowerCombinePass> {
+  void runOnOperation() override {
+    RewritePatternSet patterns(&getContext());
+    patterns.add<LowerCombine>(&getContext());
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+      signalPassFailure();
+  }
+};
+} // namespace

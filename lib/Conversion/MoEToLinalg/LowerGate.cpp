@@ -1,0 +1,368 @@
+//===- LowerGate.cpp - moe.gate to linalg, scf and memref -----------------===//
+//
+// Part of the moe-mlir project.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Emitter.h"
+
+#include "moe-mlir/Conversion/Passes.h"
+#include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
+
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+
+#include <limits>
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_MOELOWERGATE
+#include "moe-mlir/Conversion/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+using utils::IteratorType;
+static constexpr IteratorType kParallel = IteratorType::parallel;
+static constexpr IteratorType kReduction = IteratorType::reduction;
+
+//===----------------------------------------------------------------------===//
+// Scores (SPEC §1 routing steps 1-2), as linalg on tensors
+//===----------------------------------------------------------------------===//
+
+/// `logits = x · Wr^T (+ router_bias)` in f32, `[T, E]`.
+static Value buildLogits(Emitter &e, GateOp op, Value numTokens,
+                         int64_t numExperts) {
+  Type f32 = e.builder().getF32Type();
+  Value init = e.emptyTensor({ShapedType::kDynamic, numExperts}, f32,
+                             numTokens);
+  if (Value bias = op.getRouterBias())
+    init = e.generic(bias, init, {e.map(2, {1}), e.map(2, {0, 1})},
+                     {kParallel, kParallel},
+                     [](Emitter &e, ValueRange args) {
+                       return e.toF32(args[0]);
+                     });
+  else
+    init = e.fill(e.f32(0), init);
+  return e.generic(
+      ValueRange{op.getInput(), op.getRouter()}, init,
+      {e.map(3, {0, 2}), e.map(3, {1, 2}), e.map(3, {0, 1})},
+      {kParallel, kParallel, kReduction}, [](Emitter &e, ValueRange args) {
+        return e.add(args[2], e.mul(e.toF32(args[0]), e.toF32(args[1])));
+      });
+}
+
+/// A per-token reduction of `[T, E]` values into `[T]`.
+static Value reduceRows(Emitter &e, Value values, Value numTokens,
+                        Value initial,
+                        function_ref<Value(Emitter &, Value, Value)> combine) {
+  Value rows = e.emptyTensor({ShapedType::kDynamic},
+                             e.builder().getF32Type(), numTokens);
+  return e.generic(values, e.fill(initial, rows),
+                   {e.map(2, {0, 1}), e.map(2, {0})}, {kParallel, kReduction},
+                   [&](Emitter &e, ValueRange args) {
+                     return combine(e, args[1], args[0]);
+                   });
+}
+
+/// Softmax over experts (max-subtracted) or an elementwise sigmoid.
+static Value buildScores(Emitter &e, GateOp op, Value logits,
+                         Value numTokens) {
+  auto type = cast<RankedTensorType>(logits.getType());
+  Value init = e.emptyTensor(type.getShape(), type.getElementType(),
+                             numTokens);
+  SmallVector<AffineMap> elementwise = {e.map(2, {0, 1}), e.map(2, {0, 1})};
+  SmallVector<AffineMap> withRow = {e.map(2, {0, 1}), e.map(2, {0}),
+                                    e.map(2, {0, 1})};
+  if (op.getScoring() == Scoring::sigmoid)
+    return e.generic(logits, init, elementwise, {kParallel, kParallel},
+                     [](Emitter &e, ValueRange args) -> Value {
+                       OpBuilder &b = e.builder();
+                       Location loc = e.location();
+                       Value negated = arith::NegFOp::create(b, loc, args[0]);
+                       Value denominator = e.add(
+                           e.f32(1), math::ExpOp::create(b, loc, negated));
+                       return arith::DivFOp::create(b, loc, e.f32(1),
+                                                    denominator);
+                     });
+
+  Value rowMax = reduceRows(
+      e, logits, numTokens, e.f32(-std::numeric_limits<float>::infinity()),
+      [](Emitter &e, Value acc, Value v) -> Value {
+        return arith::MaximumFOp::create(e.builder(), e.location(), acc, v);
+      });
+  Value exps = e.generic(
+      ValueRange{logits, rowMax}, init, withRow, {kParallel, kParallel},
+      [](Emitter &e, ValueRange args) -> Value {
+        Value shifted =
+            arith::SubFOp::create(e.builder(), e.location(), args[0], args[1]);
+        return math::ExpOp::create(e.builder(), e.location(), shifted);
+      });
+  Value rowSum = reduceRows(e, exps, numTokens, e.f32(0),
+                            [](Emitter &e, Value acc, Value v) {
+                              return e.add(acc, v);
+                            });
+  return e.generic(ValueRange{exps, rowSum}, init, withRow,
+                   {kParallel, kParallel},
+                   [](Emitter &e, ValueRange args) -> Value {
+                     return arith::DivFOp::create(e.builder(), e.location(),
+                                                  args[0], args[1]);
+                   });
+}
+
+//===----------------------------------------------------------------------===//
+// Selection (SPEC §1 routing steps 3-7), as loops over memrefs
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// The buffers the selection loops read and write.
+struct SelectionBuffers {
+  Value scores;        // [T, E] f32
+  Value selectionBias; // [E] or null
+  Value ids;           // [T, K] i32
+  Value weights;       // [T, K] f32
+};
+} // namespace
+
+namespace {
+/// Per-token scratch of grouped routing, allocated once outside the loops.
+struct GroupScratch {
+  Value scores; // [n_group] f32
+  Value chosen; // [n_group] i1
+};
+} // namespace
+
+/// Marks in `available` ([E] i1) the experts of the current token's
+/// `topk_group` best groups.
+static void buildGroupMask(Emitter &e, GateOp op, int64_t numExperts,
+                           Value available, const GroupScratch &scratch,
+                           function_ref<Value(Emitter &, Value)> choiceAt) {
+  int64_t numGroups = op.getNGroup();
+  int64_t groupSize = numExperts / numGroups;
+  Value groupScores = scratch.scores;
+  Value groupChosen = scratch.chosen;
+  Value negInf = e.f32(-std::numeric_limits<float>::infinity());
+  bool topTwo = op.getGroupScore() == GroupScore::top2_sum;
+
+  e.forEach(e.index(0), e.index(numGroups), [&](Emitter &e, Value group) {
+    Value first = e.mul(group, e.index(groupSize));
+    SmallVector<Value> best = e.forEachCarrying(
+        e.index(0), e.index(groupSize), ValueRange{negInf, negInf},
+        [&](Emitter &e, Value i, ValueRange top) -> SmallVector<Value> {
+          Value value = choiceAt(e, e.add(first, i));
+          Value aboveFirst = e.cmpf(arith::CmpFPredicate::OGT, value, top[0]);
+          Value aboveSecond =
+              e.cmpf(arith::CmpFPredicate::OGT, value, top[1]);
+          return {e.select(aboveFirst, value, top[0]),
+                  e.select(aboveFirst, top[0],
+                           e.select(aboveSecond, value, top[1]))};
+        });
+    Value score = topTwo ? e.add(best[0], best[1]) : best[0];
+    e.store(score, groupScores, group);
+    e.store(e.boolean(false), groupChosen, group);
+  });
+
+  e.forEach(e.index(0), e.index(op.getTopkGroup()), [&](Emitter &e, Value) {
+    Value group = e.argMax(
+        e.index(numGroups),
+        [&](Emitter &e, Value g) { return e.load(groupScores, g); },
+        [&](Emitter &e, Value g) {
+          return e.cmpi(arith::CmpIPredicate::eq, e.load(groupChosen, g),
+                        e.boolean(false));
+        });
+    e.store(e.boolean(true), groupChosen, group);
+  });
+
+  e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value expert) {
+    Value group = arith::DivUIOp::create(e.builder(), e.location(), expert,
+                                         e.index(groupSize));
+    e.store(e.load(groupChosen, group), available, expert);
+  });
+}
+
+/// Token choice: every token takes its `top_k` best allowed experts.
+static void buildTokenChoice(Emitter &e, GateOp op, Value numTokens,
+                             int64_t numExperts,
+                             const SelectionBuffers &buffers) {
+  int64_t topK = op.getTopK();
+  Type i1 = e.builder().getI1Type();
+  Value available = e.stackAlloc({numExperts}, i1);
+  GroupScratch groups;
+  if (op.getNGroup() > 1) {
+    groups.scores = e.stackAlloc({static_cast<int64_t>(op.getNGroup())},
+                             e.builder().getF32Type());
+    groups.chosen = e.stackAlloc({static_cast<int64_t>(op.getNGroup())}, i1);
+  }
+  float scaling = op.getRoutedScalingFactor().convertToFloat();
+
+  e.forEach(e.index(0), numTokens, [&](Emitter &e, Value token) {
+    auto choiceAt = [&](Emitter &e, Value expert) {
+      Value score = e.load(buffers.scores, {token, expert});
+      if (!buffers.selectionBias)
+        return score;
+      return e.add(score, e.toF32(e.load(buffers.selectionBias, expert)));
+    };
+    if (op.getNGroup() > 1)
+      buildGroupMask(e, op, numExperts, available, groups, choiceAt);
+    else
+      e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value x) {
+        e.store(e.boolean(true), available, x);
+      });
+
+    Value sum = e.forEachCarrying(
+        e.index(0), e.index(topK), ValueRange{e.f32(0)},
+        [&](Emitter &e, Value slot, ValueRange carried) -> SmallVector<Value> {
+          Value expert = e.argMax(e.index(numExperts), choiceAt,
+                                  [&](Emitter &e, Value x) {
+                                    return e.load(available, x);
+                                  });
+          e.store(e.boolean(false), available, expert);
+          e.store(e.toI32(expert), buffers.ids, {token, slot});
+          Value weight = e.load(buffers.scores, {token, expert});
+          e.store(weight, buffers.weights, {token, slot});
+          return {e.add(carried[0], weight)};
+        })[0];
+
+    Value factor = e.f32(scaling);
+    if (op.getNormalizeTopK())
+      factor = arith::DivFOp::create(e.builder(), e.location(), factor, sum);
+    e.forEach(e.index(0), e.index(topK), [&](Emitter &e, Value slot) {
+      Value weight = e.load(buffers.weights, {token, slot});
+      e.store(e.mul(weight, factor), buffers.weights, {token, slot});
+    });
+  });
+}
+
+/// `ceil(factor · T · slots / E)` as an index (SPEC §1 step 7).
+static Value buildCapacity(Emitter &e, double factor, Value numTokens,
+                           int64_t slots, int64_t numExperts) {
+  OpBuilder &b = e.builder();
+  Location loc = e.location();
+  Value tokens = arith::IndexCastOp::create(b, loc, b.getI64Type(), numTokens);
+  Value tokensF64 = arith::SIToFPOp::create(b, loc, b.getF64Type(), tokens);
+  Value product = e.mul(e.mul(e.f64(factor), tokensF64),
+                        e.f64(static_cast<double>(slots)));
+  Value quotient = arith::DivFOp::create(
+      b, loc, product, e.f64(static_cast<double>(numExperts)));
+  Value ceiling = math::CeilOp::create(b, loc, quotient);
+  Value capacity = arith::FPToSIOp::create(b, loc, b.getI64Type(), ceiling);
+  return arith::IndexCastOp::create(b, loc, b.getIndexType(), capacity);
+}
+
+/// Grants each expert at most C slots, slot 0 of every token first (token
+/// order), then slot 1, ...; a slot past C is dropped (id -1, weight 0).
+static void buildCapacityDrops(Emitter &e, GateOp op, Value numTokens,
+                               int64_t numExperts,
+                               const SelectionBuffers &buffers) {
+  int64_t topK = op.getTopK();
+  Value capacity =
+      buildCapacity(e, op.getCapacityFactor().convertToDouble(), numTokens,
+                    topK, numExperts);
+  Value granted = e.stackAlloc({numExperts}, e.builder().getIndexType());
+  e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value x) {
+    e.store(e.index(0), granted, x);
+  });
+  e.forEach(e.index(0), e.index(topK), [&](Emitter &e, Value slot) {
+    e.forEach(e.index(0), numTokens, [&](Emitter &e, Value token) {
+      Value expert = e.toIndex(e.load(buffers.ids, {token, slot}));
+      Value count = e.load(granted, expert);
+      e.ifThenElse(
+          e.cmpi(arith::CmpIPredicate::ult, count, capacity),
+          [&](Emitter &e) { e.store(e.add(count, e.index(1)), granted, expert); },
+          [&](Emitter &e) {
+            e.store(e.i32(-1), buffers.ids, {token, slot});
+            e.store(e.f32(0), buffers.weights, {token, slot});
+          });
+    });
+  });
+}
+
+/// Expert choice: each expert takes its C best-scoring tokens (ties to the
+/// lower token); slot e of a token it took holds e and the score.
+static void buildExpertChoice(Emitter &e, GateOp op, Value numTokens,
+                              int64_t numExperts,
+                              const SelectionBuffers &buffers) {
+  Value capacity =
+      buildCapacity(e, op.getCapacityFactor().convertToDouble(), numTokens,
+                    /*slots=*/1, numExperts);
+  capacity = arith::MinUIOp::create(e.builder(), e.location(), capacity,
+                                    numTokens);
+  e.forEach(e.index(0), numTokens, [&](Emitter &e, Value token) {
+    e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value x) {
+      e.store(e.i32(-1), buffers.ids, {token, x});
+      e.store(e.f32(0), buffers.weights, {token, x});
+    });
+  });
+  e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value expert) {
+    Value expertId = e.toI32(expert);
+    e.forEach(e.index(0), capacity, [&](Emitter &e, Value) {
+      Value token = e.argMax(
+          numTokens,
+          [&](Emitter &e, Value t) {
+            return e.load(buffers.scores, {t, expert});
+          },
+          [&](Emitter &e, Value t) {
+            return e.cmpi(arith::CmpIPredicate::slt,
+                          e.load(buffers.ids, {t, expert}), e.i32(0));
+          });
+      e.store(expertId, buffers.ids, {token, expert});
+      e.store(e.load(buffers.scores, {token, expert}), buffers.weights,
+              {token, expert});
+    });
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// Pass
+//===----------------------------------------------------------------------===//
+
+namespace {
+struct LowerGate : OpRewritePattern<GateOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(GateOp op,
+                                PatternRewriter &rewriter) const override {
+    Emitter e(rewriter, op.getLoc());
+    int64_t numExperts =
+        cast<RankedTensorType>(op.getRouter().getType()).getDimSize(0);
+    Value numTokens =
+        tensor::DimOp::create(rewriter, op.getLoc(), op.getInput(), 0);
+
+    Value logits = buildLogits(e, op, numTokens, numExperts);
+    Value scores = buildScores(e, op, logits, numTokens);
+
+    auto idsType = cast<RankedTensorType>(op.getIds().getType());
+    auto weightsType = cast<RankedTensorType>(op.getWeights().getType());
+    SmallVector<Value> dynamicTokens;
+    if (idsType.isDynamicDim(0))
+      dynamicTokens.push_back(numTokens);
+    SelectionBuffers buffers;
+    buffers.scores = e.readBuffer(scores);
+    if (op.getSelectionBias())
+      buffers.selectionBias = e.readBuffer(op.getSelectionBias());
+    buffers.ids = e.alloc(idsType, dynamicTokens);
+    buffers.weights = e.alloc(weightsType, dynamicTokens);
+
+    if (op.getRouting() == Routing::expert_choice) {
+      buildExpertChoice(e, op, numTokens, numExperts, buffers);
+    } else {
+      buildTokenChoice(e, op, numTokens, numExperts, buffers);
+      if (op.getCapacityFactor().convertToDouble() > 0)
+        buildCapacityDrops(e, op, numTokens, numExperts, buffers);
+    }
+    rewriter.replaceOp(op, {e.asTensor(buffers.ids, idsType),
+                            e.asTensor(buffers.weights, weightsType)});
+    return success();
+  }
+};
+
+struct MoELowerGatePass : moe::impl::MoELowerGateBase<MoELowerGatePass> {
+  void runOnOperation() override {
+    RewritePatternSet patterns(&getContext());
+    patterns.add<LowerGate>(&getContext());
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+      signalPassFailure();
+  }
+};
+} // namespace

@@ -1,0 +1,59 @@
+//===- CPUPipeline.cpp - From moe.layer to the LLVM dialect ---------------===//
+//
+// Part of the moe-mlir project.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe-mlir/Pipelines/Pipelines.h"
+
+#include "moe-mlir/Conversion/Passes.h"
+#include "moe-mlir/Dialect/MoE/Transforms/Passes.h"
+
+#include "mlir/Dialect/Bufferization/Pipelines/Passes.h"
+#include "mlir/Dialect/Bufferization/Transforms/Passes.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/Passes.h"
+
+using namespace mlir;
+
+/// Upstream's half of the pipeline, after bufferization; the order matters:
+/// strided metadata expands into affine ops that lower-affine removes before
+/// memrefs become LLVM structs.
+static constexpr const char *kLoopsToLLVM =
+    "convert-linalg-to-loops,convert-math-to-libm,expand-strided-metadata,"
+    "lower-affine,convert-scf-to-cf,finalize-memref-to-llvm,"
+    "convert-math-to-llvm,convert-arith-to-llvm,convert-index-to-llvm,"
+    "convert-cf-to-llvm,convert-func-to-llvm,reconcile-unrealized-casts";
+
+void moe::buildCPUPipeline(OpPassManager &pm,
+                           const CPUPipelineOptions &options) {
+  moe::MoEExpandOptions expand;
+  expand.rowTile = options.rowTile;
+  pm.addPass(moe::createMoEExpand(expand));
+  pm.addPass(moe::createMoELowerGate());
+  pm.addPass(moe::createMoELowerDispatch());
+  pm.addPass(moe::createMoELowerExperts());
+  pm.addPass(moe::createMoELowerCombine());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+
+  pm.addPass(bufferization::createEmptyTensorEliminationPass());
+  pm.addPass(bufferization::createOneShotBufferizePass());
+  bufferization::BufferDeallocationPipelineOptions deallocation;
+  bufferization::buildBufferDeallocationPipeline(pm, deallocation);
+  // Bufferization leaves copies between equal subviews; CSE makes them self
+  // copies, which canonicalization erases.
+  pm.addPass(createCSEPass());
+  pm.addPass(createCanonicalizerPass());
+
+  if (failed(parsePassPipeline(kLoopsToLLVM, pm)))
+    llvm::report_fatal_error("moe-cpu-pipeline: upstream passes missing");
+}
+
+void moe::registerPipelines() {
+  PassPipelineRegistration<CPUPipelineOptions>(
+      "moe-cpu-pipeline",
+      "Compile moe ops to the LLVM dialect for the host CPU",
+      buildCPUPipeline);
+}

@@ -1,0 +1,227 @@
+//===- moe-compile.cpp - Config in, shared library and header out ---------===//
+//
+// Part of the moe-mlir project.
+//
+// moe-compile CONFIG.json -o DIR [--emit=mlir|llvm|obj] [--print-pipeline]
+//
+// Every output is written to a temporary file and renamed into DIR only
+// once the whole compilation succeeded, so a failure leaves DIR as it was.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe-mlir/Compiler/CABI.h"
+#include "moe-mlir/Compiler/Config.h"
+#include "moe-mlir/Compiler/LayerModule.h"
+#include "moe-mlir/InitAllMoE.h"
+#include "moe-mlir/Pipelines/Pipelines.h"
+
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/Verifier.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Export.h"
+
+#include "llvm/IR/LLVMContext.h"
+#include "llvm/IR/Module.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/Program.h"
+#include "llvm/Support/raw_ostream.h"
+#include "llvm/TargetParser/Host.h"
+
+#include <string>
+#include <vector>
+
+using namespace mlir;
+namespace cl = llvm::cl;
+
+static cl::opt<std::string> configPath(cl::Positional, cl::Required,
+                                       cl::desc("<config.json>"));
+static cl::opt<std::string> outputDir("o", cl::Required,
+                                      cl::desc("Output directory"),
+                                      cl::value_desc("dir"));
+enum class Stage { library, mlir, llvm, obj, ptx };
+static cl::opt<Stage> emit(
+    "emit", cl::desc("Stop early and write that stage"),
+    cl::init(Stage::library),
+    cl::values(clEnumValN(Stage::mlir, "mlir", "<name>.mlir: the moe module"),
+               clEnumValN(Stage::llvm, "llvm", "<name>.ll: LLVM IR"),
+               clEnumValN(Stage::obj, "obj", "<name>.o: an object file"),
+               clEnumValN(Stage::ptx, "ptx", "<name>.ptx: for target cuda")));
+static cl::opt<bool> printPipeline("print-pipeline",
+                                   cl::desc("Print the passes it runs"));
+static cl::opt<std::string>
+    march("march", cl::desc("CPU the library is tuned for (clang -march)"),
+          cl::init("native"));
+
+/// clang drives the final object and link steps; MOE_CLANG overrides the
+/// one found at build time.
+static std::string clangPath() {
+  if (const char *fromEnv = std::getenv("MOE_CLANG"))
+    return fromEnv;
+  return MOE_CLANG_PATH;
+}
+
+static int fail(const llvm::Twine &message) {
+  llvm::errs() << "moe-compile: error: " << message << "\n";
+  return 1;
+}
+
+namespace {
+/// A scratch directory removed, with what is in it, when it goes out of
+/// scope.
+class ScratchDir {
+public:
+  std::error_code create() {
+    return llvm::sys::fs::createUniqueDirectory("moe-compile", path);
+  }
+  ~ScratchDir() {
+    if (!path.empty())
+      llvm::sys::fs::remove_directories(path);
+  }
+  std::string file(llvm::StringRef name) const {
+    llvm::SmallString<256> result(path);
+    llvm::sys::path::append(result, name);
+    return std::string(result);
+  }
+
+private:
+  llvm::SmallString<256> path;
+};
+} // namespace
+
+static bool writeFile(const std::string &path, llvm::StringRef contents) {
+  std::error_code error;
+  llvm::raw_fd_ostream os(path, error);
+  if (error)
+    return false;
+  os << contents;
+  return !os.has_error();
+}
+
+static int runClang(llvm::ArrayRef<std::string> args) {
+  std::string clang = clangPath();
+  std::vector<llvm::StringRef> argv = {clang};
+  for (const std::string &arg : args)
+    argv.push_back(arg);
+  std::string message;
+  int status = llvm::sys::ExecuteAndWait(clang, argv, std::nullopt, {}, 0, 0,
+                                         &message);
+  if (status != 0)
+    return fail("'" + clang + "' failed" +
+                (message.empty() ? "" : ": " + message));
+  return 0;
+}
+
+/// Moves each scratch file to its final name in the output directory.
+static int publish(const ScratchDir &scratch,
+                   llvm::ArrayRef<std::string> names) {
+  if (std::error_code error = llvm::sys::fs::create_directories(outputDir))
+    return fail("cannot create '" + outputDir + "': " + error.message());
+  for (const std::string &name : names) {
+    llvm::SmallString<256> target(outputDir.getValue());
+    llvm::sys::path::append(target, name);
+    std::string staged = target.str().str() + ".tmp";
+    // Copy next to the target first: a rename is atomic only within one
+    // file system.
+    if (std::error_code error =
+            llvm::sys::fs::copy_file(scratch.file(name), staged))
+      return fail("cannot write '" + staged + "': " + error.message());
+    if (std::error_code error = llvm::sys::fs::rename(staged, target)) {
+      llvm::sys::fs::remove(staged);
+      return fail("cannot write '" + target + "': " + error.message());
+    }
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  cl::ParseCommandLineOptions(argc, argv,
+                              "moe-compile: MoE layer config to a shared "
+                              "library with a C ABI\n");
+
+  llvm::Expected<moe::LayerConfig> config = moe::readLayerConfig(configPath);
+  if (!config)
+    return fail(llvm::toString(config.takeError()));
+  const std::string &name = config->name;
+  if (emit == Stage::ptx)
+    return fail("--emit=ptx needs \"target\": \"cuda\", which this build "
+                "does not support");
+
+  DialectRegistry registry;
+  moe::registerAllDialects(registry);
+  moe::registerAllPasses();
+  registerBuiltinDialectTranslation(registry);
+  registerLLVMDialectTranslation(registry);
+  MLIRContext context(registry);
+  context.disableMultithreading();
+
+  OwningOpRef<ModuleOp> module = moe::buildLayerModule(context, *config);
+  if (failed(verify(*module)))
+    return fail("the module built for '" + configPath + "' does not verify");
+
+  ScratchDir scratch;
+  if (std::error_code error = scratch.create())
+    return fail("cannot create a scratch directory: " + error.message());
+
+  if (emit == Stage::mlir) {
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    module->print(os);
+    if (!writeFile(scratch.file(name + ".mlir"), text))
+      return fail("cannot write the MLIR module");
+    return publish(scratch, {name + ".mlir"});
+  }
+
+  PassManager pm(&context);
+  moe::buildCPUPipeline(pm, moe::CPUPipelineOptions());
+  if (printPipeline) {
+    pm.printAsTextualPipeline(llvm::outs());
+    llvm::outs() << "\n";
+  }
+  if (failed(pm.run(*module)))
+    return fail("lowering '" + configPath + "' failed");
+
+  llvm::LLVMContext llvmContext;
+  std::unique_ptr<llvm::Module> llvmModule =
+      translateModuleToLLVMIR(*module, llvmContext, name);
+  if (!llvmModule)
+    return fail("translation to LLVM IR failed");
+  llvmModule->setTargetTriple(llvm::Triple(llvm::sys::getDefaultTargetTriple()));
+  std::string ir;
+  llvm::raw_string_ostream irStream(ir);
+  llvmModule->print(irStream, nullptr);
+  std::string kernelFile = scratch.file(name + ".ll");
+  if (!writeFile(kernelFile, ir))
+    return fail("cannot write the LLVM IR");
+  if (emit == Stage::llvm)
+    return publish(scratch, {name + ".ll"});
+
+  std::vector<std::string> codegen = {"-O3", "-march=" + march, "-fPIC"};
+  if (emit == Stage::obj) {
+    std::vector<std::string> args = codegen;
+    args.insert(args.end(), {"-c", kernelFile, "-o", scratch.file(name + ".o")});
+    if (int status = runClang(args))
+      return status;
+    return publish(scratch, {name + ".o"});
+  }
+
+  std::string header = name + ".h";
+  std::string wrapperFile = scratch.file(name + "_abi.c");
+  if (!writeFile(scratch.file(header), moe::emitHeader(*config)) ||
+      !writeFile(wrapperFile, moe::emitWrapperSource(*config)))
+    return fail("cannot write the C ABI sources");
+  std::string library = "lib" + name + ".so";
+  std::vector<std::string> args = codegen;
+  args.insert(args.end(),
+              {"-shared", "-Wl,-z,defs", "-Wno-override-module", "-I",
+               scratch.file(""),
+               kernelFile, wrapperFile, "-o", scratch.file(library), "-lm"});
+  if (int status = runClang(args))
+    return status;
+  return publish(scratch, {library, header});
+}
