@@ -236,15 +236,14 @@ struct LowerSharedExpert : OpRewritePattern<SharedExpertOp> {
             return e.add(args[2], e.mul(e.toF32(args[0]), e.toF32(args[1])));
           });
       output = e.generic(
-          ValueRange{output, logits}, output,
-          {e.map(2, {0, 1}), e.map(2, {0}), e.map(2, {0, 1})},
+          logits, output, {e.map(2, {0}), e.map(2, {0, 1})},
           {kParallel, kParallel}, [](Emitter &e, ValueRange args) -> Value {
             OpBuilder &b = e.builder();
             Location l = e.location();
-            Value negated = arith::NegFOp::create(b, l, args[1]);
+            Value negated = arith::NegFOp::create(b, l, args[0]);
             Value denominator =
                 e.add(e.f32(1), math::ExpOp::create(b, l, negated));
-            return arith::DivFOp::create(b, l, args[0], denominator);
+            return arith::DivFOp::create(b, l, args[1], denominator);
           });
     }
     if (output.getType() != op.getOutput().getType())

@@ -1,0 +1,120 @@
+// RUN: moe-opt %s -split-input-file -moe-lower-gate | FileCheck %s
+
+// Softmax routing: the router matmul widens bf16 to f32, the softmax is
+// max-subtracted, and selection is a per-token loop whose argmax takes the
+// lower index on ties and never lets a NaN beat a number.
+// CHECK-LABEL: func.func @softmax_top2
+// CHECK-SAME: (%[[X:.*]]: tensor<?x16xbf16>, %[[WR:.*]]: tensor<4x16xbf16>)
+// CHECK-NOT: moe.gate
+// CHECK: %[[LOGITS:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction"]{{.*}} ins(%[[X]], %[[WR]] : tensor<?x16xbf16>, tensor<4x16xbf16>) outs(%{{.*}} : tensor<?x4xf32>)
+// CHECK: arith.extf %{{.*}} : bf16 to f32
+// CHECK: arith.extf %{{.*}} : bf16 to f32
+// CHECK: arith.maximumf
+// CHECK: math.exp
+// CHECK: arith.addf
+// CHECK: %[[SCORES:.*]] = linalg.generic
+// CHECK-NEXT: ^bb0
+// CHECK-NEXT: arith.divf
+// CHECK: %[[SCORES_BUF:.*]] = bufferization.to_buffer %[[SCORES]] read_only
+// CHECK: %[[IDS:.*]] = memref.alloc(%{{.*}}) : memref<?x2xi32>
+// CHECK: %[[W:.*]] = memref.alloc(%{{.*}}) : memref<?x2xf32>
+// CHECK: %[[AVAILABLE:.*]] = memref.alloca() : memref<4xi1>
+// CHECK: scf.for %[[T:.*]] = %{{.*}} to %{{.*}} step
+// CHECK: scf.for %[[J:.*]] = {{.*}} iter_args(%[[SUM:.*]] = %{{.*}}) -> (f32)
+// CHECK: scf.for {{.*}} -> (index, f32)
+// CHECK: arith.cmpf ogt
+// CHECK: arith.cmpf uno
+// CHECK: arith.cmpf ord
+// CHECK: memref.store %{{.*}}, %[[IDS]][%[[T]], %[[J]]]
+// CHECK: arith.divf
+// CHECK: %[[IDS_T:.*]] = bufferization.to_tensor %[[IDS]] restrict writable
+// CHECK: %[[W_T:.*]] = bufferization.to_tensor %[[W]] restrict writable
+// CHECK: return %[[IDS_T]], %[[W_T]]
+func.func @softmax_top2(%x: tensor<?x16xbf16>, %wr: tensor<4x16xbf16>)
+    -> (tensor<?x2xi32>, tensor<?x2xf32>) {
+  %ids, %w = moe.gate %x, %wr {top_k = 2 : i64}
+      : tensor<?x16xbf16>, tensor<4x16xbf16> -> tensor<?x2xi32>, tensor<?x2xf32>
+  return %ids, %w : tensor<?x2xi32>, tensor<?x2xf32>
+}
+
+// -----
+
+// Sigmoid scores, a router bias in the logits, a selection bias added for
+// the choice only, grouped routing, no normalization, scaling by 2.5.
+// CHECK-LABEL: func.func @sigmoid_grouped
+// CHECK-SAME: %[[RB:[^:]*]]: tensor<8xf32>, %[[SB:[^:]*]]: tensor<8xf32>
+// CHECK-DAG: arith.constant 2.500000e+00 : f32
+// CHECK: linalg.generic {{.*}} ins(%[[RB]] : tensor<8xf32>)
+// CHECK: linalg.generic {{.*}}["parallel", "parallel", "reduction"]
+// CHECK: arith.negf
+// CHECK: math.exp
+// CHECK-NOT: arith.maximumf
+// CHECK: %[[SB_BUF:.*]] = bufferization.to_buffer %[[SB]] read_only
+// CHECK: %[[GROUP_SCORES:.*]] = memref.alloca() : memref<4xf32>
+// CHECK: %[[GROUP_CHOSEN:.*]] = memref.alloca() : memref<4xi1>
+// CHECK: scf.for
+// The group score is the sum of the two best choice values.
+// CHECK: scf.for {{.*}} -> (f32, f32)
+// CHECK: memref.load %[[SB_BUF]]
+// CHECK: arith.addf
+// CHECK: memref.store %{{.*}}, %[[GROUP_SCORES]]
+// CHECK: memref.store %{{.*}}, %[[GROUP_CHOSEN]]
+// CHECK: arith.divui
+// CHECK: memref.load %[[GROUP_CHOSEN]]
+// CHECK-NOT: arith.divf %{{.*}}, %{{.*}} : f32
+// CHECK: return
+func.func @sigmoid_grouped(%x: tensor<?x16xf32>, %wr: tensor<8x16xf32>,
+    %rb: tensor<8xf32>, %sb: tensor<8xf32>)
+    -> (tensor<?x3xi32>, tensor<?x3xf32>) {
+  %ids, %w = moe.gate %x, %wr router_bias(%rb : tensor<8xf32>)
+      selection_bias(%sb : tensor<8xf32>)
+      {top_k = 3 : i64, scoring = #moe.scoring<sigmoid>, n_group = 4 : i64,
+       topk_group = 2 : i64, normalize_top_k = false,
+       routed_scaling_factor = 2.5 : f32}
+      : tensor<?x16xf32>, tensor<8x16xf32> -> tensor<?x3xi32>, tensor<?x3xf32>
+  return %ids, %w : tensor<?x3xi32>, tensor<?x3xf32>
+}
+
+// -----
+
+// Capacity: C = ceil(1.5 · T · 2 / 4) in f64, then slot-major grants.
+// CHECK-LABEL: func.func @capacity
+// CHECK-DAG: %[[FACTOR:.*]] = arith.constant 1.500000e+00 : f64
+// CHECK: arith.sitofp %{{.*}} : i64 to f64
+// CHECK: arith.mulf %{{.*}}, %[[FACTOR]] : f64
+// CHECK: math.ceil
+// CHECK: %[[GRANTED:.*]] = memref.alloca() : memref<4xindex>
+// CHECK: scf.for %[[J:.*]] = %c0 to %c2
+// CHECK-NEXT: scf.for %[[T:.*]] = %c0 to %dim
+// CHECK: memref.load %[[GRANTED]]
+// CHECK: arith.cmpi ult
+// CHECK: scf.if
+// CHECK: } else {
+// CHECK: memref.store %{{.*}}, %{{.*}}[%[[T]], %[[J]]] : memref<?x2xi32>
+func.func @capacity(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>)
+    -> (tensor<?x2xi32>, tensor<?x2xf32>) {
+  %ids, %w = moe.gate %x, %wr {top_k = 2 : i64, capacity_factor = 1.5 : f64}
+      : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+  return %ids, %w : tensor<?x2xi32>, tensor<?x2xf32>
+}
+
+// -----
+
+// Expert choice: every slot starts unchosen (-1), then each expert takes
+// its C best tokens.
+// CHECK-LABEL: func.func @expert_choice
+// CHECK: math.ceil
+// CHECK: arith.minui
+// CHECK: memref.store %c-1_i32
+// CHECK: scf.for %[[E:.*]] = %{{.*}} to %c4
+// CHECK: scf.for
+// CHECK: scf.for {{.*}} -> (index, f32)
+// CHECK: memref.store %{{.*}}, %{{.*}}[%{{.*}}, %[[E]]] : memref<?x4xi32>
+func.func @expert_choice(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>)
+    -> (tensor<?x4xi32>, tensor<?x4xf32>) {
+  %ids, %w = moe.gate %x, %wr
+      {top_k = 1 : i64, routing = #moe.routing<expert_choice>,
+       capacity_factor = 2.0 : f64}
+      : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+  return %ids, %w : tensor<?x4xi32>, tensor<?x4xf32>
+}
