@@ -28,7 +28,7 @@ func.func @gated_top2(%x: tensor<?x64xf32>, %wr: tensor<8x64xf32>,
 // expert ops, and the shared expert's output to moe.combine.
 // CHECK-LABEL: func.func @deepseek_like
 // CHECK-SAME: (%[[X:.*]]: tensor<?x32xbf16>, %[[WR:[^:]*]]: {{.*}}, %[[RB:[^:]*]]: {{.*}}, %[[SB:[^:]*]]: {{.*}}, %[[WU:[^:]*]]: {{.*}}, %[[WD:[^:]*]]: {{.*}}, %[[SU:[^:]*]]: {{.*}}, %[[SD:[^:]*]]: {{.*}}, %[[SG:[^:]*]]: {{.*}})
-// CHECK: %[[IDS:.*]], %[[W:.*]] = moe.gate %[[X]], %[[WR]] router_bias(%[[RB]] : tensor<16xbf16>) selection_bias(%[[SB]] : tensor<16xbf16>) {capacity_factor = 1.250000e+00 : f32, group_score = #moe.group_score<max>, n_group = 4 : i64, normalize_top_k = false, routed_scaling_factor = 2.500000e+00 : f32, scoring = #moe.scoring<sigmoid>, top_k = 4 : i64, topk_group = 2 : i64} : tensor<?x32xbf16>, tensor<16x32xbf16> -> tensor<?x4xi32>, tensor<?x4xf32>
+// CHECK: %[[IDS:.*]], %[[W:.*]] = moe.gate %[[X]], %[[WR]] router_bias(%[[RB]] : tensor<16xbf16>) selection_bias(%[[SB]] : tensor<16xbf16>) {capacity_factor = 1.250000e+00 : f64, group_score = #moe.group_score<max>, n_group = 4 : i64, normalize_top_k = false, routed_scaling_factor = 2.500000e+00 : f32, scoring = #moe.scoring<sigmoid>, top_k = 4 : i64, topk_group = 2 : i64} : tensor<?x32xbf16>, tensor<16x32xbf16> -> tensor<?x4xi32>, tensor<?x4xf32>
 // CHECK: %{{.*}}, %[[OFFSETS:.*]], %[[SLOTS:.*]], %[[ROWS:.*]] = moe.dispatch %[[IDS]] {num_experts = 16 : i64}
 // CHECK: %[[OUT:.*]] = moe.expert %[[X]], %[[SLOTS]], %[[OFFSETS]] up_proj(%[[WU]] : tensor<16x48x32xbf16>) down_proj(%[[WD]] : tensor<16x32x48xbf16>) {activation = #moe.activation<gelu_tanh>, slots_per_token = 4 : i64} : tensor<?x32xbf16>, tensor<?xi32>, tensor<17xi32> -> tensor<?x32xf32>
 // CHECK: %[[SHARED:.*]] = moe.shared_expert %[[X]] up_proj(%[[SU]] : tensor<96x32xbf16>) down_proj(%[[SD]] : tensor<32x96xbf16>) expert_gate(%[[SG]] : tensor<32xbf16>) {activation = #moe.activation<gelu_tanh>} : tensor<?x32xbf16> -> tensor<?x32xf32>
@@ -46,7 +46,7 @@ func.func @deepseek_like(%x: tensor<?x32xbf16>, %wr: tensor<16x32xbf16>,
          {top_k = 4 : i64, scoring = #moe.scoring<sigmoid>,
           normalize_top_k = false, routed_scaling_factor = 2.5 : f32,
           n_group = 4 : i64, topk_group = 2 : i64,
-          group_score = #moe.group_score<max>, capacity_factor = 1.25 : f32,
+          group_score = #moe.group_score<max>, capacity_factor = 1.25 : f64,
           activation = #moe.activation<gelu_tanh>}
          : tensor<?x32xbf16> -> tensor<?x32xbf16>
   return %y : tensor<?x32xbf16>
@@ -72,7 +72,7 @@ func.func @expert_choice(%x: tensor<5x16xf16>,
          shared_up_proj(%su : tensor<24x16xf16>)
          shared_down_proj(%sd : tensor<16x24xf16>)
          {top_k = 1 : i64, routing = #moe.routing<expert_choice>,
-          capacity_factor = 2.0 : f32}
+          capacity_factor = 2.0 : f64}
          : tensor<5x16xf16> -> tensor<5x16xf16>
   return %y : tensor<5x16xf16>
 }

@@ -115,7 +115,7 @@ func.func @layer_capacity_not_negative(%x: tensor<?x16xf32>, %wr: tensor<4x16xf3
   // expected-error @+1 {{'capacity_factor' (-1.000000e+00) must be finite and not negative}}
   %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
          down_proj(%wd : tensor<4x16x8xf32>)
-         {top_k = 2 : i64, capacity_factor = -1.0 : f32} : tensor<?x16xf32> -> tensor<?x16xf32>
+         {top_k = 2 : i64, capacity_factor = -1.0 : f64} : tensor<?x16xf32> -> tensor<?x16xf32>
   return
 }
 
@@ -175,7 +175,7 @@ func.func @layer_expert_choice_softmax(%x: tensor<?x16xf32>, %wr: tensor<4x16xf3
   // expected-error @+1 {{'routing' expert_choice needs softmax 'scoring'}}
   %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
          down_proj(%wd : tensor<4x16x8xf32>)
-         {top_k = 1 : i64, routing = #moe.routing<expert_choice>, capacity_factor = 1.0 : f32, scoring = #moe.scoring<sigmoid>} : tensor<?x16xf32> -> tensor<?x16xf32>
+         {top_k = 1 : i64, routing = #moe.routing<expert_choice>, capacity_factor = 1.0 : f64, scoring = #moe.scoring<sigmoid>} : tensor<?x16xf32> -> tensor<?x16xf32>
   return
 }
 
@@ -185,7 +185,7 @@ func.func @layer_expert_choice_groups(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32
   // expected-error @+1 {{'routing' expert_choice does not take grouped routing ('n_group' must be 1)}}
   %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
          down_proj(%wd : tensor<4x16x8xf32>)
-         {top_k = 1 : i64, routing = #moe.routing<expert_choice>, capacity_factor = 1.0 : f32, n_group = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+         {top_k = 1 : i64, routing = #moe.routing<expert_choice>, capacity_factor = 1.0 : f64, n_group = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
   return
 }
 
@@ -195,7 +195,7 @@ func.func @layer_expert_choice_selection_bias(%x: tensor<?x16xf32>, %wr: tensor<
   // expected-error @+1 {{'routing' expert_choice does not take a 'selection_bias'}}
   %y = moe.layer %x router(%wr : tensor<4x16xf32>) selection_bias(%sb : tensor<4xf32>) gate_proj(%wg : tensor<4x8x16xf32>)
          up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
-         {top_k = 1 : i64, routing = #moe.routing<expert_choice>, capacity_factor = 1.0 : f32} : tensor<?x16xf32> -> tensor<?x16xf32>
+         {top_k = 1 : i64, routing = #moe.routing<expert_choice>, capacity_factor = 1.0 : f64} : tensor<?x16xf32> -> tensor<?x16xf32>
   return
 }
 
@@ -438,7 +438,7 @@ func.func @gate_ids_top_k(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>) {
 
 func.func @gate_ids_expert_choice(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>) {
   // expected-error @+1 {{'ids' dimension 1 is 2 but must equal the number of experts (expert choice) (4)}}
-  %ids, %w = moe.gate %x, %wr {top_k = 2 : i64, routing = #moe.routing<expert_choice>, capacity_factor = 1.0 : f32}
+  %ids, %w = moe.gate %x, %wr {top_k = 2 : i64, routing = #moe.routing<expert_choice>, capacity_factor = 1.0 : f64}
       : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
   return
 }

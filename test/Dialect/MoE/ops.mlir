@@ -23,7 +23,7 @@ func.func @layer_defaults(%x: tensor<?x64xf32>, %wr: tensor<8x64xf32>,
 // CHECK-SAME: up_proj(%{{.*}} : tensor<16x48x32xbf16>) down_proj(%{{.*}} : tensor<16x32x48xbf16>)
 // CHECK-SAME: shared_up_proj(%{{.*}} : tensor<96x32xbf16>) shared_down_proj(%{{.*}} : tensor<32x96xbf16>) shared_expert_gate(%{{.*}} : tensor<32xbf16>)
 // CHECK-SAME: activation = #moe.activation<gelu_tanh>
-// CHECK-SAME: capacity_factor = 1.250000e+00 : f32
+// CHECK-SAME: capacity_factor = 1.250000e+00 : f64
 // CHECK-SAME: group_score = #moe.group_score<max>
 // CHECK-SAME: n_group = 4 : i64
 // CHECK-SAME: normalize_top_k = false
@@ -45,7 +45,7 @@ func.func @layer_everything(%x: tensor<?x32xbf16>, %wr: tensor<16x32xbf16>,
          {top_k = 4 : i64, scoring = #moe.scoring<sigmoid>,
           normalize_top_k = false, routed_scaling_factor = 2.5 : f32,
           n_group = 4 : i64, topk_group = 2 : i64,
-          group_score = #moe.group_score<max>, capacity_factor = 1.25 : f32,
+          group_score = #moe.group_score<max>, capacity_factor = 1.25 : f64,
           activation = #moe.activation<gelu_tanh>}
          : tensor<?x32xbf16> -> tensor<?x32xbf16>
   return %y : tensor<?x32xbf16>
@@ -67,7 +67,7 @@ func.func @layer_gated_shared_expert_choice(%x: tensor<5x16xf16>,
          shared_gate_proj(%sg : tensor<24x16xf16>) shared_up_proj(%su : tensor<24x16xf16>)
          shared_down_proj(%sd : tensor<16x24xf16>)
          {top_k = 1 : i64, routing = #moe.routing<expert_choice>,
-          capacity_factor = 2.0 : f32, activation = #moe.activation<relu>}
+          capacity_factor = 2.0 : f64, activation = #moe.activation<relu>}
          : tensor<5x16xf16> -> tensor<5x16xf16>
   return %y : tensor<5x16xf16>
 }
@@ -91,12 +91,12 @@ func.func @gate(%x: tensor<?x128xf32>, %wr: tensor<64x128xf32>,
 // -----
 
 // CHECK-LABEL: func.func @gate_expert_choice
-// CHECK: moe.gate {{.*}} {capacity_factor = 1.000000e+00 : f32, routing = #moe.routing<expert_choice>, top_k = 1 : i64} : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+// CHECK: moe.gate {{.*}} {capacity_factor = 1.000000e+00 : f64, routing = #moe.routing<expert_choice>, top_k = 1 : i64} : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
 func.func @gate_expert_choice(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>)
     -> (tensor<?x4xi32>, tensor<?x4xf32>) {
   %ids, %w = moe.gate %x, %wr
                {top_k = 1 : i64, routing = #moe.routing<expert_choice>,
-                capacity_factor = 1.0 : f32}
+                capacity_factor = 1.0 : f64}
                : tensor<?x16xf32>, tensor<4x16xf32>
                -> tensor<?x4xi32>, tensor<?x4xf32>
   return %ids, %w : tensor<?x4xi32>, tensor<?x4xf32>
