@@ -17,12 +17,14 @@
 
 using namespace mlir;
 
-/// Upstream's half of the pipeline, after bufferization; the order matters:
+/// Upstream's half of the pipeline, after bufferization. The order matters:
 /// strided metadata expands into affine ops that lower-affine removes before
-/// memrefs become LLVM structs.
+/// memrefs become LLVM structs. bf16 conversions are expanded to integer
+/// code (round to nearest even) because the C runtime need not have them.
 static constexpr const char *kLoopsToLLVM =
     "convert-linalg-to-loops,convert-math-to-libm,expand-strided-metadata,"
-    "lower-affine,convert-scf-to-cf,finalize-memref-to-llvm,"
+    "lower-affine,convert-scf-to-cf,arith-expand{include-bf16=true},"
+    "finalize-memref-to-llvm,"
     "convert-math-to-llvm,convert-arith-to-llvm,convert-index-to-llvm,"
     "convert-cf-to-llvm,convert-func-to-llvm,reconcile-unrealized-casts";
 
