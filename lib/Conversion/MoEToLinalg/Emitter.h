@@ -18,8 +18,23 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
 namespace mlir::moe {
+
+inline constexpr utils::IteratorType kParallel = utils::IteratorType::parallel;
+inline constexpr utils::IteratorType kReduction =
+    utils::IteratorType::reduction;
+
+/// Runs lowering patterns to a fixed point under `root`: each moe lowering
+/// pass is its patterns and nothing else.
+template <typename... Patterns>
+LogicalResult applyLowering(Operation *root) {
+  RewritePatternSet patterns(root->getContext());
+  patterns.add<Patterns...>(root->getContext());
+  return applyPatternsGreedily(root, std::move(patterns));
+}
 
 /// Emits scalar code at one location through a builder it does not own.
 class Emitter {
@@ -76,6 +91,10 @@ public:
     if (isa<FloatType>(lhs.getType()))
       return arith::MulFOp::create(b, loc, lhs, rhs);
     return arith::MulIOp::create(b, loc, lhs, rhs);
+  }
+  /// `acc + f32(lhs) * f32(rhs)`: the body of every contraction.
+  Value multiplyAdd(Value acc, Value lhs, Value rhs) {
+    return add(acc, mul(toF32(lhs), toF32(rhs)));
   }
   Value select(Value cond, Value lhs, Value rhs) {
     return arith::SelectOp::create(b, loc, cond, lhs, rhs);

@@ -9,8 +9,6 @@
 #include "moe-mlir/Conversion/Passes.h"
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
 
-#include "mlir/IR/PatternMatch.h"
-#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOELOWERCOMBINE
@@ -19,8 +17,6 @@ namespace mlir::moe {
 
 using namespace mlir;
 using namespace mlir::moe;
-
-using utils::IteratorType;
 
 namespace {
 struct LowerCombine : OpRewritePattern<CombineOp> {
@@ -52,8 +48,7 @@ struct LowerCombine : OpRewritePattern<CombineOp> {
     Value sum = e.generic(
         ValueRange{op.getSlotRows(), op.getWeights()}, init,
         {e.map(3, {0, 2}), e.map(3, {0, 2}), e.map(3, {0, 1})},
-        {IteratorType::parallel, IteratorType::parallel,
-         IteratorType::reduction},
+        {kParallel, kParallel, kReduction},
         [&](Emitter &e, ValueRange args) -> Value {
           Value row = args[0], weight = args[1], acc = args[2];
           Value column = e.loopIndex(1);
@@ -79,7 +74,7 @@ struct LowerCombine : OpRewritePattern<CombineOp> {
       Value output = e.emptyTensor(resultType.getShape(),
                                    resultType.getElementType(), dynamicTokens);
       sum = e.generic(sum, output, {e.map(2, {0, 1}), e.map(2, {0, 1})},
-                      {IteratorType::parallel, IteratorType::parallel},
+                      {kParallel, kParallel},
                       [&](Emitter &e, ValueRange args) -> Value {
                         return arith::TruncFOp::create(
                             e.builder(), e.location(),
@@ -94,9 +89,7 @@ struct LowerCombine : OpRewritePattern<CombineOp> {
 struct MoELowerCombinePass
     : moe::impl::MoELowerCombineBase<MoELowerCombinePass> {
   void runOnOperation() override {
-    RewritePatternSet patterns(&getContext());
-    patterns.add<LowerCombine>(&getContext());
-    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+    if (failed(applyLowering<LowerCombine>(getOperation())))
       signalPassFailure();
   }
 };

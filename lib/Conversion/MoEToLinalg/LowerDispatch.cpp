@@ -9,8 +9,6 @@
 #include "moe-mlir/Conversion/Passes.h"
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
 
-#include "mlir/IR/PatternMatch.h"
-#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOELOWERDISPATCH
@@ -118,9 +116,7 @@ struct LowerDispatch : OpRewritePattern<DispatchOp> {
 struct MoELowerDispatchPass
     : moe::impl::MoELowerDispatchBase<MoELowerDispatchPass> {
   void runOnOperation() override {
-    RewritePatternSet patterns(&getContext());
-    patterns.add<LowerDispatch>(&getContext());
-    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+    if (failed(applyLowering<LowerDispatch>(getOperation())))
       signalPassFailure();
   }
 };

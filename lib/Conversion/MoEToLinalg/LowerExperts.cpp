@@ -10,8 +10,6 @@
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
-#include "mlir/IR/PatternMatch.h"
-#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
 #include <cmath>
 
@@ -22,10 +20,6 @@ namespace mlir::moe {
 
 using namespace mlir;
 using namespace mlir::moe;
-
-using utils::IteratorType;
-static constexpr IteratorType kParallel = IteratorType::parallel;
-static constexpr IteratorType kReduction = IteratorType::reduction;
 
 /// SPEC §1 activations, in f32.
 static Value applyActivation(Emitter &e, Activation activation, Value v) {
@@ -97,7 +91,7 @@ static Value buildFFN(Emitter &e, Activation activation, Value gateWeight,
       ValueRange{activated, downWeight}, e.fill(e.f32(0), output),
       {e.map(3, {0, 2}), e.map(3, {1, 2}), e.map(3, {0, 1})},
       {kParallel, kParallel, kReduction}, [](Emitter &e, ValueRange args) {
-        return e.add(args[2], e.mul(args[0], e.toF32(args[1])));
+        return e.multiplyAdd(args[2], args[0], args[1]);
       });
 }
 
@@ -172,7 +166,7 @@ struct LowerExpert : OpRewritePattern<ExpertOp> {
                                                        slotsPerToken);
                   Value x = tensor::ExtractOp::create(
                       b, l, input, ValueRange{token, e.loopIndex(2)});
-                  return e.add(args[1], e.mul(e.toF32(x), e.toF32(args[0])));
+                  return e.multiplyAdd(args[1], x, args[0]);
                 });
           };
           Value gate = op.getGateProj()
@@ -213,7 +207,7 @@ struct LowerSharedExpert : OpRewritePattern<SharedExpertOp> {
           ValueRange{input, weight}, init,
           {e.map(3, {0, 2}), e.map(3, {1, 2}), e.map(3, {0, 1})},
           {kParallel, kParallel, kReduction}, [](Emitter &e, ValueRange args) {
-            return e.add(args[2], e.mul(e.toF32(args[0]), e.toF32(args[1])));
+            return e.multiplyAdd(args[2], args[0], args[1]);
           });
     };
     int64_t hidden =
@@ -233,7 +227,7 @@ struct LowerSharedExpert : OpRewritePattern<SharedExpertOp> {
                  e.emptyTensor({ShapedType::kDynamic}, f32, numTokens)),
           {e.map(2, {0, 1}), e.map(2, {1}), e.map(2, {0})},
           {kParallel, kReduction}, [](Emitter &e, ValueRange args) {
-            return e.add(args[2], e.mul(e.toF32(args[0]), e.toF32(args[1])));
+            return e.multiplyAdd(args[2], args[0], args[1]);
           });
       output = e.generic(
           logits, output, {e.map(2, {0}), e.map(2, {0, 1})},
@@ -257,9 +251,7 @@ struct LowerSharedExpert : OpRewritePattern<SharedExpertOp> {
 struct MoELowerExpertsPass
     : moe::impl::MoELowerExpertsBase<MoELowerExpertsPass> {
   void runOnOperation() override {
-    RewritePatternSet patterns(&getContext());
-    patterns.add<LowerExpert, LowerSharedExpert>(&getContext());
-    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+    if (failed(applyLowering<LowerExpert, LowerSharedExpert>(getOperation())))
       signalPassFailure();
   }
 };

@@ -10,8 +10,6 @@
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
-#include "mlir/IR/PatternMatch.h"
-#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
 #include <limits>
 
@@ -22,10 +20,6 @@ namespace mlir::moe {
 
 using namespace mlir;
 using namespace mlir::moe;
-
-using utils::IteratorType;
-static constexpr IteratorType kParallel = IteratorType::parallel;
-static constexpr IteratorType kReduction = IteratorType::reduction;
 
 //===----------------------------------------------------------------------===//
 // Scores (SPEC §1 routing steps 1-2), as linalg on tensors
@@ -49,7 +43,7 @@ static Value buildLogits(Emitter &e, GateOp op, Value numTokens,
       ValueRange{op.getInput(), op.getRouter()}, init,
       {e.map(3, {0, 2}), e.map(3, {1, 2}), e.map(3, {0, 1})},
       {kParallel, kParallel, kReduction}, [](Emitter &e, ValueRange args) {
-        return e.add(args[2], e.mul(e.toF32(args[0]), e.toF32(args[1])));
+        return e.multiplyAdd(args[2], args[0], args[1]);
       });
 }
 
@@ -359,9 +353,7 @@ struct LowerGate : OpRewritePattern<GateOp> {
 
 struct MoELowerGatePass : moe::impl::MoELowerGateBase<MoELowerGatePass> {
   void runOnOperation() override {
-    RewritePatternSet patterns(&getContext());
-    patterns.add<LowerGate>(&getContext());
-    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+    if (failed(applyLowering<LowerGate>(getOperation())))
       signalPassFailure();
   }
 };
