@@ -1,0 +1,386 @@
+"""An f64 numpy evaluation of the MoE layer of SPEC §1.
+
+It is written from the specification alone so that it can judge the compiler:
+nothing here is shared with, or derived from, the code that moe-compile emits.
+Everything is computed in float64 whatever the dtype of the arrays handed in.
+"""
+
+import math
+
+import numpy as np
+
+# SPEC §2: the optional keys and their defaults.
+DEFAULTS = {
+    "dtype": "f32",
+    "activation": "silu",
+    "gated": True,
+    "scoring": "softmax",
+    "normalize_top_k": True,
+    "routed_scaling_factor": 1.0,
+    "router_bias": False,
+    "selection_bias": False,
+    "n_group": 1,
+    "topk_group": 1,
+    "group_score": "top2_sum",
+    "routing": "token_choice",
+    "capacity_factor": 0.0,
+    "shared_intermediate_size": 0,
+    "shared_expert_gate": False,
+    "target": "cpu",
+    "gpu_arch": "sm_90",
+}
+
+REQUIRED = ("name", "hidden_size", "intermediate_size", "num_experts", "top_k")
+
+WEIGHT_KEYS = (
+    "router",
+    "router_bias",
+    "selection_bias",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+    "shared_gate_proj",
+    "shared_up_proj",
+    "shared_down_proj",
+    "shared_expert_gate",
+)
+
+
+def with_defaults(config):
+    """The config with every optional key present."""
+    missing = [k for k in REQUIRED if k not in config]
+    if missing:
+        raise KeyError(f"config lacks required keys {missing}")
+    full = dict(DEFAULTS)
+    full.update(config)
+    return full
+
+
+def weight_shapes(config):
+    """Shapes of the weights a config uses (SPEC §4); unused ones are absent."""
+    c = with_defaults(config)
+    H, F, E = c["hidden_size"], c["intermediate_size"], c["num_experts"]
+    Fs = c["shared_intermediate_size"]
+    shapes = {"router": (E, H), "up_proj": (E, F, H), "down_proj": (E, H, F)}
+    if c["router_bias"]:
+        shapes["router_bias"] = (E,)
+    if c["selection_bias"]:
+        shapes["selection_bias"] = (E,)
+    if c["gated"]:
+        shapes["gate_proj"] = (E, F, H)
+    if Fs > 0:
+        shapes["shared_up_proj"] = (Fs, H)
+        shapes["shared_down_proj"] = (H, Fs)
+        if c["gated"]:
+            shapes["shared_gate_proj"] = (Fs, H)
+        if c["shared_expert_gate"]:
+            shapes["shared_expert_gate"] = (H,)
+    return shapes
+
+
+def route_width(config):
+    """Columns of route()'s outputs: top_k, or every expert for expert choice."""
+    c = with_defaults(config)
+    return c["num_experts"] if c["routing"] == "expert_choice" else c["top_k"]
+
+
+# ----------------------------------------------------------------------------
+# Elementwise functions, stable over the whole f64 range.
+
+def sigmoid(v):
+    v = np.asarray(v, dtype=np.float64)
+    z = np.exp(-np.abs(v))
+    return np.where(v >= 0, 1.0 / (1.0 + z), z / (1.0 + z))
+
+
+def softmax(v, axis=-1):
+    v = np.asarray(v, dtype=np.float64)
+    m = np.max(v, axis=axis, keepdims=True)
+    e = np.exp(v - m)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def activation(name, v):
+    v = np.asarray(v, dtype=np.float64)
+    if name == "silu":
+        return v * sigmoid(v)
+    if name == "gelu":
+        return 0.5 * v * (1.0 + _erf(v / math.sqrt(2.0)))
+    if name == "gelu_tanh":
+        return 0.5 * v * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (v + 0.044715 * v**3)))
+    if name == "relu":
+        return np.maximum(v, 0.0)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+# ----------------------------------------------------------------------------
+# Routing.
+
+def _w(weights, key):
+    a = weights.get(key) if weights is not None else None
+    return None if a is None else np.asarray(a, dtype=np.float64)
+
+
+def _logits(c, weights, x):
+    logits = x @ _w(weights, "router").T
+    if c["router_bias"]:
+        logits = logits + _w(weights, "router_bias")
+    return logits
+
+
+def _group_scores(c, choice):
+    """[T, n_group] score of each group from the choice values (step 4)."""
+    T, E = choice.shape
+    ng = c["n_group"]
+    grouped = choice.reshape(T, ng, E // ng)
+    if c["group_score"] == "max":
+        return grouped.max(axis=2)
+    if c["group_score"] == "top2_sum":
+        top = -np.sort(-grouped, axis=2)
+        return top[:, :, 0] + top[:, :, 1]
+    raise ValueError(f"unknown group_score {c['group_score']!r}")
+
+
+def _stable_desc(v):
+    """Indices sorting each row descending, equal values keeping index order."""
+    return np.argsort(-v, axis=1, kind="stable")
+
+
+def allowed_experts(config, choice):
+    """[T, E] bool: the experts step 4 lets each token choose from.
+
+    Groups tied in score go to the lower group index, as experts do in step 5.
+    """
+    c = with_defaults(config)
+    choice = np.asarray(choice, dtype=np.float64)
+    T, E = choice.shape
+    ng = c["n_group"]
+    if ng <= 1:
+        return np.ones((T, E), dtype=bool)
+    best = _stable_desc(_group_scores(c, choice))[:, : c["topk_group"]]
+    gmask = np.zeros((T, ng), dtype=bool)
+    np.put_along_axis(gmask, best, True, axis=1)
+    return np.repeat(gmask, E // ng, axis=1)
+
+
+def _apply_capacity(c, ids, w):
+    """Step 7: grant slot 0 of every token in token order, then slot 1, ..."""
+    T, k = ids.shape
+    E = c["num_experts"]
+    cf = float(c["capacity_factor"])
+    if cf <= 0 or T == 0:
+        return ids, w
+    cap = math.ceil(cf * T * k / E)
+    taken = np.zeros(E, dtype=np.int64)
+    ids, w = ids.copy(), w.copy()
+    for j in range(k):
+        for t in range(T):
+            e = ids[t, j]
+            if e < 0:
+                continue
+            if taken[e] < cap:
+                taken[e] += 1
+            else:
+                ids[t, j] = -1
+                w[t, j] = 0.0
+    return ids, w
+
+
+def _token_choice(c, weights, x, forced_ids):
+    T = x.shape[0]
+    E, k = c["num_experts"], c["top_k"]
+    logits = _logits(c, weights, x)
+    if c["scoring"] == "softmax":
+        scores = softmax(logits, axis=1)
+    elif c["scoring"] == "sigmoid":
+        scores = sigmoid(logits)
+    else:
+        raise ValueError(f"unknown scoring {c['scoring']!r}")
+    choice = scores + _w(weights, "selection_bias") if c["selection_bias"] else scores
+
+    if forced_ids is None:
+        masked = np.where(allowed_experts(c, choice), choice, -np.inf)
+        ids = _stable_desc(masked)[:, :k].astype(np.int64)
+    else:
+        ids = np.asarray(forced_ids).astype(np.int64)
+        if ids.shape != (T, k):
+            raise ValueError(f"forced_ids has shape {ids.shape}, want {(T, k)}")
+        if ((ids < -1) | (ids >= E)).any():
+            raise ValueError("forced_ids out of range")
+
+    live = ids >= 0
+    w = np.where(live, np.take_along_axis(scores, np.where(live, ids, 0), axis=1), 0.0)
+    if c["normalize_top_k"]:
+        s = w.sum(axis=1, keepdims=True)
+        w = np.divide(w, s, out=np.zeros_like(w), where=s > 0)
+    w = w * float(c["routed_scaling_factor"])
+    ids, w = _apply_capacity(c, ids, w)
+    return ids, w, choice
+
+
+def _expert_choice(c, weights, x):
+    T = x.shape[0]
+    E = c["num_experts"]
+    scores = softmax(_logits(c, weights, x), axis=1)
+    cap = min(math.ceil(float(c["capacity_factor"]) * T / E), T) if T else 0
+    taken = np.zeros((T, E), dtype=bool)
+    for e in range(E):
+        order = np.argsort(-scores[:, e], kind="stable")[:cap]
+        taken[order, e] = True
+    ids = np.where(taken, np.arange(E, dtype=np.int64)[None, :], -1)
+    # SPEC §1 weights a taken token by scores[t, e] alone: neither the
+    # normalization nor the routed_scaling_factor of step 6 apply here.
+    w = np.where(taken, scores, 0.0)
+    return ids, w, scores
+
+
+# ----------------------------------------------------------------------------
+# Experts.
+
+def _ffn(c, gate, up, down, v):
+    """One FFN of SPEC §1 on rows v; gate is None when not gated."""
+    if gate is not None:
+        h = activation(c["activation"], v @ gate.T) * (v @ up.T)
+    else:
+        h = activation(c["activation"], v @ up.T)
+    return h @ down.T
+
+
+def reference(config, weights, x, forced_ids=None):
+    """Evaluates SPEC §1 in float64.
+
+    Returns (y [T, H], ids [T, W] int64, weights [T, W] float64, choice [T, E]),
+    W = top_k for token choice and E for expert choice (slot e holds e, or -1 when
+    expert e did not take the token). `choice` is scores + selection_bias, the
+    values experts are chosen by.
+
+    forced_ids [T, k] replaces the choice of step 5 (token choice only): weights
+    are then scores at those ids, normalized over them and scaled, and capacity
+    (if any) drops slots from them as usual; an id of -1 contributes nothing.
+    """
+    c = with_defaults(config)
+    H, E = c["hidden_size"], c["num_experts"]
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != H:
+        raise ValueError(f"x has shape {x.shape}, want [T, {H}]")
+    T = x.shape[0]
+
+    if c["routing"] == "expert_choice":
+        if forced_ids is not None:
+            raise ValueError("forced_ids is for token choice only")
+        ids, w, choice = _expert_choice(c, weights, x)
+    elif c["routing"] == "token_choice":
+        ids, w, choice = _token_choice(c, weights, x, forced_ids)
+    else:
+        raise ValueError(f"unknown routing {c['routing']!r}")
+
+    gate = _w(weights, "gate_proj") if c["gated"] else None
+    up, down = _w(weights, "up_proj"), _w(weights, "down_proj")
+    y = np.zeros((T, H), dtype=np.float64)
+    for e in range(E):
+        t_idx, j_idx = np.nonzero(ids == e)
+        if t_idx.size == 0:
+            continue
+        out = _ffn(c, None if gate is None else gate[e], up[e], down[e], x[t_idx])
+        np.add.at(y, t_idx, w[t_idx, j_idx][:, None] * out)
+
+    if c["shared_intermediate_size"] > 0:
+        sgate = _w(weights, "shared_gate_proj") if c["gated"] else None
+        shared = _ffn(c, sgate, _w(weights, "shared_up_proj"),
+                      _w(weights, "shared_down_proj"), x)
+        if c["shared_expert_gate"]:
+            shared = shared * sigmoid(x @ _w(weights, "shared_expert_gate"))[:, None]
+        y = y + shared
+    return y, ids, w, choice
+
+
+def near_ties(config, choice, margin=1e-5):
+    """Tokens whose routing an f32 evaluation may legitimately resolve otherwise.
+
+    Returns (tied [T], group_tied [T]). Token choice: a token is tied when any two
+    consecutive values among its k+1 largest allowed choice values are within
+    `margin` (this covers the k-th/(k+1)-th boundary of SPEC §1 and the order of
+    the k slots, which capacity depends on), or when its topk_group-th and next
+    group scores are (group_tied). Expert choice: a token is tied when one of its
+    scores sits at an expert's C-th/(C+1)-th boundary that is within `margin`.
+    """
+    c = with_defaults(config)
+    choice = np.asarray(choice, dtype=np.float64)
+    T, E = choice.shape
+    tied = np.zeros(T, dtype=bool)
+    group_tied = np.zeros(T, dtype=bool)
+    if T == 0:
+        return tied, group_tied
+
+    if c["routing"] == "expert_choice":
+        cap = min(math.ceil(float(c["capacity_factor"]) * T / E), T)
+        if 0 < cap < T:
+            for e in range(E):
+                s = -np.sort(-choice[:, e])
+                lo, hi = s[cap], s[cap - 1]
+                if hi - lo <= margin:
+                    col = choice[:, e]
+                    tied |= (col >= lo - margin) & (col <= hi + margin)
+        return tied, group_tied
+
+    k = c["top_k"]
+    ng, tg = c["n_group"], c["topk_group"]
+    if ng > 1 and tg < ng:
+        gs = -np.sort(-_group_scores(c, choice), axis=1)
+        group_tied = gs[:, tg - 1] - gs[:, tg] <= margin
+    allowed = allowed_experts(c, choice)
+    cs = -np.sort(-np.where(allowed, choice, -np.inf), axis=1)
+    n = min(k + 1, E)
+    top = cs[:, :n]
+    with np.errstate(invalid="ignore"):
+        gaps = top[:, :-1] - top[:, 1:]
+    gaps = np.where(np.isfinite(top[:, 1:]), gaps, np.inf)
+    tied = (gaps <= margin).any(axis=1) if n > 1 else tied
+    return tied | group_tied, group_tied
+
+
+# ----------------------------------------------------------------------------
+# Test data.
+
+def random_weights(config, seed):
+    """float32 weights for `config`, scaled so the layer's outputs are O(1).
+
+    Every projection is normal / sqrt(fan_in), so pre-activations and outputs
+    have unit-order spread when x does. The router is twice that so that scores
+    spread well apart and near ties stay rare.
+    """
+    c = with_defaults(config)
+    H, F, E = c["hidden_size"], c["intermediate_size"], c["num_experts"]
+    Fs = c["shared_intermediate_size"]
+    rng = np.random.default_rng(seed)
+
+    def normal(shape, scale):
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    shapes = weight_shapes(c)
+    # Drawn in a fixed order, all of them, so a weight's values do not depend
+    # on which other weights the config uses.
+    full = {
+        "router": normal((E, H), 2.0 / math.sqrt(H)),
+        "router_bias": normal((E,), 0.5),
+        # Comparable to the scores themselves, so the bias changes some choices
+        # without deciding all of them.
+        "selection_bias": normal((E,), 0.1 if c["scoring"] == "sigmoid" else 0.5 / E),
+        "gate_proj": normal((E, F, H), 1.0 / math.sqrt(H)),
+        "up_proj": normal((E, F, H), 1.0 / math.sqrt(H)),
+        "down_proj": normal((E, H, F), 1.0 / math.sqrt(F)),
+        "shared_gate_proj": normal((Fs, H), 1.0 / math.sqrt(H)),
+        "shared_up_proj": normal((Fs, H), 1.0 / math.sqrt(H)),
+        "shared_down_proj": normal((H, Fs), 1.0 / math.sqrt(max(Fs, 1))),
+        "shared_expert_gate": normal((H,), 1.0 / math.sqrt(H)),
+    }
+    return {key: full[key] for key in WEIGHT_KEYS if key in shapes}
+
+
+def random_input(T, H, seed):
+    """x [T, H] float32, standard normal."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((T, H)).astype(np.float32)
