@@ -31,8 +31,20 @@ def MoELowerGate : Pass<"moe-lower-gate"> {
     normalized and scaled, and with a capacity factor a second loop grants
     slots slot-major in token order and drops the rest (id -1, weight 0).
     Expert choice selects, for each expert, its highest-scoring tokens.
+
+    With `fuse-scores` (the default) token choice runs as one loop nest per
+    tile of `token-tile` tokens: the router matmul and the scoring write a
+    `[token-tile, E]` scratch buffer, and each token of the tile is selected
+    from it at once, so the `[T, E]` score matrix never exists. Expert
+    choice ranks all tokens for each expert and keeps the whole matrix.
   }];
   let dependentDialects = MoELoweringDialects;
+  let options = [
+    Option<"fuseScores", "fuse-scores", "bool", /*default=*/"true",
+           "Score and select per tile of tokens (no [T, E] matrix)">,
+    Option<"tokenTile", "token-tile", "int64_t", /*default=*/"16",
+           "Tokens per tile of the fused gate">
+  ];
 }
 
 def MoELowerDispatch : Pass<"moe-lower-dispatch"> {

@@ -29,10 +29,10 @@ inline constexpr utils::IteratorType kReduction =
 
 /// Runs lowering patterns to a fixed point under `root`: each moe lowering
 /// pass is its patterns and nothing else.
-template <typename... Patterns>
-LogicalResult applyLowering(Operation *root) {
+template <typename... Patterns, typename... Args>
+LogicalResult applyLowering(Operation *root, Args &&...args) {
   RewritePatternSet patterns(root->getContext());
-  patterns.add<Patterns...>(root->getContext());
+  patterns.add<Patterns...>(root->getContext(), std::forward<Args>(args)...);
   return applyPatternsGreedily(root, std::move(patterns));
 }
 
@@ -115,7 +115,12 @@ public:
   /// `for (i = lower; i < upper; ++i) body(i)`.
   void forEach(Value lower, Value upper,
                function_ref<void(Emitter &, Value)> body) {
-    scf::ForOp::create(b, loc, lower, upper, index(1), ValueRange{},
+    forEachStep(lower, upper, index(1), body);
+  }
+  /// `for (i = lower; i < upper; i += step) body(i)`.
+  void forEachStep(Value lower, Value upper, Value step,
+                   function_ref<void(Emitter &, Value)> body) {
+    scf::ForOp::create(b, loc, lower, upper, step, ValueRange{},
                        [&](OpBuilder &nested, Location nestedLoc, Value iv,
                            ValueRange) {
                          Emitter inner(nested, nestedLoc);
@@ -216,6 +221,32 @@ public:
           linalg::YieldOp::create(nested, nestedLoc, body(inner, args));
         });
     return op.getResult(0);
+  }
+
+  /// A `linalg.generic` on buffers: it writes `output` in place.
+  void genericInPlace(ValueRange inputs, Value output, ArrayRef<AffineMap> maps,
+                      ArrayRef<utils::IteratorType> iterators,
+                      function_ref<Value(Emitter &, ValueRange)> body) {
+    linalg::GenericOp::create(
+        b, loc, inputs, ValueRange{output}, maps, iterators,
+        [&](OpBuilder &nested, Location nestedLoc, ValueRange args) {
+          Emitter inner(nested, nestedLoc);
+          linalg::YieldOp::create(nested, nestedLoc, body(inner, args));
+        });
+  }
+  /// `source[offsets...][sizes...]` with unit strides.
+  Value subview(Value source, ArrayRef<OpFoldResult> offsets,
+                ArrayRef<OpFoldResult> sizes) {
+    SmallVector<OpFoldResult> strides(offsets.size(), b.getIndexAttr(1));
+    return memref::SubViewOp::create(b, loc, source, offsets, sizes, strides);
+  }
+  Value minIndex(Value lhs, Value rhs) {
+    return arith::MinUIOp::create(b, loc, lhs, rhs);
+  }
+  Value sub(Value lhs, Value rhs) {
+    if (isa<FloatType>(lhs.getType()))
+      return arith::SubFOp::create(b, loc, lhs, rhs);
+    return arith::SubIOp::create(b, loc, lhs, rhs);
   }
 
   /// The index in `[0, count)` whose `valueAt` is largest among those for

@@ -175,55 +175,134 @@ static void buildGroupMask(Emitter &e, GateOp op, int64_t numExperts,
   });
 }
 
-/// Token choice: every token takes its `top_k` best allowed experts.
-static void buildTokenChoice(Emitter &e, GateOp op, Value numTokens,
-                             int64_t numExperts,
-                             const SelectionBuffers &buffers) {
-  int64_t topK = op.getTopK();
-  Type i1 = e.builder().getI1Type();
-  Value available = e.stackAlloc({numExperts}, i1);
+namespace {
+/// Scratch of token-choice selection, allocated once outside the loops.
+struct SelectionScratch {
+  Value available; // [E] i1: experts the current token may still take
   GroupScratch groups;
+};
+} // namespace
+
+static SelectionScratch allocSelectionScratch(Emitter &e, GateOp op,
+                                              int64_t numExperts) {
+  Type i1 = e.builder().getI1Type();
+  SelectionScratch scratch;
+  scratch.available = e.stackAlloc({numExperts}, i1);
   if (op.getNGroup() > 1) {
-    groups.scores = e.stackAlloc({static_cast<int64_t>(op.getNGroup())},
-                             e.builder().getF32Type());
-    groups.chosen = e.stackAlloc({static_cast<int64_t>(op.getNGroup())}, i1);
+    int64_t numGroups = op.getNGroup();
+    scratch.groups.scores =
+        e.stackAlloc({numGroups}, e.builder().getF32Type());
+    scratch.groups.chosen = e.stackAlloc({numGroups}, i1);
   }
-  float scaling = op.getRoutedScalingFactor().convertToFloat();
+  return scratch;
+}
 
-  e.forEach(e.index(0), numTokens, [&](Emitter &e, Value token) {
-    auto choiceAt = [&](Emitter &e, Value expert) {
-      Value score = e.load(buffers.scores, {token, expert});
-      if (!buffers.selectionBias)
-        return score;
-      return e.add(score, e.toF32(e.load(buffers.selectionBias, expert)));
-    };
-    if (op.getNGroup() > 1)
-      buildGroupMask(e, op, numExperts, available, groups, choiceAt);
-    else
-      e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value x) {
-        e.store(e.boolean(true), available, x);
-      });
+/// Token choice for one token: it takes its `top_k` best allowed experts.
+/// `scoreAt` reads the token's score for an expert.
+static void buildTokenSelection(Emitter &e, GateOp op, int64_t numExperts,
+                                const SelectionBuffers &buffers,
+                                const SelectionScratch &scratch, Value token,
+                                function_ref<Value(Emitter &, Value)> scoreAt) {
+  int64_t topK = op.getTopK();
+  Value available = scratch.available;
+  auto choiceAt = [&](Emitter &e, Value expert) {
+    Value score = scoreAt(e, expert);
+    if (!buffers.selectionBias)
+      return score;
+    return e.add(score, e.toF32(e.load(buffers.selectionBias, expert)));
+  };
+  if (op.getNGroup() > 1)
+    buildGroupMask(e, op, numExperts, available, scratch.groups, choiceAt);
+  else
+    e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value x) {
+      e.store(e.boolean(true), available, x);
+    });
 
-    Value sum = e.forEachCarrying(
-        e.index(0), e.index(topK), ValueRange{e.f32(0)},
-        [&](Emitter &e, Value slot, ValueRange carried) -> SmallVector<Value> {
-          Value expert = e.argMax(e.index(numExperts), choiceAt,
-                                  [&](Emitter &e, Value x) {
-                                    return e.load(available, x);
-                                  });
-          e.store(e.boolean(false), available, expert);
-          e.store(e.toI32(expert), buffers.ids, {token, slot});
-          Value weight = e.load(buffers.scores, {token, expert});
-          e.store(weight, buffers.weights, {token, slot});
-          return {e.add(carried[0], weight)};
+  Value sum = e.forEachCarrying(
+      e.index(0), e.index(topK), ValueRange{e.f32(0)},
+      [&](Emitter &e, Value slot, ValueRange carried) -> SmallVector<Value> {
+        Value expert = e.argMax(
+            e.index(numExperts), choiceAt,
+            [&](Emitter &e, Value x) { return e.load(available, x); });
+        e.store(e.boolean(false), available, expert);
+        e.store(e.toI32(expert), buffers.ids, {token, slot});
+        Value weight = scoreAt(e, expert);
+        e.store(weight, buffers.weights, {token, slot});
+        return {e.add(carried[0], weight)};
+      })[0];
+
+  Value factor = e.f32(op.getRoutedScalingFactor().convertToFloat());
+  if (op.getNormalizeTopK())
+    factor = arith::DivFOp::create(e.builder(), e.location(), factor, sum);
+  e.forEach(e.index(0), e.index(topK), [&](Emitter &e, Value slot) {
+    Value weight = e.load(buffers.weights, {token, slot});
+    e.store(e.mul(weight, factor), buffers.weights, {token, slot});
+  });
+}
+
+/// Scores of tokens `[first, first + count)` into rows `[0, count)` of
+/// `scores` (`[tile, E]`): the router matmul, then softmax or sigmoid per
+/// row, all on buffers. The fused gate's only score storage.
+static void buildTileScores(Emitter &e, GateOp op, Value input, Value router,
+                            Value routerBias, Value scores, Value first,
+                            Value count, int64_t numExperts) {
+  OpBuilder &b = e.builder();
+  int64_t hidden = cast<MemRefType>(router.getType()).getDimSize(1);
+  Value tile = e.subview(scores, {b.getIndexAttr(0), b.getIndexAttr(0)},
+                         {count, b.getIndexAttr(numExperts)});
+  Value rows = e.subview(input, {first, b.getIndexAttr(0)},
+                         {count, b.getIndexAttr(hidden)});
+  if (routerBias)
+    e.genericInPlace(routerBias, tile, {e.map(2, {1}), e.map(2, {0, 1})},
+                     {kParallel, kParallel},
+                     [](Emitter &e, ValueRange args) {
+                       return e.toF32(args[0]);
+                     });
+  else
+    linalg::FillOp::create(b, e.location(), ValueRange{e.f32(0)},
+                           ValueRange{tile});
+  e.genericInPlace(ValueRange{rows, router}, tile,
+                   {e.map(3, {0, 2}), e.map(3, {1, 2}), e.map(3, {0, 1})},
+                   {kParallel, kParallel, kReduction},
+                   [](Emitter &e, ValueRange args) {
+                     return e.multiplyAdd(args[2], args[0], args[1]);
+                   });
+
+  Value experts = e.index(numExperts);
+  if (op.getScoring() == Scoring::sigmoid) {
+    e.genericInPlace(ValueRange{}, tile, {e.map(2, {0, 1})},
+                     {kParallel, kParallel},
+                     [](Emitter &e, ValueRange args) -> Value {
+                       OpBuilder &b = e.builder();
+                       Location loc = e.location();
+                       Value negated = arith::NegFOp::create(b, loc, args[0]);
+                       Value denominator = e.add(
+                           e.f32(1), math::ExpOp::create(b, loc, negated));
+                       return arith::DivFOp::create(b, loc, e.f32(1),
+                                                    denominator);
+                     });
+    return;
+  }
+  e.forEach(e.index(0), count, [&](Emitter &e, Value row) {
+    Value rowMax = e.forEachCarrying(
+        e.index(0), experts,
+        ValueRange{e.f32(-std::numeric_limits<float>::infinity())},
+        [&](Emitter &e, Value x, ValueRange acc) -> SmallVector<Value> {
+          return {arith::MaximumFOp::create(e.builder(), e.location(), acc[0],
+                                            e.load(tile, {row, x}))};
         })[0];
-
-    Value factor = e.f32(scaling);
-    if (op.getNormalizeTopK())
-      factor = arith::DivFOp::create(e.builder(), e.location(), factor, sum);
-    e.forEach(e.index(0), e.index(topK), [&](Emitter &e, Value slot) {
-      Value weight = e.load(buffers.weights, {token, slot});
-      e.store(e.mul(weight, factor), buffers.weights, {token, slot});
+    Value rowSum = e.forEachCarrying(
+        e.index(0), experts, ValueRange{e.f32(0)},
+        [&](Emitter &e, Value x, ValueRange acc) -> SmallVector<Value> {
+          Value shifted = e.sub(e.load(tile, {row, x}), rowMax);
+          Value exp = math::ExpOp::create(e.builder(), e.location(), shifted);
+          e.store(exp, tile, {row, x});
+          return {e.add(acc[0], exp)};
+        })[0];
+    e.forEach(e.index(0), experts, [&](Emitter &e, Value x) {
+      Value normalized = arith::DivFOp::create(
+          e.builder(), e.location(), e.load(tile, {row, x}), rowSum);
+      e.store(normalized, tile, {row, x});
     });
   });
 }
@@ -313,7 +392,9 @@ static void buildExpertChoice(Emitter &e, GateOp op, Value numTokens,
 
 namespace {
 struct LowerGate : OpRewritePattern<GateOp> {
-  using OpRewritePattern::OpRewritePattern;
+  LowerGate(MLIRContext *context, bool fuseScores, int64_t tokenTile)
+      : OpRewritePattern(context), fuseScores(fuseScores),
+        tokenTile(tokenTile) {}
 
   LogicalResult matchAndRewrite(GateOp op,
                                 PatternRewriter &rewriter) const override {
@@ -323,37 +404,90 @@ struct LowerGate : OpRewritePattern<GateOp> {
     Value numTokens =
         tensor::DimOp::create(rewriter, op.getLoc(), op.getInput(), 0);
 
-    Value logits = buildLogits(e, op, numTokens, numExperts);
-    Value scores = buildScores(e, op, logits, numTokens);
-
     auto idsType = cast<RankedTensorType>(op.getIds().getType());
     auto weightsType = cast<RankedTensorType>(op.getWeights().getType());
     SmallVector<Value> dynamicTokens;
     if (idsType.isDynamicDim(0))
       dynamicTokens.push_back(numTokens);
     SelectionBuffers buffers;
-    buffers.scores = e.readBuffer(scores);
     if (op.getSelectionBias())
       buffers.selectionBias = e.readBuffer(op.getSelectionBias());
     buffers.ids = e.alloc(idsType, dynamicTokens);
     buffers.weights = e.alloc(weightsType, dynamicTokens);
 
-    if (op.getRouting() == Routing::expert_choice) {
-      buildExpertChoice(e, op, numTokens, numExperts, buffers);
+    // Expert choice ranks every token for each expert, so it needs the
+    // whole [T, E] score matrix; token choice needs one token's row at a
+    // time.
+    bool expertChoice = op.getRouting() == Routing::expert_choice;
+    if (fuseScores && !expertChoice) {
+      buildFusedTokenChoice(e, op, numTokens, numExperts, buffers);
     } else {
-      buildTokenChoice(e, op, numTokens, numExperts, buffers);
-      if (op.getCapacityFactor().convertToDouble() > 0)
-        buildCapacityDrops(e, op, numTokens, numExperts, buffers);
+      Value logits = buildLogits(e, op, numTokens, numExperts);
+      buffers.scores = e.readBuffer(buildScores(e, op, logits, numTokens));
+      if (expertChoice) {
+        buildExpertChoice(e, op, numTokens, numExperts, buffers);
+      } else {
+        SelectionScratch scratch = allocSelectionScratch(e, op, numExperts);
+        e.forEach(e.index(0), numTokens, [&](Emitter &e, Value token) {
+          buildTokenSelection(e, op, numExperts, buffers, scratch, token,
+                              [&](Emitter &e, Value expert) {
+                                return e.load(buffers.scores, {token, expert});
+                              });
+        });
+      }
     }
+    if (!expertChoice && op.getCapacityFactor().convertToDouble() > 0)
+      buildCapacityDrops(e, op, numTokens, numExperts, buffers);
     rewriter.replaceOp(op, {e.asTensor(buffers.ids, idsType),
                             e.asTensor(buffers.weights, weightsType)});
     return success();
   }
+
+  /// Scores a tile of `tokenTile` tokens at a time into a `[tile, E]`
+  /// scratch buffer and selects for each token of the tile right away.
+  void buildFusedTokenChoice(Emitter &e, GateOp op, Value numTokens,
+                             int64_t numExperts,
+                             const SelectionBuffers &buffers) const {
+    Value input = e.readBuffer(op.getInput());
+    Value router = e.readBuffer(op.getRouter());
+    Value routerBias =
+        op.getRouterBias() ? e.readBuffer(op.getRouterBias()) : Value();
+    Value scores = memref::AllocOp::create(
+        e.builder(), e.location(),
+        MemRefType::get({tokenTile, numExperts}, e.builder().getF32Type()));
+    SelectionScratch scratch = allocSelectionScratch(e, op, numExperts);
+    e.forEachStep(
+        e.index(0), numTokens, e.index(tokenTile), [&](Emitter &e, Value first) {
+          Value count =
+              e.minIndex(e.index(tokenTile), e.sub(numTokens, first));
+          buildTileScores(e, op, input, router, routerBias, scores, first,
+                          count, numExperts);
+          e.forEach(e.index(0), count, [&](Emitter &e, Value row) {
+            buildTokenSelection(e, op, numExperts, buffers, scratch,
+                                e.add(first, row),
+                                [&](Emitter &e, Value expert) {
+                                  return e.load(scores, {row, expert});
+                                });
+          });
+        });
+  }
+
+  bool fuseScores;
+  int64_t tokenTile;
 };
 
 struct MoELowerGatePass : moe::impl::MoELowerGateBase<MoELowerGatePass> {
+  using Base::Base;
+
   void runOnOperation() override {
-    if (failed(applyLowering<LowerGate>(getOperation())))
+    if (tokenTile < 1) {
+      getOperation()->emitError()
+          << "moe-lower-gate: 'token-tile' (" << tokenTile.getValue()
+          << ") must be positive";
+      return signalPassFailure();
+    }
+    if (failed(applyLowering<LowerGate>(getOperation(), fuseScores.getValue(),
+                                        tokenTile.getValue())))
       signalPassFailure();
   }
 };

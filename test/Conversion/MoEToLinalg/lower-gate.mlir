@@ -1,4 +1,4 @@
-// RUN: moe-opt %s -split-input-file -moe-lower-gate | FileCheck %s
+// RUN: moe-opt %s -split-input-file -moe-lower-gate=fuse-scores=false | FileCheck %s
 
 // Softmax routing: the router matmul widens bf16 to f32, the softmax is
 // max-subtracted, and selection is a per-token loop whose argmax takes the
@@ -6,6 +6,8 @@
 // CHECK-LABEL: func.func @softmax_top2
 // CHECK-SAME: (%[[X:.*]]: tensor<?x16xbf16>, %[[WR:.*]]: tensor<4x16xbf16>)
 // CHECK-NOT: moe.gate
+// CHECK: %[[IDS:.*]] = memref.alloc(%{{.*}}) : memref<?x2xi32>
+// CHECK: %[[W:.*]] = memref.alloc(%{{.*}}) : memref<?x2xf32>
 // CHECK: %[[LOGITS:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction"]{{.*}} ins(%[[X]], %[[WR]] : tensor<?x16xbf16>, tensor<4x16xbf16>) outs(%{{.*}} : tensor<?x4xf32>)
 // CHECK: arith.extf %{{.*}} : bf16 to f32
 // CHECK: arith.extf %{{.*}} : bf16 to f32
@@ -16,8 +18,6 @@
 // CHECK-NEXT: ^bb0
 // CHECK-NEXT: arith.divf
 // CHECK: %[[SCORES_BUF:.*]] = bufferization.to_buffer %[[SCORES]] read_only
-// CHECK: %[[IDS:.*]] = memref.alloc(%{{.*}}) : memref<?x2xi32>
-// CHECK: %[[W:.*]] = memref.alloc(%{{.*}}) : memref<?x2xf32>
 // CHECK: %[[AVAILABLE:.*]] = memref.alloca() : memref<4xi1>
 // CHECK: scf.for %[[T:.*]] = %{{.*}} to %{{.*}} step
 // CHECK: scf.for %[[J:.*]] = {{.*}} iter_args(%[[SUM:.*]] = %{{.*}}) -> (f32)
@@ -44,12 +44,12 @@ func.func @softmax_top2(%x: tensor<?x16xbf16>, %wr: tensor<4x16xbf16>)
 // CHECK-LABEL: func.func @sigmoid_grouped
 // CHECK-SAME: %[[RB:[^:]*]]: tensor<8xf32>, %[[SB:[^:]*]]: tensor<8xf32>
 // CHECK-DAG: arith.constant 2.500000e+00 : f32
+// CHECK: %[[SB_BUF:.*]] = bufferization.to_buffer %[[SB]] read_only
 // CHECK: linalg.generic {{.*}} ins(%[[RB]] : tensor<8xf32>)
 // CHECK: linalg.generic {{.*}}["parallel", "parallel", "reduction"]
 // CHECK: arith.negf
 // CHECK: math.exp
 // CHECK-NOT: arith.maximumf
-// CHECK: %[[SB_BUF:.*]] = bufferization.to_buffer %[[SB]] read_only
 // CHECK: %[[GROUP_SCORES:.*]] = memref.alloca() : memref<4xf32>
 // CHECK: %[[GROUP_CHOSEN:.*]] = memref.alloca() : memref<4xi1>
 // CHECK: scf.for
