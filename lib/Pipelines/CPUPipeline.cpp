@@ -33,9 +33,15 @@ void moe::buildCPUPipeline(OpPassManager &pm,
   moe::MoEExpandOptions expand;
   expand.rowTile = options.rowTile;
   pm.addPass(moe::createMoEExpand(expand));
-  pm.addPass(moe::createMoELowerGate());
+  moe::MoELowerGateOptions gate;
+  gate.fuseScores = options.fuseGate;
+  pm.addPass(moe::createMoELowerGate(gate));
   pm.addPass(moe::createMoELowerDispatch());
-  pm.addPass(moe::createMoELowerExperts());
+  moe::MoELowerExpertsOptions experts;
+  experts.fuseGather = options.fuseGather;
+  experts.fuseActivation = options.fuseActivation;
+  experts.fuseCombine = options.fuseCombine;
+  pm.addPass(moe::createMoELowerExperts(experts));
   pm.addPass(moe::createMoELowerCombine());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());

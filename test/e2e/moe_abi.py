@@ -43,13 +43,18 @@ def moe_compile_path():
 
 
 def compile_config(config, outdir, extra_args=()):
-    """Writes outdir/<name>.json, runs moe-compile on it and returns the .so path."""
+    """Writes outdir/<name>.json, runs moe-compile on it and returns the .so path.
+
+    $MOE_COMPILE_ARGS adds flags to every compilation: the suite runs again
+    with each fusion turned off (--disable-fusion=...).
+    """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     name = config["name"]
     config_path = outdir / f"{name}.json"
     config_path.write_text(json.dumps(config, indent=1) + "\n")
-    cmd = [str(moe_compile_path()), str(config_path), "-o", str(outdir), *extra_args]
+    cmd = [str(moe_compile_path()), str(config_path), "-o", str(outdir),
+           *os.environ.get("MOE_COMPILE_ARGS", "").split(), *extra_args]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise CompileError(

@@ -3,6 +3,7 @@
 // Part of the moe-mlir project.
 //
 // moe-compile CONFIG.json -o DIR [--emit=mlir|llvm|obj] [--print-pipeline]
+//             [--disable-fusion=gate,gather,activation,combine] [--march=CPU]
 //
 // Every output is written to a temporary file and renamed into DIR only
 // once the whole compilation succeeded, so a failure leaves DIR as it was.
@@ -53,6 +54,17 @@ static cl::opt<Stage> emit(
                clEnumValN(Stage::ptx, "ptx", "<name>.ptx: for target cuda")));
 static cl::opt<bool> printPipeline("print-pipeline",
                                    cl::desc("Print the passes it runs"));
+enum class Fusion { gate, gather, activation, combine };
+static cl::list<Fusion> disabledFusions(
+    "disable-fusion", cl::CommaSeparated,
+    cl::desc("Turn fusions off, for ablation (comma-separated)"),
+    cl::values(
+        clEnumValN(Fusion::gate, "gate", "score the whole [T, E] matrix"),
+        clEnumValN(Fusion::gather, "gather", "copy each expert's rows out"),
+        clEnumValN(Fusion::activation, "activation",
+                   "store gate and up projections whole"),
+        clEnumValN(Fusion::combine, "combine",
+                   "store the [rows, H] expert output, then gather it")));
 static cl::opt<std::string>
     march("march", cl::desc("CPU the library is tuned for (clang -march)"),
           cl::init("native"));
@@ -177,8 +189,25 @@ int main(int argc, char **argv) {
     return publish(scratch, {name + ".mlir"});
   }
 
+  moe::CPUPipelineOptions pipelineOptions;
+  for (Fusion fusion : disabledFusions) {
+    switch (fusion) {
+    case Fusion::gate:
+      pipelineOptions.fuseGate = false;
+      break;
+    case Fusion::gather:
+      pipelineOptions.fuseGather = false;
+      break;
+    case Fusion::activation:
+      pipelineOptions.fuseActivation = false;
+      break;
+    case Fusion::combine:
+      pipelineOptions.fuseCombine = false;
+      break;
+    }
+  }
   PassManager pm(&context);
-  moe::buildCPUPipeline(pm, moe::CPUPipelineOptions());
+  moe::buildCPUPipeline(pm, pipelineOptions);
   if (printPipeline) {
     pm.printAsTextualPipeline(llvm::outs());
     llvm::outs() << "\n";

@@ -61,21 +61,46 @@ def MoELowerDispatch : Pass<"moe-lower-dispatch"> {
 }
 
 def MoELowerExperts : Pass<"moe-lower-experts"> {
-  let summary = "Lower moe.expert and moe.shared_expert to linalg";
+  let summary = "Lower moe.expert (with its moe.combine) and moe.shared_expert";
   let description = [{
-    `moe.expert` becomes a loop over experts; for expert `e` three
-    `linalg.generic` contractions run over its plan segment
-    `[offsets[e], offsets[e+1])`: the gate and up projections read their
-    input rows through the plan (`x[slots[r] / K]`, a gather fused into the
-    GEMM, so no permuted copy of `x` exists), the activation and the gate
-    product form the `[rows, F]` hidden block, and the down projection
-    writes the segment of the result. Weights are read in place through
-    slices of the `[E, F, H]` / `[E, H, F]` tensors, never copied.
-    Accumulation is in f32 whatever the data type. `moe.shared_expert` is
-    the same FFN over every token, scaled by `sigmoid(x · expert_gate)` when
-    that gate is present.
+    `moe.expert` becomes a loop over experts on buffers; expert `e` runs
+    `linalg.generic` contractions over its plan segment
+    `[offsets[e], offsets[e+1])`, reading its weights in place through
+    subviews of the stacked `[E, F, H]` / `[E, H, F]` buffers. Accumulation
+    is in f32 whatever the data type. Three fusions, each with a flag:
+
+    * `fuse-gather`: the gate and up projections read their input rows
+      through the plan (`x[slots[r] / K]`), so no permuted copy of `x`
+      exists; off, each segment's rows are copied out first.
+    * `fuse-activation`: the gate and up projections run as one contraction
+      per tile of `intermediate-tile` columns into small scratch tiles, and
+      `act(gate) ⊙ up` is written straight into the `[rows, F]` hidden
+      block; off, both `[rows, F]` projections are stored whole first.
+    * `fuse-combine`: a `moe.combine` of a `moe.expert` is lowered with it:
+      the down projection runs in tiles of `row-tile` rows into a
+      `[row-tile, H]` scratch block, and its epilogue scales each row by the
+      slot's routing weight and adds it to the token's f32 output row, so
+      the `[rows, H]` expert output never exists. Experts run in order, so
+      the sum is deterministic. Off, `moe.expert` writes its `[rows, H]`
+      result and `moe-lower-combine` gathers it.
+
+    `moe.shared_expert` is the dense FFN over every token as `linalg.generic`
+    on tensors, scaled by `sigmoid(x · expert_gate)` when that gate is
+    present; combine accumulates on top of its output in place.
   }];
   let dependentDialects = MoELoweringDialects;
+  let options = [
+    Option<"fuseGather", "fuse-gather", "bool", /*default=*/"true",
+           "Read expert input rows through the plan (no gathered copy)">,
+    Option<"fuseActivation", "fuse-activation", "bool", /*default=*/"true",
+           "Compute act(gate) * up per column tile (no whole gate/up)">,
+    Option<"fuseCombine", "fuse-combine", "bool", /*default=*/"true",
+           "Accumulate the down projection into the token outputs">,
+    Option<"intermediateTile", "intermediate-tile", "int64_t",
+           /*default=*/"64", "Columns per tile of the fused gate/up">,
+    Option<"rowTile", "row-tile", "int64_t", /*default=*/"16",
+           "Rows per tile of the down projection">
+  ];
 }
 
 def MoELowerCombine : Pass<"moe-lower-combine"> {

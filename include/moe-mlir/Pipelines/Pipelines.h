@@ -16,6 +16,20 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
   Option<int64_t> rowTile{*this, "row-tile",
                           llvm::cl::desc("Rows per expert tile of the plan"),
                           llvm::cl::init(1)};
+  Option<bool> fuseGate{*this, "fuse-gate",
+                        llvm::cl::desc("Score and select per token tile"),
+                        llvm::cl::init(true)};
+  Option<bool> fuseGather{*this, "fuse-gather",
+                          llvm::cl::desc("Read expert rows through the plan"),
+                          llvm::cl::init(true)};
+  Option<bool> fuseActivation{
+      *this, "fuse-activation",
+      llvm::cl::desc("act(gate) * up in the projections' epilogue"),
+      llvm::cl::init(true)};
+  Option<bool> fuseCombine{
+      *this, "fuse-combine",
+      llvm::cl::desc("Accumulate the down projection into the outputs"),
+      llvm::cl::init(true)};
 };
 
 /// moe.layer (and any stage op) down to the LLVM dialect for the host CPU:

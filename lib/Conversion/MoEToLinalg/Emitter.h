@@ -192,11 +192,13 @@ public:
                                              b.getUnitAttr(), b.getUnitAttr());
   }
 
-  /// `(d0, ..., d{numDims-1}) -> (d{dims[0]}, d{dims[1]}, ...)`.
-  AffineMap map(unsigned numDims, ArrayRef<unsigned> dims) {
+  /// `(d0, ..., d{numDims-1}) -> (d{dims[0]}, d{dims[1]}, ...)`; a
+  /// negative entry stands for the constant 0 (a unit dimension).
+  AffineMap map(unsigned numDims, ArrayRef<int> dims) {
     SmallVector<AffineExpr> exprs;
-    for (unsigned dim : dims)
-      exprs.push_back(b.getAffineDimExpr(dim));
+    for (int dim : dims)
+      exprs.push_back(dim < 0 ? b.getAffineConstantExpr(0)
+                              : b.getAffineDimExpr(dim));
     return AffineMap::get(numDims, 0, exprs, b.getContext());
   }
   Value emptyTensor(ArrayRef<int64_t> shape, Type elementType,
@@ -229,6 +231,18 @@ public:
                       function_ref<Value(Emitter &, ValueRange)> body) {
     linalg::GenericOp::create(
         b, loc, inputs, ValueRange{output}, maps, iterators,
+        [&](OpBuilder &nested, Location nestedLoc, ValueRange args) {
+          Emitter inner(nested, nestedLoc);
+          linalg::YieldOp::create(nested, nestedLoc, body(inner, args));
+        });
+  }
+  /// A `linalg.generic` on buffers with several outputs, written in place.
+  void genericInPlace(
+      ValueRange inputs, ValueRange outputs, ArrayRef<AffineMap> maps,
+      ArrayRef<utils::IteratorType> iterators,
+      function_ref<SmallVector<Value>(Emitter &, ValueRange)> body) {
+    linalg::GenericOp::create(
+        b, loc, inputs, outputs, maps, iterators,
         [&](OpBuilder &nested, Location nestedLoc, ValueRange args) {
           Emitter inner(nested, nestedLoc);
           linalg::YieldOp::create(nested, nestedLoc, body(inner, args));

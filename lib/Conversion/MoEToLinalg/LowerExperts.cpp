@@ -49,178 +49,401 @@ static Value applyActivation(Emitter &e, Activation activation, Value v) {
   llvm_unreachable("unknown activation");
 }
 
-/// Builds `[rows, F]` f32 = (the FFN's input rows) · `weight`^T for a
-/// `[F, H]` weight, accumulating into `init`.
-using ProjectRows = function_ref<Value(Emitter &, Value weight, Value init)>;
-
-/// `(act(in·Wg^T) ⊙ (in·Wu^T)) · Wd^T`, or `act(in·Wu^T) · Wd^T` without a
-/// gate, over `numRows` rows, written into `output` (`[rows, H]` f32): the
-/// caller's destination, so that the result needs no copy.
-static Value buildFFN(Emitter &e, Activation activation, Value gateWeight,
-                      Value upWeight, Value downWeight, Value numRows,
-                      Value output, ProjectRows projectRows) {
-  Type f32 = e.builder().getF32Type();
-  int64_t intermediate =
-      cast<RankedTensorType>(upWeight.getType()).getDimSize(0);
-  auto zeros = [&]() {
-    return e.fill(e.f32(0), e.emptyTensor({ShapedType::kDynamic, intermediate},
-                                          f32, numRows));
-  };
-  AffineMap identity = e.map(2, {0, 1});
-
-  // The activation updates the up projection in place: it reads the
-  // element it overwrites and nothing else, so no copy is needed.
-  Value up = projectRows(e, upWeight, zeros());
-  Value activated;
-  if (gateWeight) {
-    Value gate = projectRows(e, gateWeight, zeros());
-    activated = e.generic(gate, up, {identity, identity},
-                          {kParallel, kParallel},
-                          [&](Emitter &e, ValueRange args) {
-                            return e.mul(
-                                applyActivation(e, activation, args[0]),
-                                args[1]);
-                          });
-  } else {
-    activated = e.generic(ValueRange{}, up, {identity}, {kParallel, kParallel},
-                          [&](Emitter &e, ValueRange args) {
-                            return applyActivation(e, activation, args[0]);
-                          });
-  }
-  return e.generic(
-      ValueRange{activated, downWeight}, e.fill(e.f32(0), output),
-      {e.map(3, {0, 2}), e.map(3, {1, 2}), e.map(3, {0, 1})},
-      {kParallel, kParallel, kReduction}, [](Emitter &e, ValueRange args) {
-        return e.multiplyAdd(args[2], args[0], args[1]);
-      });
+static Value sigmoid(Emitter &e, Value v) {
+  OpBuilder &b = e.builder();
+  Value negated = arith::NegFOp::create(b, e.location(), v);
+  Value denominator =
+      e.add(e.f32(1), math::ExpOp::create(b, e.location(), negated));
+  return arith::DivFOp::create(b, e.location(), e.f32(1), denominator);
 }
 
-/// Expert `expert`'s `[F, H]` or `[H, F]` matrix, a slice of the stacked
-/// weights: read in place, never copied.
-static Value sliceExpert(Emitter &e, Value weights, Value expert) {
-  auto type = cast<RankedTensorType>(weights.getType());
-  auto sliceType = RankedTensorType::get(type.getShape().drop_front(),
-                                         type.getElementType());
+//===----------------------------------------------------------------------===//
+// The routed experts, at buffer level
+//===----------------------------------------------------------------------===//
+
+namespace {
+struct ExpertKernelOptions {
+  bool fuseGather;
+  bool fuseActivation;
+  bool fuseCombine;
+  int64_t intermediateTile;
+  int64_t rowTile;
+};
+
+/// The buffers an expert loop reads.
+struct ExpertBuffers {
+  Value input;              // [T, H] data type
+  Value slots;              // [rows] i32
+  Value offsets;            // [E + 1] i32
+  Value gate, up, down;     // [E, F, H], [E, F, H], [E, H, F]; gate may be null
+  int64_t slotsPerToken;
+  Activation activation;
+};
+
+/// Where the down projection of rows `[first, first + count)` of the plan
+/// goes (`destination`, a `[count, H]` f32 buffer), and what happens to it
+/// afterwards (`consume`).
+struct DownEpilogue {
+  std::function<Value(Emitter &, Value first, Value count)> destination;
+  std::function<void(Emitter &, Value first, Value count, Value block)>
+      consume;
+};
+} // namespace
+
+static Value f32Buffer(Emitter &e, ArrayRef<int64_t> shape,
+                       ValueRange dynamicSizes) {
+  return memref::AllocOp::create(
+      e.builder(), e.location(),
+      MemRefType::get(shape, e.builder().getF32Type()), dynamicSizes);
+}
+
+/// For every expert, its FFN over its plan segment:
+///   hidden[rows, F] = act(x_rows · Wg^T) ⊙ (x_rows · Wu^T)   (or act(x·Wu^T))
+///   down[rows, H]   = hidden · Wd^T, in tiles of `rowTile` rows
+/// With `fuseGather` the projections read x through the plan; otherwise the
+/// segment's rows are first copied out. With `fuseActivation` the gate and
+/// up projections run together per tile of `intermediateTile` columns and
+/// only their product is stored; otherwise both are stored whole first.
+static void buildExpertLoop(Emitter &e, const ExpertBuffers &buffers,
+                            const ExpertKernelOptions &options,
+                            const DownEpilogue &epilogue) {
   OpBuilder &b = e.builder();
-  SmallVector<OpFoldResult> offsets = {expert, b.getIndexAttr(0),
-                                       b.getIndexAttr(0)};
-  SmallVector<OpFoldResult> sizes = {b.getIndexAttr(1),
-                                     b.getIndexAttr(type.getDimSize(1)),
-                                     b.getIndexAttr(type.getDimSize(2))};
-  SmallVector<OpFoldResult> strides(3, b.getIndexAttr(1));
-  return tensor::ExtractSliceOp::create(b, e.location(), sliceType, weights,
-                                        offsets, sizes, strides);
+  auto upType = cast<MemRefType>(buffers.up.getType());
+  int64_t numExperts = upType.getDimSize(0);
+  int64_t intermediate = upType.getDimSize(1);
+  int64_t hidden = upType.getDimSize(2);
+  bool gated = buffers.gate != nullptr;
+  Value slotsPerToken = e.index(buffers.slotsPerToken);
+  auto attr = [&](int64_t v) -> OpFoldResult { return b.getIndexAttr(v); };
+
+  e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value expert) {
+    Value start = e.toIndex(e.load(buffers.offsets, expert));
+    Value end = e.toIndex(e.load(buffers.offsets, e.add(expert, e.index(1))));
+    Value rows = e.sub(end, start);
+    // The token whose input row plan row `start + i` serves; padding rows
+    // (-1) compute on token 0 and are never read.
+    auto tokenOf = [&](Emitter &e, Value i) {
+      Value slot = e.toIndex(e.load(buffers.slots, e.add(start, i)));
+      Value clamped = arith::MaxSIOp::create(e.builder(), e.location(), slot,
+                                             e.index(0));
+      return arith::DivUIOp::create(e.builder(), e.location(), clamped,
+                                    slotsPerToken);
+    };
+
+    Value gathered;
+    if (!options.fuseGather) {
+      gathered = f32Buffer(e, {ShapedType::kDynamic, hidden}, rows);
+      e.genericInPlace(ValueRange{}, gathered, {e.map(2, {0, 1})},
+                       {kParallel, kParallel},
+                       [&](Emitter &e, ValueRange) {
+                         Value token = tokenOf(e, e.loopIndex(0));
+                         return e.toF32(e.load(buffers.input,
+                                               {token, e.loopIndex(1)}));
+                       });
+    }
+    // x_rows[i, h] inside a (i, f, h) contraction body.
+    auto inputAt = [&](Emitter &e, ValueRange args) -> Value {
+      if (gathered)
+        return args.back();
+      return e.load(buffers.input, {tokenOf(e, e.loopIndex(0)),
+                                    e.loopIndex(2)});
+    };
+    SmallVector<Value> gatheredInput;
+    SmallVector<AffineMap> gatheredMap;
+    if (gathered) {
+      gatheredInput.push_back(gathered);
+      gatheredMap.push_back(e.map(3, {0, 2}));
+    }
+    // Expert `expert`'s columns `[f0, f0 + count)` of a [E, F, H] weight.
+    auto weightColumns = [&](Value weights, Value f0, Value count) {
+      return e.subview(weights, {expert, f0, attr(0)},
+                       {attr(1), count, attr(hidden)});
+    };
+    SmallVector<AffineMap> weightMaps = {e.map(3, {-1, 1, 2})};
+
+    Value activated =
+        f32Buffer(e, {ShapedType::kDynamic, intermediate}, rows);
+    int64_t columnTile =
+        options.fuseActivation ? std::min(options.intermediateTile,
+                                          intermediate)
+                               : intermediate;
+    Value gateTile = gated ? f32Buffer(e, {ShapedType::kDynamic, columnTile},
+                                       rows)
+                           : Value();
+    Value upTile = f32Buffer(e, {ShapedType::kDynamic, columnTile}, rows);
+    e.forEachStep(
+        e.index(0), e.index(intermediate), e.index(columnTile),
+        [&](Emitter &e, Value f0) {
+          Value count =
+              e.minIndex(e.index(columnTile), e.sub(e.index(intermediate), f0));
+          auto tile = [&](Value buffer) {
+            Value view = e.subview(buffer, {attr(0), attr(0)}, {rows, count});
+            linalg::FillOp::create(e.builder(), e.location(),
+                                   ValueRange{e.f32(0)}, ValueRange{view});
+            return view;
+          };
+          Value up = tile(upTile);
+          SmallVector<Value> weights = {weightColumns(buffers.up, f0, count)};
+          SmallVector<Value> outputs = {up};
+          if (gated) {
+            weights.push_back(weightColumns(buffers.gate, f0, count));
+            outputs.push_back(tile(gateTile));
+          }
+          SmallVector<Value> inputs = weights;
+          inputs.append(gatheredInput);
+          SmallVector<AffineMap> maps(weights.size(), weightMaps[0]);
+          maps.append(gatheredMap);
+          maps.append(outputs.size(), e.map(3, {0, 1}));
+          // Both projections read each input element once.
+          e.genericInPlace(
+              inputs, outputs, maps, {kParallel, kParallel, kReduction},
+              [&](Emitter &e, ValueRange args) -> SmallVector<Value> {
+                Value x = inputAt(e, args.take_front(inputs.size()));
+                ValueRange accumulators = args.drop_front(inputs.size());
+                SmallVector<Value> next;
+                for (unsigned i = 0; i < weights.size(); ++i)
+                  next.push_back(
+                      e.multiplyAdd(accumulators[i], x, args[i]));
+                return next;
+              });
+          Value destination =
+              e.subview(activated, {attr(0), f0}, {rows, count});
+          SmallVector<Value> epilogueInputs = {up};
+          if (gated)
+            epilogueInputs.push_back(outputs[1]);
+          SmallVector<AffineMap> epilogueMaps(epilogueInputs.size() + 1,
+                                              e.map(2, {0, 1}));
+          e.genericInPlace(epilogueInputs, destination, epilogueMaps,
+                           {kParallel, kParallel},
+                           [&](Emitter &e, ValueRange args) {
+                             if (!gated)
+                               return applyActivation(e, buffers.activation,
+                                                      args[0]);
+                             return e.mul(applyActivation(
+                                              e, buffers.activation, args[1]),
+                                          args[0]);
+                           });
+        });
+
+    e.forEachStep(
+        e.index(0), rows, e.index(options.rowTile), [&](Emitter &e, Value r0) {
+          Value count = e.minIndex(e.index(options.rowTile), e.sub(rows, r0));
+          Value first = e.add(start, r0);
+          Value block = epilogue.destination(e, first, count);
+          linalg::FillOp::create(e.builder(), e.location(),
+                                 ValueRange{e.f32(0)}, ValueRange{block});
+          Value hiddenRows = e.subview(activated, {r0, attr(0)},
+                                       {count, attr(intermediate)});
+          Value down = e.subview(buffers.down, {expert, attr(0), attr(0)},
+                                 {attr(1), attr(hidden), attr(intermediate)});
+          e.genericInPlace(ValueRange{hiddenRows, down}, block,
+                           {e.map(3, {0, 2}), e.map(3, {-1, 1, 2}),
+                            e.map(3, {0, 1})},
+                           {kParallel, kParallel, kReduction},
+                           [](Emitter &e, ValueRange args) {
+                             return e.multiplyAdd(args[2], args[0], args[1]);
+                           });
+          if (epilogue.consume)
+            epilogue.consume(e, first, count, block);
+        });
+  });
+}
+
+static ExpertBuffers readExpertBuffers(Emitter &e, ExpertOp op) {
+  ExpertBuffers buffers;
+  buffers.input = e.readBuffer(op.getInput());
+  buffers.slots = e.readBuffer(op.getSlots());
+  buffers.offsets = e.readBuffer(op.getOffsets());
+  buffers.gate = op.getGateProj() ? e.readBuffer(op.getGateProj()) : Value();
+  buffers.up = e.readBuffer(op.getUpProj());
+  buffers.down = e.readBuffer(op.getDownProj());
+  buffers.slotsPerToken = op.getSlotsPerToken();
+  buffers.activation = op.getActivation();
+  return buffers;
+}
+
+/// Rounds an f32 `[T, H]` accumulator to the result's element type.
+static Value roundTo(Emitter &e, Value accumulator,
+                     RankedTensorType resultType, ValueRange dynamicSizes) {
+  if (resultType.getElementType().isF32())
+    return accumulator;
+  Value output = e.emptyTensor(resultType.getShape(),
+                               resultType.getElementType(), dynamicSizes);
+  return e.generic(accumulator, output, {e.map(2, {0, 1}), e.map(2, {0, 1})},
+                   {kParallel, kParallel},
+                   [&](Emitter &e, ValueRange args) -> Value {
+                     return arith::TruncFOp::create(
+                         e.builder(), e.location(),
+                         resultType.getElementType(), args[0]);
+                   });
+}
+
+/// A moe.expert whose only user is a moe.combine is lowered together with it.
+static bool isFusedIntoCombine(ExpertOp op) {
+  return op->hasOneUse() && isa<CombineOp>(*op->getUsers().begin());
 }
 
 namespace {
+/// moe.expert alone: every plan row's FFN output, written into its row.
 struct LowerExpert : OpRewritePattern<ExpertOp> {
-  using OpRewritePattern::OpRewritePattern;
+  LowerExpert(MLIRContext *context, ExpertKernelOptions options)
+      : OpRewritePattern(context), options(options) {}
 
   LogicalResult matchAndRewrite(ExpertOp op,
                                 PatternRewriter &rewriter) const override {
-    Location loc = op.getLoc();
-    Emitter e(rewriter, loc);
+    if (options.fuseCombine && isFusedIntoCombine(op))
+      return rewriter.notifyMatchFailure(op, "lowered with its combine");
+    Emitter e(rewriter, op.getLoc());
     auto resultType = cast<RankedTensorType>(op.getOutput().getType());
-    int64_t numExperts =
-        cast<RankedTensorType>(op.getUpProj().getType()).getDimSize(0);
-    int64_t hidden = resultType.getDimSize(1);
-    Value input = op.getInput();
-    Value slots = op.getSlots();
-    Value offsets = op.getOffsets();
-    Value slotsPerToken = e.index(op.getSlotsPerToken());
-    Value numRows = tensor::DimOp::create(rewriter, loc, slots, 0);
+    Value numRows = tensor::DimOp::create(rewriter, op.getLoc(), op.getSlots(), 0);
     SmallVector<Value> dynamicRows;
     if (resultType.isDynamicDim(0))
       dynamicRows.push_back(numRows);
-    Value init = e.emptyTensor(resultType.getShape(), rewriter.getF32Type(),
-                               dynamicRows);
-
-    Value result = e.forEachCarrying(
-        e.index(0), e.index(numExperts), init,
-        [&](Emitter &e, Value expert, ValueRange acc) -> SmallVector<Value> {
-          auto offsetAt = [&](Value i) {
-            return e.toIndex(
-                tensor::ExtractOp::create(e.builder(), e.location(), offsets,
-                                          i));
-          };
-          Value start = offsetAt(expert);
-          Value end = offsetAt(e.add(expert, e.index(1)));
-          Value rows = arith::SubIOp::create(e.builder(), e.location(), end,
-                                             start);
-
-          // The gather is fused into the projection: row i reads token
-          // slots[start + i] / K of the input where it is used.
-          auto projectRows = [&](Emitter &e, Value weight, Value rowsInit) {
-            return e.generic(
-                weight, rowsInit, {e.map(3, {1, 2}), e.map(3, {0, 1})},
-                {kParallel, kParallel, kReduction},
-                [&](Emitter &e, ValueRange args) {
-                  OpBuilder &b = e.builder();
-                  Location l = e.location();
-                  Value row = e.add(start, e.loopIndex(0));
-                  Value slot = e.toIndex(
-                      tensor::ExtractOp::create(b, l, slots, row));
-                  // Padding rows (-1) compute on token 0 and are never read.
-                  Value clamped = arith::MaxSIOp::create(b, l, slot, e.index(0));
-                  Value token = arith::DivUIOp::create(b, l, clamped,
-                                                       slotsPerToken);
-                  Value x = tensor::ExtractOp::create(
-                      b, l, input, ValueRange{token, e.loopIndex(2)});
-                  return e.multiplyAdd(args[1], x, args[0]);
-                });
-          };
-          Value gate = op.getGateProj()
-                           ? sliceExpert(e, op.getGateProj(), expert)
-                           : Value();
-          // The expert writes its segment of the result in place.
-          OpBuilder &b = e.builder();
-          SmallVector<OpFoldResult> offsets = {start, b.getIndexAttr(0)};
-          SmallVector<OpFoldResult> sizes = {rows, b.getIndexAttr(hidden)};
-          SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
-          auto segmentType = RankedTensorType::get(
-              {ShapedType::kDynamic, hidden}, b.getF32Type());
-          Value segment = tensor::ExtractSliceOp::create(
-              b, e.location(), segmentType, acc[0], offsets, sizes, strides);
-          Value block = buildFFN(e, op.getActivation(), gate,
-                                 sliceExpert(e, op.getUpProj(), expert),
-                                 sliceExpert(e, op.getDownProj(), expert),
-                                 rows, segment, projectRows);
-          return {tensor::InsertSliceOp::create(b, e.location(), block, acc[0],
-                                                offsets, sizes, strides)};
-        })[0];
-    rewriter.replaceOp(op, result);
+    Value rows = e.alloc(resultType, dynamicRows);
+    int64_t hidden = resultType.getDimSize(1);
+    DownEpilogue epilogue;
+    epilogue.destination = [&](Emitter &e, Value first, Value count) {
+      return e.subview(rows, {first, e.builder().getIndexAttr(0)},
+                       {count, e.builder().getIndexAttr(hidden)});
+    };
+    buildExpertLoop(e, readExpertBuffers(e, op), options, epilogue);
+    rewriter.replaceOp(op, e.asTensor(rows, resultType));
     return success();
   }
+
+  ExpertKernelOptions options;
 };
 
+/// moe.combine of a moe.expert: the down projection's epilogue scales each
+/// row by its routing weight and adds it to its token's output, so no
+/// `[rows, H]` expert output exists. Each token row has one writer at a
+/// time and experts run in order, so the sum is deterministic.
+struct LowerExpertCombine : OpRewritePattern<CombineOp> {
+  LowerExpertCombine(MLIRContext *context, ExpertKernelOptions options)
+      : OpRewritePattern(context), options(options) {}
+
+  LogicalResult matchAndRewrite(CombineOp op,
+                                PatternRewriter &rewriter) const override {
+    auto expert = op.getExpertOutput().getDefiningOp<ExpertOp>();
+    if (!expert || !isFusedIntoCombine(expert))
+      return rewriter.notifyMatchFailure(op, "not the only user of an expert");
+    Location loc = op.getLoc();
+    Emitter e(rewriter, loc);
+    auto resultType = cast<RankedTensorType>(op.getOutput().getType());
+    int64_t hidden = resultType.getDimSize(1);
+    Value numTokens = tensor::DimOp::create(rewriter, loc, op.getSlotRows(), 0);
+    SmallVector<Value> dynamicTokens;
+    if (resultType.isDynamicDim(0))
+      dynamicTokens.push_back(numTokens);
+
+    auto accumulatorType =
+        RankedTensorType::get(resultType.getShape(), rewriter.getF32Type());
+    Value accumulator = e.alloc(accumulatorType, dynamicTokens);
+    if (Value shared = op.getShared())
+      memref::CopyOp::create(rewriter, loc, e.readBuffer(shared), accumulator);
+    else
+      linalg::FillOp::create(rewriter, loc, ValueRange{e.f32(0)},
+                             ValueRange{accumulator});
+
+    ExpertBuffers buffers = readExpertBuffers(e, expert);
+    Value weights = e.readBuffer(op.getWeights());
+    Value block = f32Buffer(e, {options.rowTile, hidden}, {});
+    DownEpilogue epilogue;
+    epilogue.destination = [&](Emitter &e, Value, Value count) {
+      return e.subview(block,
+                       {e.builder().getIndexAttr(0), e.builder().getIndexAttr(0)},
+                       {count, e.builder().getIndexAttr(hidden)});
+    };
+    epilogue.consume = [&](Emitter &e, Value first, Value count, Value) {
+      Value slotsPerToken = e.index(buffers.slotsPerToken);
+      e.forEach(e.index(0), count, [&](Emitter &e, Value i) {
+        Value slot = e.load(buffers.slots, e.add(first, i));
+        e.ifThen(e.cmpi(arith::CmpIPredicate::sge, slot, e.i32(0)),
+                 [&](Emitter &e) {
+                   Value flat = e.toIndex(slot);
+                   Value token = arith::DivUIOp::create(
+                       e.builder(), e.location(), flat, slotsPerToken);
+                   Value column = arith::RemUIOp::create(
+                       e.builder(), e.location(), flat, slotsPerToken);
+                   Value weight = e.load(weights, {token, column});
+                   e.forEach(e.index(0), e.index(hidden),
+                             [&](Emitter &e, Value h) {
+                               Value value = e.load(block, {i, h});
+                               Value sum = e.multiplyAdd(
+                                   e.load(accumulator, {token, h}), weight,
+                                   value);
+                               e.store(sum, accumulator, {token, h});
+                             });
+                 });
+      });
+    };
+    buildExpertLoop(e, buffers, options, epilogue);
+
+    Value sum = e.asTensor(accumulator, accumulatorType);
+    rewriter.replaceOp(op, roundTo(e, sum, resultType, dynamicTokens));
+    rewriter.eraseOp(expert);
+    return success();
+  }
+
+  ExpertKernelOptions options;
+};
+
+//===----------------------------------------------------------------------===//
+// The shared expert, as linalg on tensors
+//===----------------------------------------------------------------------===//
+
 struct LowerSharedExpert : OpRewritePattern<SharedExpertOp> {
-  using OpRewritePattern::OpRewritePattern;
+  LowerSharedExpert(MLIRContext *context, ExpertKernelOptions)
+      : OpRewritePattern(context) {}
 
   LogicalResult matchAndRewrite(SharedExpertOp op,
                                 PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
     Emitter e(rewriter, loc);
     Value input = op.getInput();
+    Type f32 = rewriter.getF32Type();
     Value numTokens = tensor::DimOp::create(rewriter, loc, input, 0);
-    auto projectRows = [&](Emitter &e, Value weight, Value init) {
+    int64_t hidden = cast<RankedTensorType>(input.getType()).getDimSize(1);
+    int64_t intermediate =
+        cast<RankedTensorType>(op.getUpProj().getType()).getDimSize(0);
+    auto zeros = [&](int64_t columns) {
+      return e.fill(e.f32(0), e.emptyTensor({ShapedType::kDynamic, columns},
+                                            f32, numTokens));
+    };
+    auto project = [&](Value weight) {
       return e.generic(
-          ValueRange{input, weight}, init,
+          ValueRange{input, weight}, zeros(intermediate),
           {e.map(3, {0, 2}), e.map(3, {1, 2}), e.map(3, {0, 1})},
           {kParallel, kParallel, kReduction}, [](Emitter &e, ValueRange args) {
             return e.multiplyAdd(args[2], args[0], args[1]);
           });
     };
-    int64_t hidden =
-        cast<RankedTensorType>(input.getType()).getDimSize(1);
-    Value output = buildFFN(
-        e, op.getActivation(), op.getGateProj(), op.getUpProj(),
-        op.getDownProj(), numTokens,
-        e.emptyTensor({ShapedType::kDynamic, hidden}, rewriter.getF32Type(),
-                      numTokens),
-        projectRows);
+    AffineMap identity = e.map(2, {0, 1});
+    Activation activation = op.getActivation();
+    Value up = project(op.getUpProj());
+    Value activated;
+    if (Value gateWeight = op.getGateProj())
+      activated = e.generic(project(gateWeight), up, {identity, identity},
+                            {kParallel, kParallel},
+                            [&](Emitter &e, ValueRange args) {
+                              return e.mul(
+                                  applyActivation(e, activation, args[0]),
+                                  args[1]);
+                            });
+    else
+      activated = e.generic(ValueRange{}, up, {identity},
+                            {kParallel, kParallel},
+                            [&](Emitter &e, ValueRange args) {
+                              return applyActivation(e, activation, args[0]);
+                            });
+    Value output = e.generic(
+        ValueRange{activated, op.getDownProj()}, zeros(hidden),
+        {e.map(3, {0, 2}), e.map(3, {1, 2}), e.map(3, {0, 1})},
+        {kParallel, kParallel, kReduction}, [](Emitter &e, ValueRange args) {
+          return e.multiplyAdd(args[2], args[0], args[1]);
+        });
 
     if (Value expertGate = op.getExpertGate()) {
-      Type f32 = rewriter.getF32Type();
       Value logits = e.generic(
           ValueRange{input, expertGate},
           e.fill(e.f32(0),
@@ -229,16 +452,11 @@ struct LowerSharedExpert : OpRewritePattern<SharedExpertOp> {
           {kParallel, kReduction}, [](Emitter &e, ValueRange args) {
             return e.multiplyAdd(args[2], args[0], args[1]);
           });
-      output = e.generic(
-          logits, output, {e.map(2, {0}), e.map(2, {0, 1})},
-          {kParallel, kParallel}, [](Emitter &e, ValueRange args) -> Value {
-            OpBuilder &b = e.builder();
-            Location l = e.location();
-            Value negated = arith::NegFOp::create(b, l, args[0]);
-            Value denominator =
-                e.add(e.f32(1), math::ExpOp::create(b, l, negated));
-            return arith::DivFOp::create(b, l, args[1], denominator);
-          });
+      output = e.generic(logits, output, {e.map(2, {0}), identity},
+                         {kParallel, kParallel},
+                         [](Emitter &e, ValueRange args) {
+                           return e.mul(args[1], sigmoid(e, args[0]));
+                         });
     }
     if (output.getType() != op.getOutput().getType())
       output = tensor::CastOp::create(rewriter, loc, op.getOutput().getType(),
@@ -250,8 +468,23 @@ struct LowerSharedExpert : OpRewritePattern<SharedExpertOp> {
 
 struct MoELowerExpertsPass
     : moe::impl::MoELowerExpertsBase<MoELowerExpertsPass> {
+  using Base::Base;
+
   void runOnOperation() override {
-    if (failed(applyLowering<LowerExpert, LowerSharedExpert>(getOperation())))
+    if (intermediateTile < 1 || rowTile < 1) {
+      getOperation()->emitError()
+          << "moe-lower-experts: 'intermediate-tile' and 'row-tile' must be "
+             "positive";
+      return signalPassFailure();
+    }
+    ExpertKernelOptions options{fuseGather, fuseActivation, fuseCombine,
+                                intermediateTile, rowTile};
+    LogicalResult result =
+        fuseCombine ? applyLowering<LowerExpertCombine, LowerExpert,
+                                    LowerSharedExpert>(getOperation(), options)
+                    : applyLowering<LowerExpert, LowerSharedExpert>(
+                          getOperation(), options);
+    if (failed(result))
       signalPassFailure();
   }
 };
