@@ -101,13 +101,38 @@ class Context:
             pass
 
 
+STORAGE = {"f32": np.float32, "f16": np.float16, "bf16": np.uint16}
+
+
+def encode(array, dtype):
+    """`array` in a library's storage type: bf16 as its bit pattern, rounded
+    to nearest even like the library rounds its outputs."""
+    a = np.ascontiguousarray(array, dtype=np.float32)
+    if dtype == "bf16":
+        bits = a.view(np.uint32).astype(np.uint64)
+        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+        return np.ascontiguousarray(rounded.astype(np.uint16))
+    return np.ascontiguousarray(a, dtype=STORAGE[dtype])
+
+
+def decode(array, dtype):
+    """A library's storage back to float32 (exact)."""
+    if dtype == "bf16":
+        return (np.asarray(array, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+    return np.asarray(array).astype(np.float32)
+
+
+def representable(array, dtype):
+    """The float32 values of `array` after a round trip through `dtype`."""
+    return decode(encode(array, dtype), dtype)
+
+
 class Library:
     def __init__(self, so_path, name, config):
         self.path = Path(so_path)
         self.name = name
         self.config = with_defaults(config)
-        if self.config["dtype"] != "f32":
-            raise NotImplementedError("only f32 libraries are bound for now")
+        self.dtype = self.config["dtype"]
         self.hidden_size = self.config["hidden_size"]
         self.width = route_width(self.config)
         self.Weights = weights_struct_type(name)
@@ -146,7 +171,8 @@ class Library:
     # -- weights -------------------------------------------------------------
 
     def prepare_weights(self, weights, check_shapes=True):
-        """f32 C-contiguous copies of the given weights, keyed as WEIGHT_KEYS."""
+        """C-contiguous copies of the given weights in the library's storage
+        type, keyed as WEIGHT_KEYS."""
         shapes = weight_shapes(self.config)
         arrays = {}
         for key, value in (weights or {}).items():
@@ -154,7 +180,7 @@ class Library:
                 raise KeyError(f"unknown weight {key!r}")
             if value is None:
                 continue
-            arr = np.ascontiguousarray(value, dtype=np.float32)
+            arr = encode(value, self.dtype)
             if check_shapes and key in shapes and arr.shape != shapes[key]:
                 raise ValueError(f"{key} has shape {arr.shape}, want {shapes[key]}")
             arrays[key] = arr
@@ -184,19 +210,27 @@ class Library:
             return e.code, None
 
     def _x(self, x):
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = encode(x, self.dtype)
         if x.ndim != 2 or x.shape[1] != self.hidden_size:
             raise ValueError(f"x has shape {x.shape}, want [T, {self.hidden_size}]")
         return x
 
     def forward(self, ctx, x, out=None):
+        """y as float32. `out` (f32 libraries only) receives y in place;
+        otherwise y starts as NaN, so rows left unwritten show."""
         x = self._x(x)
         T = x.shape[0]
-        y = np.empty((T, self.hidden_size), dtype=np.float32) if out is None else out
-        if y.shape != (T, self.hidden_size) or y.dtype != np.float32 or not y.flags.c_contiguous:
-            raise ValueError("out must be a C-contiguous f32 array of x's shape")
+        if out is not None:
+            if self.dtype != "f32":
+                raise ValueError("out is only supported for f32 libraries")
+            if out.shape != (T, self.hidden_size) or out.dtype != np.float32 \
+                    or not out.flags.c_contiguous:
+                raise ValueError("out must be a C-contiguous f32 array of x's shape")
+            y = out
+        else:
+            y = encode(np.full((T, self.hidden_size), np.nan, dtype=np.float32), self.dtype)
         self.check(self.c_forward(ctx.handle, ptr(x), T, ptr(y)))
-        return y
+        return y if out is not None else decode(y, self.dtype)
 
     def route(self, ctx, x):
         """(ids int32 [T, W], weights float32 [T, W]), W = top_k (E for expert choice)."""

@@ -149,10 +149,12 @@ def draw_x(config, weights, T, seed):
     pytest.fail(f"no input of {T} tokens free of near ties for {config['name']}")
 
 
-def check_layer(lib, ctx, config, weights, x):
+def check_layer(lib, ctx, config, weights, x, tolerance=1e-4):
+    """SPEC §1 conformance of one call; `tolerance` is relative to
+    max(1, max|ref|): 1e-4 for f32, 2e-2 for bf16 and f16."""
     c = with_defaults(config)
     T, H = x.shape
-    y = lib.forward(ctx, x, out=np.full((T, H), np.nan, dtype=np.float32))
+    y = lib.forward(ctx, x)
     ids, w = lib.route(ctx, x)
     y_ref, ids_ref, w_ref, choice = reference(config, weights, x)
 
@@ -186,7 +188,7 @@ def check_layer(lib, ctx, config, weights, x):
 
     scale = max(1.0, float(np.abs(y_ref).max())) if T else 1.0
     err = float(np.abs(y - y_ref).max()) if T else 0.0
-    assert err <= 1e-4 * scale, f"max|y - ref| = {err:.3g} > {1e-4 * scale:.3g}"
+    assert err <= tolerance * scale, f"max|y - ref| = {err:.3g} > {tolerance * scale:.3g}"
     np.testing.assert_allclose(w, w_ref, rtol=1e-5, atol=1e-7,
                                err_msg="route weights differ from the reference")
     return y
