@@ -24,7 +24,7 @@ using namespace mlir;
 static constexpr const char *kLoopsToLLVM =
     "convert-linalg-to-loops,convert-math-to-libm,expand-strided-metadata,"
     "lower-affine,convert-scf-to-cf,arith-expand{include-bf16=true},"
-    "finalize-memref-to-llvm,"
+    "convert-vector-to-llvm,finalize-memref-to-llvm,"
     "convert-math-to-llvm,convert-arith-to-llvm,convert-index-to-llvm,"
     "convert-cf-to-llvm,convert-func-to-llvm,reconcile-unrealized-casts";
 

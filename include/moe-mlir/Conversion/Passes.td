@@ -63,43 +63,41 @@ def MoELowerDispatch : Pass<"moe-lower-dispatch"> {
 def MoELowerExperts : Pass<"moe-lower-experts"> {
   let summary = "Lower moe.expert (with its moe.combine) and moe.shared_expert";
   let description = [{
-    `moe.expert` becomes a loop over experts on buffers; expert `e` runs
-    `linalg.generic` contractions over its plan segment
-    `[offsets[e], offsets[e+1])`, reading its weights in place through
-    subviews of the stacked `[E, F, H]` / `[E, H, F]` buffers. Accumulation
-    is in f32 whatever the data type. Three fusions, each with a flag:
+    `moe.expert` becomes a loop over experts on buffers; expert `e` runs its
+    projections over its plan segment `[offsets[e], offsets[e+1])` as
+    register-tiled dot products in the vector dialect: 4 input rows by 4
+    weight rows, 16-lane f32 accumulators along the reduction, each row
+    loaded once per step, weights read in place from the stacked
+    `[E, F, H]` / `[E, H, F]` buffers in their `nn.Linear` layout.
+    Accumulation is in f32 whatever the data type. Three fusions, each with
+    a flag:
 
     * `fuse-gather`: the gate and up projections read their input rows
       through the plan (`x[slots[r] / K]`), so no permuted copy of `x`
       exists; off, each segment's rows are copied out first.
-    * `fuse-activation`: the gate and up projections run as one contraction
-      per tile of `intermediate-tile` columns into small scratch tiles, and
-      `act(gate) ⊙ up` is written straight into the `[rows, F]` hidden
+    * `fuse-activation`: a tile computes matching gate and up sums together
+      and writes `act(gate) ⊙ up` straight into the `[rows, F]` hidden
       block; off, both `[rows, F]` projections are stored whole first.
     * `fuse-combine`: a `moe.combine` of a `moe.expert` is lowered with it:
-      the down projection runs in tiles of `row-tile` rows into a
-      `[row-tile, H]` scratch block, and its epilogue scales each row by the
-      slot's routing weight and adds it to the token's f32 output row, so
-      the `[rows, H]` expert output never exists. Experts run in order, so
-      the sum is deterministic. Off, `moe.expert` writes its `[rows, H]`
-      result and `moe-lower-combine` gathers it.
+      the down projection's epilogue scales each tile's sums by the slot's
+      routing weight and adds them to the token's f32 output row, so the
+      `[rows, H]` expert output never exists. Experts run in order, so the
+      sum is deterministic. Off, `moe.expert` writes its `[rows, H]` result
+      and `moe-lower-combine` gathers it.
 
     `moe.shared_expert` is the dense FFN over every token as `linalg.generic`
     on tensors, scaled by `sigmoid(x · expert_gate)` when that gate is
-    present; combine accumulates on top of its output in place.
+    present; combine accumulates on top of its output.
   }];
-  let dependentDialects = MoELoweringDialects;
+  let dependentDialects = !listconcat(MoELoweringDialects,
+                                      ["::mlir::vector::VectorDialect"]);
   let options = [
     Option<"fuseGather", "fuse-gather", "bool", /*default=*/"true",
            "Read expert input rows through the plan (no gathered copy)">,
     Option<"fuseActivation", "fuse-activation", "bool", /*default=*/"true",
-           "Compute act(gate) * up per column tile (no whole gate/up)">,
+           "Compute act(gate) * up per tile (no whole gate/up)">,
     Option<"fuseCombine", "fuse-combine", "bool", /*default=*/"true",
-           "Accumulate the down projection into the token outputs">,
-    Option<"intermediateTile", "intermediate-tile", "int64_t",
-           /*default=*/"64", "Columns per tile of the fused gate/up">,
-    Option<"rowTile", "row-tile", "int64_t", /*default=*/"16",
-           "Rows per tile of the down projection">
+           "Accumulate the down projection into the token outputs">
   ];
 }
 

@@ -134,8 +134,13 @@ public:
   forEachCarrying(Value lower, Value upper, ValueRange init,
                   function_ref<SmallVector<Value>(Emitter &, Value, ValueRange)>
                       body) {
+    return forEachCarryingStep(lower, upper, index(1), init, body);
+  }
+  SmallVector<Value> forEachCarryingStep(
+      Value lower, Value upper, Value step, ValueRange init,
+      function_ref<SmallVector<Value>(Emitter &, Value, ValueRange)> body) {
     auto loop = scf::ForOp::create(
-        b, loc, lower, upper, index(1), init,
+        b, loc, lower, upper, step, init,
         [&](OpBuilder &nested, Location nestedLoc, Value iv,
             ValueRange carried) {
           Emitter inner(nested, nestedLoc);

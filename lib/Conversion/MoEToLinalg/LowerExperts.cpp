@@ -4,6 +4,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "DotTile.h"
 #include "Emitter.h"
 
 #include "moe-mlir/Conversion/Passes.h"
@@ -66,29 +67,27 @@ struct ExpertKernelOptions {
   bool fuseGather;
   bool fuseActivation;
   bool fuseCombine;
-  int64_t intermediateTile;
-  int64_t rowTile;
 };
 
 /// The buffers an expert loop reads.
 struct ExpertBuffers {
-  Value input;              // [T, H] data type
-  Value slots;              // [rows] i32
-  Value offsets;            // [E + 1] i32
-  Value gate, up, down;     // [E, F, H], [E, F, H], [E, H, F]; gate may be null
+  Value input;          // [T, H] data type
+  Value slots;          // [rows] i32
+  Value offsets;        // [E + 1] i32
+  Value gate, up, down; // [E, F, H], [E, F, H], [E, H, F]; gate may be null
   int64_t slotsPerToken;
   Activation activation;
 };
 
-/// Where the down projection of rows `[first, first + count)` of the plan
-/// goes (`destination`, a `[count, H]` f32 buffer), and what happens to it
-/// afterwards (`consume`).
-struct DownEpilogue {
-  std::function<Value(Emitter &, Value first, Value count)> destination;
-  std::function<void(Emitter &, Value first, Value count, Value block)>
-      consume;
-};
+/// Receives the down projection of plan row `row`, columns
+/// `[column, column + sums.size())`.
+using DownEpilogue =
+    std::function<void(Emitter &, Value row, Value column, ArrayRef<Value>)>;
 } // namespace
+
+/// Input rows per register tile; weight rows per tile are kTileWeightRows.
+static constexpr int64_t kTileRows = 4;
+static constexpr int64_t kTileWeightRows = 4;
 
 static Value f32Buffer(Emitter &e, ArrayRef<int64_t> shape,
                        ValueRange dynamicSizes) {
@@ -97,24 +96,61 @@ static Value f32Buffer(Emitter &e, ArrayRef<int64_t> shape,
       MemRefType::get(shape, e.builder().getF32Type()), dynamicSizes);
 }
 
-/// For every expert, its FFN over its plan segment:
+/// Calls `tile` over `numRows` × `numColumns` in tiles of kTileRows rows and
+/// `columnsPerTile` columns, then single rows and single columns for the
+/// remainders. The column loop is outside: a tile's weight rows stay in
+/// cache while every input row streams past them.
+static void forEachTile(
+    Emitter &e, Value numRows, int64_t numColumns, int64_t columnsPerTile,
+    function_ref<void(Emitter &, ArrayRef<Value>, ArrayRef<Value>)> tile) {
+  int64_t mainColumns = numColumns / columnsPerTile * columnsPerTile;
+  Value rowStep = e.index(kTileRows);
+  Value mainRows = e.mul(
+      arith::DivUIOp::create(e.builder(), e.location(), numRows, rowStep),
+      rowStep);
+  auto overRows = [&](Emitter &e, ArrayRef<Value> columns) {
+    e.forEachStep(e.index(0), mainRows, rowStep, [&](Emitter &e, Value i0) {
+      SmallVector<Value> rows;
+      for (int64_t m = 0; m < kTileRows; ++m)
+        rows.push_back(e.add(i0, e.index(m)));
+      tile(e, rows, columns);
+    });
+    e.forEach(mainRows, numRows,
+              [&](Emitter &e, Value row) { tile(e, {row}, columns); });
+  };
+  auto columnsFrom = [&](Emitter &e, Value first, int64_t count) {
+    SmallVector<Value> columns;
+    for (int64_t n = 0; n < count; ++n)
+      columns.push_back(e.add(first, e.index(n)));
+    return columns;
+  };
+  if (mainColumns > 0)
+    e.forEachStep(e.index(0), e.index(mainColumns), e.index(columnsPerTile),
+                  [&](Emitter &e, Value c0) {
+                    overRows(e, columnsFrom(e, c0, columnsPerTile));
+                  });
+  if (mainColumns < numColumns)
+    e.forEach(e.index(mainColumns), e.index(numColumns),
+              [&](Emitter &e, Value column) { overRows(e, {column}); });
+}
+
+/// For every expert, its FFN over its plan segment, in register tiles
+/// (DotTile.h):
 ///   hidden[rows, F] = act(x_rows · Wg^T) ⊙ (x_rows · Wu^T)   (or act(x·Wu^T))
-///   down[rows, H]   = hidden · Wd^T, in tiles of `rowTile` rows
+///   down[rows, H]   = hidden · Wd^T, handed to `epilogue` tile by tile
 /// With `fuseGather` the projections read x through the plan; otherwise the
-/// segment's rows are first copied out. With `fuseActivation` the gate and
-/// up projections run together per tile of `intermediateTile` columns and
-/// only their product is stored; otherwise both are stored whole first.
+/// segment's rows are first copied out. With `fuseActivation` a tile of gate
+/// and up sums goes straight to `act(gate) ⊙ up`, so only the product is
+/// stored; otherwise both projections are stored whole first.
 static void buildExpertLoop(Emitter &e, const ExpertBuffers &buffers,
                             const ExpertKernelOptions &options,
                             const DownEpilogue &epilogue) {
-  OpBuilder &b = e.builder();
   auto upType = cast<MemRefType>(buffers.up.getType());
   int64_t numExperts = upType.getDimSize(0);
   int64_t intermediate = upType.getDimSize(1);
   int64_t hidden = upType.getDimSize(2);
   bool gated = buffers.gate != nullptr;
   Value slotsPerToken = e.index(buffers.slotsPerToken);
-  auto attr = [&](int64_t v) -> OpFoldResult { return b.getIndexAttr(v); };
 
   e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value expert) {
     Value start = e.toIndex(e.load(buffers.offsets, expert));
@@ -122,7 +158,7 @@ static void buildExpertLoop(Emitter &e, const ExpertBuffers &buffers,
     Value rows = e.sub(end, start);
     // The token whose input row plan row `start + i` serves; padding rows
     // (-1) compute on token 0 and are never read.
-    auto tokenOf = [&](Emitter &e, Value i) {
+    auto tokenOf = [&](Emitter &e, Value i) -> Value {
       Value slot = e.toIndex(e.load(buffers.slots, e.add(start, i)));
       Value clamped = arith::MaxSIOp::create(e.builder(), e.location(), slot,
                                              e.index(0));
@@ -141,110 +177,83 @@ static void buildExpertLoop(Emitter &e, const ExpertBuffers &buffers,
                                                {token, e.loopIndex(1)}));
                        });
     }
-    // x_rows[i, h] inside a (i, f, h) contraction body.
-    auto inputAt = [&](Emitter &e, ValueRange args) -> Value {
+    auto inputRow = [&](Emitter &e, Value i) -> DotRow {
       if (gathered)
-        return args.back();
-      return e.load(buffers.input, {tokenOf(e, e.loopIndex(0)),
-                                    e.loopIndex(2)});
+        return {gathered, {i}};
+      return {buffers.input, {tokenOf(e, i)}};
     };
-    SmallVector<Value> gatheredInput;
-    SmallVector<AffineMap> gatheredMap;
-    if (gathered) {
-      gatheredInput.push_back(gathered);
-      gatheredMap.push_back(e.map(3, {0, 2}));
+
+    Value activated = f32Buffer(e, {ShapedType::kDynamic, intermediate}, rows);
+    Value upWhole, gateWhole;
+    if (!options.fuseActivation) {
+      upWhole = f32Buffer(e, {ShapedType::kDynamic, intermediate}, rows);
+      if (gated)
+        gateWhole = f32Buffer(e, {ShapedType::kDynamic, intermediate}, rows);
     }
-    // Expert `expert`'s columns `[f0, f0 + count)` of a [E, F, H] weight.
-    auto weightColumns = [&](Value weights, Value f0, Value count) {
-      return e.subview(weights, {expert, f0, attr(0)},
-                       {attr(1), count, attr(hidden)});
-    };
-    SmallVector<AffineMap> weightMaps = {e.map(3, {-1, 1, 2})};
-
-    Value activated =
-        f32Buffer(e, {ShapedType::kDynamic, intermediate}, rows);
-    int64_t columnTile =
-        options.fuseActivation ? std::min(options.intermediateTile,
-                                          intermediate)
-                               : intermediate;
-    Value gateTile = gated ? f32Buffer(e, {ShapedType::kDynamic, columnTile},
-                                       rows)
-                           : Value();
-    Value upTile = f32Buffer(e, {ShapedType::kDynamic, columnTile}, rows);
-    e.forEachStep(
-        e.index(0), e.index(intermediate), e.index(columnTile),
-        [&](Emitter &e, Value f0) {
-          Value count =
-              e.minIndex(e.index(columnTile), e.sub(e.index(intermediate), f0));
-          auto tile = [&](Value buffer) {
-            Value view = e.subview(buffer, {attr(0), attr(0)}, {rows, count});
-            linalg::FillOp::create(e.builder(), e.location(),
-                                   ValueRange{e.f32(0)}, ValueRange{view});
-            return view;
-          };
-          Value up = tile(upTile);
-          SmallVector<Value> weights = {weightColumns(buffers.up, f0, count)};
-          SmallVector<Value> outputs = {up};
-          if (gated) {
-            weights.push_back(weightColumns(buffers.gate, f0, count));
-            outputs.push_back(tile(gateTile));
-          }
-          SmallVector<Value> inputs = weights;
-          inputs.append(gatheredInput);
-          SmallVector<AffineMap> maps(weights.size(), weightMaps[0]);
-          maps.append(gatheredMap);
-          maps.append(outputs.size(), e.map(3, {0, 1}));
-          // Both projections read each input element once.
-          e.genericInPlace(
-              inputs, outputs, maps, {kParallel, kParallel, kReduction},
-              [&](Emitter &e, ValueRange args) -> SmallVector<Value> {
-                Value x = inputAt(e, args.take_front(inputs.size()));
-                ValueRange accumulators = args.drop_front(inputs.size());
-                SmallVector<Value> next;
-                for (unsigned i = 0; i < weights.size(); ++i)
-                  next.push_back(
-                      e.multiplyAdd(accumulators[i], x, args[i]));
-                return next;
-              });
-          Value destination =
-              e.subview(activated, {attr(0), f0}, {rows, count});
-          SmallVector<Value> epilogueInputs = {up};
+    // A gated tile pairs each up row with its gate row.
+    int64_t columnsPerTile = gated ? kTileWeightRows / 2 : kTileWeightRows;
+    forEachTile(
+        e, rows, intermediate, columnsPerTile,
+        [&](Emitter &e, ArrayRef<Value> tileRows, ArrayRef<Value> columns) {
+          SmallVector<DotRow> lhs, rhs;
+          for (Value i : tileRows)
+            lhs.push_back(inputRow(e, i));
+          for (Value f : columns)
+            rhs.push_back({buffers.up, {expert, f}});
           if (gated)
-            epilogueInputs.push_back(outputs[1]);
-          SmallVector<AffineMap> epilogueMaps(epilogueInputs.size() + 1,
-                                              e.map(2, {0, 1}));
-          e.genericInPlace(epilogueInputs, destination, epilogueMaps,
-                           {kParallel, kParallel},
-                           [&](Emitter &e, ValueRange args) {
-                             if (!gated)
-                               return applyActivation(e, buffers.activation,
-                                                      args[0]);
-                             return e.mul(applyActivation(
-                                              e, buffers.activation, args[1]),
-                                          args[0]);
-                           });
+            for (Value f : columns)
+              rhs.push_back({buffers.gate, {expert, f}});
+          SmallVector<Value> sums = emitDotTile(e, lhs, rhs, e.index(hidden));
+          for (size_t m = 0; m < tileRows.size(); ++m) {
+            for (size_t n = 0; n < columns.size(); ++n) {
+              Value up = sums[m * rhs.size() + n];
+              Value gate =
+                  gated ? sums[m * rhs.size() + columns.size() + n] : Value();
+              SmallVector<Value> at = {tileRows[m], columns[n]};
+              if (!options.fuseActivation) {
+                e.store(up, upWhole, at);
+                if (gated)
+                  e.store(gate, gateWhole, at);
+                continue;
+              }
+              Value product =
+                  gated ? e.mul(applyActivation(e, buffers.activation, gate),
+                                up)
+                        : applyActivation(e, buffers.activation, up);
+              e.store(product, activated, at);
+            }
+          }
         });
+    if (!options.fuseActivation) {
+      SmallVector<Value> wholes = {upWhole};
+      if (gated)
+        wholes.push_back(gateWhole);
+      SmallVector<AffineMap> maps(wholes.size() + 1, e.map(2, {0, 1}));
+      e.genericInPlace(wholes, activated, maps, {kParallel, kParallel},
+                       [&](Emitter &e, ValueRange args) {
+                         if (!gated)
+                           return applyActivation(e, buffers.activation,
+                                                  args[0]);
+                         return e.mul(applyActivation(e, buffers.activation,
+                                                      args[1]),
+                                      args[0]);
+                       });
+    }
 
-    e.forEachStep(
-        e.index(0), rows, e.index(options.rowTile), [&](Emitter &e, Value r0) {
-          Value count = e.minIndex(e.index(options.rowTile), e.sub(rows, r0));
-          Value first = e.add(start, r0);
-          Value block = epilogue.destination(e, first, count);
-          linalg::FillOp::create(e.builder(), e.location(),
-                                 ValueRange{e.f32(0)}, ValueRange{block});
-          Value hiddenRows = e.subview(activated, {r0, attr(0)},
-                                       {count, attr(intermediate)});
-          Value down = e.subview(buffers.down, {expert, attr(0), attr(0)},
-                                 {attr(1), attr(hidden), attr(intermediate)});
-          e.genericInPlace(ValueRange{hiddenRows, down}, block,
-                           {e.map(3, {0, 2}), e.map(3, {-1, 1, 2}),
-                            e.map(3, {0, 1})},
-                           {kParallel, kParallel, kReduction},
-                           [](Emitter &e, ValueRange args) {
-                             return e.multiplyAdd(args[2], args[0], args[1]);
-                           });
-          if (epilogue.consume)
-            epilogue.consume(e, first, count, block);
+    forEachTile(
+        e, rows, hidden, kTileWeightRows,
+        [&](Emitter &e, ArrayRef<Value> tileRows, ArrayRef<Value> columns) {
+          SmallVector<DotRow> lhs, rhs;
+          for (Value i : tileRows)
+            lhs.push_back({activated, {i}});
+          for (Value c : columns)
+            rhs.push_back({buffers.down, {expert, c}});
+          SmallVector<Value> sums =
+              emitDotTile(e, lhs, rhs, e.index(intermediate));
+          for (size_t m = 0; m < tileRows.size(); ++m)
+            epilogue(e, e.add(start, tileRows[m]), columns.front(),
+                     ArrayRef<Value>(sums).slice(m * columns.size(),
+                                                 columns.size()));
         });
   });
 }
@@ -300,11 +309,10 @@ struct LowerExpert : OpRewritePattern<ExpertOp> {
     if (resultType.isDynamicDim(0))
       dynamicRows.push_back(numRows);
     Value rows = e.alloc(resultType, dynamicRows);
-    int64_t hidden = resultType.getDimSize(1);
-    DownEpilogue epilogue;
-    epilogue.destination = [&](Emitter &e, Value first, Value count) {
-      return e.subview(rows, {first, e.builder().getIndexAttr(0)},
-                       {count, e.builder().getIndexAttr(hidden)});
+    DownEpilogue epilogue = [&](Emitter &e, Value row, Value column,
+                                ArrayRef<Value> sums) {
+      for (size_t n = 0; n < sums.size(); ++n)
+        e.store(sums[n], rows, {row, e.add(column, e.index(n))});
     };
     buildExpertLoop(e, readExpertBuffers(e, op), options, epilogue);
     rewriter.replaceOp(op, e.asTensor(rows, resultType));
@@ -315,9 +323,9 @@ struct LowerExpert : OpRewritePattern<ExpertOp> {
 };
 
 /// moe.combine of a moe.expert: the down projection's epilogue scales each
-/// row by its routing weight and adds it to its token's output, so no
-/// `[rows, H]` expert output exists. Each token row has one writer at a
-/// time and experts run in order, so the sum is deterministic.
+/// tile's sums by the row's routing weight and adds them to its token's
+/// output, so no `[rows, H]` expert output exists. Experts run in order, so
+/// the sum is deterministic.
 struct LowerExpertCombine : OpRewritePattern<CombineOp> {
   LowerExpertCombine(MLIRContext *context, ExpertKernelOptions options)
       : OpRewritePattern(context), options(options) {}
@@ -347,35 +355,26 @@ struct LowerExpertCombine : OpRewritePattern<CombineOp> {
 
     ExpertBuffers buffers = readExpertBuffers(e, expert);
     Value weights = e.readBuffer(op.getWeights());
-    Value block = f32Buffer(e, {options.rowTile, hidden}, {});
-    DownEpilogue epilogue;
-    epilogue.destination = [&](Emitter &e, Value, Value count) {
-      return e.subview(block,
-                       {e.builder().getIndexAttr(0), e.builder().getIndexAttr(0)},
-                       {count, e.builder().getIndexAttr(hidden)});
-    };
-    epilogue.consume = [&](Emitter &e, Value first, Value count, Value) {
-      Value slotsPerToken = e.index(buffers.slotsPerToken);
-      e.forEach(e.index(0), count, [&](Emitter &e, Value i) {
-        Value slot = e.load(buffers.slots, e.add(first, i));
-        e.ifThen(e.cmpi(arith::CmpIPredicate::sge, slot, e.i32(0)),
-                 [&](Emitter &e) {
-                   Value flat = e.toIndex(slot);
-                   Value token = arith::DivUIOp::create(
-                       e.builder(), e.location(), flat, slotsPerToken);
-                   Value column = arith::RemUIOp::create(
-                       e.builder(), e.location(), flat, slotsPerToken);
-                   Value weight = e.load(weights, {token, column});
-                   e.forEach(e.index(0), e.index(hidden),
-                             [&](Emitter &e, Value h) {
-                               Value value = e.load(block, {i, h});
-                               Value sum = e.multiplyAdd(
-                                   e.load(accumulator, {token, h}), weight,
-                                   value);
-                               e.store(sum, accumulator, {token, h});
-                             });
-                 });
-      });
+    Value slotsPerToken = e.index(buffers.slotsPerToken);
+    DownEpilogue epilogue = [&](Emitter &e, Value row, Value column,
+                                ArrayRef<Value> sums) {
+      Value slot = e.load(buffers.slots, row);
+      e.ifThen(e.cmpi(arith::CmpIPredicate::sge, slot, e.i32(0)),
+               [&](Emitter &e) {
+                 Value flat = e.toIndex(slot);
+                 Value token = arith::DivUIOp::create(
+                     e.builder(), e.location(), flat, slotsPerToken);
+                 Value j = arith::RemUIOp::create(e.builder(), e.location(),
+                                                  flat, slotsPerToken);
+                 Value weight = e.load(weights, {token, j});
+                 for (size_t n = 0; n < sums.size(); ++n) {
+                   SmallVector<Value> at = {token,
+                                            e.add(column, e.index(n))};
+                   e.store(e.add(e.load(accumulator, at),
+                                 e.mul(weight, sums[n])),
+                           accumulator, at);
+                 }
+               });
     };
     buildExpertLoop(e, buffers, options, epilogue);
 
@@ -471,14 +470,7 @@ struct MoELowerExpertsPass
   using Base::Base;
 
   void runOnOperation() override {
-    if (intermediateTile < 1 || rowTile < 1) {
-      getOperation()->emitError()
-          << "moe-lower-experts: 'intermediate-tile' and 'row-tile' must be "
-             "positive";
-      return signalPassFailure();
-    }
-    ExpertKernelOptions options{fuseGather, fuseActivation, fuseCombine,
-                                intermediateTile, rowTile};
+    ExpertKernelOptions options{fuseGather, fuseActivation, fuseCombine};
     LogicalResult result =
         fuseCombine ? applyLowering<LowerExpertCombine, LowerExpert,
                                     LowerSharedExpert>(getOperation(), options)
