@@ -85,9 +85,9 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
       sum is deterministic. Off, `moe.expert` writes its `[rows, H]` result
       and `moe-lower-combine` gathers it.
 
-    `moe.shared_expert` is the dense FFN over every token as `linalg.generic`
-    on tensors, scaled by `sigmoid(x · expert_gate)` when that gate is
-    present; combine accumulates on top of its output.
+    `moe.shared_expert` is the same FFN kernel over every token, scaled by
+    `sigmoid(x · expert_gate)` when that gate is present; combine
+    accumulates on top of its output. Experts without rows are skipped.
   }];
   let dependentDialects = !listconcat(MoELoweringDialects,
                                       ["::mlir::vector::VectorDialect"]);

@@ -134,127 +134,157 @@ static void forEachTile(
               [&](Emitter &e, Value column) { overRows(e, {column}); });
 }
 
-/// For every expert, its FFN over its plan segment, in register tiles
-/// (DotTile.h):
-///   hidden[rows, F] = act(x_rows · Wg^T) ⊙ (x_rows · Wu^T)   (or act(x·Wu^T))
-///   down[rows, H]   = hidden · Wd^T, handed to `epilogue` tile by tile
-/// With `fuseGather` the projections read x through the plan; otherwise the
-/// segment's rows are first copied out. With `fuseActivation` a tile of gate
-/// and up sums goes straight to `act(gate) ⊙ up`, so only the product is
-/// stored; otherwise both projections are stored whole first.
+namespace {
+/// One FFN's weights: row `f` of a projection is `buffer[prefix..., f, :]`,
+/// so the stacked routed experts and the 2-D shared expert read alike.
+struct FFNWeights {
+  Value gate, up, down; // gate may be null
+  SmallVector<Value> prefix;
+};
+} // namespace
+
+/// The FFN over `rows` input rows, in register tiles (DotTile.h):
+///   hidden[rows, F] = act(in · Wg^T) ⊙ (in · Wu^T)   (or act(in · Wu^T))
+///   down[rows, H]   = hidden · Wd^T, handed to `epilogue` tile by tile with
+///                     the row relative to the first.
+/// With `fuseActivation` a tile of gate and up sums goes straight to
+/// `act(gate) ⊙ up`, so only the product is stored; otherwise both
+/// projections are stored whole first.
+static void buildFFN(Emitter &e, Value rows,
+                     function_ref<DotRow(Emitter &, Value)> inputRow,
+                     const FFNWeights &weights, Activation activation,
+                     bool fuseActivation, const DownEpilogue &epilogue) {
+  auto upType = cast<MemRefType>(weights.up.getType());
+  int64_t intermediate = upType.getDimSize(upType.getRank() - 2);
+  int64_t hidden = upType.getDimSize(upType.getRank() - 1);
+  bool gated = weights.gate != nullptr;
+  auto weightRow = [&](Value buffer, Value row) -> DotRow {
+    SmallVector<Value> prefix(weights.prefix);
+    prefix.push_back(row);
+    return {buffer, prefix};
+  };
+
+  Value activated = f32Buffer(e, {ShapedType::kDynamic, intermediate}, rows);
+  Value upWhole, gateWhole;
+  if (!fuseActivation) {
+    upWhole = f32Buffer(e, {ShapedType::kDynamic, intermediate}, rows);
+    if (gated)
+      gateWhole = f32Buffer(e, {ShapedType::kDynamic, intermediate}, rows);
+  }
+  // A gated tile pairs each up row with its gate row.
+  int64_t columnsPerTile = gated ? kTileWeightRows / 2 : kTileWeightRows;
+  forEachTile(
+      e, rows, intermediate, columnsPerTile,
+      [&](Emitter &e, ArrayRef<Value> tileRows, ArrayRef<Value> columns) {
+        SmallVector<DotRow> lhs, rhs;
+        for (Value i : tileRows)
+          lhs.push_back(inputRow(e, i));
+        for (Value f : columns)
+          rhs.push_back(weightRow(weights.up, f));
+        if (gated)
+          for (Value f : columns)
+            rhs.push_back(weightRow(weights.gate, f));
+        SmallVector<Value> sums = emitDotTile(e, lhs, rhs, e.index(hidden));
+        for (size_t m = 0; m < tileRows.size(); ++m) {
+          for (size_t n = 0; n < columns.size(); ++n) {
+            Value up = sums[m * rhs.size() + n];
+            Value gate =
+                gated ? sums[m * rhs.size() + columns.size() + n] : Value();
+            SmallVector<Value> at = {tileRows[m], columns[n]};
+            if (!fuseActivation) {
+              e.store(up, upWhole, at);
+              if (gated)
+                e.store(gate, gateWhole, at);
+              continue;
+            }
+            Value product =
+                gated ? e.mul(applyActivation(e, activation, gate), up)
+                      : applyActivation(e, activation, up);
+            e.store(product, activated, at);
+          }
+        }
+      });
+  if (!fuseActivation) {
+    SmallVector<Value> wholes = {upWhole};
+    if (gated)
+      wholes.push_back(gateWhole);
+    SmallVector<AffineMap> maps(wholes.size() + 1, e.map(2, {0, 1}));
+    e.genericInPlace(wholes, activated, maps, {kParallel, kParallel},
+                     [&](Emitter &e, ValueRange args) {
+                       if (!gated)
+                         return applyActivation(e, activation, args[0]);
+                       return e.mul(applyActivation(e, activation, args[1]),
+                                    args[0]);
+                     });
+  }
+
+  forEachTile(
+      e, rows, hidden, kTileWeightRows,
+      [&](Emitter &e, ArrayRef<Value> tileRows, ArrayRef<Value> columns) {
+        SmallVector<DotRow> lhs, rhs;
+        for (Value i : tileRows)
+          lhs.push_back({activated, {i}});
+        for (Value c : columns)
+          rhs.push_back(weightRow(weights.down, c));
+        SmallVector<Value> sums =
+            emitDotTile(e, lhs, rhs, e.index(intermediate));
+        for (size_t m = 0; m < tileRows.size(); ++m)
+          epilogue(e, tileRows[m], columns.front(),
+                   ArrayRef<Value>(sums).slice(m * columns.size(),
+                                               columns.size()));
+      });
+}
+
+/// Every routed expert's FFN over its plan segment; experts without rows
+/// are skipped. With `fuseGather` the projections read x through the plan;
+/// otherwise the segment's rows are first copied out. The epilogue gets
+/// plan rows.
 static void buildExpertLoop(Emitter &e, const ExpertBuffers &buffers,
                             const ExpertKernelOptions &options,
                             const DownEpilogue &epilogue) {
   auto upType = cast<MemRefType>(buffers.up.getType());
   int64_t numExperts = upType.getDimSize(0);
-  int64_t intermediate = upType.getDimSize(1);
   int64_t hidden = upType.getDimSize(2);
-  bool gated = buffers.gate != nullptr;
   Value slotsPerToken = e.index(buffers.slotsPerToken);
 
   e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value expert) {
     Value start = e.toIndex(e.load(buffers.offsets, expert));
     Value end = e.toIndex(e.load(buffers.offsets, e.add(expert, e.index(1))));
     Value rows = e.sub(end, start);
-    // The token whose input row plan row `start + i` serves; padding rows
-    // (-1) compute on token 0 and are never read.
-    auto tokenOf = [&](Emitter &e, Value i) -> Value {
-      Value slot = e.toIndex(e.load(buffers.slots, e.add(start, i)));
-      Value clamped = arith::MaxSIOp::create(e.builder(), e.location(), slot,
-                                             e.index(0));
-      return arith::DivUIOp::create(e.builder(), e.location(), clamped,
-                                    slotsPerToken);
-    };
-
-    Value gathered;
-    if (!options.fuseGather) {
-      gathered = f32Buffer(e, {ShapedType::kDynamic, hidden}, rows);
-      e.genericInPlace(ValueRange{}, gathered, {e.map(2, {0, 1})},
-                       {kParallel, kParallel},
-                       [&](Emitter &e, ValueRange) {
-                         Value token = tokenOf(e, e.loopIndex(0));
-                         return e.toF32(e.load(buffers.input,
-                                               {token, e.loopIndex(1)}));
-                       });
-    }
-    auto inputRow = [&](Emitter &e, Value i) -> DotRow {
-      if (gathered)
-        return {gathered, {i}};
-      return {buffers.input, {tokenOf(e, i)}};
-    };
-
-    Value activated = f32Buffer(e, {ShapedType::kDynamic, intermediate}, rows);
-    Value upWhole, gateWhole;
-    if (!options.fuseActivation) {
-      upWhole = f32Buffer(e, {ShapedType::kDynamic, intermediate}, rows);
-      if (gated)
-        gateWhole = f32Buffer(e, {ShapedType::kDynamic, intermediate}, rows);
-    }
-    // A gated tile pairs each up row with its gate row.
-    int64_t columnsPerTile = gated ? kTileWeightRows / 2 : kTileWeightRows;
-    forEachTile(
-        e, rows, intermediate, columnsPerTile,
-        [&](Emitter &e, ArrayRef<Value> tileRows, ArrayRef<Value> columns) {
-          SmallVector<DotRow> lhs, rhs;
-          for (Value i : tileRows)
-            lhs.push_back(inputRow(e, i));
-          for (Value f : columns)
-            rhs.push_back({buffers.up, {expert, f}});
-          if (gated)
-            for (Value f : columns)
-              rhs.push_back({buffers.gate, {expert, f}});
-          SmallVector<Value> sums = emitDotTile(e, lhs, rhs, e.index(hidden));
-          for (size_t m = 0; m < tileRows.size(); ++m) {
-            for (size_t n = 0; n < columns.size(); ++n) {
-              Value up = sums[m * rhs.size() + n];
-              Value gate =
-                  gated ? sums[m * rhs.size() + columns.size() + n] : Value();
-              SmallVector<Value> at = {tileRows[m], columns[n]};
-              if (!options.fuseActivation) {
-                e.store(up, upWhole, at);
-                if (gated)
-                  e.store(gate, gateWhole, at);
-                continue;
-              }
-              Value product =
-                  gated ? e.mul(applyActivation(e, buffers.activation, gate),
-                                up)
-                        : applyActivation(e, buffers.activation, up);
-              e.store(product, activated, at);
-            }
-          }
-        });
-    if (!options.fuseActivation) {
-      SmallVector<Value> wholes = {upWhole};
-      if (gated)
-        wholes.push_back(gateWhole);
-      SmallVector<AffineMap> maps(wholes.size() + 1, e.map(2, {0, 1}));
-      e.genericInPlace(wholes, activated, maps, {kParallel, kParallel},
-                       [&](Emitter &e, ValueRange args) {
-                         if (!gated)
-                           return applyActivation(e, buffers.activation,
-                                                  args[0]);
-                         return e.mul(applyActivation(e, buffers.activation,
-                                                      args[1]),
-                                      args[0]);
-                       });
-    }
-
-    forEachTile(
-        e, rows, hidden, kTileWeightRows,
-        [&](Emitter &e, ArrayRef<Value> tileRows, ArrayRef<Value> columns) {
-          SmallVector<DotRow> lhs, rhs;
-          for (Value i : tileRows)
-            lhs.push_back({activated, {i}});
-          for (Value c : columns)
-            rhs.push_back({buffers.down, {expert, c}});
-          SmallVector<Value> sums =
-              emitDotTile(e, lhs, rhs, e.index(intermediate));
-          for (size_t m = 0; m < tileRows.size(); ++m)
-            epilogue(e, e.add(start, tileRows[m]), columns.front(),
-                     ArrayRef<Value>(sums).slice(m * columns.size(),
-                                                 columns.size()));
-        });
+    e.ifThen(e.cmpi(arith::CmpIPredicate::ugt, rows, e.index(0)),
+             [&](Emitter &e) {
+      // The token whose input row plan row `start + i` serves; padding rows
+      // (-1) compute on token 0 and are never read.
+      auto tokenOf = [&](Emitter &e, Value i) -> Value {
+        Value slot = e.toIndex(e.load(buffers.slots, e.add(start, i)));
+        Value clamped = arith::MaxSIOp::create(e.builder(), e.location(),
+                                               slot, e.index(0));
+        return arith::DivUIOp::create(e.builder(), e.location(), clamped,
+                                      slotsPerToken);
+      };
+      Value gathered;
+      if (!options.fuseGather) {
+        gathered = f32Buffer(e, {ShapedType::kDynamic, hidden}, rows);
+        e.genericInPlace(ValueRange{}, gathered, {e.map(2, {0, 1})},
+                         {kParallel, kParallel},
+                         [&](Emitter &e, ValueRange) {
+                           Value token = tokenOf(e, e.loopIndex(0));
+                           return e.toF32(e.load(buffers.input,
+                                                 {token, e.loopIndex(1)}));
+                         });
+      }
+      auto inputRow = [&](Emitter &e, Value i) -> DotRow {
+        if (gathered)
+          return {gathered, {i}};
+        return {buffers.input, {tokenOf(e, i)}};
+      };
+      FFNWeights weights{buffers.gate, buffers.up, buffers.down, {expert}};
+      buildFFN(e, rows, inputRow, weights, buffers.activation,
+               options.fuseActivation,
+               [&](Emitter &e, Value row, Value column, ArrayRef<Value> sums) {
+                 epilogue(e, e.add(start, row), column, sums);
+               });
+    });
   });
 }
 
@@ -388,81 +418,63 @@ struct LowerExpertCombine : OpRewritePattern<CombineOp> {
 };
 
 //===----------------------------------------------------------------------===//
-// The shared expert, as linalg on tensors
+// The shared expert
 //===----------------------------------------------------------------------===//
 
+/// The dense FFN of every token, with the routed experts' kernels; with an
+/// expert gate each output row is scaled by sigmoid(x_t · gate).
 struct LowerSharedExpert : OpRewritePattern<SharedExpertOp> {
-  LowerSharedExpert(MLIRContext *context, ExpertKernelOptions)
-      : OpRewritePattern(context) {}
+  LowerSharedExpert(MLIRContext *context, ExpertKernelOptions options)
+      : OpRewritePattern(context), options(options) {}
 
   LogicalResult matchAndRewrite(SharedExpertOp op,
                                 PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
     Emitter e(rewriter, loc);
-    Value input = op.getInput();
-    Type f32 = rewriter.getF32Type();
-    Value numTokens = tensor::DimOp::create(rewriter, loc, input, 0);
-    int64_t hidden = cast<RankedTensorType>(input.getType()).getDimSize(1);
-    int64_t intermediate =
-        cast<RankedTensorType>(op.getUpProj().getType()).getDimSize(0);
-    auto zeros = [&](int64_t columns) {
-      return e.fill(e.f32(0), e.emptyTensor({ShapedType::kDynamic, columns},
-                                            f32, numTokens));
-    };
-    auto project = [&](Value weight) {
-      return e.generic(
-          ValueRange{input, weight}, zeros(intermediate),
-          {e.map(3, {0, 2}), e.map(3, {1, 2}), e.map(3, {0, 1})},
-          {kParallel, kParallel, kReduction}, [](Emitter &e, ValueRange args) {
-            return e.multiplyAdd(args[2], args[0], args[1]);
-          });
-    };
-    AffineMap identity = e.map(2, {0, 1});
-    Activation activation = op.getActivation();
-    Value up = project(op.getUpProj());
-    Value activated;
-    if (Value gateWeight = op.getGateProj())
-      activated = e.generic(project(gateWeight), up, {identity, identity},
-                            {kParallel, kParallel},
-                            [&](Emitter &e, ValueRange args) {
-                              return e.mul(
-                                  applyActivation(e, activation, args[0]),
-                                  args[1]);
-                            });
-    else
-      activated = e.generic(ValueRange{}, up, {identity},
-                            {kParallel, kParallel},
-                            [&](Emitter &e, ValueRange args) {
-                              return applyActivation(e, activation, args[0]);
-                            });
-    Value output = e.generic(
-        ValueRange{activated, op.getDownProj()}, zeros(hidden),
-        {e.map(3, {0, 2}), e.map(3, {1, 2}), e.map(3, {0, 1})},
-        {kParallel, kParallel, kReduction}, [](Emitter &e, ValueRange args) {
-          return e.multiplyAdd(args[2], args[0], args[1]);
-        });
+    auto resultType = cast<RankedTensorType>(op.getOutput().getType());
+    Value input = e.readBuffer(op.getInput());
+    Value numTokens = memref::DimOp::create(rewriter, loc, input, 0);
+    int64_t hidden = resultType.getDimSize(1);
+    SmallVector<Value> dynamicTokens;
+    if (resultType.isDynamicDim(0))
+      dynamicTokens.push_back(numTokens);
+    Value output = e.alloc(resultType, dynamicTokens);
 
+    Value scale;
     if (Value expertGate = op.getExpertGate()) {
-      Value logits = e.generic(
-          ValueRange{input, expertGate},
-          e.fill(e.f32(0),
-                 e.emptyTensor({ShapedType::kDynamic}, f32, numTokens)),
-          {e.map(2, {0, 1}), e.map(2, {1}), e.map(2, {0})},
-          {kParallel, kReduction}, [](Emitter &e, ValueRange args) {
-            return e.multiplyAdd(args[2], args[0], args[1]);
-          });
-      output = e.generic(logits, output, {e.map(2, {0}), identity},
-                         {kParallel, kParallel},
-                         [](Emitter &e, ValueRange args) {
-                           return e.mul(args[1], sigmoid(e, args[0]));
-                         });
+      Value gate = e.readBuffer(expertGate);
+      scale = f32Buffer(e, {ShapedType::kDynamic}, numTokens);
+      e.forEach(e.index(0), numTokens, [&](Emitter &e, Value token) {
+        Value logit = e.forEachCarrying(
+            e.index(0), e.index(hidden), ValueRange{e.f32(0)},
+            [&](Emitter &e, Value h, ValueRange acc) -> SmallVector<Value> {
+              return {e.multiplyAdd(acc[0], e.load(input, {token, h}),
+                                    e.load(gate, h))};
+            })[0];
+        e.store(sigmoid(e, logit), scale, token);
+      });
     }
-    if (output.getType() != op.getOutput().getType())
-      output = tensor::CastOp::create(rewriter, loc, op.getOutput().getType(),
-                                      output);
-    rewriter.replaceOp(op, output);
+
+    FFNWeights weights{op.getGateProj() ? e.readBuffer(op.getGateProj())
+                                        : Value(),
+                       e.readBuffer(op.getUpProj()),
+                       e.readBuffer(op.getDownProj()),
+                       {}};
+    buildFFN(
+        e, numTokens,
+        [&](Emitter &, Value token) -> DotRow { return {input, {token}}; },
+        weights, op.getActivation(), options.fuseActivation,
+        [&](Emitter &e, Value token, Value column, ArrayRef<Value> sums) {
+          Value factor = scale ? e.load(scale, token) : Value();
+          for (size_t n = 0; n < sums.size(); ++n)
+            e.store(factor ? e.mul(sums[n], factor) : sums[n], output,
+                    {token, e.add(column, e.index(n))});
+        });
+    rewriter.replaceOp(op, e.asTensor(output, resultType));
     return success();
   }
+
+  ExpertKernelOptions options;
 };
 
 struct MoELowerExpertsPass
