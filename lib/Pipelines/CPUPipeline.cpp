@@ -22,9 +22,11 @@ using namespace mlir;
 /// memrefs become LLVM structs. bf16 conversions are expanded to integer
 /// code (round to nearest even) because the C runtime need not have them.
 static constexpr const char *kLoopsToLLVM =
-    "convert-linalg-to-loops,convert-math-to-libm,expand-strided-metadata,"
+    "convert-linalg-to-loops,convert-scf-to-openmp,canonicalize,"
+    "convert-math-to-libm,"
+    "expand-strided-metadata,"
     "lower-affine,convert-scf-to-cf,arith-expand{include-bf16=true},"
-    "convert-vector-to-llvm,finalize-memref-to-llvm,"
+    "convert-vector-to-llvm,finalize-memref-to-llvm,convert-openmp-to-llvm,"
     "convert-math-to-llvm,convert-arith-to-llvm,convert-index-to-llvm,"
     "convert-cf-to-llvm,convert-func-to-llvm,reconcile-unrealized-casts";
 

@@ -1,8 +1,8 @@
 // RUN: moe-opt %s -moe-cpu-pipeline | FileCheck %s
 
 // The whole layer reaches the LLVM dialect: nothing of moe, linalg, scf,
-// tensor or bufferization is left, the kernel keeps a C interface, and the
-// only calls are to malloc, free and libm.
+// tensor or bufferization is left, the projections' column tiles run as
+// OpenMP work-sharing loops, and the kernel keeps a C interface.
 // CHECK-NOT: moe.
 // CHECK-NOT: linalg.
 // CHECK-NOT: tensor.
@@ -10,6 +10,8 @@
 // CHECK-NOT: memrefCopy
 // CHECK-LABEL: llvm.func @layer(
 // CHECK: llvm.call @malloc
+// CHECK: omp.parallel
+// CHECK: omp.wsloop
 // CHECK: llvm.call @free
 // CHECK-LABEL: llvm.func @_mlir_ciface_layer(
 // CHECK-NOT: bufferization.

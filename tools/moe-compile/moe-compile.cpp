@@ -21,6 +21,7 @@
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/OpenMP/OpenMPToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Export.h"
 
 #include "llvm/IR/LLVMContext.h"
@@ -169,6 +170,7 @@ int main(int argc, char **argv) {
   moe::registerAllPasses();
   registerBuiltinDialectTranslation(registry);
   registerLLVMDialectTranslation(registry);
+  registerOpenMPDialectTranslation(registry);
   MLIRContext context(registry);
   context.disableMultithreading();
 
@@ -247,7 +249,8 @@ int main(int argc, char **argv) {
   std::string library = "lib" + name + ".so";
   std::vector<std::string> args = codegen;
   args.insert(args.end(),
-              {"-shared", "-Wl,-z,defs", "-Wno-override-module", "-I",
+              {"-shared", "-fopenmp", "-Wl,-z,defs", "-Wno-override-module",
+               "-I",
                scratch.file(""),
                kernelFile, wrapperFile, "-o", scratch.file(library), "-lm"});
   if (int status = runClang(args))

@@ -88,6 +88,11 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
     `moe.shared_expert` is the same FFN kernel over every token, scaled by
     `sigmoid(x · expert_gate)` when that gate is present; combine
     accumulates on top of its output. Experts without rows are skipped.
+
+    With `parallel`, each projection's column tiles form an `scf.parallel`
+    loop: threads own disjoint columns of the hidden block and of the
+    token outputs, so there are no races and no atomics, and every output
+    element is summed in the same order whatever the thread count.
   }];
   let dependentDialects = !listconcat(MoELoweringDialects,
                                       ["::mlir::vector::VectorDialect"]);
@@ -97,7 +102,10 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
     Option<"fuseActivation", "fuse-activation", "bool", /*default=*/"true",
            "Compute act(gate) * up per tile (no whole gate/up)">,
     Option<"fuseCombine", "fuse-combine", "bool", /*default=*/"true",
-           "Accumulate the down projection into the token outputs">
+           "Accumulate the down projection into the token outputs">,
+    Option<"parallel", "parallel", "bool", /*default=*/"true",
+           "Split each projection's column tiles across threads "
+           "(scf.parallel)">
   ];
 }
 

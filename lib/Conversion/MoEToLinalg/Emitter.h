@@ -129,6 +129,19 @@ public:
                        });
   }
 
+  /// `scf.parallel` over `[lower, upper)` by `step`: iterations may run on
+  /// different threads, so `body` must write disjoint memory per iteration.
+  void parallelForEachStep(Value lower, Value upper, Value step,
+                           function_ref<void(Emitter &, Value)> body) {
+    scf::ParallelOp::create(b, loc, ValueRange{lower}, ValueRange{upper},
+                            ValueRange{step},
+                            [&](OpBuilder &nested, Location nestedLoc,
+                                ValueRange ivs) {
+                              Emitter inner(nested, nestedLoc);
+                              body(inner, ivs[0]);
+                            });
+  }
+
   /// A loop carrying `init` through `body`, which returns the next values.
   SmallVector<Value>
   forEachCarrying(Value lower, Value upper, ValueRange init,

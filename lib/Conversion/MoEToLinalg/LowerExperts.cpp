@@ -67,6 +67,7 @@ struct ExpertKernelOptions {
   bool fuseGather;
   bool fuseActivation;
   bool fuseCombine;
+  bool parallel;
 };
 
 /// The buffers an expert loop reads.
@@ -99,9 +100,11 @@ static Value f32Buffer(Emitter &e, ArrayRef<int64_t> shape,
 /// Calls `tile` over `numRows` × `numColumns` in tiles of kTileRows rows and
 /// `columnsPerTile` columns, then single rows and single columns for the
 /// remainders. The column loop is outside: a tile's weight rows stay in
-/// cache while every input row streams past them.
+/// cache while every input row streams past them. With `parallel` the
+/// column tiles are split across threads: each writes its own columns.
 static void forEachTile(
     Emitter &e, Value numRows, int64_t numColumns, int64_t columnsPerTile,
+    bool parallel,
     function_ref<void(Emitter &, ArrayRef<Value>, ArrayRef<Value>)> tile) {
   int64_t mainColumns = numColumns / columnsPerTile * columnsPerTile;
   Value rowStep = e.index(kTileRows);
@@ -124,11 +127,15 @@ static void forEachTile(
       columns.push_back(e.add(first, e.index(n)));
     return columns;
   };
-  if (mainColumns > 0)
+  auto columnTile = [&](Emitter &e, Value c0) {
+    overRows(e, columnsFrom(e, c0, columnsPerTile));
+  };
+  if (mainColumns > 0 && parallel)
+    e.parallelForEachStep(e.index(0), e.index(mainColumns),
+                          e.index(columnsPerTile), columnTile);
+  else if (mainColumns > 0)
     e.forEachStep(e.index(0), e.index(mainColumns), e.index(columnsPerTile),
-                  [&](Emitter &e, Value c0) {
-                    overRows(e, columnsFrom(e, c0, columnsPerTile));
-                  });
+                  columnTile);
   if (mainColumns < numColumns)
     e.forEach(e.index(mainColumns), e.index(numColumns),
               [&](Emitter &e, Value column) { overRows(e, {column}); });
@@ -153,7 +160,9 @@ struct FFNWeights {
 static void buildFFN(Emitter &e, Value rows,
                      function_ref<DotRow(Emitter &, Value)> inputRow,
                      const FFNWeights &weights, Activation activation,
-                     bool fuseActivation, const DownEpilogue &epilogue) {
+                     const ExpertKernelOptions &options,
+                     const DownEpilogue &epilogue) {
+  bool fuseActivation = options.fuseActivation;
   auto upType = cast<MemRefType>(weights.up.getType());
   int64_t intermediate = upType.getDimSize(upType.getRank() - 2);
   int64_t hidden = upType.getDimSize(upType.getRank() - 1);
@@ -174,7 +183,7 @@ static void buildFFN(Emitter &e, Value rows,
   // A gated tile pairs each up row with its gate row.
   int64_t columnsPerTile = gated ? kTileWeightRows / 2 : kTileWeightRows;
   forEachTile(
-      e, rows, intermediate, columnsPerTile,
+      e, rows, intermediate, columnsPerTile, options.parallel,
       [&](Emitter &e, ArrayRef<Value> tileRows, ArrayRef<Value> columns) {
         SmallVector<DotRow> lhs, rhs;
         for (Value i : tileRows)
@@ -219,7 +228,7 @@ static void buildFFN(Emitter &e, Value rows,
   }
 
   forEachTile(
-      e, rows, hidden, kTileWeightRows,
+      e, rows, hidden, kTileWeightRows, options.parallel,
       [&](Emitter &e, ArrayRef<Value> tileRows, ArrayRef<Value> columns) {
         SmallVector<DotRow> lhs, rhs;
         for (Value i : tileRows)
@@ -279,8 +288,7 @@ static void buildExpertLoop(Emitter &e, const ExpertBuffers &buffers,
         return {buffers.input, {tokenOf(e, i)}};
       };
       FFNWeights weights{buffers.gate, buffers.up, buffers.down, {expert}};
-      buildFFN(e, rows, inputRow, weights, buffers.activation,
-               options.fuseActivation,
+      buildFFN(e, rows, inputRow, weights, buffers.activation, options,
                [&](Emitter &e, Value row, Value column, ArrayRef<Value> sums) {
                  epilogue(e, e.add(start, row), column, sums);
                });
@@ -463,7 +471,7 @@ struct LowerSharedExpert : OpRewritePattern<SharedExpertOp> {
     buildFFN(
         e, numTokens,
         [&](Emitter &, Value token) -> DotRow { return {input, {token}}; },
-        weights, op.getActivation(), options.fuseActivation,
+        weights, op.getActivation(), options,
         [&](Emitter &e, Value token, Value column, ArrayRef<Value> sums) {
           Value factor = scale ? e.load(scale, token) : Value();
           for (size_t n = 0; n < sums.size(); ++n)
@@ -482,7 +490,8 @@ struct MoELowerExpertsPass
   using Base::Base;
 
   void runOnOperation() override {
-    ExpertKernelOptions options{fuseGather, fuseActivation, fuseCombine};
+    ExpertKernelOptions options{fuseGather, fuseActivation, fuseCombine,
+                                parallel};
     LogicalResult result =
         fuseCombine ? applyLowering<LowerExpertCombine, LowerExpert,
                                     LowerSharedExpert>(getOperation(), options)

@@ -2,6 +2,10 @@
 // RUN: moe-opt %s -split-input-file -moe-lower-experts=fuse-combine=false | FileCheck %s --check-prefix=UNFUSED-COMBINE
 // RUN: moe-opt %s -split-input-file -moe-lower-experts=fuse-activation=false | FileCheck %s --check-prefix=UNFUSED-ACT
 // RUN: moe-opt %s -split-input-file -moe-lower-experts=fuse-gather=false | FileCheck %s --check-prefix=UNFUSED-GATHER
+// RUN: moe-opt %s -split-input-file -moe-lower-experts=parallel=false | FileCheck %s --check-prefix=SERIAL
+
+// Without `parallel` every loop is sequential.
+// SERIAL-NOT: scf.parallel
 
 // Everything fused. A loop over experts; each projection is a loop over
 // register tiles of 4 input rows by 4 weight rows (2 up + 2 gate rows when
@@ -23,7 +27,7 @@
 // CHECK: scf.for %[[E:.*]] = %{{.*}} to %{{.*}} step
 // CHECK: %[[HIDDEN:.*]] = memref.alloc(%{{.*}}) : memref<?x8xf32>
 // CHECK-NOT: memref.alloc
-// CHECK: scf.for %[[F0:.*]] = %{{.*}} to %{{.*}} step %{{.*}} {
+// CHECK: scf.parallel (%[[F0:.*]]) = (%{{.*}}) to (%{{.*}}) step (%{{.*}}) {
 // CHECK: scf.for %[[I0:.*]] = %{{.*}} to %{{.*}} step %{{.*}} {
 // CHECK: memref.load %[[SLOTS_BUF]]
 // CHECK: scf.for %[[K:.*]] = {{.*}} iter_args({{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
