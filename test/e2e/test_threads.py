@@ -2,7 +2,6 @@
 threads; every output element is still summed in one order, so results are
 bit-identical whatever OMP_NUM_THREADS is."""
 
-import hashlib
 import os
 import subprocess
 import sys

@@ -254,18 +254,6 @@ public:
           linalg::YieldOp::create(nested, nestedLoc, body(inner, args));
         });
   }
-  /// A `linalg.generic` on buffers with several outputs, written in place.
-  void genericInPlace(
-      ValueRange inputs, ValueRange outputs, ArrayRef<AffineMap> maps,
-      ArrayRef<utils::IteratorType> iterators,
-      function_ref<SmallVector<Value>(Emitter &, ValueRange)> body) {
-    linalg::GenericOp::create(
-        b, loc, inputs, outputs, maps, iterators,
-        [&](OpBuilder &nested, Location nestedLoc, ValueRange args) {
-          Emitter inner(nested, nestedLoc);
-          linalg::YieldOp::create(nested, nestedLoc, body(inner, args));
-        });
-  }
   /// `source[offsets...][sizes...]` with unit strides.
   Value subview(Value source, ArrayRef<OpFoldResult> offsets,
                 ArrayRef<OpFoldResult> sizes) {
