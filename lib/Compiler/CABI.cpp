@@ -9,6 +9,8 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <cstdint>
+
 using namespace mlir::moe;
 
 namespace {
@@ -26,8 +28,15 @@ constexpr ErrorCode kErrorCodes[] = {
     {"ERROR_UNUSED_WEIGHT", 4,
      "a weight is given that the config does not use"},
     {"ERROR_OUT_OF_MEMORY", 5, "out of memory"},
+    {"ERROR_TOO_MANY_TOKENS", 6,
+     "num_tokens is too large for the layer's 32-bit routing plan"},
 };
 } // namespace
+
+/// Token slots (T · width) are 32-bit indices in the routing plan.
+static int64_t maxTokens(const LayerConfig &c) {
+  return INT32_MAX / c.slotsPerToken();
+}
 
 static std::string upper(const std::string &text) {
   return llvm::StringRef(text).upper();
@@ -64,7 +73,9 @@ std::string mlir::moe::emitHeader(const LayerConfig &c) {
      << "/* Columns of route()'s outputs: top_k, or num_experts for expert "
         "choice. */\n"
      << "#define " << upper(n) << "_ROUTE_WIDTH " << c.slotsPerToken()
-     << "\n\n";
+     << "\n"
+     << "/* The routing plan indexes token slots with 32-bit integers. */\n"
+     << "#define " << upper(n) << "_MAX_TOKENS " << maxTokens(c) << "\n\n";
   for (const ErrorCode &code : kErrorCodes)
     os << "#define " << upper(n) << "_" << code.suffix << " " << code.value
        << " /* " << code.message << " */\n";
@@ -197,6 +208,8 @@ const char *)" << n << R"(_strerror(int code) {
     os << "  if (!ctx) return " << N << "_ERROR_NULL_ARGUMENT;\n"
        << "  if (num_tokens < 0) return " << N << "_ERROR_NEGATIVE_TOKENS;\n"
        << "  if (num_tokens == 0) return " << N << "_OK;\n"
+       << "  if (num_tokens > " << N << "_MAX_TOKENS) return " << N
+       << "_ERROR_TOO_MANY_TOKENS;\n"
        << "  if (!x || !" << out1 << (out2 ? std::string(" || !") + out2 : "")
        << ") return " << N << "_ERROR_NULL_ARGUMENT;\n";
   };
