@@ -98,10 +98,12 @@ static Value f32Buffer(Emitter &e, ArrayRef<int64_t> shape,
 }
 
 /// Calls `tile` over `numRows` × `numColumns` in tiles of kTileRows rows and
-/// `columnsPerTile` columns, then single rows and single columns for the
-/// remainders. The column loop is outside: a tile's weight rows stay in
-/// cache while every input row streams past them. With `parallel` the
-/// column tiles are split across threads: each writes its own columns.
+/// `columnsPerTile` columns; the last tile of rows takes the 1 to
+/// kTileRows - 1 rows left, so that few-row experts (decode) still read
+/// each weight row once; single columns cover the column remainder. The
+/// column loop is outside: a tile's weight rows stay in cache while every
+/// input row streams past them. With `parallel` the column tiles are split
+/// across threads: each writes its own columns.
 static void forEachTile(
     Emitter &e, Value numRows, int64_t numColumns, int64_t columnsPerTile,
     bool parallel,
@@ -118,8 +120,22 @@ static void forEachTile(
         rows.push_back(e.add(i0, e.index(m)));
       tile(e, rows, columns);
     });
-    e.forEach(mainRows, numRows,
-              [&](Emitter &e, Value row) { tile(e, {row}, columns); });
+    Value left = e.sub(numRows, mainRows);
+    std::function<void(Emitter &, int64_t)> remainder = [&](Emitter &e,
+                                                             int64_t count) {
+      if (count == 0)
+        return;
+      e.ifThenElse(
+          e.cmpi(arith::CmpIPredicate::eq, left, e.index(count)),
+          [&](Emitter &e) {
+            SmallVector<Value> rows;
+            for (int64_t m = 0; m < count; ++m)
+              rows.push_back(e.add(mainRows, e.index(m)));
+            tile(e, rows, columns);
+          },
+          [&](Emitter &e) { remainder(e, count - 1); });
+    };
+    remainder(e, kTileRows - 1);
   };
   auto columnsFrom = [&](Emitter &e, Value first, int64_t count) {
     SmallVector<Value> columns;
