@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "test" / "e2e"))
+sys.path.insert(0, str(REPO / "python_frontend"))
 
-from moe_abi import Library, compile_config  # noqa: E402
-from reference import near_ties, random_input, random_weights, reference, with_defaults  # noqa: E402
+from moe_mlir.abi import Library, compile_config  # noqa: E402
+from moe_mlir.reference import near_ties, random_input, random_weights, reference, with_defaults  # noqa: E402
 
 
 def main():

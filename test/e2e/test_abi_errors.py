@@ -8,17 +8,18 @@ import threading
 import numpy as np
 import pytest
 
-from moe_abi import (
+from moe_mlir.abi import (
     ERROR_MISSING_WEIGHT,
     ERROR_NEGATIVE_TOKENS,
     ERROR_NULL_ARGUMENT,
+    ERROR_TOO_MANY_TOKENS,
     ERROR_UNUSED_WEIGHT,
     OK,
     Library,
     compile_config,
     ptr,
 )
-from reference import random_input, random_weights, reference
+from moe_mlir.reference import random_input, random_weights, reference
 
 SMALL = {"name": "abi_small", "hidden_size": 8, "intermediate_size": 4, "num_experts": 4,
          "top_k": 2, "router_bias": True, "selection_bias": True}
@@ -164,6 +165,36 @@ def test_forward_negative_tokens(small):
         assert_message(lib, code)
     assert lib.c_forward(ctx.handle, None, -1, None) != OK
     assert not y.any()
+
+
+def test_too_many_tokens_is_refused_before_any_access(small):
+    """T · top_k slots must fit the plan's 32-bit indices (<NAME>_MAX_TOKENS);
+    beyond, both calls refuse without reading x (too small here) or writing."""
+    lib, ctx, _ = small
+    x, y, ids, w = buffers()
+    limit = (2**31 - 1) // SMALL["top_k"]
+    for n in (limit + 1, 2**40):
+        assert lib.c_forward(ctx.handle, ptr(x), n, ptr(y)) == ERROR_TOO_MANY_TOKENS
+        assert lib.c_route(ctx.handle, ptr(x), n, ptr(ids), ptr(w)) == ERROR_TOO_MANY_TOKENS
+    assert_message(lib, ERROR_TOO_MANY_TOKENS)
+    assert not y.any() and not ids.any() and not w.any()
+
+
+def test_nan_input_stays_in_its_token(small):
+    """A NaN in one token's input makes its routing NaN: it takes the lowest
+    experts with NaN weights and a NaN output row, deterministically; the
+    other tokens' outputs do not change."""
+    lib, ctx, _ = small
+    x = random_input(T, H, 11)
+    clean = lib.forward(ctx, x)
+    x[2, 3] = np.nan
+    y = lib.forward(ctx, x)
+    ids, w = lib.route(ctx, x)
+    assert ids[2].tolist() == [0, 1] and np.isnan(w[2]).all()
+    assert np.isnan(y[2]).all()
+    others = [t for t in range(T) if t != 2]
+    assert np.array_equal(y[others], clean[others])
+    assert np.array_equal(lib.forward(ctx, x), y, equal_nan=True)
 
 
 def test_forward_zero_tokens(small):

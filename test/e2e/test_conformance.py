@@ -7,8 +7,8 @@ import zlib
 import numpy as np
 import pytest
 
-from moe_abi import Library, compile_config
-from reference import near_ties, random_input, random_weights, reference, with_defaults
+from moe_mlir.abi import Library, compile_config
+from moe_mlir.reference import near_ties, random_input, random_weights, reference, with_defaults
 
 MARGIN = 1e-5  # SPEC §1: choice values this close may be resolved either way
 

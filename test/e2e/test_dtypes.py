@@ -4,8 +4,8 @@ evaluated on the same (rounded) inputs."""
 
 import pytest
 
-from moe_abi import Library, compile_config, representable
-from reference import random_weights
+from moe_mlir.abi import Library, compile_config, representable
+from moe_mlir.reference import random_weights
 from test_conformance import cfg, check_layer, draw_x, seed_of
 
 CONFIGS = [

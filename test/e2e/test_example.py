@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from moe_abi import REPO_ROOT, compile_config
-from reference import with_defaults
+from moe_mlir.abi import REPO_ROOT, compile_config
+from moe_mlir.reference import with_defaults
 
 SOURCE = REPO_ROOT / "examples" / "run_moe.c"
 LINE = re.compile(r"tokens=(\d+) time_per_call_ms=(\d+\.\d+) checksum=(\S+)")

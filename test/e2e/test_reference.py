@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from reference import (
+from moe_mlir.reference import (
     near_ties,
     random_input,
     random_weights,

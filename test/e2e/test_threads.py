@@ -7,17 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from moe_abi import compile_config
+from moe_mlir.abi import compile_config
 from test_conformance import cfg
 
-HERE = Path(__file__).resolve().parent
+FRONTEND = Path(__file__).resolve().parents[2] / "python_frontend"
 
 # Runs in a fresh process so that OMP_NUM_THREADS takes effect.
 CHILD = """
 import hashlib, sys
-sys.path.insert(0, {here!r})
-from moe_abi import Library
-from reference import random_input, random_weights
+sys.path.insert(0, {frontend!r})
+from moe_mlir.abi import Library
+from moe_mlir.reference import random_input, random_weights
 config = {config!r}
 lib = Library({so!r}, config["name"], config)
 with lib.create(random_weights(config, 3)) as ctx:
@@ -30,7 +30,7 @@ def test_bits_do_not_depend_on_thread_count(tmp_path):
     config = cfg("threads_e8_k2_shared", 48, 72, 8, 2, shared_intermediate_size=40,
                  shared_expert_gate=True)
     so = compile_config(config, tmp_path)
-    code = CHILD.format(here=str(HERE), config=config, so=str(so))
+    code = CHILD.format(frontend=str(FRONTEND), config=config, so=str(so))
     digests = {}
     for threads in ("1", "2", "3"):
         env = dict(os.environ, OMP_NUM_THREADS=threads)

@@ -1,0 +1,133 @@
+"""compile() + the callable layer against the f64 reference of SPEC §1, the
+library cache, and CompileError."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import moe_mlir
+from conftest import tool
+from helpers import HF_CONFIGS
+from moe_mlir import CompileError, ConfigError, MoEConfig, compile, from_hf_config
+from moe_mlir.abi import representable
+from moe_mlir.reference import near_ties, random_input, random_weights, reference
+
+
+@pytest.fixture(autouse=True)
+def _compiler():
+    os.environ.setdefault("MOE_COMPILE", str(tool("moe-compile")))
+
+
+CONFIGS = [
+    MoEConfig("fe_mixtral", 32, 48, 8, 2),
+    from_hf_config(HF_CONFIGS / "deepseek_v3.json", name="fe_v3", dtype="f32"),
+    from_hf_config(HF_CONFIGS / "qwen2_moe.json", name="fe_qwen2", dtype="bf16"),
+    from_hf_config(HF_CONFIGS / "switch_transformers.json", name="fe_switch",
+                   capacity_factor=1.0),
+]
+
+
+def check(config, layer, weights, x):
+    tol = 1e-4 if config.dtype == "f32" else 2e-2
+    # The reference sees the numbers the library sees.
+    w = {k: representable(v, config.dtype) for k, v in weights.items()}
+    xr = representable(x, config.dtype)
+    ref, ref_ids, _, choice = reference(config.to_dict(), w, xr)
+    y = layer(x)
+    ids, _ = layer.route(x)
+    tied, _ = near_ties(config.to_dict(), choice)
+    if tied.any():
+        forced, _, _, _ = reference(config.to_dict(), w, xr, forced_ids=ids)
+        ref = np.where(tied[:, None], forced, ref)
+    assert np.array_equal(ids[~tied], ref_ids[~tied])
+    assert y.dtype == np.float32 and y.shape == x.shape
+    assert np.abs(y - ref).max() <= tol * max(1.0, np.abs(ref).max())
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
+def test_matches_reference(config):
+    compiled = compile(config)
+    assert compiled.config_json() == json.loads(config.to_json())
+    weights = random_weights(config.to_dict(), seed=1)
+    with compiled(weights) as layer:
+        check(config, layer, weights, random_input(37, config.hidden_size, seed=2))
+        # Leading dimensions are kept.
+        x3 = random_input(6, config.hidden_size, seed=3).reshape(2, 3, -1)
+        assert layer(x3).shape == x3.shape
+        ids, w = layer.route(x3)
+        assert ids.shape == (2, 3, config.route_width) and ids.dtype == np.int32
+        assert layer(np.zeros((0, config.hidden_size), np.float32)).shape == \
+            (0, config.hidden_size)
+
+
+def test_bf16_native_arrays():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    config = CONFIGS[2]
+    weights = random_weights(config.to_dict(), seed=1)
+    layer = compile(config)(weights)
+    x = random_input(5, config.hidden_size, seed=2)
+    y = layer(x.astype(ml_dtypes.bfloat16))
+    assert y.dtype == ml_dtypes.bfloat16
+    np.testing.assert_array_equal(y.astype(np.float32), layer(x))
+
+
+def test_cache_hit(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOE_MLIR_CACHE", str(tmp_path / "cache"))
+    config = MoEConfig("fe_cached", 16, 8, 4, 2)
+    calls = []
+    real = moe_mlir.abi.compile_config
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(moe_mlir.abi, "compile_config", counting)
+    first = compile(config)
+    assert not first.cached and len(calls) == 1
+    assert first.path.parent.parent == tmp_path / "cache"
+    mtime = first.path.stat().st_mtime_ns
+    second = compile(MoEConfig.from_dict(config.to_dict()))
+    assert second.cached and len(calls) == 1
+    assert second.path == first.path and second.path.stat().st_mtime_ns == mtime
+    assert first.header_path.is_file()
+    # Another config is another library.
+    assert not compile(config.replace(top_k=1)).cached and len(calls) == 2
+    # Only finished entries are left in the cache.
+    assert all(not p.name.startswith(".") for p in (tmp_path / "cache").iterdir())
+
+
+def test_compile_errors(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="'target' \"cuda\" is not supported"):
+        compile(MoEConfig("fe_err", 16, 8, 4, 2), target="cuda")
+    with pytest.raises(ConfigError, match="'top_k'"):
+        compile({"name": "x", "hidden_size": 8, "intermediate_size": 4, "num_experts": 2,
+                 "top_k": 3})
+    # moe-compile's own failures come back with its message.
+    with pytest.raises(CompileError) as e:
+        compile(MoEConfig("fe_err", 16, 8, 4, 2), extra_args=("--no-such-flag",))
+    assert "no-such-flag" in e.value.message
+    monkeypatch.setenv("MOE_COMPILE", str(tmp_path / "absent"))
+    with pytest.raises(CompileError, match="not found"):
+        compile(MoEConfig("fe_err", 16, 8, 4, 2))
+
+
+def test_weights_checked():
+    config = MoEConfig("fe_check", 16, 8, 4, 2)
+    compiled = compile(config)
+    w = random_weights(config.to_dict(), seed=0)
+    with pytest.raises(ValueError, match="missing weights \\['down_proj'\\]"):
+        compiled({k: v for k, v in w.items() if k != "down_proj"})
+    with pytest.raises(ValueError, match="not used"):
+        compiled({**w, "router_bias": np.zeros(4, np.float32)})
+    with pytest.raises(KeyError, match="unknown weights"):
+        compiled({**w, "wg": w["gate_proj"]})
+    with pytest.raises(ValueError, match="shape"):
+        compiled({**w, "router": w["router"][:, :8]})
+    layer = compiled(w)
+    with pytest.raises(ValueError, match=r"want \[..., 16\]"):
+        layer(np.zeros((3, 8), np.float32))
+    layer.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        layer(np.zeros((3, 16), np.float32))

@@ -1,0 +1,132 @@
+"""MoEConfig: the SPEC §2 keys, defaults, JSON round trip, and every error
+worded as moe-compile words it."""
+
+import json
+import subprocess
+
+import pytest
+
+from conftest import tool
+from moe_mlir import ConfigError, MoEConfig
+
+BASE = {"name": "m", "hidden_size": 8, "intermediate_size": 4, "num_experts": 4, "top_k": 2}
+
+
+def test_defaults_and_round_trip(tmp_path):
+    c = MoEConfig(**BASE)
+    assert (c.dtype, c.activation, c.gated, c.scoring, c.normalize_top_k) == \
+        ("f32", "silu", True, "softmax", True)
+    assert (c.n_group, c.topk_group, c.group_score, c.routing) == \
+        (1, 1, "top2_sum", "token_choice")
+    assert c.routed_scaling_factor == 1.0 and c.capacity_factor == 0.0
+    assert list(json.loads(c.to_json())) == list(c.to_dict())
+    assert MoEConfig.from_json(c.to_json()) == c
+    path = tmp_path / "m.json"
+    path.write_text(c.to_json(indent=1))
+    assert MoEConfig.from_json(path) == c
+    assert MoEConfig.from_json(str(path)) == c
+    assert MoEConfig.from_dict(BASE) == c
+
+
+def test_numbers_are_normalized():
+    c = MoEConfig.from_dict({**BASE, "routed_scaling_factor": 2, "capacity_factor": 1})
+    assert isinstance(c.routed_scaling_factor, float) and c.capacity_factor == 1.0
+    assert c.replace(top_k=3).top_k == 3
+
+
+def test_weight_shapes():
+    c = MoEConfig(**BASE, shared_intermediate_size=6, shared_expert_gate=True,
+                  selection_bias=True, gated=False)
+    assert c.weight_shapes() == {
+        "router": (4, 8), "selection_bias": (4,), "up_proj": (4, 4, 8),
+        "down_proj": (4, 8, 4), "shared_up_proj": (6, 8), "shared_down_proj": (8, 6),
+        "shared_expert_gate": (8,)}
+
+
+# (changes to BASE, key named, message) as moe-compile reports them.
+BAD = [
+    ({"name": None}, "name", "is required"),
+    ({"top_k": None}, "top_k", "is required"),
+    ({"num_expert": 4}, None, "unknown key 'num_expert'"),
+    ({"zzz": 1, "aaa": 1}, None, "unknown key 'aaa'"),
+    ({"hidden_size": "8"}, "hidden_size", 'must be an integer, got "8"'),
+    ({"hidden_size": 8.5}, "hidden_size", "must be an integer, got 8.5"),
+    ({"hidden_size": True}, "hidden_size", "must be an integer, got true"),
+    ({"num_experts": 0, "top_k": 1}, "num_experts", "must be at least 1, got 0"),
+    ({"name": "9lives"}, "name", 'must be a C identifier, got "9lives"'),
+    ({"name": 7}, "name", "must be a string, got 7"),
+    ({"top_k": 5}, "top_k", "(5) must not exceed the experts routing may choose from (4)"),
+    ({"num_experts": 8, "top_k": 3, "n_group": 4, "topk_group": 1}, "top_k",
+     "(3) must not exceed the experts routing may choose from (2 in 'topk_group' groups)"),
+    ({"num_experts": 6, "n_group": 4}, "n_group", "(4) must divide 'num_experts' (6)"),
+    ({"num_experts": 8, "n_group": 2, "topk_group": 3}, "topk_group",
+     "(3) must not exceed 'n_group' (2)"),
+    ({"top_k": 1, "n_group": 4}, "group_score",
+     '"top2_sum" needs at least 2 experts per group, but groups have 1'),
+    ({"activation": "swish"}, "activation",
+     'must be one of "silu", "gelu", "gelu_tanh", "relu", got "swish"'),
+    ({"dtype": "f64"}, "dtype", 'must be one of "f32", "bf16", "f16", got "f64"'),
+    ({"gated": 1}, "gated", "must be true or false, got 1"),
+    ({"routed_scaling_factor": "2"}, "routed_scaling_factor", 'must be a number, got "2"'),
+    ({"routed_scaling_factor": 0}, "routed_scaling_factor", "must be finite and positive"),
+    ({"capacity_factor": -0.5}, "capacity_factor", "must be finite and not negative"),
+    ({"routing": "expert_choice"}, "capacity_factor",
+     'must be positive for "expert_choice" routing'),
+    ({"routing": "expert_choice", "capacity_factor": 1, "scoring": "sigmoid"}, "scoring",
+     'must be "softmax" for "expert_choice" routing'),
+    ({"routing": "expert_choice", "capacity_factor": 1, "n_group": 2}, "n_group",
+     'must be 1 for "expert_choice" routing'),
+    ({"routing": "expert_choice", "capacity_factor": 1, "selection_bias": True},
+     "selection_bias", 'is not used by "expert_choice" routing'),
+    ({"shared_expert_gate": True}, "shared_expert_gate",
+     "needs a shared expert ('shared_intermediate_size' > 0)"),
+    ({"shared_intermediate_size": -1}, "shared_intermediate_size",
+     "must be at least 0, got -1"),
+    ({"target": "cuda"}, "target",
+     '"cuda" is not supported by this build of moe-compile (only "cpu")'),
+    ({"gpu_arch": 90}, "gpu_arch", "must be a string, got 90"),
+]
+
+
+def _bad(changes):
+    d = dict(BASE)
+    for k, v in changes.items():
+        if v is None:
+            d.pop(k)
+        else:
+            d[k] = v
+    return d
+
+
+@pytest.mark.parametrize("changes,key,message", BAD, ids=[str(i) for i in range(len(BAD))])
+def test_errors_match_moe_compile(tmp_path, changes, key, message):
+    data = _bad(changes)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError) as e:
+        MoEConfig.from_json(path)
+    assert e.value.key == key and e.value.message == message
+    expected = f"{path}: '{key}' {message}" if key else f"{path}: {message}"
+    assert str(e.value) == expected
+    proc = subprocess.run([str(tool("moe-compile")), str(path), "-o", str(tmp_path / "out")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"moe-compile: error: {expected}"
+
+
+def test_constructor_validates():
+    with pytest.raises(ConfigError, match=r"^<config>: 'top_k' \(5\) must not exceed"):
+        MoEConfig(**{**BASE, "top_k": 5})
+    with pytest.raises(ConfigError, match="'hidden_size' must be an integer"):
+        MoEConfig(**{**BASE, "hidden_size": 8.0})
+    with pytest.raises(ConfigError, match="'top_k' must be at least 1"):
+        MoEConfig(**BASE).replace(top_k=0)
+
+
+def test_document_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        MoEConfig.from_json('{"name": ')
+    with pytest.raises(ConfigError, match="must hold one JSON object"):
+        MoEConfig.from_dict([1, 2])
+    with pytest.raises(ConfigError, match="cannot read"):
+        MoEConfig.from_json(tmp_path / "absent.json")

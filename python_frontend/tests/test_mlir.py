@@ -1,0 +1,54 @@
+"""to_mlir() emits moe dialect text that moe-opt parses, verifies and expands."""
+
+import subprocess
+
+import pytest
+
+from conftest import tool
+from moe_mlir import MoEConfig, from_hf_config
+from helpers import HF_CONFIGS
+
+CONFIGS = {
+    "defaults": MoEConfig("d", 64, 128, 8, 2),
+    "everything": MoEConfig("e", 32, 48, 16, 4, dtype="bf16", scoring="sigmoid",
+                            normalize_top_k=False, routed_scaling_factor=2.5, n_group=4,
+                            topk_group=2, group_score="max", capacity_factor=1.25,
+                            activation="gelu_tanh", router_bias=True, selection_bias=True,
+                            gated=False, shared_intermediate_size=96,
+                            shared_expert_gate=True),
+    "expert_choice": MoEConfig("ec", 16, 8, 4, 1, dtype="f16", routing="expert_choice",
+                               capacity_factor=2.0, activation="relu",
+                               shared_intermediate_size=24),
+    "tiny_factor": MoEConfig("t", 8, 4, 4, 2, routed_scaling_factor=1e-05,
+                             capacity_factor=3e20, activation="gelu"),
+    "deepseek_v3": from_hf_config(HF_CONFIGS / "deepseek_v3.json"),
+    "qwen2_moe": from_hf_config(HF_CONFIGS / "qwen2_moe.json"),
+}
+
+
+def test_text_shape():
+    text = CONFIGS["everything"].to_mlir()
+    assert text.startswith("func.func @e(%x: tensor<?x32xbf16>, %router: tensor<16x32xbf16>")
+    assert "moe.layer %x router(%router : tensor<16x32xbf16>) router_bias(" in text
+    assert "gate_proj(" not in text.replace("shared_gate_proj", "")
+    for attr in ("top_k = 4 : i64", "scoring = #moe.scoring<sigmoid>",
+                 "normalize_top_k = false", "routed_scaling_factor = 2.5 : f32",
+                 "n_group = 4 : i64", "topk_group = 2 : i64",
+                 "group_score = #moe.group_score<max>", "capacity_factor = 1.25 : f64",
+                 "activation = #moe.activation<gelu_tanh>"):
+        assert attr in text
+    assert "{top_k = 2 : i64} : tensor<?x64xf32> -> tensor<?x64xf32>" in \
+        CONFIGS["defaults"].to_mlir()
+
+
+@pytest.mark.parametrize("key", sorted(CONFIGS))
+def test_moe_opt_accepts(tmp_path, key):
+    path = tmp_path / f"{key}.mlir"
+    path.write_text(CONFIGS[key].to_mlir())
+    opt = str(tool("moe-opt"))
+    parsed = subprocess.run([opt, str(path)], capture_output=True, text=True)
+    assert parsed.returncode == 0, parsed.stderr
+    assert "moe.layer" in parsed.stdout
+    expanded = subprocess.run([opt, "-moe-expand", str(path)], capture_output=True, text=True)
+    assert expanded.returncode == 0, expanded.stderr
+    assert "moe.gate" in expanded.stdout and "moe.layer" not in expanded.stdout
