@@ -14,6 +14,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
@@ -91,6 +92,12 @@ public:
     if (isa<FloatType>(lhs.getType()))
       return arith::MulFOp::create(b, loc, lhs, rhs);
     return arith::MulIOp::create(b, loc, lhs, rhs);
+  }
+  /// `1 / (1 + exp(-v))`.
+  Value sigmoid(Value v) {
+    Value negated = arith::NegFOp::create(b, loc, v);
+    Value denominator = add(f32(1), math::ExpOp::create(b, loc, negated));
+    return arith::DivFOp::create(b, loc, f32(1), denominator);
   }
   /// `acc + f32(lhs) * f32(rhs)`: the body of every contraction.
   Value multiplyAdd(Value acc, Value lhs, Value rhs) {

@@ -50,13 +50,6 @@ static Value applyActivation(Emitter &e, Activation activation, Value v) {
   llvm_unreachable("unknown activation");
 }
 
-static Value sigmoid(Emitter &e, Value v) {
-  OpBuilder &b = e.builder();
-  Value negated = arith::NegFOp::create(b, e.location(), v);
-  Value denominator =
-      e.add(e.f32(1), math::ExpOp::create(b, e.location(), negated));
-  return arith::DivFOp::create(b, e.location(), e.f32(1), denominator);
-}
 
 //===----------------------------------------------------------------------===//
 // The routed experts, at buffer level
@@ -475,7 +468,7 @@ struct LowerSharedExpert : OpRewritePattern<SharedExpertOp> {
               return {e.multiplyAdd(acc[0], e.load(input, {token, h}),
                                     e.load(gate, h))};
             })[0];
-        e.store(sigmoid(e, logit), scale, token);
+        e.store(e.sigmoid(logit), scale, token);
       });
     }
 

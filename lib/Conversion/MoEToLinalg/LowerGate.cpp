@@ -71,14 +71,8 @@ static Value buildScores(Emitter &e, GateOp op, Value logits,
                                     e.map(2, {0, 1})};
   if (op.getScoring() == Scoring::sigmoid)
     return e.generic(logits, init, elementwise, {kParallel, kParallel},
-                     [](Emitter &e, ValueRange args) -> Value {
-                       OpBuilder &b = e.builder();
-                       Location loc = e.location();
-                       Value negated = arith::NegFOp::create(b, loc, args[0]);
-                       Value denominator = e.add(
-                           e.f32(1), math::ExpOp::create(b, loc, negated));
-                       return arith::DivFOp::create(b, loc, e.f32(1),
-                                                    denominator);
+                     [](Emitter &e, ValueRange args) {
+                       return e.sigmoid(args[0]);
                      });
 
   Value rowMax = reduceRows(
@@ -272,14 +266,8 @@ static void buildTileScores(Emitter &e, GateOp op, Value input, Value router,
   if (op.getScoring() == Scoring::sigmoid) {
     e.genericInPlace(ValueRange{}, tile, {e.map(2, {0, 1})},
                      {kParallel, kParallel},
-                     [](Emitter &e, ValueRange args) -> Value {
-                       OpBuilder &b = e.builder();
-                       Location loc = e.location();
-                       Value negated = arith::NegFOp::create(b, loc, args[0]);
-                       Value denominator = e.add(
-                           e.f32(1), math::ExpOp::create(b, loc, negated));
-                       return arith::DivFOp::create(b, loc, e.f32(1),
-                                                    denominator);
+                     [](Emitter &e, ValueRange args) {
+                       return e.sigmoid(args[0]);
                      });
     return;
   }
