@@ -86,8 +86,9 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
       and `moe-lower-combine` gathers it.
 
     `moe.shared_expert` is the same FFN kernel over every token, scaled by
-    `sigmoid(x · expert_gate)` when that gate is present; combine
-    accumulates on top of its output. Experts without rows are skipped.
+    `sigmoid(x · expert_gate)` when that gate is present; the fused combine
+    adds the routed experts into the buffer it wrote, with no copy. Experts
+    without rows are skipped.
 
     With `parallel`, each projection's column tiles form an `scf.parallel`
     loop: threads own disjoint columns of the hidden block and of the

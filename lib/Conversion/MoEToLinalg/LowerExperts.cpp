@@ -339,6 +339,18 @@ static bool isFusedIntoCombine(ExpertOp op) {
   return op->hasOneUse() && isa<CombineOp>(*op->getUsers().begin());
 }
 
+/// The buffer the lowered shared expert wrote, when combine is its only
+/// reader: the routed experts then add into it in place of a copy.
+static Value sharedOutputBuffer(CombineOp op, RankedTensorType type) {
+  Value shared = op.getShared();
+  if (!shared || !shared.hasOneUse() || shared.getType() != type)
+    return Value();
+  auto toTensor = shared.getDefiningOp<bufferization::ToTensorOp>();
+  if (!toTensor || !toTensor.getWritable())
+    return Value();
+  return toTensor.getBuffer();
+}
+
 namespace {
 /// moe.expert alone: every plan row's FFN output, written into its row.
 struct LowerExpert : OpRewritePattern<ExpertOp> {
@@ -382,6 +394,8 @@ struct LowerExpertCombine : OpRewritePattern<CombineOp> {
     auto expert = op.getExpertOutput().getDefiningOp<ExpertOp>();
     if (!expert || !isFusedIntoCombine(expert))
       return rewriter.notifyMatchFailure(op, "not the only user of an expert");
+    if (op.getShared() && op.getShared().getDefiningOp<SharedExpertOp>())
+      return rewriter.notifyMatchFailure(op, "the shared expert goes first");
     Location loc = op.getLoc();
     Emitter e(rewriter, loc);
     auto resultType = cast<RankedTensorType>(op.getOutput().getType());
@@ -393,12 +407,16 @@ struct LowerExpertCombine : OpRewritePattern<CombineOp> {
 
     auto accumulatorType =
         RankedTensorType::get(resultType.getShape(), rewriter.getF32Type());
-    Value accumulator = e.alloc(accumulatorType, dynamicTokens);
-    if (Value shared = op.getShared())
-      memref::CopyOp::create(rewriter, loc, e.readBuffer(shared), accumulator);
-    else
-      linalg::FillOp::create(rewriter, loc, ValueRange{e.f32(0)},
-                             ValueRange{accumulator});
+    Value accumulator = sharedOutputBuffer(op, accumulatorType);
+    if (!accumulator) {
+      accumulator = e.alloc(accumulatorType, dynamicTokens);
+      if (Value shared = op.getShared())
+        memref::CopyOp::create(rewriter, loc, e.readBuffer(shared),
+                               accumulator);
+      else
+        linalg::FillOp::create(rewriter, loc, ValueRange{e.f32(0)},
+                               ValueRange{accumulator});
+    }
 
     ExpertBuffers buffers = readExpertBuffers(e, expert);
     Value weights = e.readBuffer(op.getWeights());
