@@ -1,4 +1,4 @@
-//===- LowerExperts.cpp - moe.expert and moe.shared_expert to linalg ------===//
+//===- LowerExperts.cpp - Expert FFNs to register-tiled kernels ----------===//
 //
 // Part of the moe-mlir project.
 //
