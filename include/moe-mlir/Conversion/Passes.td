@@ -22,21 +22,23 @@ defvar MoELoweringDialects = [
 def MoELowerGate : Pass<"moe-lower-gate"> {
   let summary = "Lower moe.gate to linalg, scf and memref";
   let description = [{
-    The router matmul and the scoring (softmax or sigmoid, biases) become
-    `linalg.generic` ops on tensors, all in f32. Selection is a per-token
-    loop nest (`scf.for` over memrefs): grouped routing keeps the best
-    `topk_group` groups, then `top_k` rounds each take the allowed expert
-    with the largest choice value, the lower index winning ties and a NaN
-    never beating a number, so the result is deterministic. Weights are then
-    normalized and scaled, and with a capacity factor a second loop grants
-    slots slot-major in token order and drops the rest (id -1, weight 0).
-    Expert choice selects, for each expert, its highest-scoring tokens.
+    Scoring runs on buffers, in f32 whatever the input type: the router
+    matmul (plus `router_bias`) is a `linalg.generic` into a `[tile, E]`
+    score buffer, then each row becomes softmax (max-subtracted) or sigmoid
+    scores. Selection is a per-token loop nest (`scf.for`): grouped routing
+    keeps the best `topk_group` groups, then `top_k` rounds each take the
+    allowed expert with the largest choice value, the lower index winning
+    ties and a NaN never beating a number, so the result is deterministic.
+    Weights are then normalized and scaled, and with a capacity factor a
+    second loop grants slots slot-major in token order and drops the rest
+    (id -1, weight 0). Expert choice selects, for each expert, its
+    highest-scoring tokens.
 
     With `fuse-scores` (the default) token choice runs as one loop nest per
-    tile of `token-tile` tokens: the router matmul and the scoring write a
-    `[token-tile, E]` scratch buffer, and each token of the tile is selected
-    from it at once, so the `[T, E]` score matrix never exists. Expert
-    choice ranks all tokens for each expert and keeps the whole matrix.
+    tile of `token-tile` tokens: each token of the tile is selected as soon
+    as its tile is scored, so the `[T, E]` score matrix never exists;
+    without it the tile is all T tokens. Expert choice ranks all tokens for
+    each expert and always scores the whole matrix.
   }];
   let dependentDialects = MoELoweringDialects;
   let options = [

@@ -276,6 +276,22 @@ public:
     return arith::SubIOp::create(b, loc, lhs, rhs);
   }
 
+  /// An f32 `[T, H]` accumulator rounded once to `resultType`'s element
+  /// type (to nearest even); f32 passes through.
+  Value roundTo(Value accumulator, RankedTensorType resultType,
+                ValueRange dynamicSizes) {
+    Type element = resultType.getElementType();
+    if (element.isF32())
+      return accumulator;
+    Value output = emptyTensor(resultType.getShape(), element, dynamicSizes);
+    return generic(accumulator, output, {map(2, {0, 1}), map(2, {0, 1})},
+                   {kParallel, kParallel},
+                   [&](Emitter &e, ValueRange args) -> Value {
+                     return arith::TruncFOp::create(e.builder(), e.location(),
+                                                    element, args[0]);
+                   });
+  }
+
   /// The index in `[0, count)` whose `valueAt` is largest among those for
   /// which `isCandidate` holds: the lower index wins ties, a NaN never beats
   /// a number, and -1 means no candidate.

@@ -70,18 +70,7 @@ struct LowerCombine : OpRewritePattern<CombineOp> {
           return ifOp.getResult(0);
         });
 
-    if (resultType.getElementType() != f32) {
-      Value output = e.emptyTensor(resultType.getShape(),
-                                   resultType.getElementType(), dynamicTokens);
-      sum = e.generic(sum, output, {e.map(2, {0, 1}), e.map(2, {0, 1})},
-                      {kParallel, kParallel},
-                      [&](Emitter &e, ValueRange args) -> Value {
-                        return arith::TruncFOp::create(
-                            e.builder(), e.location(),
-                            resultType.getElementType(), args[0]);
-                      });
-    }
-    rewriter.replaceOp(op, sum);
+    rewriter.replaceOp(op, e.roundTo(sum, resultType, dynamicTokens));
     return success();
   }
 };

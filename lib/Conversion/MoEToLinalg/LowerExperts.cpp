@@ -318,22 +318,6 @@ static ExpertBuffers readExpertBuffers(Emitter &e, ExpertOp op) {
   return buffers;
 }
 
-/// Rounds an f32 `[T, H]` accumulator to the result's element type.
-static Value roundTo(Emitter &e, Value accumulator,
-                     RankedTensorType resultType, ValueRange dynamicSizes) {
-  if (resultType.getElementType().isF32())
-    return accumulator;
-  Value output = e.emptyTensor(resultType.getShape(),
-                               resultType.getElementType(), dynamicSizes);
-  return e.generic(accumulator, output, {e.map(2, {0, 1}), e.map(2, {0, 1})},
-                   {kParallel, kParallel},
-                   [&](Emitter &e, ValueRange args) -> Value {
-                     return arith::TruncFOp::create(
-                         e.builder(), e.location(),
-                         resultType.getElementType(), args[0]);
-                   });
-}
-
 /// A moe.expert whose only user is a moe.combine is lowered together with it.
 static bool isFusedIntoCombine(ExpertOp op) {
   return op->hasOneUse() && isa<CombineOp>(*op->getUsers().begin());
@@ -444,7 +428,7 @@ struct LowerExpertCombine : OpRewritePattern<CombineOp> {
     buildExpertLoop(e, buffers, options, epilogue);
 
     Value sum = e.asTensor(accumulator, accumulatorType);
-    rewriter.replaceOp(op, roundTo(e, sum, resultType, dynamicTokens));
+    rewriter.replaceOp(op, e.roundTo(sum, resultType, dynamicTokens));
     rewriter.eraseOp(expert);
     return success();
   }

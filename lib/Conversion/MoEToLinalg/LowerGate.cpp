@@ -22,91 +22,13 @@ using namespace mlir;
 using namespace mlir::moe;
 
 //===----------------------------------------------------------------------===//
-// Scores (SPEC §1 routing steps 1-2), as linalg on tensors
-//===----------------------------------------------------------------------===//
-
-/// `logits = x · Wr^T (+ router_bias)` in f32, `[T, E]`.
-static Value buildLogits(Emitter &e, GateOp op, Value numTokens,
-                         int64_t numExperts) {
-  Type f32 = e.builder().getF32Type();
-  Value init = e.emptyTensor({ShapedType::kDynamic, numExperts}, f32,
-                             numTokens);
-  if (Value bias = op.getRouterBias())
-    init = e.generic(bias, init, {e.map(2, {1}), e.map(2, {0, 1})},
-                     {kParallel, kParallel},
-                     [](Emitter &e, ValueRange args) {
-                       return e.toF32(args[0]);
-                     });
-  else
-    init = e.fill(e.f32(0), init);
-  return e.generic(
-      ValueRange{op.getInput(), op.getRouter()}, init,
-      {e.map(3, {0, 2}), e.map(3, {1, 2}), e.map(3, {0, 1})},
-      {kParallel, kParallel, kReduction}, [](Emitter &e, ValueRange args) {
-        return e.multiplyAdd(args[2], args[0], args[1]);
-      });
-}
-
-/// A per-token reduction of `[T, E]` values into `[T]`.
-static Value reduceRows(Emitter &e, Value values, Value numTokens,
-                        Value initial,
-                        function_ref<Value(Emitter &, Value, Value)> combine) {
-  Value rows = e.emptyTensor({ShapedType::kDynamic},
-                             e.builder().getF32Type(), numTokens);
-  return e.generic(values, e.fill(initial, rows),
-                   {e.map(2, {0, 1}), e.map(2, {0})}, {kParallel, kReduction},
-                   [&](Emitter &e, ValueRange args) {
-                     return combine(e, args[1], args[0]);
-                   });
-}
-
-/// Softmax over experts (max-subtracted) or an elementwise sigmoid.
-static Value buildScores(Emitter &e, GateOp op, Value logits,
-                         Value numTokens) {
-  auto type = cast<RankedTensorType>(logits.getType());
-  Value init = e.emptyTensor(type.getShape(), type.getElementType(),
-                             numTokens);
-  SmallVector<AffineMap> elementwise = {e.map(2, {0, 1}), e.map(2, {0, 1})};
-  SmallVector<AffineMap> withRow = {e.map(2, {0, 1}), e.map(2, {0}),
-                                    e.map(2, {0, 1})};
-  if (op.getScoring() == Scoring::sigmoid)
-    return e.generic(logits, init, elementwise, {kParallel, kParallel},
-                     [](Emitter &e, ValueRange args) {
-                       return e.sigmoid(args[0]);
-                     });
-
-  Value rowMax = reduceRows(
-      e, logits, numTokens, e.f32(-std::numeric_limits<float>::infinity()),
-      [](Emitter &e, Value acc, Value v) -> Value {
-        return arith::MaximumFOp::create(e.builder(), e.location(), acc, v);
-      });
-  Value exps = e.generic(
-      ValueRange{logits, rowMax}, init, withRow, {kParallel, kParallel},
-      [](Emitter &e, ValueRange args) -> Value {
-        Value shifted =
-            arith::SubFOp::create(e.builder(), e.location(), args[0], args[1]);
-        return math::ExpOp::create(e.builder(), e.location(), shifted);
-      });
-  Value rowSum = reduceRows(e, exps, numTokens, e.f32(0),
-                            [](Emitter &e, Value acc, Value v) {
-                              return e.add(acc, v);
-                            });
-  return e.generic(ValueRange{exps, rowSum}, init, withRow,
-                   {kParallel, kParallel},
-                   [](Emitter &e, ValueRange args) -> Value {
-                     return arith::DivFOp::create(e.builder(), e.location(),
-                                                  args[0], args[1]);
-                   });
-}
-
-//===----------------------------------------------------------------------===//
-// Selection (SPEC §1 routing steps 3-7), as loops over memrefs
+// Scores and selection (SPEC §1 routing steps 1-7), on buffers
 //===----------------------------------------------------------------------===//
 
 namespace {
 /// The buffers the selection loops read and write.
 struct SelectionBuffers {
-  Value scores;        // [T, E] f32
+  Value scores;        // [T, E] f32, for expert choice
   Value selectionBias; // [E] or null
   Value ids;           // [T, K] i32
   Value weights;       // [T, K] f32
@@ -234,13 +156,27 @@ static void buildTokenSelection(Emitter &e, GateOp op, int64_t numExperts,
   });
 }
 
+namespace {
+/// What scoring reads, as buffers.
+struct ScoreOperands {
+  Value input, router, routerBias; // routerBias may be null
+};
+} // namespace
+
+static ScoreOperands readScoreOperands(Emitter &e, GateOp op) {
+  return {e.readBuffer(op.getInput()), e.readBuffer(op.getRouter()),
+          op.getRouterBias() ? e.readBuffer(op.getRouterBias()) : Value()};
+}
+
 /// Scores of tokens `[first, first + count)` into rows `[0, count)` of
 /// `scores` (`[tile, E]`): the router matmul, then softmax or sigmoid per
-/// row, all on buffers. The fused gate's only score storage.
-static void buildTileScores(Emitter &e, GateOp op, Value input, Value router,
-                            Value routerBias, Value scores, Value first,
-                            Value count, int64_t numExperts) {
+/// row, all on buffers.
+static void buildTileScores(Emitter &e, GateOp op,
+                            const ScoreOperands &operands, Value scores,
+                            Value first, Value count, int64_t numExperts) {
   OpBuilder &b = e.builder();
+  Value input = operands.input, router = operands.router,
+        routerBias = operands.routerBias;
   int64_t hidden = cast<MemRefType>(router.getType()).getDimSize(1);
   Value tile = e.subview(scores, {b.getIndexAttr(0), b.getIndexAttr(0)},
                          {count, b.getIndexAttr(numExperts)});
@@ -403,26 +339,22 @@ struct LowerGate : OpRewritePattern<GateOp> {
     buffers.ids = e.alloc(idsType, dynamicTokens);
     buffers.weights = e.alloc(weightsType, dynamicTokens);
 
-    // Expert choice ranks every token for each expert, so it needs the
-    // whole [T, E] score matrix; token choice needs one token's row at a
-    // time.
+    // Expert choice ranks every token for each expert, so it scores the
+    // whole [T, E] matrix first; token choice needs one token's row at a
+    // time, and without fusion its tile is all T tokens.
     bool expertChoice = op.getRouting() == Routing::expert_choice;
-    if (fuseScores && !expertChoice) {
-      buildFusedTokenChoice(e, op, numTokens, numExperts, buffers);
+    if (expertChoice) {
+      ScoreOperands scoring = readScoreOperands(e, op);
+      buffers.scores = memref::AllocOp::create(
+          rewriter, op.getLoc(),
+          MemRefType::get({ShapedType::kDynamic, numExperts},
+                          rewriter.getF32Type()),
+          ValueRange{numTokens});
+      buildTileScores(e, op, scoring, buffers.scores, e.index(0), numTokens,
+                      numExperts);
+      buildExpertChoice(e, op, numTokens, numExperts, buffers);
     } else {
-      Value logits = buildLogits(e, op, numTokens, numExperts);
-      buffers.scores = e.readBuffer(buildScores(e, op, logits, numTokens));
-      if (expertChoice) {
-        buildExpertChoice(e, op, numTokens, numExperts, buffers);
-      } else {
-        SelectionScratch scratch = allocSelectionScratch(e, op, numExperts);
-        e.forEach(e.index(0), numTokens, [&](Emitter &e, Value token) {
-          buildTokenSelection(e, op, numExperts, buffers, scratch, token,
-                              [&](Emitter &e, Value expert) {
-                                return e.load(buffers.scores, {token, expert});
-                              });
-        });
-      }
+      buildTokenChoice(e, op, numTokens, numExperts, buffers);
     }
     if (!expertChoice && op.getCapacityFactor().convertToDouble() > 0)
       buildCapacityDrops(e, op, numTokens, numExperts, buffers);
@@ -431,33 +363,39 @@ struct LowerGate : OpRewritePattern<GateOp> {
     return success();
   }
 
-  /// Scores a tile of `tokenTile` tokens at a time into a `[tile, E]`
-  /// scratch buffer and selects for each token of the tile right away.
-  void buildFusedTokenChoice(Emitter &e, GateOp op, Value numTokens,
-                             int64_t numExperts,
-                             const SelectionBuffers &buffers) const {
-    Value input = e.readBuffer(op.getInput());
-    Value router = e.readBuffer(op.getRouter());
-    Value routerBias =
-        op.getRouterBias() ? e.readBuffer(op.getRouterBias()) : Value();
-    Value scores = memref::AllocOp::create(
-        e.builder(), e.location(),
-        MemRefType::get({tokenTile, numExperts}, e.builder().getF32Type()));
+  /// Scores a tile of tokens at a time into a `[tile, E]` scratch buffer
+  /// and selects for each token of the tile right away. The tile is
+  /// `tokenTile` tokens with `fuseScores`, else all of them (the ablation:
+  /// a `[T, E]` matrix).
+  void buildTokenChoice(Emitter &e, GateOp op, Value numTokens,
+                        int64_t numExperts,
+                        const SelectionBuffers &buffers) const {
+    ScoreOperands scoring = readScoreOperands(e, op);
+    Type f32 = e.builder().getF32Type();
+    Value scores =
+        fuseScores
+            ? memref::AllocOp::create(
+                  e.builder(), e.location(),
+                  MemRefType::get({tokenTile, numExperts}, f32))
+            : memref::AllocOp::create(
+                  e.builder(), e.location(),
+                  MemRefType::get({ShapedType::kDynamic, numExperts}, f32),
+                  ValueRange{numTokens});
+    Value tile = fuseScores ? e.index(tokenTile) : numTokens;
     SelectionScratch scratch = allocSelectionScratch(e, op, numExperts);
-    e.forEachStep(
-        e.index(0), numTokens, e.index(tokenTile), [&](Emitter &e, Value first) {
-          Value count =
-              e.minIndex(e.index(tokenTile), e.sub(numTokens, first));
-          buildTileScores(e, op, input, router, routerBias, scores, first,
-                          count, numExperts);
-          e.forEach(e.index(0), count, [&](Emitter &e, Value row) {
-            buildTokenSelection(e, op, numExperts, buffers, scratch,
-                                e.add(first, row),
-                                [&](Emitter &e, Value expert) {
-                                  return e.load(scores, {row, expert});
-                                });
-          });
-        });
+    // A zero step would never end: with no tokens the tile is empty anyway.
+    Value step = arith::MaxUIOp::create(e.builder(), e.location(), tile,
+                                        e.index(1));
+    e.forEachStep(e.index(0), numTokens, step, [&](Emitter &e, Value first) {
+      Value count = e.minIndex(tile, e.sub(numTokens, first));
+      buildTileScores(e, op, scoring, scores, first, count, numExperts);
+      e.forEach(e.index(0), count, [&](Emitter &e, Value row) {
+        buildTokenSelection(e, op, numExperts, buffers, scratch,
+                            e.add(first, row), [&](Emitter &e, Value expert) {
+                              return e.load(scores, {row, expert});
+                            });
+      });
+    });
   }
 
   bool fuseScores;

@@ -1,32 +1,34 @@
 // RUN: moe-opt %s -split-input-file -moe-lower-gate=fuse-scores=false | FileCheck %s
 
-// Softmax routing: the router matmul widens bf16 to f32, the softmax is
-// max-subtracted, and selection is a per-token loop whose argmax takes the
-// lower index on ties and never lets a NaN beat a number.
+// Unfused (the ablation): one tile of all T tokens, so the router matmul
+// (bf16 widened to f32) and the max-subtracted softmax fill a [T, E] score
+// buffer; selection is a per-token loop whose argmax takes the lower index
+// on ties and never lets a NaN beat a number.
 // CHECK-LABEL: func.func @softmax_top2
 // CHECK-SAME: (%[[X:.*]]: tensor<?x16xbf16>, %[[WR:.*]]: tensor<4x16xbf16>)
 // CHECK-NOT: moe.gate
-// CHECK: %[[IDS:.*]] = memref.alloc(%{{.*}}) : memref<?x2xi32>
-// CHECK: %[[W:.*]] = memref.alloc(%{{.*}}) : memref<?x2xf32>
-// CHECK: %[[LOGITS:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction"]{{.*}} ins(%[[X]], %[[WR]] : tensor<?x16xbf16>, tensor<4x16xbf16>) outs(%{{.*}} : tensor<?x4xf32>)
-// CHECK: arith.extf %{{.*}} : bf16 to f32
+// CHECK: %[[T:.*]] = tensor.dim %[[X]]
+// CHECK: %[[IDS:.*]] = memref.alloc(%[[T]]) : memref<?x2xi32>
+// CHECK: %[[W:.*]] = memref.alloc(%[[T]]) : memref<?x2xf32>
+// CHECK: %[[X_BUF:.*]] = bufferization.to_buffer %[[X]] read_only
+// CHECK: %[[WR_BUF:.*]] = bufferization.to_buffer %[[WR]] read_only
+// CHECK: %[[SCORES:.*]] = memref.alloc(%[[T]]) : memref<?x4xf32>
+// CHECK: scf.for %[[FIRST:.*]] = %c0 to %[[T]]
+// CHECK: %[[COUNT:.*]] = arith.minui %[[T]]
+// CHECK: %[[TILE:.*]] = memref.subview %[[SCORES]][0, 0] [%[[COUNT]], 4]
+// CHECK: linalg.generic {{.*}}["parallel", "parallel", "reduction"]{{.*}} ins(%{{.*}}, %[[WR_BUF]] : {{.*}}) outs(%[[TILE]]
 // CHECK: arith.extf %{{.*}} : bf16 to f32
 // CHECK: arith.maximumf
 // CHECK: math.exp
-// CHECK: arith.addf
-// CHECK: %[[SCORES:.*]] = linalg.generic
-// CHECK-NEXT: ^bb0
-// CHECK-NEXT: arith.divf
-// CHECK: %[[SCORES_BUF:.*]] = bufferization.to_buffer %[[SCORES]] read_only
-// CHECK: %[[AVAILABLE:.*]] = memref.alloca() : memref<4xi1>
-// CHECK: scf.for %[[T:.*]] = %{{.*}} to %{{.*}} step
-// CHECK: scf.for %[[J:.*]] = {{.*}} iter_args(%[[SUM:.*]] = %{{.*}}) -> (f32)
+// CHECK: arith.divf
+// CHECK: scf.for %[[ROW:.*]] = %c0 to %[[COUNT]]
+// CHECK: %[[TOKEN:.*]] = arith.addi %[[FIRST]], %[[ROW]]
+// CHECK: scf.for %[[J:.*]] = {{.*}} iter_args(%{{.*}}) -> (f32)
 // CHECK: scf.for {{.*}} -> (index, f32)
 // CHECK: arith.cmpf ogt
 // CHECK: arith.cmpf uno
 // CHECK: arith.cmpf ord
-// CHECK: memref.store %{{.*}}, %[[IDS]][%[[T]], %[[J]]]
-// CHECK: arith.divf
+// CHECK: memref.store %{{.*}}, %[[IDS]][%[[TOKEN]], %[[J]]]
 // CHECK: %[[IDS_T:.*]] = bufferization.to_tensor %[[IDS]] restrict writable
 // CHECK: %[[W_T:.*]] = bufferization.to_tensor %[[W]] restrict writable
 // CHECK: return %[[IDS_T]], %[[W_T]]
@@ -45,13 +47,14 @@ func.func @softmax_top2(%x: tensor<?x16xbf16>, %wr: tensor<4x16xbf16>)
 // CHECK-SAME: %[[RB:[^:]*]]: tensor<8xf32>, %[[SB:[^:]*]]: tensor<8xf32>
 // CHECK-DAG: arith.constant 2.500000e+00 : f32
 // CHECK: %[[SB_BUF:.*]] = bufferization.to_buffer %[[SB]] read_only
-// CHECK: linalg.generic {{.*}} ins(%[[RB]] : tensor<8xf32>)
+// CHECK: %[[RB_BUF:.*]] = bufferization.to_buffer %[[RB]] read_only
+// CHECK: %[[GROUP_SCORES:.*]] = memref.alloca() : memref<4xf32>
+// CHECK: %[[GROUP_CHOSEN:.*]] = memref.alloca() : memref<4xi1>
+// CHECK: linalg.generic {{.*}} ins(%[[RB_BUF]] : memref<8xf32>)
 // CHECK: linalg.generic {{.*}}["parallel", "parallel", "reduction"]
 // CHECK: arith.negf
 // CHECK: math.exp
 // CHECK-NOT: arith.maximumf
-// CHECK: %[[GROUP_SCORES:.*]] = memref.alloca() : memref<4xf32>
-// CHECK: %[[GROUP_CHOSEN:.*]] = memref.alloca() : memref<4xi1>
 // CHECK: scf.for
 // The group score is the sum of the two best choice values.
 // CHECK: scf.for {{.*}} -> (f32, f32)
