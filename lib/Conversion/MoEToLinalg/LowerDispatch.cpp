@@ -4,7 +4,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "Emitter.h"
+#include "Routing.h"
 
 #include "moe-mlir/Conversion/Passes.h"
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
@@ -58,17 +58,7 @@ struct LowerDispatch : OpRewritePattern<DispatchOp> {
     // Segment offsets, each segment rounded up to the row tile.
     auto offsetsType = cast<RankedTensorType>(op.getOffsets().getType());
     Value offsets = e.alloc(offsetsType, {});
-    e.store(e.i32(0), offsets, e.index(0));
-    e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value x) {
-      Value count = e.load(counts, x);
-      Value padded = e.mul(
-          arith::DivUIOp::create(e.builder(), e.location(),
-                                 e.add(count, e.i32(rowTile - 1)),
-                                 e.i32(rowTile)),
-          e.i32(rowTile));
-      e.store(e.add(e.load(offsets, x), padded), offsets,
-              e.add(x, e.index(1)));
-    });
+    buildPaddedOffsets(e, counts, offsets, numExperts, rowTile);
 
     // A stable counting sort of the slots into their experts' segments.
     Value numRows = e.toIndex(e.load(offsets, e.index(numExperts)));

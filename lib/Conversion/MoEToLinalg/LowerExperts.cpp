@@ -4,6 +4,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "Activation.h"
 #include "DotTile.h"
 #include "Emitter.h"
 
@@ -12,8 +13,6 @@
 
 #include "mlir/Dialect/Math/IR/Math.h"
 
-#include <cmath>
-
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOELOWEREXPERTS
 #include "moe-mlir/Conversion/Passes.h.inc"
@@ -21,35 +20,6 @@ namespace mlir::moe {
 
 using namespace mlir;
 using namespace mlir::moe;
-
-/// SPEC §1 activations, in f32.
-static Value applyActivation(Emitter &e, Activation activation, Value v) {
-  OpBuilder &b = e.builder();
-  Location loc = e.location();
-  switch (activation) {
-  case Activation::silu: {
-    Value negated = arith::NegFOp::create(b, loc, v);
-    Value denominator = e.add(e.f32(1), math::ExpOp::create(b, loc, negated));
-    return arith::DivFOp::create(b, loc, v, denominator);
-  }
-  case Activation::gelu: {
-    Value scaled = e.mul(v, e.f32(M_SQRT1_2));
-    Value erf = math::ErfOp::create(b, loc, scaled);
-    return e.mul(e.mul(e.f32(0.5), v), e.add(e.f32(1), erf));
-  }
-  case Activation::gelu_tanh: {
-    Value cube = e.mul(e.mul(v, v), v);
-    Value inner = e.mul(e.f32(std::sqrt(2.0 / M_PI)),
-                        e.add(v, e.mul(e.f32(0.044715), cube)));
-    Value tanh = math::TanhOp::create(b, loc, inner);
-    return e.mul(e.mul(e.f32(0.5), v), e.add(e.f32(1), tanh));
-  }
-  case Activation::relu:
-    return arith::MaximumFOp::create(b, loc, v, e.f32(0));
-  }
-  llvm_unreachable("unknown activation");
-}
-
 
 //===----------------------------------------------------------------------===//
 // The routed experts, at buffer level

@@ -4,14 +4,12 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "Emitter.h"
+#include "Routing.h"
 
 #include "moe-mlir/Conversion/Passes.h"
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
-
-#include <limits>
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOELOWERGATE
@@ -20,141 +18,6 @@ namespace mlir::moe {
 
 using namespace mlir;
 using namespace mlir::moe;
-
-//===----------------------------------------------------------------------===//
-// Scores and selection (SPEC §1 routing steps 1-7), on buffers
-//===----------------------------------------------------------------------===//
-
-namespace {
-/// The buffers the selection loops read and write.
-struct SelectionBuffers {
-  Value scores;        // [T, E] f32, for expert choice
-  Value selectionBias; // [E] or null
-  Value ids;           // [T, K] i32
-  Value weights;       // [T, K] f32
-};
-} // namespace
-
-namespace {
-/// Per-token scratch of grouped routing, allocated once outside the loops.
-struct GroupScratch {
-  Value scores; // [n_group] f32
-  Value chosen; // [n_group] i1
-};
-} // namespace
-
-/// Marks in `available` ([E] i1) the experts of the current token's
-/// `topk_group` best groups.
-static void buildGroupMask(Emitter &e, GateOp op, int64_t numExperts,
-                           Value available, const GroupScratch &scratch,
-                           function_ref<Value(Emitter &, Value)> choiceAt) {
-  int64_t numGroups = op.getNGroup();
-  int64_t groupSize = numExperts / numGroups;
-  Value groupScores = scratch.scores;
-  Value groupChosen = scratch.chosen;
-  Value negInf = e.f32(-std::numeric_limits<float>::infinity());
-  bool topTwo = op.getGroupScore() == GroupScore::top2_sum;
-
-  e.forEach(e.index(0), e.index(numGroups), [&](Emitter &e, Value group) {
-    Value first = e.mul(group, e.index(groupSize));
-    SmallVector<Value> best = e.forEachCarrying(
-        e.index(0), e.index(groupSize), ValueRange{negInf, negInf},
-        [&](Emitter &e, Value i, ValueRange top) -> SmallVector<Value> {
-          Value value = choiceAt(e, e.add(first, i));
-          Value aboveFirst = e.cmpf(arith::CmpFPredicate::OGT, value, top[0]);
-          Value aboveSecond =
-              e.cmpf(arith::CmpFPredicate::OGT, value, top[1]);
-          return {e.select(aboveFirst, value, top[0]),
-                  e.select(aboveFirst, top[0],
-                           e.select(aboveSecond, value, top[1]))};
-        });
-    Value score = topTwo ? e.add(best[0], best[1]) : best[0];
-    e.store(score, groupScores, group);
-    e.store(e.boolean(false), groupChosen, group);
-  });
-
-  e.forEach(e.index(0), e.index(op.getTopkGroup()), [&](Emitter &e, Value) {
-    Value group = e.argMax(
-        e.index(numGroups),
-        [&](Emitter &e, Value g) { return e.load(groupScores, g); },
-        [&](Emitter &e, Value g) {
-          return e.cmpi(arith::CmpIPredicate::eq, e.load(groupChosen, g),
-                        e.boolean(false));
-        });
-    e.store(e.boolean(true), groupChosen, group);
-  });
-
-  e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value expert) {
-    Value group = arith::DivUIOp::create(e.builder(), e.location(), expert,
-                                         e.index(groupSize));
-    e.store(e.load(groupChosen, group), available, expert);
-  });
-}
-
-namespace {
-/// Scratch of token-choice selection, allocated once outside the loops.
-struct SelectionScratch {
-  Value available; // [E] i1: experts the current token may still take
-  GroupScratch groups;
-};
-} // namespace
-
-static SelectionScratch allocSelectionScratch(Emitter &e, GateOp op,
-                                              int64_t numExperts) {
-  Type i1 = e.builder().getI1Type();
-  SelectionScratch scratch;
-  scratch.available = e.stackAlloc({numExperts}, i1);
-  if (op.getNGroup() > 1) {
-    int64_t numGroups = op.getNGroup();
-    scratch.groups.scores =
-        e.stackAlloc({numGroups}, e.builder().getF32Type());
-    scratch.groups.chosen = e.stackAlloc({numGroups}, i1);
-  }
-  return scratch;
-}
-
-/// Token choice for one token: it takes its `top_k` best allowed experts.
-/// `scoreAt` reads the token's score for an expert.
-static void buildTokenSelection(Emitter &e, GateOp op, int64_t numExperts,
-                                const SelectionBuffers &buffers,
-                                const SelectionScratch &scratch, Value token,
-                                function_ref<Value(Emitter &, Value)> scoreAt) {
-  int64_t topK = op.getTopK();
-  Value available = scratch.available;
-  auto choiceAt = [&](Emitter &e, Value expert) {
-    Value score = scoreAt(e, expert);
-    if (!buffers.selectionBias)
-      return score;
-    return e.add(score, e.toF32(e.load(buffers.selectionBias, expert)));
-  };
-  if (op.getNGroup() > 1)
-    buildGroupMask(e, op, numExperts, available, scratch.groups, choiceAt);
-  else
-    e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value x) {
-      e.store(e.boolean(true), available, x);
-    });
-
-  Value sum = e.forEachCarrying(
-      e.index(0), e.index(topK), ValueRange{e.f32(0)},
-      [&](Emitter &e, Value slot, ValueRange carried) -> SmallVector<Value> {
-        Value expert = e.argMax(
-            e.index(numExperts), choiceAt,
-            [&](Emitter &e, Value x) { return e.load(available, x); });
-        e.store(e.boolean(false), available, expert);
-        e.store(e.toI32(expert), buffers.ids, {token, slot});
-        Value weight = scoreAt(e, expert);
-        e.store(weight, buffers.weights, {token, slot});
-        return {e.add(carried[0], weight)};
-      })[0];
-
-  Value factor = e.f32(op.getRoutedScalingFactor().convertToFloat());
-  if (op.getNormalizeTopK())
-    factor = arith::DivFOp::create(e.builder(), e.location(), factor, sum);
-  e.forEach(e.index(0), e.index(topK), [&](Emitter &e, Value slot) {
-    Value weight = e.load(buffers.weights, {token, slot});
-    e.store(e.mul(weight, factor), buffers.weights, {token, slot});
-  });
-}
 
 namespace {
 /// What scoring reads, as buffers.
@@ -198,7 +61,6 @@ static void buildTileScores(Emitter &e, GateOp op,
                      return e.multiplyAdd(args[2], args[0], args[1]);
                    });
 
-  Value experts = e.index(numExperts);
   if (op.getScoring() == Scoring::sigmoid) {
     e.genericInPlace(ValueRange{}, tile, {e.map(2, {0, 1})},
                      {kParallel, kParallel},
@@ -208,43 +70,8 @@ static void buildTileScores(Emitter &e, GateOp op,
     return;
   }
   e.forEach(e.index(0), count, [&](Emitter &e, Value row) {
-    Value rowMax = e.forEachCarrying(
-        e.index(0), experts,
-        ValueRange{e.f32(-std::numeric_limits<float>::infinity())},
-        [&](Emitter &e, Value x, ValueRange acc) -> SmallVector<Value> {
-          return {arith::MaximumFOp::create(e.builder(), e.location(), acc[0],
-                                            e.load(tile, {row, x}))};
-        })[0];
-    Value rowSum = e.forEachCarrying(
-        e.index(0), experts, ValueRange{e.f32(0)},
-        [&](Emitter &e, Value x, ValueRange acc) -> SmallVector<Value> {
-          Value shifted = e.sub(e.load(tile, {row, x}), rowMax);
-          Value exp = math::ExpOp::create(e.builder(), e.location(), shifted);
-          e.store(exp, tile, {row, x});
-          return {e.add(acc[0], exp)};
-        })[0];
-    e.forEach(e.index(0), experts, [&](Emitter &e, Value x) {
-      Value normalized = arith::DivFOp::create(
-          e.builder(), e.location(), e.load(tile, {row, x}), rowSum);
-      e.store(normalized, tile, {row, x});
-    });
+    buildSoftmaxRow(e, tile, row, numExperts);
   });
-}
-
-/// `ceil(factor · T · slots / E)` as an index (SPEC §1 step 7).
-static Value buildCapacity(Emitter &e, double factor, Value numTokens,
-                           int64_t slots, int64_t numExperts) {
-  OpBuilder &b = e.builder();
-  Location loc = e.location();
-  Value tokens = arith::IndexCastOp::create(b, loc, b.getI64Type(), numTokens);
-  Value tokensF64 = arith::SIToFPOp::create(b, loc, b.getF64Type(), tokens);
-  Value product = e.mul(e.mul(e.f64(factor), tokensF64),
-                        e.f64(static_cast<double>(slots)));
-  Value quotient = arith::DivFOp::create(
-      b, loc, product, e.f64(static_cast<double>(numExperts)));
-  Value ceiling = math::CeilOp::create(b, loc, quotient);
-  Value capacity = arith::FPToSIOp::create(b, loc, b.getI64Type(), ceiling);
-  return arith::IndexCastOp::create(b, loc, b.getIndexType(), capacity);
 }
 
 /// Grants each expert at most C slots, slot 0 of every token first (token
