@@ -1,6 +1,7 @@
 # The moe-mlir lit suite: FileCheck tests of the dialect, its passes and the
 # tools, run against the build named in lit.site.cfg.py.
 import os
+import shutil
 
 import lit.formats
 
@@ -17,3 +18,23 @@ config.substitutions.append(("%moe_obj_root", config.moe_obj_root))
 
 path = [os.path.join(config.moe_obj_root, "bin"), config.llvm_tools_dir]
 config.environment["PATH"] = os.pathsep.join(path + [config.environment["PATH"]])
+
+# The CUDA toolkit moe-compile uses for "target": "cuda" (its search order):
+# tests that assemble kernels need it, the rest run anywhere.
+def cuda_toolkit():
+    candidates = [os.environ.get(v) for v in ("CUDA_HOME", "CUDA_PATH")]
+    candidates.append("/usr/local/cuda")
+    ptxas = shutil.which("ptxas")
+    if ptxas:
+        candidates.append(os.path.dirname(os.path.dirname(ptxas)))
+    needed = ("bin/ptxas", "bin/fatbinary", "nvvm/libdevice/libdevice.10.bc")
+    for root in filter(None, candidates):
+        if all(os.path.exists(os.path.join(root, f)) for f in needed):
+            return root
+    return None
+
+
+toolkit = cuda_toolkit()
+if toolkit:
+    config.available_features.add("cuda-toolkit")
+    config.substitutions.append(("%cuda_toolkit", toolkit))

@@ -19,13 +19,19 @@
 #include "mlir/InitAllDialects.h"
 #include "mlir/InitAllExtensions.h"
 #include "mlir/InitAllPasses.h"
+#include "mlir/Target/LLVM/NVVM/Target.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
 
 namespace mlir::moe {
 
-/// Upstream dialects, their extensions, and the moe dialect.
+/// Upstream dialects, their extensions, their translations to LLVM IR
+/// (the GPU pipeline translates kernels while it compiles them), the NVVM
+/// target, and the moe dialect.
 inline void registerAllDialects(DialectRegistry &registry) {
   mlir::registerAllDialects(registry);
   mlir::registerAllExtensions(registry);
+  mlir::registerAllToLLVMIRTranslations(registry);
+  NVVM::registerNVVMTargetInterfaceExternalModels(registry);
   registry.insert<MoEDialect>();
 }
 

@@ -57,8 +57,12 @@ void moe::buildCPUPipeline(OpPassManager &pm,
   pm.addPass(createCSEPass());
   pm.addPass(createCanonicalizerPass());
 
+  buildHostLoopsToLLVM(pm);
+}
+
+void moe::buildHostLoopsToLLVM(OpPassManager &pm) {
   if (failed(parsePassPipeline(kLoopsToLLVM, pm)))
-    llvm::report_fatal_error("moe-cpu-pipeline: upstream passes missing");
+    llvm::report_fatal_error("moe-mlir: upstream passes missing");
 }
 
 void moe::registerPipelines() {
@@ -66,4 +70,8 @@ void moe::registerPipelines() {
       "moe-cpu-pipeline",
       "Compile moe ops to the LLVM dialect for the host CPU",
       buildCPUPipeline);
+  PassPipelineRegistration<GPUPipelineOptions>(
+      "moe-gpu-pipeline",
+      "Compile moe ops to the LLVM dialect with NVIDIA GPU kernels",
+      buildGPUPipeline);
 }

@@ -124,4 +124,97 @@ def MoELowerCombine : Pass<"moe-lower-combine"> {
   let dependentDialects = MoELoweringDialects;
 }
 
+//===----------------------------------------------------------------------===//
+// The CUDA target
+//===----------------------------------------------------------------------===//
+
+def MoELowerToGPU : Pass<"moe-lower-to-gpu", "::mlir::ModuleOp"> {
+  let summary = "Lower the moe stage ops to GPU kernels over device buffers";
+  let description = [{
+    Replaces `moe.gate`, `moe.dispatch`, `moe.expert`, `moe.shared_expert`
+    and `moe.combine` by `gpu.launch` kernels of 256 threads per block, in
+    host code that allocates their device buffers (`gpu.alloc`, freed by
+    `moe-free-workspace`) and never waits for them: every size is known on
+    the host, so the kernels run back to back on one stream.
+
+    * gate: one thread per (token, expert) for the router logits, one per
+      token for the scores and the selection of the CPU path (groups,
+      top-k, normalization); capacity drops and the routing plan are scans
+      with one block per expert; expert choice ranks each (token, expert)
+      against the expert's other tokens in one thread.
+    * experts: the plan's row tiles are the blocks: a block computes
+      `row-tile` rows × 64 columns of one expert's projection, staging
+      16-wide slices of input and weight rows in shared memory, each thread
+      a register tile, all in f32. Gate and up share a kernel whose
+      epilogue writes `act(gate) ⊙ up`; the down projection writes f32 rows.
+      The shared expert runs the same kernels over the tokens.
+    * combine: one thread per output element sums the shared row and the
+      token's weighted expert rows in slot order and rounds once, so the
+      result's bits do not depend on scheduling.
+
+    The plan's buffers are sized for the most rows any routing can need, so
+    that no kernel's grid depends on device data. `moe.dispatch` must pad
+    to the kernels' `row-tile` (run `moe-expand{row-tile=64}`).
+
+    With `emulate`, each kernel becomes a loop over its blocks whose
+    threads run as an OpenMP team of 256 (`omp.barrier` for the barrier,
+    shared memory on the stack): the same kernels run on the CPU, which is
+    how the suite tests them without a GPU.
+  }];
+  let dependentDialects = !listconcat(MoELoweringDialects, [
+    "::mlir::func::FuncDialect", "::mlir::gpu::GPUDialect",
+    "::mlir::omp::OpenMPDialect"]);
+  let options = [
+    Option<"emulate", "emulate", "bool", /*default=*/"false",
+           "Run each block's threads as an OpenMP team on the CPU">,
+    Option<"rowTile", "row-tile", "int64_t", /*default=*/"64",
+           "Plan rows per block of the expert kernels (a multiple of 16)">
+  ];
+}
+
+def MoEFreeWorkspace : Pass<"moe-free-workspace", "::mlir::func::FuncOp"> {
+  let summary = "Free the kernels' buffers where their function returns";
+  let description = [{
+    Every buffer `moe-lower-to-gpu` allocates (marked `moe.workspace`) is
+    freed before each return of its function (`gpu.dealloc`, or
+    `memref.dealloc` when emulated); on a stream the free is ordered after
+    the kernels that use the buffer. Host code of a GPU function must not
+    touch device memory, so any other allocation or copy left in it (by
+    bufferization) is an error.
+  }];
+  let dependentDialects = ["::mlir::gpu::GPUDialect",
+                           "::mlir::memref::MemRefDialect"];
+}
+
+def MoEGPUUseStreamArgument
+    : Pass<"moe-gpu-use-stream-argument", "::mlir::ModuleOp"> {
+  let summary = "Run a function's GPU work on the stream it is given";
+  let description = [{
+    After `gpu-async-region` and `gpu-to-llvm`, a function's kernels,
+    allocations and frees run on a stream that `mgpuStreamCreate` made and
+    that the function synchronizes and destroys before it returns. In a
+    function with an argument named `stream` (`moe.name`), that argument is
+    used instead, and the synchronization goes: the caller's stream orders
+    the work and the caller decides when to wait.
+  }];
+  let dependentDialects = ["::mlir::LLVM::LLVMDialect"];
+}
+
+def MoEGPUEmbedFatbin : Pass<"moe-gpu-embed-fatbin", "::mlir::ModuleOp"> {
+  let summary = "One fat binary of every target's cubin and the newest PTX";
+  let description = [{
+    Runs on the `gpu.binary` ops that `gpu-module-to-binary{format=isa}`
+    left, one PTX object per NVVM target: assembles each with the CUDA
+    toolkit's `ptxas` into a cubin for its chip, and packs the cubins, plus
+    the PTX of the newest chip for GPUs newer than any of them, into one
+    fat binary with `fatbinary`. The binary keeps that single object, so
+    the host code loads it once and the driver picks the image that fits
+    the device; tools such as `cuobjdump` list its images.
+  }];
+  let options = [
+    Option<"toolkit", "toolkit", "std::string", /*default=*/"\"\"",
+           "The CUDA toolkit's root (bin/ptxas, bin/fatbinary)">
+  ];
+}
+
 #endif // MOE_CONVERSION_PASSES_TD

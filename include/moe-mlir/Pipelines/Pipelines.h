@@ -37,7 +37,45 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
 /// to LLVM.
 void buildCPUPipeline(OpPassManager &pm, const CPUPipelineOptions &options);
 
-/// Registers `moe-cpu-pipeline` with the pass registry.
+struct GPUPipelineOptions : public PassPipelineOptions<GPUPipelineOptions> {
+  Option<std::string> chips{
+      *this, "chips",
+      llvm::cl::desc("Comma-separated NVIDIA targets, a cubin each (sm_XY)"),
+      llvm::cl::init("sm_80,sm_90")};
+  Option<std::string> toolkit{
+      *this, "toolkit",
+      llvm::cl::desc("CUDA toolkit root: bin/ptxas, bin/fatbinary and "
+                     "nvvm/libdevice (empty: ptxas on PATH)"),
+      llvm::cl::init("")};
+  Option<std::string> binary{
+      *this, "binary",
+      llvm::cl::desc("What the kernels become: 'fatbin' (one fat binary "
+                     "with a cubin per chip), 'ptx' (PTX per chip) or "
+                     "'nvvm' (stop at the NVVM dialect)"),
+      llvm::cl::init("fatbin")};
+  Option<bool> emulate{
+      *this, "emulate",
+      llvm::cl::desc("The same kernels for the CPU: each block's threads "
+                     "an OpenMP team (testing without a GPU)"),
+      llvm::cl::init(false)};
+  Option<int64_t> rowTile{*this, "row-tile",
+                          llvm::cl::desc("Plan rows per expert kernel block"),
+                          llvm::cl::init(64)};
+};
+
+/// moe.layer (and any stage op) down to the LLVM dialect with NVIDIA GPU
+/// kernels: expand, lower each stage to kernels over device buffers,
+/// bufferize, outline the kernels, run them on the function's stream, then
+/// NVVM, and a fat binary of cubins the host code launches. With
+/// `emulate`, the kernels are lowered for the CPU instead.
+void buildGPUPipeline(OpPassManager &pm, const GPUPipelineOptions &options);
+
+/// Upstream's lowering of loops, memrefs, vectors, math and OpenMP to the
+/// LLVM dialect on the host, the end of the CPU pipeline.
+void buildHostLoopsToLLVM(OpPassManager &pm);
+
+/// Registers `moe-cpu-pipeline` and `moe-gpu-pipeline` with the pass
+/// registry.
 void registerPipelines();
 
 } // namespace mlir::moe

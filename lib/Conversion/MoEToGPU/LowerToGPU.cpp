@@ -1,0 +1,79 @@
+//===- LowerToGPU.cpp - The moe stage ops to GPU kernels ------------------===//
+//
+// Part of the moe-mlir project.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Kernels.h"
+
+#include "moe-mlir/Conversion/Passes.h"
+#include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
+
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_MOELOWERTOGPU
+#include "moe-mlir/Conversion/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+/// Declares the external function `name` unless the module has it.
+static void declareFunction(ModuleOp module, OpBuilder &b, StringRef name,
+                            FunctionType type) {
+  if (module.lookupSymbol(name))
+    return;
+  func::FuncOp::create(b, module.getLoc(), name, type).setPrivate();
+}
+
+namespace {
+struct MoELowerToGPUPass : moe::impl::MoELowerToGPUBase<MoELowerToGPUPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    if (rowTile < 16 || rowTile > 128 || rowTile % 16 != 0) {
+      module.emitError() << "moe-lower-to-gpu: 'row-tile' ("
+                         << rowTile.getValue()
+                         << ") must be a multiple of 16 from 16 to 128";
+      return signalPassFailure();
+    }
+    WalkResult planTiles = module.walk([&](DispatchOp op) {
+      if (op.getRowTile() == rowTile)
+        return WalkResult::advance();
+      op.emitOpError("row_tile (")
+          << op.getRowTile() << ") must be the GPU kernels' row tile ("
+          << rowTile.getValue()
+          << "): run moe-expand with the same row-tile";
+      return WalkResult::interrupt();
+    });
+    if (planTiles.wasInterrupted())
+      return signalPassFailure();
+    if (emulate) {
+      OpBuilder b = OpBuilder::atBlockBegin(module.getBody());
+      Type i32 = b.getI32Type();
+      declareFunction(module, b, kThreadNumFunction,
+                      b.getFunctionType({}, {i32}));
+      declareFunction(module, b, kSetBlocktimeFunction,
+                      b.getFunctionType({i32}, {}));
+    }
+
+    GPULoweringOptions options{emulate, rowTile};
+    RewritePatternSet patterns(&getContext());
+    populateGateKernelPatterns(patterns, options);
+    populatePlanKernelPatterns(patterns, options);
+    populateFFNKernelPatterns(patterns, options);
+    if (failed(applyPatternsGreedily(module, std::move(patterns))))
+      return signalPassFailure();
+    WalkResult left = module.walk([&](Operation *op) {
+      if (!isa<MoEDialect>(op->getDialect()))
+        return WalkResult::advance();
+      op->emitOpError("has no GPU kernels: run moe-expand first");
+      return WalkResult::interrupt();
+    });
+    if (left.wasInterrupted())
+      signalPassFailure();
+  }
+};
+} // namespace

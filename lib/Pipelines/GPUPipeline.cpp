@@ -1,0 +1,86 @@
+//===- GPUPipeline.cpp - From moe.layer to NVIDIA GPU kernels -------------===//
+//
+// Part of the moe-mlir project.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe-mlir/Pipelines/Pipelines.h"
+
+#include "moe-mlir/Conversion/Passes.h"
+#include "moe-mlir/Dialect/MoE/Transforms/Passes.h"
+
+#include "mlir/Conversion/GPUCommon/GPUCommonPass.h"
+#include "mlir/Dialect/Bufferization/Transforms/Passes.h"
+#include "mlir/Dialect/GPU/Transforms/Passes.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/Passes.h"
+
+#include "llvm/ADT/StringExtras.h"
+
+using namespace mlir;
+
+/// Host and kernels after outlining, up to the NVVM dialect inside each
+/// gpu.module (the order of upstream's gpu-lower-to-nvvm-pipeline). bf16
+/// conversions become integer code, as on the CPU: sm_80 has no
+/// bf16-to-f32 instruction.
+static constexpr const char *kHostToLLVM =
+    "arith-expand{include-bf16=true},convert-scf-to-cf,convert-func-to-llvm,"
+    "expand-strided-metadata";
+static constexpr const char *kKernelsToNVVM =
+    "lower-affine,convert-arith-to-llvm,convert-index-to-llvm,canonicalize,"
+    "cse,gpu.module(strip-debuginfo,convert-gpu-to-nvvm,"
+    "llvm-optimize-for-nvvm-target,canonicalize,cse,"
+    "reconcile-unrealized-casts)";
+static constexpr const char *kFinish =
+    "convert-math-to-llvm,canonicalize,cse,reconcile-unrealized-casts";
+
+static void addParsed(OpPassManager &pm, StringRef pipeline) {
+  if (failed(parsePassPipeline(pipeline, pm)))
+    llvm::report_fatal_error("moe-gpu-pipeline: upstream passes missing");
+}
+
+void moe::buildGPUPipeline(OpPassManager &pm,
+                           const GPUPipelineOptions &options) {
+  moe::MoEExpandOptions expand;
+  expand.rowTile = options.rowTile;
+  pm.addPass(moe::createMoEExpand(expand));
+  moe::MoELowerToGPUOptions kernels;
+  kernels.emulate = options.emulate;
+  kernels.rowTile = options.rowTile;
+  pm.addPass(moe::createMoELowerToGPU(kernels));
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  pm.addPass(bufferization::createOneShotBufferizePass());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  pm.addNestedPass<func::FuncOp>(moe::createMoEFreeWorkspace());
+  if (options.emulate)
+    return buildHostLoopsToLLVM(pm);
+
+  pm.addPass(createGpuKernelOutliningPass());
+  pm.addNestedPass<func::FuncOp>(createGpuAsyncRegionPass());
+  addParsed(pm, kHostToLLVM);
+  SmallVector<StringRef> chips;
+  StringRef(options.chips).split(chips, ',', -1, /*KeepEmpty=*/false);
+  for (StringRef chip : chips) {
+    GpuNVVMAttachTargetOptions target;
+    target.chip = chip.trim().str();
+    target.optLevel = 3;
+    pm.addPass(createGpuNVVMAttachTarget(target));
+  }
+  addParsed(pm, kKernelsToNVVM);
+  pm.addPass(createGpuToLLVMConversionPass());
+  pm.addPass(moe::createMoEGPUUseStreamArgument());
+  if (options.binary != "nvvm") {
+    GpuModuleToBinaryPassOptions serialize;
+    serialize.toolkitPath = options.toolkit;
+    serialize.compilationTarget = "isa";
+    pm.addPass(createGpuModuleToBinaryPass(serialize));
+  }
+  if (options.binary == "fatbin") {
+    moe::MoEGPUEmbedFatbinOptions fatbin;
+    fatbin.toolkit = options.toolkit;
+    pm.addPass(moe::createMoEGPUEmbedFatbin(fatbin));
+  }
+  addParsed(pm, kFinish);
+}

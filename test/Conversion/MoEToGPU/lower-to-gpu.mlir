@@ -1,0 +1,96 @@
+// RUN: moe-opt %s -split-input-file -moe-lower-to-gpu -verify-diagnostics | FileCheck %s
+// RUN: moe-opt %s -split-input-file -moe-lower-to-gpu=emulate -verify-diagnostics | FileCheck %s --check-prefix=EMULATED
+
+// Every stage becomes kernels of 256 threads in the moe_kernels module,
+// named after the function, over device buffers the host allocates
+// (moe.workspace, freed by moe-free-workspace): router logits, selection
+// with per-thread scratch, capacity and the plan as per-expert block scans
+// in shared memory, the projections as tiled GEMMs staging 16-wide slices
+// of their input and weights in shared memory (the plan's row tile of 64
+// rows per block), and combine per output element, rounded to bf16.
+// CHECK-LABEL: func.func @layer
+// CHECK-NOT: moe.
+// CHECK: gpu.alloc (%{{.*}}) {moe.workspace} : memref<?x2xi32>
+// CHECK: gpu.alloc (%{{.*}}) {moe.workspace} : memref<?x2xf32>
+// CHECK: %[[SCORES:.*]] = gpu.alloc (%{{.*}}) {moe.workspace} : memref<?x8xf32>
+// CHECK: gpu.launch blocks({{.*}}) threads({{.*}}) in (%{{.*}} = %c256{{.*}}) module(@moe_kernels) function(@layer_gate_logits)
+// CHECK: memref.store %{{.*}}, %[[SCORES]]
+// CHECK: gpu.launch {{.*}} function(@layer_gate_select)
+// CHECK: math.exp
+// CHECK: memref.alloca() : memref<8xi1>
+// CHECK: gpu.launch {{.*}} function(@layer_gate_capacity) workgroup(%{{.*}} : memref<257xindex, #gpu.address_space<workgroup>>)
+// CHECK: gpu.barrier
+// CHECK: gpu.barrier
+// CHECK: gpu.launch {{.*}} function(@layer_plan_fill)
+// CHECK: gpu.launch {{.*}} function(@layer_plan_count) workgroup(
+// CHECK: gpu.launch {{.*}} function(@layer_plan_offsets)
+// CHECK: gpu.launch {{.*}} function(@layer_plan_place) workgroup(
+// CHECK: %[[HIDDEN:.*]] = gpu.alloc (%{{.*}}) {moe.workspace} : memref<?x8xf32>
+// CHECK: gpu.launch {{.*}} function(@layer_expert_up) workgroup(%{{.*}} : memref<64xindex, #gpu.address_space<workgroup>>, %{{.*}} : memref<16x65xf32, #gpu.address_space<workgroup>>, %{{.*}} : memref<16x65xf32, #gpu.address_space<workgroup>>, %{{.*}} : memref<16x65xf32, #gpu.address_space<workgroup>>)
+// CHECK: gpu.barrier
+// CHECK: scf.for {{.*}} iter_args({{.*}}) -> (f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32)
+// CHECK: gpu.barrier
+// CHECK: memref.store %{{.*}}, %[[HIDDEN]]
+// CHECK: gpu.launch {{.*}} function(@layer_expert_down) workgroup(%{{.*}} : memref<64xindex, #gpu.address_space<workgroup>>, %{{.*}} : memref<16x65xf32, #gpu.address_space<workgroup>>, %{{.*}} : memref<16x65xf32, #gpu.address_space<workgroup>>)
+// CHECK: gpu.launch {{.*}} function(@layer_shared_scale)
+// CHECK: gpu.launch {{.*}} function(@layer_shared_up)
+// CHECK: gpu.launch {{.*}} function(@layer_shared_down)
+// CHECK: %[[Y:.*]] = gpu.alloc (%{{.*}}) {moe.workspace} : memref<?x16xbf16>
+// CHECK: gpu.launch {{.*}} function(@layer_combine)
+// CHECK: arith.truncf %{{.*}} : f32 to bf16
+// CHECK: memref.store %{{.*}}, %[[Y]]
+// CHECK: %[[RESULT:.*]] = bufferization.to_tensor %[[Y]]
+// CHECK: return %[[RESULT]]
+
+// Emulated: the same kernels, each one OpenMP team of 256 threads looping
+// over the blocks, with omp.barrier for gpu.barrier and the shared buffers
+// on the stack.
+// EMULATED-LABEL: func.func @layer
+// EMULATED-NOT: gpu.
+// EMULATED: memref.alloc(%{{.*}}) {moe.workspace} : memref<?x2xi32>
+// EMULATED: call @kmp_set_blocktime(%{{.*}}) : (i32) -> ()
+// EMULATED: omp.parallel num_threads(%{{.*}} : i32) {
+// EMULATED: call @omp_get_thread_num() : () -> i32
+// EMULATED: memref.alloca() : memref<257xindex>
+// EMULATED: omp.parallel
+// EMULATED: omp.barrier
+func.func @layer(%x: tensor<?x16xbf16>, %wr: tensor<8x16xbf16>,
+    %wg: tensor<8x8x16xbf16>, %wu: tensor<8x8x16xbf16>, %wd: tensor<8x16x8xbf16>,
+    %sg: tensor<24x16xbf16>, %su: tensor<24x16xbf16>, %sd: tensor<16x24xbf16>,
+    %g: tensor<16xbf16>) -> tensor<?x16xbf16> {
+  %ids, %w = moe.gate %x, %wr {top_k = 2 : i64, capacity_factor = 1.0 : f64}
+      : tensor<?x16xbf16>, tensor<8x16xbf16> -> tensor<?x2xi32>, tensor<?x2xf32>
+  %counts, %offsets, %slots, %rows = moe.dispatch %ids {num_experts = 8 : i64, row_tile = 64 : i64}
+      : tensor<?x2xi32> -> tensor<8xi32>, tensor<9xi32>, tensor<?xi32>, tensor<?x2xi32>
+  %out = moe.expert %x, %slots, %offsets gate_proj(%wg : tensor<8x8x16xbf16>)
+      up_proj(%wu : tensor<8x8x16xbf16>) down_proj(%wd : tensor<8x16x8xbf16>)
+      {slots_per_token = 2 : i64}
+      : tensor<?x16xbf16>, tensor<?xi32>, tensor<9xi32> -> tensor<?x16xf32>
+  %s = moe.shared_expert %x gate_proj(%sg : tensor<24x16xbf16>) up_proj(%su : tensor<24x16xbf16>)
+      down_proj(%sd : tensor<16x24xbf16>) expert_gate(%g : tensor<16xbf16>)
+      : tensor<?x16xbf16> -> tensor<?x16xf32>
+  %y = moe.combine %out, %rows, %w shared(%s : tensor<?x16xf32>)
+      : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x16xbf16>
+  return %y : tensor<?x16xbf16>
+}
+
+// -----
+
+// The plan's row tile must be the kernels'.
+func.func @plan(%ids: tensor<?x2xi32>) -> tensor<?xi32> {
+  // expected-error @+1 {{'moe.dispatch' op row_tile (16) must be the GPU kernels' row tile (64): run moe-expand with the same row-tile}}
+  %counts, %offsets, %slots, %rows = moe.dispatch %ids {num_experts = 8 : i64, row_tile = 16 : i64}
+      : tensor<?x2xi32> -> tensor<8xi32>, tensor<9xi32>, tensor<?xi32>, tensor<?x2xi32>
+  return %slots : tensor<?xi32>
+}
+
+// -----
+
+func.func @unexpanded(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>,
+    %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) -> tensor<?x16xf32> {
+  // expected-error @+1 {{'moe.layer' op has no GPU kernels: run moe-expand first}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>) {top_k = 2 : i64}
+         : tensor<?x16xf32> -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
+}
