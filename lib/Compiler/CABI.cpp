@@ -30,6 +30,8 @@ constexpr ErrorCode kErrorCodes[] = {
     {"ERROR_OUT_OF_MEMORY", 5, "out of memory"},
     {"ERROR_TOO_MANY_TOKENS", 6,
      "num_tokens is too large for the layer's 32-bit routing plan"},
+    {"ERROR_NO_DEVICE", 8, "no CUDA driver or device"},
+    {"ERROR_CUDA", 9, "a CUDA driver call failed"},
 };
 } // namespace
 
@@ -61,7 +63,10 @@ std::string mlir::moe::emitHeader(const LayerConfig &c) {
   os << "/* " << n << ".h: a Mixture-of-Experts layer compiled by moe-compile.\n"
      << " * Config: " << c.toJSON() << "\n"
      << " * Weights are row-major arrays of " << dataTypeName(c.dtype)
-     << "; x and y are [num_tokens][" << c.hiddenSize << "]. */\n"
+     << "; x and y are [num_tokens][" << c.hiddenSize << "]."
+     << (c.isCUDA() ? "\n * CUDA: every array pointer is a device pointer."
+                    : "")
+     << " */\n"
      << "#ifndef " << guard << "\n#define " << guard << "\n\n"
      << "#include <stdint.h>\n\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n";
   os << "#define " << upper(n) << "_HIDDEN_SIZE " << c.hiddenSize << "\n"
@@ -94,14 +99,24 @@ std::string mlir::moe::emitHeader(const LayerConfig &c) {
   os << "} " << n << "_weights;\n"
      << "typedef struct " << n << "_context " << n << "_context;\n\n"
      << "/* Validates the weights and keeps the pointers (not the struct): "
-        "the arrays\n   must outlive the context. */\n"
+        "the arrays\n   must outlive the context."
+     << (c.isCUDA() ? " Finds the GPU: the CUDA context\n   current on "
+                      "this thread, else device 0's primary context. */\n"
+                    : " */\n")
      << "int " << n << "_create(const " << n << "_weights *w, " << n
      << "_context **ctx);\n"
      << "/* y[num_tokens][H] = the layer applied to x[num_tokens][H]. Safe "
         "to call\n   concurrently on one context with distinct outputs. */\n"
      << "int " << n << "_forward(" << n
-     << "_context *ctx, const void *x, int64_t num_tokens, void *y);\n"
-     << "/* The routing alone: [num_tokens][" << upper(n)
+     << "_context *ctx, const void *x, int64_t num_tokens, void *y);\n";
+  if (c.isCUDA())
+    os << "/* forward() enqueued on `stream` (a cudaStream_t; NULL is the "
+          "default\n   stream), returning before it runs: x, y and the "
+          "weights must stay\n   valid until the stream has run it. */\n"
+       << "int " << n << "_forward_async(" << n
+       << "_context *ctx, const void *x, int64_t num_tokens, void *y,\n"
+       << "    void *stream);\n";
+  os << "/* The routing alone: [num_tokens][" << upper(n)
      << "_ROUTE_WIDTH] expert ids\n   (-1: dropped or not chosen) and their "
         "weights. */\n"
      << "int " << n << "_route(" << n
@@ -135,10 +150,16 @@ std::string mlir::moe::emitWrapperSource(const LayerConfig &c) {
      << "typedef struct { void *allocated, *aligned; int64_t offset, "
         "sizes[3], strides[3]; } memref3;\n\n";
 
+  bool cuda = c.isCUDA();
+  if (cuda)
+    os << "/* The CUDA runtime (runtime/CUDARuntime.c), linked in. */\n"
+       << "int moeCudaInit(void);\nvoid moeCudaBeginCall(void);\n"
+       << "int moeCudaEndCall(void *stream, int wait);\n\n";
   // Kernel declarations, arguments in buildLayerModule's order.
   auto declare = [&](const char *kernel, bool routingOnly,
                      const char *outputs) {
-    os << "void _mlir_ciface_" << n << "_" << kernel << "(memref2 *x";
+    os << "void _mlir_ciface_" << n << "_" << kernel << "("
+       << (cuda ? "void *stream, " : "") << "memref2 *x";
     for (const WeightField &field : fields)
       if (field.used && (!routingOnly || isRouting(field)))
         os << ", memref" << field.shape.size() << " *" << field.name;
@@ -174,6 +195,15 @@ const char *)" << n << R"(_strerror(int code) {
   os << "const char *" << n << "_config_json(void) {\n  return "
      << cString(c.toJSON()) << ";\n}\n\n";
 
+  // The runtime's status (0, no device, a failed call, out of memory) as
+  // this library's error code.
+  if (cuda)
+    os << "static int " << n << "_status(int runtime) {\n"
+       << "  switch (runtime) {\n  case 0: return " << N << "_OK;\n"
+       << "  case 1: return " << N << "_ERROR_NO_DEVICE;\n"
+       << "  case 3: return " << N << "_ERROR_OUT_OF_MEMORY;\n"
+       << "  default: return " << N << "_ERROR_CUDA;\n  }\n}\n\n";
+
   os << "int " << n << "_create(const " << n << "_weights *w, " << n
      << "_context **ctx) {\n"
      << "  if (!w || !ctx) return " << N << "_ERROR_NULL_ARGUMENT;\n"
@@ -183,6 +213,9 @@ const char *)" << n << R"(_strerror(int code) {
        << ") return " << N
        << (field.used ? "_ERROR_MISSING_WEIGHT" : "_ERROR_UNUSED_WEIGHT")
        << ";\n";
+  if (cuda)
+    os << "  int status = moeCudaInit();\n"
+       << "  if (status) return " << n << "_status(status);\n";
   os << "  " << n << "_context *c = malloc(sizeof *c);\n"
      << "  if (!c) return " << N << "_ERROR_OUT_OF_MEMORY;\n"
      << "  c->w = *w;\n  *ctx = c;\n  return " << N << "_OK;\n}\n\n"
@@ -214,15 +247,45 @@ const char *)" << n << R"(_strerror(int code) {
        << ") return " << N << "_ERROR_NULL_ARGUMENT;\n";
   };
 
-  os << "int " << n << "_forward(" << n
-     << "_context *ctx, const void *x, int64_t num_tokens, void *y) {\n";
+  // The kernel function's call; on CUDA between the runtime's begin and
+  // end of a call, which report what failed.
+  auto call = [&](const char *kernel, bool routingOnly, const char *outputs,
+                  const char *stream, const char *wait) {
+    if (cuda)
+      os << "  moeCudaBeginCall();\n";
+    os << "  _mlir_ciface_" << n << "_" << kernel << "("
+       << (cuda ? std::string(stream) + ", " : "") << "&xv";
+    weightArgs(routingOnly);
+    os << ", " << outputs << ");\n";
+    if (cuda)
+      os << "  return " << n << "_status(moeCudaEndCall(" << stream << ", "
+         << wait << "));\n}\n\n";
+    else
+      os << "  return " << N << "_OK;\n}\n\n";
+  };
+
+  if (cuda)
+    os << "static int " << n << "_forward_on(" << n
+       << "_context *ctx, const void *x, int64_t num_tokens, void *y,\n"
+       << "    void *stream, int wait) {\n";
+  else
+    os << "int " << n << "_forward(" << n
+       << "_context *ctx, const void *x, int64_t num_tokens, void *y) {\n";
   checks("y", nullptr);
   os << "  memref2 xv = view2(x, num_tokens, " << c.hiddenSize << ");\n"
      << "  memref2 yv = view2(y, num_tokens, " << c.hiddenSize << ");\n";
   weightViews(false);
-  os << "  _mlir_ciface_" << n << "_forward_kernel(&xv";
-  weightArgs(false);
-  os << ", &yv);\n  return " << N << "_OK;\n}\n\n";
+  call("forward_kernel", false, "&yv", "stream", "wait");
+  if (cuda)
+    os << "int " << n << "_forward(" << n
+       << "_context *ctx, const void *x, int64_t num_tokens, void *y) {\n"
+       << "  return " << n << "_forward_on(ctx, x, num_tokens, y, NULL, 1);\n"
+       << "}\n\n"
+       << "int " << n << "_forward_async(" << n
+       << "_context *ctx, const void *x, int64_t num_tokens, void *y,\n"
+       << "    void *stream) {\n"
+       << "  return " << n
+       << "_forward_on(ctx, x, num_tokens, y, stream, 0);\n}\n\n";
 
   os << "int " << n << "_route(" << n
      << "_context *ctx, const void *x, int64_t num_tokens,\n"
@@ -234,8 +297,6 @@ const char *)" << n << R"(_strerror(int code) {
      << "  memref2 weights = view2(topk_weights, num_tokens, "
      << c.slotsPerToken() << ");\n";
   weightViews(true);
-  os << "  _mlir_ciface_" << n << "_route_kernel(&xv";
-  weightArgs(true);
-  os << ", &ids, &weights);\n  return " << N << "_OK;\n}\n";
+  call("route_kernel", true, "&ids, &weights", "NULL", "1");
   return text;
 }

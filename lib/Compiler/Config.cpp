@@ -145,6 +145,40 @@ static bool isCIdentifier(const std::string &name) {
   return true;
 }
 
+/// The comma-separated entries of `list`, trimmed.
+static std::vector<std::string> splitList(llvm::StringRef list) {
+  llvm::SmallVector<llvm::StringRef> parts;
+  list.split(parts, ',');
+  std::vector<std::string> items;
+  for (llvm::StringRef part : parts)
+    items.push_back(part.trim().str());
+  return items;
+}
+
+std::vector<std::string> LayerConfig::gpuArchs() const {
+  return splitList(gpuArch);
+}
+
+/// `gpu_arch`: NVIDIA targets `sm_XY` (or `sm_XYa`, `sm_XYf`), Turing
+/// (sm_75) or newer as CUDA 13's ptxas requires, each named once.
+static void checkGPUArchs(KeyReader &reader, const std::string &gpuArch) {
+  std::set<std::string> seen;
+  for (const std::string &arch : splitList(gpuArch)) {
+    llvm::StringRef rest(arch);
+    unsigned number = 0;
+    bool wellFormed = rest.consume_front("sm_") &&
+                      !rest.consumeInteger(10, number) &&
+                      (rest.empty() || rest == "a" || rest == "f");
+    if (!wellFormed || number < 75)
+      return reader.fail("gpu_arch",
+                         "must be a comma-separated list of NVIDIA targets "
+                         "from sm_75 on, such as \"sm_80,sm_90\", got \"" +
+                             gpuArch + "\"");
+    if (!seen.insert(arch).second)
+      return reader.fail("gpu_arch", "names " + arch + " twice");
+  }
+}
+
 /// The rules between keys (SPEC §1 and §2): the same ones moe.layer's
 /// verifier enforces, reported against the config's keys.
 static void checkConsistency(KeyReader &reader, const LayerConfig &c) {
@@ -192,10 +226,7 @@ static void checkConsistency(KeyReader &reader, const LayerConfig &c) {
   if (c.sharedExpertGate && !c.hasSharedExpert())
     return reader.fail("shared_expert_gate",
                        "needs a shared expert ('shared_intermediate_size' > 0)");
-  if (c.target != "cpu")
-    return reader.fail("target", "\"" + c.target +
-                                     "\" is not supported by this build of "
-                                     "moe-compile (only \"cpu\")");
+  checkGPUArchs(reader, c.gpuArch);
 }
 
 llvm::Expected<LayerConfig>

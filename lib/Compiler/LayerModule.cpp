@@ -10,6 +10,7 @@
 
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/IR/Builders.h"
 
 using namespace mlir;
@@ -37,8 +38,11 @@ public:
   /// Declares an argument; returns its index.
   unsigned addArgument(StringRef argName, ArrayRef<int64_t> shape,
                        Type element) {
+    return addArgument(argName, MemRefType::get(shape, element));
+  }
+  unsigned addArgument(StringRef argName, Type type) {
     names.push_back(argName.str());
-    types.push_back(MemRefType::get(shape, element));
+    types.push_back(type);
     return types.size() - 1;
   }
 
@@ -54,7 +58,11 @@ public:
     b.setInsertionPointToStart(function.addEntryBlock());
     SmallVector<Value> tensors;
     for (BlockArgument arg : function.getArguments()) {
-      auto type = cast<MemRefType>(arg.getType());
+      auto type = dyn_cast<MemRefType>(arg.getType());
+      if (!type) {
+        tensors.push_back(Value());
+        continue;
+      }
       tensors.push_back(bufferization::ToTensorOp::create(
           b, loc,
           RankedTensorType::get(type.getShape(), type.getElementType()), arg,
@@ -85,7 +93,7 @@ private:
 
 OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext &context,
                                                   const LayerConfig &config) {
-  context.loadDialect<MoEDialect, func::FuncDialect,
+  context.loadDialect<MoEDialect, func::FuncDialect, LLVM::LLVMDialect,
                       bufferization::BufferizationDialect>();
   OpBuilder b(&context);
   Location loc = b.getUnknownLoc();
@@ -108,9 +116,12 @@ OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext &context,
     op.setRouting(*symbolizeRouting(config.routing));
     op.setCapacityFactor(APFloat(config.capacityFactor));
   };
-  // Operands by field name; absent fields stay null.
+  // Operands by field name; absent fields stay null. For CUDA the first
+  // argument is the stream the kernels run on (moe-gpu-use-stream-argument).
   auto operandsOf = [&](KernelBuilder &kernel, bool routingOnly) {
     llvm::StringMap<unsigned> index;
+    if (config.isCUDA())
+      kernel.addArgument("stream", LLVM::LLVMPointerType::get(&context));
     index["x"] = kernel.addArgument("x", {dynamic, hidden}, data);
     for (const WeightField &field : fields) {
       StringRef fieldName = field.name;

@@ -50,6 +50,7 @@ _RULES = {
 }
 
 _C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_GPU_ARCH = re.compile(r"sm_([0-9]+)[af]?\Z")
 
 
 class ConfigError(ValueError):
@@ -125,7 +126,7 @@ class MoEConfig:
     shared_intermediate_size: int = 0
     shared_expert_gate: bool = False
     target: str = "cpu"
-    gpu_arch: str = "sm_90"
+    gpu_arch: str = "sm_80,sm_90"
 
     def __post_init__(self):
         self._validate("<config>")
@@ -301,9 +302,15 @@ def _check_consistency(source, c):
             fail("selection_bias", 'is not used by "expert_choice" routing')
     if c.shared_expert_gate and c.shared_intermediate_size <= 0:
         fail("shared_expert_gate", "needs a shared expert ('shared_intermediate_size' > 0)")
-    if c.target != "cpu":
-        fail("target", f'"{c.target}" is not supported by this build of moe-compile '
-             '(only "cpu")')
+    seen = set()
+    for arch in (part.strip() for part in c.gpu_arch.split(",")):
+        match = _GPU_ARCH.match(arch)
+        if not match or int(match.group(1)) < 75:
+            fail("gpu_arch", "must be a comma-separated list of NVIDIA targets from "
+                 f'sm_75 on, such as "sm_80,sm_90", got "{c.gpu_arch}"')
+        if arch in seen:
+            fail("gpu_arch", f"names {arch} twice")
+        seen.add(arch)
 
 
 def as_config(config):

@@ -27,7 +27,7 @@ DEFAULTS = {
     "shared_intermediate_size": 0,
     "shared_expert_gate": False,
     "target": "cpu",
-    "gpu_arch": "sm_90",
+    "gpu_arch": "sm_80,sm_90",
 }
 
 REQUIRED = ("name", "hidden_size", "intermediate_size", "num_experts", "top_k")

@@ -82,9 +82,15 @@ BAD = [
      "needs a shared expert ('shared_intermediate_size' > 0)"),
     ({"shared_intermediate_size": -1}, "shared_intermediate_size",
      "must be at least 0, got -1"),
-    ({"target": "cuda"}, "target",
-     '"cuda" is not supported by this build of moe-compile (only "cpu")'),
+    ({"target": "tpu"}, "target", 'must be one of "cpu", "cuda", got "tpu"'),
     ({"gpu_arch": 90}, "gpu_arch", "must be a string, got 90"),
+    ({"gpu_arch": "sm_70"}, "gpu_arch",
+     'must be a comma-separated list of NVIDIA targets from sm_75 on, such as '
+     '"sm_80,sm_90", got "sm_70"'),
+    ({"gpu_arch": "sm_80,compute_90"}, "gpu_arch",
+     'must be a comma-separated list of NVIDIA targets from sm_75 on, such as '
+     '"sm_80,sm_90", got "sm_80,compute_90"'),
+    ({"gpu_arch": "sm_90, sm_90"}, "gpu_arch", "names sm_90 twice"),
 ]
 
 

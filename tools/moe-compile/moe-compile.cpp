@@ -2,8 +2,9 @@
 //
 // Part of the moe-mlir project.
 //
-// moe-compile CONFIG.json -o DIR [--emit=mlir|llvm|obj] [--print-pipeline]
-//             [--disable-fusion=gate,gather,activation,combine] [--march=CPU]
+// moe-compile CONFIG.json -o DIR [--emit=mlir|llvm|obj|ptx]
+//             [--print-pipeline] [--march=CPU] [--emulate-gpu]
+//             [--disable-fusion=gate,gather,activation,combine]
 //
 // Every output is written to a temporary file and renamed into DIR only
 // once the whole compilation succeeded, so a failure leaves DIR as it was.
@@ -16,12 +17,11 @@
 #include "moe-mlir/InitAllMoE.h"
 #include "moe-mlir/Pipelines/Pipelines.h"
 
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
 #include "mlir/Pass/PassManager.h"
-#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
-#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
-#include "mlir/Target/LLVMIR/Dialect/OpenMP/OpenMPToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Export.h"
 
 #include "llvm/IR/LLVMContext.h"
@@ -69,6 +69,11 @@ static cl::list<Fusion> disabledFusions(
 static cl::opt<std::string>
     march("march", cl::desc("CPU the library is tuned for (clang -march)"),
           cl::init("native"));
+static cl::opt<bool> emulateGPU(
+    "emulate-gpu",
+    cl::desc("Build the CUDA target's kernels for this CPU instead (each "
+             "thread block an OpenMP team): a host library for testing the "
+             "kernels without a GPU; needs \"target\": \"cpu\""));
 
 /// clang drives the final object and link steps; MOE_CLANG overrides the
 /// one found at build time.
@@ -76,6 +81,46 @@ static std::string clangPath() {
   if (const char *fromEnv = std::getenv("MOE_CLANG"))
     return fromEnv;
   return MOE_CLANG_PATH;
+}
+
+/// The CUDA toolkit's root: the first of $CUDA_HOME, $CUDA_PATH,
+/// /usr/local/cuda and the directory above the ptxas on PATH that has
+/// ptxas, fatbinary and libdevice.
+static std::optional<std::string> findCUDAToolkit() {
+  std::vector<std::string> candidates;
+  for (const char *variable : {"CUDA_HOME", "CUDA_PATH"})
+    if (const char *value = std::getenv(variable))
+      candidates.push_back(value);
+  candidates.push_back("/usr/local/cuda");
+  if (llvm::ErrorOr<std::string> ptxas = llvm::sys::findProgramByName("ptxas"))
+    candidates.push_back(llvm::sys::path::parent_path(
+                             llvm::sys::path::parent_path(*ptxas))
+                             .str());
+  for (const std::string &root : candidates) {
+    bool complete = true;
+    for (const char *file :
+         {"bin/ptxas", "bin/fatbinary", "nvvm/libdevice/libdevice.10.bc"}) {
+      llvm::SmallString<256> path(root);
+      llvm::sys::path::append(path, file);
+      complete &= llvm::sys::fs::exists(path);
+    }
+    if (complete)
+      return root;
+  }
+  return std::nullopt;
+}
+
+/// The CUDA runtime every cuda library links: $MOE_CUDA_RUNTIME, else
+/// ../lib/libMoECUDARuntime.a beside this executable.
+static std::string cudaRuntimePath(const char *argv0) {
+  if (const char *fromEnv = std::getenv("MOE_CUDA_RUNTIME"))
+    return fromEnv;
+  std::string executable =
+      llvm::sys::fs::getMainExecutable(argv0, (void *)&cudaRuntimePath);
+  llvm::SmallString<256> path(llvm::sys::path::parent_path(
+      llvm::sys::path::parent_path(executable)));
+  llvm::sys::path::append(path, "lib", "libMoECUDARuntime.a");
+  return std::string(path);
 }
 
 static int fail(const llvm::Twine &message) {
@@ -129,6 +174,28 @@ static int runClang(llvm::ArrayRef<std::string> args) {
   return 0;
 }
 
+/// The PTX of the newest target the GPU pipeline compiled for (the one the
+/// library also embeds for GPUs newer than every cubin).
+static std::string newestPTX(ModuleOp module) {
+  std::string ptx;
+  int newest = -1;
+  module.walk([&](gpu::BinaryOp binary) {
+    for (Attribute attr : binary.getObjects()) {
+      auto object = cast<gpu::ObjectAttr>(attr);
+      auto target = dyn_cast<NVVM::NVVMTargetAttr>(object.getTarget());
+      int number = 0;
+      if (!target || target.getChip().drop_front(3).take_while(llvm::isDigit)
+                         .getAsInteger(10, number))
+        continue;
+      if (number > newest) {
+        newest = number;
+        ptx = object.getObject().getValue().str();
+      }
+    }
+  });
+  return ptx;
+}
+
 /// Moves each scratch file to its final name in the output directory.
 static int publish(const ScratchDir &scratch,
                    llvm::ArrayRef<std::string> names) {
@@ -161,16 +228,29 @@ int main(int argc, char **argv) {
   if (!config)
     return fail(llvm::toString(config.takeError()));
   const std::string &name = config->name;
-  if (emit == Stage::ptx)
-    return fail("--emit=ptx needs \"target\": \"cuda\", which this build "
-                "does not support");
+  bool cuda = config->isCUDA();
+  if (emit == Stage::ptx && !cuda)
+    return fail("--emit=ptx needs \"target\": \"cuda\"");
+  if (emulateGPU && cuda)
+    return fail("--emulate-gpu builds a library for this CPU: it needs "
+                "\"target\": \"cpu\"");
+  if ((cuda || emulateGPU) && !disabledFusions.empty())
+    return fail("--disable-fusion is for the CPU kernels, not the GPU's");
+  std::string toolkit;
+  if (cuda && emit != Stage::mlir) {
+    std::optional<std::string> found = findCUDAToolkit();
+    if (!found)
+      return fail("'" + configPath +
+                  "': \"target\": \"cuda\" needs the CUDA toolkit "
+                  "(bin/ptxas, bin/fatbinary, nvvm/libdevice): none in "
+                  "$CUDA_HOME, $CUDA_PATH, /usr/local/cuda or above the "
+                  "ptxas on PATH");
+    toolkit = *found;
+  }
 
   DialectRegistry registry;
   moe::registerAllDialects(registry);
   moe::registerAllPasses();
-  registerBuiltinDialectTranslation(registry);
-  registerLLVMDialectTranslation(registry);
-  registerOpenMPDialectTranslation(registry);
   MLIRContext context(registry);
   context.disableMultithreading();
 
@@ -209,13 +289,30 @@ int main(int argc, char **argv) {
     }
   }
   PassManager pm(&context);
-  moe::buildCPUPipeline(pm, pipelineOptions);
+  if (cuda || emulateGPU) {
+    moe::GPUPipelineOptions gpuOptions;
+    gpuOptions.emulate = emulateGPU;
+    gpuOptions.toolkit = toolkit;
+    gpuOptions.binary = emit == Stage::ptx ? "ptx" : "fatbin";
+    gpuOptions.chips = config->gpuArch;
+    moe::buildGPUPipeline(pm, gpuOptions);
+  } else {
+    moe::buildCPUPipeline(pm, pipelineOptions);
+  }
   if (printPipeline) {
     pm.printAsTextualPipeline(llvm::outs());
     llvm::outs() << "\n";
   }
   if (failed(pm.run(*module)))
     return fail("lowering '" + configPath + "' failed");
+  if (emit == Stage::ptx) {
+    std::string ptx = newestPTX(*module);
+    if (ptx.empty())
+      return fail("the GPU pipeline left no PTX");
+    if (!writeFile(scratch.file(name + ".ptx"), ptx))
+      return fail("cannot write the PTX");
+    return publish(scratch, {name + ".ptx"});
+  }
 
   llvm::LLVMContext llvmContext;
   std::unique_ptr<llvm::Module> llvmModule =
@@ -249,10 +346,14 @@ int main(int argc, char **argv) {
   std::string library = "lib" + name + ".so";
   std::vector<std::string> args = codegen;
   args.insert(args.end(),
-              {"-shared", "-fopenmp", "-Wl,-z,defs", "-Wno-override-module",
-               "-I",
-               scratch.file(""),
-               kernelFile, wrapperFile, "-o", scratch.file(library), "-lm"});
+              {"-shared", "-Wl,-z,defs", "-Wno-override-module", "-I",
+               scratch.file(""), kernelFile, wrapperFile, "-o",
+               scratch.file(library), "-lm"});
+  // The CUDA runtime loads the driver itself: no link-time dependency on it.
+  if (cuda)
+    args.insert(args.end(), {cudaRuntimePath(argv[0]), "-ldl", "-lpthread"});
+  else
+    args.push_back("-fopenmp");
   if (int status = runClang(args))
     return status;
   return publish(scratch, {library, header});

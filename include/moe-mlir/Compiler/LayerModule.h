@@ -15,7 +15,8 @@
 namespace mlir::moe {
 
 /// The module moe-compile compiles for `config`: two functions over
-/// memrefs with C interfaces, the kernels behind the ABI.
+/// memrefs with C interfaces, the kernels behind the ABI. For
+/// `"target": "cuda"` each takes first the stream to run on (`!llvm.ptr`).
 ///
 ///   <name>_forward_kernel(x, <used weights in ABI order>, y)
 ///       y = moe.layer(x, weights)
