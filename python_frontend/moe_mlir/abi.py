@@ -3,8 +3,13 @@ that compiles a config dict into one.
 
 f32, bf16 and f16 layers: arrays go over in the library's storage type (bf16
 as its uint16 bit pattern), see `encode`/`decode`. The raw C entry points are
-exposed as `c_create`, `c_forward`, `c_route`, `c_destroy`, `c_strerror` and
-`c_config_json` with every pointer typed as `void *`, so tests can hand them NULL (None) or anything else.
+exposed as `c_create`, `c_forward`, `c_route`, `c_destroy`, `c_strerror`,
+`c_config_json` (and `c_forward_async` for "target": "cuda") with every
+pointer typed as `void *`, so tests can hand them NULL (None) or anything else.
+
+A "cuda" library takes device pointers: the methods here copy numpy arrays
+to and from the device through `moe_mlir.cuda`, so that the same calls work
+for both targets.
 """
 
 import ctypes
@@ -30,6 +35,8 @@ ERROR_MISSING_WEIGHT = 3
 ERROR_UNUSED_WEIGHT = 4
 ERROR_OUT_OF_MEMORY = 5
 ERROR_TOO_MANY_TOKENS = 6
+ERROR_NO_DEVICE = 8
+ERROR_CUDA = 9
 
 
 class AbiError(RuntimeError):
@@ -93,8 +100,12 @@ def weights_struct_type(name):
 
 
 def ptr(array):
-    """The data pointer of a numpy array, or None (NULL) for None."""
-    return None if array is None else array.ctypes.data
+    """The data pointer of a numpy or device array, or None (NULL) for None."""
+    if array is None:
+        return None
+    if hasattr(array, "ctypes_pointer"):
+        return array.ctypes_pointer
+    return array.ctypes.data
 
 
 class Context:
@@ -167,6 +178,10 @@ class Library:
         # void * rather than char * so that NULL stays distinguishable.
         self.c_strerror = self._fn("strerror", vp, [ctypes.c_int])
         self.c_config_json = self._fn("config_json", vp, [])
+        self.cuda = self.config["target"] == "cuda"
+        if self.cuda:
+            self.c_forward_async = self._fn("forward_async", ctypes.c_int,
+                                            [vp, vp, ctypes.c_int64, vp, vp])
 
     def _fn(self, suffix, restype, argtypes):
         f = getattr(self.lib, f"{self.name}_{suffix}")
@@ -212,9 +227,17 @@ class Library:
 
     # -- calls ---------------------------------------------------------------
 
+    def _device(self, array):
+        """`array` on the device (for a cuda library), else itself."""
+        if not self.cuda:
+            return array
+        from .cuda import driver
+        return driver().upload(array)
+
     def create(self, weights, check_shapes=True):
         """A Context for `weights` (dict of arrays); raises AbiError on failure."""
         arrays = self.prepare_weights(weights, check_shapes)
+        arrays = {key: self._device(value) for key, value in arrays.items()}
         struct = self.make_struct(arrays)
         handle = ctypes.c_void_p()
         code = self.c_create(ctypes.byref(struct), ctypes.byref(handle))
@@ -250,8 +273,20 @@ class Library:
             y = out
         else:
             y = encode(np.full((T, self.hidden_size), np.nan, dtype=np.float32), self.dtype)
-        self.check(self.c_forward(ctx.handle, ptr(x), T, ptr(y)))
+        if self.cuda:
+            device_y = self._device(y)
+            self.check(self.c_forward(ctx.handle, ptr(self._device(x)), T, ptr(device_y)))
+            y[...] = device_y.download()
+        else:
+            self.check(self.c_forward(ctx.handle, ptr(x), T, ptr(y)))
         return y if out is not None else decode(y, self.dtype)
+
+    def forward_async(self, ctx, x, stream):
+        """A cuda library's forward enqueued on `stream`: returns (code, the
+        device x, the device y), y to be read once the stream has run."""
+        x = self._device(self._x(x))
+        y = self._device(np.zeros((x.shape[0], self.hidden_size), dtype=STORAGE[self.dtype]))
+        return self.c_forward_async(ctx.handle, ptr(x), x.shape[0], ptr(y), stream), x, y
 
     def route(self, ctx, x):
         """(ids int32 [T, W], weights float32 [T, W]), W = top_k (E for expert choice)."""
@@ -259,6 +294,11 @@ class Library:
         T = x.shape[0]
         ids = np.empty((T, self.width), dtype=np.int32)
         w = np.empty((T, self.width), dtype=np.float32)
+        if self.cuda:
+            device_ids, device_w = self._device(ids), self._device(w)
+            self.check(self.c_route(ctx.handle, ptr(self._device(x)), T, ptr(device_ids),
+                                    ptr(device_w)))
+            return device_ids.download(), device_w.download()
         self.check(self.c_route(ctx.handle, ptr(x), T, ptr(ids), ptr(w)))
         return ids, w
 

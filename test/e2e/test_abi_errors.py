@@ -244,7 +244,7 @@ def test_strerror(libs):
         ok = lib.strerror(OK)
         assert ok is not None
         messages = {}
-        for code in (1, 2, 3, 4, 5):
+        for code in (1, 2, 3, 4, 5, 8, 9):
             assert_message(lib, code)
             messages[code] = lib.strerror(code)
         assert len(set(messages.values())) == len(messages), messages
