@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "python_frontend"))
 sys.path.insert(0, str(ROOT / "bench"))
 from moe_mlir import abi  # noqa: E402
 from moe_mlir.cuda import unavailable_reason  # noqa: E402
-from run import DEFAULT_TOKENS, QUICK_TOKENS, SHAPES  # noqa: E402
+from run import DEFAULT_TOKENS, QUICK_TOKENS, SHAPES, hf_block  # noqa: E402
 
 WARMUP = 3
 
@@ -117,37 +117,6 @@ def torch_weights(torch, shape, dtype, seed):
         w.update(shared_gate_proj=rand(Fs, H, fan_in=H), shared_up_proj=rand(Fs, H, fan_in=H),
                  shared_down_proj=rand(H, Fs, fan_in=Fs))
     return w, dt
-
-
-def hf_eager(torch, shape, w):
-    """Hugging Face's Mixtral sparse MoE block, eager."""
-    import torch.nn.functional as Fn
-    _, _, _, E, k, Fs, normalize = shape
-
-    def mlp(v, g, u, d):
-        return Fn.linear(Fn.silu(Fn.linear(v, g)) * Fn.linear(v, u), d)
-
-    @torch.no_grad()
-    def forward(x):
-        logits = Fn.linear(x, w["router"])
-        probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
-        rw, sel = torch.topk(probs, k, dim=-1)
-        if normalize:
-            rw = rw / rw.sum(dim=-1, keepdim=True)
-        rw = rw.to(x.dtype)
-        out = torch.zeros_like(x)
-        mask = Fn.one_hot(sel, num_classes=E).permute(2, 1, 0)
-        for e in range(E):
-            idx, top = torch.where(mask[e])
-            if top.numel() == 0:
-                continue
-            cur = mlp(x[top], w["gate_proj"][e], w["up_proj"][e], w["down_proj"][e])
-            out.index_add_(0, top, cur * rw[top, idx, None])
-        if Fs:
-            out += mlp(x, w["shared_gate_proj"], w["shared_up_proj"], w["shared_down_proj"])
-        return out
-
-    return forward
 
 
 def grouped_mm(torch, shape, w):
@@ -310,7 +279,7 @@ def main():
             if torch:
                 w, dt = torch_weights(torch, shape, args.dtype, seed=1)
                 layer = TorchLayer(torch, so, config, w)
-                eager, grouped = hf_eager(torch, shape, w), grouped_mm(torch, shape, w)
+                eager, grouped = hf_block(torch, shape, w), grouped_mm(torch, shape, w)
             for T in tokens:
                 print(f"bench/gpu: {shape[0]}, {T} tokens", file=sys.stderr)
                 if not torch:

@@ -261,38 +261,46 @@ def run_triad(scratch, threads, reps):
 # PyTorch eager (HF Mixtral-style loop over experts)
 
 
-def torch_eager(shape, weights, x, threads, budget, min_reps):
-    import torch
+def hf_block(torch, shape, w):
+    """Hugging Face's Mixtral sparse MoE block, eager, over the weight
+    tensors `w` (SPEC §4 names): a function of x. bench/gpu uses it too."""
     import torch.nn.functional as Fn
-    torch.set_num_threads(threads)
     _, H, F, E, k, Fs, normalize = shape
-    w = {key: torch.from_numpy(v) for key, v in weights.items()}
-    xt = torch.from_numpy(x)
 
     def mlp(v, g, u, d):
         return Fn.linear(Fn.silu(Fn.linear(v, g)) * Fn.linear(v, u), d)
 
     @torch.no_grad()
-    def forward():
-        logits = Fn.linear(xt, w["router"])
+    def forward(x):
+        logits = Fn.linear(x, w["router"])
         probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
         rw, sel = torch.topk(probs, k, dim=-1)
         if normalize:
             rw = rw / rw.sum(dim=-1, keepdim=True)
-        out = torch.zeros_like(xt)
+        rw = rw.to(x.dtype)
+        out = torch.zeros_like(x)
         mask = Fn.one_hot(sel, num_classes=E).permute(2, 1, 0)
         for e in range(E):
             idx, top = torch.where(mask[e])
             if top.numel() == 0:
                 continue
-            cur = mlp(xt[top], w["gate_proj"][e], w["up_proj"][e], w["down_proj"][e])
+            cur = mlp(x[top], w["gate_proj"][e], w["up_proj"][e], w["down_proj"][e])
             out.index_add_(0, top, cur * rw[top, idx, None])
         if Fs:
-            out += mlp(xt, w["shared_gate_proj"], w["shared_up_proj"],
+            out += mlp(x, w["shared_gate_proj"], w["shared_up_proj"],
                        w["shared_down_proj"])
         return out
 
-    return time_calls(forward, budget, min_reps)[0]
+    return forward
+
+
+def torch_eager(shape, weights, x, threads, budget, min_reps):
+    import torch
+    torch.set_num_threads(threads)
+    w = {key: torch.from_numpy(v) for key, v in weights.items()}
+    xt = torch.from_numpy(x)
+    forward = hf_block(torch, shape, w)
+    return time_calls(lambda: forward(xt), budget, min_reps)[0]
 
 
 # --------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import zlib
 import numpy as np
 import pytest
 
-from moe_mlir.abi import Library, compile_config
+from moe_mlir.abi import Library, compile_config, representable
 from moe_mlir.reference import near_ties, random_input, random_weights, reference, with_defaults
 
 MARGIN = 1e-5  # SPEC §1: choice values this close may be resolved either way
@@ -194,16 +194,23 @@ def check_layer(lib, ctx, config, weights, x, tolerance=1e-4):
     return y
 
 
-@pytest.mark.parametrize("config,token_counts", params(ALL))
-def test_conformance(libraries, config, token_counts):
-    lib = libraries(config)
-    weights = random_weights(config, seed_of(config))
+def check_token_counts(lib, config, token_counts, tolerance=1e-4):
+    """check_layer for each token count, on weights and inputs the config's
+    data type represents exactly; each call is repeated: deterministic, it
+    gives the same bits."""
+    dtype = with_defaults(config)["dtype"]
+    weights = {key: representable(value, dtype)
+               for key, value in random_weights(config, seed_of(config)).items()}
     with lib.create(weights) as ctx:
         for T in token_counts:
-            x = draw_x(config, weights, T, seed_of(config) + T)
-            y = check_layer(lib, ctx, config, weights, x)
-            # Deterministic: the same call gives the same bits.
+            x = representable(draw_x(config, weights, T, seed_of(config) + T), dtype)
+            y = check_layer(lib, ctx, config, weights, x, tolerance)
             assert np.array_equal(lib.forward(ctx, x), y)
+
+
+@pytest.mark.parametrize("config,token_counts", params(ALL))
+def test_conformance(libraries, config, token_counts):
+    check_token_counts(libraries(config), config, token_counts)
 
 
 @pytest.mark.parametrize("config,token_counts", params(TOKEN_CHOICE[:4]))

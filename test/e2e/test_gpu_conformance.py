@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from cuda_tools import NO_TOOLKIT, cuda_toolkit
-from moe_mlir.abi import Library, compile_config, decode, representable
+from moe_mlir.abi import Library, compile_config, decode
 from moe_mlir.cuda import CUDA_ERROR_NOT_READY, CUDA_SUCCESS, driver, unavailable_reason
 from moe_mlir.reference import random_input, random_weights
-from test_conformance import ALL, cfg, check_layer, draw_x, params, seed_of
+from test_conformance import ALL, cfg, check_token_counts, params
 from test_dtypes import params as dtype_params
 
 REASON = NO_TOOLKIT if cuda_toolkit() is None else unavailable_reason()
@@ -46,24 +46,13 @@ def test_device():
 @pytest.mark.parametrize("config,token_counts", params(ALL))
 def test_conformance_on_gpu(libraries, config, token_counts):
     lib, config = libraries(config)
-    weights = random_weights(config, seed_of(config))
-    with lib.create(weights) as ctx:
-        for T in token_counts:
-            x = draw_x(config, weights, T, seed_of(config) + T)
-            y = check_layer(lib, ctx, config, weights, x)
-            assert np.array_equal(lib.forward(ctx, x), y)
+    check_token_counts(lib, config, token_counts)
 
 
 @pytest.mark.parametrize("config,token_counts", dtype_params())
 def test_low_precision_on_gpu(libraries, config, token_counts):
     lib, config = libraries(config)
-    dtype = config["dtype"]
-    weights = {key: representable(value, dtype)
-               for key, value in random_weights(config, seed_of(config)).items()}
-    with lib.create(weights) as ctx:
-        for T in token_counts:
-            x = representable(draw_x(config, weights, T, seed_of(config) + T), dtype)
-            check_layer(lib, ctx, config, weights, x, tolerance=2e-2)
+    check_token_counts(lib, config, token_counts, tolerance=2e-2)
 
 
 # Large enough that the kernels are still running when the call returns.
