@@ -6,6 +6,7 @@
 
 #include "moe-mlir/Compiler/CABI.h"
 
+#include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -30,6 +31,8 @@ constexpr ErrorCode kErrorCodes[] = {
     {"ERROR_OUT_OF_MEMORY", 5, "out of memory"},
     {"ERROR_TOO_MANY_TOKENS", 6,
      "num_tokens is too large for the layer's 32-bit routing plan"},
+    {"ERROR_MISALIGNED", 7,
+     "x, y or a route output is not aligned to its element size"},
 };
 } // namespace
 
@@ -94,11 +97,15 @@ std::string mlir::moe::emitHeader(const LayerConfig &c) {
   os << "} " << n << "_weights;\n"
      << "typedef struct " << n << "_context " << n << "_context;\n\n"
      << "/* Validates the weights and keeps the pointers (not the struct): "
-        "the arrays\n   must outlive the context. */\n"
+        "the arrays\n   must outlive the context. A weight at an address "
+        "that is not a multiple of\n   its element size is copied instead. "
+        "*/\n"
      << "int " << n << "_create(const " << n << "_weights *w, " << n
      << "_context **ctx);\n"
      << "/* y[num_tokens][H] = the layer applied to x[num_tokens][H]. Safe "
-        "to call\n   concurrently on one context with distinct outputs. */\n"
+        "to call\n   concurrently on one context with distinct outputs. x and "
+        "y (and route()'s\n   outputs) must be aligned to their element "
+        "size. */\n"
      << "int " << n << "_forward(" << n
      << "_context *ctx, const void *x, int64_t num_tokens, void *y);\n"
      << "/* The routing alone: [num_tokens][" << upper(n)
@@ -127,7 +134,7 @@ std::string mlir::moe::emitWrapperSource(const LayerConfig &c) {
   };
 
   os << "/* The C ABI of " << n << ", over its MLIR kernels. */\n"
-     << "#include \"" << n << ".h\"\n\n#include <stdlib.h>\n\n"
+     << "#include \"" << n << ".h\"\n\n#include <stdlib.h>\n#include <string.h>\n\n"
      << "typedef struct { void *allocated, *aligned; int64_t offset, "
         "sizes[1], strides[1]; } memref1;\n"
      << "typedef struct { void *allocated, *aligned; int64_t offset, "
@@ -148,7 +155,26 @@ std::string mlir::moe::emitWrapperSource(const LayerConfig &c) {
   declare("route_kernel", true, "memref2 *ids, memref2 *weights");
 
   os << R"(
-struct )" << n << R"(_context { )" << n << R"(_weights w; };
+/* w holds the pointers the kernels read; owned[i], the aligned copy of
+   weight i that create made, if any. */
+struct )" << n << R"(_context {
+  )" << n << R"(_weights w;
+  void *owned[)" << fields.size() << R"(];
+};
+
+static int misaligned(const void *p, uintptr_t alignment) {
+  return (uintptr_t)p % alignment != 0;
+}
+
+/* The kernels load whole elements, so a weight must be aligned to its
+   element size; one that is not is copied to memory that is. */
+static const void *aligned_copy(const void *p, size_t bytes, void **owned) {
+  void *copy = aligned_alloc(64, (bytes + 63) / 64 * 64);
+  if (copy)
+    memcpy(copy, p, bytes);
+  *owned = copy;
+  return copy;
+}
 
 static memref1 view1(const void *p, int64_t d0) {
   memref1 m = {(void *)p, (void *)p, 0, {d0}, {1}};
@@ -174,6 +200,12 @@ const char *)" << n << R"(_strerror(int code) {
   os << "const char *" << n << "_config_json(void) {\n  return "
      << cString(c.toJSON()) << ";\n}\n\n";
 
+  os << "void " << n << "_destroy(" << n << "_context *ctx) {\n"
+     << "  if (!ctx) return;\n"
+     << "  for (size_t i = 0; i < sizeof ctx->owned / sizeof *ctx->owned; ++i)\n"
+     << "    free(ctx->owned[i]);\n"
+     << "  free(ctx);\n}\n\n";
+
   os << "int " << n << "_create(const " << n << "_weights *w, " << n
      << "_context **ctx) {\n"
      << "  if (!w || !ctx) return " << N << "_ERROR_NULL_ARGUMENT;\n"
@@ -183,10 +215,24 @@ const char *)" << n << R"(_strerror(int code) {
        << ") return " << N
        << (field.used ? "_ERROR_MISSING_WEIGHT" : "_ERROR_UNUSED_WEIGHT")
        << ";\n";
-  os << "  " << n << "_context *c = malloc(sizeof *c);\n"
+  os << "  " << n << "_context *c = calloc(1, sizeof *c);\n"
      << "  if (!c) return " << N << "_ERROR_OUT_OF_MEMORY;\n"
-     << "  c->w = *w;\n  *ctx = c;\n  return " << N << "_OK;\n}\n\n"
-     << "void " << n << "_destroy(" << n << "_context *ctx) { free(ctx); }\n\n";
+     << "  c->w = *w;\n";
+  int64_t elementSize = elementBytes(c.dtype);
+  for (auto [index, field] : llvm::enumerate(fields)) {
+    if (!field.used)
+      continue;
+    int64_t bytes = elementSize;
+    for (int64_t size : field.shape)
+      bytes *= size; // bounded by kMaxWeightBytes: the config was validated
+    os << "  if (misaligned(w->" << field.name << ", " << elementSize
+       << ") &&\n      !(c->w." << field.name << " = aligned_copy(w->"
+       << field.name << ", " << bytes << "u, &c->owned[" << index
+       << "]))) {\n"
+       << "    " << n << "_destroy(c);\n    return " << N
+       << "_ERROR_OUT_OF_MEMORY;\n  }\n";
+  }
+  os << "  *ctx = c;\n  return " << N << "_OK;\n}\n\n";
 
   auto weightViews = [&](bool routingOnly) {
     for (const WeightField &field : fields) {
@@ -211,7 +257,11 @@ const char *)" << n << R"(_strerror(int code) {
        << "  if (num_tokens > " << N << "_MAX_TOKENS) return " << N
        << "_ERROR_TOO_MANY_TOKENS;\n"
        << "  if (!x || !" << out1 << (out2 ? std::string(" || !") + out2 : "")
-       << ") return " << N << "_ERROR_NULL_ARGUMENT;\n";
+       << ") return " << N << "_ERROR_NULL_ARGUMENT;\n"
+       << "  if (misaligned(x, " << elementSize << ") || misaligned(" << out1
+       << ", " << (out2 ? 4 : elementSize) << ")"
+       << (out2 ? std::string(" || misaligned(") + out2 + ", 4)" : "")
+       << ") return " << N << "_ERROR_MISALIGNED;\n";
   };
 
   os << "int " << n << "_forward(" << n

@@ -28,6 +28,10 @@ const char *mlir::moe::dataTypeName(DataType type) {
   return "?";
 }
 
+int64_t mlir::moe::elementBytes(DataType type) {
+  return type == DataType::f32 ? 4 : 2;
+}
+
 std::vector<WeightField>
 mlir::moe::weightFields(const LayerConfig &c) {
   int64_t e = c.numExperts, h = c.hiddenSize, f = c.intermediateSize;
@@ -198,6 +202,21 @@ static void checkConsistency(KeyReader &reader, const LayerConfig &c) {
                                      "moe-compile (only \"cpu\")");
 }
 
+/// Sizes whose product no 64-bit offset can hold would make the kernels'
+/// address arithmetic wrap.
+static void checkWeightSizes(KeyReader &reader, const LayerConfig &c) {
+  for (const WeightField &field : weightFields(c)) {
+    if (!field.used)
+      continue;
+    int64_t bytes = elementBytes(c.dtype);
+    for (int64_t size : field.shape)
+      if (__builtin_mul_overflow(bytes, size, &bytes) ||
+          bytes > kMaxWeightBytes)
+        return reader.fail(field.name, "would need more than 2^48 bytes: "
+                                       "the sizes are too large");
+  }
+}
+
 llvm::Expected<LayerConfig>
 mlir::moe::parseLayerConfig(llvm::StringRef text, llvm::StringRef fileName) {
   auto error = [&](const std::string &message) {
@@ -253,6 +272,8 @@ mlir::moe::parseLayerConfig(llvm::StringRef text, llvm::StringRef fileName) {
               : dtype == "f16" ? DataType::f16
                                : DataType::f32;
     checkConsistency(reader, c);
+    if (!reader.failed())
+      checkWeightSizes(reader, c);
   }
   if (reader.failed())
     return error(reader.message());

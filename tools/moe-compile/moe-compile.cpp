@@ -4,6 +4,7 @@
 //
 // moe-compile CONFIG.json -o DIR [--emit=mlir|llvm|obj] [--print-pipeline]
 //             [--disable-fusion=gate,gather,activation,combine] [--march=CPU]
+//             [--sanitize=address,undefined,thread]
 //
 // Every output is written to a temporary file and renamed into DIR only
 // once the whole compilation succeeded, so a failure leaves DIR as it was.
@@ -19,9 +20,6 @@
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
 #include "mlir/Pass/PassManager.h"
-#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
-#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
-#include "mlir/Target/LLVMIR/Dialect/OpenMP/OpenMPToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Export.h"
 
 #include "llvm/IR/LLVMContext.h"
@@ -69,6 +67,31 @@ static cl::list<Fusion> disabledFusions(
 static cl::opt<std::string>
     march("march", cl::desc("CPU the library is tuned for (clang -march)"),
           cl::init("native"));
+
+enum class Sanitizer { address, undefined, thread };
+static cl::list<Sanitizer> sanitizers(
+    "sanitize", cl::CommaSeparated,
+    cl::desc("Build the library with sanitizer checks, to test the program "
+             "that links it (comma-separated)"),
+    cl::values(
+        clEnumValN(Sanitizer::address, "address",
+                   "AddressSanitizer, in the kernels and the C wrapper"),
+        clEnumValN(Sanitizer::undefined, "undefined",
+                   "UndefinedBehaviorSanitizer, in the C wrapper"),
+        clEnumValN(Sanitizer::thread, "thread",
+                   "ThreadSanitizer, in the kernels and the C wrapper")));
+
+static std::string sanitizerName(Sanitizer sanitizer) {
+  switch (sanitizer) {
+  case Sanitizer::address:
+    return "address";
+  case Sanitizer::undefined:
+    return "undefined";
+  case Sanitizer::thread:
+    return "thread";
+  }
+  llvm_unreachable("unknown sanitizer");
+}
 
 /// clang drives the final object and link steps; MOE_CLANG overrides the
 /// one found at build time.
@@ -168,9 +191,7 @@ int main(int argc, char **argv) {
   DialectRegistry registry;
   moe::registerAllDialects(registry);
   moe::registerAllPasses();
-  registerBuiltinDialectTranslation(registry);
-  registerLLVMDialectTranslation(registry);
-  registerOpenMPDialectTranslation(registry);
+  moe::registerLLVMTranslations(registry);
   MLIRContext context(registry);
   context.disableMultithreading();
 
@@ -223,6 +244,18 @@ int main(int argc, char **argv) {
   if (!llvmModule)
     return fail("translation to LLVM IR failed");
   llvmModule->setTargetTriple(llvm::Triple(llvm::sys::getDefaultTargetTriple()));
+  // clang instruments only the functions that carry the sanitizer's
+  // attribute, which IR from MLIR does not.
+  for (llvm::Function &function : *llvmModule) {
+    if (function.isDeclaration())
+      continue;
+    for (Sanitizer sanitizer : sanitizers) {
+      if (sanitizer == Sanitizer::address)
+        function.addFnAttr(llvm::Attribute::SanitizeAddress);
+      if (sanitizer == Sanitizer::thread)
+        function.addFnAttr(llvm::Attribute::SanitizeThread);
+    }
+  }
   std::string ir;
   llvm::raw_string_ostream irStream(ir);
   llvmModule->print(irStream, nullptr);
@@ -233,6 +266,15 @@ int main(int argc, char **argv) {
     return publish(scratch, {name + ".ll"});
 
   std::vector<std::string> codegen = {"-O3", "-march=" + march, "-fPIC"};
+  if (!sanitizers.empty()) {
+    std::string list;
+    for (Sanitizer sanitizer : sanitizers)
+      list += (list.empty() ? "" : ",") + sanitizerName(sanitizer);
+    // The host process loads the sanitizer's runtime; the library links
+    // the shared one so that -z defs finds its symbols.
+    codegen.insert(codegen.end(), {"-fsanitize=" + list, "-shared-libsan",
+                                   "-fno-omit-frame-pointer", "-g"});
+  }
   if (emit == Stage::obj) {
     std::vector<std::string> args = codegen;
     args.insert(args.end(), {"-c", kernelFile, "-o", scratch.file(name + ".o")});
@@ -250,6 +292,9 @@ int main(int argc, char **argv) {
   std::vector<std::string> args = codegen;
   args.insert(args.end(),
               {"-shared", "-fopenmp", "-Wl,-z,defs", "-Wno-override-module",
+               // LLVM's code may call builtins that Debian's libgcc lacks
+               // (__truncsfbf2, say); compiler-rt has them all.
+               "-rtlib=compiler-rt",
                "-I",
                scratch.file(""),
                kernelFile, wrapperFile, "-o", scratch.file(library), "-lm"});

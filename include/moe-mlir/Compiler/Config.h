@@ -59,6 +59,13 @@ struct LayerConfig {
 /// The config's name for a data type ("f32", "bf16", "f16").
 const char *dataTypeName(DataType type);
 
+/// Bytes per element of a data type.
+int64_t elementBytes(DataType type);
+
+/// The largest weight array a config may ask for, in bytes: its offsets
+/// then fit 64-bit arithmetic with room to spare.
+constexpr int64_t kMaxWeightBytes = int64_t(1) << 48;
+
 /// One field of the ABI's `<name>_weights` struct (SPEC §4).
 struct WeightField {
   const char *name;
