@@ -72,10 +72,29 @@ std::string mlir::moe::emitHeader(const LayerConfig &c) {
      << "\n#define " << upper(n) << "_NUM_EXPERTS " << c.numExperts << "\n"
      << "#define " << upper(n) << "_TOP_K " << c.topK << "\n"
      << "#define " << upper(n) << "_SHARED_INTERMEDIATE_SIZE "
-     << c.sharedIntermediateSize << "\n"
-     << "/* Columns of route()'s outputs: top_k, or num_experts for expert "
-        "choice. */\n"
-     << "#define " << upper(n) << "_ROUTE_WIDTH " << c.slotsPerToken()
+     << c.sharedIntermediateSize << "\n";
+  if (c.isHierarchical()) {
+    // NUM_EXPERTS and TOP_K above are level 1's; INTERMEDIATE_SIZE is the
+    // leaves'.
+    os << "/* Hierarchical: every expert of a level is an MoE layer over "
+          "the next. */\n"
+       << "#define " << upper(n) << "_NUM_LEVELS "
+       << c.innerLevels.size() + 1 << "\n";
+    for (size_t i = 0; i < c.innerLevels.size(); ++i)
+      os << "#define " << upper(n) << "_LEVEL" << i + 2 << "_NUM_EXPERTS "
+         << c.innerLevels[i].numExperts << "\n"
+         << "#define " << upper(n) << "_LEVEL" << i + 2 << "_TOP_K "
+         << c.innerLevels[i].topK << "\n";
+    os << "#define " << upper(n) << "_NUM_LEAF_EXPERTS " << c.leafExperts()
+       << "\n"
+       << "/* Columns of route()'s outputs: level 1's top_k (num_experts for "
+          "expert\n   choice) times every inner level's top_k; ids are leaf "
+          "ids. */\n";
+  } else {
+    os << "/* Columns of route()'s outputs: top_k, or num_experts for expert "
+          "choice. */\n";
+  }
+  os << "#define " << upper(n) << "_ROUTE_WIDTH " << c.slotsPerToken()
      << "\n"
      << "/* The routing plan indexes token slots with 32-bit integers. */\n"
      << "#define " << upper(n) << "_MAX_TOKENS " << maxTokens(c) << "\n\n";
@@ -127,11 +146,6 @@ std::string mlir::moe::emitWrapperSource(const LayerConfig &c) {
   const std::string &n = c.name;
   std::string N = upper(n);
   std::vector<WeightField> fields = weightFields(c);
-  auto isRouting = [](const WeightField &field) {
-    llvm::StringRef name = field.name;
-    return name == "router" || name == "router_bias" ||
-           name == "selection_bias";
-  };
 
   os << "/* The C ABI of " << n << ", over its MLIR kernels. */\n"
      << "#include \"" << n << ".h\"\n\n#include <stdlib.h>\n#include <string.h>\n\n"
@@ -147,8 +161,8 @@ std::string mlir::moe::emitWrapperSource(const LayerConfig &c) {
                      const char *outputs) {
     os << "void _mlir_ciface_" << n << "_" << kernel << "(memref2 *x";
     for (const WeightField &field : fields)
-      if (field.used && (!routingOnly || isRouting(field)))
-        os << ", memref" << field.shape.size() << " *" << field.name;
+      if (field.used && (!routingOnly || field.routing))
+        os << ", memref" << field.kernelRank << " *" << field.name;
     os << ", " << outputs << ");\n";
   };
   declare("forward_kernel", false, "memref2 *y");
@@ -236,18 +250,18 @@ const char *)" << n << R"(_strerror(int code) {
 
   auto weightViews = [&](bool routingOnly) {
     for (const WeightField &field : fields) {
-      if (!field.used || (routingOnly && !isRouting(field)))
+      if (!field.used || (routingOnly && !field.routing))
         continue;
-      os << "  memref" << field.shape.size() << " " << field.name << " = view"
-         << field.shape.size() << "(ctx->w." << field.name;
-      for (int64_t size : field.shape)
+      os << "  memref" << field.kernelRank << " " << field.name << " = view"
+         << field.kernelRank << "(ctx->w." << field.name;
+      for (int64_t size : field.kernelShape())
         os << ", " << size;
       os << ");\n";
     }
   };
   auto weightArgs = [&](bool routingOnly) {
     for (const WeightField &field : fields)
-      if (field.used && (!routingOnly || isRouting(field)))
+      if (field.used && (!routingOnly || field.routing))
         os << ", &" << field.name;
   };
   auto checks = [&](const char *out1, const char *out2) {

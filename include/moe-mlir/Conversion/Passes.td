@@ -20,7 +20,7 @@ defvar MoELoweringDialects = [
 ];
 
 def MoELowerGate : Pass<"moe-lower-gate"> {
-  let summary = "Lower moe.gate to linalg, scf and memref";
+  let summary = "Lower moe.gate and moe.refine to linalg, scf and memref";
   let description = [{
     Scoring runs on buffers, in f32 whatever the input type: the router
     matmul (plus `router_bias`) is a `linalg.generic` into a `[tile, E]`
@@ -39,6 +39,19 @@ def MoELowerGate : Pass<"moe-lower-gate"> {
     as its tile is scored, so the `[T, E]` score matrix never exists;
     without it the tile is all T tokens. Expert choice ranks all tokens for
     each expert and always scores the whole matrix.
+
+    A dense mixture (`top_k` = E) whose gate is `unordered` skips selection
+    altogether: slot e holds expert e, and only the scores' sum (for the
+    normalization) remains, O(E) per token instead of O(E·top_k). Without
+    `unordered` (the route kernel, capacity) the selection loop runs, so
+    slots stay in descending choice order.
+
+    `moe.refine` (an inner level of a hierarchy) runs the same scoring and
+    selection per token and parent slot: the parent's `[E, H]` block of the
+    stacked router (a rank-reduced subview) scores the token into a
+    `[1, E]` row, the selection writes the slot's `top_k` children into
+    their block of the result, which then gets the parent's id offset and
+    weight; a dropped parent slot drops all its children.
   }];
   let dependentDialects = MoELoweringDialects;
   let options = [

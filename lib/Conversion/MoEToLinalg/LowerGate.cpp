@@ -26,6 +26,34 @@ using namespace mlir::moe;
 //===----------------------------------------------------------------------===//
 
 namespace {
+/// The token-choice routing of one level (steps 2-6), as `moe.gate` and
+/// `moe.refine` carry it.
+struct SelectionRules {
+  Scoring scoring;
+  int64_t topK;
+  bool normalizeTopK;
+  float routedScalingFactor;
+  int64_t nGroup;
+  int64_t topkGroup;
+  GroupScore groupScore;
+  /// The consumer takes a token's slots in any order.
+  bool unordered;
+};
+} // namespace
+
+template <typename OpTy>
+static SelectionRules selectionRulesOf(OpTy op) {
+  return {op.getScoring(),
+          static_cast<int64_t>(op.getTopK()),
+          op.getNormalizeTopK(),
+          op.getRoutedScalingFactor().convertToFloat(),
+          static_cast<int64_t>(op.getNGroup()),
+          static_cast<int64_t>(op.getTopkGroup()),
+          op.getGroupScore(),
+          op.getUnordered()};
+}
+
+namespace {
 /// The buffers the selection loops read and write.
 struct SelectionBuffers {
   Value scores;        // [T, E] f32, for expert choice
@@ -45,15 +73,16 @@ struct GroupScratch {
 
 /// Marks in `available` ([E] i1) the experts of the current token's
 /// `topk_group` best groups.
-static void buildGroupMask(Emitter &e, GateOp op, int64_t numExperts,
-                           Value available, const GroupScratch &scratch,
+static void buildGroupMask(Emitter &e, const SelectionRules &rules,
+                           int64_t numExperts, Value available,
+                           const GroupScratch &scratch,
                            function_ref<Value(Emitter &, Value)> choiceAt) {
-  int64_t numGroups = op.getNGroup();
+  int64_t numGroups = rules.nGroup;
   int64_t groupSize = numExperts / numGroups;
   Value groupScores = scratch.scores;
   Value groupChosen = scratch.chosen;
   Value negInf = e.f32(-std::numeric_limits<float>::infinity());
-  bool topTwo = op.getGroupScore() == GroupScore::top2_sum;
+  bool topTwo = rules.groupScore == GroupScore::top2_sum;
 
   e.forEach(e.index(0), e.index(numGroups), [&](Emitter &e, Value group) {
     Value first = e.mul(group, e.index(groupSize));
@@ -73,7 +102,7 @@ static void buildGroupMask(Emitter &e, GateOp op, int64_t numExperts,
     e.store(e.boolean(false), groupChosen, group);
   });
 
-  e.forEach(e.index(0), e.index(op.getTopkGroup()), [&](Emitter &e, Value) {
+  e.forEach(e.index(0), e.index(rules.topkGroup), [&](Emitter &e, Value) {
     Value group = e.argMax(
         e.index(numGroups),
         [&](Emitter &e, Value g) { return e.load(groupScores, g); },
@@ -99,13 +128,23 @@ struct SelectionScratch {
 };
 } // namespace
 
-static SelectionScratch allocSelectionScratch(Emitter &e, GateOp op,
+/// Whether selection can be skipped: every expert is chosen (a dense
+/// mixture) and the consumer takes them in any order.
+static bool choosesAllUnordered(const SelectionRules &rules,
+                                int64_t numExperts) {
+  return rules.unordered && rules.topK == numExperts;
+}
+
+static SelectionScratch allocSelectionScratch(Emitter &e,
+                                              const SelectionRules &rules,
                                               int64_t numExperts) {
   Type i1 = e.builder().getI1Type();
   SelectionScratch scratch;
+  if (choosesAllUnordered(rules, numExperts))
+    return scratch;
   scratch.available = e.stackAlloc({numExperts}, i1);
-  if (op.getNGroup() > 1) {
-    int64_t numGroups = op.getNGroup();
+  if (rules.nGroup > 1) {
+    int64_t numGroups = rules.nGroup;
     scratch.groups.scores =
         e.stackAlloc({numGroups}, e.builder().getF32Type());
     scratch.groups.chosen = e.stackAlloc({numGroups}, i1);
@@ -113,42 +152,58 @@ static SelectionScratch allocSelectionScratch(Emitter &e, GateOp op,
   return scratch;
 }
 
-/// Token choice for one token: it takes its `top_k` best allowed experts.
+/// Token choice for one token: it takes its `top_k` best allowed experts in
+/// descending order, or, when `choosesAllUnordered`, expert j in slot j.
 /// `scoreAt` reads the token's score for an expert.
-static void buildTokenSelection(Emitter &e, GateOp op, int64_t numExperts,
+static void buildTokenSelection(Emitter &e, const SelectionRules &rules,
+                                int64_t numExperts,
                                 const SelectionBuffers &buffers,
                                 const SelectionScratch &scratch, Value token,
                                 function_ref<Value(Emitter &, Value)> scoreAt) {
-  int64_t topK = op.getTopK();
-  Value available = scratch.available;
-  auto choiceAt = [&](Emitter &e, Value expert) {
-    Value score = scoreAt(e, expert);
-    if (!buffers.selectionBias)
-      return score;
-    return e.add(score, e.toF32(e.load(buffers.selectionBias, expert)));
+  int64_t topK = rules.topK;
+  auto take = [&](Emitter &e, Value slot, Value expert, Value sum) {
+    e.store(e.toI32(expert), buffers.ids, {token, slot});
+    Value weight = scoreAt(e, expert);
+    e.store(weight, buffers.weights, {token, slot});
+    return e.add(sum, weight);
   };
-  if (op.getNGroup() > 1)
-    buildGroupMask(e, op, numExperts, available, scratch.groups, choiceAt);
-  else
-    e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value x) {
-      e.store(e.boolean(true), available, x);
-    });
+  Value sum;
+  if (choosesAllUnordered(rules, numExperts)) {
+    sum = e.forEachCarrying(
+        e.index(0), e.index(numExperts), ValueRange{e.f32(0)},
+        [&](Emitter &e, Value expert,
+            ValueRange carried) -> SmallVector<Value> {
+          return {take(e, expert, expert, carried[0])};
+        })[0];
+  } else {
+    Value available = scratch.available;
+    auto choiceAt = [&](Emitter &e, Value expert) {
+      Value score = scoreAt(e, expert);
+      if (!buffers.selectionBias)
+        return score;
+      return e.add(score, e.toF32(e.load(buffers.selectionBias, expert)));
+    };
+    if (rules.nGroup > 1)
+      buildGroupMask(e, rules, numExperts, available, scratch.groups,
+                     choiceAt);
+    else
+      e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value x) {
+        e.store(e.boolean(true), available, x);
+      });
 
-  Value sum = e.forEachCarrying(
-      e.index(0), e.index(topK), ValueRange{e.f32(0)},
-      [&](Emitter &e, Value slot, ValueRange carried) -> SmallVector<Value> {
-        Value expert = e.argMax(
-            e.index(numExperts), choiceAt,
-            [&](Emitter &e, Value x) { return e.load(available, x); });
-        e.store(e.boolean(false), available, expert);
-        e.store(e.toI32(expert), buffers.ids, {token, slot});
-        Value weight = scoreAt(e, expert);
-        e.store(weight, buffers.weights, {token, slot});
-        return {e.add(carried[0], weight)};
-      })[0];
+    sum = e.forEachCarrying(
+        e.index(0), e.index(topK), ValueRange{e.f32(0)},
+        [&](Emitter &e, Value slot, ValueRange carried) -> SmallVector<Value> {
+          Value expert = e.argMax(
+              e.index(numExperts), choiceAt,
+              [&](Emitter &e, Value x) { return e.load(available, x); });
+          e.store(e.boolean(false), available, expert);
+          return {take(e, slot, expert, carried[0])};
+        })[0];
+  }
 
-  Value factor = e.f32(op.getRoutedScalingFactor().convertToFloat());
-  if (op.getNormalizeTopK())
+  Value factor = e.f32(rules.routedScalingFactor);
+  if (rules.normalizeTopK)
     factor = arith::DivFOp::create(e.builder(), e.location(), factor, sum);
   e.forEach(e.index(0), e.index(topK), [&](Emitter &e, Value slot) {
     Value weight = e.load(buffers.weights, {token, slot});
@@ -163,7 +218,8 @@ struct ScoreOperands {
 };
 } // namespace
 
-static ScoreOperands readScoreOperands(Emitter &e, GateOp op) {
+template <typename OpTy>
+static ScoreOperands readScoreOperands(Emitter &e, OpTy op) {
   return {e.readBuffer(op.getInput()), e.readBuffer(op.getRouter()),
           op.getRouterBias() ? e.readBuffer(op.getRouterBias()) : Value()};
 }
@@ -171,7 +227,7 @@ static ScoreOperands readScoreOperands(Emitter &e, GateOp op) {
 /// Scores of tokens `[first, first + count)` into rows `[0, count)` of
 /// `scores` (`[tile, E]`): the router matmul, then softmax or sigmoid per
 /// row, all on buffers.
-static void buildTileScores(Emitter &e, GateOp op,
+static void buildTileScores(Emitter &e, Scoring scoring,
                             const ScoreOperands &operands, Value scores,
                             Value first, Value count, int64_t numExperts) {
   OpBuilder &b = e.builder();
@@ -199,7 +255,7 @@ static void buildTileScores(Emitter &e, GateOp op,
                    });
 
   Value experts = e.index(numExperts);
-  if (op.getScoring() == Scoring::sigmoid) {
+  if (scoring == Scoring::sigmoid) {
     e.genericInPlace(ValueRange{}, tile, {e.map(2, {0, 1})},
                      {kParallel, kParallel},
                      [](Emitter &e, ValueRange args) {
@@ -311,6 +367,105 @@ static void buildExpertChoice(Emitter &e, GateOp op, Value numTokens,
 }
 
 //===----------------------------------------------------------------------===//
+// moe.refine: one inner level of a hierarchy
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// Routes each kept (token, parent slot) among the parent's own experts:
+/// the parent's block of the stacked router scores the token into a
+/// `[1, E]` scratch row, the gate's selection writes `top_k` experts into
+/// the slot's block of the result, and the block is then composed with the
+/// parent (ids offset by `parent · E`, weights scaled by the parent's).
+struct LowerRefine : OpRewritePattern<RefineOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(RefineOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Emitter e(rewriter, loc);
+    int64_t numExperts =
+        cast<RankedTensorType>(op.getRouter().getType()).getDimSize(1);
+    SelectionRules rules = selectionRulesOf(op);
+    Value parentIds = e.readBuffer(op.getParentIds());
+    Value parentWeights = e.readBuffer(op.getParentWeights());
+    Value numTokens = memref::DimOp::create(rewriter, loc, parentIds, 0);
+    Value parentSlots = memref::DimOp::create(rewriter, loc, parentIds, 1);
+    ScoreOperands routers = readScoreOperands(e, op);
+    Value selectionBiases =
+        op.getSelectionBias() ? e.readBuffer(op.getSelectionBias()) : Value();
+
+    auto idsType = cast<RankedTensorType>(op.getIds().getType());
+    auto weightsType = cast<RankedTensorType>(op.getWeights().getType());
+    SmallVector<Value> dynamicSizes;
+    if (idsType.isDynamicDim(0))
+      dynamicSizes.push_back(numTokens);
+    if (idsType.isDynamicDim(1))
+      dynamicSizes.push_back(e.mul(parentSlots, e.index(rules.topK)));
+    Value ids = e.alloc(idsType, dynamicSizes);
+    Value weights = e.alloc(weightsType, dynamicSizes);
+    Value scores = memref::AllocOp::create(
+        rewriter, loc, MemRefType::get({1, numExperts}, rewriter.getF32Type()));
+    SelectionScratch scratch = allocSelectionScratch(e, rules, numExperts);
+
+    e.forEach(e.index(0), numTokens, [&](Emitter &e, Value token) {
+      e.forEach(e.index(0), parentSlots, [&](Emitter &e, Value slot) {
+        OpBuilder &b = e.builder();
+        Value parent = e.load(parentIds, {token, slot});
+        Value first = e.mul(slot, e.index(rules.topK));
+        auto block = [&](Value buffer) {
+          return e.subview(buffer, {b.getIndexAttr(0), first},
+                           {numTokens, b.getIndexAttr(rules.topK)});
+        };
+        SelectionBuffers slotBlock;
+        slotBlock.ids = block(ids);
+        slotBlock.weights = block(weights);
+        auto forEachChild = [&](Emitter &e,
+                                function_ref<void(Emitter &, Value)> body) {
+          e.forEach(e.index(0), e.index(rules.topK), body);
+        };
+        e.ifThenElse(
+            e.cmpi(arith::CmpIPredicate::sge, parent, e.i32(0)),
+            [&](Emitter &e) {
+              Value p = e.toIndex(parent);
+              ScoreOperands level = {
+                  routers.input, e.sliceAt(routers.router, p),
+                  routers.routerBias ? e.sliceAt(routers.routerBias, p)
+                                     : Value()};
+              buildTileScores(e, rules.scoring, level, scores, token,
+                              e.index(1), numExperts);
+              if (selectionBiases)
+                slotBlock.selectionBias = e.sliceAt(selectionBiases, p);
+              buildTokenSelection(e, rules, numExperts, slotBlock, scratch,
+                                  token, [&](Emitter &e, Value expert) {
+                                    return e.load(scores,
+                                                  {e.index(0), expert});
+                                  });
+              Value offset = e.mul(parent, e.i32(numExperts));
+              Value parentWeight = e.load(parentWeights, {token, slot});
+              forEachChild(e, [&](Emitter &e, Value child) {
+                SmallVector<Value> at = {token, child};
+                e.store(e.add(e.load(slotBlock.ids, at), offset),
+                        slotBlock.ids, at);
+                e.store(e.mul(e.load(slotBlock.weights, at), parentWeight),
+                        slotBlock.weights, at);
+              });
+            },
+            [&](Emitter &e) {
+              forEachChild(e, [&](Emitter &e, Value child) {
+                e.store(e.i32(-1), slotBlock.ids, {token, child});
+                e.store(e.f32(0), slotBlock.weights, {token, child});
+              });
+            });
+      });
+    });
+    rewriter.replaceOp(op, {e.asTensor(ids, idsType),
+                            e.asTensor(weights, weightsType)});
+    return success();
+  }
+};
+} // namespace
+
+//===----------------------------------------------------------------------===//
 // Pass
 //===----------------------------------------------------------------------===//
 
@@ -350,8 +505,8 @@ struct LowerGate : OpRewritePattern<GateOp> {
           MemRefType::get({ShapedType::kDynamic, numExperts},
                           rewriter.getF32Type()),
           ValueRange{numTokens});
-      buildTileScores(e, op, scoring, buffers.scores, e.index(0), numTokens,
-                      numExperts);
+      buildTileScores(e, op.getScoring(), scoring, buffers.scores, e.index(0),
+                      numTokens, numExperts);
       buildExpertChoice(e, op, numTokens, numExperts, buffers);
     } else {
       buildTokenChoice(e, op, numTokens, numExperts, buffers);
@@ -382,15 +537,17 @@ struct LowerGate : OpRewritePattern<GateOp> {
                   MemRefType::get({ShapedType::kDynamic, numExperts}, f32),
                   ValueRange{numTokens});
     Value tile = fuseScores ? e.index(tokenTile) : numTokens;
-    SelectionScratch scratch = allocSelectionScratch(e, op, numExperts);
+    SelectionRules rules = selectionRulesOf(op);
+    SelectionScratch scratch = allocSelectionScratch(e, rules, numExperts);
     // A zero step would never end: with no tokens the tile is empty anyway.
     Value step = arith::MaxUIOp::create(e.builder(), e.location(), tile,
                                         e.index(1));
     e.forEachStep(e.index(0), numTokens, step, [&](Emitter &e, Value first) {
       Value count = e.minIndex(tile, e.sub(numTokens, first));
-      buildTileScores(e, op, scoring, scores, first, count, numExperts);
+      buildTileScores(e, rules.scoring, scoring, scores, first, count,
+                      numExperts);
       e.forEach(e.index(0), count, [&](Emitter &e, Value row) {
-        buildTokenSelection(e, op, numExperts, buffers, scratch,
+        buildTokenSelection(e, rules, numExperts, buffers, scratch,
                             e.add(first, row), [&](Emitter &e, Value expert) {
                               return e.load(scores, {row, expert});
                             });
@@ -412,8 +569,11 @@ struct MoELowerGatePass : moe::impl::MoELowerGateBase<MoELowerGatePass> {
           << ") must be positive";
       return signalPassFailure();
     }
-    if (failed(applyLowering<LowerGate>(getOperation(), fuseScores.getValue(),
-                                        tokenTile.getValue())))
+    RewritePatternSet patterns(&getContext());
+    patterns.add<LowerGate>(&getContext(), fuseScores.getValue(),
+                            tokenTile.getValue());
+    patterns.add<LowerRefine>(&getContext());
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }
 };
