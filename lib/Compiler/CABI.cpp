@@ -10,6 +10,7 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <algorithm>
 #include <cstdint>
 
 using namespace mlir::moe;
@@ -30,15 +31,23 @@ constexpr ErrorCode kErrorCodes[] = {
      "a weight is given that the config does not use"},
     {"ERROR_OUT_OF_MEMORY", 5, "out of memory"},
     {"ERROR_TOO_MANY_TOKENS", 6,
-     "num_tokens is too large for the layer's 32-bit routing plan"},
+     "num_tokens is too large: the layer's buffers would pass 2^62 bytes"},
     {"ERROR_MISALIGNED", 7,
      "x, y or a route output is not aligned to its element size"},
 };
 } // namespace
 
-/// Token slots (T · width) are 32-bit indices in the routing plan.
+/// The most tokens whose buffers stay under 2^62 bytes, so that no 64-bit
+/// offset or size computed from them can wrap: the plan has T · width rows,
+/// and no row of any buffer is wider than the widest of these sizes, in
+/// elements of at most 8 bytes.
 static int64_t maxTokens(const LayerConfig &c) {
-  return INT32_MAX / c.slotsPerToken();
+  int64_t widest = std::max({c.hiddenSize, c.intermediateSize,
+                             c.sharedIntermediateSize, c.leafExperts()});
+  int64_t rowBytes;
+  if (__builtin_mul_overflow(8 * c.slotsPerToken(), widest, &rowBytes))
+    return 0;
+  return (int64_t(1) << 62) / rowBytes;
 }
 
 static std::string upper(const std::string &text) {
@@ -96,7 +105,8 @@ std::string mlir::moe::emitHeader(const LayerConfig &c) {
   }
   os << "#define " << upper(n) << "_ROUTE_WIDTH " << c.slotsPerToken()
      << "\n"
-     << "/* The routing plan indexes token slots with 32-bit integers. */\n"
+     << "/* The most tokens one call takes: the layer's buffers stay under "
+        "2^62 bytes. */\n"
      << "#define " << upper(n) << "_MAX_TOKENS " << maxTokens(c) << "\n\n";
   for (const ErrorCode &code : kErrorCodes)
     os << "#define " << upper(n) << "_" << code.suffix << " " << code.value

@@ -169,12 +169,17 @@ def test_forward_negative_tokens(small):
 
 
 def test_too_many_tokens_is_refused_before_any_access(small):
-    """T · top_k slots must fit the plan's 32-bit indices (<NAME>_MAX_TOKENS);
-    beyond, both calls refuse without reading x (too small here) or writing."""
+    """Beyond <NAME>_MAX_TOKENS some buffer would pass 2^62 bytes; both calls
+    refuse without reading x (too small here) or writing. The plan's indices
+    are 64-bit, so the limit is far past 2^31 token slots."""
     lib, ctx, _ = small
     x, y, ids, w = buffers()
-    limit = (2**31 - 1) // SMALL["top_k"]
-    for n in (limit + 1, 2**40):
+    widest = max(SMALL["hidden_size"], SMALL["intermediate_size"], SMALL["num_experts"])
+    limit = 2**62 // (8 * SMALL["top_k"] * widest)
+    assert limit * SMALL["top_k"] > 2**31
+    header = (lib.path.parent / "abi_small.h").read_text()
+    assert f"#define ABI_SMALL_MAX_TOKENS {limit}\n" in header
+    for n in (limit + 1, 2**62, 2**63 - 1):
         assert lib.c_forward(ctx.handle, ptr(x), n, ptr(y)) == ERROR_TOO_MANY_TOKENS
         assert lib.c_route(ctx.handle, ptr(x), n, ptr(ids), ptr(w)) == ERROR_TOO_MANY_TOKENS
     assert_message(lib, ERROR_TOO_MANY_TOKENS)

@@ -1,5 +1,6 @@
-func.func @expert_static_hidden(%x: tensor<?x?xf32>, %slots: tensor<?xi32>, %offsets: tensor<5xi32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
-  %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
-      {slots_per_token = 2 : i64} : tensor<?x?xf32>, tensor<?xi32>, tensor<5xi32> -> tensor<?x16xf32>
+func.func @layer_level_router_hidden(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wr2: tensor<4x2x16xf32>, %wu: tensor<8x8x16xf32>, %wd: tensor<8x16x8xf32>, %r: tensor<4x2x12xf32>) {
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) level_routers(%r : tensor<4x2x12xf32>)
+         up_proj(%wu : tensor<8x8x16xf32>) down_proj(%wd : tensor<8x16x8xf32>)
+         {top_k = 2 : i64, levels = [#moe.level<top_k = 1>]} : tensor<?x16xf32> -> tensor<?x16xf32>
   return
 }

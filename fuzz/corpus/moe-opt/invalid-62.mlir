@@ -1,5 +1,5 @@
-func.func @combine_expert_output_hidden(%e: tensor<?x8xf32>, %rows: tensor<?x2xi32>, %w: tensor<?x2xf32>) {
-  %y = moe.combine %e, %rows, %w
-      : tensor<?x8xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x16xf32>
+func.func @gate_unordered_capacity(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>) {
+  %ids, %w = moe.gate %x, %wr {top_k = 4 : i64, unordered, capacity_factor = 1.0 : f64}
+      : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
   return
 }

@@ -1,12 +1,9 @@
-func.func @dispatch(%ids: tensor<?x2xi32>, %ids3: tensor<3x2xi32>)
-    -> (tensor<8xi32>, tensor<9xi32>, tensor<?xi32>, tensor<?x2xi32>) {
-  %counts, %offsets, %slots, %rows = moe.dispatch %ids
-      {num_experts = 8 : i64, row_tile = 16 : i64}
-      : tensor<?x2xi32> -> tensor<8xi32>, tensor<9xi32>, tensor<?xi32>,
-                           tensor<?x2xi32>
-  %c, %o, %s, %r = moe.dispatch %ids3 {num_experts = 8 : i64, row_tile = 1 : i64}
-      : tensor<3x2xi32> -> tensor<8xi32>, tensor<9xi32>, tensor<?xi32>,
-                           tensor<3x2xi32>
-  return %counts, %offsets, %slots, %rows
-      : tensor<8xi32>, tensor<9xi32>, tensor<?xi32>, tensor<?x2xi32>
+func.func @gate_expert_choice(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>)
+    -> (tensor<?x4xi32>, tensor<?x4xf32>) {
+  %ids, %w = moe.gate %x, %wr
+               {top_k = 1 : i64, routing = #moe.routing<expert_choice>,
+                capacity_factor = 1.0 : f64}
+               : tensor<?x16xf32>, tensor<4x16xf32>
+               -> tensor<?x4xi32>, tensor<?x4xf32>
+  return %ids, %w : tensor<?x4xi32>, tensor<?x4xf32>
 }

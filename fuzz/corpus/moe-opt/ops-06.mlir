@@ -1,16 +1,7 @@
-func.func @expert(%x: tensor<?x64xf32>, %slots: tensor<?xi32>,
-    %offsets: tensor<9xi32>, %wg: tensor<8x128x64xf32>,
-    %wu: tensor<8x128x64xf32>, %wd: tensor<8x64x128xf32>)
-    -> (tensor<?x64xf32>, tensor<?x64xf32>) {
-  %a = moe.expert %x, %slots, %offsets
-         gate_proj(%wg : tensor<8x128x64xf32>) up_proj(%wu : tensor<8x128x64xf32>)
-         down_proj(%wd : tensor<8x64x128xf32>)
-         {slots_per_token = 2 : i64, activation = #moe.activation<gelu>}
-         : tensor<?x64xf32>, tensor<?xi32>, tensor<9xi32> -> tensor<?x64xf32>
-  %b = moe.expert %x, %slots, %offsets
-         up_proj(%wu : tensor<8x128x64xf32>)
-         down_proj(%wd : tensor<8x64x128xf32>)
-         {slots_per_token = 2 : i64, activation = #moe.activation<silu>}
-         : tensor<?x64xf32>, tensor<?xi32>, tensor<9xi32> -> tensor<?x64xf32>
-  return %a, %b : tensor<?x64xf32>, tensor<?x64xf32>
+func.func @gate_unordered(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>)
+    -> (tensor<?x4xi32>, tensor<?x4xf32>) {
+  %ids, %w = moe.gate %x, %wr {top_k = 4 : i64, unordered}
+               : tensor<?x16xf32>, tensor<4x16xf32>
+               -> tensor<?x4xi32>, tensor<?x4xf32>
+  return %ids, %w : tensor<?x4xi32>, tensor<?x4xf32>
 }

@@ -1,9 +1,12 @@
-func.func @combine(%out: tensor<?x64xf32>, %rows: tensor<?x2xi32>,
-    %w: tensor<?x2xf32>, %s: tensor<?x64xf32>)
-    -> (tensor<?x64xbf16>, tensor<?x64xf32>) {
-  %a = moe.combine %out, %rows, %w shared(%s : tensor<?x64xf32>)
-         : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x64xbf16>
-  %b = moe.combine %out, %rows, %w
-         : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x64xf32>
-  return %a, %b : tensor<?x64xbf16>, tensor<?x64xf32>
+func.func @dispatch(%ids: tensor<?x2xi32>, %ids3: tensor<3x2xi32>)
+    -> (tensor<8xi64>, tensor<9xi64>, tensor<?xi64>, tensor<?x2xi64>) {
+  %counts, %offsets, %slots, %rows = moe.dispatch %ids
+      {num_experts = 8 : i64, row_tile = 16 : i64}
+      : tensor<?x2xi32> -> tensor<8xi64>, tensor<9xi64>, tensor<?xi64>,
+                           tensor<?x2xi64>
+  %c, %o, %s, %r = moe.dispatch %ids3 {num_experts = 8 : i64, row_tile = 1 : i64}
+      : tensor<3x2xi32> -> tensor<8xi64>, tensor<9xi64>, tensor<?xi64>,
+                           tensor<3x2xi64>
+  return %counts, %offsets, %slots, %rows
+      : tensor<8xi64>, tensor<9xi64>, tensor<?xi64>, tensor<?x2xi64>
 }

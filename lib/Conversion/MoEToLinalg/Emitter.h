@@ -51,6 +51,9 @@ public:
   Value i32(int64_t value) {
     return arith::ConstantIntOp::create(b, loc, b.getI32Type(), value);
   }
+  Value i64(int64_t value) {
+    return arith::ConstantIntOp::create(b, loc, b.getI64Type(), value);
+  }
   Value f32(double value) {
     return arith::ConstantFloatOp::create(b, loc, b.getF32Type(),
                                           APFloat(static_cast<float>(value)));
@@ -81,6 +84,9 @@ public:
   }
   Value toI32(Value value) {
     return arith::IndexCastOp::create(b, loc, b.getI32Type(), value);
+  }
+  Value toI64(Value value) {
+    return arith::IndexCastOp::create(b, loc, b.getI64Type(), value);
   }
 
   Value add(Value lhs, Value rhs) {

@@ -735,7 +735,7 @@ func.func @refine_n_group(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>, %w: tenso
 func.func @dispatch_counts(%ids: tensor<?x2xi32>) {
   // expected-error @+1 {{'counts' dimension 0 is 3 but must equal 'num_experts' (4)}}
   %c, %o, %s, %r = moe.dispatch %ids {num_experts = 4 : i64}
-      : tensor<?x2xi32> -> tensor<3xi32>, tensor<5xi32>, tensor<?xi32>, tensor<?x2xi32>
+      : tensor<?x2xi32> -> tensor<3xi64>, tensor<5xi64>, tensor<?xi64>, tensor<?x2xi64>
   return
 }
 
@@ -744,16 +744,16 @@ func.func @dispatch_counts(%ids: tensor<?x2xi32>) {
 func.func @dispatch_offsets(%ids: tensor<?x2xi32>) {
   // expected-error @+1 {{'offsets' dimension 0 is 4 but must equal 'num_experts' + 1 (5)}}
   %c, %o, %s, %r = moe.dispatch %ids {num_experts = 4 : i64}
-      : tensor<?x2xi32> -> tensor<4xi32>, tensor<4xi32>, tensor<?xi32>, tensor<?x2xi32>
+      : tensor<?x2xi32> -> tensor<4xi64>, tensor<4xi64>, tensor<?xi64>, tensor<?x2xi64>
   return
 }
 
 // -----
 
 func.func @dispatch_slot_rows(%ids: tensor<?x2xi32>) {
-  // expected-error @+1 {{'slot_rows' type 'tensor<?x3xi32>' must have the shape of 'ids' 'tensor<?x2xi32>'}}
+  // expected-error @+1 {{'slot_rows' type 'tensor<?x3xi64>' must have the shape of 'ids' 'tensor<?x2xi32>'}}
   %c, %o, %s, %r = moe.dispatch %ids {num_experts = 4 : i64}
-      : tensor<?x2xi32> -> tensor<4xi32>, tensor<5xi32>, tensor<?xi32>, tensor<?x3xi32>
+      : tensor<?x2xi32> -> tensor<4xi64>, tensor<5xi64>, tensor<?xi64>, tensor<?x3xi64>
   return
 }
 
@@ -762,7 +762,7 @@ func.func @dispatch_slot_rows(%ids: tensor<?x2xi32>) {
 func.func @dispatch_num_experts_positive(%ids: tensor<?x2xi32>) {
   // expected-error @+1 {{attribute 'num_experts' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive}}
   %c, %o, %s, %r = moe.dispatch %ids {num_experts = 0 : i64}
-      : tensor<?x2xi32> -> tensor<4xi32>, tensor<5xi32>, tensor<?xi32>, tensor<?x2xi32>
+      : tensor<?x2xi32> -> tensor<4xi64>, tensor<5xi64>, tensor<?xi64>, tensor<?x2xi64>
   return
 }
 
@@ -771,61 +771,108 @@ func.func @dispatch_num_experts_positive(%ids: tensor<?x2xi32>) {
 func.func @dispatch_row_tile_positive(%ids: tensor<?x2xi32>) {
   // expected-error @+1 {{attribute 'row_tile' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive}}
   %c, %o, %s, %r = moe.dispatch %ids {num_experts = 4 : i64, row_tile = 0 : i64}
+      : tensor<?x2xi32> -> tensor<4xi64>, tensor<5xi64>, tensor<?xi64>, tensor<?x2xi64>
+  return
+}
+
+// -----
+
+// The routing plan's indices are 64-bit (T * K slots may pass 2^31); the
+// expert ids it is built from stay 32-bit.
+func.func @dispatch_plan_element_type(%ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{result #0 must be 1D tensor of 64-bit signless integer values, but got 'tensor<4xi32>'}}
+  %c, %o, %s, %r = moe.dispatch %ids {num_experts = 4 : i64}
       : tensor<?x2xi32> -> tensor<4xi32>, tensor<5xi32>, tensor<?xi32>, tensor<?x2xi32>
   return
 }
 
 // -----
 
-func.func @expert_static_hidden(%x: tensor<?x?xf32>, %slots: tensor<?xi32>, %offsets: tensor<5xi32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+func.func @dispatch_slot_rows_element_type(%ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{result #3 must be 2D tensor of 64-bit signless integer values, but got 'tensor<?x2xi32>'}}
+  %c, %o, %s, %r = moe.dispatch %ids {num_experts = 4 : i64}
+      : tensor<?x2xi32> -> tensor<4xi64>, tensor<5xi64>, tensor<?xi64>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+func.func @dispatch_ids_element_type(%ids: tensor<?x2xi64>) {
+  // expected-error @+1 {{operand #0 must be 2D tensor of 32-bit signless integer values, but got 'tensor<?x2xi64>'}}
+  %c, %o, %s, %r = moe.dispatch %ids {num_experts = 4 : i64}
+      : tensor<?x2xi64> -> tensor<4xi64>, tensor<5xi64>, tensor<?xi64>, tensor<?x2xi64>
+  return
+}
+
+// -----
+
+func.func @expert_static_hidden(%x: tensor<?x?xf32>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
   // expected-error @+1 {{'input' must have a static hidden size (dimension 1)}}
   %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
-      {slots_per_token = 2 : i64} : tensor<?x?xf32>, tensor<?xi32>, tensor<5xi32> -> tensor<?x16xf32>
+      {slots_per_token = 2 : i64} : tensor<?x?xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
   return
 }
 
 // -----
 
-func.func @expert_offsets(%x: tensor<?x16xf32>, %slots: tensor<?xi32>, %offsets: tensor<4xi32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+func.func @expert_offsets(%x: tensor<?x16xf32>, %slots: tensor<?xi64>, %offsets: tensor<4xi64>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
   // expected-error @+1 {{'offsets' dimension 0 is 4 but must equal the number of experts + 1 (5)}}
   %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
-      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi32>, tensor<4xi32> -> tensor<?x16xf32>
+      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi64>, tensor<4xi64> -> tensor<?x16xf32>
   return
 }
 
 // -----
 
-func.func @expert_output_rows(%x: tensor<?x16xf32>, %slots: tensor<6xi32>, %offsets: tensor<5xi32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+func.func @expert_output_rows(%x: tensor<?x16xf32>, %slots: tensor<6xi64>, %offsets: tensor<5xi64>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
   // expected-error @+1 {{'output' dimension 0 is 7 but must equal the number of plan rows ('slots') (6)}}
   %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
-      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<6xi32>, tensor<5xi32> -> tensor<7x16xf32>
+      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<6xi64>, tensor<5xi64> -> tensor<7x16xf32>
   return
 }
 
 // -----
 
-func.func @expert_output_hidden(%x: tensor<?x16xf32>, %slots: tensor<?xi32>, %offsets: tensor<5xi32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+func.func @expert_output_hidden(%x: tensor<?x16xf32>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
   // expected-error @+1 {{'output' dimension 1 is 15 but must equal the hidden size (16)}}
   %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
-      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi32>, tensor<5xi32> -> tensor<?x15xf32>
+      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x15xf32>
   return
 }
 
 // -----
 
-func.func @expert_weights(%x: tensor<?x16xf32>, %slots: tensor<?xi32>, %offsets: tensor<5xi32>, %wu: tensor<4x8x12xf32>, %wd: tensor<4x16x8xf32>) {
+func.func @expert_weights(%x: tensor<?x16xf32>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>, %wu: tensor<4x8x12xf32>, %wd: tensor<4x16x8xf32>) {
   // expected-error @+1 {{'up_proj' dimension 2 is 12 but must equal the hidden size (16)}}
   %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x12xf32>) down_proj(%wd : tensor<4x16x8xf32>)
-      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi32>, tensor<5xi32> -> tensor<?x16xf32>
+      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
   return
 }
 
 // -----
 
-func.func @expert_output_f32(%x: tensor<?x16xf32>, %slots: tensor<?xi32>, %offsets: tensor<5xi32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+func.func @expert_output_f32(%x: tensor<?x16xf32>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
   // expected-error @+1 {{result #0 must be 2D tensor of 32-bit float values, but got 'tensor<?x16xbf16>'}}
   %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
-      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi32>, tensor<5xi32> -> tensor<?x16xbf16>
+      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xbf16>
+  return
+}
+
+// -----
+
+func.func @expert_slots_element_type(%x: tensor<?x16xf32>, %slots: tensor<?xi32>, %offsets: tensor<5xi64>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{operand #1 must be 1D tensor of 64-bit signless integer values, but got 'tensor<?xi32>'}}
+  %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi32>, tensor<5xi64> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @expert_offsets_element_type(%x: tensor<?x16xf32>, %slots: tensor<?xi64>, %offsets: tensor<5xi32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{operand #2 must be 1D tensor of 64-bit signless integer values, but got 'tensor<5xi32>'}}
+  %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi64>, tensor<5xi32> -> tensor<?x16xf32>
   return
 }
 
@@ -867,36 +914,45 @@ func.func @shared_weights(%x: tensor<?x16xf32>, %su: tensor<32x16xf32>, %sd: ten
 
 // -----
 
-func.func @combine_weights_shape(%e: tensor<?x16xf32>, %rows: tensor<?x2xi32>, %w: tensor<?x3xf32>) {
-  // expected-error @+1 {{'weights' type 'tensor<?x3xf32>' must have the shape of 'slot_rows' 'tensor<?x2xi32>'}}
+func.func @combine_weights_shape(%e: tensor<?x16xf32>, %rows: tensor<?x2xi64>, %w: tensor<?x3xf32>) {
+  // expected-error @+1 {{'weights' type 'tensor<?x3xf32>' must have the shape of 'slot_rows' 'tensor<?x2xi64>'}}
   %y = moe.combine %e, %rows, %w
-      : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x3xf32> -> tensor<?x16xf32>
+      : tensor<?x16xf32>, tensor<?x2xi64>, tensor<?x3xf32> -> tensor<?x16xf32>
   return
 }
 
 // -----
 
-func.func @combine_expert_output_hidden(%e: tensor<?x8xf32>, %rows: tensor<?x2xi32>, %w: tensor<?x2xf32>) {
+func.func @combine_expert_output_hidden(%e: tensor<?x8xf32>, %rows: tensor<?x2xi64>, %w: tensor<?x2xf32>) {
   // expected-error @+1 {{'expert_output' dimension 1 is 8 but must equal the output's hidden size (16)}}
   %y = moe.combine %e, %rows, %w
-      : tensor<?x8xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x16xf32>
+      : tensor<?x8xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x16xf32>
   return
 }
 
 // -----
 
-func.func @combine_tokens(%e: tensor<?x16xf32>, %rows: tensor<5x2xi32>, %w: tensor<5x2xf32>) {
+func.func @combine_tokens(%e: tensor<?x16xf32>, %rows: tensor<5x2xi64>, %w: tensor<5x2xf32>) {
   // expected-error @+1 {{'slot_rows' dimension 0 is 5 but must equal the number of output tokens (4)}}
   %y = moe.combine %e, %rows, %w
-      : tensor<?x16xf32>, tensor<5x2xi32>, tensor<5x2xf32> -> tensor<4x16xf32>
+      : tensor<?x16xf32>, tensor<5x2xi64>, tensor<5x2xf32> -> tensor<4x16xf32>
   return
 }
 
 // -----
 
-func.func @combine_shared_shape(%e: tensor<?x16xf32>, %rows: tensor<?x2xi32>, %w: tensor<?x2xf32>, %s: tensor<?x8xf32>) {
+func.func @combine_shared_shape(%e: tensor<?x16xf32>, %rows: tensor<?x2xi64>, %w: tensor<?x2xf32>, %s: tensor<?x8xf32>) {
   // expected-error @+1 {{'shared' type 'tensor<?x8xf32>' must have the shape of the result 'tensor<?x16xf32>'}}
   %y = moe.combine %e, %rows, %w shared(%s : tensor<?x8xf32>)
+      : tensor<?x16xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @combine_slot_rows_element_type(%e: tensor<?x16xf32>, %rows: tensor<?x2xi32>, %w: tensor<?x2xf32>) {
+  // expected-error @+1 {{operand #1 must be 2D tensor of 64-bit signless integer values, but got 'tensor<?x2xi32>'}}
+  %y = moe.combine %e, %rows, %w
       : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x16xf32>
   return
 }

@@ -168,40 +168,40 @@ func.func @refine(%x: tensor<?x64xf32>, %ids: tensor<?x2xi32>,
 // -----
 
 // CHECK-LABEL: func.func @dispatch
-// CHECK: %[[C:.*]], %[[O:.*]], %[[S:.*]], %[[R:.*]] = moe.dispatch %{{.*}} {num_experts = 8 : i64, row_tile = 16 : i64} : tensor<?x2xi32> -> tensor<8xi32>, tensor<9xi32>, tensor<?xi32>, tensor<?x2xi32>
+// CHECK: %[[C:.*]], %[[O:.*]], %[[S:.*]], %[[R:.*]] = moe.dispatch %{{.*}} {num_experts = 8 : i64, row_tile = 16 : i64} : tensor<?x2xi32> -> tensor<8xi64>, tensor<9xi64>, tensor<?xi64>, tensor<?x2xi64>
 // CHECK: moe.dispatch %{{.*}} {num_experts = 8 : i64} : tensor<3x2xi32>
 func.func @dispatch(%ids: tensor<?x2xi32>, %ids3: tensor<3x2xi32>)
-    -> (tensor<8xi32>, tensor<9xi32>, tensor<?xi32>, tensor<?x2xi32>) {
+    -> (tensor<8xi64>, tensor<9xi64>, tensor<?xi64>, tensor<?x2xi64>) {
   %counts, %offsets, %slots, %rows = moe.dispatch %ids
       {num_experts = 8 : i64, row_tile = 16 : i64}
-      : tensor<?x2xi32> -> tensor<8xi32>, tensor<9xi32>, tensor<?xi32>,
-                           tensor<?x2xi32>
+      : tensor<?x2xi32> -> tensor<8xi64>, tensor<9xi64>, tensor<?xi64>,
+                           tensor<?x2xi64>
   %c, %o, %s, %r = moe.dispatch %ids3 {num_experts = 8 : i64, row_tile = 1 : i64}
-      : tensor<3x2xi32> -> tensor<8xi32>, tensor<9xi32>, tensor<?xi32>,
-                           tensor<3x2xi32>
+      : tensor<3x2xi32> -> tensor<8xi64>, tensor<9xi64>, tensor<?xi64>,
+                           tensor<3x2xi64>
   return %counts, %offsets, %slots, %rows
-      : tensor<8xi32>, tensor<9xi32>, tensor<?xi32>, tensor<?x2xi32>
+      : tensor<8xi64>, tensor<9xi64>, tensor<?xi64>, tensor<?x2xi64>
 }
 
 // -----
 
 // CHECK-LABEL: func.func @expert
-// CHECK: moe.expert %{{.*}}, %{{.*}}, %{{.*}} gate_proj(%{{.*}} : tensor<8x128x64xf32>) up_proj(%{{.*}} : tensor<8x128x64xf32>) down_proj(%{{.*}} : tensor<8x64x128xf32>) {activation = #moe.activation<gelu>, slots_per_token = 2 : i64} : tensor<?x64xf32>, tensor<?xi32>, tensor<9xi32> -> tensor<?x64xf32>
+// CHECK: moe.expert %{{.*}}, %{{.*}}, %{{.*}} gate_proj(%{{.*}} : tensor<8x128x64xf32>) up_proj(%{{.*}} : tensor<8x128x64xf32>) down_proj(%{{.*}} : tensor<8x64x128xf32>) {activation = #moe.activation<gelu>, slots_per_token = 2 : i64} : tensor<?x64xf32>, tensor<?xi64>, tensor<9xi64> -> tensor<?x64xf32>
 // CHECK: moe.expert %{{.*}}, %{{.*}}, %{{.*}} up_proj(%{{.*}} : tensor<8x128x64xf32>) down_proj(%{{.*}} : tensor<8x64x128xf32>) {slots_per_token = 2 : i64}
-func.func @expert(%x: tensor<?x64xf32>, %slots: tensor<?xi32>,
-    %offsets: tensor<9xi32>, %wg: tensor<8x128x64xf32>,
+func.func @expert(%x: tensor<?x64xf32>, %slots: tensor<?xi64>,
+    %offsets: tensor<9xi64>, %wg: tensor<8x128x64xf32>,
     %wu: tensor<8x128x64xf32>, %wd: tensor<8x64x128xf32>)
     -> (tensor<?x64xf32>, tensor<?x64xf32>) {
   %a = moe.expert %x, %slots, %offsets
          gate_proj(%wg : tensor<8x128x64xf32>) up_proj(%wu : tensor<8x128x64xf32>)
          down_proj(%wd : tensor<8x64x128xf32>)
          {slots_per_token = 2 : i64, activation = #moe.activation<gelu>}
-         : tensor<?x64xf32>, tensor<?xi32>, tensor<9xi32> -> tensor<?x64xf32>
+         : tensor<?x64xf32>, tensor<?xi64>, tensor<9xi64> -> tensor<?x64xf32>
   %b = moe.expert %x, %slots, %offsets
          up_proj(%wu : tensor<8x128x64xf32>)
          down_proj(%wd : tensor<8x64x128xf32>)
          {slots_per_token = 2 : i64, activation = #moe.activation<silu>}
-         : tensor<?x64xf32>, tensor<?xi32>, tensor<9xi32> -> tensor<?x64xf32>
+         : tensor<?x64xf32>, tensor<?xi64>, tensor<9xi64> -> tensor<?x64xf32>
   return %a, %b : tensor<?x64xf32>, tensor<?x64xf32>
 }
 
@@ -228,14 +228,14 @@ func.func @shared_expert(%x: tensor<?x64xf32>, %sg: tensor<256x64xf32>,
 // -----
 
 // CHECK-LABEL: func.func @combine
-// CHECK: moe.combine %{{.*}}, %{{.*}}, %{{.*}} shared(%{{.*}} : tensor<?x64xf32>) : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x64xbf16>
-// CHECK: moe.combine %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x64xf32>
-func.func @combine(%out: tensor<?x64xf32>, %rows: tensor<?x2xi32>,
+// CHECK: moe.combine %{{.*}}, %{{.*}}, %{{.*}} shared(%{{.*}} : tensor<?x64xf32>) : tensor<?x64xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x64xbf16>
+// CHECK: moe.combine %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x64xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x64xf32>
+func.func @combine(%out: tensor<?x64xf32>, %rows: tensor<?x2xi64>,
     %w: tensor<?x2xf32>, %s: tensor<?x64xf32>)
     -> (tensor<?x64xbf16>, tensor<?x64xf32>) {
   %a = moe.combine %out, %rows, %w shared(%s : tensor<?x64xf32>)
-         : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x64xbf16>
+         : tensor<?x64xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x64xbf16>
   %b = moe.combine %out, %rows, %w
-         : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x64xf32>
+         : tensor<?x64xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x64xf32>
   return %a, %b : tensor<?x64xbf16>, tensor<?x64xf32>
 }

@@ -35,6 +35,8 @@ struct ExpandLayer : OpRewritePattern<LayerOp> {
                                 ? numExperts
                                 : static_cast<int64_t>(op.getTopK());
     Type i32 = rewriter.getI32Type();
+    // The plan indexes token slots with 64-bit integers: T·K may pass 2^31.
+    Type i64 = rewriter.getI64Type();
     Type f32 = rewriter.getF32Type();
     auto perSlot = [&](Type elementType) {
       return RankedTensorType::get({numTokens, slotsPerToken}, elementType);
@@ -79,9 +81,9 @@ struct ExpandLayer : OpRewritePattern<LayerOp> {
     }
 
     auto dispatch = DispatchOp::create(
-        rewriter, loc, RankedTensorType::get({numExperts}, i32),
-        RankedTensorType::get({numExperts + 1}, i32),
-        RankedTensorType::get({ShapedType::kDynamic}, i32), perSlot(i32),
+        rewriter, loc, RankedTensorType::get({numExperts}, i64),
+        RankedTensorType::get({numExperts + 1}, i64),
+        RankedTensorType::get({ShapedType::kDynamic}, i64), perSlot(i64),
         ids, numExperts, rowTile);
 
     auto experts = ExpertOp::create(

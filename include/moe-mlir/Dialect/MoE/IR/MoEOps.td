@@ -20,8 +20,10 @@ def MoE_DataTensor1D : 1DTensorOf<[F32, BF16, F16]>;
 def MoE_DataTensor2D : 2DTensorOf<[F32, BF16, F16]>;
 def MoE_DataTensor3D : 3DTensorOf<[F32, BF16, F16]>;
 def MoE_F32Tensor2D : 2DTensorOf<[F32]>;
-def MoE_I32Tensor1D : 1DTensorOf<[I32]>;
 def MoE_I32Tensor2D : 2DTensorOf<[I32]>;
+// The routing plan's indices: 64-bit, since T·K slots may pass 2^31.
+def MoE_PlanTensor1D : 1DTensorOf<[I64]>;
+def MoE_PlanTensor2D : 2DTensorOf<[I64]>;
 
 def MoE_PositiveI64Attr : ConfinedAttr<I64Attr, [IntPositive]>;
 
@@ -283,8 +285,8 @@ def MoE_DispatchOp : MoE_Op<"dispatch"> {
     ```mlir
     %counts, %offsets, %slots, %rows = moe.dispatch %ids
         {num_experts = 8 : i64, row_tile = 16 : i64}
-        : tensor<?x2xi32> -> tensor<8xi32>, tensor<9xi32>, tensor<?xi32>,
-                             tensor<?x2xi32>
+        : tensor<?x2xi32> -> tensor<8xi64>, tensor<9xi64>, tensor<?xi64>,
+                             tensor<?x2xi64>
     ```
   }];
   let arguments = (ins
@@ -292,10 +294,10 @@ def MoE_DispatchOp : MoE_Op<"dispatch"> {
     MoE_PositiveI64Attr:$num_experts,
     DefaultValuedAttr<MoE_PositiveI64Attr, "1">:$row_tile);
   let results = (outs
-    MoE_I32Tensor1D:$counts,
-    MoE_I32Tensor1D:$offsets,
-    MoE_I32Tensor1D:$slots,
-    MoE_I32Tensor2D:$slot_rows);
+    MoE_PlanTensor1D:$counts,
+    MoE_PlanTensor1D:$offsets,
+    MoE_PlanTensor1D:$slots,
+    MoE_PlanTensor2D:$slot_rows);
   let assemblyFormat = [{
     $ids attr-dict `:` type($ids) `->` type($counts) `,` type($offsets) `,`
     type($slots) `,` type($slot_rows)
@@ -323,14 +325,14 @@ def MoE_ExpertOp : MoE_Op<"expert"> {
              up_proj(%wu : tensor<8x128x64xf32>)
              down_proj(%wd : tensor<8x64x128xf32>)
              {slots_per_token = 2 : i64, activation = #moe.activation<gelu>}
-             : tensor<?x64xf32>, tensor<?xi32>, tensor<9xi32>
+             : tensor<?x64xf32>, tensor<?xi64>, tensor<9xi64>
              -> tensor<?x64xf32>
     ```
   }];
   let arguments = (ins
     MoE_DataTensor2D:$input,
-    MoE_I32Tensor1D:$slots,
-    MoE_I32Tensor1D:$offsets,
+    MoE_PlanTensor1D:$slots,
+    MoE_PlanTensor1D:$offsets,
     Optional<MoE_DataTensor3D>:$gate_proj,
     MoE_DataTensor3D:$up_proj,
     MoE_DataTensor3D:$down_proj,
@@ -402,13 +404,13 @@ def MoE_CombineOp : MoE_Op<"combine"> {
 
     ```mlir
     %y = moe.combine %out, %rows, %w shared(%s : tensor<?x64xf32>)
-           : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32>
+           : tensor<?x64xf32>, tensor<?x2xi64>, tensor<?x2xf32>
            -> tensor<?x64xbf16>
     ```
   }];
   let arguments = (ins
     MoE_F32Tensor2D:$expert_output,
-    MoE_I32Tensor2D:$slot_rows,
+    MoE_PlanTensor2D:$slot_rows,
     MoE_F32Tensor2D:$weights,
     Optional<MoE_F32Tensor2D>:$shared);
   let results = (outs MoE_DataTensor2D:$output);
