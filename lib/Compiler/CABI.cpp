@@ -5,10 +5,13 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe-mlir/Compiler/CABI.h"
+#include "moe-mlir/Pipelines/Pipelines.h"
 
+#include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <algorithm>
 #include <cstdint>
 
 using namespace mlir::moe;
@@ -29,15 +32,28 @@ constexpr ErrorCode kErrorCodes[] = {
      "a weight is given that the config does not use"},
     {"ERROR_OUT_OF_MEMORY", 5, "out of memory"},
     {"ERROR_TOO_MANY_TOKENS", 6,
-     "num_tokens is too large for the layer's 32-bit routing plan"},
+     "num_tokens is too large: the layer's buffers would pass 2^62 bytes"},
+    {"ERROR_MISALIGNED", 7,
+     "an array is not aligned to its element size"},
     {"ERROR_NO_DEVICE", 8, "no CUDA driver or device"},
     {"ERROR_CUDA", 9, "a CUDA driver call failed"},
 };
 } // namespace
 
-/// Token slots (T · width) are 32-bit indices in the routing plan.
+/// The most tokens whose buffers stay under 2^62 bytes, so that no 64-bit
+/// offset or size computed from them can wrap: the plan has T · width rows
+/// (the GPU kernels' plan, padded per expert to the row tile, at most
+/// kGPURowTile times as many), and no row of any buffer is wider than the
+/// widest of these sizes, in elements of at most 8 bytes.
 static int64_t maxTokens(const LayerConfig &c) {
-  return INT32_MAX / c.slotsPerToken();
+  int64_t widest = std::max({c.hiddenSize, c.intermediateSize,
+                             c.sharedIntermediateSize, c.leafExperts()});
+  int64_t rowsPerSlot = c.isCUDA() ? kGPURowTile : 1;
+  int64_t rowBytes;
+  if (__builtin_mul_overflow(8 * rowsPerSlot, c.slotsPerToken(), &rowBytes) ||
+      __builtin_mul_overflow(rowBytes, widest, &rowBytes))
+    return 0;
+  return (int64_t(1) << 62) / rowBytes;
 }
 
 static std::string upper(const std::string &text) {
@@ -74,12 +90,32 @@ std::string mlir::moe::emitHeader(const LayerConfig &c) {
      << "\n#define " << upper(n) << "_NUM_EXPERTS " << c.numExperts << "\n"
      << "#define " << upper(n) << "_TOP_K " << c.topK << "\n"
      << "#define " << upper(n) << "_SHARED_INTERMEDIATE_SIZE "
-     << c.sharedIntermediateSize << "\n"
-     << "/* Columns of route()'s outputs: top_k, or num_experts for expert "
-        "choice. */\n"
-     << "#define " << upper(n) << "_ROUTE_WIDTH " << c.slotsPerToken()
+     << c.sharedIntermediateSize << "\n";
+  if (c.isHierarchical()) {
+    // NUM_EXPERTS and TOP_K above are level 1's; INTERMEDIATE_SIZE is the
+    // leaves'.
+    os << "/* Hierarchical: every expert of a level is an MoE layer over "
+          "the next. */\n"
+       << "#define " << upper(n) << "_NUM_LEVELS "
+       << c.innerLevels.size() + 1 << "\n";
+    for (size_t i = 0; i < c.innerLevels.size(); ++i)
+      os << "#define " << upper(n) << "_LEVEL" << i + 2 << "_NUM_EXPERTS "
+         << c.innerLevels[i].numExperts << "\n"
+         << "#define " << upper(n) << "_LEVEL" << i + 2 << "_TOP_K "
+         << c.innerLevels[i].topK << "\n";
+    os << "#define " << upper(n) << "_NUM_LEAF_EXPERTS " << c.leafExperts()
+       << "\n"
+       << "/* Columns of route()'s outputs: level 1's top_k (num_experts for "
+          "expert\n   choice) times every inner level's top_k; ids are leaf "
+          "ids. */\n";
+  } else {
+    os << "/* Columns of route()'s outputs: top_k, or num_experts for expert "
+          "choice. */\n";
+  }
+  os << "#define " << upper(n) << "_ROUTE_WIDTH " << c.slotsPerToken()
      << "\n"
-     << "/* The routing plan indexes token slots with 32-bit integers. */\n"
+     << "/* The most tokens one call takes: the layer's buffers stay under "
+        "2^62 bytes. */\n"
      << "#define " << upper(n) << "_MAX_TOKENS " << maxTokens(c) << "\n\n";
   for (const ErrorCode &code : kErrorCodes)
     os << "#define " << upper(n) << "_" << code.suffix << " " << code.value
@@ -100,13 +136,19 @@ std::string mlir::moe::emitHeader(const LayerConfig &c) {
      << "typedef struct " << n << "_context " << n << "_context;\n\n"
      << "/* Validates the weights and keeps the pointers (not the struct): "
         "the arrays\n   must outlive the context."
-     << (c.isCUDA() ? " Finds the GPU: the CUDA context\n   current on "
-                      "this thread, else device 0's primary context. */\n"
-                    : " */\n")
+     << (c.isCUDA()
+             ? " Finds the GPU: the CUDA context current on this\n   thread, "
+               "else device 0's primary context. Device memory is not "
+               "copied: a\n   weight must be aligned to its element size. "
+               "*/\n"
+             : " A weight at an address that is not a multiple of\n   its "
+               "element size is copied instead. */\n")
      << "int " << n << "_create(const " << n << "_weights *w, " << n
      << "_context **ctx);\n"
      << "/* y[num_tokens][H] = the layer applied to x[num_tokens][H]. Safe "
-        "to call\n   concurrently on one context with distinct outputs. */\n"
+        "to call\n   concurrently on one context with distinct outputs. x and "
+        "y (and route()'s\n   outputs) must be aligned to their element "
+        "size. */\n"
      << "int " << n << "_forward(" << n
      << "_context *ctx, const void *x, int64_t num_tokens, void *y);\n";
   if (c.isCUDA())
@@ -135,14 +177,9 @@ std::string mlir::moe::emitWrapperSource(const LayerConfig &c) {
   const std::string &n = c.name;
   std::string N = upper(n);
   std::vector<WeightField> fields = weightFields(c);
-  auto isRouting = [](const WeightField &field) {
-    llvm::StringRef name = field.name;
-    return name == "router" || name == "router_bias" ||
-           name == "selection_bias";
-  };
 
   os << "/* The C ABI of " << n << ", over its MLIR kernels. */\n"
-     << "#include \"" << n << ".h\"\n\n#include <stdlib.h>\n\n"
+     << "#include \"" << n << ".h\"\n\n#include <stdlib.h>\n#include <string.h>\n\n"
      << "typedef struct { void *allocated, *aligned; int64_t offset, "
         "sizes[1], strides[1]; } memref1;\n"
      << "typedef struct { void *allocated, *aligned; int64_t offset, "
@@ -161,15 +198,41 @@ std::string mlir::moe::emitWrapperSource(const LayerConfig &c) {
     os << "void _mlir_ciface_" << n << "_" << kernel << "("
        << (cuda ? "void *stream, " : "") << "memref2 *x";
     for (const WeightField &field : fields)
-      if (field.used && (!routingOnly || isRouting(field)))
-        os << ", memref" << field.shape.size() << " *" << field.name;
+      if (field.used && (!routingOnly || field.routing))
+        os << ", memref" << field.kernelRank << " *" << field.name;
     os << ", " << outputs << ");\n";
   };
   declare("forward_kernel", false, "memref2 *y");
   declare("route_kernel", true, "memref2 *ids, memref2 *weights");
 
+  // A cuda library's context holds the caller's device pointers only.
+  if (cuda)
+    os << "\n/* w holds the device pointers the kernels read. */\n"
+       << "struct " << n << "_context { " << n << "_weights w; };\n";
+  else
+    os << R"(
+/* w holds the pointers the kernels read; owned[i], the aligned copy of
+   weight i that create made, if any. */
+struct )" << n << R"(_context {
+  )" << n << R"(_weights w;
+  void *owned[)" << fields.size() << R"(];
+};
+
+/* The kernels load whole elements, so a weight must be aligned to its
+   element size; one that is not is copied to memory that is. */
+static const void *aligned_copy(const void *p, size_t bytes, void **owned) {
+  void *copy = aligned_alloc(64, (bytes + 63) / 64 * 64);
+  if (copy)
+    memcpy(copy, p, bytes);
+  *owned = copy;
+  return copy;
+}
+)";
+
   os << R"(
-struct )" << n << R"(_context { )" << n << R"(_weights w; };
+static int misaligned(const void *p, uintptr_t alignment) {
+  return (uintptr_t)p % alignment != 0;
+}
 
 static memref1 view1(const void *p, int64_t d0) {
   memref1 m = {(void *)p, (void *)p, 0, {d0}, {1}};
@@ -204,6 +267,14 @@ const char *)" << n << R"(_strerror(int code) {
        << "  case 3: return " << N << "_ERROR_OUT_OF_MEMORY;\n"
        << "  default: return " << N << "_ERROR_CUDA;\n  }\n}\n\n";
 
+  os << "void " << n << "_destroy(" << n << "_context *ctx) {\n"
+     << "  if (!ctx) return;\n";
+  if (!cuda)
+    os << "  for (size_t i = 0; i < sizeof ctx->owned / sizeof *ctx->owned; "
+          "++i)\n"
+       << "    free(ctx->owned[i]);\n";
+  os << "  free(ctx);\n}\n\n";
+
   os << "int " << n << "_create(const " << n << "_weights *w, " << n
      << "_context **ctx) {\n"
      << "  if (!w || !ctx) return " << N << "_ERROR_NULL_ARGUMENT;\n"
@@ -213,28 +284,48 @@ const char *)" << n << R"(_strerror(int code) {
        << ") return " << N
        << (field.used ? "_ERROR_MISSING_WEIGHT" : "_ERROR_UNUSED_WEIGHT")
        << ";\n";
-  if (cuda)
+  int64_t elementSize = elementBytes(c.dtype);
+  // A device pointer cannot be copied here: a misaligned one is an error.
+  if (cuda) {
+    for (const WeightField &field : fields)
+      if (field.used)
+        os << "  if (misaligned(w->" << field.name << ", " << elementSize
+           << ")) return " << N << "_ERROR_MISALIGNED;\n";
     os << "  int status = moeCudaInit();\n"
        << "  if (status) return " << n << "_status(status);\n";
-  os << "  " << n << "_context *c = malloc(sizeof *c);\n"
+  }
+  os << "  " << n << "_context *c = calloc(1, sizeof *c);\n"
      << "  if (!c) return " << N << "_ERROR_OUT_OF_MEMORY;\n"
-     << "  c->w = *w;\n  *ctx = c;\n  return " << N << "_OK;\n}\n\n"
-     << "void " << n << "_destroy(" << n << "_context *ctx) { free(ctx); }\n\n";
+     << "  c->w = *w;\n";
+  for (auto [index, field] : llvm::enumerate(fields)) {
+    if (!field.used || cuda)
+      continue;
+    int64_t bytes = elementSize;
+    for (int64_t size : field.shape)
+      bytes *= size; // bounded by kMaxWeightBytes: the config was validated
+    os << "  if (misaligned(w->" << field.name << ", " << elementSize
+       << ") &&\n      !(c->w." << field.name << " = aligned_copy(w->"
+       << field.name << ", " << bytes << "u, &c->owned[" << index
+       << "]))) {\n"
+       << "    " << n << "_destroy(c);\n    return " << N
+       << "_ERROR_OUT_OF_MEMORY;\n  }\n";
+  }
+  os << "  *ctx = c;\n  return " << N << "_OK;\n}\n\n";
 
   auto weightViews = [&](bool routingOnly) {
     for (const WeightField &field : fields) {
-      if (!field.used || (routingOnly && !isRouting(field)))
+      if (!field.used || (routingOnly && !field.routing))
         continue;
-      os << "  memref" << field.shape.size() << " " << field.name << " = view"
-         << field.shape.size() << "(ctx->w." << field.name;
-      for (int64_t size : field.shape)
+      os << "  memref" << field.kernelRank << " " << field.name << " = view"
+         << field.kernelRank << "(ctx->w." << field.name;
+      for (int64_t size : field.kernelShape())
         os << ", " << size;
       os << ");\n";
     }
   };
   auto weightArgs = [&](bool routingOnly) {
     for (const WeightField &field : fields)
-      if (field.used && (!routingOnly || isRouting(field)))
+      if (field.used && (!routingOnly || field.routing))
         os << ", &" << field.name;
   };
   auto checks = [&](const char *out1, const char *out2) {
@@ -244,7 +335,11 @@ const char *)" << n << R"(_strerror(int code) {
        << "  if (num_tokens > " << N << "_MAX_TOKENS) return " << N
        << "_ERROR_TOO_MANY_TOKENS;\n"
        << "  if (!x || !" << out1 << (out2 ? std::string(" || !") + out2 : "")
-       << ") return " << N << "_ERROR_NULL_ARGUMENT;\n";
+       << ") return " << N << "_ERROR_NULL_ARGUMENT;\n"
+       << "  if (misaligned(x, " << elementSize << ") || misaligned(" << out1
+       << ", " << (out2 ? 4 : elementSize) << ")"
+       << (out2 ? std::string(" || misaligned(") + out2 + ", 4)" : "")
+       << ") return " << N << "_ERROR_MISALIGNED;\n";
   };
 
   // The kernel function's call; on CUDA between the runtime's begin and

@@ -28,41 +28,96 @@ const char *mlir::moe::dataTypeName(DataType type) {
   return "?";
 }
 
+int64_t mlir::moe::elementBytes(DataType type) {
+  return type == DataType::f32 ? 4 : 2;
+}
+
+std::vector<int64_t> WeightField::kernelShape() const {
+  if (shape.size() <= kernelRank)
+    return shape;
+  size_t collapsed = shape.size() - kernelRank + 1;
+  int64_t leading = 1;
+  for (size_t i = 0; i < collapsed; ++i)
+    leading *= shape[i];
+  std::vector<int64_t> result = {leading};
+  result.insert(result.end(), shape.begin() + collapsed, shape.end());
+  return result;
+}
+
 std::vector<WeightField>
 mlir::moe::weightFields(const LayerConfig &c) {
   int64_t e = c.numExperts, h = c.hiddenSize, f = c.intermediateSize;
   int64_t fs = c.sharedIntermediateSize;
   bool shared = c.hasSharedExpert();
-  return {
-      {"router", true, {e, h}},
-      {"router_bias", c.routerBias, {e}},
-      {"selection_bias", c.selectionBias, {e}},
-      {"gate_proj", c.gated, {e, f, h}},
-      {"up_proj", true, {e, f, h}},
-      {"down_proj", true, {e, h, f}},
-      {"shared_gate_proj", shared && c.gated, {fs, h}},
-      {"shared_up_proj", shared, {fs, h}},
-      {"shared_down_proj", shared, {h, fs}},
-      {"shared_expert_gate", c.sharedExpertGate, {h}},
+  // Leaf FFNs are stacked over every level: [E1]..[EL][F][H].
+  std::vector<int64_t> leaves = c.expertsPerLevel();
+  auto leafShape = [&](int64_t rows, int64_t columns) {
+    std::vector<int64_t> shape = leaves;
+    shape.push_back(rows);
+    shape.push_back(columns);
+    return shape;
   };
+  std::vector<WeightField> fields = {
+      {"router", true, {e, h}, true, 2},
+      {"router_bias", c.routerBias, {e}, true, 1},
+      {"selection_bias", c.selectionBias, {e}, true, 1},
+      {"gate_proj", c.gated, leafShape(f, h), false, 3},
+      {"up_proj", true, leafShape(f, h), false, 3},
+      {"down_proj", true, leafShape(h, f), false, 3},
+      {"shared_gate_proj", shared && c.gated, {fs, h}, false, 2},
+      {"shared_up_proj", shared, {fs, h}, false, 2},
+      {"shared_down_proj", shared, {h, fs}, false, 2},
+      {"shared_expert_gate", c.sharedExpertGate, {h}, false, 1},
+  };
+  // Level l's router is one [El][H] matrix per expert of the levels above:
+  // [E1]..[El][H]; the kernel sees [E1·…·E(l-1), El, H].
+  std::vector<int64_t> experts = {e};
+  for (size_t i = 0; i < c.innerLevels.size(); ++i) {
+    const LevelRouting &level = c.innerLevels[i];
+    experts.push_back(level.numExperts);
+    std::string prefix = "level" + std::to_string(i + 2) + "_";
+    std::vector<int64_t> router = experts;
+    router.push_back(h);
+    fields.push_back({prefix + "router", true, router, true, 3});
+    fields.push_back({prefix + "router_bias", level.routerBias, experts, true,
+                      2});
+    fields.push_back({prefix + "selection_bias", level.selectionBias, experts,
+                      true, 2});
+  }
+  return fields;
 }
 
 namespace {
 /// Reads keys from one JSON object, remembering the first error, which
-/// names the file and the key.
+/// names the file and the key by its path (`expert.top_k` inside a nested
+/// level). Readers of nested levels share their parent's error.
 class KeyReader {
 public:
   KeyReader(const json &object, llvm::StringRef fileName)
-      : object(object), fileName(fileName.str()) {}
+      : object(object), fileName(fileName.str()), error(&ownError) {}
+
+  /// A reader of the object under `key`, whose keys are named `key.*`.
+  KeyReader nested(const json &value, const std::string &key) {
+    return KeyReader(value, fileName, path + key + ".", error);
+  }
+
+  /// `key` as the file names it: its path from the top level.
+  std::string pathOf(const std::string &key) const { return path + key; }
 
   void fail(const std::string &key, const std::string &message) {
-    if (error.empty())
-      error = fileName + ": '" + key + "' " + message;
+    failDocument("'" + pathOf(key) + "' " + message);
   }
-  bool failed() const { return !error.empty(); }
-  const std::string &message() const { return error; }
+  /// An error about the document rather than one key's value.
+  void failDocument(const std::string &message) {
+    if (error->empty())
+      *error = fileName + ": " + message;
+  }
+  bool failed() const { return !error->empty(); }
+  const std::string &message() const { return *error; }
 
   bool has(const char *key) const { return object.contains(key); }
+  const json &at(const char *key) const { return object.at(key); }
+  const json &document() const { return object; }
 
   void readString(const char *key, std::string &out, bool required,
                   std::initializer_list<const char *> allowed = {}) {
@@ -120,6 +175,11 @@ public:
   }
 
 private:
+  KeyReader(const json &object, std::string fileName, std::string path,
+            std::string *error)
+      : object(object), fileName(std::move(fileName)), path(std::move(path)),
+        error(error) {}
+
   bool present(const char *key, bool required) {
     if (failed())
       return false;
@@ -132,7 +192,9 @@ private:
 
   const json &object;
   std::string fileName;
-  std::string error;
+  std::string path;
+  std::string ownError;
+  std::string *error;
 };
 } // namespace
 
@@ -179,35 +241,140 @@ static void checkGPUArchs(KeyReader &reader, const std::string &gpuArch) {
   }
 }
 
+//===----------------------------------------------------------------------===//
+// Reading
+//===----------------------------------------------------------------------===//
+
+/// The routing keys every level has after its FFN keys, in SPEC §2 order.
+static void readSelectionKeys(KeyReader &reader, LevelRouting &level) {
+  reader.readString("scoring", level.scoring, false, {"softmax", "sigmoid"});
+  reader.readBool("normalize_top_k", level.normalizeTopK);
+  reader.readNumber("routed_scaling_factor", level.routedScalingFactor);
+  reader.readBool("router_bias", level.routerBias);
+  reader.readBool("selection_bias", level.selectionBias);
+  reader.readInteger("n_group", level.nGroup, false, 1);
+  reader.readInteger("topk_group", level.topkGroup, false, 1);
+  reader.readString("group_score", level.groupScore, false,
+                    {"top2_sum", "max"});
+}
+
+/// A level with an "expert" has no FFN of its own: the leaf FFN's keys
+/// belong to the innermost level.
+static void rejectLeafKey(KeyReader &reader, const char *key) {
+  if (!reader.failed() && reader.has(key))
+    reader.fail(key, "belongs to the innermost 'expert': a level with an "
+                     "'expert' has no FFN of its own");
+}
+
+/// Keys an inner level takes from the top level.
+static const std::set<std::string> kInheritedKeys = {
+    "name", "hidden_size", "dtype", "target", "gpu_arch"};
+/// Keys of level 1 only: inner levels route by token choice, dropless.
+static const std::set<std::string> kTopLevelOnlyKeys = {
+    "capacity_factor", "shared_intermediate_size", "shared_expert_gate"};
+static const std::set<std::string> kInnerLevelKeys = {
+    "num_experts", "top_k", "intermediate_size", "activation", "gated",
+    "scoring", "normalize_top_k", "routed_scaling_factor", "router_bias",
+    "selection_bias", "n_group", "topk_group", "group_score", "routing",
+    "expert"};
+
+/// Reads the inner level under `parent`'s "expert" key, and the levels
+/// under it, into `c` (level 2 first).
+static void readInnerLevel(KeyReader &parent, LayerConfig &c) {
+  const json &value = parent.at("expert");
+  if (!value.is_object())
+    return parent.fail("expert", "must be an object, got " + value.dump());
+  KeyReader reader = parent.nested(value, "expert");
+  for (const auto &item : value.items()) {
+    const std::string &key = item.key();
+    if (kInheritedKeys.count(key))
+      return reader.fail(key, "is inherited from the top level: give it "
+                              "there only");
+    if (kTopLevelOnlyKeys.count(key))
+      return reader.fail(key, "is not supported inside 'expert': inner "
+                              "levels route by token choice, dropless, "
+                              "without shared experts");
+    if (!kInnerLevelKeys.count(key))
+      return reader.failDocument("unknown key '" + reader.pathOf(key) + "'");
+  }
+
+  LevelRouting level;
+  bool leaf = !reader.has("expert");
+  if (leaf)
+    reader.readInteger("intermediate_size", c.intermediateSize, true, 1);
+  else
+    rejectLeafKey(reader, "intermediate_size");
+  reader.readInteger("num_experts", level.numExperts, true, 1);
+  reader.readInteger("top_k", level.topK, true, 1);
+  if (leaf) {
+    reader.readString("activation", c.activation, false,
+                      {"silu", "gelu", "gelu_tanh", "relu"});
+    reader.readBool("gated", c.gated);
+  } else {
+    rejectLeafKey(reader, "activation");
+    rejectLeafKey(reader, "gated");
+  }
+  readSelectionKeys(reader, level);
+  std::string routing = "token_choice";
+  reader.readString("routing", routing, false,
+                    {"token_choice", "expert_choice"});
+  if (!reader.failed() && routing != "token_choice")
+    return reader.fail("routing", "must be \"token_choice\" inside "
+                                  "'expert': inner levels route by token "
+                                  "choice");
+  c.innerLevels.push_back(level);
+  if (!leaf && !reader.failed())
+    readInnerLevel(reader, c);
+}
+
+//===----------------------------------------------------------------------===//
+// Rules between keys
+//===----------------------------------------------------------------------===//
+
+/// SPEC §1 steps 4-6 for one level, reported against its keys (`path` is
+/// the level's key prefix, "" or "expert.", ...).
+static void checkLevel(KeyReader &reader, const LevelRouting &level,
+                       bool tokenChoice, const std::string &path) {
+  if (level.numExperts % level.nGroup != 0)
+    return reader.fail(path + "n_group",
+                       "(" + std::to_string(level.nGroup) + ") must divide '" +
+                           path + "num_experts' (" +
+                           std::to_string(level.numExperts) + ")");
+  if (level.topkGroup > level.nGroup)
+    return reader.fail(path + "topk_group",
+                       "(" + std::to_string(level.topkGroup) +
+                           ") must not exceed '" + path + "n_group' (" +
+                           std::to_string(level.nGroup) + ")");
+  int64_t groupSize = level.numExperts / level.nGroup;
+  if (level.nGroup > 1 && level.groupScore == "top2_sum" && groupSize < 2)
+    return reader.fail(path + "group_score",
+                       "\"top2_sum\" needs at least 2 experts per group, but "
+                       "groups have " +
+                           std::to_string(groupSize));
+  int64_t allowed = level.topkGroup * groupSize;
+  if (tokenChoice && level.topK > allowed)
+    return reader.fail(
+        path + "top_k",
+        "(" + std::to_string(level.topK) +
+            ") must not exceed the experts routing may choose from (" +
+            std::to_string(allowed) +
+            (level.nGroup > 1 ? " in '" + path + "topk_group' groups)"
+                              : ")"));
+  if (!std::isfinite(level.routedScalingFactor) ||
+      level.routedScalingFactor <= 0)
+    return reader.fail(path + "routed_scaling_factor",
+                       "must be finite and positive");
+}
+
 /// The rules between keys (SPEC §1 and §2): the same ones moe.layer's
 /// verifier enforces, reported against the config's keys.
 static void checkConsistency(KeyReader &reader, const LayerConfig &c) {
   if (!isCIdentifier(c.name))
     return reader.fail("name", "must be a C identifier, got \"" + c.name +
                                    "\"");
-  if (c.numExperts % c.nGroup != 0)
-    return reader.fail("n_group", "(" + std::to_string(c.nGroup) +
-                                      ") must divide 'num_experts' (" +
-                                      std::to_string(c.numExperts) + ")");
-  if (c.topkGroup > c.nGroup)
-    return reader.fail("topk_group", "(" + std::to_string(c.topkGroup) +
-                                         ") must not exceed 'n_group' (" +
-                                         std::to_string(c.nGroup) + ")");
-  int64_t groupSize = c.numExperts / c.nGroup;
-  if (c.nGroup > 1 && c.groupScore == "top2_sum" && groupSize < 2)
-    return reader.fail("group_score",
-                       "\"top2_sum\" needs at least 2 experts per group, but "
-                       "groups have " +
-                           std::to_string(groupSize));
-  int64_t allowed = c.topkGroup * groupSize;
-  if (!c.isExpertChoice() && c.topK > allowed)
-    return reader.fail(
-        "top_k", "(" + std::to_string(c.topK) +
-                     ") must not exceed the experts routing may choose from (" +
-                     std::to_string(allowed) +
-                     (c.nGroup > 1 ? " in 'topk_group' groups)" : ")"));
-  if (!std::isfinite(c.routedScalingFactor) || c.routedScalingFactor <= 0)
-    return reader.fail("routed_scaling_factor", "must be finite and positive");
+  checkLevel(reader, c, !c.isExpertChoice(), "");
+  if (reader.failed())
+    return;
   if (!std::isfinite(c.capacityFactor) || c.capacityFactor < 0)
     return reader.fail("capacity_factor", "must be finite and not negative");
   if (c.isExpertChoice()) {
@@ -227,6 +394,36 @@ static void checkConsistency(KeyReader &reader, const LayerConfig &c) {
     return reader.fail("shared_expert_gate",
                        "needs a shared expert ('shared_intermediate_size' > 0)");
   checkGPUArchs(reader, c.gpuArch);
+  if (reader.failed())
+    return;
+  std::string path;
+  double leaves = static_cast<double>(c.numExperts);
+  for (const LevelRouting &level : c.innerLevels) {
+    path += "expert.";
+    checkLevel(reader, level, /*tokenChoice=*/true, path);
+    if (reader.failed())
+      return;
+    // Leaf ids are 32-bit in the routing results.
+    leaves *= static_cast<double>(level.numExperts);
+    if (leaves > INT32_MAX)
+      return reader.fail(path + "num_experts",
+                         "makes more than 2147483647 leaf experts");
+  }
+}
+
+/// Sizes whose product no 64-bit offset can hold would make the kernels'
+/// address arithmetic wrap.
+static void checkWeightSizes(KeyReader &reader, const LayerConfig &c) {
+  for (const WeightField &field : weightFields(c)) {
+    if (!field.used)
+      continue;
+    int64_t bytes = elementBytes(c.dtype);
+    for (int64_t size : field.shape)
+      if (__builtin_mul_overflow(bytes, size, &bytes) ||
+          bytes > kMaxWeightBytes)
+        return reader.fail(field.name, "would need more than 2^48 bytes: "
+                                       "the sizes are too large");
+  }
 }
 
 llvm::Expected<LayerConfig>
@@ -246,31 +443,34 @@ mlir::moe::parseLayerConfig(llvm::StringRef text, llvm::StringRef fileName) {
       "dtype", "activation", "gated", "scoring", "normalize_top_k",
       "routed_scaling_factor", "router_bias", "selection_bias", "n_group",
       "topk_group", "group_score", "routing", "capacity_factor",
-      "shared_intermediate_size", "shared_expert_gate", "target", "gpu_arch"};
+      "shared_intermediate_size", "shared_expert_gate", "target", "gpu_arch",
+      "expert"};
   for (const auto &item : object.items())
     if (!known.count(item.key()))
       return error(fileName.str() + ": unknown key '" + item.key() + "'");
 
   LayerConfig c;
   KeyReader reader(object, fileName);
+  bool hierarchical = reader.has("expert");
   std::string dtype = "f32";
   reader.readString("name", c.name, /*required=*/true);
   reader.readInteger("hidden_size", c.hiddenSize, true, 1);
-  reader.readInteger("intermediate_size", c.intermediateSize, true, 1);
+  if (hierarchical)
+    rejectLeafKey(reader, "intermediate_size");
+  else
+    reader.readInteger("intermediate_size", c.intermediateSize, true, 1);
   reader.readInteger("num_experts", c.numExperts, true, 1);
   reader.readInteger("top_k", c.topK, true, 1);
   reader.readString("dtype", dtype, false, {"f32", "bf16", "f16"});
-  reader.readString("activation", c.activation, false,
-                    {"silu", "gelu", "gelu_tanh", "relu"});
-  reader.readBool("gated", c.gated);
-  reader.readString("scoring", c.scoring, false, {"softmax", "sigmoid"});
-  reader.readBool("normalize_top_k", c.normalizeTopK);
-  reader.readNumber("routed_scaling_factor", c.routedScalingFactor);
-  reader.readBool("router_bias", c.routerBias);
-  reader.readBool("selection_bias", c.selectionBias);
-  reader.readInteger("n_group", c.nGroup, false, 1);
-  reader.readInteger("topk_group", c.topkGroup, false, 1);
-  reader.readString("group_score", c.groupScore, false, {"top2_sum", "max"});
+  if (hierarchical) {
+    rejectLeafKey(reader, "activation");
+    rejectLeafKey(reader, "gated");
+  } else {
+    reader.readString("activation", c.activation, false,
+                      {"silu", "gelu", "gelu_tanh", "relu"});
+    reader.readBool("gated", c.gated);
+  }
+  readSelectionKeys(reader, c);
   reader.readString("routing", c.routing, false,
                     {"token_choice", "expert_choice"});
   reader.readNumber("capacity_factor", c.capacityFactor);
@@ -279,11 +479,15 @@ mlir::moe::parseLayerConfig(llvm::StringRef text, llvm::StringRef fileName) {
   reader.readBool("shared_expert_gate", c.sharedExpertGate);
   reader.readString("target", c.target, false, {"cpu", "cuda"});
   reader.readString("gpu_arch", c.gpuArch, false);
+  if (hierarchical && !reader.failed())
+    readInnerLevel(reader, c);
   if (!reader.failed()) {
     c.dtype = dtype == "bf16"  ? DataType::bf16
               : dtype == "f16" ? DataType::f16
                                : DataType::f32;
     checkConsistency(reader, c);
+    if (!reader.failed())
+      checkWeightSizes(reader, c);
   }
   if (reader.failed())
     return error(reader.message());
@@ -299,29 +503,40 @@ llvm::Expected<LayerConfig> mlir::moe::readLayerConfig(llvm::StringRef path) {
   return parseLayerConfig((*buffer)->getBuffer(), path);
 }
 
+/// One level's routing keys, defaults included.
+static json levelJSON(const LevelRouting &level) {
+  return {{"num_experts", level.numExperts},
+          {"top_k", level.topK},
+          {"scoring", level.scoring},
+          {"normalize_top_k", level.normalizeTopK},
+          {"routed_scaling_factor", level.routedScalingFactor},
+          {"router_bias", level.routerBias},
+          {"selection_bias", level.selectionBias},
+          {"n_group", level.nGroup},
+          {"topk_group", level.topkGroup},
+          {"group_score", level.groupScore}};
+}
+
 std::string LayerConfig::toJSON() const {
-  json object = {
-      {"name", name},
-      {"hidden_size", hiddenSize},
-      {"intermediate_size", intermediateSize},
-      {"num_experts", numExperts},
-      {"top_k", topK},
-      {"dtype", dataTypeName(dtype)},
-      {"activation", activation},
-      {"gated", gated},
-      {"scoring", scoring},
-      {"normalize_top_k", normalizeTopK},
-      {"routed_scaling_factor", routedScalingFactor},
-      {"router_bias", routerBias},
-      {"selection_bias", selectionBias},
-      {"n_group", nGroup},
-      {"topk_group", topkGroup},
-      {"group_score", groupScore},
-      {"routing", routing},
-      {"capacity_factor", capacityFactor},
-      {"shared_intermediate_size", sharedIntermediateSize},
-      {"shared_expert_gate", sharedExpertGate},
-      {"target", target},
-      {"gpu_arch", gpuArch}};
+  json object = levelJSON(*this);
+  object.update({{"name", name},
+                 {"hidden_size", hiddenSize},
+                 {"dtype", dataTypeName(dtype)},
+                 {"routing", routing},
+                 {"capacity_factor", capacityFactor},
+                 {"shared_intermediate_size", sharedIntermediateSize},
+                 {"shared_expert_gate", sharedExpertGate},
+                 {"target", target},
+                 {"gpu_arch", gpuArch}});
+  // The leaf FFN's keys go in the innermost level, each inner level in the
+  // "expert" of the one above.
+  json *leaf = &object;
+  for (const LevelRouting &level : innerLevels) {
+    (*leaf)["expert"] = levelJSON(level);
+    leaf = &(*leaf)["expert"];
+  }
+  leaf->update({{"intermediate_size", intermediateSize},
+                {"activation", activation},
+                {"gated", gated}});
   return object.dump();
 }

@@ -91,6 +91,16 @@ private:
 };
 } // namespace
 
+/// The `#moe.level` of an inner level.
+static LevelAttr levelAttr(MLIRContext &context, const LevelRouting &level) {
+  return LevelAttr::get(
+      &context, level.topK, *symbolizeScoring(level.scoring),
+      level.normalizeTopK,
+      APFloat(static_cast<float>(level.routedScalingFactor)), level.nGroup,
+      level.topkGroup, *symbolizeGroupScore(level.groupScore),
+      level.routerBias, level.selectionBias);
+}
+
 OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext &context,
                                                   const LayerConfig &config) {
   context.loadDialect<MoEDialect, func::FuncDialect, LLVM::LLVMDialect,
@@ -116,21 +126,35 @@ OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext &context,
     op.setRouting(*symbolizeRouting(config.routing));
     op.setCapacityFactor(APFloat(config.capacityFactor));
   };
-  // Operands by field name; absent fields stay null. For CUDA the first
+  // Operands by field name; absent fields stay null. Weights go over in
+  // the kernel's shapes (leading dimensions collapsed). For CUDA the first
   // argument is the stream the kernels run on (moe-gpu-use-stream-argument).
   auto operandsOf = [&](KernelBuilder &kernel, bool routingOnly) {
     llvm::StringMap<unsigned> index;
     if (config.isCUDA())
       kernel.addArgument("stream", LLVM::LLVMPointerType::get(&context));
     index["x"] = kernel.addArgument("x", {dynamic, hidden}, data);
-    for (const WeightField &field : fields) {
-      StringRef fieldName = field.name;
-      bool routing = fieldName == "router" || fieldName == "router_bias" ||
-                     fieldName == "selection_bias";
-      if (field.used && (routing || !routingOnly))
-        index[fieldName] = kernel.addArgument(fieldName, field.shape, data);
-    }
+    for (const WeightField &field : fields)
+      if (field.used && (field.routing || !routingOnly))
+        index[field.name] =
+            kernel.addArgument(field.name, field.kernelShape(), data);
     return index;
+  };
+  // The operands of the inner levels, level 2 first.
+  struct LevelOperands {
+    SmallVector<Value> routers, routerBiases, selectionBiases;
+  };
+  auto levelOperands = [&](auto get) {
+    LevelOperands operands;
+    for (size_t i = 0; i < config.innerLevels.size(); ++i) {
+      std::string prefix = "level" + std::to_string(i + 2) + "_";
+      operands.routers.push_back(get(prefix + "router"));
+      if (Value bias = get(prefix + "router_bias"))
+        operands.routerBiases.push_back(bias);
+      if (Value bias = get(prefix + "selection_bias"))
+        operands.selectionBiases.push_back(bias);
+    }
+    return operands;
   };
 
   {
@@ -142,19 +166,27 @@ OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext &context,
       auto it = index.find(fieldName);
       return it == index.end() ? Value() : args[it->second];
     };
+    LevelOperands levels = levelOperands(get);
+    SmallVector<Attribute> levelAttrs;
+    for (const LevelRouting &level : config.innerLevels)
+      levelAttrs.push_back(levelAttr(context, level));
     auto layer = LayerOp::create(
         b, loc, args[index["x"]].getType(), get("x"), get("router"),
-        get("router_bias"), get("selection_bias"), get("gate_proj"),
+        get("router_bias"), get("selection_bias"), levels.routers,
+        levels.routerBiases, levels.selectionBiases, get("gate_proj"),
         get("up_proj"), get("down_proj"), get("shared_gate_proj"),
         get("shared_up_proj"), get("shared_down_proj"),
         get("shared_expert_gate"), b.getI64IntegerAttr(config.topK),
         ScoringAttr(), BoolAttr(), FloatAttr(), IntegerAttr(), IntegerAttr(),
-        GroupScoreAttr(), RoutingAttr(), FloatAttr(), ActivationAttr());
+        GroupScoreAttr(), RoutingAttr(), FloatAttr(), ActivationAttr(),
+        b.getArrayAttr(levelAttrs));
     routingAttrs(layer);
     layer.setActivation(*symbolizeActivation(config.activation));
     kernel.finish({{layer.getOutput(), y}});
   }
   {
+    // The routing alone: the gate, then one moe.refine per inner level, in
+    // descending choice order at every level (no `unordered`).
     KernelBuilder kernel(b, *module, config.name + "_route_kernel");
     llvm::StringMap<unsigned> index = operandsOf(kernel, true);
     unsigned ids =
@@ -166,17 +198,34 @@ OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext &context,
       auto it = index.find(fieldName);
       return it == index.end() ? Value() : args[it->second];
     };
+    int64_t width = config.isExpertChoice() ? config.numExperts : config.topK;
     auto perSlot = [&](Type type) {
-      return RankedTensorType::get({dynamic, slots}, type);
+      return RankedTensorType::get({dynamic, width}, type);
     };
     auto gate = GateOp::create(
         b, loc, perSlot(b.getI32Type()), perSlot(b.getF32Type()), get("x"),
         get("router"), get("router_bias"), get("selection_bias"),
         b.getI64IntegerAttr(config.topK), ScoringAttr(), BoolAttr(),
         FloatAttr(), IntegerAttr(), IntegerAttr(), GroupScoreAttr(),
-        RoutingAttr(), FloatAttr());
+        RoutingAttr(), FloatAttr(), UnitAttr());
     routingAttrs(gate);
-    kernel.finish({{gate.getIds(), ids}, {gate.getWeights(), weights}});
+    Value levelIds = gate.getIds(), levelWeights = gate.getWeights();
+    for (size_t i = 0; i < config.innerLevels.size(); ++i) {
+      const LevelRouting &level = config.innerLevels[i];
+      std::string prefix = "level" + std::to_string(i + 2) + "_";
+      width *= level.topK;
+      auto refine = RefineOp::create(
+          b, loc, perSlot(b.getI32Type()), perSlot(b.getF32Type()), get("x"),
+          levelIds, levelWeights, get(prefix + "router"),
+          get(prefix + "router_bias"), get(prefix + "selection_bias"),
+          level.topK, *symbolizeScoring(level.scoring), level.normalizeTopK,
+          APFloat(static_cast<float>(level.routedScalingFactor)),
+          level.nGroup, level.topkGroup,
+          *symbolizeGroupScore(level.groupScore), /*unordered=*/false);
+      levelIds = refine.getIds();
+      levelWeights = refine.getWeights();
+    }
+    kernel.finish({{levelIds, ids}, {levelWeights, weights}});
   }
   return module;
 }

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .reference import WEIGHT_KEYS, route_width, weight_shapes, with_defaults
+from .reference import WEIGHT_KEYS, route_width, weight_keys, weight_shapes, with_defaults
 
 # The source checkout this package sits in (python_frontend/moe_mlir/abi.py);
 # meaningful only when it is used from one.
@@ -35,6 +35,7 @@ ERROR_MISSING_WEIGHT = 3
 ERROR_UNUSED_WEIGHT = 4
 ERROR_OUT_OF_MEMORY = 5
 ERROR_TOO_MANY_TOKENS = 6
+ERROR_MISALIGNED = 7
 ERROR_NO_DEVICE = 8
 ERROR_CUDA = 9
 
@@ -93,10 +94,13 @@ def compile_config(config, outdir, extra_args=()):
     return so
 
 
-def weights_struct_type(name):
-    """The <name>_weights struct: ten const void * in SPEC §4 order."""
+def weights_struct_type(name, config=None):
+    """The <name>_weights struct: const void * fields in SPEC §4 order, the
+    ten of every layer, then three per inner level of a hierarchical
+    `config` (see reference.weight_keys)."""
+    keys = WEIGHT_KEYS if config is None else weight_keys(config)
     return type(f"{name}_weights", (ctypes.Structure,),
-                {"_fields_": [(key, ctypes.c_void_p) for key in WEIGHT_KEYS]})
+                {"_fields_": [(key, ctypes.c_void_p) for key in keys]})
 
 
 def ptr(array):
@@ -167,7 +171,8 @@ class Library:
         self.dtype = self.config["dtype"]
         self.hidden_size = self.config["hidden_size"]
         self.width = route_width(self.config)
-        self.Weights = weights_struct_type(name)
+        self.weight_keys = weight_keys(self.config)
+        self.Weights = weights_struct_type(name, self.config)
         self.lib = ctypes.CDLL(str(self.path))
 
         vp = ctypes.c_void_p
@@ -208,11 +213,11 @@ class Library:
 
     def prepare_weights(self, weights, check_shapes=True):
         """C-contiguous copies of the given weights in the library's storage
-        type, keyed as WEIGHT_KEYS."""
+        type, keyed as the struct's fields."""
         shapes = weight_shapes(self.config)
         arrays = {}
         for key, value in (weights or {}).items():
-            if key not in WEIGHT_KEYS:
+            if key not in self.weight_keys:
                 raise KeyError(f"unknown weight {key!r}")
             if value is None:
                 continue
@@ -223,7 +228,7 @@ class Library:
         return arrays
 
     def make_struct(self, arrays):
-        return self.Weights(**{key: ptr(arrays.get(key)) for key in WEIGHT_KEYS})
+        return self.Weights(**{key: ptr(arrays.get(key)) for key in self.weight_keys})
 
     # -- calls ---------------------------------------------------------------
 

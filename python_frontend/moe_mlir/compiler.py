@@ -124,10 +124,11 @@ class MoELayer:
     def __init__(self, compiled, weights):
         self.compiled = compiled
         self.config = compiled.config
-        unknown = set(weights) - set(abi.WEIGHT_KEYS)
+        fields = self.config.weight_keys()
+        unknown = set(weights) - set(fields)
         if unknown:
             raise KeyError(f"unknown weights {sorted(unknown)}; the fields are "
-                           f"{', '.join(abi.WEIGHT_KEYS)}")
+                           f"{', '.join(fields)}")
         given = {k: v for k, v in weights.items() if v is not None}
         wanted = self.config.weight_shapes()
         missing = set(wanted) - set(given)
@@ -162,7 +163,9 @@ class MoELayer:
     def route(self, x):
         """(ids int32 [..., W], weights float32 [..., W]): the experts chosen per
         token and their routing weights; W = top_k (num_experts for expert
-        choice); a dropped assignment has id -1 and weight 0."""
+        choice); a dropped assignment has id -1 and weight 0. A hierarchical
+        layer reports leaf ids and combined weights; W is then the product of
+        the levels' widths (config.route_width)."""
         x, rows = self._tokens(x)
         if self._ctx.handle is None:
             raise RuntimeError("the layer was closed")

@@ -5,12 +5,16 @@ so a config this module accepts is one moe-compile accepts, and an error reads
 the same in both: `<source>: '<key>' <message>`.
 """
 
+import copy
 import dataclasses
 import json
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
+
+from . import reference
 
 # In SPEC §2 order; also the order moe-compile reads them, which decides
 # which error is reported first.
@@ -22,6 +26,23 @@ KEYS = (
     "shared_intermediate_size", "shared_expert_gate", "target", "gpu_arch",
 )
 REQUIRED = ("name", "hidden_size", "intermediate_size", "num_experts", "top_k")
+
+# Hierarchical MoE: "expert" holds the inner level, an object of these keys
+# (and "expert" again). The leaf FFN's keys belong to the innermost level;
+# the inherited keys to the top level; inner levels route by token choice,
+# dropless, without shared experts.
+LEVEL_KEYS = (
+    "intermediate_size", "num_experts", "top_k", "activation", "gated", "scoring",
+    "normalize_top_k", "routed_scaling_factor", "router_bias", "selection_bias",
+    "n_group", "topk_group", "group_score", "routing", "expert",
+)
+LEAF_KEYS = ("intermediate_size", "activation", "gated")
+INHERITED_KEYS = ("name", "hidden_size", "dtype", "target", "gpu_arch")
+TOP_LEVEL_ONLY_KEYS = ("capacity_factor", "shared_intermediate_size", "shared_expert_gate")
+# The routing keys of a level (SPEC §1 steps 1-6), in reading order.
+SELECTION_KEYS = ("scoring", "normalize_top_k", "routed_scaling_factor", "router_bias",
+                  "selection_bias", "n_group", "topk_group", "group_score")
+_LEAF_RULE = "belongs to the innermost 'expert': a level with an 'expert' has no FFN of its own"
 
 # key -> (kind, minimum or allowed values)
 _RULES = {
@@ -74,10 +95,11 @@ def _dump(value):
         return repr(value)
 
 
-def _check_value(source, key, value):
+def _check_value(source, key, value, path=""):
     """`value` checked against `key`'s type and range; returns it normalized
-    (numbers as float)."""
+    (numbers as float). Errors name the key as `path + key`."""
     kind, rule = _RULES[key]
+    key = path + key
     if kind == "string":
         if not isinstance(value, str):
             raise ConfigError(source, key, f"must be a string, got {_dump(value)}")
@@ -127,11 +149,21 @@ class MoEConfig:
     shared_expert_gate: bool = False
     target: str = "cpu"
     gpu_arch: str = "sm_80,sm_90"
+    # Hierarchical MoE: the inner level (a dict of LEVEL_KEYS, nested through
+    # "expert"), kept with every default filled in. Then intermediate_size,
+    # activation and gated mirror the innermost level's (what is passed for
+    # them is replaced).
+    expert: Optional[dict] = dataclasses.field(default=None, hash=False)
 
     def __post_init__(self):
         self._validate("<config>")
 
     def _validate(self, source):
+        if self.expert is not None:
+            expert, leaf = _read_level(source, self.expert, "expert.")
+            object.__setattr__(self, "expert", expert)
+            for key in LEAF_KEYS:
+                object.__setattr__(self, key, leaf[key])
         for key in KEYS:
             object.__setattr__(self, key, _check_value(source, key, getattr(self, key)))
         _check_consistency(source, self)
@@ -147,16 +179,24 @@ class MoEConfig:
         # moe-compile walks the keys sorted, so the first unknown one it
         # names is the alphabetically first.
         for key in sorted(data):
-            if key not in _RULES:
+            if key not in _RULES and key != "expert":
                 raise ConfigError(source, None, f"unknown key '{key}'")
+        hierarchical = "expert" in data
         for key in KEYS:
-            if key in data:
+            if hierarchical and key in LEAF_KEYS:
+                if key in data:
+                    raise ConfigError(source, key, _LEAF_RULE)
+            elif key in data:
                 _check_value(source, key, data[key])
             elif key in REQUIRED:
                 raise ConfigError(source, key, "is required")
+        leaf = {}
+        if hierarchical:
+            _, leaf = _read_level(source, data["expert"], "expert.")
         config = cls.__new__(cls)
         for field in dataclasses.fields(cls):
-            object.__setattr__(config, field.name, data.get(field.name, field.default))
+            value = leaf.get(field.name, data.get(field.name, field.default))
+            object.__setattr__(config, field.name, value)
         config._validate(source)
         return config
 
@@ -179,8 +219,14 @@ class MoEConfig:
         return cls.from_dict(data, source)
 
     def to_dict(self):
-        """Every key, defaults included, in SPEC §2 order."""
-        return {key: getattr(self, key) for key in KEYS}
+        """Every key, defaults included, in SPEC §2 order; a hierarchical
+        config has its levels under "expert", the leaf FFN's keys in the
+        innermost only."""
+        if self.expert is None:
+            return {key: getattr(self, key) for key in KEYS}
+        data = {key: getattr(self, key) for key in KEYS if key not in LEAF_KEYS}
+        data["expert"] = copy.deepcopy(self.expert)
+        return data
 
     def to_json(self, indent=None):
         return json.dumps(self.to_dict(), indent=indent)
@@ -196,42 +242,65 @@ class MoEConfig:
         return self.shared_intermediate_size > 0
 
     @property
+    def levels(self):
+        """[level 1, level 2, ...]: this config's routing keys, then each inner
+        level's (one level when flat)."""
+        out = [self.to_dict()]
+        while "expert" in out[-1]:
+            out.append(out[-1]["expert"])
+        return out
+
+    @property
     def route_width(self):
-        """Columns of route()'s outputs: top_k, or every expert for expert choice."""
-        return self.num_experts if self.routing == "expert_choice" else self.top_k
+        """Columns of route()'s outputs: top_k, or every expert for expert
+        choice, times every inner level's top_k."""
+        return reference.route_width(self.to_dict())
+
+    def weight_keys(self):
+        """The fields of the ABI's weights struct, in order (SPEC §4, then
+        three per inner level)."""
+        return reference.weight_keys(self.to_dict())
 
     def weight_shapes(self):
         """{ABI field: shape} for every weight this layer uses (SPEC §4)."""
-        H, F, E = self.hidden_size, self.intermediate_size, self.num_experts
-        Fs = self.shared_intermediate_size
-        shapes = {"router": (E, H)}
-        if self.router_bias:
-            shapes["router_bias"] = (E,)
-        if self.selection_bias:
-            shapes["selection_bias"] = (E,)
-        if self.gated:
-            shapes["gate_proj"] = (E, F, H)
-        shapes["up_proj"] = (E, F, H)
-        shapes["down_proj"] = (E, H, F)
-        if Fs > 0:
-            if self.gated:
-                shapes["shared_gate_proj"] = (Fs, H)
-            shapes["shared_up_proj"] = (Fs, H)
-            shapes["shared_down_proj"] = (H, Fs)
-            if self.shared_expert_gate:
-                shapes["shared_expert_gate"] = (H,)
-        return shapes
+        return reference.weight_shapes(self.to_dict())
 
     def to_mlir(self):
         """The layer as `moe` dialect text: a func.func over tensors holding
-        one moe.layer, with a dynamic token dimension."""
+        one moe.layer, with a dynamic token dimension. Weights take the
+        kernel's shapes: stacked levels are collapsed into the leading
+        dimension ([E1·E2, F, H], level routers [E1·…·E(l-1), El, H])."""
         et = self.dtype
         def tensor(shape):
             return "tensor<" + "x".join(str(d) for d in shape) + f"x{et}>"
-        shapes = self.weight_shapes()
+        def kernel_shape(key, shape):
+            if key.startswith("level"):
+                rank = 3 if key.endswith("_router") else 2
+            elif key in ("gate_proj", "up_proj", "down_proj"):
+                rank = 3
+            else:
+                return shape
+            lead = len(shape) - rank + 1
+            return (math.prod(shape[:lead]),) + tuple(shape[lead:])
+        used = self.weight_shapes()
+        shapes = {key: kernel_shape(key, used[key]) for key in self.weight_keys()
+                  if key in used}
         io = tensor(("?", self.hidden_size))
         args = [f"%x: {io}"] + [f"%{k}: {tensor(s)}" for k, s in shapes.items()]
-        operands = " ".join(f"{k}(%{k} : {tensor(s)})" for k, s in shapes.items())
+        groups = {"level_routers": "router", "level_router_biases": "router_bias",
+                  "level_selection_biases": "selection_bias"}
+        operands = []
+        for key in ("router", "router_bias", "selection_bias"):
+            if key in shapes:
+                operands.append(f"{key}(%{key} : {tensor(shapes[key])})")
+        for group, suffix in groups.items():
+            keys = [k for k in shapes if k.startswith("level") and k.endswith("_" + suffix)]
+            if keys:
+                operands.append(f"{group}({', '.join('%' + k for k in keys)} : "
+                                f"{', '.join(tensor(shapes[k]) for k in keys)})")
+        operands += [f"{k}(%{k} : {tensor(s)})" for k, s in shapes.items()
+                     if k.endswith("proj") or k == "shared_expert_gate"]
+        operands = " ".join(operands)
         attrs = [f"top_k = {self.top_k} : i64"]
         if self.scoring != "softmax":
             attrs.append(f"scoring = #moe.scoring<{self.scoring}>")
@@ -251,6 +320,9 @@ class MoEConfig:
             attrs.append(f"capacity_factor = {_float(self.capacity_factor)} : f64")
         if self.activation != "silu":
             attrs.append(f"activation = #moe.activation<{self.activation}>")
+        if self.expert is not None:
+            attrs.append("levels = [" + ", ".join(_level_attr(level)
+                                                  for level in self.levels[1:]) + "]")
         return (
             f"func.func @{self.name}({', '.join(args)}) -> {io} {{\n"
             f"  %y = moe.layer %x {operands}\n"
@@ -268,27 +340,97 @@ def _float(value):
     return text
 
 
+def _level_attr(level):
+    """An inner level as a #moe.level attribute (defaults left out)."""
+    params = [f"top_k = {level['top_k']}"]
+    for key in SELECTION_KEYS:
+        value = level[key]
+        if value == reference.LEVEL_DEFAULTS[key]:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, float):
+            value = _float(value)
+        params.append(f"{key} = {value}")
+    return "#moe.level<" + ", ".join(params) + ">"
+
+
+def _read_level(source, value, path):
+    """The inner level under "expert" (`path` is its key path, "expert.", ...),
+    read as moe-compile reads it: (the level with its defaults and the levels
+    under it, the innermost level's leaf FFN keys)."""
+    if not isinstance(value, dict):
+        raise ConfigError(source, path[:-1], f"must be an object, got {_dump(value)}")
+    for key in sorted(value):
+        if key in INHERITED_KEYS:
+            raise ConfigError(source, path + key,
+                              "is inherited from the top level: give it there only")
+        if key in TOP_LEVEL_ONLY_KEYS:
+            raise ConfigError(source, path + key,
+                              "is not supported inside 'expert': inner levels route by "
+                              "token choice, dropless, without shared experts")
+        if key not in LEVEL_KEYS:
+            raise ConfigError(source, None, f"unknown key '{path + key}'")
+    leaf = "expert" not in value
+    level = dict(reference.LEVEL_DEFAULTS)
+    if leaf:
+        level.update(activation="silu", gated=True)
+    for key in LEVEL_KEYS[:-2]:
+        if not leaf and key in LEAF_KEYS:
+            if key in value:
+                raise ConfigError(source, path + key, _LEAF_RULE)
+        elif key in value:
+            level[key] = _check_value(source, key, value[key], path)
+        elif key in ("num_experts", "top_k", "intermediate_size"):
+            raise ConfigError(source, path + key, "is required")
+    if "routing" in value and _check_value(source, "routing", value["routing"],
+                                           path) != "token_choice":
+        raise ConfigError(source, path + "routing",
+                          "must be \"token_choice\" inside 'expert': inner levels route "
+                          "by token choice")
+    # SPEC §2 order: the level's own keys, then its FFN or its "expert".
+    order = ("num_experts", "top_k") + (LEAF_KEYS if leaf else ()) + SELECTION_KEYS
+    level = {key: level[key] for key in order}
+    if leaf:
+        return level, {key: level[key] for key in LEAF_KEYS}
+    level["expert"], leaf_keys = _read_level(source, value["expert"], path + "expert.")
+    return level, leaf_keys
+
+
+def _check_level(source, c, token_choice, path=""):
+    """SPEC §1 steps 4-6 of one level (`c` maps its keys), errors naming the
+    keys by `path`."""
+    def fail(key, message):
+        raise ConfigError(source, path + key, message)
+
+    E, k, ng, tg = c["num_experts"], c["top_k"], c["n_group"], c["topk_group"]
+    if E % ng != 0:
+        fail("n_group", f"({ng}) must divide '{path}num_experts' ({E})")
+    if tg > ng:
+        fail("topk_group", f"({tg}) must not exceed '{path}n_group' ({ng})")
+    group_size = E // ng
+    if ng > 1 and c["group_score"] == "top2_sum" and group_size < 2:
+        fail("group_score", '"top2_sum" needs at least 2 experts per group, but '
+             f"groups have {group_size}")
+    allowed = tg * group_size
+    if token_choice and k > allowed:
+        where = f" in '{path}topk_group' groups)" if ng > 1 else ")"
+        fail("top_k", f"({k}) must not exceed the experts routing may choose "
+             f"from ({allowed}{where}")
+    scaling = c["routed_scaling_factor"]
+    if not math.isfinite(scaling) or scaling <= 0:
+        fail("routed_scaling_factor", "must be finite and positive")
+
+
 def _check_consistency(source, c):
     def fail(key, message):
         raise ConfigError(source, key, message)
 
     if not _C_IDENTIFIER.match(c.name):
         fail("name", f'must be a C identifier, got "{c.name}"')
-    if c.num_experts % c.n_group != 0:
-        fail("n_group", f"({c.n_group}) must divide 'num_experts' ({c.num_experts})")
-    if c.topk_group > c.n_group:
-        fail("topk_group", f"({c.topk_group}) must not exceed 'n_group' ({c.n_group})")
-    group_size = c.num_experts // c.n_group
-    if c.n_group > 1 and c.group_score == "top2_sum" and group_size < 2:
-        fail("group_score", '"top2_sum" needs at least 2 experts per group, but '
-             f"groups have {group_size}")
-    allowed = c.topk_group * group_size
-    if c.routing != "expert_choice" and c.top_k > allowed:
-        where = " in 'topk_group' groups)" if c.n_group > 1 else ")"
-        fail("top_k", f"({c.top_k}) must not exceed the experts routing may choose "
-             f"from ({allowed}{where}")
-    if not math.isfinite(c.routed_scaling_factor) or c.routed_scaling_factor <= 0:
-        fail("routed_scaling_factor", "must be finite and positive")
+    _check_level(source, {key: getattr(c, key) for key in
+                          ("num_experts", "top_k") + SELECTION_KEYS},
+                 c.routing != "expert_choice")
     if not math.isfinite(c.capacity_factor) or c.capacity_factor < 0:
         fail("capacity_factor", "must be finite and not negative")
     if c.routing == "expert_choice":
@@ -311,6 +453,14 @@ def _check_consistency(source, c):
         if arch in seen:
             fail("gpu_arch", f"names {arch} twice")
         seen.add(arch)
+    path, leaves = "", c.num_experts
+    for level in c.levels[1:]:
+        path += "expert."
+        _check_level(source, level, True, path)
+        # Leaf ids are 32-bit in the routing results.
+        leaves *= level["num_experts"]
+        if leaves > 2**31 - 1:
+            fail(path + "num_experts", "makes more than 2147483647 leaf experts")
 
 
 def as_config(config):

@@ -32,6 +32,16 @@ DEFAULTS = {
 
 REQUIRED = ("name", "hidden_size", "intermediate_size", "num_experts", "top_k")
 
+# Hierarchical MoE (an "expert" key): the keys of an inner level and their
+# defaults. The leaf FFN's keys (intermediate_size, activation, gated) are the
+# innermost level's; name, hidden_size, dtype, target and gpu_arch are the top
+# level's; inner levels route by token choice, dropless, without shared experts.
+LEVEL_DEFAULTS = {key: DEFAULTS[key] for key in (
+    "scoring", "normalize_top_k", "routed_scaling_factor", "router_bias",
+    "selection_bias", "n_group", "topk_group", "group_score")}
+LEAF_KEYS = ("intermediate_size", "activation", "gated")
+INHERITED = ("name", "hidden_size", "dtype", "target", "gpu_arch")
+
 WEIGHT_KEYS = (
     "router",
     "router_bias",
@@ -47,41 +57,111 @@ WEIGHT_KEYS = (
 
 
 def with_defaults(config):
-    """The config with every optional key present."""
-    missing = [k for k in REQUIRED if k not in config]
+    """The config with every optional key present. In a hierarchical config
+    every level under "expert" gets its defaults too, and the leaf FFN's keys
+    appear in the innermost level only."""
+    if "expert" not in config:
+        missing = [k for k in REQUIRED if k not in config]
+        if missing:
+            raise KeyError(f"config lacks required keys {missing}")
+        full = dict(DEFAULTS)
+        full.update(config)
+        return full
+    missing = [k for k in REQUIRED if k not in config and k != "intermediate_size"]
     if missing:
         raise KeyError(f"config lacks required keys {missing}")
-    full = dict(DEFAULTS)
+    full = {k: v for k, v in DEFAULTS.items() if k not in LEAF_KEYS}
     full.update(config)
+    full["expert"] = _level_with_defaults(config["expert"])
     return full
 
 
-def weight_shapes(config):
-    """Shapes of the weights a config uses (SPEC §4); unused ones are absent."""
+def _level_with_defaults(level):
+    leaf = "expert" not in level
+    required = ("num_experts", "top_k") + (("intermediate_size",) if leaf else ())
+    missing = [k for k in required if k not in level]
+    if missing:
+        raise KeyError(f"an inner level lacks required keys {missing}")
+    full = dict(LEVEL_DEFAULTS)
+    if leaf:
+        full.update(activation=DEFAULTS["activation"], gated=DEFAULTS["gated"])
+    full.update(level)
+    if not leaf:
+        full["expert"] = _level_with_defaults(level["expert"])
+    return full
+
+
+def levels(config):
+    """[level 1, level 2, ...] with defaults: the config itself, then each
+    "expert" inside it. A flat config is one level."""
+    out = [with_defaults(config)]
+    while "expert" in out[-1]:
+        out.append(out[-1]["expert"])
+    return out
+
+
+def inner_layer(config):
+    """The MoE layer every routed expert of a hierarchical config is: its
+    "expert" with the keys it inherits from the top level."""
     c = with_defaults(config)
-    H, F, E = c["hidden_size"], c["intermediate_size"], c["num_experts"]
+    inner = dict(c["expert"])
+    inner.update({key: c[key] for key in INHERITED})
+    return with_defaults(inner)
+
+
+def weight_keys(config):
+    """The fields of the ABI's weights struct, in order: the ten of SPEC §4,
+    then level<l>_router, level<l>_router_bias, level<l>_selection_bias for
+    every inner level l >= 2."""
+    keys = list(WEIGHT_KEYS)
+    for l in range(2, len(levels(config)) + 1):
+        keys += [f"level{l}_router", f"level{l}_router_bias", f"level{l}_selection_bias"]
+    return tuple(keys)
+
+
+def weight_shapes(config):
+    """Shapes of the weights a config uses (SPEC §4); unused ones are absent.
+    A hierarchical config stacks the leaf FFNs over every level
+    ([E1]..[EL][F][H]) and level l's router over the levels above it
+    ([E1]..[El][H])."""
+    c = with_defaults(config)
+    lv = levels(c)
+    leaf = lv[-1]
+    H, F = c["hidden_size"], leaf["intermediate_size"]
+    Es = tuple(level["num_experts"] for level in lv)
+    E = Es[0]
     Fs = c["shared_intermediate_size"]
-    shapes = {"router": (E, H), "up_proj": (E, F, H), "down_proj": (E, H, F)}
+    shapes = {"router": (E, H), "up_proj": Es + (F, H), "down_proj": Es + (H, F)}
     if c["router_bias"]:
         shapes["router_bias"] = (E,)
     if c["selection_bias"]:
         shapes["selection_bias"] = (E,)
-    if c["gated"]:
-        shapes["gate_proj"] = (E, F, H)
+    if leaf["gated"]:
+        shapes["gate_proj"] = Es + (F, H)
     if Fs > 0:
         shapes["shared_up_proj"] = (Fs, H)
         shapes["shared_down_proj"] = (H, Fs)
-        if c["gated"]:
+        if leaf["gated"]:
             shapes["shared_gate_proj"] = (Fs, H)
         if c["shared_expert_gate"]:
             shapes["shared_expert_gate"] = (H,)
+    for l in range(2, len(lv) + 1):
+        shapes[f"level{l}_router"] = Es[:l] + (H,)
+        if lv[l - 1]["router_bias"]:
+            shapes[f"level{l}_router_bias"] = Es[:l]
+        if lv[l - 1]["selection_bias"]:
+            shapes[f"level{l}_selection_bias"] = Es[:l]
     return shapes
 
 
 def route_width(config):
-    """Columns of route()'s outputs: top_k, or every expert for expert choice."""
+    """Columns of route()'s outputs: top_k, or every expert for expert choice,
+    times the top_k of every inner level."""
     c = with_defaults(config)
-    return c["num_experts"] if c["routing"] == "expert_choice" else c["top_k"]
+    width = c["num_experts"] if c["routing"] == "expert_choice" else c["top_k"]
+    for level in levels(c)[1:]:
+        width *= level["top_k"]
+    return width
 
 
 # ----------------------------------------------------------------------------
@@ -249,6 +329,74 @@ def _ffn(c, gate, up, down, v):
     return h @ down.T
 
 
+def _route(c, weights, x, forced_ids=None):
+    """Level 1's routing of x: (ids, w, choice)."""
+    if c["routing"] == "expert_choice":
+        if forced_ids is not None:
+            raise ValueError("forced_ids is for token choice only")
+        return _expert_choice(c, weights, x)
+    if c["routing"] == "token_choice":
+        return _token_choice(c, weights, x, forced_ids)
+    raise ValueError(f"unknown routing {c['routing']!r}")
+
+
+def _inner_weights(c, weights, e):
+    """The weights of routed expert e of hierarchical `c`, as those of a layer
+    of its own: level l + 1 of `c` is level l of the expert."""
+    names = {"gate_proj": "gate_proj", "up_proj": "up_proj", "down_proj": "down_proj",
+             "router": "level2_router", "router_bias": "level2_router_bias",
+             "selection_bias": "level2_selection_bias"}
+    for l in range(3, len(levels(c)) + 1):
+        for suffix in ("router", "router_bias", "selection_bias"):
+            names[f"level{l - 1}_{suffix}"] = f"level{l}_{suffix}"
+    inner = {}
+    for mine, theirs in names.items():
+        if weights.get(theirs) is not None:
+            inner[mine] = np.asarray(weights[theirs])[e]
+    return inner
+
+
+def _routed_experts(c, weights, x, ids, w):
+    """Σ_j w[t,j] · FFN_ids[t,j](x[t]) over the kept slots."""
+    T, H = x.shape
+    gate = _w(weights, "gate_proj") if c["gated"] else None
+    up, down = _w(weights, "up_proj"), _w(weights, "down_proj")
+    y = np.zeros((T, H), dtype=np.float64)
+    for e in range(c["num_experts"]):
+        t_idx, j_idx = np.nonzero(ids == e)
+        if t_idx.size == 0:
+            continue
+        out = _ffn(c, None if gate is None else gate[e], up[e], down[e], x[t_idx])
+        np.add.at(y, t_idx, w[t_idx, j_idx][:, None] * out)
+    return y
+
+
+def _routed_layers(c, weights, x, ids, w):
+    """Hierarchical: Σ_j w[t,j] · MoE_ids[t,j](x[t]), each routed expert an MoE
+    layer of its own (evaluated recursively). Also returns the routing to the
+    leaves: slot j·W + i holds leaf id ids[t,j]·L + (the inner layer's id i)
+    and weight w[t,j] · (its weight i), W being the inner layer's route width
+    and L its number of leaves; a dropped slot j gives W dropped slots."""
+    inner = inner_layer(c)
+    W = route_width(inner)
+    L = math.prod(level["num_experts"] for level in levels(inner))
+    T, H = x.shape
+    y = np.zeros((T, H), dtype=np.float64)
+    leaf_ids = np.full((T, ids.shape[1] * W), -1, dtype=np.int64)
+    leaf_w = np.zeros((T, ids.shape[1] * W), dtype=np.float64)
+    for e in range(c["num_experts"]):
+        t_idx, j_idx = np.nonzero(ids == e)
+        if t_idx.size == 0:
+            continue
+        y_e, ids_e, w_e, _ = reference(inner, _inner_weights(c, weights, e), x[t_idx])
+        outer = w[t_idx, j_idx][:, None]
+        np.add.at(y, t_idx, outer * y_e)
+        cols = j_idx[:, None] * W + np.arange(W)[None, :]
+        leaf_ids[t_idx[:, None], cols] = np.where(ids_e >= 0, e * L + ids_e, -1)
+        leaf_w[t_idx[:, None], cols] = outer * w_e
+    return y, leaf_ids, leaf_w
+
+
 def reference(config, weights, x, forced_ids=None):
     """Evaluates SPEC §1 in float64.
 
@@ -257,44 +405,58 @@ def reference(config, weights, x, forced_ids=None):
     expert e did not take the token). `choice` is scores + selection_bias, the
     values experts are chosen by.
 
-    forced_ids [T, k] replaces the choice of step 5 (token choice only): weights
-    are then scores at those ids, normalized over them and scaled, and capacity
-    (if any) drops slots from them as usual; an id of -1 contributes nothing.
+    A hierarchical config (an "expert" key) evaluates every routed expert as the
+    MoE layer it is; ids and weights are then the routing to the leaves (see
+    _routed_layers), W the product over levels, and `choice` level 1's.
+
+    forced_ids [T, k] replaces the choice of step 5 (flat token choice only):
+    weights are then scores at those ids, normalized over them and scaled, and
+    capacity (if any) drops slots from them as usual; an id of -1 contributes
+    nothing.
     """
     c = with_defaults(config)
-    H, E = c["hidden_size"], c["num_experts"]
+    H = c["hidden_size"]
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != H:
         raise ValueError(f"x has shape {x.shape}, want [T, {H}]")
-    T = x.shape[0]
+    hierarchical = "expert" in c
+    if hierarchical and forced_ids is not None:
+        raise ValueError("forced_ids is for flat layers only")
 
-    if c["routing"] == "expert_choice":
-        if forced_ids is not None:
-            raise ValueError("forced_ids is for token choice only")
-        ids, w, choice = _expert_choice(c, weights, x)
-    elif c["routing"] == "token_choice":
-        ids, w, choice = _token_choice(c, weights, x, forced_ids)
+    ids, w, choice = _route(c, weights, x, forced_ids)
+    if hierarchical:
+        y, ids, w = _routed_layers(c, weights, x, ids, w)
     else:
-        raise ValueError(f"unknown routing {c['routing']!r}")
-
-    gate = _w(weights, "gate_proj") if c["gated"] else None
-    up, down = _w(weights, "up_proj"), _w(weights, "down_proj")
-    y = np.zeros((T, H), dtype=np.float64)
-    for e in range(E):
-        t_idx, j_idx = np.nonzero(ids == e)
-        if t_idx.size == 0:
-            continue
-        out = _ffn(c, None if gate is None else gate[e], up[e], down[e], x[t_idx])
-        np.add.at(y, t_idx, w[t_idx, j_idx][:, None] * out)
+        y = _routed_experts(c, weights, x, ids, w)
 
     if c["shared_intermediate_size"] > 0:
-        sgate = _w(weights, "shared_gate_proj") if c["gated"] else None
-        shared = _ffn(c, sgate, _w(weights, "shared_up_proj"),
+        # The shared expert is an FFN like the leaves (their activation and
+        # gating).
+        leaf = levels(c)[-1]
+        sgate = _w(weights, "shared_gate_proj") if leaf["gated"] else None
+        shared = _ffn(leaf, sgate, _w(weights, "shared_up_proj"),
                       _w(weights, "shared_down_proj"), x)
         if c["shared_expert_gate"]:
             shared = shared * sigmoid(x @ _w(weights, "shared_expert_gate"))[:, None]
         y = y + shared
     return y, ids, w, choice
+
+
+def routing_ties(config, weights, x, margin=1e-5):
+    """[T] bool: tokens whose routing has a near tie (see near_ties) at any
+    level: level 1, or any inner layer of a hierarchy that takes them."""
+    c = with_defaults(config)
+    x = np.asarray(x, dtype=np.float64)
+    ids, _, choice = _route(c, weights, x)
+    tied = near_ties(c, choice, margin)[0]
+    if "expert" in c:
+        inner = inner_layer(c)
+        for e in range(c["num_experts"]):
+            t_idx = np.nonzero((ids == e).any(axis=1))[0]
+            if t_idx.size:
+                tied[t_idx] |= routing_ties(inner, _inner_weights(c, weights, e),
+                                            x[t_idx], margin)
+    return tied
 
 
 def near_ties(config, choice, margin=1e-5):
@@ -349,16 +511,24 @@ def random_weights(config, seed):
     """float32 weights for `config`, scaled so the layer's outputs are O(1).
 
     Every projection is normal / sqrt(fan_in), so pre-activations and outputs
-    have unit-order spread when x does. The router is twice that so that scores
+    have unit-order spread when x does. Routers are twice that so that scores
     spread well apart and near ties stay rare.
     """
     c = with_defaults(config)
-    H, F, E = c["hidden_size"], c["intermediate_size"], c["num_experts"]
+    lv = levels(c)
+    H, F, E = c["hidden_size"], lv[-1]["intermediate_size"], c["num_experts"]
+    Es = tuple(level["num_experts"] for level in lv)
     Fs = c["shared_intermediate_size"]
     rng = np.random.default_rng(seed)
 
     def normal(shape, scale):
         return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    def selection_bias(shape, level):
+        # Comparable to the scores themselves, so the bias changes some
+        # choices without deciding all of them.
+        scale = 0.1 if level["scoring"] == "sigmoid" else 0.5 / level["num_experts"]
+        return normal(shape, scale)
 
     shapes = weight_shapes(c)
     # Drawn in a fixed order, all of them, so a weight's values do not depend
@@ -366,18 +536,20 @@ def random_weights(config, seed):
     full = {
         "router": normal((E, H), 2.0 / math.sqrt(H)),
         "router_bias": normal((E,), 0.5),
-        # Comparable to the scores themselves, so the bias changes some choices
-        # without deciding all of them.
-        "selection_bias": normal((E,), 0.1 if c["scoring"] == "sigmoid" else 0.5 / E),
-        "gate_proj": normal((E, F, H), 1.0 / math.sqrt(H)),
-        "up_proj": normal((E, F, H), 1.0 / math.sqrt(H)),
-        "down_proj": normal((E, H, F), 1.0 / math.sqrt(F)),
+        "selection_bias": selection_bias((E,), c),
+        "gate_proj": normal(Es + (F, H), 1.0 / math.sqrt(H)),
+        "up_proj": normal(Es + (F, H), 1.0 / math.sqrt(H)),
+        "down_proj": normal(Es + (H, F), 1.0 / math.sqrt(F)),
         "shared_gate_proj": normal((Fs, H), 1.0 / math.sqrt(H)),
         "shared_up_proj": normal((Fs, H), 1.0 / math.sqrt(H)),
         "shared_down_proj": normal((H, Fs), 1.0 / math.sqrt(max(Fs, 1))),
         "shared_expert_gate": normal((H,), 1.0 / math.sqrt(H)),
     }
-    return {key: full[key] for key in WEIGHT_KEYS if key in shapes}
+    for l in range(2, len(lv) + 1):
+        full[f"level{l}_router"] = normal(Es[:l] + (H,), 2.0 / math.sqrt(H))
+        full[f"level{l}_router_bias"] = normal(Es[:l], 0.5)
+        full[f"level{l}_selection_bias"] = selection_bias(Es[:l], lv[l - 1])
+    return {key: full[key] for key in weight_keys(c) if key in shapes}
 
 
 def random_input(T, H, seed):

@@ -12,7 +12,8 @@ from conftest import tool
 from helpers import HF_CONFIGS
 from moe_mlir import CompileError, ConfigError, MoEConfig, compile, from_hf_config
 from moe_mlir.abi import representable
-from moe_mlir.reference import near_ties, random_input, random_weights, reference
+from moe_mlir.reference import (near_ties, random_input, random_weights, reference,
+                                routing_ties)
 
 
 @pytest.fixture(autouse=True)
@@ -60,6 +61,28 @@ def test_matches_reference(config):
         assert ids.shape == (2, 3, config.route_width) and ids.dtype == np.int32
         assert layer(np.zeros((0, config.hidden_size), np.float32)).shape == \
             (0, config.hidden_size)
+
+
+def test_hierarchical_layer():
+    """A layer whose experts are MoE layers compiles and runs like any other;
+    route() gives leaf ids."""
+    config = MoEConfig.from_dict({
+        "name": "fe_hier", "hidden_size": 16, "num_experts": 4, "top_k": 2,
+        "expert": {"num_experts": 3, "top_k": 2, "scoring": "sigmoid",
+                   "intermediate_size": 8}})
+    compiled = compile(config)
+    assert compiled.config_json() == json.loads(config.to_json())
+    weights = random_weights(config.to_dict(), seed=1)
+    assert "level2_router" in weights
+    x = random_input(9, 16, seed=2)
+    ref, ref_ids, _, _ = reference(config.to_dict(), weights, x)
+    kept = ~routing_ties(config.to_dict(), weights, x)
+    with compiled(weights) as layer:
+        y = layer(x)
+        ids, _ = layer.route(x)
+    assert ids.shape == (9, 4) and ids.max() < 12
+    assert np.array_equal(ids[kept], ref_ids[kept])
+    assert np.abs(y - ref)[kept].max() <= 1e-4 * max(1.0, np.abs(ref).max())
 
 
 def test_bf16_native_arrays():

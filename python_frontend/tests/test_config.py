@@ -43,6 +43,10 @@ def test_weight_shapes():
         "shared_expert_gate": (8,)}
 
 
+LEAF = {"num_experts": 2, "top_k": 1, "intermediate_size": 4}
+_LEAF_RULE = ("belongs to the innermost 'expert': a level with an 'expert' has no FFN "
+              "of its own")
+
 # (changes to BASE, key named, message) as moe-compile reports them.
 BAD = [
     ({"name": None}, "name", "is required"),
@@ -91,6 +95,40 @@ BAD = [
      'must be a comma-separated list of NVIDIA targets from sm_75 on, such as '
      '"sm_80,sm_90", got "sm_80,compute_90"'),
     ({"gpu_arch": "sm_90, sm_90"}, "gpu_arch", "names sm_90 twice"),
+    # Hierarchical MoE: errors name the key by its path.
+    ({"expert": LEAF}, "intermediate_size", _LEAF_RULE),
+    ({"intermediate_size": None, "gated": False, "expert": LEAF}, "gated", _LEAF_RULE),
+    ({"intermediate_size": None, "expert": 4}, "expert", "must be an object, got 4"),
+    ({"intermediate_size": None, "expert": {**LEAF, "k": 1}}, None,
+     "unknown key 'expert.k'"),
+    ({"intermediate_size": None, "expert": {**LEAF, "name": "x"}}, "expert.name",
+     "is inherited from the top level: give it there only"),
+    ({"intermediate_size": None, "expert": {**LEAF, "shared_expert_gate": False}},
+     "expert.shared_expert_gate", "is not supported inside 'expert': inner levels route "
+     "by token choice, dropless, without shared experts"),
+    ({"intermediate_size": None, "expert": {**LEAF, "routing": "expert_choice"}},
+     "expert.routing", "must be \"token_choice\" inside 'expert': inner levels route by "
+     "token choice"),
+    ({"intermediate_size": None, "expert": {"num_experts": 2, "top_k": 1}},
+     "expert.intermediate_size", "is required"),
+    ({"intermediate_size": None, "expert": {"top_k": 1, "expert": LEAF}},
+     "expert.num_experts", "is required"),
+    ({"intermediate_size": None, "expert": {"num_experts": 2, "top_k": 1,
+                                            "activation": "relu", "expert": LEAF}},
+     "expert.activation", _LEAF_RULE),
+    ({"intermediate_size": None, "expert": {**LEAF, "top_k": 3}}, "expert.top_k",
+     "(3) must not exceed the experts routing may choose from (2)"),
+    ({"intermediate_size": None, "expert": {**LEAF, "n_group": 2, "topk_group": 3}},
+     "expert.topk_group", "(3) must not exceed 'expert.n_group' (2)"),
+    ({"intermediate_size": None, "expert": {"num_experts": 2, "top_k": 1,
+                                            "expert": {**LEAF, "scoring": "max"}}},
+     "expert.expert.scoring", 'must be one of "softmax", "sigmoid", got "max"'),
+    ({"intermediate_size": None, "expert": {"num_experts": 2, "top_k": 1,
+                                            "expert": {**LEAF, "n_group": 3}}},
+     "expert.expert.n_group", "(3) must divide 'expert.expert.num_experts' (2)"),
+    ({"intermediate_size": None, "expert": {
+        "num_experts": 65536, "top_k": 1, "expert": {**LEAF, "num_experts": 65536}}},
+     "expert.expert.num_experts", "makes more than 2147483647 leaf experts"),
 ]
 
 
@@ -136,3 +174,29 @@ def test_document_errors(tmp_path):
         MoEConfig.from_dict([1, 2])
     with pytest.raises(ConfigError, match="cannot read"):
         MoEConfig.from_json(tmp_path / "absent.json")
+
+
+HIERARCHICAL = {"name": "h", "hidden_size": 8, "num_experts": 4, "top_k": 2,
+                "expert": {"num_experts": 3, "top_k": 2, "scoring": "sigmoid",
+                           "expert": {"num_experts": 2, "top_k": 1,
+                                      "intermediate_size": 5, "gated": False}}}
+
+
+def test_hierarchical_round_trip_and_shapes():
+    c = MoEConfig.from_dict(HIERARCHICAL)
+    # The leaf FFN's keys are the innermost level's, mirrored at the top.
+    assert (c.intermediate_size, c.gated, c.activation) == (5, False, "silu")
+    data = c.to_dict()
+    assert "intermediate_size" not in data and list(data)[-1] == "expert"
+    assert list(data["expert"])[:2] == ["num_experts", "top_k"]
+    assert data["expert"]["expert"]["intermediate_size"] == 5
+    assert MoEConfig.from_json(c.to_json()) == c
+    assert MoEConfig.from_dict(data) == c
+    assert c.replace(top_k=1).route_width == 2 and c.route_width == 4
+    assert len(c.levels) == 3
+    assert c.weight_shapes()["up_proj"] == (4, 3, 2, 5, 8)
+    assert c.weight_keys()[-3:] == ("level3_router", "level3_router_bias",
+                                    "level3_selection_bias")
+    # Constructed directly, the leaf keys come from the innermost level.
+    d = MoEConfig("h", 8, None, 4, 2, expert=HIERARCHICAL["expert"])
+    assert d == c

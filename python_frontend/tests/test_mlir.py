@@ -21,6 +21,13 @@ CONFIGS = {
                                shared_intermediate_size=24),
     "tiny_factor": MoEConfig("t", 8, 4, 4, 2, routed_scaling_factor=1e-05,
                              capacity_factor=3e20, activation="gelu"),
+    "hierarchical": MoEConfig.from_dict({
+        "name": "h", "hidden_size": 16, "num_experts": 4, "top_k": 2, "dtype": "bf16",
+        "router_bias": True, "shared_intermediate_size": 8,
+        "expert": {"num_experts": 4, "top_k": 2, "scoring": "sigmoid", "n_group": 2,
+                   "topk_group": 1, "selection_bias": True, "routed_scaling_factor": 2.5,
+                   "expert": {"num_experts": 3, "top_k": 3, "intermediate_size": 8,
+                              "router_bias": True, "activation": "gelu"}}}),
     "deepseek_v3": from_hf_config(HF_CONFIGS / "deepseek_v3.json"),
     "qwen2_moe": from_hf_config(HF_CONFIGS / "qwen2_moe.json"),
 }
@@ -52,3 +59,15 @@ def test_moe_opt_accepts(tmp_path, key):
     expanded = subprocess.run([opt, "-moe-expand", str(path)], capture_output=True, text=True)
     assert expanded.returncode == 0, expanded.stderr
     assert "moe.gate" in expanded.stdout and "moe.layer" not in expanded.stdout
+
+
+def test_hierarchical_text():
+    text = CONFIGS["hierarchical"].to_mlir()
+    assert "level_routers(%level2_router, %level3_router : tensor<4x4x16xbf16>, " \
+        "tensor<16x3x16xbf16>)" in text
+    assert "level_router_biases(%level3_router_bias : tensor<16x3xbf16>)" in text
+    assert "level_selection_biases(%level2_selection_bias : tensor<4x4xbf16>)" in text
+    assert "up_proj(%up_proj : tensor<48x8x16xbf16>)" in text
+    assert ("levels = [#moe.level<top_k = 2, scoring = sigmoid, routed_scaling_factor = "
+            "2.5, selection_bias = true, n_group = 2>, #moe.level<top_k = 3, router_bias = "
+            "true>]") in text

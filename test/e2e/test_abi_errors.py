@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from moe_mlir.abi import (
+    ERROR_MISALIGNED,
     ERROR_MISSING_WEIGHT,
     ERROR_NEGATIVE_TOKENS,
     ERROR_NULL_ARGUMENT,
@@ -168,12 +169,17 @@ def test_forward_negative_tokens(small):
 
 
 def test_too_many_tokens_is_refused_before_any_access(small):
-    """T · top_k slots must fit the plan's 32-bit indices (<NAME>_MAX_TOKENS);
-    beyond, both calls refuse without reading x (too small here) or writing."""
+    """Beyond <NAME>_MAX_TOKENS some buffer would pass 2^62 bytes; both calls
+    refuse without reading x (too small here) or writing. The plan's indices
+    are 64-bit, so the limit is far past 2^31 token slots."""
     lib, ctx, _ = small
     x, y, ids, w = buffers()
-    limit = (2**31 - 1) // SMALL["top_k"]
-    for n in (limit + 1, 2**40):
+    widest = max(SMALL["hidden_size"], SMALL["intermediate_size"], SMALL["num_experts"])
+    limit = 2**62 // (8 * SMALL["top_k"] * widest)
+    assert limit * SMALL["top_k"] > 2**31
+    header = (lib.path.parent / "abi_small.h").read_text()
+    assert f"#define ABI_SMALL_MAX_TOKENS {limit}\n" in header
+    for n in (limit + 1, 2**62, 2**63 - 1):
         assert lib.c_forward(ctx.handle, ptr(x), n, ptr(y)) == ERROR_TOO_MANY_TOKENS
         assert lib.c_route(ctx.handle, ptr(x), n, ptr(ids), ptr(w)) == ERROR_TOO_MANY_TOKENS
     assert_message(lib, ERROR_TOO_MANY_TOKENS)
@@ -318,3 +324,55 @@ def test_concurrent_forward(small):
     assert not errors, errors
     for g, w in zip(got, want):
         assert np.array_equal(g, w)
+
+
+# ---------------------------------------------------------------------------
+# Alignment
+
+def unaligned_copy(array, offset=1):
+    """`array`'s bytes at an address `offset` past a 64-byte boundary: a view
+    into a larger byte buffer, kept alive by the view."""
+    raw = np.zeros(array.nbytes + 64 + offset, dtype=np.uint8)
+    start = (-raw.ctypes.data) % 64 + offset
+    view = raw[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
+    view[...] = array
+    assert view.ctypes.data % array.itemsize != 0
+    return view
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_unaligned_weights_are_copied(libs, name):
+    """Weights at odd addresses give the aligned weights' bits, and the
+    copies create makes are the context's: the originals may change."""
+    lib = libs[name]
+    weights = random_weights(CONFIGS[name], 21)
+    x = random_input(T, H, 22)
+    with lib.create(weights) as aligned:
+        expected = lib.forward(aligned, x)
+    arrays = lib.prepare_weights(weights)
+    shifted = {key: None if a is None else unaligned_copy(a)
+               for key, a in arrays.items()}
+    struct = lib.make_struct(shifted)
+    handle = ctypes.c_void_p()
+    assert lib.c_create(ctypes.byref(struct), ctypes.byref(handle)) == OK
+    try:
+        for a in shifted.values():
+            if a is not None:
+                a[...] = 0
+        y = np.full((T, H), np.nan, dtype=np.float32)
+        assert lib.c_forward(handle.value, ptr(x), T, ptr(y)) == OK
+        assert np.array_equal(y, expected)
+    finally:
+        lib.c_destroy(handle.value)
+
+
+def test_misaligned_inputs_and_outputs_are_refused(small):
+    lib, ctx, _ = small
+    x, y, ids, w = buffers()
+    for args in ((unaligned_copy(x), y), (x, unaligned_copy(y))):
+        assert lib.c_forward(ctx.handle, ptr(args[0]), T, ptr(args[1])) == ERROR_MISALIGNED
+    for a, b, c in ((unaligned_copy(x), ids, w), (x, unaligned_copy(ids), w),
+                    (x, ids, unaligned_copy(w))):
+        assert lib.c_route(ctx.handle, ptr(a), T, ptr(b), ptr(c)) == ERROR_MISALIGNED
+    assert_message(lib, ERROR_MISALIGNED)
+    assert not y.any() and not ids.any() and not w.any()

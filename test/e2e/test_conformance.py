@@ -7,7 +7,7 @@ import zlib
 import numpy as np
 import pytest
 
-from moe_mlir.abi import Library, compile_config, representable
+from moe_mlir.abi import representable
 from moe_mlir.reference import near_ties, random_input, random_weights, reference, with_defaults
 
 MARGIN = 1e-5  # SPEC §1: choice values this close may be resolved either way
@@ -70,6 +70,15 @@ TOKEN_CHOICE = [
          routed_scaling_factor=0.5), [3, 64]),
     (cfg("tc_e2_k1_group_max", 16, 8, 2, 1, n_group=2, topk_group=1, group_score="max"),
      [64]),
+    # Dense mixtures (top_k = E; also tc_e1_k1_h17, tc_e2_k2_dense_relu,
+    # tc_e8_k8_dense_gelu, tc_e4_k4_dense_sigmoid above): the forward takes
+    # every expert without selecting, route() still lists them in descending
+    # choice order.
+    (cfg("dense_e4_softmax", 16, 12, 4, 4), [0, 1, 64]),
+    (cfg("dense_e16_softmax_nonorm", 16, 8, 16, 16, normalize_top_k=False,
+         routed_scaling_factor=2.0), [1, 257]),
+    (cfg("dense_e16_sigmoid_groups", 16, 8, 16, 16, scoring="sigmoid", n_group=4,
+         topk_group=4, selection_bias=True), [3, 64]),
 ]
 
 # Routing whose outcome for one token depends on the others: capacity and
@@ -81,6 +90,9 @@ BATCH_DEPENDENT = [
          routed_scaling_factor=2.0, capacity_factor=1.25), [64]),
     (cfg("cap_e8_k2_shared", 16, 20, 8, 2, capacity_factor=0.75,
          shared_intermediate_size=16), [64]),
+    # Dense with a capacity: the slot order decides the grants, so the
+    # forward keeps selecting.
+    (cfg("cap_dense_e4", 16, 12, 4, 4, capacity_factor=0.5), [64]),
     (cfg("ec_e8", 24, 20, 8, 1, routing="expert_choice", capacity_factor=1.0),
      [0, 1, 3, 64]),
     (cfg("ec_e4_bias_shared", 17, 12, 4, 1, routing="expert_choice",
@@ -105,21 +117,6 @@ def test_names_are_unique_identifiers():
     assert len(set(names)) == len(names)
     assert all(n.isidentifier() and n.isascii() for n in names)
     assert len(TOKEN_CHOICE) >= 24
-
-
-@pytest.fixture(scope="module")
-def libraries(tmp_path_factory):
-    """Compiles each config once per module, on first use."""
-    cache = {}
-
-    def get(config):
-        name = config["name"]
-        if name not in cache:
-            so = compile_config(config, tmp_path_factory.mktemp(name))
-            cache[name] = Library(so, name, config)
-        return cache[name]
-
-    return get
 
 
 def seed_of(config):

@@ -47,7 +47,9 @@ def built(tmp_path_factory):
 
 # Runs in a fresh process whose loader finds the fake driver first. Steps:
 # ["create"], ["forward", T], ["forward_async", T, stream], ["route", T],
-# ["threads", T, stream, stream, ...] (forward_async on each stream at once).
+# ["threads", T, stream, stream, ...] (forward_async on each stream at once),
+# and with one pointer off its element size: ["create_misaligned"],
+# ["forward_misaligned", T], ["route_misaligned", T].
 CHILD = """
 import ctypes, json, sys, threading
 sys.path.insert(0, {frontend!r})
@@ -73,6 +75,13 @@ for step in {steps!r}:
         codes.append(lib.c_forward_async(ctx, 0x10000, step[1], 0x20000, int(step[2], 16)))
     elif kind == "route":
         codes.append(lib.c_route(ctx, 0x10000, step[1], 0x30000, 0x40000))
+    elif kind == "create_misaligned":
+        bad = lib.Weights(**dict(weights, up_proj=weights["up_proj"] + 2))
+        codes.append(lib.c_create(ctypes.byref(bad), ctypes.byref(ctypes.c_void_p())))
+    elif kind == "forward_misaligned":
+        codes.append(lib.c_forward(ctx, 0x10002, step[1], 0x20000))
+    elif kind == "route_misaligned":
+        codes.append(lib.c_route(ctx, 0x10000, step[1], 0x30000, 0x40002))
     elif kind == "threads":
         results = [None] * len(step[2:])
         def run(i, stream):
@@ -238,3 +247,15 @@ def test_failed_module_load_fails_create(built):
     codes, _ = run(built, [["create"], ["forward", 3]], FAKE_CUDA_FAIL="cuModuleLoadData")
     assert codes[0] == 9  # ERROR_CUDA: the kernels could not be loaded
     assert codes[1] == 1  # no context was made: NULL_ARGUMENT
+
+
+def test_misaligned_device_pointers_are_refused(built):
+    """Device memory is not copied on the host, as a CPU library copies a
+    misaligned weight: a weight, x or an output off its element size is
+    ERROR_MISALIGNED, before any driver call."""
+    codes, calls = run(built, [["create_misaligned"], ["create"], ["forward_misaligned", T],
+                               ["route_misaligned", T]])
+    assert codes == [7, 0, 7, 7]
+    refused_create, _, refused_forward, refused_route = steps(calls)
+    assert refused_create == refused_forward == refused_route == []
+    check_balanced(calls)

@@ -1,8 +1,8 @@
 """The CUDA libraries on an NVIDIA GPU: the conformance configs and
-tolerances of test_conformance.py and test_dtypes.py with "target": "cuda",
-device buffers allocated and copied through the CUDA driver API
-(moe_mlir.cuda), plus forward_async on a caller's stream and concurrent
-calls. Skipped, with the reason, where there is no toolkit, driver or
+tolerances of test_conformance.py, test_dtypes.py and test_hierarchical.py
+with "target": "cuda", device buffers allocated and copied through the CUDA
+driver API (moe_mlir.cuda), plus forward_async on a caller's stream and
+concurrent calls. Skipped, with the reason, where there is no toolkit, driver or
 device."""
 
 import threading
@@ -16,6 +16,8 @@ from moe_mlir.cuda import CUDA_ERROR_NOT_READY, CUDA_SUCCESS, driver, unavailabl
 from moe_mlir.reference import random_input, random_weights
 from test_conformance import ALL, cfg, check_token_counts, params
 from test_dtypes import params as dtype_params
+from test_hierarchical import check_hierarchical
+from test_hierarchical import params as hierarchical_params
 
 REASON = NO_TOOLKIT if cuda_toolkit() is None else unavailable_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no GPU to run on: {REASON}")
@@ -53,6 +55,12 @@ def test_conformance_on_gpu(libraries, config, token_counts):
 def test_low_precision_on_gpu(libraries, config, token_counts):
     lib, config = libraries(config)
     check_token_counts(lib, config, token_counts, tolerance=2e-2)
+
+
+@pytest.mark.parametrize("config,token_counts,tolerance", hierarchical_params())
+def test_hierarchical_on_gpu(libraries, config, token_counts, tolerance):
+    lib, config = libraries(config)
+    check_hierarchical(lib, config, token_counts, tolerance)
 
 
 # Large enough that the kernels are still running when the call returns.

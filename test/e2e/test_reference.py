@@ -11,6 +11,8 @@ from moe_mlir.reference import (
     random_input,
     random_weights,
     reference,
+    route_width,
+    weight_keys,
     weight_shapes,
     with_defaults,
 )
@@ -439,3 +441,104 @@ def test_random_weights_shapes_and_scale():
     # Same seed, same data.
     assert np.array_equal(random_weights(config, 1)["router"], weights["router"])
     assert np.array_equal(random_input(200, 64, 2), x)
+
+
+# ---------------------------------------------------------------------------
+# Hierarchical MoE: every routed expert is an MoE layer.
+
+def sig(v):
+    return 1 / (1 + math.exp(-v))
+
+
+def two_level(**outer):
+    """H = 2; level 1: 2 experts, identity router; level 2: 2 experts each,
+    expert 0 routing by [x1, x0] and expert 1 by [x0, x1]; F = 1 leaves whose
+    output row is (leaf id + 1) · act(x · up) in both columns."""
+    config = {"name": "m", "hidden_size": 2, "num_experts": 2, "top_k": 1,
+              "scoring": "sigmoid", "normalize_top_k": False,
+              "expert": {"num_experts": 2, "top_k": 1, "scoring": "sigmoid",
+                         "normalize_top_k": False, "intermediate_size": 1,
+                         "gated": False, "activation": "relu"}}
+    config.update(outer)
+    up = np.ones((2, 2, 1, 2))
+    down = np.arange(1.0, 5.0).reshape(2, 2, 1, 1) * np.ones((2, 2, 2, 1))
+    weights = {"router": np.eye(2),
+               "level2_router": np.array([[[0.0, 1.0], [1.0, 0.0]], np.eye(2)]),
+               "up_proj": up, "down_proj": down}
+    return config, weights
+
+
+def test_hierarchical_leaf_ids_and_product_weights():
+    config, weights = two_level()
+    x = np.array([[2.0, 1.0],    # level 1 -> expert 0, whose router sees [1, 2] -> child 1
+                  [1.0, 3.0]])   # level 1 -> expert 1, whose router sees [1, 3] -> child 1
+    y, ids, w, choice = reference(config, weights, x)
+    assert ids.tolist() == [[1], [3]]          # leaf = e1 · 2 + e2
+    assert w[:, 0] == pytest.approx([sig(2) * sig(2), sig(3) * sig(3)], rel=1e-12)
+    assert choice.shape == (2, 2)              # level 1's choice values
+    # Leaf l's output is (l + 1) · relu(x0 + x1) in each column.
+    assert y[0] == pytest.approx(w[0, 0] * 2 * 3.0)
+    assert y[1] == pytest.approx(w[1, 0] * 4 * 4.0)
+
+
+def test_hierarchical_slots_are_parent_major():
+    config, weights = two_level(top_k=2, expert={**two_level()[0]["expert"], "top_k": 2})
+    x = np.array([[2.0, 1.0]])
+    _, ids, w, _ = reference(config, weights, x)
+    # Level 1 order [0, 1]; expert 0 ranks its children [1, 0], expert 1 [0, 1].
+    assert ids.tolist() == [[1, 0, 2, 3]]
+    s1, s2 = sig(1), sig(2)
+    assert w[0] == pytest.approx([s2 * s2, s2 * s1, s1 * s2, s1 * s1], rel=1e-12)
+
+
+def test_hierarchical_dropped_parent_drops_children():
+    config, weights = two_level(capacity_factor=0.5, top_k=1)
+    # C = ceil(0.5 · 2 · 1 / 2) = 1: the second token wanting expert 0 is dropped.
+    x = np.array([[2.0, 1.0], [3.0, 1.0]])
+    y, ids, w, _ = reference(config, weights, x)
+    assert ids.tolist() == [[1], [-1]]
+    assert w[1, 0] == 0 and np.all(y[1] == 0) and np.all(y[0] != 0)
+
+
+def test_hierarchical_single_child_is_flat():
+    """An inner level of one expert (top 1, normalized) is the identity: the
+    hierarchy is the flat layer over the same leaves."""
+    flat = {"name": "m", "hidden_size": 6, "intermediate_size": 5, "num_experts": 4,
+            "top_k": 2, "shared_intermediate_size": 3}
+    nested = {k: v for k, v in flat.items() if k != "intermediate_size"}
+    nested["expert"] = {"num_experts": 1, "top_k": 1, "intermediate_size": 5}
+    weights = random_weights(nested, 3)
+    flat_weights = {k: (v.reshape(v.shape[0], *v.shape[2:]) if k.endswith("proj")
+                        and not k.startswith("shared") else v)
+                    for k, v in weights.items() if not k.startswith("level")}
+    x = random_input(7, 6, 4)
+    y, ids, w, _ = reference(nested, weights, x)
+    y_flat, ids_flat, w_flat, _ = reference(flat, flat_weights, x)
+    np.testing.assert_allclose(y, y_flat, rtol=1e-12, atol=1e-12)
+    assert np.array_equal(ids, ids_flat)
+    np.testing.assert_allclose(w, w_flat, rtol=1e-12)
+
+
+def test_hierarchical_defaults_shapes_and_keys():
+    config = {"name": "m", "hidden_size": 8, "num_experts": 2, "top_k": 1,
+              "shared_intermediate_size": 4,
+              "expert": {"num_experts": 3, "top_k": 2, "router_bias": True,
+                         "expert": {"num_experts": 4, "top_k": 2, "intermediate_size": 5,
+                                    "gated": False, "selection_bias": True}}}
+    c = with_defaults(config)
+    assert "activation" not in c and "intermediate_size" not in c
+    assert c["expert"]["scoring"] == "softmax" and "gated" not in c["expert"]
+    assert c["expert"]["expert"]["activation"] == "silu"
+    assert route_width(config) == 4 and route_width({**config, "top_k": 2}) == 8
+    assert weight_keys(config)[10:] == (
+        "level2_router", "level2_router_bias", "level2_selection_bias",
+        "level3_router", "level3_router_bias", "level3_selection_bias")
+    assert weight_shapes(config) == {
+        "router": (2, 8), "up_proj": (2, 3, 4, 5, 8), "down_proj": (2, 3, 4, 8, 5),
+        "shared_up_proj": (4, 8), "shared_down_proj": (8, 4),
+        "level2_router": (2, 3, 8), "level2_router_bias": (2, 3),
+        "level3_router": (2, 3, 4, 8), "level3_selection_bias": (2, 3, 4)}
+    weights = random_weights(config, 0)
+    assert {k: v.shape for k, v in weights.items()} == weight_shapes(config)
+    y, ids, w, _ = reference(config, weights, random_input(5, 8, 1))
+    assert ids.shape == (5, 4) and ids.max() < 24 and 0.01 < np.std(y) < 10

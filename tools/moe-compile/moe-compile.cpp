@@ -5,6 +5,7 @@
 // moe-compile CONFIG.json -o DIR [--emit=mlir|llvm|obj|ptx]
 //             [--print-pipeline] [--march=CPU] [--emulate-gpu]
 //             [--disable-fusion=gate,gather,activation,combine]
+//             [--sanitize=address,undefined,thread]
 //
 // Every output is written to a temporary file and renamed into DIR only
 // once the whole compilation succeeded, so a failure leaves DIR as it was.
@@ -74,6 +75,31 @@ static cl::opt<bool> emulateGPU(
     cl::desc("Build the CUDA target's kernels for this CPU instead (each "
              "thread block an OpenMP team): a host library for testing the "
              "kernels without a GPU; needs \"target\": \"cpu\""));
+
+enum class Sanitizer { address, undefined, thread };
+static cl::list<Sanitizer> sanitizers(
+    "sanitize", cl::CommaSeparated,
+    cl::desc("Build the library with sanitizer checks, to test the program "
+             "that links it (comma-separated)"),
+    cl::values(
+        clEnumValN(Sanitizer::address, "address",
+                   "AddressSanitizer, in the kernels and the C wrapper"),
+        clEnumValN(Sanitizer::undefined, "undefined",
+                   "UndefinedBehaviorSanitizer, in the C wrapper"),
+        clEnumValN(Sanitizer::thread, "thread",
+                   "ThreadSanitizer, in the kernels and the C wrapper")));
+
+static std::string sanitizerName(Sanitizer sanitizer) {
+  switch (sanitizer) {
+  case Sanitizer::address:
+    return "address";
+  case Sanitizer::undefined:
+    return "undefined";
+  case Sanitizer::thread:
+    return "thread";
+  }
+  llvm_unreachable("unknown sanitizer");
+}
 
 /// clang drives the final object and link steps; MOE_CLANG overrides the
 /// one found at build time.
@@ -236,6 +262,10 @@ int main(int argc, char **argv) {
                 "\"target\": \"cpu\"");
   if ((cuda || emulateGPU) && !disabledFusions.empty())
     return fail("--disable-fusion is for the CPU kernels, not the GPU's");
+  if (cuda && !sanitizers.empty())
+    return fail("--sanitize instruments CPU code, and a cuda library's "
+                "kernels run on the GPU: it needs \"target\": \"cpu\" (or "
+                "--emulate-gpu)");
   std::string toolkit;
   if (cuda && emit != Stage::mlir) {
     std::optional<std::string> found = findCUDAToolkit();
@@ -320,6 +350,18 @@ int main(int argc, char **argv) {
   if (!llvmModule)
     return fail("translation to LLVM IR failed");
   llvmModule->setTargetTriple(llvm::Triple(llvm::sys::getDefaultTargetTriple()));
+  // clang instruments only the functions that carry the sanitizer's
+  // attribute, which IR from MLIR does not.
+  for (llvm::Function &function : *llvmModule) {
+    if (function.isDeclaration())
+      continue;
+    for (Sanitizer sanitizer : sanitizers) {
+      if (sanitizer == Sanitizer::address)
+        function.addFnAttr(llvm::Attribute::SanitizeAddress);
+      if (sanitizer == Sanitizer::thread)
+        function.addFnAttr(llvm::Attribute::SanitizeThread);
+    }
+  }
   std::string ir;
   llvm::raw_string_ostream irStream(ir);
   llvmModule->print(irStream, nullptr);
@@ -330,6 +372,15 @@ int main(int argc, char **argv) {
     return publish(scratch, {name + ".ll"});
 
   std::vector<std::string> codegen = {"-O3", "-march=" + march, "-fPIC"};
+  if (!sanitizers.empty()) {
+    std::string list;
+    for (Sanitizer sanitizer : sanitizers)
+      list += (list.empty() ? "" : ",") + sanitizerName(sanitizer);
+    // The host process loads the sanitizer's runtime; the library links
+    // the shared one so that -z defs finds its symbols.
+    codegen.insert(codegen.end(), {"-fsanitize=" + list, "-shared-libsan",
+                                   "-fno-omit-frame-pointer", "-g"});
+  }
   if (emit == Stage::obj) {
     std::vector<std::string> args = codegen;
     args.insert(args.end(), {"-c", kernelFile, "-o", scratch.file(name + ".o")});
@@ -346,9 +397,11 @@ int main(int argc, char **argv) {
   std::string library = "lib" + name + ".so";
   std::vector<std::string> args = codegen;
   args.insert(args.end(),
-              {"-shared", "-Wl,-z,defs", "-Wno-override-module", "-I",
-               scratch.file(""), kernelFile, wrapperFile, "-o",
-               scratch.file(library), "-lm"});
+              {"-shared", "-Wl,-z,defs", "-Wno-override-module",
+               // LLVM's code may call builtins that Debian's libgcc lacks
+               // (__truncsfbf2, say); compiler-rt has them all.
+               "-rtlib=compiler-rt", "-I", scratch.file(""), kernelFile,
+               wrapperFile, "-o", scratch.file(library), "-lm"});
   // The CUDA runtime loads the driver itself: no link-time dependency on it.
   if (cuda)
     args.insert(args.end(), {cudaRuntimePath(argv[0]), "-ldl", "-lpthread"});

@@ -21,15 +21,11 @@ namespace mlir::moe {
 
 enum class DataType { f32, bf16, f16 };
 
-struct LayerConfig {
-  std::string name;
-  int64_t hiddenSize = 0;
-  int64_t intermediateSize = 0;
+/// How the experts of one level are chosen: the routing keys of SPEC §2
+/// that every level of a hierarchical layer has (token choice, steps 1-6).
+struct LevelRouting {
   int64_t numExperts = 0;
   int64_t topK = 0;
-  DataType dtype = DataType::f32;
-  std::string activation = "silu";
-  bool gated = true;
   std::string scoring = "softmax";
   bool normalizeTopK = true;
   double routedScalingFactor = 1.0;
@@ -38,6 +34,19 @@ struct LayerConfig {
   int64_t nGroup = 1;
   int64_t topkGroup = 1;
   std::string groupScore = "top2_sum";
+};
+
+/// One MoE layer; its own routing is level 1. A hierarchical layer (the
+/// "expert" key) adds `innerLevels`, level 2 first: every expert of a level
+/// is an MoE layer routing among the experts of the next. Then
+/// `intermediateSize`, `activation` and `gated` are the leaves'.
+struct LayerConfig : LevelRouting {
+  std::string name;
+  int64_t hiddenSize = 0;
+  int64_t intermediateSize = 0;
+  DataType dtype = DataType::f32;
+  std::string activation = "silu";
+  bool gated = true;
   std::string routing = "token_choice";
   double capacityFactor = 0.0;
   int64_t sharedIntermediateSize = 0;
@@ -47,16 +56,35 @@ struct LayerConfig {
   /// SPEC §2 says "sm_90"; the default also covers sm_80 (A100), see the
   /// README.
   std::string gpuArch = "sm_80,sm_90";
+  std::vector<LevelRouting> innerLevels;
 
   bool hasSharedExpert() const { return sharedIntermediateSize > 0; }
   bool isExpertChoice() const { return routing == "expert_choice"; }
+  bool isHierarchical() const { return !innerLevels.empty(); }
   bool isCUDA() const { return target == "cuda"; }
   /// The targets of `gpu_arch`, in order.
   std::vector<std::string> gpuArchs() const;
   /// Width of the per-token routing results: top_k, or every expert for
-  /// expert choice.
+  /// expert choice, times the top_k of each inner level.
   int64_t slotsPerToken() const {
-    return isExpertChoice() ? numExperts : topK;
+    int64_t slots = isExpertChoice() ? numExperts : topK;
+    for (const LevelRouting &level : innerLevels)
+      slots *= level.topK;
+    return slots;
+  }
+  /// The experts of every level in order, level 1 first.
+  std::vector<int64_t> expertsPerLevel() const {
+    std::vector<int64_t> experts = {numExperts};
+    for (const LevelRouting &level : innerLevels)
+      experts.push_back(level.numExperts);
+    return experts;
+  }
+  /// The leaf FFNs: the product of every level's num_experts.
+  int64_t leafExperts() const {
+    int64_t leaves = 1;
+    for (int64_t experts : expertsPerLevel())
+      leaves *= experts;
+    return leaves;
   }
   /// The config as JSON with every key, defaults included.
   std::string toJSON() const;
@@ -65,14 +93,29 @@ struct LayerConfig {
 /// The config's name for a data type ("f32", "bf16", "f16").
 const char *dataTypeName(DataType type);
 
+/// Bytes per element of a data type.
+int64_t elementBytes(DataType type);
+
+/// The largest weight array a config may ask for, in bytes: its offsets
+/// then fit 64-bit arithmetic with room to spare.
+constexpr int64_t kMaxWeightBytes = int64_t(1) << 48;
+
 /// One field of the ABI's `<name>_weights` struct (SPEC §4).
 struct WeightField {
-  const char *name;
+  std::string name;
   bool used;                  // whether this config needs the pointer
   std::vector<int64_t> shape; // row-major, in elements
+  bool routing;               // read by route() as well as forward()
+  unsigned kernelRank;        // the rank of the kernel's memref argument
+
+  /// The shape the kernel sees: the leading dimensions of `shape` collapsed
+  /// into one, so that it has `kernelRank` dimensions (the same memory).
+  std::vector<int64_t> kernelShape() const;
 };
 
-/// The ten weight fields in the ABI's order.
+/// The weight fields in the ABI's order: the ten of SPEC §4, then, for
+/// each inner level l of a hierarchical layer, `level<l>_router`,
+/// `level<l>_router_bias` and `level<l>_selection_bias`.
 std::vector<WeightField> weightFields(const LayerConfig &config);
 
 /// Parses and validates `text`; errors name `fileName` and the key.

@@ -20,7 +20,7 @@ defvar MoELoweringDialects = [
 ];
 
 def MoELowerGate : Pass<"moe-lower-gate"> {
-  let summary = "Lower moe.gate to linalg, scf and memref";
+  let summary = "Lower moe.gate and moe.refine to linalg, scf and memref";
   let description = [{
     Scoring runs on buffers, in f32 whatever the input type: the router
     matmul (plus `router_bias`) is a `linalg.generic` into a `[tile, E]`
@@ -39,6 +39,19 @@ def MoELowerGate : Pass<"moe-lower-gate"> {
     as its tile is scored, so the `[T, E]` score matrix never exists;
     without it the tile is all T tokens. Expert choice ranks all tokens for
     each expert and always scores the whole matrix.
+
+    A dense mixture (`top_k` = E) whose gate is `unordered` skips selection
+    altogether: slot e holds expert e, and only the scores' sum (for the
+    normalization) remains, O(E) per token instead of O(E·top_k). Without
+    `unordered` (the route kernel, capacity) the selection loop runs, so
+    slots stay in descending choice order.
+
+    `moe.refine` (an inner level of a hierarchy) runs the same scoring and
+    selection per token and parent slot: the parent's `[E, H]` block of the
+    stacked router (a rank-reduced subview) scores the token into a
+    `[1, E]` row, the selection writes the slot's `top_k` children into
+    their block of the result, which then gets the parent's id offset and
+    weight; a dropped parent slot drops all its children.
   }];
   let dependentDialects = MoELoweringDialects;
   let options = [
@@ -131,17 +144,22 @@ def MoELowerCombine : Pass<"moe-lower-combine"> {
 def MoELowerToGPU : Pass<"moe-lower-to-gpu", "::mlir::ModuleOp"> {
   let summary = "Lower the moe stage ops to GPU kernels over device buffers";
   let description = [{
-    Replaces `moe.gate`, `moe.dispatch`, `moe.expert`, `moe.shared_expert`
-    and `moe.combine` by `gpu.launch` kernels of 256 threads per block, in
-    host code that allocates their device buffers (`gpu.alloc`, freed by
-    `moe-free-workspace`) and never waits for them: every size is known on
-    the host, so the kernels run back to back on one stream.
+    Replaces `moe.gate`, `moe.refine`, `moe.dispatch`, `moe.expert`,
+    `moe.shared_expert` and `moe.combine` by `gpu.launch` kernels of 256
+    threads per block, in host code that allocates their device buffers
+    (`gpu.alloc`, freed by `moe-free-workspace`) and never waits for them:
+    every size is known on the host, so the kernels run back to back on one
+    stream.
 
     * gate: one thread per (token, expert) for the router logits, one per
       token for the scores and the selection of the CPU path (groups,
       top-k, normalization); capacity drops and the routing plan are scans
       with one block per expert; expert choice ranks each (token, expert)
-      against the expert's other tokens in one thread.
+      against the expert's other tokens in one thread. An `unordered`
+      dense gate takes every expert without selecting, as on the CPU.
+    * refine (an inner level of a hierarchy): one thread per (token, parent
+      slot) scores the token with the parent's router block and runs the
+      same selection, composed with the parent.
     * experts: the plan's row tiles are the blocks: a block computes
       `row-tile` rows × 64 columns of one expert's projection, staging
       16-wide slices of input and weight rows in shared memory, each thread
@@ -152,9 +170,10 @@ def MoELowerToGPU : Pass<"moe-lower-to-gpu", "::mlir::ModuleOp"> {
       token's weighted expert rows in slot order and rounds once, so the
       result's bits do not depend on scheduling.
 
-    The plan's buffers are sized for the most rows any routing can need, so
-    that no kernel's grid depends on device data. `moe.dispatch` must pad
-    to the kernels' `row-tile` (run `moe-expand{row-tile=64}`).
+    The plan (i64, as on the CPU) has its buffers sized for the most rows
+    any routing can need, so that no kernel's grid depends on device data.
+    `moe.dispatch` must pad to the kernels' `row-tile` (run
+    `moe-expand{row-tile=64}`).
 
     With `emulate`, each kernel becomes a loop over its blocks whose
     threads run as an OpenMP team of 256 (`omp.barrier` for the barrier,

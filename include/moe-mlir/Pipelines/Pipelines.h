@@ -37,6 +37,10 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
 /// to LLVM.
 void buildCPUPipeline(OpPassManager &pm, const CPUPipelineOptions &options);
 
+/// The GPU pipeline's default plan row tile: every expert's segment of the
+/// plan is padded to a multiple of it.
+inline constexpr int64_t kGPURowTile = 64;
+
 struct GPUPipelineOptions : public PassPipelineOptions<GPUPipelineOptions> {
   Option<std::string> chips{
       *this, "chips",
@@ -60,7 +64,7 @@ struct GPUPipelineOptions : public PassPipelineOptions<GPUPipelineOptions> {
       llvm::cl::init(false)};
   Option<int64_t> rowTile{*this, "row-tile",
                           llvm::cl::desc("Plan rows per expert kernel block"),
-                          llvm::cl::init(64)};
+                          llvm::cl::init(kGPURowTile)};
 };
 
 /// moe.layer (and any stage op) down to the LLVM dialect with NVIDIA GPU

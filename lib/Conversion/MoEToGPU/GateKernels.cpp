@@ -11,6 +11,10 @@
 // and for expert choice, after the softmax:
 //   gate_expert_choice  one thread per (token, expert): the token's rank
 //                  among the expert's scores decides whether it is taken.
+// moe.refine (an inner level of a hierarchy) is one kernel:
+//   refine_select  one thread per (token, parent slot): the parent's router
+//                  logits, softmax or sigmoid, then Routing.h's refined
+//                  slot (selection composed with the parent).
 //
 //===----------------------------------------------------------------------===//
 
@@ -40,6 +44,31 @@ static Value ranksBefore(Emitter &e, Value other, Value otherValue,
   return e.ori(e.ori(greater, numberBeforeNaN), tieBreak);
 }
 
+/// `init + x[token] · router[row..., :]` in f32: one router logit.
+static Value buildRouterLogit(Emitter &e, Value input, Value token,
+                              Value router, ArrayRef<Value> row, Value init) {
+  auto routerType = cast<MemRefType>(router.getType());
+  int64_t hidden = routerType.getDimSize(routerType.getRank() - 1);
+  return e.forEachCarrying(
+      e.index(0), e.index(hidden), ValueRange{init},
+      [&](Emitter &e, Value h, ValueRange acc) -> SmallVector<Value> {
+        SmallVector<Value> at(row);
+        at.push_back(h);
+        return {e.multiplyAdd(acc[0], e.load(input, {token, h}),
+                              e.load(router, at))};
+      })[0];
+}
+
+/// Row `row` of `scores` (`[rows, E]` logits) turned into scores in place.
+static void buildScoreRow(Emitter &e, Scoring scoring, Value scores,
+                          Value row, int64_t numExperts) {
+  if (scoring == Scoring::softmax)
+    return buildSoftmaxRow(e, scores, row, numExperts);
+  e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value expert) {
+    e.store(e.sigmoid(e.load(scores, {row, expert})), scores, {row, expert});
+  });
+}
+
 namespace {
 struct LowerGateToKernels : KernelPattern<GateOp> {
   using KernelPattern::KernelPattern;
@@ -55,7 +84,6 @@ struct LowerGateToKernels : KernelPattern<GateOp> {
     Value routerBias =
         op.getRouterBias() ? e.readBuffer(op.getRouterBias()) : Value();
     Value numTokens = memref::DimOp::create(rewriter, op.getLoc(), input, 0);
-    int64_t hidden = cast<MemRefType>(router.getType()).getDimSize(1);
     Value experts = e.index(numExperts);
 
     auto idsType = cast<RankedTensorType>(op.getIds().getType());
@@ -79,29 +107,19 @@ struct LowerGateToKernels : KernelPattern<GateOp> {
                                                 item, e.index(numExperts));
           Value init =
               routerBias ? e.toF32(e.load(routerBias, expert)) : e.f32(0);
-          Value logit = e.forEachCarrying(
-              e.index(0), e.index(hidden), ValueRange{init},
-              [&](Emitter &e, Value h, ValueRange acc) -> SmallVector<Value> {
-                return {e.multiplyAdd(acc[0], e.load(input, {token, h}),
-                                      e.load(router, {expert, h}))};
-              })[0];
-          e.store(logit, scores, {token, expert});
+          e.store(buildRouterLogit(e, input, token, router, expert, init),
+                  scores, {token, expert});
         });
 
     if (op.getRouting() == Routing::expert_choice) {
       buildExpertChoice(kernels, op, numTokens, numExperts, buffers);
     } else {
+      SelectionRules rules = selectionRulesOf(op);
       kernels.launchForEach("gate_select", numTokens, [&](Emitter &e,
                                                           Value token) {
-        if (op.getScoring() == Scoring::sigmoid)
-          e.forEach(e.index(0), experts, [&](Emitter &e, Value expert) {
-            e.store(e.sigmoid(e.load(scores, {token, expert})), scores,
-                    {token, expert});
-          });
-        else
-          buildSoftmaxRow(e, scores, token, numExperts);
-        SelectionScratch scratch = allocSelectionScratch(e, op, numExperts);
-        buildTokenSelection(e, op, numExperts, buffers, scratch, token,
+        buildScoreRow(e, rules.scoring, scores, token, numExperts);
+        SelectionScratch scratch = allocSelectionScratch(e, rules, numExperts);
+        buildTokenSelection(e, rules, numExperts, buffers, scratch, token,
                             [&](Emitter &e, Value expert) {
                               return e.load(scores, {token, expert});
                             });
@@ -185,9 +203,76 @@ struct LowerGateToKernels : KernelPattern<GateOp> {
         });
   }
 };
+
+/// moe.refine: each thread routes one (token, parent slot) among the
+/// parent's experts, its logits in its own row of a `[T · P, E]` buffer.
+struct LowerRefineToKernels : KernelPattern<RefineOp> {
+  using KernelPattern::KernelPattern;
+
+  LogicalResult lower(RefineOp op, KernelBuilder &kernels,
+                      PatternRewriter &rewriter) const override {
+    Emitter e = kernels.host();
+    Location loc = op.getLoc();
+    int64_t numExperts =
+        cast<RankedTensorType>(op.getRouter().getType()).getDimSize(1);
+    SelectionRules rules = selectionRulesOf(op);
+    Value input = e.readBuffer(op.getInput());
+    Value router = e.readBuffer(op.getRouter());
+    Value routerBias =
+        op.getRouterBias() ? e.readBuffer(op.getRouterBias()) : Value();
+    RefineBuffers buffers;
+    buffers.parentIds = e.readBuffer(op.getParentIds());
+    buffers.parentWeights = e.readBuffer(op.getParentWeights());
+    if (op.getSelectionBias())
+      buffers.selectionBiases = e.readBuffer(op.getSelectionBias());
+    Value numTokens = memref::DimOp::create(rewriter, loc, buffers.parentIds, 0);
+    Value parentSlots =
+        memref::DimOp::create(rewriter, loc, buffers.parentIds, 1);
+    Value numSlots = e.mul(numTokens, parentSlots);
+
+    SmallVector<Value> sizes = dynamicSizes(
+        op.getIds().getType(), {numTokens, e.mul(parentSlots,
+                                                 e.index(rules.topK))});
+    buffers.ids = resultBuffer(rewriter, kernels, op.getIds(), sizes);
+    buffers.weights = resultBuffer(rewriter, kernels, op.getWeights(), sizes);
+    Value scores = kernels.deviceBuffer({ShapedType::kDynamic, numExperts},
+                                        rewriter.getF32Type(), numSlots);
+
+    kernels.launchForEach("refine_select", numSlots, [&](Emitter &e,
+                                                         Value item) {
+      Value token = arith::DivUIOp::create(e.builder(), e.location(), item,
+                                           parentSlots);
+      Value slot = arith::RemUIOp::create(e.builder(), e.location(), item,
+                                          parentSlots);
+      SelectionScratch scratch = allocSelectionScratch(e, rules, numExperts);
+      buildRefinedSlot(
+          e, rules, numExperts, buffers, scratch, token, slot,
+          [&](Emitter &e, Value parent) {
+            e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e,
+                                                           Value expert) {
+              Value init = routerBias
+                               ? e.toF32(e.load(routerBias, {parent, expert}))
+                               : e.f32(0);
+              e.store(buildRouterLogit(e, input, token, router,
+                                       {parent, expert}, init),
+                      scores, {item, expert});
+            });
+            buildScoreRow(e, rules.scoring, scores, item, numExperts);
+          },
+          [&](Emitter &e, Value expert) {
+            return e.load(scores, {item, expert});
+          });
+    });
+    rewriter.replaceOp(op, {e.asTensor(buffers.ids, op.getIds().getType()),
+                            e.asTensor(buffers.weights,
+                                       op.getWeights().getType())});
+    return success();
+  }
+};
 } // namespace
 
 void mlir::moe::populateGateKernelPatterns(RewritePatternSet &patterns,
                                            const GPULoweringOptions &options) {
-  patterns.add<LowerGateToKernels>(patterns.getContext(), options);
+  patterns.add<LowerGateToKernels, LowerRefineToKernels>(
+      patterns.getContext(), options);
 }

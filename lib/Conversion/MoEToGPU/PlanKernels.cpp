@@ -124,10 +124,10 @@ struct LowerDispatchToKernels : KernelPattern<DispatchOp> {
                                             numSlots),
         [&](Emitter &e, Value item) {
           e.ifThen(e.cmpi(arith::CmpIPredicate::ult, item, maxRows),
-                   [&](Emitter &e) { e.store(e.i32(-1), slots, item); });
+                   [&](Emitter &e) { e.store(e.i64(-1), slots, item); });
           e.ifThen(e.cmpi(arith::CmpIPredicate::ult, item, numSlots),
                    [&](Emitter &e) {
-                     e.store(e.i32(-1), slotRows, slotAt(e, item));
+                     e.store(e.i64(-1), slotRows, slotAt(e, item));
                    });
         });
     auto expertOf = [&](Emitter &e, Value item) {
@@ -135,7 +135,7 @@ struct LowerDispatchToKernels : KernelPattern<DispatchOp> {
     };
     buildExpertScan(kernels, "plan_count", numExperts, numSlots, expertOf,
                     nullptr, [&](Emitter &e, Value expert, Value total) {
-                      e.store(e.toI32(total), counts, expert);
+                      e.store(e.toI64(total), counts, expert);
                     });
     kernels.launch("plan_offsets", e.index(1), e.index(1), {},
                    [&](Emitter &e, const KernelThread &t) {
@@ -149,8 +149,8 @@ struct LowerDispatchToKernels : KernelPattern<DispatchOp> {
     buildExpertScan(
         kernels, "plan_place", numExperts, numSlots, expertOf,
         [&](Emitter &e, Value expert, Value item, Value rank) {
-          Value row = e.add(e.load(offsets, expert), e.toI32(rank));
-          e.store(e.toI32(item), slots, e.toIndex(row));
+          Value row = e.add(e.load(offsets, expert), e.toI64(rank));
+          e.store(e.toI64(item), slots, e.toIndex(row));
           e.store(row, slotRows, slotAt(e, item));
         },
         nullptr);

@@ -51,6 +51,9 @@ public:
   Value i32(int64_t value) {
     return arith::ConstantIntOp::create(b, loc, b.getI32Type(), value);
   }
+  Value i64(int64_t value) {
+    return arith::ConstantIntOp::create(b, loc, b.getI64Type(), value);
+  }
   Value f32(double value) {
     return arith::ConstantFloatOp::create(b, loc, b.getF32Type(),
                                           APFloat(static_cast<float>(value)));
@@ -81,6 +84,9 @@ public:
   }
   Value toI32(Value value) {
     return arith::IndexCastOp::create(b, loc, b.getI32Type(), value);
+  }
+  Value toI64(Value value) {
+    return arith::IndexCastOp::create(b, loc, b.getI64Type(), value);
   }
 
   Value add(Value lhs, Value rhs) {
@@ -266,6 +272,21 @@ public:
                 ArrayRef<OpFoldResult> sizes) {
     SmallVector<OpFoldResult> strides(offsets.size(), b.getIndexAttr(1));
     return memref::SubViewOp::create(b, loc, source, offsets, sizes, strides);
+  }
+  /// `source[index]`: the slice at `index` of dimension 0, one rank less
+  /// (the other dimensions must be static).
+  Value sliceAt(Value source, Value index) {
+    auto type = cast<MemRefType>(source.getType());
+    SmallVector<OpFoldResult> offsets(type.getRank(), b.getIndexAttr(0));
+    offsets[0] = index;
+    SmallVector<OpFoldResult> sizes = {b.getIndexAttr(1)};
+    for (int64_t size : type.getShape().drop_front())
+      sizes.push_back(b.getIndexAttr(size));
+    SmallVector<OpFoldResult> strides(type.getRank(), b.getIndexAttr(1));
+    MemRefType sliceType = memref::SubViewOp::inferRankReducedResultType(
+        type.getShape().drop_front(), type, offsets, sizes, strides);
+    return memref::SubViewOp::create(b, loc, sliceType, source, offsets,
+                                     sizes, strides);
   }
   Value minIndex(Value lhs, Value rhs) {
     return arith::MinUIOp::create(b, loc, lhs, rhs);

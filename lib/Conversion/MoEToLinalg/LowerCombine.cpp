@@ -52,7 +52,7 @@ struct LowerCombine : OpRewritePattern<CombineOp> {
         [&](Emitter &e, ValueRange args) -> Value {
           Value row = args[0], weight = args[1], acc = args[2];
           Value column = e.loopIndex(1);
-          Value kept = e.cmpi(arith::CmpIPredicate::sge, row, e.i32(0));
+          Value kept = e.cmpi(arith::CmpIPredicate::sge, row, e.i64(0));
           auto ifOp = scf::IfOp::create(
               e.builder(), e.location(), TypeRange{e.builder().getF32Type()},
               kept, /*withElseRegion=*/true);

@@ -9,7 +9,6 @@
 #include "moe-mlir/Conversion/Passes.h"
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
 
-
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOELOWERDISPATCH
 #include "moe-mlir/Conversion/Passes.h.inc"
@@ -46,12 +45,12 @@ struct LowerDispatch : OpRewritePattern<DispatchOp> {
     auto countsType = cast<RankedTensorType>(op.getCounts().getType());
     Value counts = e.alloc(countsType, {});
     e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value x) {
-      e.store(e.i32(0), counts, x);
+      e.store(e.i64(0), counts, x);
     });
     forEachSlot([&](Emitter &e, Value, Value, Value expert) {
       e.ifThen(isKept(e, expert), [&](Emitter &e) {
         Value x = e.toIndex(expert);
-        e.store(e.add(e.load(counts, x), e.i32(1)), counts, x);
+        e.store(e.add(e.load(counts, x), e.i64(1)), counts, x);
       });
     });
 
@@ -68,9 +67,9 @@ struct LowerDispatch : OpRewritePattern<DispatchOp> {
       dynamicRows.push_back(numRows);
     Value slots = e.alloc(slotsType, dynamicRows);
     e.forEach(e.index(0), numRows, [&](Emitter &e, Value row) {
-      e.store(e.i32(-1), slots, row);
+      e.store(e.i64(-1), slots, row);
     });
-    Value cursor = e.stackAlloc({numExperts}, rewriter.getI32Type());
+    Value cursor = e.stackAlloc({numExperts}, rewriter.getI64Type());
     e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value x) {
       e.store(e.load(offsets, x), cursor, x);
     });
@@ -87,12 +86,12 @@ struct LowerDispatch : OpRewritePattern<DispatchOp> {
           [&](Emitter &e) {
             Value x = e.toIndex(expert);
             Value row = e.load(cursor, x);
-            e.store(e.add(row, e.i32(1)), cursor, x);
+            e.store(e.add(row, e.i64(1)), cursor, x);
             Value flatSlot = e.add(e.mul(token, slotsPerToken), slot);
-            e.store(e.toI32(flatSlot), slots, e.toIndex(row));
+            e.store(e.toI64(flatSlot), slots, e.toIndex(row));
             e.store(row, slotRows, {token, slot});
           },
-          [&](Emitter &e) { e.store(e.i32(-1), slotRows, {token, slot}); });
+          [&](Emitter &e) { e.store(e.i64(-1), slotRows, {token, slot}); });
     });
 
     rewriter.replaceOp(op, {e.asTensor(counts, countsType),

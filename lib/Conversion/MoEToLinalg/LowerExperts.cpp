@@ -378,7 +378,7 @@ struct LowerExpertCombine : OpRewritePattern<CombineOp> {
     DownEpilogue epilogue = [&](Emitter &e, Value row, Value column,
                                 ArrayRef<Value> sums) {
       Value slot = e.load(buffers.slots, row);
-      e.ifThen(e.cmpi(arith::CmpIPredicate::sge, slot, e.i32(0)),
+      e.ifThen(e.cmpi(arith::CmpIPredicate::sge, slot, e.i64(0)),
                [&](Emitter &e) {
                  Value flat = e.toIndex(slot);
                  Value token = arith::DivUIOp::create(

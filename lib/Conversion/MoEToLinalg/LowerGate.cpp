@@ -19,6 +19,11 @@ namespace mlir::moe {
 using namespace mlir;
 using namespace mlir::moe;
 
+//===----------------------------------------------------------------------===//
+// Scores and selection (SPEC §1 routing steps 1-7), on buffers; the
+// per-token selection is Routing.h's
+//===----------------------------------------------------------------------===//
+
 namespace {
 /// What scoring reads, as buffers.
 struct ScoreOperands {
@@ -26,7 +31,8 @@ struct ScoreOperands {
 };
 } // namespace
 
-static ScoreOperands readScoreOperands(Emitter &e, GateOp op) {
+template <typename OpTy>
+static ScoreOperands readScoreOperands(Emitter &e, OpTy op) {
   return {e.readBuffer(op.getInput()), e.readBuffer(op.getRouter()),
           op.getRouterBias() ? e.readBuffer(op.getRouterBias()) : Value()};
 }
@@ -34,7 +40,7 @@ static ScoreOperands readScoreOperands(Emitter &e, GateOp op) {
 /// Scores of tokens `[first, first + count)` into rows `[0, count)` of
 /// `scores` (`[tile, E]`): the router matmul, then softmax or sigmoid per
 /// row, all on buffers.
-static void buildTileScores(Emitter &e, GateOp op,
+static void buildTileScores(Emitter &e, Scoring scoring,
                             const ScoreOperands &operands, Value scores,
                             Value first, Value count, int64_t numExperts) {
   OpBuilder &b = e.builder();
@@ -61,7 +67,7 @@ static void buildTileScores(Emitter &e, GateOp op,
                      return e.multiplyAdd(args[2], args[0], args[1]);
                    });
 
-  if (op.getScoring() == Scoring::sigmoid) {
+  if (scoring == Scoring::sigmoid) {
     e.genericInPlace(ValueRange{}, tile, {e.map(2, {0, 1})},
                      {kParallel, kParallel},
                      [](Emitter &e, ValueRange args) {
@@ -138,6 +144,71 @@ static void buildExpertChoice(Emitter &e, GateOp op, Value numTokens,
 }
 
 //===----------------------------------------------------------------------===//
+// moe.refine: one inner level of a hierarchy
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// Routes each (token, parent slot) by Routing.h's `buildRefinedSlot`: the
+/// parent's block of the stacked router scores the token into a `[1, E]`
+/// scratch row.
+struct LowerRefine : OpRewritePattern<RefineOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(RefineOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Emitter e(rewriter, loc);
+    int64_t numExperts =
+        cast<RankedTensorType>(op.getRouter().getType()).getDimSize(1);
+    SelectionRules rules = selectionRulesOf(op);
+    RefineBuffers buffers;
+    buffers.parentIds = e.readBuffer(op.getParentIds());
+    buffers.parentWeights = e.readBuffer(op.getParentWeights());
+    Value numTokens = memref::DimOp::create(rewriter, loc, buffers.parentIds, 0);
+    Value parentSlots =
+        memref::DimOp::create(rewriter, loc, buffers.parentIds, 1);
+    ScoreOperands routers = readScoreOperands(e, op);
+    if (op.getSelectionBias())
+      buffers.selectionBiases = e.readBuffer(op.getSelectionBias());
+
+    auto idsType = cast<RankedTensorType>(op.getIds().getType());
+    auto weightsType = cast<RankedTensorType>(op.getWeights().getType());
+    SmallVector<Value> dynamicSizes;
+    if (idsType.isDynamicDim(0))
+      dynamicSizes.push_back(numTokens);
+    if (idsType.isDynamicDim(1))
+      dynamicSizes.push_back(e.mul(parentSlots, e.index(rules.topK)));
+    buffers.ids = e.alloc(idsType, dynamicSizes);
+    buffers.weights = e.alloc(weightsType, dynamicSizes);
+    Value scores = memref::AllocOp::create(
+        rewriter, loc, MemRefType::get({1, numExperts}, rewriter.getF32Type()));
+    SelectionScratch scratch = allocSelectionScratch(e, rules, numExperts);
+
+    e.forEach(e.index(0), numTokens, [&](Emitter &e, Value token) {
+      e.forEach(e.index(0), parentSlots, [&](Emitter &e, Value slot) {
+        buildRefinedSlot(
+            e, rules, numExperts, buffers, scratch, token, slot,
+            [&](Emitter &e, Value parent) {
+              ScoreOperands level = {
+                  routers.input, e.sliceAt(routers.router, parent),
+                  routers.routerBias ? e.sliceAt(routers.routerBias, parent)
+                                     : Value()};
+              buildTileScores(e, rules.scoring, level, scores, token,
+                              e.index(1), numExperts);
+            },
+            [&](Emitter &e, Value expert) {
+              return e.load(scores, {e.index(0), expert});
+            });
+      });
+    });
+    rewriter.replaceOp(op, {e.asTensor(buffers.ids, idsType),
+                            e.asTensor(buffers.weights, weightsType)});
+    return success();
+  }
+};
+} // namespace
+
+//===----------------------------------------------------------------------===//
 // Pass
 //===----------------------------------------------------------------------===//
 
@@ -177,8 +248,8 @@ struct LowerGate : OpRewritePattern<GateOp> {
           MemRefType::get({ShapedType::kDynamic, numExperts},
                           rewriter.getF32Type()),
           ValueRange{numTokens});
-      buildTileScores(e, op, scoring, buffers.scores, e.index(0), numTokens,
-                      numExperts);
+      buildTileScores(e, op.getScoring(), scoring, buffers.scores, e.index(0),
+                      numTokens, numExperts);
       buildExpertChoice(e, op, numTokens, numExperts, buffers);
     } else {
       buildTokenChoice(e, op, numTokens, numExperts, buffers);
@@ -209,15 +280,17 @@ struct LowerGate : OpRewritePattern<GateOp> {
                   MemRefType::get({ShapedType::kDynamic, numExperts}, f32),
                   ValueRange{numTokens});
     Value tile = fuseScores ? e.index(tokenTile) : numTokens;
-    SelectionScratch scratch = allocSelectionScratch(e, op, numExperts);
+    SelectionRules rules = selectionRulesOf(op);
+    SelectionScratch scratch = allocSelectionScratch(e, rules, numExperts);
     // A zero step would never end: with no tokens the tile is empty anyway.
     Value step = arith::MaxUIOp::create(e.builder(), e.location(), tile,
                                         e.index(1));
     e.forEachStep(e.index(0), numTokens, step, [&](Emitter &e, Value first) {
       Value count = e.minIndex(tile, e.sub(numTokens, first));
-      buildTileScores(e, op, scoring, scores, first, count, numExperts);
+      buildTileScores(e, rules.scoring, scoring, scores, first, count,
+                      numExperts);
       e.forEach(e.index(0), count, [&](Emitter &e, Value row) {
-        buildTokenSelection(e, op, numExperts, buffers, scratch,
+        buildTokenSelection(e, rules, numExperts, buffers, scratch,
                             e.add(first, row), [&](Emitter &e, Value expert) {
                               return e.load(scores, {row, expert});
                             });
@@ -239,8 +312,11 @@ struct MoELowerGatePass : moe::impl::MoELowerGateBase<MoELowerGatePass> {
           << ") must be positive";
       return signalPassFailure();
     }
-    if (failed(applyLowering<LowerGate>(getOperation(), fuseScores.getValue(),
-                                        tokenTile.getValue())))
+    RewritePatternSet patterns(&getContext());
+    patterns.add<LowerGate>(&getContext(), fuseScores.getValue(),
+                            tokenTile.getValue());
+    patterns.add<LowerRefine>(&getContext());
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }
 };

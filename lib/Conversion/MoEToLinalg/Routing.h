@@ -3,9 +3,10 @@
 // Part of the moe-mlir project.
 //
 // The scalar routing code (SPEC §1 steps 2-7) that every target shares: a
-// row's softmax, grouped top-k selection of one token, the capacity formula
-// and the plan's padded segment offsets. The CPU lowering runs it in loops
-// over tokens; the GPU kernels run it with one thread per token.
+// row's softmax, grouped top-k selection of one token, one (token, parent
+// slot) of a hierarchy's inner level, the capacity formula and the plan's
+// padded segment offsets. The CPU lowering runs it in loops over tokens;
+// the GPU kernels run it with one thread per token (or per token slot).
 //
 //===----------------------------------------------------------------------===//
 
@@ -16,9 +17,37 @@
 
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
 
+#include "mlir/Dialect/Math/IR/Math.h"
+
 #include <limits>
 
 namespace mlir::moe {
+
+/// The token-choice routing of one level (steps 2-6), as `moe.gate` and
+/// `moe.refine` carry it.
+struct SelectionRules {
+  Scoring scoring;
+  int64_t topK;
+  bool normalizeTopK;
+  float routedScalingFactor;
+  int64_t nGroup;
+  int64_t topkGroup;
+  GroupScore groupScore;
+  /// The consumer takes a token's slots in any order.
+  bool unordered;
+};
+
+template <typename OpTy>
+SelectionRules selectionRulesOf(OpTy op) {
+  return {op.getScoring(),
+          static_cast<int64_t>(op.getTopK()),
+          op.getNormalizeTopK(),
+          op.getRoutedScalingFactor().convertToFloat(),
+          static_cast<int64_t>(op.getNGroup()),
+          static_cast<int64_t>(op.getTopkGroup()),
+          op.getGroupScore(),
+          op.getUnordered()};
+}
 
 /// The buffers the selection loops read and write.
 struct SelectionBuffers {
@@ -36,15 +65,16 @@ struct GroupScratch {
 
 /// Marks in `available` ([E] i1) the experts of the current token's
 /// `topk_group` best groups.
-inline void buildGroupMask(Emitter &e, GateOp op, int64_t numExperts,
-                           Value available, const GroupScratch &scratch,
+inline void buildGroupMask(Emitter &e, const SelectionRules &rules,
+                           int64_t numExperts, Value available,
+                           const GroupScratch &scratch,
                            function_ref<Value(Emitter &, Value)> choiceAt) {
-  int64_t numGroups = op.getNGroup();
+  int64_t numGroups = rules.nGroup;
   int64_t groupSize = numExperts / numGroups;
   Value groupScores = scratch.scores;
   Value groupChosen = scratch.chosen;
   Value negInf = e.f32(-std::numeric_limits<float>::infinity());
-  bool topTwo = op.getGroupScore() == GroupScore::top2_sum;
+  bool topTwo = rules.groupScore == GroupScore::top2_sum;
 
   e.forEach(e.index(0), e.index(numGroups), [&](Emitter &e, Value group) {
     Value first = e.mul(group, e.index(groupSize));
@@ -64,7 +94,7 @@ inline void buildGroupMask(Emitter &e, GateOp op, int64_t numExperts,
     e.store(e.boolean(false), groupChosen, group);
   });
 
-  e.forEach(e.index(0), e.index(op.getTopkGroup()), [&](Emitter &e, Value) {
+  e.forEach(e.index(0), e.index(rules.topkGroup), [&](Emitter &e, Value) {
     Value group = e.argMax(
         e.index(numGroups),
         [&](Emitter &e, Value g) { return e.load(groupScores, g); },
@@ -88,13 +118,23 @@ struct SelectionScratch {
   GroupScratch groups;
 };
 
-inline SelectionScratch allocSelectionScratch(Emitter &e, GateOp op,
+/// Whether selection can be skipped: every expert is chosen (a dense
+/// mixture) and the consumer takes them in any order.
+inline bool choosesAllUnordered(const SelectionRules &rules,
+                                int64_t numExperts) {
+  return rules.unordered && rules.topK == numExperts;
+}
+
+inline SelectionScratch allocSelectionScratch(Emitter &e,
+                                              const SelectionRules &rules,
                                               int64_t numExperts) {
   Type i1 = e.builder().getI1Type();
   SelectionScratch scratch;
+  if (choosesAllUnordered(rules, numExperts))
+    return scratch;
   scratch.available = e.stackAlloc({numExperts}, i1);
-  if (op.getNGroup() > 1) {
-    int64_t numGroups = op.getNGroup();
+  if (rules.nGroup > 1) {
+    int64_t numGroups = rules.nGroup;
     scratch.groups.scores =
         e.stackAlloc({numGroups}, e.builder().getF32Type());
     scratch.groups.chosen = e.stackAlloc({numGroups}, i1);
@@ -102,47 +142,126 @@ inline SelectionScratch allocSelectionScratch(Emitter &e, GateOp op,
   return scratch;
 }
 
-/// Token choice for one token: it takes its `top_k` best allowed experts.
+/// Token choice for one token: it takes its `top_k` best allowed experts in
+/// descending order, or, when `choosesAllUnordered`, expert j in slot j.
 /// `scoreAt` reads the token's score for an expert.
-inline void buildTokenSelection(Emitter &e, GateOp op, int64_t numExperts,
+inline void buildTokenSelection(Emitter &e, const SelectionRules &rules,
+                                int64_t numExperts,
                                 const SelectionBuffers &buffers,
                                 const SelectionScratch &scratch, Value token,
                                 function_ref<Value(Emitter &, Value)> scoreAt) {
-  int64_t topK = op.getTopK();
-  Value available = scratch.available;
-  auto choiceAt = [&](Emitter &e, Value expert) {
-    Value score = scoreAt(e, expert);
-    if (!buffers.selectionBias)
-      return score;
-    return e.add(score, e.toF32(e.load(buffers.selectionBias, expert)));
+  int64_t topK = rules.topK;
+  auto take = [&](Emitter &e, Value slot, Value expert, Value sum) {
+    e.store(e.toI32(expert), buffers.ids, {token, slot});
+    Value weight = scoreAt(e, expert);
+    e.store(weight, buffers.weights, {token, slot});
+    return e.add(sum, weight);
   };
-  if (op.getNGroup() > 1)
-    buildGroupMask(e, op, numExperts, available, scratch.groups, choiceAt);
-  else
-    e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value x) {
-      e.store(e.boolean(true), available, x);
-    });
+  Value sum;
+  if (choosesAllUnordered(rules, numExperts)) {
+    sum = e.forEachCarrying(
+        e.index(0), e.index(numExperts), ValueRange{e.f32(0)},
+        [&](Emitter &e, Value expert,
+            ValueRange carried) -> SmallVector<Value> {
+          return {take(e, expert, expert, carried[0])};
+        })[0];
+  } else {
+    Value available = scratch.available;
+    auto choiceAt = [&](Emitter &e, Value expert) {
+      Value score = scoreAt(e, expert);
+      if (!buffers.selectionBias)
+        return score;
+      return e.add(score, e.toF32(e.load(buffers.selectionBias, expert)));
+    };
+    if (rules.nGroup > 1)
+      buildGroupMask(e, rules, numExperts, available, scratch.groups,
+                     choiceAt);
+    else
+      e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value x) {
+        e.store(e.boolean(true), available, x);
+      });
 
-  Value sum = e.forEachCarrying(
-      e.index(0), e.index(topK), ValueRange{e.f32(0)},
-      [&](Emitter &e, Value slot, ValueRange carried) -> SmallVector<Value> {
-        Value expert = e.argMax(
-            e.index(numExperts), choiceAt,
-            [&](Emitter &e, Value x) { return e.load(available, x); });
-        e.store(e.boolean(false), available, expert);
-        e.store(e.toI32(expert), buffers.ids, {token, slot});
-        Value weight = scoreAt(e, expert);
-        e.store(weight, buffers.weights, {token, slot});
-        return {e.add(carried[0], weight)};
-      })[0];
+    sum = e.forEachCarrying(
+        e.index(0), e.index(topK), ValueRange{e.f32(0)},
+        [&](Emitter &e, Value slot, ValueRange carried) -> SmallVector<Value> {
+          Value expert = e.argMax(
+              e.index(numExperts), choiceAt,
+              [&](Emitter &e, Value x) { return e.load(available, x); });
+          e.store(e.boolean(false), available, expert);
+          return {take(e, slot, expert, carried[0])};
+        })[0];
+  }
 
-  Value factor = e.f32(op.getRoutedScalingFactor().convertToFloat());
-  if (op.getNormalizeTopK())
+  Value factor = e.f32(rules.routedScalingFactor);
+  if (rules.normalizeTopK)
     factor = arith::DivFOp::create(e.builder(), e.location(), factor, sum);
   e.forEach(e.index(0), e.index(topK), [&](Emitter &e, Value slot) {
     Value weight = e.load(buffers.weights, {token, slot});
     e.store(e.mul(weight, factor), buffers.weights, {token, slot});
   });
+}
+
+/// What `moe.refine` reads and writes, as buffers.
+struct RefineBuffers {
+  Value parentIds, parentWeights; // [T, P] i32 and f32
+  Value selectionBiases;          // [parents, E] or null
+  Value ids, weights;             // [T, P · top_k] i32 and f32
+};
+
+/// `moe.refine` for parent slot `slot` of token `token`. A kept slot (its
+/// parent `p` >= 0) is routed among p's own experts: `scoreParent` scores
+/// the token with p's router (p as an index), `scoreAt` then reads those
+/// scores, the token's selection writes the slot's block of `top_k`
+/// columns, and the block is composed with the parent (ids offset by
+/// `p · E`, weights scaled by the parent's). A dropped slot gives `top_k`
+/// dropped slots (-1, weight 0).
+inline void
+buildRefinedSlot(Emitter &e, const SelectionRules &rules, int64_t numExperts,
+                 const RefineBuffers &buffers, const SelectionScratch &scratch,
+                 Value token, Value slot,
+                 function_ref<void(Emitter &, Value)> scoreParent,
+                 function_ref<Value(Emitter &, Value)> scoreAt) {
+  OpBuilder &b = e.builder();
+  Value parent = e.load(buffers.parentIds, {token, slot});
+  Value first = e.mul(slot, e.index(rules.topK));
+  Value numTokens =
+      memref::DimOp::create(b, e.location(), buffers.parentIds, 0);
+  auto block = [&](Value buffer) {
+    return e.subview(buffer, {b.getIndexAttr(0), first},
+                     {numTokens, b.getIndexAttr(rules.topK)});
+  };
+  SelectionBuffers slotBlock;
+  slotBlock.ids = block(buffers.ids);
+  slotBlock.weights = block(buffers.weights);
+  auto forEachChild = [&](Emitter &e,
+                          function_ref<void(Emitter &, Value)> body) {
+    e.forEach(e.index(0), e.index(rules.topK), body);
+  };
+  e.ifThenElse(
+      e.cmpi(arith::CmpIPredicate::sge, parent, e.i32(0)),
+      [&](Emitter &e) {
+        Value p = e.toIndex(parent);
+        scoreParent(e, p);
+        if (buffers.selectionBiases)
+          slotBlock.selectionBias = e.sliceAt(buffers.selectionBiases, p);
+        buildTokenSelection(e, rules, numExperts, slotBlock, scratch, token,
+                            scoreAt);
+        Value offset = e.mul(parent, e.i32(numExperts));
+        Value parentWeight = e.load(buffers.parentWeights, {token, slot});
+        forEachChild(e, [&](Emitter &e, Value child) {
+          SmallVector<Value> at = {token, child};
+          e.store(e.add(e.load(slotBlock.ids, at), offset), slotBlock.ids,
+                  at);
+          e.store(e.mul(e.load(slotBlock.weights, at), parentWeight),
+                  slotBlock.weights, at);
+        });
+      },
+      [&](Emitter &e) {
+        forEachChild(e, [&](Emitter &e, Value child) {
+          e.store(e.i32(-1), slotBlock.ids, {token, child});
+          e.store(e.f32(0), slotBlock.weights, {token, child});
+        });
+      });
 }
 
 /// Softmax, in place, of row `row` of `scores` (`[rows, E]` f32): the
@@ -188,17 +307,17 @@ inline Value buildCapacity(Emitter &e, double factor, Value numTokens,
   return arith::IndexCastOp::create(b, loc, b.getIndexType(), capacity);
 }
 
-/// The plan's segment offsets (`[E + 1]` i32) from the histogram (`[E]`
-/// i32): a prefix sum of the counts, each rounded up to `rowTile`.
+/// The plan's segment offsets (`[E + 1]` i64) from the histogram (`[E]`
+/// i64): a prefix sum of the counts, each rounded up to `rowTile`.
 inline void buildPaddedOffsets(Emitter &e, Value counts, Value offsets,
                                int64_t numExperts, int64_t rowTile) {
-  e.store(e.i32(0), offsets, e.index(0));
+  e.store(e.i64(0), offsets, e.index(0));
   e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value x) {
     Value count = e.load(counts, x);
     Value padded = e.mul(arith::DivUIOp::create(e.builder(), e.location(),
-                                                e.add(count, e.i32(rowTile - 1)),
-                                                e.i32(rowTile)),
-                         e.i32(rowTile));
+                                                e.add(count, e.i64(rowTile - 1)),
+                                                e.i64(rowTile)),
+                         e.i64(rowTile));
     e.store(e.add(e.load(offsets, x), padded), offsets, e.add(x, e.index(1)));
   });
 }

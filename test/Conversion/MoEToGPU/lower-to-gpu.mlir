@@ -7,7 +7,8 @@
 // with per-thread scratch, capacity and the plan as per-expert block scans
 // in shared memory, the projections as tiled GEMMs staging 16-wide slices
 // of their input and weights in shared memory (the plan's row tile of 64
-// rows per block), and combine per output element, rounded to bf16.
+// rows per block), and combine per output element, rounded to bf16. The
+// plan (counts, offsets, slots, slot rows) is 64-bit.
 // CHECK-LABEL: func.func @layer
 // CHECK-NOT: moe.
 // CHECK: gpu.alloc (%{{.*}}) {moe.workspace} : memref<?x2xi32>
@@ -21,7 +22,12 @@
 // CHECK: gpu.launch {{.*}} function(@layer_gate_capacity) workgroup(%{{.*}} : memref<257xindex, #gpu.address_space<workgroup>>)
 // CHECK: gpu.barrier
 // CHECK: gpu.barrier
+// CHECK: gpu.alloc () {moe.workspace} : memref<8xi64>
+// CHECK: gpu.alloc () {moe.workspace} : memref<9xi64>
+// CHECK: gpu.alloc (%{{.*}}) {moe.workspace} : memref<?xi64>
+// CHECK: gpu.alloc (%{{.*}}) {moe.workspace} : memref<?x2xi64>
 // CHECK: gpu.launch {{.*}} function(@layer_plan_fill)
+// CHECK: memref.store %c-1_i64
 // CHECK: gpu.launch {{.*}} function(@layer_plan_count) workgroup(
 // CHECK: gpu.launch {{.*}} function(@layer_plan_offsets)
 // CHECK: gpu.launch {{.*}} function(@layer_plan_place) workgroup(
@@ -61,27 +67,27 @@ func.func @layer(%x: tensor<?x16xbf16>, %wr: tensor<8x16xbf16>,
   %ids, %w = moe.gate %x, %wr {top_k = 2 : i64, capacity_factor = 1.0 : f64}
       : tensor<?x16xbf16>, tensor<8x16xbf16> -> tensor<?x2xi32>, tensor<?x2xf32>
   %counts, %offsets, %slots, %rows = moe.dispatch %ids {num_experts = 8 : i64, row_tile = 64 : i64}
-      : tensor<?x2xi32> -> tensor<8xi32>, tensor<9xi32>, tensor<?xi32>, tensor<?x2xi32>
+      : tensor<?x2xi32> -> tensor<8xi64>, tensor<9xi64>, tensor<?xi64>, tensor<?x2xi64>
   %out = moe.expert %x, %slots, %offsets gate_proj(%wg : tensor<8x8x16xbf16>)
       up_proj(%wu : tensor<8x8x16xbf16>) down_proj(%wd : tensor<8x16x8xbf16>)
       {slots_per_token = 2 : i64}
-      : tensor<?x16xbf16>, tensor<?xi32>, tensor<9xi32> -> tensor<?x16xf32>
+      : tensor<?x16xbf16>, tensor<?xi64>, tensor<9xi64> -> tensor<?x16xf32>
   %s = moe.shared_expert %x gate_proj(%sg : tensor<24x16xbf16>) up_proj(%su : tensor<24x16xbf16>)
       down_proj(%sd : tensor<16x24xbf16>) expert_gate(%g : tensor<16xbf16>)
       : tensor<?x16xbf16> -> tensor<?x16xf32>
   %y = moe.combine %out, %rows, %w shared(%s : tensor<?x16xf32>)
-      : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x16xbf16>
+      : tensor<?x16xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x16xbf16>
   return %y : tensor<?x16xbf16>
 }
 
 // -----
 
 // The plan's row tile must be the kernels'.
-func.func @plan(%ids: tensor<?x2xi32>) -> tensor<?xi32> {
+func.func @plan(%ids: tensor<?x2xi32>) -> tensor<?xi64> {
   // expected-error @+1 {{'moe.dispatch' op row_tile (16) must be the GPU kernels' row tile (64): run moe-expand with the same row-tile}}
   %counts, %offsets, %slots, %rows = moe.dispatch %ids {num_experts = 8 : i64, row_tile = 16 : i64}
-      : tensor<?x2xi32> -> tensor<8xi32>, tensor<9xi32>, tensor<?xi32>, tensor<?x2xi32>
-  return %slots : tensor<?xi32>
+      : tensor<?x2xi32> -> tensor<8xi64>, tensor<9xi64>, tensor<?xi64>, tensor<?x2xi64>
+  return %slots : tensor<?xi64>
 }
 
 // -----
@@ -93,4 +99,42 @@ func.func @unexpanded(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>,
          down_proj(%wd : tensor<4x16x8xf32>) {top_k = 2 : i64}
          : tensor<?x16xf32> -> tensor<?x16xf32>
   return %y : tensor<?x16xf32>
+}
+
+// -----
+
+// A dense gate (unordered, top_k = E) writes expert j into slot j: no
+// availability scratch, no argmax. moe.refine is one kernel, a thread per
+// (token, parent slot): the parent's router block scores the token into
+// the thread's row of a [T·P, E] buffer, then the selection of the
+// parent's experts (the parent's selection bias row, a rank-reduced
+// subview) fills the slot's block of top_k columns, composed with the
+// parent (ids offset by parent · E, weights scaled by the parent's).
+// CHECK-LABEL: func.func @hierarchy
+// CHECK: gpu.launch {{.*}} function(@hierarchy_gate_select)
+// CHECK-NOT: memref.alloca
+// CHECK: gpu.alloc (%{{.*}}) {moe.workspace} : memref<?x4xi32>
+// CHECK: gpu.alloc (%{{.*}}) {moe.workspace} : memref<?x4xf32>
+// CHECK: %[[SCORES:.*]] = gpu.alloc (%{{.*}}) {moe.workspace} : memref<?x4xf32>
+// CHECK: gpu.launch {{.*}} function(@hierarchy_refine_select)
+// CHECK: memref.alloca() : memref<4xi1>
+// CHECK: %[[PARENT:.*]] = memref.load %{{.*}} : memref<?x2xi32>
+// CHECK: arith.cmpi sge, %[[PARENT]], %c0_i32
+// CHECK: memref.store %{{.*}}, %[[SCORES]]
+// CHECK: arith.negf
+// CHECK: memref.subview %{{.*}} : memref<2x4xf32> to memref<4xf32, strided<[1], offset: ?>>
+// CHECK: arith.muli %[[PARENT]], %c4_i32 : i32
+// CHECK: memref.store %c-1_i32
+// CHECK-NOT: gpu.launch
+// CHECK: return
+func.func @hierarchy(%x: tensor<?x16xf32>, %wr: tensor<2x16xf32>,
+    %wr2: tensor<2x4x16xf32>, %sb2: tensor<2x4xf32>)
+    -> (tensor<?x4xi32>, tensor<?x4xf32>) {
+  %ids, %w = moe.gate %x, %wr {top_k = 2 : i64, unordered}
+      : tensor<?x16xf32>, tensor<2x16xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+  %ids2, %w2 = moe.refine %x, %ids, %w, %wr2 selection_bias(%sb2 : tensor<2x4xf32>)
+      {top_k = 2 : i64, scoring = #moe.scoring<sigmoid>}
+      : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<2x4x16xf32>
+      -> tensor<?x4xi32>, tensor<?x4xf32>
+  return %ids2, %w2 : tensor<?x4xi32>, tensor<?x4xf32>
 }

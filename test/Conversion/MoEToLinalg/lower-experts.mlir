@@ -15,7 +15,7 @@
 // block; the down projection's tile sums are scaled by the routing weight
 // and added to the token's output row. No [rows, H] buffer exists.
 // CHECK-LABEL: func.func @expert_combine
-// CHECK-SAME: (%[[X:[^:]*]]: tensor<?x16xbf16>, %[[SLOTS:[^:]*]]: tensor<?xi32>, %[[OFFSETS:[^:]*]]: tensor<5xi32>, %[[ROWS:[^:]*]]: tensor<?x2xi32>, %[[W:[^:]*]]: tensor<?x2xf32>, %[[WG:[^:]*]]: tensor<4x8x16xbf16>, %[[WU:[^:]*]]: tensor<4x8x16xbf16>, %[[WD:[^:]*]]: tensor<4x16x8xbf16>)
+// CHECK-SAME: (%[[X:[^:]*]]: tensor<?x16xbf16>, %[[SLOTS:[^:]*]]: tensor<?xi64>, %[[OFFSETS:[^:]*]]: tensor<5xi64>, %[[ROWS:[^:]*]]: tensor<?x2xi64>, %[[W:[^:]*]]: tensor<?x2xf32>, %[[WG:[^:]*]]: tensor<4x8x16xbf16>, %[[WU:[^:]*]]: tensor<4x8x16xbf16>, %[[WD:[^:]*]]: tensor<4x16x8xbf16>)
 // CHECK-NOT: moe.
 // CHECK: %[[ACC:.*]] = memref.alloc(%{{.*}}) : memref<?x16xf32>
 // CHECK-DAG: %[[X_BUF:.*]] = bufferization.to_buffer %[[X]] read_only
@@ -82,16 +82,16 @@
 // UNFUSED-GATHER: linalg.generic {{.*}} outs(%[[GATHERED]]
 // UNFUSED-GATHER: memref.load %{{.*}} : memref<?x16xbf16>
 // UNFUSED-GATHER: vector.load %[[GATHERED]]
-func.func @expert_combine(%x: tensor<?x16xbf16>, %slots: tensor<?xi32>,
-    %offsets: tensor<5xi32>, %rows: tensor<?x2xi32>, %w: tensor<?x2xf32>,
+func.func @expert_combine(%x: tensor<?x16xbf16>, %slots: tensor<?xi64>,
+    %offsets: tensor<5xi64>, %rows: tensor<?x2xi64>, %w: tensor<?x2xf32>,
     %wg: tensor<4x8x16xbf16>, %wu: tensor<4x8x16xbf16>,
     %wd: tensor<4x16x8xbf16>) -> tensor<?x16xbf16> {
   %r = moe.expert %x, %slots, %offsets gate_proj(%wg : tensor<4x8x16xbf16>)
          up_proj(%wu : tensor<4x8x16xbf16>) down_proj(%wd : tensor<4x16x8xbf16>)
          {slots_per_token = 2 : i64}
-         : tensor<?x16xbf16>, tensor<?xi32>, tensor<5xi32> -> tensor<?x16xf32>
+         : tensor<?x16xbf16>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
   %y = moe.combine %r, %rows, %w
-         : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x16xbf16>
+         : tensor<?x16xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x16xbf16>
   return %y : tensor<?x16xbf16>
 }
 
@@ -105,22 +105,22 @@ func.func @expert_combine(%x: tensor<?x16xbf16>, %slots: tensor<?xi32>,
 // CHECK: math.erf
 // CHECK: math.tanh
 // CHECK: arith.maximumf
-func.func @plain_activations(%x: tensor<?x16xf32>, %slots: tensor<?xi32>,
-    %offsets: tensor<5xi32>, %wu: tensor<4x8x16xf32>,
+func.func @plain_activations(%x: tensor<?x16xf32>, %slots: tensor<?xi64>,
+    %offsets: tensor<5xi64>, %wu: tensor<4x8x16xf32>,
     %wd: tensor<4x16x8xf32>)
     -> (tensor<?x16xf32>, tensor<?x16xf32>, tensor<?x16xf32>) {
   %a = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>)
          down_proj(%wd : tensor<4x16x8xf32>)
          {slots_per_token = 1 : i64, activation = #moe.activation<gelu>}
-         : tensor<?x16xf32>, tensor<?xi32>, tensor<5xi32> -> tensor<?x16xf32>
+         : tensor<?x16xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
   %b = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>)
          down_proj(%wd : tensor<4x16x8xf32>)
          {slots_per_token = 1 : i64, activation = #moe.activation<gelu_tanh>}
-         : tensor<?x16xf32>, tensor<?xi32>, tensor<5xi32> -> tensor<?x16xf32>
+         : tensor<?x16xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
   %c = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>)
          down_proj(%wd : tensor<4x16x8xf32>)
          {slots_per_token = 1 : i64, activation = #moe.activation<relu>}
-         : tensor<?x16xf32>, tensor<?xi32>, tensor<5xi32> -> tensor<?x16xf32>
+         : tensor<?x16xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
   return %a, %b, %c : tensor<?x16xf32>, tensor<?x16xf32>, tensor<?x16xf32>
 }
 
@@ -167,15 +167,15 @@ func.func @shared_gated(%x: tensor<3x16xf32>, %su: tensor<32x16xf32>,
 // CHECK: %[[Y:.*]] = bufferization.to_tensor %[[SHARED]] restrict writable
 // CHECK: return %[[Y]]
 func.func @shared_accumulates_in_place(%x: tensor<?x16xf32>,
-    %slots: tensor<?xi32>, %offsets: tensor<5xi32>, %rows: tensor<?x2xi32>,
+    %slots: tensor<?xi64>, %offsets: tensor<5xi64>, %rows: tensor<?x2xi64>,
     %w: tensor<?x2xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>,
     %su: tensor<32x16xf32>, %sd: tensor<16x32xf32>) -> tensor<?x16xf32> {
   %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>)
          down_proj(%wd : tensor<4x16x8xf32>) {slots_per_token = 2 : i64}
-         : tensor<?x16xf32>, tensor<?xi32>, tensor<5xi32> -> tensor<?x16xf32>
+         : tensor<?x16xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
   %s = moe.shared_expert %x up_proj(%su : tensor<32x16xf32>)
          down_proj(%sd : tensor<16x32xf32>) : tensor<?x16xf32> -> tensor<?x16xf32>
   %y = moe.combine %r, %rows, %w shared(%s : tensor<?x16xf32>)
-         : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x16xf32>
+         : tensor<?x16xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x16xf32>
   return %y : tensor<?x16xf32>
 }

@@ -1,13 +1,15 @@
 // RUN: moe-opt %s -split-input-file -moe-expand | FileCheck %s
 // RUN: moe-opt %s -split-input-file -moe-expand=row-tile=16 | FileCheck %s --check-prefix=TILE
 
+// Combine sums over a token's slots, so the gate may give them in any
+// order ('unordered') when no capacity grants them in order.
 // CHECK-LABEL: func.func @gated_top2
 // CHECK-SAME: (%[[X:.*]]: tensor<?x64xf32>, %[[WR:.*]]: tensor<8x64xf32>, %[[WG:.*]]: tensor<8x128x64xf32>, %[[WU:.*]]: tensor<8x128x64xf32>, %[[WD:.*]]: tensor<8x64x128xf32>)
-// CHECK: %[[IDS:.*]], %[[W:.*]] = moe.gate %[[X]], %[[WR]] {top_k = 2 : i64} : tensor<?x64xf32>, tensor<8x64xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
-// CHECK: %[[COUNTS:.*]], %[[OFFSETS:.*]], %[[SLOTS:.*]], %[[ROWS:.*]] = moe.dispatch %[[IDS]] {num_experts = 8 : i64} : tensor<?x2xi32> -> tensor<8xi32>, tensor<9xi32>, tensor<?xi32>, tensor<?x2xi32>
-// CHECK: %[[OUT:.*]] = moe.expert %[[X]], %[[SLOTS]], %[[OFFSETS]] gate_proj(%[[WG]] : tensor<8x128x64xf32>) up_proj(%[[WU]] : tensor<8x128x64xf32>) down_proj(%[[WD]] : tensor<8x64x128xf32>) {slots_per_token = 2 : i64} : tensor<?x64xf32>, tensor<?xi32>, tensor<9xi32> -> tensor<?x64xf32>
+// CHECK: %[[IDS:.*]], %[[W:.*]] = moe.gate %[[X]], %[[WR]] {top_k = 2 : i64, unordered} : tensor<?x64xf32>, tensor<8x64xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+// CHECK: %[[COUNTS:.*]], %[[OFFSETS:.*]], %[[SLOTS:.*]], %[[ROWS:.*]] = moe.dispatch %[[IDS]] {num_experts = 8 : i64} : tensor<?x2xi32> -> tensor<8xi64>, tensor<9xi64>, tensor<?xi64>, tensor<?x2xi64>
+// CHECK: %[[OUT:.*]] = moe.expert %[[X]], %[[SLOTS]], %[[OFFSETS]] gate_proj(%[[WG]] : tensor<8x128x64xf32>) up_proj(%[[WU]] : tensor<8x128x64xf32>) down_proj(%[[WD]] : tensor<8x64x128xf32>) {slots_per_token = 2 : i64} : tensor<?x64xf32>, tensor<?xi64>, tensor<9xi64> -> tensor<?x64xf32>
 // CHECK-NOT: moe.shared_expert
-// CHECK: %[[Y:.*]] = moe.combine %[[OUT]], %[[ROWS]], %[[W]] : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x64xf32>
+// CHECK: %[[Y:.*]] = moe.combine %[[OUT]], %[[ROWS]], %[[W]] : tensor<?x64xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x64xf32>
 // CHECK: return %[[Y]]
 // CHECK-NOT: moe.layer
 // TILE-LABEL: func.func @gated_top2
@@ -30,9 +32,9 @@ func.func @gated_top2(%x: tensor<?x64xf32>, %wr: tensor<8x64xf32>,
 // CHECK-SAME: (%[[X:.*]]: tensor<?x32xbf16>, %[[WR:[^:]*]]: {{.*}}, %[[RB:[^:]*]]: {{.*}}, %[[SB:[^:]*]]: {{.*}}, %[[WU:[^:]*]]: {{.*}}, %[[WD:[^:]*]]: {{.*}}, %[[SU:[^:]*]]: {{.*}}, %[[SD:[^:]*]]: {{.*}}, %[[SG:[^:]*]]: {{.*}})
 // CHECK: %[[IDS:.*]], %[[W:.*]] = moe.gate %[[X]], %[[WR]] router_bias(%[[RB]] : tensor<16xbf16>) selection_bias(%[[SB]] : tensor<16xbf16>) {capacity_factor = 1.250000e+00 : f64, group_score = #moe.group_score<max>, n_group = 4 : i64, normalize_top_k = false, routed_scaling_factor = 2.500000e+00 : f32, scoring = #moe.scoring<sigmoid>, top_k = 4 : i64, topk_group = 2 : i64} : tensor<?x32xbf16>, tensor<16x32xbf16> -> tensor<?x4xi32>, tensor<?x4xf32>
 // CHECK: %{{.*}}, %[[OFFSETS:.*]], %[[SLOTS:.*]], %[[ROWS:.*]] = moe.dispatch %[[IDS]] {num_experts = 16 : i64}
-// CHECK: %[[OUT:.*]] = moe.expert %[[X]], %[[SLOTS]], %[[OFFSETS]] up_proj(%[[WU]] : tensor<16x48x32xbf16>) down_proj(%[[WD]] : tensor<16x32x48xbf16>) {activation = #moe.activation<gelu_tanh>, slots_per_token = 4 : i64} : tensor<?x32xbf16>, tensor<?xi32>, tensor<17xi32> -> tensor<?x32xf32>
+// CHECK: %[[OUT:.*]] = moe.expert %[[X]], %[[SLOTS]], %[[OFFSETS]] up_proj(%[[WU]] : tensor<16x48x32xbf16>) down_proj(%[[WD]] : tensor<16x32x48xbf16>) {activation = #moe.activation<gelu_tanh>, slots_per_token = 4 : i64} : tensor<?x32xbf16>, tensor<?xi64>, tensor<17xi64> -> tensor<?x32xf32>
 // CHECK: %[[SHARED:.*]] = moe.shared_expert %[[X]] up_proj(%[[SU]] : tensor<96x32xbf16>) down_proj(%[[SD]] : tensor<32x96xbf16>) expert_gate(%[[SG]] : tensor<32xbf16>) {activation = #moe.activation<gelu_tanh>} : tensor<?x32xbf16> -> tensor<?x32xf32>
-// CHECK: moe.combine %[[OUT]], %[[ROWS]], %[[W]] shared(%[[SHARED]] : tensor<?x32xf32>) : tensor<?x32xf32>, tensor<?x4xi32>, tensor<?x4xf32> -> tensor<?x32xbf16>
+// CHECK: moe.combine %[[OUT]], %[[ROWS]], %[[W]] shared(%[[SHARED]] : tensor<?x32xf32>) : tensor<?x32xf32>, tensor<?x4xi64>, tensor<?x4xf32> -> tensor<?x32xbf16>
 func.func @deepseek_like(%x: tensor<?x32xbf16>, %wr: tensor<16x32xbf16>,
     %rb: tensor<16xbf16>, %sb: tensor<16xbf16>, %wu: tensor<16x48x32xbf16>,
     %wd: tensor<16x32x48xbf16>, %su: tensor<96x32xbf16>,
@@ -57,7 +59,7 @@ func.func @deepseek_like(%x: tensor<?x32xbf16>, %wr: tensor<16x32xbf16>,
 // Expert choice: every expert is a slot of every token.
 // CHECK-LABEL: func.func @expert_choice
 // CHECK: moe.gate {{.*}} -> tensor<5x4xi32>, tensor<5x4xf32>
-// CHECK: moe.dispatch %{{.*}} {num_experts = 4 : i64} : tensor<5x4xi32> -> tensor<4xi32>, tensor<5xi32>, tensor<?xi32>, tensor<5x4xi32>
+// CHECK: moe.dispatch %{{.*}} {num_experts = 4 : i64} : tensor<5x4xi32> -> tensor<4xi64>, tensor<5xi64>, tensor<?xi64>, tensor<5x4xi64>
 // CHECK: moe.expert {{.*}} {slots_per_token = 4 : i64}
 // CHECK: moe.shared_expert %{{.*}} gate_proj(
 // CHECK: moe.combine {{.*}} -> tensor<5x16xf16>
@@ -75,4 +77,65 @@ func.func @expert_choice(%x: tensor<5x16xf16>,
           capacity_factor = 2.0 : f64}
          : tensor<5x16xf16> -> tensor<5x16xf16>
   return %y : tensor<5x16xf16>
+}
+
+// -----
+
+// Hierarchical, three levels (4 -> 2 -> 3 experts, top 2 -> 1 -> 3): the gate
+// routes among level 1's experts, one moe.refine per inner level routes one
+// level down (biases by level, routing attributes from #moe.level, always
+// unordered: inner levels are dropless), and dispatch, experts and combine
+// run over the 24 leaves with 2·1·3 = 6 slots per token.
+// CHECK-LABEL: func.func @three_levels
+// CHECK-SAME: (%[[X:[^:]*]]: {{.*}}, %[[WR:[^:]*]]: {{.*}}, %[[WR2:[^:]*]]: {{.*}}, %[[WR3:[^:]*]]: {{.*}}, %[[RB2:[^:]*]]: {{.*}}, %[[SB3:[^:]*]]: {{.*}}, %[[WU:[^:]*]]: {{.*}}, %[[WD:[^:]*]]: {{.*}})
+// CHECK: %[[IDS1:.*]], %[[W1:.*]] = moe.gate %[[X]], %[[WR]] {top_k = 2 : i64, unordered} : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+// CHECK: %[[IDS2:.*]], %[[W2:.*]] = moe.refine %[[X]], %[[IDS1]], %[[W1]], %[[WR2]] router_bias(%[[RB2]] : tensor<4x2xf32>) {scoring = #moe.scoring<sigmoid>, top_k = 1 : i64, unordered} : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<4x2x16xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+// CHECK: %[[IDS3:.*]], %[[W3:.*]] = moe.refine %[[X]], %[[IDS2]], %[[W2]], %[[WR3]] selection_bias(%[[SB3]] : tensor<8x3xf32>) {normalize_top_k = false, routed_scaling_factor = 2.000000e+00 : f32, top_k = 3 : i64, unordered} : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<8x3x16xf32> -> tensor<?x6xi32>, tensor<?x6xf32>
+// CHECK: %{{.*}}, %[[OFFSETS:.*]], %[[SLOTS:.*]], %[[ROWS:.*]] = moe.dispatch %[[IDS3]] {num_experts = 24 : i64} : tensor<?x6xi32> -> tensor<24xi64>, tensor<25xi64>, tensor<?xi64>, tensor<?x6xi64>
+// CHECK: %[[OUT:.*]] = moe.expert %[[X]], %[[SLOTS]], %[[OFFSETS]] up_proj(%[[WU]] : tensor<24x8x16xf32>) down_proj(%[[WD]] : tensor<24x16x8xf32>) {slots_per_token = 6 : i64}
+// CHECK: moe.combine %[[OUT]], %[[ROWS]], %[[W3]] : tensor<?x16xf32>, tensor<?x6xi64>, tensor<?x6xf32> -> tensor<?x16xf32>
+func.func @three_levels(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>,
+    %wr2: tensor<4x2x16xf32>, %wr3: tensor<8x3x16xf32>, %rb2: tensor<4x2xf32>,
+    %sb3: tensor<8x3xf32>, %wu: tensor<24x8x16xf32>,
+    %wd: tensor<24x16x8xf32>) -> tensor<?x16xf32> {
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>)
+         level_routers(%wr2, %wr3 : tensor<4x2x16xf32>, tensor<8x3x16xf32>)
+         level_router_biases(%rb2 : tensor<4x2xf32>)
+         level_selection_biases(%sb3 : tensor<8x3xf32>)
+         up_proj(%wu : tensor<24x8x16xf32>) down_proj(%wd : tensor<24x16x8xf32>)
+         {top_k = 2 : i64, levels = [
+            #moe.level<top_k = 1, scoring = sigmoid, router_bias = true>,
+            #moe.level<top_k = 3, normalize_top_k = false,
+                       routed_scaling_factor = 2.0, selection_bias = true>]}
+         : tensor<?x16xf32> -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
+}
+
+// -----
+
+// Outer expert choice and a shared expert stay with level 1: the gate is
+// ordered (expert choice has a capacity), the inner level is not.
+// CHECK-LABEL: func.func @expert_choice_over_levels
+// CHECK: moe.gate {{.*}} {capacity_factor = 1.000000e+00 : f64, routing = #moe.routing<expert_choice>, top_k = 1 : i64} : {{.*}} -> tensor<?x4xi32>, tensor<?x4xf32>
+// CHECK: moe.refine {{.*}} {top_k = 2 : i64, unordered} : {{.*}} -> tensor<?x8xi32>, tensor<?x8xf32>
+// CHECK: moe.dispatch %{{.*}} {num_experts = 16 : i64} : tensor<?x8xi32>
+// CHECK: moe.expert {{.*}} {slots_per_token = 8 : i64}
+// CHECK: %[[SHARED:.*]] = moe.shared_expert
+// CHECK: moe.combine {{.*}} shared(%[[SHARED]] : tensor<?x16xf32>)
+func.func @expert_choice_over_levels(%x: tensor<?x16xf32>,
+    %wr: tensor<4x16xf32>, %wr2: tensor<4x4x16xf32>,
+    %wg: tensor<16x8x16xf32>, %wu: tensor<16x8x16xf32>,
+    %wd: tensor<16x16x8xf32>, %sg: tensor<12x16xf32>, %su: tensor<12x16xf32>,
+    %sd: tensor<16x12xf32>) -> tensor<?x16xf32> {
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>)
+         level_routers(%wr2 : tensor<4x4x16xf32>)
+         gate_proj(%wg : tensor<16x8x16xf32>) up_proj(%wu : tensor<16x8x16xf32>)
+         down_proj(%wd : tensor<16x16x8xf32>)
+         shared_gate_proj(%sg : tensor<12x16xf32>)
+         shared_up_proj(%su : tensor<12x16xf32>)
+         shared_down_proj(%sd : tensor<16x12xf32>)
+         {top_k = 1 : i64, routing = #moe.routing<expert_choice>,
+          capacity_factor = 1.0 : f64, levels = [#moe.level<top_k = 2>]}
+         : tensor<?x16xf32> -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
 }

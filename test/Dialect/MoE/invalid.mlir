@@ -454,10 +454,288 @@ func.func @gate_ids_element_type(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>) {
 
 // -----
 
+func.func @layer_level_routers_count(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wr2: tensor<4x2x16xf32>, %wu: tensor<8x8x16xf32>, %wd: tensor<8x16x8xf32>) {
+  // expected-error @+1 {{'level_routers' has 1 operands but 'levels' describes 2 inner levels}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) level_routers(%wr2 : tensor<4x2x16xf32>)
+         up_proj(%wu : tensor<8x8x16xf32>) down_proj(%wd : tensor<8x16x8xf32>)
+         {top_k = 2 : i64, levels = [#moe.level<top_k = 1>, #moe.level<top_k = 1>]} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_level_router_biases_count(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wr2: tensor<4x2x16xf32>, %wu: tensor<8x8x16xf32>, %wd: tensor<8x16x8xf32>) {
+  // expected-error @+1 {{'level_router_biases' has 0 operands but 1 of 'levels' have a 'router_bias'}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) level_routers(%wr2 : tensor<4x2x16xf32>)
+         up_proj(%wu : tensor<8x8x16xf32>) down_proj(%wd : tensor<8x16x8xf32>)
+         {top_k = 2 : i64, levels = [#moe.level<top_k = 1, router_bias = true>]} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_level_selection_biases_count(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wr2: tensor<4x2x16xf32>, %wu: tensor<8x8x16xf32>, %wd: tensor<8x16x8xf32>, %sb: tensor<4x2xf32>) {
+  // expected-error @+1 {{'level_selection_biases' has 1 operands but 0 of 'levels' have a 'selection_bias'}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) level_routers(%wr2 : tensor<4x2x16xf32>) level_selection_biases(%sb : tensor<4x2xf32>)
+         up_proj(%wu : tensor<8x8x16xf32>) down_proj(%wd : tensor<8x16x8xf32>)
+         {top_k = 2 : i64, levels = [#moe.level<top_k = 1>]} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_level_router_element_type(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wr2: tensor<4x2x16xf32>, %wu: tensor<8x8x16xf32>, %wd: tensor<8x16x8xf32>, %r: tensor<4x2x16xbf16>) {
+  // expected-error @+1 {{'level_routers[0]' element type 'bf16' must equal the input's element type 'f32'}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) level_routers(%r : tensor<4x2x16xbf16>)
+         up_proj(%wu : tensor<8x8x16xf32>) down_proj(%wd : tensor<8x16x8xf32>)
+         {top_k = 2 : i64, levels = [#moe.level<top_k = 1>]} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_level_router_parents(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wr2: tensor<4x2x16xf32>, %wu: tensor<8x8x16xf32>, %wd: tensor<8x16x8xf32>, %r: tensor<3x2x16xf32>) {
+  // expected-error @+1 {{'level_routers[0]' dimension 0 is 3 but must equal the number of experts of the level above (4)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) level_routers(%r : tensor<3x2x16xf32>)
+         up_proj(%wu : tensor<8x8x16xf32>) down_proj(%wd : tensor<8x16x8xf32>)
+         {top_k = 2 : i64, levels = [#moe.level<top_k = 1>]} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_level_router_hidden(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wr2: tensor<4x2x16xf32>, %wu: tensor<8x8x16xf32>, %wd: tensor<8x16x8xf32>, %r: tensor<4x2x12xf32>) {
+  // expected-error @+1 {{'level_routers[0]' dimension 2 is 12 but must equal the hidden size (16)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) level_routers(%r : tensor<4x2x12xf32>)
+         up_proj(%wu : tensor<8x8x16xf32>) down_proj(%wd : tensor<8x16x8xf32>)
+         {top_k = 2 : i64, levels = [#moe.level<top_k = 1>]} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_level_router_bias_parents(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wr2: tensor<4x2x16xf32>, %wu: tensor<8x8x16xf32>, %wd: tensor<8x16x8xf32>, %rb: tensor<2x2xf32>) {
+  // expected-error @+1 {{'level_router_biases[0]' dimension 0 is 2 but must equal the number of experts of the level above (4)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) level_routers(%wr2 : tensor<4x2x16xf32>) level_router_biases(%rb : tensor<2x2xf32>)
+         up_proj(%wu : tensor<8x8x16xf32>) down_proj(%wd : tensor<8x16x8xf32>)
+         {top_k = 2 : i64, levels = [#moe.level<top_k = 1, router_bias = true>]} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_level_selection_bias_experts(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wr2: tensor<4x2x16xf32>, %wu: tensor<8x8x16xf32>, %wd: tensor<8x16x8xf32>, %sb: tensor<4x3xf32>) {
+  // expected-error @+1 {{'level_selection_biases[0]' dimension 1 is 3 but must equal the number of experts of the level (2)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) level_routers(%wr2 : tensor<4x2x16xf32>) level_selection_biases(%sb : tensor<4x3xf32>)
+         up_proj(%wu : tensor<8x8x16xf32>) down_proj(%wd : tensor<8x16x8xf32>)
+         {top_k = 2 : i64, levels = [#moe.level<top_k = 1, selection_bias = true>]} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_level_top_k_positive(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wr2: tensor<4x2x16xf32>, %wu: tensor<8x8x16xf32>, %wd: tensor<8x16x8xf32>) {
+  // expected-error @+1 {{'levels[0].top_k' (0) must be positive}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) level_routers(%wr2 : tensor<4x2x16xf32>)
+         up_proj(%wu : tensor<8x8x16xf32>) down_proj(%wd : tensor<8x16x8xf32>)
+         {top_k = 2 : i64, levels = [#moe.level<top_k = 0>]} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_level_top_k(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wr2: tensor<4x2x16xf32>, %wu: tensor<8x8x16xf32>, %wd: tensor<8x16x8xf32>) {
+  // expected-error @+1 {{'levels[0].top_k' (3) must not exceed the experts routing may choose from (2)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) level_routers(%wr2 : tensor<4x2x16xf32>)
+         up_proj(%wu : tensor<8x8x16xf32>) down_proj(%wd : tensor<8x16x8xf32>)
+         {top_k = 2 : i64, levels = [#moe.level<top_k = 3>]} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_level_n_group(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wr2: tensor<4x2x16xf32>, %wu: tensor<8x8x16xf32>, %wd: tensor<8x16x8xf32>) {
+  // expected-error @+1 {{'levels[0].n_group' (4) must divide the number of experts (2)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) level_routers(%wr2 : tensor<4x2x16xf32>)
+         up_proj(%wu : tensor<8x8x16xf32>) down_proj(%wd : tensor<8x16x8xf32>)
+         {top_k = 2 : i64, levels = [#moe.level<top_k = 1, n_group = 4>]} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_level_topk_group(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wr2: tensor<4x2x16xf32>, %wu: tensor<8x8x16xf32>, %wd: tensor<8x16x8xf32>) {
+  // expected-error @+1 {{'levels[0].topk_group' (3) must not exceed 'levels[0].n_group' (2)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) level_routers(%wr2 : tensor<4x2x16xf32>)
+         up_proj(%wu : tensor<8x8x16xf32>) down_proj(%wd : tensor<8x16x8xf32>)
+         {top_k = 2 : i64, levels = [#moe.level<top_k = 1, n_group = 2, topk_group = 3, group_score = max>]} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_level_group_score(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wr2: tensor<4x2x16xf32>, %wu: tensor<8x8x16xf32>, %wd: tensor<8x16x8xf32>) {
+  // expected-error @+1 {{'levels[0].group_score' top2_sum needs at least 2 experts per group, but groups have 1}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) level_routers(%wr2 : tensor<4x2x16xf32>)
+         up_proj(%wu : tensor<8x8x16xf32>) down_proj(%wd : tensor<8x16x8xf32>)
+         {top_k = 2 : i64, levels = [#moe.level<top_k = 1, n_group = 2>]} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_level_scaling(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wr2: tensor<4x2x16xf32>, %wu: tensor<8x8x16xf32>, %wd: tensor<8x16x8xf32>) {
+  // expected-error @+1 {{'levels[0].routed_scaling_factor' (-1.000000e+00) must be finite and positive}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) level_routers(%wr2 : tensor<4x2x16xf32>)
+         up_proj(%wu : tensor<8x8x16xf32>) down_proj(%wd : tensor<8x16x8xf32>)
+         {top_k = 2 : i64, levels = [#moe.level<top_k = 1, routed_scaling_factor = -1.0>]} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_leaf_experts(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wr2: tensor<4x2x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<8x16x8xf32>) {
+  // expected-error @+1 {{'up_proj' dimension 0 is 4 but must equal the number of leaf experts (8)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) level_routers(%wr2 : tensor<4x2x16xf32>)
+         up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<8x16x8xf32>)
+         {top_k = 2 : i64, levels = [#moe.level<top_k = 1>]} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_level_bool(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wr2: tensor<4x2x16xf32>, %wu: tensor<8x8x16xf32>, %wd: tensor<8x16x8xf32>) {
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) level_routers(%wr2 : tensor<4x2x16xf32>)
+         up_proj(%wu : tensor<8x8x16xf32>) down_proj(%wd : tensor<8x16x8xf32>)
+  // expected-error @+2 {{expected 'true' or 'false'}}
+  // expected-error @+1 {{failed to parse MoE_LevelAttr parameter 'router_bias' which is to be a `bool`}}
+         {top_k = 2 : i64, levels = [#moe.level<top_k = 1, router_bias = 1>]} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @gate_unordered_capacity(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>) {
+  // expected-error @+1 {{'unordered' cannot be set with a 'capacity_factor': capacity grants slots in their order}}
+  %ids, %w = moe.gate %x, %wr {top_k = 4 : i64, unordered, capacity_factor = 1.0 : f64}
+      : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+  return
+}
+
+// -----
+
+func.func @refine_input_static_hidden(%x: tensor<?x?xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %wr: tensor<4x3x16xf32>) {
+  // expected-error @+1 {{'input' must have a static hidden size (dimension 1)}}
+  %ids2, %w2 = moe.refine %x, %ids, %w, %wr {top_k = 2 : i64}
+      : tensor<?x?xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<4x3x16xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+  return
+}
+
+// -----
+
+func.func @refine_router_hidden(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %wr: tensor<4x3x12xf32>) {
+  // expected-error @+1 {{'router' dimension 2 is 12 but must equal the hidden size (16)}}
+  %ids2, %w2 = moe.refine %x, %ids, %w, %wr {top_k = 2 : i64}
+      : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<4x3x12xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+  return
+}
+
+// -----
+
+func.func @refine_router_static_shape(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %wr: tensor<?x3x16xf32>) {
+  // expected-error @+1 {{'router' must have a static shape}}
+  %ids2, %w2 = moe.refine %x, %ids, %w, %wr {top_k = 2 : i64}
+      : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<?x3x16xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+  return
+}
+
+// -----
+
+func.func @refine_router_bias_parents(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %wr: tensor<4x3x16xf32>, %b: tensor<5x3xf32>) {
+  // expected-error @+1 {{'router_bias' dimension 0 is 5 but must equal the number of experts of the level above (4)}}
+  %ids2, %w2 = moe.refine %x, %ids, %w, %wr router_bias(%b : tensor<5x3xf32>) {top_k = 2 : i64}
+      : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<4x3x16xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+  return
+}
+
+// -----
+
+func.func @refine_selection_bias_experts(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %wr: tensor<4x3x16xf32>, %b: tensor<4x2xf32>) {
+  // expected-error @+1 {{'selection_bias' dimension 1 is 2 but must equal the number of experts of the level (3)}}
+  %ids2, %w2 = moe.refine %x, %ids, %w, %wr selection_bias(%b : tensor<4x2xf32>) {top_k = 2 : i64}
+      : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<4x3x16xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+  return
+}
+
+// -----
+
+func.func @refine_parent_shapes(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x3xf32>, %wr: tensor<4x3x16xf32>) {
+  // expected-error @+1 {{'parent_ids' and 'parent_weights' must have the same shape}}
+  %ids2, %w2 = moe.refine %x, %ids, %w, %wr {top_k = 2 : i64}
+      : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x3xf32>, tensor<4x3x16xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+  return
+}
+
+// -----
+
+func.func @refine_result_shapes(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %wr: tensor<4x3x16xf32>) {
+  // expected-error @+1 {{'ids' and 'weights' must have the same shape}}
+  %ids2, %w2 = moe.refine %x, %ids, %w, %wr {top_k = 2 : i64}
+      : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<4x3x16xf32> -> tensor<?x4xi32>, tensor<?x6xf32>
+  return
+}
+
+// -----
+
+func.func @refine_parent_tokens(%x: tensor<3x16xf32>, %ids: tensor<4x2xi32>, %w: tensor<4x2xf32>, %wr: tensor<4x3x16xf32>) {
+  // expected-error @+1 {{'parent_ids' dimension 0 is 4 but must equal the number of tokens (3)}}
+  %ids2, %w2 = moe.refine %x, %ids, %w, %wr {top_k = 2 : i64}
+      : tensor<3x16xf32>, tensor<4x2xi32>, tensor<4x2xf32>, tensor<4x3x16xf32> -> tensor<3x4xi32>, tensor<3x4xf32>
+  return
+}
+
+// -----
+
+func.func @refine_ids_tokens(%x: tensor<3x16xf32>, %ids: tensor<3x2xi32>, %w: tensor<3x2xf32>, %wr: tensor<4x3x16xf32>) {
+  // expected-error @+1 {{'ids' dimension 0 is 5 but must equal the number of tokens (3)}}
+  %ids2, %w2 = moe.refine %x, %ids, %w, %wr {top_k = 2 : i64}
+      : tensor<3x16xf32>, tensor<3x2xi32>, tensor<3x2xf32>, tensor<4x3x16xf32> -> tensor<5x4xi32>, tensor<5x4xf32>
+  return
+}
+
+// -----
+
+func.func @refine_ids_width(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %wr: tensor<4x3x16xf32>) {
+  // expected-error @+1 {{'ids' dimension 1 is 2 but must equal 'parent_ids' dimension 1 times 'top_k' (4)}}
+  %ids2, %w2 = moe.refine %x, %ids, %w, %wr {top_k = 2 : i64}
+      : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<4x3x16xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+  return
+}
+
+// -----
+
+func.func @refine_top_k(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %wr: tensor<4x3x16xf32>) {
+  // expected-error @+1 {{'top_k' (4) must not exceed the experts routing may choose from (3)}}
+  %ids2, %w2 = moe.refine %x, %ids, %w, %wr {top_k = 4 : i64}
+      : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<4x3x16xf32> -> tensor<?x8xi32>, tensor<?x8xf32>
+  return
+}
+
+// -----
+
+func.func @refine_n_group(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %wr: tensor<4x3x16xf32>) {
+  // expected-error @+1 {{'n_group' (2) must divide the number of experts (3)}}
+  %ids2, %w2 = moe.refine %x, %ids, %w, %wr {top_k = 2 : i64, n_group = 2 : i64}
+      : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<4x3x16xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+  return
+}
+
+// -----
+
 func.func @dispatch_counts(%ids: tensor<?x2xi32>) {
   // expected-error @+1 {{'counts' dimension 0 is 3 but must equal 'num_experts' (4)}}
   %c, %o, %s, %r = moe.dispatch %ids {num_experts = 4 : i64}
-      : tensor<?x2xi32> -> tensor<3xi32>, tensor<5xi32>, tensor<?xi32>, tensor<?x2xi32>
+      : tensor<?x2xi32> -> tensor<3xi64>, tensor<5xi64>, tensor<?xi64>, tensor<?x2xi64>
   return
 }
 
@@ -466,16 +744,16 @@ func.func @dispatch_counts(%ids: tensor<?x2xi32>) {
 func.func @dispatch_offsets(%ids: tensor<?x2xi32>) {
   // expected-error @+1 {{'offsets' dimension 0 is 4 but must equal 'num_experts' + 1 (5)}}
   %c, %o, %s, %r = moe.dispatch %ids {num_experts = 4 : i64}
-      : tensor<?x2xi32> -> tensor<4xi32>, tensor<4xi32>, tensor<?xi32>, tensor<?x2xi32>
+      : tensor<?x2xi32> -> tensor<4xi64>, tensor<4xi64>, tensor<?xi64>, tensor<?x2xi64>
   return
 }
 
 // -----
 
 func.func @dispatch_slot_rows(%ids: tensor<?x2xi32>) {
-  // expected-error @+1 {{'slot_rows' type 'tensor<?x3xi32>' must have the shape of 'ids' 'tensor<?x2xi32>'}}
+  // expected-error @+1 {{'slot_rows' type 'tensor<?x3xi64>' must have the shape of 'ids' 'tensor<?x2xi32>'}}
   %c, %o, %s, %r = moe.dispatch %ids {num_experts = 4 : i64}
-      : tensor<?x2xi32> -> tensor<4xi32>, tensor<5xi32>, tensor<?xi32>, tensor<?x3xi32>
+      : tensor<?x2xi32> -> tensor<4xi64>, tensor<5xi64>, tensor<?xi64>, tensor<?x3xi64>
   return
 }
 
@@ -484,7 +762,7 @@ func.func @dispatch_slot_rows(%ids: tensor<?x2xi32>) {
 func.func @dispatch_num_experts_positive(%ids: tensor<?x2xi32>) {
   // expected-error @+1 {{attribute 'num_experts' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive}}
   %c, %o, %s, %r = moe.dispatch %ids {num_experts = 0 : i64}
-      : tensor<?x2xi32> -> tensor<4xi32>, tensor<5xi32>, tensor<?xi32>, tensor<?x2xi32>
+      : tensor<?x2xi32> -> tensor<4xi64>, tensor<5xi64>, tensor<?xi64>, tensor<?x2xi64>
   return
 }
 
@@ -493,61 +771,108 @@ func.func @dispatch_num_experts_positive(%ids: tensor<?x2xi32>) {
 func.func @dispatch_row_tile_positive(%ids: tensor<?x2xi32>) {
   // expected-error @+1 {{attribute 'row_tile' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive}}
   %c, %o, %s, %r = moe.dispatch %ids {num_experts = 4 : i64, row_tile = 0 : i64}
+      : tensor<?x2xi32> -> tensor<4xi64>, tensor<5xi64>, tensor<?xi64>, tensor<?x2xi64>
+  return
+}
+
+// -----
+
+// The routing plan's indices are 64-bit (T * K slots may pass 2^31); the
+// expert ids it is built from stay 32-bit.
+func.func @dispatch_plan_element_type(%ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{result #0 must be 1D tensor of 64-bit signless integer values, but got 'tensor<4xi32>'}}
+  %c, %o, %s, %r = moe.dispatch %ids {num_experts = 4 : i64}
       : tensor<?x2xi32> -> tensor<4xi32>, tensor<5xi32>, tensor<?xi32>, tensor<?x2xi32>
   return
 }
 
 // -----
 
-func.func @expert_static_hidden(%x: tensor<?x?xf32>, %slots: tensor<?xi32>, %offsets: tensor<5xi32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+func.func @dispatch_slot_rows_element_type(%ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{result #3 must be 2D tensor of 64-bit signless integer values, but got 'tensor<?x2xi32>'}}
+  %c, %o, %s, %r = moe.dispatch %ids {num_experts = 4 : i64}
+      : tensor<?x2xi32> -> tensor<4xi64>, tensor<5xi64>, tensor<?xi64>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+func.func @dispatch_ids_element_type(%ids: tensor<?x2xi64>) {
+  // expected-error @+1 {{operand #0 must be 2D tensor of 32-bit signless integer values, but got 'tensor<?x2xi64>'}}
+  %c, %o, %s, %r = moe.dispatch %ids {num_experts = 4 : i64}
+      : tensor<?x2xi64> -> tensor<4xi64>, tensor<5xi64>, tensor<?xi64>, tensor<?x2xi64>
+  return
+}
+
+// -----
+
+func.func @expert_static_hidden(%x: tensor<?x?xf32>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
   // expected-error @+1 {{'input' must have a static hidden size (dimension 1)}}
   %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
-      {slots_per_token = 2 : i64} : tensor<?x?xf32>, tensor<?xi32>, tensor<5xi32> -> tensor<?x16xf32>
+      {slots_per_token = 2 : i64} : tensor<?x?xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
   return
 }
 
 // -----
 
-func.func @expert_offsets(%x: tensor<?x16xf32>, %slots: tensor<?xi32>, %offsets: tensor<4xi32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+func.func @expert_offsets(%x: tensor<?x16xf32>, %slots: tensor<?xi64>, %offsets: tensor<4xi64>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
   // expected-error @+1 {{'offsets' dimension 0 is 4 but must equal the number of experts + 1 (5)}}
   %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
-      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi32>, tensor<4xi32> -> tensor<?x16xf32>
+      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi64>, tensor<4xi64> -> tensor<?x16xf32>
   return
 }
 
 // -----
 
-func.func @expert_output_rows(%x: tensor<?x16xf32>, %slots: tensor<6xi32>, %offsets: tensor<5xi32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+func.func @expert_output_rows(%x: tensor<?x16xf32>, %slots: tensor<6xi64>, %offsets: tensor<5xi64>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
   // expected-error @+1 {{'output' dimension 0 is 7 but must equal the number of plan rows ('slots') (6)}}
   %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
-      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<6xi32>, tensor<5xi32> -> tensor<7x16xf32>
+      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<6xi64>, tensor<5xi64> -> tensor<7x16xf32>
   return
 }
 
 // -----
 
-func.func @expert_output_hidden(%x: tensor<?x16xf32>, %slots: tensor<?xi32>, %offsets: tensor<5xi32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+func.func @expert_output_hidden(%x: tensor<?x16xf32>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
   // expected-error @+1 {{'output' dimension 1 is 15 but must equal the hidden size (16)}}
   %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
-      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi32>, tensor<5xi32> -> tensor<?x15xf32>
+      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x15xf32>
   return
 }
 
 // -----
 
-func.func @expert_weights(%x: tensor<?x16xf32>, %slots: tensor<?xi32>, %offsets: tensor<5xi32>, %wu: tensor<4x8x12xf32>, %wd: tensor<4x16x8xf32>) {
+func.func @expert_weights(%x: tensor<?x16xf32>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>, %wu: tensor<4x8x12xf32>, %wd: tensor<4x16x8xf32>) {
   // expected-error @+1 {{'up_proj' dimension 2 is 12 but must equal the hidden size (16)}}
   %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x12xf32>) down_proj(%wd : tensor<4x16x8xf32>)
-      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi32>, tensor<5xi32> -> tensor<?x16xf32>
+      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
   return
 }
 
 // -----
 
-func.func @expert_output_f32(%x: tensor<?x16xf32>, %slots: tensor<?xi32>, %offsets: tensor<5xi32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+func.func @expert_output_f32(%x: tensor<?x16xf32>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
   // expected-error @+1 {{result #0 must be 2D tensor of 32-bit float values, but got 'tensor<?x16xbf16>'}}
   %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
-      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi32>, tensor<5xi32> -> tensor<?x16xbf16>
+      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xbf16>
+  return
+}
+
+// -----
+
+func.func @expert_slots_element_type(%x: tensor<?x16xf32>, %slots: tensor<?xi32>, %offsets: tensor<5xi64>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{operand #1 must be 1D tensor of 64-bit signless integer values, but got 'tensor<?xi32>'}}
+  %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi32>, tensor<5xi64> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @expert_offsets_element_type(%x: tensor<?x16xf32>, %slots: tensor<?xi64>, %offsets: tensor<5xi32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{operand #2 must be 1D tensor of 64-bit signless integer values, but got 'tensor<5xi32>'}}
+  %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi64>, tensor<5xi32> -> tensor<?x16xf32>
   return
 }
 
@@ -589,36 +914,45 @@ func.func @shared_weights(%x: tensor<?x16xf32>, %su: tensor<32x16xf32>, %sd: ten
 
 // -----
 
-func.func @combine_weights_shape(%e: tensor<?x16xf32>, %rows: tensor<?x2xi32>, %w: tensor<?x3xf32>) {
-  // expected-error @+1 {{'weights' type 'tensor<?x3xf32>' must have the shape of 'slot_rows' 'tensor<?x2xi32>'}}
+func.func @combine_weights_shape(%e: tensor<?x16xf32>, %rows: tensor<?x2xi64>, %w: tensor<?x3xf32>) {
+  // expected-error @+1 {{'weights' type 'tensor<?x3xf32>' must have the shape of 'slot_rows' 'tensor<?x2xi64>'}}
   %y = moe.combine %e, %rows, %w
-      : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x3xf32> -> tensor<?x16xf32>
+      : tensor<?x16xf32>, tensor<?x2xi64>, tensor<?x3xf32> -> tensor<?x16xf32>
   return
 }
 
 // -----
 
-func.func @combine_expert_output_hidden(%e: tensor<?x8xf32>, %rows: tensor<?x2xi32>, %w: tensor<?x2xf32>) {
+func.func @combine_expert_output_hidden(%e: tensor<?x8xf32>, %rows: tensor<?x2xi64>, %w: tensor<?x2xf32>) {
   // expected-error @+1 {{'expert_output' dimension 1 is 8 but must equal the output's hidden size (16)}}
   %y = moe.combine %e, %rows, %w
-      : tensor<?x8xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x16xf32>
+      : tensor<?x8xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x16xf32>
   return
 }
 
 // -----
 
-func.func @combine_tokens(%e: tensor<?x16xf32>, %rows: tensor<5x2xi32>, %w: tensor<5x2xf32>) {
+func.func @combine_tokens(%e: tensor<?x16xf32>, %rows: tensor<5x2xi64>, %w: tensor<5x2xf32>) {
   // expected-error @+1 {{'slot_rows' dimension 0 is 5 but must equal the number of output tokens (4)}}
   %y = moe.combine %e, %rows, %w
-      : tensor<?x16xf32>, tensor<5x2xi32>, tensor<5x2xf32> -> tensor<4x16xf32>
+      : tensor<?x16xf32>, tensor<5x2xi64>, tensor<5x2xf32> -> tensor<4x16xf32>
   return
 }
 
 // -----
 
-func.func @combine_shared_shape(%e: tensor<?x16xf32>, %rows: tensor<?x2xi32>, %w: tensor<?x2xf32>, %s: tensor<?x8xf32>) {
+func.func @combine_shared_shape(%e: tensor<?x16xf32>, %rows: tensor<?x2xi64>, %w: tensor<?x2xf32>, %s: tensor<?x8xf32>) {
   // expected-error @+1 {{'shared' type 'tensor<?x8xf32>' must have the shape of the result 'tensor<?x16xf32>'}}
   %y = moe.combine %e, %rows, %w shared(%s : tensor<?x8xf32>)
+      : tensor<?x16xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @combine_slot_rows_element_type(%e: tensor<?x16xf32>, %rows: tensor<?x2xi32>, %w: tensor<?x2xf32>) {
+  // expected-error @+1 {{operand #1 must be 2D tensor of 64-bit signless integer values, but got 'tensor<?x2xi32>'}}
+  %y = moe.combine %e, %rows, %w
       : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x16xf32>
   return
 }

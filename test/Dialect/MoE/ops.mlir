@@ -74,6 +74,35 @@ func.func @layer_gated_shared_expert_choice(%x: tensor<5x16xf16>,
 
 // -----
 
+// Hierarchical: level routers, per-level biases and every #moe.level
+// parameter (defaults elided when printed).
+// CHECK-LABEL: func.func @layer_hierarchical
+// CHECK: moe.layer %{{.*}} router(%{{.*}} : tensor<4x16xbf16>) level_routers(%{{.*}}, %{{.*}} : tensor<4x8x16xbf16>, tensor<32x2x16xbf16>) level_router_biases(%{{.*}} : tensor<4x8xbf16>) level_selection_biases(%{{.*}}, %{{.*}} : tensor<4x8xbf16>, tensor<32x2xbf16>) up_proj(%{{.*}} : tensor<64x12x16xbf16>) down_proj(%{{.*}} : tensor<64x16x12xbf16>)
+// CHECK-SAME: levels = [#moe.level<top_k = 4, scoring = sigmoid, normalize_top_k = false, routed_scaling_factor = 2.500000e+00, n_group = 4, topk_group = 2, group_score = max, router_bias = true, selection_bias = true>, #moe.level<top_k = 2, selection_bias = true>]
+// CHECK-SAME: top_k = 2 : i64
+func.func @layer_hierarchical(%x: tensor<?x16xbf16>, %wr: tensor<4x16xbf16>,
+    %wr2: tensor<4x8x16xbf16>, %wr3: tensor<32x2x16xbf16>,
+    %rb2: tensor<4x8xbf16>, %sb2: tensor<4x8xbf16>, %sb3: tensor<32x2xbf16>,
+    %wu: tensor<64x12x16xbf16>, %wd: tensor<64x16x12xbf16>)
+    -> tensor<?x16xbf16> {
+  %y = moe.layer %x router(%wr : tensor<4x16xbf16>)
+         level_routers(%wr2, %wr3 : tensor<4x8x16xbf16>, tensor<32x2x16xbf16>)
+         level_router_biases(%rb2 : tensor<4x8xbf16>)
+         level_selection_biases(%sb2, %sb3 : tensor<4x8xbf16>, tensor<32x2xbf16>)
+         up_proj(%wu : tensor<64x12x16xbf16>) down_proj(%wd : tensor<64x16x12xbf16>)
+         {top_k = 2 : i64, levels = [
+            #moe.level<top_k = 4, scoring = sigmoid, normalize_top_k = false,
+                       routed_scaling_factor = 2.5, n_group = 4, topk_group = 2,
+                       group_score = max, router_bias = true,
+                       selection_bias = true>,
+            #moe.level<top_k = 2, scoring = softmax, normalize_top_k = true,
+                       router_bias = false, selection_bias = true>]}
+         : tensor<?x16xbf16> -> tensor<?x16xbf16>
+  return %y : tensor<?x16xbf16>
+}
+
+// -----
+
 // CHECK-LABEL: func.func @gate
 // CHECK: %[[IDS:.*]], %[[W:.*]] = moe.gate %{{.*}}, %{{.*}} router_bias(%{{.*}} : tensor<64xf32>) selection_bias(%{{.*}} : tensor<64xf32>) {n_group = 8 : i64, scoring = #moe.scoring<sigmoid>, top_k = 6 : i64, topk_group = 3 : i64} : tensor<?x128xf32>, tensor<64x128xf32> -> tensor<?x6xi32>, tensor<?x6xf32>
 func.func @gate(%x: tensor<?x128xf32>, %wr: tensor<64x128xf32>,
@@ -104,41 +133,75 @@ func.func @gate_expert_choice(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>)
 
 // -----
 
+// A dense mixture's gate for a consumer that takes the slots in any order.
+// CHECK-LABEL: func.func @gate_unordered
+// CHECK: moe.gate {{.*}} {top_k = 4 : i64, unordered} : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+func.func @gate_unordered(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>)
+    -> (tensor<?x4xi32>, tensor<?x4xf32>) {
+  %ids, %w = moe.gate %x, %wr {top_k = 4 : i64, unordered}
+               : tensor<?x16xf32>, tensor<4x16xf32>
+               -> tensor<?x4xi32>, tensor<?x4xf32>
+  return %ids, %w : tensor<?x4xi32>, tensor<?x4xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @refine
+// CHECK: %[[IDS:.*]], %[[W:.*]] = moe.refine %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} router_bias(%{{.*}} : tensor<4x8xf32>) selection_bias(%{{.*}} : tensor<4x8xf32>) {n_group = 4 : i64, scoring = #moe.scoring<sigmoid>, top_k = 2 : i64, topk_group = 2 : i64} : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<4x8x64xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+// CHECK: moe.refine %{{.*}}, %[[IDS]], %[[W]], %{{.*}} {top_k = 3 : i64, unordered} : tensor<?x64xf32>, tensor<?x4xi32>, tensor<?x4xf32>, tensor<32x3x64xf32> -> tensor<?x12xi32>, tensor<?x12xf32>
+func.func @refine(%x: tensor<?x64xf32>, %ids: tensor<?x2xi32>,
+    %w: tensor<?x2xf32>, %wr2: tensor<4x8x64xf32>, %rb2: tensor<4x8xf32>,
+    %sb2: tensor<4x8xf32>, %wr3: tensor<32x3x64xf32>)
+    -> (tensor<?x12xi32>, tensor<?x12xf32>) {
+  %ids2, %w2 = moe.refine %x, %ids, %w, %wr2 router_bias(%rb2 : tensor<4x8xf32>)
+                 selection_bias(%sb2 : tensor<4x8xf32>)
+                 {top_k = 2 : i64, scoring = #moe.scoring<sigmoid>,
+                  n_group = 4 : i64, topk_group = 2 : i64}
+                 : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32>,
+                   tensor<4x8x64xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+  %ids3, %w3 = moe.refine %x, %ids2, %w2, %wr3 {top_k = 3 : i64, unordered}
+                 : tensor<?x64xf32>, tensor<?x4xi32>, tensor<?x4xf32>,
+                   tensor<32x3x64xf32> -> tensor<?x12xi32>, tensor<?x12xf32>
+  return %ids3, %w3 : tensor<?x12xi32>, tensor<?x12xf32>
+}
+
+// -----
+
 // CHECK-LABEL: func.func @dispatch
-// CHECK: %[[C:.*]], %[[O:.*]], %[[S:.*]], %[[R:.*]] = moe.dispatch %{{.*}} {num_experts = 8 : i64, row_tile = 16 : i64} : tensor<?x2xi32> -> tensor<8xi32>, tensor<9xi32>, tensor<?xi32>, tensor<?x2xi32>
+// CHECK: %[[C:.*]], %[[O:.*]], %[[S:.*]], %[[R:.*]] = moe.dispatch %{{.*}} {num_experts = 8 : i64, row_tile = 16 : i64} : tensor<?x2xi32> -> tensor<8xi64>, tensor<9xi64>, tensor<?xi64>, tensor<?x2xi64>
 // CHECK: moe.dispatch %{{.*}} {num_experts = 8 : i64} : tensor<3x2xi32>
 func.func @dispatch(%ids: tensor<?x2xi32>, %ids3: tensor<3x2xi32>)
-    -> (tensor<8xi32>, tensor<9xi32>, tensor<?xi32>, tensor<?x2xi32>) {
+    -> (tensor<8xi64>, tensor<9xi64>, tensor<?xi64>, tensor<?x2xi64>) {
   %counts, %offsets, %slots, %rows = moe.dispatch %ids
       {num_experts = 8 : i64, row_tile = 16 : i64}
-      : tensor<?x2xi32> -> tensor<8xi32>, tensor<9xi32>, tensor<?xi32>,
-                           tensor<?x2xi32>
+      : tensor<?x2xi32> -> tensor<8xi64>, tensor<9xi64>, tensor<?xi64>,
+                           tensor<?x2xi64>
   %c, %o, %s, %r = moe.dispatch %ids3 {num_experts = 8 : i64, row_tile = 1 : i64}
-      : tensor<3x2xi32> -> tensor<8xi32>, tensor<9xi32>, tensor<?xi32>,
-                           tensor<3x2xi32>
+      : tensor<3x2xi32> -> tensor<8xi64>, tensor<9xi64>, tensor<?xi64>,
+                           tensor<3x2xi64>
   return %counts, %offsets, %slots, %rows
-      : tensor<8xi32>, tensor<9xi32>, tensor<?xi32>, tensor<?x2xi32>
+      : tensor<8xi64>, tensor<9xi64>, tensor<?xi64>, tensor<?x2xi64>
 }
 
 // -----
 
 // CHECK-LABEL: func.func @expert
-// CHECK: moe.expert %{{.*}}, %{{.*}}, %{{.*}} gate_proj(%{{.*}} : tensor<8x128x64xf32>) up_proj(%{{.*}} : tensor<8x128x64xf32>) down_proj(%{{.*}} : tensor<8x64x128xf32>) {activation = #moe.activation<gelu>, slots_per_token = 2 : i64} : tensor<?x64xf32>, tensor<?xi32>, tensor<9xi32> -> tensor<?x64xf32>
+// CHECK: moe.expert %{{.*}}, %{{.*}}, %{{.*}} gate_proj(%{{.*}} : tensor<8x128x64xf32>) up_proj(%{{.*}} : tensor<8x128x64xf32>) down_proj(%{{.*}} : tensor<8x64x128xf32>) {activation = #moe.activation<gelu>, slots_per_token = 2 : i64} : tensor<?x64xf32>, tensor<?xi64>, tensor<9xi64> -> tensor<?x64xf32>
 // CHECK: moe.expert %{{.*}}, %{{.*}}, %{{.*}} up_proj(%{{.*}} : tensor<8x128x64xf32>) down_proj(%{{.*}} : tensor<8x64x128xf32>) {slots_per_token = 2 : i64}
-func.func @expert(%x: tensor<?x64xf32>, %slots: tensor<?xi32>,
-    %offsets: tensor<9xi32>, %wg: tensor<8x128x64xf32>,
+func.func @expert(%x: tensor<?x64xf32>, %slots: tensor<?xi64>,
+    %offsets: tensor<9xi64>, %wg: tensor<8x128x64xf32>,
     %wu: tensor<8x128x64xf32>, %wd: tensor<8x64x128xf32>)
     -> (tensor<?x64xf32>, tensor<?x64xf32>) {
   %a = moe.expert %x, %slots, %offsets
          gate_proj(%wg : tensor<8x128x64xf32>) up_proj(%wu : tensor<8x128x64xf32>)
          down_proj(%wd : tensor<8x64x128xf32>)
          {slots_per_token = 2 : i64, activation = #moe.activation<gelu>}
-         : tensor<?x64xf32>, tensor<?xi32>, tensor<9xi32> -> tensor<?x64xf32>
+         : tensor<?x64xf32>, tensor<?xi64>, tensor<9xi64> -> tensor<?x64xf32>
   %b = moe.expert %x, %slots, %offsets
          up_proj(%wu : tensor<8x128x64xf32>)
          down_proj(%wd : tensor<8x64x128xf32>)
          {slots_per_token = 2 : i64, activation = #moe.activation<silu>}
-         : tensor<?x64xf32>, tensor<?xi32>, tensor<9xi32> -> tensor<?x64xf32>
+         : tensor<?x64xf32>, tensor<?xi64>, tensor<9xi64> -> tensor<?x64xf32>
   return %a, %b : tensor<?x64xf32>, tensor<?x64xf32>
 }
 
@@ -165,14 +228,14 @@ func.func @shared_expert(%x: tensor<?x64xf32>, %sg: tensor<256x64xf32>,
 // -----
 
 // CHECK-LABEL: func.func @combine
-// CHECK: moe.combine %{{.*}}, %{{.*}}, %{{.*}} shared(%{{.*}} : tensor<?x64xf32>) : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x64xbf16>
-// CHECK: moe.combine %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x64xf32>
-func.func @combine(%out: tensor<?x64xf32>, %rows: tensor<?x2xi32>,
+// CHECK: moe.combine %{{.*}}, %{{.*}}, %{{.*}} shared(%{{.*}} : tensor<?x64xf32>) : tensor<?x64xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x64xbf16>
+// CHECK: moe.combine %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x64xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x64xf32>
+func.func @combine(%out: tensor<?x64xf32>, %rows: tensor<?x2xi64>,
     %w: tensor<?x2xf32>, %s: tensor<?x64xf32>)
     -> (tensor<?x64xbf16>, tensor<?x64xf32>) {
   %a = moe.combine %out, %rows, %w shared(%s : tensor<?x64xf32>)
-         : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x64xbf16>
+         : tensor<?x64xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x64xbf16>
   %b = moe.combine %out, %rows, %w
-         : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x64xf32>
+         : tensor<?x64xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x64xf32>
   return %a, %b : tensor<?x64xbf16>, tensor<?x64xf32>
 }

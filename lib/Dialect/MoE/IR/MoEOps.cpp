@@ -80,6 +80,61 @@ struct RoutingOperands {
 };
 } // namespace
 
+/// SPEC §1 steps 4-6 at one level of `numExperts` experts: groups, `top_k`
+/// and the scaling. `rules` is an op or a `#moe.level` (they share the
+/// accessor names); `prefix` goes before the attribute names in diagnostics
+/// (`levels[0].` for an inner level of `moe.layer`). Token choice only
+/// checks `top_k` against the allowed experts.
+template <typename RulesT>
+static LogicalResult verifySelectionRules(Operation *op, RulesT rules,
+                                          int64_t numExperts, bool tokenChoice,
+                                          StringRef prefix = "") {
+  auto name = [&](StringRef attribute) {
+    return ("'" + prefix + attribute + "'").str();
+  };
+  int64_t topK = rules.getTopK();
+  int64_t nGroup = rules.getNGroup();
+  int64_t topkGroup = rules.getTopkGroup();
+  // The ops' attribute constraints make these positive; a #moe.level
+  // parameter is checked here.
+  for (auto [attribute, value] :
+       {std::pair<StringRef, int64_t>{"top_k", topK},
+        {"n_group", nGroup},
+        {"topk_group", topkGroup}})
+    if (value < 1)
+      return op->emitOpError() << name(attribute) << " (" << value
+                               << ") must be positive";
+  if (ShapedType::isDynamic(numExperts))
+    return success();
+  if (numExperts % nGroup != 0)
+    return op->emitOpError() << name("n_group") << " (" << nGroup
+                             << ") must divide the number of experts ("
+                             << numExperts << ")";
+  if (topkGroup > nGroup)
+    return op->emitOpError() << name("topk_group") << " (" << topkGroup
+                             << ") must not exceed " << name("n_group")
+                             << " (" << nGroup << ")";
+  int64_t groupSize = numExperts / nGroup;
+  if (nGroup > 1 && rules.getGroupScore() == GroupScore::top2_sum &&
+      groupSize < 2)
+    return op->emitOpError() << name("group_score")
+                             << " top2_sum needs at least 2 experts per "
+                                "group, but groups have "
+                             << groupSize;
+
+  float scaling = rules.getRoutedScalingFactor().convertToFloat();
+  if (!std::isfinite(scaling) || scaling <= 0)
+    return op->emitOpError() << name("routed_scaling_factor") << " ("
+                             << scaling << ") must be finite and positive";
+  int64_t allowed = topkGroup * groupSize;
+  if (tokenChoice && topK > allowed)
+    return op->emitOpError()
+           << name("top_k") << " (" << topK
+           << ") must not exceed the experts routing may choose from ("
+           << allowed << ")";
+  return success();
+}
+
 template <typename OpTy>
 static LogicalResult verifyRouting(OpTy op, const RoutingOperands &operands) {
   Operation *raw = op.getOperation();
@@ -107,41 +162,15 @@ static LogicalResult verifyRouting(OpTy op, const RoutingOperands &operands) {
                        numExperts, "the number of experts")))
     return failure();
 
-  int64_t nGroup = op.getNGroup();
-  int64_t topkGroup = op.getTopkGroup();
-  if (numExperts % nGroup != 0)
-    return op.emitOpError() << "'n_group' (" << nGroup
-                            << ") must divide the number of experts ("
-                            << numExperts << ")";
-  if (topkGroup > nGroup)
-    return op.emitOpError() << "'topk_group' (" << topkGroup
-                            << ") must not exceed 'n_group' (" << nGroup
-                            << ")";
-  int64_t groupSize = numExperts / nGroup;
-  if (nGroup > 1 && op.getGroupScore() == GroupScore::top2_sum &&
-      groupSize < 2)
-    return op.emitOpError() << "'group_score' top2_sum needs at least 2 "
-                               "experts per group, but groups have "
-                            << groupSize;
-
-  float scaling = op.getRoutedScalingFactor().convertToFloat();
-  if (!std::isfinite(scaling) || scaling <= 0)
-    return op.emitOpError() << "'routed_scaling_factor' (" << scaling
-                            << ") must be finite and positive";
+  bool tokenChoice = op.getRouting() == Routing::token_choice;
+  if (failed(verifySelectionRules(raw, op, numExperts, tokenChoice)))
+    return failure();
   double capacity = op.getCapacityFactor().convertToDouble();
   if (!std::isfinite(capacity) || capacity < 0)
     return op.emitOpError() << "'capacity_factor' (" << capacity
                             << ") must be finite and not negative";
-
-  if (op.getRouting() == Routing::token_choice) {
-    int64_t allowed = topkGroup * groupSize;
-    if (op.getTopK() > allowed)
-      return op.emitOpError()
-             << "'top_k' (" << op.getTopK()
-             << ") must not exceed the experts routing may choose from ("
-             << allowed << ")";
+  if (tokenChoice)
     return success();
-  }
 
   // Expert choice (Zhou et al. 2022) is defined for softmax scores over all
   // experts, with a capacity that sets how many tokens each expert takes.
@@ -150,7 +179,7 @@ static LogicalResult verifyRouting(OpTy op, const RoutingOperands &operands) {
                           "'capacity_factor'");
   if (op.getScoring() != Scoring::softmax)
     return op.emitOpError("'routing' expert_choice needs softmax 'scoring'");
-  if (nGroup != 1)
+  if (op.getNGroup() != 1)
     return op.emitOpError("'routing' expert_choice does not take grouped "
                           "routing ('n_group' must be 1)");
   if (operands.selectionBias)
@@ -178,23 +207,22 @@ struct ExpertWeights {
 } // namespace
 
 /// `gate`, `up`: [E, F, H]; `down`: [E, H, F], all in the input's type.
+/// `experts` says what E is.
 static LogicalResult verifyExpertWeights(Operation *op, const ExpertWeights &w,
                                          Value input, int64_t numExperts,
-                                         StringRef prefix = "") {
+                                         StringRef experts =
+                                             "the number of experts") {
   Type dataType = getElementTypeOrSelf(input.getType());
-  std::string gate = (prefix + "gate_proj").str();
-  std::string up = (prefix + "up_proj").str();
-  std::string down = (prefix + "down_proj").str();
+  StringRef gate = "gate_proj", up = "up_proj", down = "down_proj";
   if (failed(verifyWeight(op, gate, w.gate, dataType)) ||
       failed(verifyWeight(op, up, w.up, dataType)) ||
       failed(verifyWeight(op, down, w.down, dataType)))
     return failure();
   int64_t hidden = dimOf(input, 1);
   int64_t intermediate = dimOf(w.up, 1);
-  if (failed(verifyDim(op, up, w.up, 0, numExperts, "the number of experts")) ||
+  if (failed(verifyDim(op, up, w.up, 0, numExperts, experts)) ||
       failed(verifyDim(op, up, w.up, 2, hidden, "the hidden size")) ||
-      failed(verifyDim(op, down, w.down, 0, numExperts,
-                       "the number of experts")) ||
+      failed(verifyDim(op, down, w.down, 0, numExperts, experts)) ||
       failed(verifyDim(op, down, w.down, 1, hidden, "the hidden size")) ||
       failed(verifyDim(op, down, w.down, 2, intermediate,
                        "the intermediate size")))
@@ -252,6 +280,98 @@ static LogicalResult verifyTokens(Operation *op, StringRef name, Value value,
 }
 
 //===----------------------------------------------------------------------===//
+// Hierarchical MoE rules (SPEC §1: experts that are MoE layers)
+//===----------------------------------------------------------------------===//
+
+/// A level's `[P, E]` bias: the router's first two dimensions.
+static LogicalResult verifyLevelBias(Operation *op, StringRef name, Value bias,
+                                     Value router, Type dataType) {
+  if (failed(verifyWeight(op, name, bias, dataType)) ||
+      failed(verifyDim(op, name, bias, 0, dimOf(router, 0),
+                       "the number of experts of the level above")) ||
+      failed(verifyDim(op, name, bias, 1, dimOf(router, 1),
+                       "the number of experts of the level")))
+    return failure();
+  return success();
+}
+
+/// `router` of an inner level: `[parents, E, H]` in the input's type.
+static LogicalResult verifyLevelRouter(Operation *op, StringRef name,
+                                       Value router, Value input,
+                                       int64_t parents) {
+  if (failed(verifyWeight(op, name, router,
+                          getElementTypeOrSelf(input.getType()))) ||
+      failed(verifyDim(op, name, router, 0, parents,
+                       "the number of experts of the level above")) ||
+      failed(verifyDim(op, name, router, 2, dimOf(input, 1),
+                       "the hidden size")))
+    return failure();
+  return success();
+}
+
+/// The inner levels of `moe.layer`: one router per `#moe.level`, the biases
+/// the levels ask for, and each level's routing rules. Sets `leafExperts`
+/// to the number of experts of the last level (all levels multiplied).
+static LogicalResult verifyLevels(LayerOp op, int64_t &leafExperts) {
+  ArrayAttr levels = op.getLevels();
+  OperandRange routers = op.getLevelRouters();
+  OperandRange routerBiases = op.getLevelRouterBiases();
+  OperandRange selectionBiases = op.getLevelSelectionBiases();
+  leafExperts = dimOf(op.getRouter(), 0);
+  if (routers.size() != levels.size())
+    return op.emitOpError() << "'level_routers' has " << routers.size()
+                            << " operands but 'levels' describes "
+                            << levels.size() << " inner levels";
+  auto levelAt = [&](unsigned i) { return cast<LevelAttr>(levels[i]); };
+  unsigned wantRouterBiases = 0, wantSelectionBiases = 0;
+  for (unsigned i = 0; i < levels.size(); ++i) {
+    wantRouterBiases += levelAt(i).getRouterBias();
+    wantSelectionBiases += levelAt(i).getSelectionBias();
+  }
+  if (routerBiases.size() != wantRouterBiases)
+    return op.emitOpError() << "'level_router_biases' has "
+                            << routerBiases.size() << " operands but "
+                            << wantRouterBiases
+                            << " of 'levels' have a 'router_bias'";
+  if (selectionBiases.size() != wantSelectionBiases)
+    return op.emitOpError() << "'level_selection_biases' has "
+                            << selectionBiases.size() << " operands but "
+                            << wantSelectionBiases
+                            << " of 'levels' have a 'selection_bias'";
+
+  Type dataType = getElementTypeOrSelf(op.getInput().getType());
+  unsigned routerBias = 0, selectionBias = 0;
+  for (unsigned i = 0; i < levels.size(); ++i) {
+    LevelAttr level = levelAt(i);
+    Value router = routers[i];
+    std::string index = "[" + std::to_string(i) + "]";
+    if (failed(verifyLevelRouter(op, "level_routers" + index, router,
+                                 op.getInput(), leafExperts)))
+      return failure();
+    if (level.getRouterBias() &&
+        failed(verifyLevelBias(
+            op, "level_router_biases[" + std::to_string(routerBias) + "]",
+            routerBiases[routerBias], router, dataType)))
+      return failure();
+    routerBias += level.getRouterBias();
+    if (level.getSelectionBias() &&
+        failed(verifyLevelBias(
+            op,
+            "level_selection_biases[" + std::to_string(selectionBias) + "]",
+            selectionBiases[selectionBias], router, dataType)))
+      return failure();
+    selectionBias += level.getSelectionBias();
+    int64_t numExperts = dimOf(router, 1);
+    if (failed(verifySelectionRules(op, level, numExperts,
+                                    /*tokenChoice=*/true,
+                                    "levels" + index + ".")))
+      return failure();
+    leafExperts *= numExperts;
+  }
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // LayerOp
 //===----------------------------------------------------------------------===//
 
@@ -259,10 +379,14 @@ LogicalResult LayerOp::verify() {
   if (failed(verifyRouting(*this, {getInput(), getRouter(), getRouterBias(),
                                    getSelectionBias()})))
     return failure();
-  int64_t numExperts = dimOf(getRouter(), 0);
-  if (failed(verifyExpertWeights(*this, {getGateProj(), getUpProj(),
-                                         getDownProj()},
-                                 getInput(), numExperts)))
+  int64_t numExperts;
+  if (failed(verifyLevels(*this, numExperts)))
+    return failure();
+  if (failed(verifyExpertWeights(
+          *this, {getGateProj(), getUpProj(), getDownProj()}, getInput(),
+          numExperts,
+          getLevels().empty() ? "the number of experts"
+                              : "the number of leaf experts")))
     return failure();
 
   bool hasShared = getSharedUpProj() != nullptr;
@@ -308,7 +432,48 @@ LogicalResult GateOp::verify() {
       failed(verifyDim(*this, "ids", getIds(), 1,
                        slotsPerToken(*this, numExperts), width)))
     return failure();
+  if (getUnordered() && getCapacityFactor().convertToDouble() > 0)
+    return emitOpError("'unordered' cannot be set with a 'capacity_factor': "
+                       "capacity grants slots in their order");
   return success();
+}
+
+//===----------------------------------------------------------------------===//
+// RefineOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult RefineOp::verify() {
+  Value input = getInput(), router = getRouter();
+  if (ShapedType::isDynamic(dimOf(input, 1)))
+    return emitOpError("'input' must have a static hidden size (dimension 1)");
+  if (failed(verifyLevelRouter(*this, "router", router, input,
+                               dimOf(router, 0))))
+    return failure();
+  Type dataType = getElementTypeOrSelf(input.getType());
+  if ((getRouterBias() && failed(verifyLevelBias(*this, "router_bias",
+                                                 getRouterBias(), router,
+                                                 dataType))) ||
+      (getSelectionBias() &&
+       failed(verifyLevelBias(*this, "selection_bias", getSelectionBias(),
+                              router, dataType))))
+    return failure();
+  if (getParentIds().getType().getShape() !=
+      getParentWeights().getType().getShape())
+    return emitOpError(
+        "'parent_ids' and 'parent_weights' must have the same shape");
+  if (getIds().getType().getShape() != getWeights().getType().getShape())
+    return emitOpError("'ids' and 'weights' must have the same shape");
+  int64_t parentSlots = dimOf(getParentIds(), 1);
+  int64_t slots = ShapedType::isDynamic(parentSlots)
+                      ? parentSlots
+                      : parentSlots * static_cast<int64_t>(getTopK());
+  if (failed(verifyTokens(*this, "parent_ids", getParentIds(), input)) ||
+      failed(verifyTokens(*this, "ids", getIds(), input)) ||
+      failed(verifyDim(*this, "ids", getIds(), 1, slots,
+                       "'parent_ids' dimension 1 times 'top_k'")))
+    return failure();
+  return verifySelectionRules(*this, *this, dimOf(router, 1),
+                              /*tokenChoice=*/true);
 }
 
 //===----------------------------------------------------------------------===//

@@ -35,24 +35,56 @@ struct ExpandLayer : OpRewritePattern<LayerOp> {
                                 ? numExperts
                                 : static_cast<int64_t>(op.getTopK());
     Type i32 = rewriter.getI32Type();
+    // The plan indexes token slots with 64-bit integers: T·K may pass 2^31.
+    Type i64 = rewriter.getI64Type();
     Type f32 = rewriter.getF32Type();
     auto perSlot = [&](Type elementType) {
       return RankedTensorType::get({numTokens, slotsPerToken}, elementType);
     };
 
+    // Combine sums over a token's slots, so their order is free unless
+    // capacity grants them in order.
+    bool slotOrderFree = op.getRouting() == Routing::token_choice &&
+                         op.getCapacityFactor().convertToDouble() == 0;
     auto gate = GateOp::create(
         rewriter, loc, perSlot(i32), perSlot(f32), op.getInput(),
         op.getRouter(), op.getRouterBias(), op.getSelectionBias(),
         op.getTopKAttr(), op.getScoringAttr(), op.getNormalizeTopKAttr(),
         op.getRoutedScalingFactorAttr(), op.getNGroupAttr(),
         op.getTopkGroupAttr(), op.getGroupScoreAttr(), op.getRoutingAttr(),
-        op.getCapacityFactorAttr());
+        op.getCapacityFactorAttr(),
+        slotOrderFree ? rewriter.getUnitAttr() : UnitAttr());
+    Value ids = gate.getIds(), weights = gate.getWeights();
+
+    // A hierarchy routes level by level down to its leaves; inner levels
+    // are dropless, so their slot order is always free.
+    unsigned routerBias = 0, selectionBias = 0;
+    for (auto [levelAttr, router] :
+         llvm::zip_equal(op.getLevels(), op.getLevelRouters())) {
+      auto level = cast<LevelAttr>(levelAttr);
+      Value levelRouterBias, levelSelectionBias;
+      if (level.getRouterBias())
+        levelRouterBias = op.getLevelRouterBiases()[routerBias++];
+      if (level.getSelectionBias())
+        levelSelectionBias = op.getLevelSelectionBiases()[selectionBias++];
+      numExperts *= cast<RankedTensorType>(router.getType()).getDimSize(1);
+      slotsPerToken *= level.getTopK();
+      auto refine = RefineOp::create(
+          rewriter, loc, perSlot(i32), perSlot(f32), op.getInput(), ids,
+          weights, router, levelRouterBias, levelSelectionBias,
+          level.getTopK(), level.getScoring(), level.getNormalizeTopK(),
+          level.getRoutedScalingFactor(), level.getNGroup(),
+          level.getTopkGroup(), level.getGroupScore(),
+          /*unordered=*/true);
+      ids = refine.getIds();
+      weights = refine.getWeights();
+    }
 
     auto dispatch = DispatchOp::create(
-        rewriter, loc, RankedTensorType::get({numExperts}, i32),
-        RankedTensorType::get({numExperts + 1}, i32),
-        RankedTensorType::get({ShapedType::kDynamic}, i32), perSlot(i32),
-        gate.getIds(), numExperts, rowTile);
+        rewriter, loc, RankedTensorType::get({numExperts}, i64),
+        RankedTensorType::get({numExperts + 1}, i64),
+        RankedTensorType::get({ShapedType::kDynamic}, i64), perSlot(i64),
+        ids, numExperts, rowTile);
 
     auto experts = ExpertOp::create(
         rewriter, loc,
@@ -70,8 +102,8 @@ struct ExpandLayer : OpRewritePattern<LayerOp> {
           op.getActivation());
 
     rewriter.replaceOpWithNewOp<CombineOp>(op, inputType, experts.getOutput(),
-                                           dispatch.getSlotRows(),
-                                           gate.getWeights(), shared);
+                                           dispatch.getSlotRows(), weights,
+                                           shared);
     return success();
   }
 

@@ -58,4 +58,73 @@ def MoE_Activation : I32EnumAttr<"Activation",
 }
 def MoE_ActivationAttr : MoE_EnumAttr<MoE_Activation, "activation">;
 
+//===----------------------------------------------------------------------===//
+// LevelAttr
+//===----------------------------------------------------------------------===//
+
+/// A bool parameter written `true` or `false`.
+class MoE_BoolParameter<string default>
+    : DefaultValuedParameter<"bool", default> {
+  let parser = [{
+    [&]() -> ::mlir::FailureOr<bool> {
+      if (::mlir::succeeded($_parser.parseOptionalKeyword("true")))
+        return true;
+      if (::mlir::succeeded($_parser.parseOptionalKeyword("false")))
+        return false;
+      return $_parser.emitError($_parser.getCurrentLocation(),
+                                "expected 'true' or 'false'");
+    }()
+  }];
+}
+
+/// An f32 parameter written as a float literal.
+class MoE_F32Parameter<string default>
+    : DefaultValuedParameter<"::llvm::APFloat", default> {
+  let comparator = "$_lhs.bitwiseIsEqual($_rhs)";
+  let parser = [{
+    [&]() -> ::mlir::FailureOr<::llvm::APFloat> {
+      double value;
+      if (::mlir::failed($_parser.parseFloat(value)))
+        return ::mlir::failure();
+      return ::llvm::APFloat(static_cast<float>(value));
+    }()
+  }];
+}
+
+def MoE_LevelAttr : AttrDef<MoE_Dialect, "Level"> {
+  let mnemonic = "level";
+  let summary = "the token-choice routing of one inner level of a "
+                "hierarchical layer";
+  let description = [{
+    In a hierarchical layer every routed expert is itself an MoE layer. A
+    `#moe.level` describes how each expert of the level above routes a token
+    among its own experts: SPEC §1 token-choice routing steps 1-6 with these
+    parameters (the names and defaults of `moe.gate`'s attributes), always
+    dropless. `router_bias` and `selection_bias` say whether the level has
+    those biases; the level's number of experts is its router's.
+
+    ```mlir
+    #moe.level<top_k = 2, scoring = sigmoid, n_group = 4, topk_group = 2,
+               selection_bias = true>
+    ```
+  }];
+  let parameters = (ins
+    "int64_t":$top_k,
+    DefaultValuedParameter<"::mlir::moe::Scoring",
+                           "::mlir::moe::Scoring::softmax">:$scoring,
+    MoE_BoolParameter<"true">:$normalize_top_k,
+    MoE_F32Parameter<"::llvm::APFloat(1.0f)">:$routed_scaling_factor,
+    DefaultValuedParameter<"int64_t", "1">:$n_group,
+    DefaultValuedParameter<"int64_t", "1">:$topk_group,
+    DefaultValuedParameter<"::mlir::moe::GroupScore",
+                           "::mlir::moe::GroupScore::top2_sum">:$group_score,
+    MoE_BoolParameter<"false">:$router_bias,
+    MoE_BoolParameter<"false">:$selection_bias
+  );
+  let assemblyFormat = "`<` struct(params) `>`";
+}
+
+def MoE_LevelArrayAttr
+    : TypedArrayAttrBase<MoE_LevelAttr, "inner levels (#moe.level)">;
+
 #endif // MOE_DIALECT_MOE_IR_MOEATTRS_TD

@@ -20,6 +20,9 @@ def MoE_Dialect : Dialect {
 
     * `moe.gate` — router scores, top-k expert ids and routing weights per
       token (all routing math in f32);
+    * `moe.refine` — for a hierarchical layer (experts that are MoE layers,
+      `#moe.level`), the routing one level down: each chosen expert routes
+      its tokens among its own experts, so that ids name leaf experts;
     * `moe.dispatch` — the routing plan: token slots grouped by expert, each
       expert's segment padded to a row tile, and the inverse map;
     * `moe.expert` — every expert's FFN over its own segment, weights read in

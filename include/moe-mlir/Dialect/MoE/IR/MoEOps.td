@@ -20,17 +20,19 @@ def MoE_DataTensor1D : 1DTensorOf<[F32, BF16, F16]>;
 def MoE_DataTensor2D : 2DTensorOf<[F32, BF16, F16]>;
 def MoE_DataTensor3D : 3DTensorOf<[F32, BF16, F16]>;
 def MoE_F32Tensor2D : 2DTensorOf<[F32]>;
-def MoE_I32Tensor1D : 1DTensorOf<[I32]>;
 def MoE_I32Tensor2D : 2DTensorOf<[I32]>;
+// The routing plan's indices: 64-bit, since T·K slots may pass 2^31.
+def MoE_PlanTensor1D : 1DTensorOf<[I64]>;
+def MoE_PlanTensor2D : 2DTensorOf<[I64]>;
 
 def MoE_PositiveI64Attr : ConfinedAttr<I64Attr, [IntPositive]>;
 
 class MoE_Op<string mnemonic, list<Trait> traits = []>
     : Op<MoE_Dialect, mnemonic, !listconcat(traits, [Pure])>;
 
-/// The routing attributes shared by `moe.layer` and `moe.gate` (SPEC §1,
-/// routing steps 1-7 and expert choice).
-defvar MoE_RoutingAttributes = (ins
+/// The token-choice routing attributes shared by `moe.layer`, `moe.gate`
+/// and `moe.refine` (SPEC §1, routing steps 1-6).
+defvar MoE_TokenChoiceAttributes = (ins
   MoE_PositiveI64Attr:$top_k,
   DefaultValuedAttr<MoE_ScoringAttr, "::mlir::moe::Scoring::softmax">:$scoring,
   DefaultValuedAttr<BoolAttr, "true">:$normalize_top_k,
@@ -38,11 +40,16 @@ defvar MoE_RoutingAttributes = (ins
   DefaultValuedAttr<MoE_PositiveI64Attr, "1">:$n_group,
   DefaultValuedAttr<MoE_PositiveI64Attr, "1">:$topk_group,
   DefaultValuedAttr<MoE_GroupScoreAttr,
-                    "::mlir::moe::GroupScore::top2_sum">:$group_score,
+                    "::mlir::moe::GroupScore::top2_sum">:$group_score
+);
+
+/// The routing attributes shared by `moe.layer` and `moe.gate` (SPEC §1,
+/// routing steps 1-7 and expert choice).
+defvar MoE_RoutingAttributes = !con(MoE_TokenChoiceAttributes, (ins
   DefaultValuedAttr<MoE_RoutingAttr,
                     "::mlir::moe::Routing::token_choice">:$routing,
   DefaultValuedAttr<F64Attr, "0.0">:$capacity_factor
-);
+));
 
 //===----------------------------------------------------------------------===//
 // LayerOp
@@ -61,6 +68,19 @@ def MoE_LayerOp : MoE_Op<"layer", [AttrSizedOperandSegments]> {
     The routing attributes are those of `moe.gate`. `moe-expand` rewrites
     this op into gate, dispatch, expert, shared_expert and combine.
 
+    Hierarchical MoE: when `levels` is not empty every routed expert is
+    itself an MoE layer, to any depth. `router` (`[E1, H]`) routes among the
+    E1 experts of level 1; `levels[i]` describes level `l = i + 2` (its
+    token-choice routing, dropless) and `level_routers[i]` is its router,
+    one `[El, H]` matrix per expert of the level above, stacked as
+    `[E1·…·E(l-1), El, H]`. `level_router_biases` and
+    `level_selection_biases` hold `[E1·…·E(l-1), El]` biases for the levels
+    whose `#moe.level` asks for them, in level order. The expert weights are
+    the leaves', stacked over every level: `[E1·…·EL, F, H]`. A token's
+    output is `Σ_j w[t,j] · MoE_ids[t,j](x[t])` with `MoE_e` the inner
+    layer of expert e; the capacity, expert choice and shared expert
+    attributes apply to level 1 only.
+
     Example (Mixtral-like, 8 experts, top-2, one dynamic token dimension):
 
     ```mlir
@@ -70,12 +90,28 @@ def MoE_LayerOp : MoE_Op<"layer", [AttrSizedOperandSegments]> {
            down_proj(%wd : tensor<8x64x128xf32>)
            {top_k = 2 : i64} : tensor<?x64xf32> -> tensor<?x64xf32>
     ```
+
+    Two levels: 4 experts of top-2, each an MoE of 8 sigmoid-scored experts
+    of top-2, so 32 leaf FFNs and 4 leaf slots per token:
+
+    ```mlir
+    %y = moe.layer %x router(%wr : tensor<4x64xf32>)
+           level_routers(%wr2 : tensor<4x8x64xf32>)
+           up_proj(%wu : tensor<32x128x64xf32>)
+           down_proj(%wd : tensor<32x64x128xf32>)
+           {top_k = 2 : i64,
+            levels = [#moe.level<top_k = 2, scoring = sigmoid>]}
+           : tensor<?x64xf32> -> tensor<?x64xf32>
+    ```
   }];
   let arguments = !con((ins
     MoE_DataTensor2D:$input,
     MoE_DataTensor2D:$router,
     Optional<MoE_DataTensor1D>:$router_bias,
     Optional<MoE_DataTensor1D>:$selection_bias,
+    Variadic<MoE_DataTensor3D>:$level_routers,
+    Variadic<MoE_DataTensor2D>:$level_router_biases,
+    Variadic<MoE_DataTensor2D>:$level_selection_biases,
     Optional<MoE_DataTensor3D>:$gate_proj,
     MoE_DataTensor3D:$up_proj,
     MoE_DataTensor3D:$down_proj,
@@ -85,12 +121,18 @@ def MoE_LayerOp : MoE_Op<"layer", [AttrSizedOperandSegments]> {
     Optional<MoE_DataTensor1D>:$shared_expert_gate),
     MoE_RoutingAttributes,
     (ins DefaultValuedAttr<MoE_ActivationAttr,
-                           "::mlir::moe::Activation::silu">:$activation));
+                           "::mlir::moe::Activation::silu">:$activation,
+         DefaultValuedAttr<MoE_LevelArrayAttr, "{}">:$levels));
   let results = (outs MoE_DataTensor2D:$output);
   let assemblyFormat = [{
     $input `router` `(` $router `:` type($router) `)`
     (`router_bias` `(` $router_bias^ `:` type($router_bias) `)`)?
     (`selection_bias` `(` $selection_bias^ `:` type($selection_bias) `)`)?
+    (`level_routers` `(` $level_routers^ `:` type($level_routers) `)`)?
+    (`level_router_biases` `(` $level_router_biases^ `:`
+     type($level_router_biases) `)`)?
+    (`level_selection_biases` `(` $level_selection_biases^ `:`
+     type($level_selection_biases) `)`)?
     (`gate_proj` `(` $gate_proj^ `:` type($gate_proj) `)`)?
     `up_proj` `(` $up_proj `:` type($up_proj) `)`
     `down_proj` `(` $down_proj `:` type($down_proj) `)`
@@ -129,6 +171,12 @@ def MoE_GateOp : MoE_Op<"gate", [AttrSizedOperandSegments]> {
     `t` holds `e` and `scores[t, e]` when expert `e` took token `t`, and -1
     and 0 otherwise, so that later stages treat both kinds alike.
 
+    `unordered` says that the consumer sums over a token's slots and does
+    not care in which order they come (never with a capacity factor, whose
+    grants follow the slot order). A dense mixture (`top_k` = E, every
+    expert chosen) then needs no selection: slot `e` holds expert `e`.
+    Without it, slots always come in descending choice order.
+
     ```mlir
     %ids, %w = moe.gate %x, %wr selection_bias(%b : tensor<64xf32>)
                  {top_k = 6 : i64, scoring = #moe.scoring<sigmoid>,
@@ -142,13 +190,69 @@ def MoE_GateOp : MoE_Op<"gate", [AttrSizedOperandSegments]> {
     MoE_DataTensor2D:$router,
     Optional<MoE_DataTensor1D>:$router_bias,
     Optional<MoE_DataTensor1D>:$selection_bias),
-    MoE_RoutingAttributes);
+    MoE_RoutingAttributes,
+    (ins UnitAttr:$unordered));
   let results = (outs MoE_I32Tensor2D:$ids, MoE_F32Tensor2D:$weights);
   let assemblyFormat = [{
     $input `,` $router
     (`router_bias` `(` $router_bias^ `:` type($router_bias) `)`)?
     (`selection_bias` `(` $selection_bias^ `:` type($selection_bias) `)`)?
     attr-dict `:` type($input) `,` type($router) `->` type($ids) `,`
+    type($weights)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// RefineOp
+//===----------------------------------------------------------------------===//
+
+def MoE_RefineOp : MoE_Op<"refine", [AttrSizedOperandSegments]> {
+  let summary = "routes each chosen expert's tokens one level down";
+  let description = [{
+    One inner level of a hierarchical layer, as routing composed with the
+    level above. `parent_ids`/`parent_weights` (`[T, K]`) are the routing
+    so far, in the space of the P experts of the level above; each of them
+    is an MoE layer of E experts whose routers are stacked in `router`
+    (`[P, E, H]`), with `router_bias` and `selection_bias` (`[P, E]`) when
+    present. For each token `t` and slot `j` with `p = parent_ids[t, j] >=
+    0`, the token is routed by SPEC §1 steps 1-6 (token choice, dropless,
+    the attributes of `moe.gate`) with `router[p]` and the biases' row `p`,
+    giving `top_k` ids `i` and weights `v` in descending choice order; slot
+    `j·top_k + s` of the result then holds the id `p·E + i_s` and the weight
+    `parent_weights[t, j] · v_s`. A dropped parent slot (-1) gives `top_k`
+    dropped slots (-1, weight 0).
+
+    The result (`[T, K·top_k]`) is routing in the space of the P·E experts
+    of this level, so a chain of `moe.refine` after `moe.gate` routes to the
+    leaves of a hierarchy and dispatch, experts and combine run on it as on
+    a flat layer. `unordered` is `moe.gate`'s: a dense level (`top_k` = E)
+    then takes every expert without a selection loop.
+
+    ```mlir
+    %ids2, %w2 = moe.refine %x, %ids, %w, %wr2
+                   selection_bias(%sb2 : tensor<4x8xf32>)
+                   {top_k = 2 : i64, scoring = #moe.scoring<sigmoid>}
+                   : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32>,
+                     tensor<4x8x64xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+    ```
+  }];
+  let arguments = !con((ins
+    MoE_DataTensor2D:$input,
+    MoE_I32Tensor2D:$parent_ids,
+    MoE_F32Tensor2D:$parent_weights,
+    MoE_DataTensor3D:$router,
+    Optional<MoE_DataTensor2D>:$router_bias,
+    Optional<MoE_DataTensor2D>:$selection_bias),
+    MoE_TokenChoiceAttributes,
+    (ins UnitAttr:$unordered));
+  let results = (outs MoE_I32Tensor2D:$ids, MoE_F32Tensor2D:$weights);
+  let assemblyFormat = [{
+    $input `,` $parent_ids `,` $parent_weights `,` $router
+    (`router_bias` `(` $router_bias^ `:` type($router_bias) `)`)?
+    (`selection_bias` `(` $selection_bias^ `:` type($selection_bias) `)`)?
+    attr-dict `:` type($input) `,` type($parent_ids) `,`
+    type($parent_weights) `,` type($router) `->` type($ids) `,`
     type($weights)
   }];
   let hasVerifier = 1;
@@ -181,8 +285,8 @@ def MoE_DispatchOp : MoE_Op<"dispatch"> {
     ```mlir
     %counts, %offsets, %slots, %rows = moe.dispatch %ids
         {num_experts = 8 : i64, row_tile = 16 : i64}
-        : tensor<?x2xi32> -> tensor<8xi32>, tensor<9xi32>, tensor<?xi32>,
-                             tensor<?x2xi32>
+        : tensor<?x2xi32> -> tensor<8xi64>, tensor<9xi64>, tensor<?xi64>,
+                             tensor<?x2xi64>
     ```
   }];
   let arguments = (ins
@@ -190,10 +294,10 @@ def MoE_DispatchOp : MoE_Op<"dispatch"> {
     MoE_PositiveI64Attr:$num_experts,
     DefaultValuedAttr<MoE_PositiveI64Attr, "1">:$row_tile);
   let results = (outs
-    MoE_I32Tensor1D:$counts,
-    MoE_I32Tensor1D:$offsets,
-    MoE_I32Tensor1D:$slots,
-    MoE_I32Tensor2D:$slot_rows);
+    MoE_PlanTensor1D:$counts,
+    MoE_PlanTensor1D:$offsets,
+    MoE_PlanTensor1D:$slots,
+    MoE_PlanTensor2D:$slot_rows);
   let assemblyFormat = [{
     $ids attr-dict `:` type($ids) `->` type($counts) `,` type($offsets) `,`
     type($slots) `,` type($slot_rows)
@@ -221,14 +325,14 @@ def MoE_ExpertOp : MoE_Op<"expert"> {
              up_proj(%wu : tensor<8x128x64xf32>)
              down_proj(%wd : tensor<8x64x128xf32>)
              {slots_per_token = 2 : i64, activation = #moe.activation<gelu>}
-             : tensor<?x64xf32>, tensor<?xi32>, tensor<9xi32>
+             : tensor<?x64xf32>, tensor<?xi64>, tensor<9xi64>
              -> tensor<?x64xf32>
     ```
   }];
   let arguments = (ins
     MoE_DataTensor2D:$input,
-    MoE_I32Tensor1D:$slots,
-    MoE_I32Tensor1D:$offsets,
+    MoE_PlanTensor1D:$slots,
+    MoE_PlanTensor1D:$offsets,
     Optional<MoE_DataTensor3D>:$gate_proj,
     MoE_DataTensor3D:$up_proj,
     MoE_DataTensor3D:$down_proj,
@@ -300,13 +404,13 @@ def MoE_CombineOp : MoE_Op<"combine"> {
 
     ```mlir
     %y = moe.combine %out, %rows, %w shared(%s : tensor<?x64xf32>)
-           : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32>
+           : tensor<?x64xf32>, tensor<?x2xi64>, tensor<?x2xf32>
            -> tensor<?x64xbf16>
     ```
   }];
   let arguments = (ins
     MoE_F32Tensor2D:$expert_output,
-    MoE_I32Tensor2D:$slot_rows,
+    MoE_PlanTensor2D:$slot_rows,
     MoE_F32Tensor2D:$weights,
     Optional<MoE_F32Tensor2D>:$shared);
   let results = (outs MoE_DataTensor2D:$output);

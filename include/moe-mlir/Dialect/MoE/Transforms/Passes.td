@@ -10,7 +10,8 @@
 include "mlir/Pass/PassBase.td"
 
 def MoEExpand : Pass<"moe-expand"> {
-  let summary = "Split every moe.layer into gate, dispatch, expert and combine";
+  let summary = "Split every moe.layer into gate, refine, dispatch, expert "
+                "and combine";
   let description = [{
     Rewrites each `moe.layer` into its stages, so that later passes can tile
     and fuse them one by one:
@@ -23,6 +24,23 @@ def MoEExpand : Pass<"moe-expand"> {
     shared                  = moe.shared_expert(x, Wsg, Wsu, Wsd, wsgate)
     y                       = moe.combine(rows, slot_rows, weights, shared)
     ```
+
+    A hierarchical layer (`levels` not empty) adds one `moe.refine` per
+    inner level after the gate, each routing one level down, so that
+    dispatch, experts and combine run over the leaf experts (the product of
+    every level's experts) with the leaves' slots (the product of the
+    levels' `top_k`):
+
+    ```
+    ids, weights = moe.gate(x, router, biases)
+    ids, weights = moe.refine(x, ids, weights, level_routers[0], biases)
+    ...            (one per inner level)
+    ```
+
+    Combine sums over a token's slots in any order, so the gate is marked
+    `unordered` when no capacity factor grants slots in order (token
+    choice), and every `moe.refine` always is (inner levels are dropless);
+    a dense level then needs no selection.
 
     The plan's rows are padded to `row-tile`, the row tile the expert
     kernels will use; 1 means no padding.

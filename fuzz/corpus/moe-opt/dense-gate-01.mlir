@@ -1,0 +1,6 @@
+func.func @dense_route(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>)
+    -> (tensor<?x4xi32>, tensor<?x4xf32>) {
+  %ids, %w = moe.gate %x, %wr {top_k = 4 : i64}
+      : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+  return %ids, %w : tensor<?x4xi32>, tensor<?x4xf32>
+}

@@ -1,0 +1,6 @@
+func.func @layer_level_scaling(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wr2: tensor<4x2x16xf32>, %wu: tensor<8x8x16xf32>, %wd: tensor<8x16x8xf32>) {
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) level_routers(%wr2 : tensor<4x2x16xf32>)
+         up_proj(%wu : tensor<8x8x16xf32>) down_proj(%wd : tensor<8x16x8xf32>)
+         {top_k = 2 : i64, levels = [#moe.level<top_k = 1, routed_scaling_factor = -1.0>]} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}

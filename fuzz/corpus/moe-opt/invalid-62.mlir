@@ -1,0 +1,5 @@
+func.func @gate_unordered_capacity(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>) {
+  %ids, %w = moe.gate %x, %wr {top_k = 4 : i64, unordered, capacity_factor = 1.0 : f64}
+      : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+  return
+}

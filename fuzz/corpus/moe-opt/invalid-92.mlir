@@ -1,0 +1,5 @@
+func.func @shared_output_tokens(%x: tensor<3x16xf32>, %su: tensor<32x16xf32>, %sd: tensor<16x32xf32>) {
+  %s = moe.shared_expert %x up_proj(%su : tensor<32x16xf32>) down_proj(%sd : tensor<16x32xf32>)
+      : tensor<3x16xf32> -> tensor<4x16xf32>
+  return
+}
