@@ -43,6 +43,11 @@ void moe::buildCPUPipeline(OpPassManager &pm,
   experts.fuseGather = options.fuseGather;
   experts.fuseActivation = options.fuseActivation;
   experts.fuseCombine = options.fuseCombine;
+  experts.vectorLanes = options.vectorLanes;
+  experts.tileRows = options.tileRows;
+  experts.tileWeightRows = options.tileWeightRows;
+  experts.reductionBlock = options.reductionBlock;
+  experts.rowBlock = options.rowBlock;
   pm.addPass(moe::createMoELowerExperts(experts));
   pm.addPass(moe::createMoELowerCombine());
   pm.addPass(createCanonicalizerPass());

@@ -4,6 +4,7 @@
 //
 // moe-compile CONFIG.json -o DIR [--emit=mlir|llvm|obj|ptx]
 //             [--print-pipeline] [--march=CPU] [--emulate-gpu]
+//             [--cpu-tile=LANES,ROWS,WEIGHT_ROWS,REDUCTION_BLOCK,ROW_BLOCK]
 //             [--disable-fusion=gate,gather,activation,combine]
 //             [--sanitize=address,undefined,thread]
 //
@@ -14,6 +15,7 @@
 
 #include "moe-mlir/Compiler/CABI.h"
 #include "moe-mlir/Compiler/Config.h"
+#include "moe-mlir/Compiler/CPUTiles.h"
 #include "moe-mlir/Compiler/LayerModule.h"
 #include "moe-mlir/InitAllMoE.h"
 #include "moe-mlir/Pipelines/Pipelines.h"
@@ -30,6 +32,7 @@
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Program.h"
 #include "llvm/Support/raw_ostream.h"
@@ -70,6 +73,11 @@ static cl::list<Fusion> disabledFusions(
 static cl::opt<std::string>
     march("march", cl::desc("CPU the library is tuned for (clang -march)"),
           cl::init("native"));
+static cl::list<int64_t> cpuTile(
+    "cpu-tile", cl::CommaSeparated,
+    cl::desc("The expert kernels' tiling in place of the one chosen for "
+             "-march, for tuning: LANES,ROWS,WEIGHT_ROWS,REDUCTION_BLOCK,"
+             "ROW_BLOCK (see moe-lower-experts)"));
 static cl::opt<bool> emulateGPU(
     "emulate-gpu",
     cl::desc("Build the CUDA target's kernels for this CPU instead (each "
@@ -200,6 +208,23 @@ static int runClang(llvm::ArrayRef<std::string> args) {
   return 0;
 }
 
+/// What code built with -march=`march` may use, from the macros clang
+/// predefines for it (the host's own features for "native").
+static std::optional<moe::CPUFeatures>
+probeCPUFeatures(const ScratchDir &scratch) {
+  std::string macros = scratch.file("cpu-macros.h");
+  if (runClang({"-march=" + march, "-E", "-dM", "-x", "c", "/dev/null", "-o",
+                macros}))
+    return std::nullopt;
+  llvm::ErrorOr<std::unique_ptr<llvm::MemoryBuffer>> text =
+      llvm::MemoryBuffer::getFile(macros);
+  if (!text)
+    return std::nullopt;
+  moe::CPUFeatures features;
+  features.avx512 = (*text)->getBuffer().contains("#define __AVX512F__ 1");
+  return features;
+}
+
 /// The PTX of the newest target the GPU pipeline compiled for (the one the
 /// library also embeds for GPUs newer than every cubin).
 static std::string newestPTX(ModuleOp module) {
@@ -317,6 +342,25 @@ int main(int argc, char **argv) {
       pipelineOptions.fuseCombine = false;
       break;
     }
+  }
+  if (!cuda && !emulateGPU) {
+    moe::CPUTileShape tiles;
+    if (!cpuTile.empty()) {
+      if (cpuTile.size() != 5)
+        return fail("--cpu-tile takes 5 numbers: LANES,ROWS,WEIGHT_ROWS,"
+                    "REDUCTION_BLOCK,ROW_BLOCK");
+      tiles = {cpuTile[0], cpuTile[1], cpuTile[2], cpuTile[3], cpuTile[4]};
+    } else {
+      std::optional<moe::CPUFeatures> features = probeCPUFeatures(scratch);
+      if (!features)
+        return fail("cannot tell what -march=" + march + " enables");
+      tiles = moe::chooseCPUTiles(*features, *config);
+    }
+    pipelineOptions.vectorLanes = tiles.vectorLanes;
+    pipelineOptions.tileRows = tiles.tileRows;
+    pipelineOptions.tileWeightRows = tiles.tileWeightRows;
+    pipelineOptions.reductionBlock = tiles.reductionBlock;
+    pipelineOptions.rowBlock = tiles.rowBlock;
   }
   PassManager pm(&context);
   if (cuda || emulateGPU) {

@@ -80,12 +80,16 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
   let description = [{
     `moe.expert` becomes a loop over experts on buffers; expert `e` runs its
     projections over its plan segment `[offsets[e], offsets[e+1])` as
-    register-tiled dot products in the vector dialect: 4 input rows by 4
-    weight rows, 16-lane f32 accumulators along the reduction, each row
-    loaded once per step, weights read in place from the stacked
-    `[E, F, H]` / `[E, H, F]` buffers in their `nn.Linear` layout.
-    Accumulation is in f32 whatever the data type. Three fusions, each with
-    a flag:
+    register-tiled dot products in the vector dialect: `tile-rows` input
+    rows by `tile-weight-rows` weight rows, `vector-lanes`-wide f32
+    accumulators along the reduction, each row loaded once per step, weights
+    read in place from the stacked `[E, F, H]` / `[E, H, F]` buffers in
+    their `nn.Linear` layout. Accumulation is in f32 whatever the data type.
+    With `reduction-block` > 0, a longer reduction is cut into passes over
+    blocks of `row-block` input rows, the accumulators kept on the stack
+    between passes, so that a tile's weight rows stay in L1 while the
+    block's input rows stream past them. `moe-compile` picks these for the
+    target CPU. Three fusions, each with a flag:
 
     * `fuse-gather`: the gate and up projections read their input rows
       through the plan (`x[slots[r] / K]`), so no permuted copy of `x`
@@ -121,7 +125,17 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
            "Accumulate the down projection into the token outputs">,
     Option<"parallel", "parallel", "bool", /*default=*/"true",
            "Split each projection's column tiles across threads "
-           "(scf.parallel)">
+           "(scf.parallel)">,
+    Option<"vectorLanes", "vector-lanes", "int64_t", /*default=*/"16",
+           "f32 lanes per vector accumulator">,
+    Option<"tileRows", "tile-rows", "int64_t", /*default=*/"4",
+           "Input rows per register tile">,
+    Option<"tileWeightRows", "tile-weight-rows", "int64_t", /*default=*/"4",
+           "Weight rows per register tile (even: a gated tile pairs them)">,
+    Option<"reductionBlock", "reduction-block", "int64_t", /*default=*/"0",
+           "Reduction elements per pass over a block of rows; 0: one pass">,
+    Option<"rowBlock", "row-block", "int64_t", /*default=*/"64",
+           "Input rows whose partial sums one reduction pass keeps">
   ];
 }
 

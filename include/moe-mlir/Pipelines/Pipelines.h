@@ -30,6 +30,24 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
       *this, "fuse-combine",
       llvm::cl::desc("Accumulate the down projection into the outputs"),
       llvm::cl::init(true)};
+  Option<int64_t> vectorLanes{
+      *this, "vector-lanes",
+      llvm::cl::desc("f32 lanes per expert-kernel accumulator"),
+      llvm::cl::init(16)};
+  Option<int64_t> tileRows{*this, "tile-rows",
+                           llvm::cl::desc("Input rows per register tile"),
+                           llvm::cl::init(4)};
+  Option<int64_t> tileWeightRows{
+      *this, "tile-weight-rows",
+      llvm::cl::desc("Weight rows per register tile"), llvm::cl::init(4)};
+  Option<int64_t> reductionBlock{
+      *this, "reduction-block",
+      llvm::cl::desc("Reduction elements per pass (0: one pass)"),
+      llvm::cl::init(0)};
+  Option<int64_t> rowBlock{
+      *this, "row-block",
+      llvm::cl::desc("Input rows whose partial sums a pass keeps"),
+      llvm::cl::init(64)};
 };
 
 /// moe.layer (and any stage op) down to the LLVM dialect for the host CPU:

@@ -19,9 +19,6 @@
 
 namespace mlir::moe {
 
-/// Lanes of one accumulator: 16 f32 fill a 512-bit register.
-inline constexpr int64_t kDotLanes = 16;
-
 /// One row operand: `buffer[prefix..., k]` for k in [0, length); the last
 /// dimension of `buffer` is contiguous.
 struct DotRow {
@@ -29,36 +26,39 @@ struct DotRow {
   SmallVector<Value> prefix;
 };
 
-/// `sums[m * rhs.size() + n] = Σ_k lhs[m][k] · rhs[n][k]` in f32, for
-/// k in [0, length): a vector loop over whole steps of kDotLanes, then a
-/// scalar tail.
-inline SmallVector<Value> emitDotTile(Emitter &e, ArrayRef<DotRow> lhs,
-                                      ArrayRef<DotRow> rhs, Value length) {
+inline VectorType dotAccumulatorType(OpBuilder &b, int64_t lanes) {
+  return VectorType::get({lanes}, b.getF32Type());
+}
+
+inline Value dotZero(Emitter &e, int64_t lanes) {
   OpBuilder &b = e.builder();
-  Location loc = e.location();
-  Type f32 = b.getF32Type();
-  auto accumulatorType = VectorType::get({kDotLanes}, f32);
+  return arith::ConstantOp::create(
+      b, e.location(),
+      DenseElementsAttr::get(dotAccumulatorType(b, lanes),
+                             b.getF32FloatAttr(0)));
+}
+
+/// Adds `lhs[m][k] · rhs[n][k]` for k in [begin, end), whole steps of
+/// `lanes`, to the f32 vector accumulators `init[m * rhs.size() + n]`.
+inline SmallVector<Value> emitDotSteps(Emitter &e, ArrayRef<DotRow> lhs,
+                                       ArrayRef<DotRow> rhs, Value begin,
+                                       Value end, ValueRange init,
+                                       int64_t lanes) {
+  auto accumulatorType = dotAccumulatorType(e.builder(), lanes);
   auto loadRow = [&](Emitter &e, const DotRow &row, Value k) -> Value {
     Type element = cast<MemRefType>(row.buffer.getType()).getElementType();
     SmallVector<Value> indices(row.prefix);
     indices.push_back(k);
     Value loaded = vector::LoadOp::create(
-        e.builder(), e.location(), VectorType::get({kDotLanes}, element),
+        e.builder(), e.location(), VectorType::get({lanes}, element),
         row.buffer, indices);
     if (element.isF32())
       return loaded;
     return arith::ExtFOp::create(e.builder(), e.location(), accumulatorType,
                                  loaded);
   };
-
-  Value lanes = e.index(kDotLanes);
-  Value vectorLength =
-      e.mul(arith::DivUIOp::create(b, loc, length, lanes), lanes);
-  Value zero = arith::ConstantOp::create(
-      b, loc, DenseElementsAttr::get(accumulatorType, b.getF32FloatAttr(0)));
-  SmallVector<Value> init(lhs.size() * rhs.size(), zero);
-  SmallVector<Value> accumulators = e.forEachCarryingStep(
-      e.index(0), vectorLength, lanes, init,
+  return e.forEachCarryingStep(
+      begin, end, e.index(lanes), init,
       [&](Emitter &e, Value k, ValueRange carried) -> SmallVector<Value> {
         SmallVector<Value> left, right, next;
         for (const DotRow &row : lhs)
@@ -72,14 +72,21 @@ inline SmallVector<Value> emitDotTile(Emitter &e, ArrayRef<DotRow> lhs,
                 carried[m * rhs.size() + n]));
         return next;
       });
+}
 
+/// The sums of `accumulators`' lanes plus the scalar products for k in
+/// [tailBegin, length), the part of the reduction too short for a step.
+inline SmallVector<Value> emitDotSums(Emitter &e, ArrayRef<DotRow> lhs,
+                                      ArrayRef<DotRow> rhs,
+                                      ValueRange accumulators,
+                                      Value tailBegin, Value length) {
   SmallVector<Value> sums;
   for (Value accumulator : accumulators)
     sums.push_back(vector::ReductionOp::create(
-        b, loc, vector::CombiningKind::ADD, accumulator,
+        e.builder(), e.location(), vector::CombiningKind::ADD, accumulator,
         arith::FastMathFlags::reassoc));
   return e.forEachCarrying(
-      vectorLength, length, sums,
+      tailBegin, length, sums,
       [&](Emitter &e, Value k, ValueRange carried) -> SmallVector<Value> {
         SmallVector<Value> left, right, next;
         auto loadScalar = [&](const DotRow &row) {
@@ -97,6 +104,19 @@ inline SmallVector<Value> emitDotTile(Emitter &e, ArrayRef<DotRow> lhs,
                                  e.mul(left[m], right[n])));
         return next;
       });
+}
+
+/// `sums[m * rhs.size() + n] = Σ_k lhs[m][k] · rhs[n][k]` in f32, for
+/// k in [0, length): vector steps, then a scalar tail.
+inline SmallVector<Value> emitDotTile(Emitter &e, ArrayRef<DotRow> lhs,
+                                      ArrayRef<DotRow> rhs, int64_t length,
+                                      int64_t lanes) {
+  int64_t vectorLength = length / lanes * lanes;
+  SmallVector<Value> init(lhs.size() * rhs.size(), dotZero(e, lanes));
+  SmallVector<Value> accumulators =
+      emitDotSteps(e, lhs, rhs, e.index(0), e.index(vectorLength), init, lanes);
+  return emitDotSums(e, lhs, rhs, accumulators, e.index(vectorLength),
+                     e.index(length));
 }
 
 } // namespace mlir::moe

@@ -26,11 +26,22 @@ using namespace mlir::moe;
 //===----------------------------------------------------------------------===//
 
 namespace {
+/// How the projections are cut into register tiles; moe-compile picks it
+/// for the target CPU's vector registers and caches.
+struct TileShape {
+  int64_t lanes;          // f32 lanes per vector accumulator
+  int64_t rows;           // input rows per register tile
+  int64_t weightRows;     // weight rows per register tile
+  int64_t reductionBlock; // reduction elements per pass; 0: one pass
+  int64_t rowBlock;       // input rows whose partial sums a pass keeps
+};
+
 struct ExpertKernelOptions {
   bool fuseGather;
   bool fuseActivation;
   bool fuseCombine;
   bool parallel;
+  TileShape tile;
 };
 
 /// The buffers an expert loop reads.
@@ -47,11 +58,16 @@ struct ExpertBuffers {
 /// `[column, column + sums.size())`.
 using DownEpilogue =
     std::function<void(Emitter &, Value row, Value column, ArrayRef<Value>)>;
-} // namespace
 
-/// Input rows per register tile; weight rows per tile are kTileWeightRows.
-static constexpr int64_t kTileRows = 4;
-static constexpr int64_t kTileWeightRows = 4;
+/// The operands of a projection: input row `i`, and the weight rows a tile
+/// of output columns reads.
+using InputRow = function_ref<DotRow(Emitter &, Value)>;
+using WeightRows = function_ref<SmallVector<DotRow>(Emitter &, ArrayRef<Value>)>;
+/// Receives a tile's sums, `sums[m * weightRows + n]`.
+using TileEpilogue = function_ref<void(Emitter &, ArrayRef<Value> rows,
+                                       ArrayRef<Value> columns,
+                                       ArrayRef<Value> sums)>;
+} // namespace
 
 static Value f32Buffer(Emitter &e, ArrayRef<int64_t> shape,
                        ValueRange dynamicSizes) {
@@ -60,45 +76,126 @@ static Value f32Buffer(Emitter &e, ArrayRef<int64_t> shape,
       MemRefType::get(shape, e.builder().getF32Type()), dynamicSizes);
 }
 
-/// Calls `tile` over `numRows` × `numColumns` in tiles of kTileRows rows and
-/// `columnsPerTile` columns; the last tile of rows takes the 1 to
-/// kTileRows - 1 rows left, so that few-row experts (decode) still read
-/// each weight row once; single columns cover the column remainder. The
-/// column loop is outside: a tile's weight rows stay in cache while every
-/// input row streams past them. With `parallel` the column tiles are split
-/// across threads: each writes its own columns.
-static void forEachTile(
-    Emitter &e, Value numRows, int64_t numColumns, int64_t columnsPerTile,
-    bool parallel,
-    function_ref<void(Emitter &, ArrayRef<Value>, ArrayRef<Value>)> tile) {
-  int64_t mainColumns = numColumns / columnsPerTile * columnsPerTile;
-  Value rowStep = e.index(kTileRows);
+/// Calls `tile` on rows [first, first + count) in tiles of `tileRows`; the
+/// last tile takes the 1 to tileRows - 1 rows left, so that few-row experts
+/// (decode) still read each weight row once.
+static void forEachRowTile(Emitter &e, int64_t tileRows, Value first,
+                           Value count,
+                           function_ref<void(Emitter &, ArrayRef<Value>)> tile) {
+  Value step = e.index(tileRows);
   Value mainRows = e.mul(
-      arith::DivUIOp::create(e.builder(), e.location(), numRows, rowStep),
-      rowStep);
-  auto overRows = [&](Emitter &e, ArrayRef<Value> columns) {
-    e.forEachStep(e.index(0), mainRows, rowStep, [&](Emitter &e, Value i0) {
-      SmallVector<Value> rows;
-      for (int64_t m = 0; m < kTileRows; ++m)
-        rows.push_back(e.add(i0, e.index(m)));
-      tile(e, rows, columns);
+      arith::DivUIOp::create(e.builder(), e.location(), count, step), step);
+  auto rowsFrom = [&](Emitter &e, Value at, int64_t n) {
+    SmallVector<Value> rows;
+    for (int64_t m = 0; m < n; ++m)
+      rows.push_back(e.add(first, e.add(at, e.index(m))));
+    return rows;
+  };
+  e.forEachStep(e.index(0), mainRows, step, [&](Emitter &e, Value i0) {
+    tile(e, rowsFrom(e, i0, tileRows));
+  });
+  Value left = e.sub(count, mainRows);
+  std::function<void(Emitter &, int64_t)> remainder = [&](Emitter &e,
+                                                           int64_t n) {
+    if (n == 0)
+      return;
+    e.ifThenElse(
+        e.cmpi(arith::CmpIPredicate::eq, left, e.index(n)),
+        [&](Emitter &e) { tile(e, rowsFrom(e, mainRows, n)); },
+        [&](Emitter &e) { remainder(e, n - 1); });
+  };
+  remainder(e, tileRows - 1);
+}
+
+/// Column tiles are handed to threads in at most this many chunks, each
+/// with its own buffer of partial sums.
+static constexpr int64_t kMaxColumnChunks = 64;
+
+/// The products of `numRows` input rows with the weight rows of
+/// `numColumns` output columns over a reduction of `length`, in register
+/// tiles of `columnsPerTile` columns (`weightRowsPerColumn` weight rows
+/// each); single columns cover the column remainder. The column loop is
+/// outside, so a tile's weight rows stay in cache while input rows stream
+/// past them; with `parallel` the column tiles are split across threads,
+/// each writing its own columns.
+///
+/// A reduction longer than `reductionBlock` is cut into passes over blocks
+/// of `rowBlock` rows, the vector accumulators kept between passes in a
+/// buffer of the column tile's chunk: otherwise a tile's weight rows
+/// outgrow L1 and every input row comes again from L2 or L3 for each tile
+/// of columns. An expert with no more rows than one register tile has no
+/// reuse to gain and takes one pass.
+static void forEachProductTile(Emitter &e, const TileShape &shape,
+                               Value numRows, int64_t numColumns,
+                               int64_t columnsPerTile,
+                               int64_t weightRowsPerColumn, int64_t length,
+                               bool parallel, InputRow inputRow,
+                               WeightRows weightRows, TileEpilogue epilogue) {
+  int64_t lanes = shape.lanes;
+  int64_t vectorLength = length / lanes * lanes;
+  int64_t block = shape.reductionBlock / lanes * lanes;
+  bool blocked = block > 0 && vectorLength > block;
+  Type accumulatorType = dotAccumulatorType(e.builder(), lanes);
+
+  auto operands = [&](Emitter &e, ArrayRef<Value> rows,
+                      ArrayRef<Value> columns) {
+    SmallVector<DotRow> lhs;
+    for (Value i : rows)
+      lhs.push_back(inputRow(e, i));
+    return std::make_pair(lhs, weightRows(e, columns));
+  };
+  auto onePass = [&](Emitter &e, ArrayRef<Value> columns) {
+    forEachRowTile(e, shape.rows, e.index(0), numRows,
+                   [&](Emitter &e, ArrayRef<Value> rows) {
+                     auto [lhs, rhs] = operands(e, rows, columns);
+                     epilogue(e, rows, columns,
+                              emitDotTile(e, lhs, rhs, length, lanes));
+                   });
+  };
+  // `partial`: [rowBlock, weight rows per tile · lanes] f32.
+  auto blockedPasses = [&](Emitter &e, ArrayRef<Value> columns,
+                           Value partial) {
+    e.forEachStep(e.index(0), numRows, e.index(shape.rowBlock),
+                  [&](Emitter &e, Value r0) {
+      Value count = e.minIndex(e.index(shape.rowBlock), e.sub(numRows, r0));
+      linalg::FillOp::create(e.builder(), e.location(), ValueRange{e.f32(0)},
+                             ValueRange{partial});
+      auto pass = [&](Emitter &e, Value k0, Value k1, bool last) {
+        forEachRowTile(e, shape.rows, r0, count,
+                       [&](Emitter &e, ArrayRef<Value> rows) {
+          auto [lhs, rhs] = operands(e, rows, columns);
+          auto at = [&](size_t m, size_t n) -> SmallVector<Value> {
+            return {e.sub(rows[m], r0),
+                    e.index(static_cast<int64_t>(n) * lanes)};
+          };
+          SmallVector<Value> init;
+          for (size_t m = 0; m < lhs.size(); ++m)
+            for (size_t n = 0; n < rhs.size(); ++n)
+              init.push_back(vector::LoadOp::create(
+                  e.builder(), e.location(), accumulatorType, partial,
+                  at(m, n)));
+          SmallVector<Value> accumulators =
+              emitDotSteps(e, lhs, rhs, k0, k1, init, lanes);
+          if (last) {
+            epilogue(e, rows, columns,
+                     emitDotSums(e, lhs, rhs, accumulators,
+                                 e.index(vectorLength), e.index(length)));
+            return;
+          }
+          for (size_t m = 0; m < lhs.size(); ++m)
+            for (size_t n = 0; n < rhs.size(); ++n)
+              vector::StoreOp::create(e.builder(), e.location(),
+                                      accumulators[m * rhs.size() + n],
+                                      partial, at(m, n));
+        });
+      };
+      int64_t lastBegin = (vectorLength - 1) / block * block;
+      e.forEachStep(e.index(0), e.index(lastBegin), e.index(block),
+                    [&](Emitter &e, Value k0) {
+                      pass(e, k0, e.add(k0, e.index(block)), false);
+                    });
+      pass(e, e.index(lastBegin), e.index(vectorLength), true);
     });
-    Value left = e.sub(numRows, mainRows);
-    std::function<void(Emitter &, int64_t)> remainder = [&](Emitter &e,
-                                                             int64_t count) {
-      if (count == 0)
-        return;
-      e.ifThenElse(
-          e.cmpi(arith::CmpIPredicate::eq, left, e.index(count)),
-          [&](Emitter &e) {
-            SmallVector<Value> rows;
-            for (int64_t m = 0; m < count; ++m)
-              rows.push_back(e.add(mainRows, e.index(m)));
-            tile(e, rows, columns);
-          },
-          [&](Emitter &e) { remainder(e, count - 1); });
-    };
-    remainder(e, kTileRows - 1);
   };
   auto columnsFrom = [&](Emitter &e, Value first, int64_t count) {
     SmallVector<Value> columns;
@@ -106,18 +203,59 @@ static void forEachTile(
       columns.push_back(e.add(first, e.index(n)));
     return columns;
   };
-  auto columnTile = [&](Emitter &e, Value c0) {
-    overRows(e, columnsFrom(e, c0, columnsPerTile));
+
+  int64_t columnTiles = numColumns / columnsPerTile;
+  int64_t mainColumns = columnTiles * columnsPerTile;
+  if (!blocked) {
+    auto mainTile = [&](Emitter &e, Value c0) {
+      onePass(e, columnsFrom(e, c0, columnsPerTile));
+    };
+    if (mainColumns > 0 && parallel)
+      e.parallelForEachStep(e.index(0), e.index(mainColumns),
+                            e.index(columnsPerTile), mainTile);
+    else if (mainColumns > 0)
+      e.forEachStep(e.index(0), e.index(mainColumns),
+                    e.index(columnsPerTile), mainTile);
+    if (mainColumns < numColumns)
+      e.forEach(e.index(mainColumns), e.index(numColumns),
+                [&](Emitter &e, Value column) { onePass(e, {column}); });
+    return;
+  }
+
+  int64_t tilesPerChunk =
+      std::max<int64_t>(1, llvm::divideCeil(columnTiles, kMaxColumnChunks));
+  int64_t chunks =
+      std::max<int64_t>(1, llvm::divideCeil(columnTiles, tilesPerChunk));
+  Value partials = f32Buffer(
+      e,
+      {chunks, shape.rowBlock, columnsPerTile * weightRowsPerColumn * lanes},
+      {});
+  Value fewRows = e.cmpi(arith::CmpIPredicate::ule, numRows,
+                         e.index(shape.rows));
+  auto tile = [&](Emitter &e, ArrayRef<Value> columns, Value chunk) {
+    e.ifThenElse(
+        fewRows, [&](Emitter &e) { onePass(e, columns); },
+        [&](Emitter &e) {
+          blockedPasses(e, columns, e.sliceAt(partials, chunk));
+        });
   };
-  if (mainColumns > 0 && parallel)
-    e.parallelForEachStep(e.index(0), e.index(mainColumns),
-                          e.index(columnsPerTile), columnTile);
-  else if (mainColumns > 0)
-    e.forEachStep(e.index(0), e.index(mainColumns), e.index(columnsPerTile),
-                  columnTile);
+  auto chunkTiles = [&](Emitter &e, Value chunk) {
+    Value first = e.mul(chunk, e.index(tilesPerChunk));
+    Value last = e.minIndex(e.add(first, e.index(tilesPerChunk)),
+                            e.index(columnTiles));
+    e.forEach(first, last, [&](Emitter &e, Value t) {
+      tile(e, columnsFrom(e, e.mul(t, e.index(columnsPerTile)), columnsPerTile),
+           chunk);
+    });
+  };
+  if (columnTiles > 0 && parallel)
+    e.parallelForEachStep(e.index(0), e.index(chunks), e.index(1),
+                          chunkTiles);
+  else if (columnTiles > 0)
+    e.forEach(e.index(0), e.index(chunks), chunkTiles);
   if (mainColumns < numColumns)
     e.forEach(e.index(mainColumns), e.index(numColumns),
-              [&](Emitter &e, Value column) { overRows(e, {column}); });
+              [&](Emitter &e, Value column) { tile(e, {column}, e.index(0)); });
 }
 
 namespace {
@@ -160,24 +298,27 @@ static void buildFFN(Emitter &e, Value rows,
       gateWhole = f32Buffer(e, {ShapedType::kDynamic, intermediate}, rows);
   }
   // A gated tile pairs each up row with its gate row.
-  int64_t columnsPerTile = gated ? kTileWeightRows / 2 : kTileWeightRows;
-  forEachTile(
-      e, rows, intermediate, columnsPerTile, options.parallel,
-      [&](Emitter &e, ArrayRef<Value> tileRows, ArrayRef<Value> columns) {
-        SmallVector<DotRow> lhs, rhs;
-        for (Value i : tileRows)
-          lhs.push_back(inputRow(e, i));
+  const TileShape &shape = options.tile;
+  int64_t columnsPerTile = gated ? shape.weightRows / 2 : shape.weightRows;
+  forEachProductTile(
+      e, shape, rows, intermediate, columnsPerTile, gated ? 2 : 1, hidden,
+      options.parallel, inputRow,
+      [&](Emitter &e, ArrayRef<Value> columns) {
+        SmallVector<DotRow> rhs;
         for (Value f : columns)
           rhs.push_back(weightRow(weights.up, f));
         if (gated)
           for (Value f : columns)
             rhs.push_back(weightRow(weights.gate, f));
-        SmallVector<Value> sums = emitDotTile(e, lhs, rhs, e.index(hidden));
+        return rhs;
+      },
+      [&](Emitter &e, ArrayRef<Value> tileRows, ArrayRef<Value> columns,
+          ArrayRef<Value> sums) {
+        size_t width = gated ? 2 * columns.size() : columns.size();
         for (size_t m = 0; m < tileRows.size(); ++m) {
           for (size_t n = 0; n < columns.size(); ++n) {
-            Value up = sums[m * rhs.size() + n];
-            Value gate =
-                gated ? sums[m * rhs.size() + columns.size() + n] : Value();
+            Value up = sums[m * width + n];
+            Value gate = gated ? sums[m * width + columns.size() + n] : Value();
             SmallVector<Value> at = {tileRows[m], columns[n]};
             if (!fuseActivation) {
               e.store(up, upWhole, at);
@@ -206,20 +347,21 @@ static void buildFFN(Emitter &e, Value rows,
                      });
   }
 
-  forEachTile(
-      e, rows, hidden, kTileWeightRows, options.parallel,
-      [&](Emitter &e, ArrayRef<Value> tileRows, ArrayRef<Value> columns) {
-        SmallVector<DotRow> lhs, rhs;
-        for (Value i : tileRows)
-          lhs.push_back({activated, {i}});
+  forEachProductTile(
+      e, shape, rows, hidden, shape.weightRows, 1, intermediate,
+      options.parallel,
+      [&](Emitter &, Value i) -> DotRow { return {activated, {i}}; },
+      [&](Emitter &, ArrayRef<Value> columns) {
+        SmallVector<DotRow> rhs;
         for (Value c : columns)
           rhs.push_back(weightRow(weights.down, c));
-        SmallVector<Value> sums =
-            emitDotTile(e, lhs, rhs, e.index(intermediate));
+        return rhs;
+      },
+      [&](Emitter &e, ArrayRef<Value> tileRows, ArrayRef<Value> columns,
+          ArrayRef<Value> sums) {
         for (size_t m = 0; m < tileRows.size(); ++m)
           epilogue(e, tileRows[m], columns.front(),
-                   ArrayRef<Value>(sums).slice(m * columns.size(),
-                                               columns.size()));
+                   sums.slice(m * columns.size(), columns.size()));
       });
 }
 
@@ -471,8 +613,17 @@ struct MoELowerExpertsPass
   using Base::Base;
 
   void runOnOperation() override {
+    if (vectorLanes < 1 || tileRows < 1 || tileWeightRows < 2 ||
+        tileWeightRows % 2 != 0 || reductionBlock < 0 || rowBlock < 1) {
+      getOperation()->emitError()
+          << "moe-lower-experts: vector-lanes, tile-rows and row-block must "
+             "be positive, tile-weight-rows even, reduction-block >= 0";
+      return signalPassFailure();
+    }
+    TileShape tile{vectorLanes, tileRows, tileWeightRows, reductionBlock,
+                   rowBlock};
     ExpertKernelOptions options{fuseGather, fuseActivation, fuseCombine,
-                                parallel};
+                                parallel, tile};
     LogicalResult result =
         fuseCombine ? applyLowering<LowerExpertCombine, LowerExpert,
                                     LowerSharedExpert>(getOperation(), options)

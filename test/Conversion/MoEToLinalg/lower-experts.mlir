@@ -3,6 +3,10 @@
 // RUN: moe-opt %s -split-input-file -moe-lower-experts=fuse-activation=false | FileCheck %s --check-prefix=UNFUSED-ACT
 // RUN: moe-opt %s -split-input-file -moe-lower-experts=fuse-gather=false | FileCheck %s --check-prefix=UNFUSED-GATHER
 // RUN: moe-opt %s -split-input-file -moe-lower-experts=parallel=false | FileCheck %s --check-prefix=SERIAL
+// RUN: moe-opt %s -split-input-file -moe-lower-experts="vector-lanes=8 tile-rows=2 reduction-block=8 row-block=4" | FileCheck %s --check-prefix=BLOCKED
+// RUN: not moe-opt %s -split-input-file -moe-lower-experts=tile-weight-rows=3 2>&1 | FileCheck %s --check-prefix=BAD-TILE
+
+// BAD-TILE: error: moe-lower-experts: vector-lanes, tile-rows and row-block must be positive, tile-weight-rows even, reduction-block >= 0
 
 // Without `parallel` every loop is sequential.
 // SERIAL-NOT: scf.parallel
@@ -53,6 +57,37 @@
 // CHECK: %[[SUM:.*]] = bufferization.to_tensor %[[ACC]] restrict writable
 // CHECK: linalg.generic {{.*}} ins(%[[SUM]] : tensor<?x16xf32>) outs(%{{.*}} : tensor<?x16xbf16>)
 // CHECK: arith.truncf
+
+// Tiles of 2 input rows by 4 weight rows with 8-lane accumulators, and the
+// gate/up reduction (H = 16) cut into passes of 8 over blocks of 4 rows.
+// The 4 column tiles form 4 chunks across threads, each with its own
+// [4 rows, 4 weight rows · 8 lanes] buffer of partial sums, zeroed per row
+// block. An expert of at most 2 rows takes one pass. The down projection's
+// reduction (F = 8) fits one pass.
+// BLOCKED-LABEL: func.func @expert_combine
+// BLOCKED: scf.for %{{.*}} = %{{.*}} to %{{.*}} step
+// BLOCKED: %[[HIDDEN:.*]] = memref.alloc(%[[ROWS:.*]]) : memref<?x8xf32>
+// BLOCKED: %[[PARTIALS:.*]] = memref.alloc() : memref<4x4x32xf32>
+// BLOCKED: %[[FEW:.*]] = arith.cmpi ule, %[[ROWS]], %c2
+// BLOCKED: scf.parallel (%[[CHUNK:.*]]) = (%c0) to (%c4) step (%c1) {
+// BLOCKED: scf.if %[[FEW]] {
+// BLOCKED: scf.for %{{.*}} = %c0 to %c16 step %c8 iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
+// BLOCKED: } else {
+// BLOCKED: %[[PARTIAL:.*]] = memref.subview %[[PARTIALS]][%[[CHUNK]], 0, 0] [1, 4, 32] [1, 1, 1]
+// BLOCKED: scf.for %{{.*}} = %c0 to %[[ROWS]] step %c4 {
+// BLOCKED: linalg.fill ins(%{{.*}} : f32) outs(%[[PARTIAL]] :
+// The passes before the last keep their sums in the buffer.
+// BLOCKED: scf.for %[[K0:.*]] = %c0 to %c8 step %c8 {
+// BLOCKED-COUNT-8: vector.load %[[PARTIAL]]
+// BLOCKED: scf.for %{{.*}} = %[[K0]] to %{{.*}} step %c8 iter_args
+// BLOCKED-COUNT-8: vector.store %{{.*}}, %[[PARTIAL]]
+// The last pass starts from the buffer and ends in the epilogue.
+// BLOCKED: vector.load %[[PARTIAL]]
+// BLOCKED: vector.reduction <add>
+// BLOCKED: math.exp
+// BLOCKED: memref.store %{{.*}}, %[[HIDDEN]]
+// BLOCKED-NOT: memref.subview %[[PARTIALS]]
+// BLOCKED: vector.load %[[HIDDEN]]
 
 // Combine unfused: moe.expert writes its [rows, H] result; moe.combine is
 // left for moe-lower-combine.

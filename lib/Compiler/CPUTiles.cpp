@@ -1,0 +1,34 @@
+//===- CPUTiles.cpp - The expert kernels' tiling per target CPU -----------===//
+//
+// Part of the moe-mlir project.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe-mlir/Compiler/CPUTiles.h"
+
+using namespace mlir::moe;
+
+/// A register tile's weight rows, over one pass of the reduction, take
+/// about half of a 32 KiB L1 data cache; the other half holds the input
+/// rows streaming past.
+static constexpr int64_t kWeightTileBytes = 16 * 1024;
+
+CPUTileShape mlir::moe::chooseCPUTiles(const CPUFeatures &features,
+                                       const LayerConfig &config) {
+  CPUTileShape shape;
+  // Accumulators take half the vector registers, the rows loaded per step
+  // most of the rest: 4 × 4 of 32 zmm, 2 × 4 of 16 ymm.
+  if (features.avx512) {
+    shape.vectorLanes = 16;
+    shape.tileRows = 4;
+  } else {
+    shape.vectorLanes = 8;
+    shape.tileRows = 2;
+  }
+  shape.tileWeightRows = 4;
+  int64_t weightBytes = config.dtype == DataType::f32 ? 4 : 2;
+  shape.reductionBlock =
+      kWeightTileBytes / (shape.tileWeightRows * weightBytes);
+  shape.rowBlock = 32;
+  return shape;
+}

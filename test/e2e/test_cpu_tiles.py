@@ -1,0 +1,34 @@
+"""The expert kernels under other tilings than the one moe-compile picks for
+this machine (--cpu-tile): the other target's register tiles, odd tile
+sizes, and reductions cut into passes with tails, against the f64
+reference. Rows per expert run from 0 through several row blocks."""
+
+import pytest
+
+from moe_mlir.abi import Library, compile_config
+from test_conformance import cfg, check_token_counts
+
+# LANES,ROWS,WEIGHT_ROWS,REDUCTION_BLOCK,ROW_BLOCK
+TILES = [
+    "16,4,4,1024,32",  # the AVX-512 choice
+    "8,2,4,1024,32",   # the AVX2 choice
+    "8,2,4,16,4",      # passes of 16 with a tail, blocks of 4 rows
+    "8,1,2,8,3",       # one row per tile, blocks of 3 rows
+    "4,3,6,12,5",      # odd tiles, a remainder of rows in every block
+    "8,2,4,0,32",      # one pass
+]
+
+CONFIGS = [
+    (cfg("tiles_gated", 17, 100, 8, 2), [0, 1, 2, 3, 64, 257]),
+    (cfg("tiles_plain_shared", 40, 36, 8, 2, gated=False, shared_intermediate_size=50,
+         shared_expert_gate=True), [1, 5, 64]),
+    (cfg("tiles_capacity", 24, 40, 4, 2, capacity_factor=0.5), [3, 64]),
+]
+
+
+@pytest.mark.parametrize("tile", TILES)
+@pytest.mark.parametrize("config,token_counts", CONFIGS,
+                         ids=[c["name"] for c, _ in CONFIGS])
+def test_tiling_conforms(tmp_path, config, token_counts, tile):
+    so = compile_config(config, tmp_path, extra_args=[f"--cpu-tile={tile}"])
+    check_token_counts(Library(so, config["name"], config), config, token_counts)
