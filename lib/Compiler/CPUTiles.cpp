@@ -13,22 +13,21 @@ using namespace mlir::moe;
 /// rows streaming past.
 static constexpr int64_t kWeightTileBytes = 16 * 1024;
 
-CPUTileShape mlir::moe::chooseCPUTiles(const CPUFeatures &features,
-                                       const LayerConfig &config) {
-  CPUTileShape shape;
+void mlir::moe::chooseCPUTiles(const CPUFeatures &features,
+                               const LayerConfig &config,
+                               CPUPipelineOptions &options) {
   // Accumulators take half the vector registers, the rows loaded per step
   // most of the rest: 4 × 4 of 32 zmm, 2 × 4 of 16 ymm.
   if (features.avx512) {
-    shape.vectorLanes = 16;
-    shape.tileRows = 4;
+    options.vectorLanes = 16;
+    options.tileRows = 4;
   } else {
-    shape.vectorLanes = 8;
-    shape.tileRows = 2;
+    options.vectorLanes = 8;
+    options.tileRows = 2;
   }
-  shape.tileWeightRows = 4;
+  options.tileWeightRows = 4;
   int64_t weightBytes = config.dtype == DataType::f32 ? 4 : 2;
-  shape.reductionBlock =
-      kWeightTileBytes / (shape.tileWeightRows * weightBytes);
-  shape.rowBlock = 32;
-  return shape;
+  options.reductionBlock =
+      kWeightTileBytes / (options.tileWeightRows * weightBytes);
+  options.rowBlock = 32;
 }

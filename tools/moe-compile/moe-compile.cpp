@@ -343,24 +343,20 @@ int main(int argc, char **argv) {
       break;
     }
   }
-  if (!cuda && !emulateGPU) {
-    moe::CPUTileShape tiles;
-    if (!cpuTile.empty()) {
-      if (cpuTile.size() != 5)
-        return fail("--cpu-tile takes 5 numbers: LANES,ROWS,WEIGHT_ROWS,"
-                    "REDUCTION_BLOCK,ROW_BLOCK");
-      tiles = {cpuTile[0], cpuTile[1], cpuTile[2], cpuTile[3], cpuTile[4]};
-    } else {
-      std::optional<moe::CPUFeatures> features = probeCPUFeatures(scratch);
-      if (!features)
-        return fail("cannot tell what -march=" + march + " enables");
-      tiles = moe::chooseCPUTiles(*features, *config);
-    }
-    pipelineOptions.vectorLanes = tiles.vectorLanes;
-    pipelineOptions.tileRows = tiles.tileRows;
-    pipelineOptions.tileWeightRows = tiles.tileWeightRows;
-    pipelineOptions.reductionBlock = tiles.reductionBlock;
-    pipelineOptions.rowBlock = tiles.rowBlock;
+  if (!cuda && !emulateGPU && !cpuTile.empty()) {
+    if (cpuTile.size() != 5)
+      return fail("--cpu-tile takes 5 numbers: LANES,ROWS,WEIGHT_ROWS,"
+                  "REDUCTION_BLOCK,ROW_BLOCK");
+    pipelineOptions.vectorLanes = cpuTile[0];
+    pipelineOptions.tileRows = cpuTile[1];
+    pipelineOptions.tileWeightRows = cpuTile[2];
+    pipelineOptions.reductionBlock = cpuTile[3];
+    pipelineOptions.rowBlock = cpuTile[4];
+  } else if (!cuda && !emulateGPU) {
+    std::optional<moe::CPUFeatures> features = probeCPUFeatures(scratch);
+    if (!features)
+      return fail("cannot tell what -march=" + march + " enables");
+    moe::chooseCPUTiles(*features, *config, pipelineOptions);
   }
   PassManager pm(&context);
   if (cuda || emulateGPU) {

@@ -8,8 +8,7 @@
 #define MOE_COMPILER_CPUTILES_H
 
 #include "moe-mlir/Compiler/Config.h"
-
-#include <cstdint>
+#include "moe-mlir/Pipelines/Pipelines.h"
 
 namespace mlir::moe {
 
@@ -18,19 +17,10 @@ struct CPUFeatures {
   bool avx512 = false; // 32 registers of 16 f32 lanes, else 16 of 8
 };
 
-/// The register and cache tiling of the expert kernels (the
-/// moe-lower-experts options of the same names).
-struct CPUTileShape {
-  int64_t vectorLanes;
-  int64_t tileRows;
-  int64_t tileWeightRows;
-  int64_t reductionBlock;
-  int64_t rowBlock;
-};
-
-/// The tiling for `config` on a CPU with `features`.
-CPUTileShape chooseCPUTiles(const CPUFeatures &features,
-                            const LayerConfig &config);
+/// Sets the expert kernels' tiling options of `options` for `config` on a
+/// CPU with `features`.
+void chooseCPUTiles(const CPUFeatures &features, const LayerConfig &config,
+                    CPUPipelineOptions &options);
 
 } // namespace mlir::moe
 

@@ -26,24 +26,6 @@ using namespace mlir::moe;
 //===----------------------------------------------------------------------===//
 
 namespace {
-/// How the projections are cut into register tiles; moe-compile picks it
-/// for the target CPU's vector registers and caches.
-struct TileShape {
-  int64_t lanes;          // f32 lanes per vector accumulator
-  int64_t rows;           // input rows per register tile
-  int64_t weightRows;     // weight rows per register tile
-  int64_t reductionBlock; // reduction elements per pass; 0: one pass
-  int64_t rowBlock;       // input rows whose partial sums a pass keeps
-};
-
-struct ExpertKernelOptions {
-  bool fuseGather;
-  bool fuseActivation;
-  bool fuseCombine;
-  bool parallel;
-  TileShape tile;
-};
-
 /// The buffers an expert loop reads.
 struct ExpertBuffers {
   Value input;          // [T, H] data type
@@ -125,15 +107,16 @@ static constexpr int64_t kMaxColumnChunks = 64;
 /// outgrow L1 and every input row comes again from L2 or L3 for each tile
 /// of columns. An expert with no more rows than one register tile has no
 /// reuse to gain and takes one pass.
-static void forEachProductTile(Emitter &e, const TileShape &shape,
+static void forEachProductTile(Emitter &e,
+                               const MoELowerExpertsOptions &options,
                                Value numRows, int64_t numColumns,
                                int64_t columnsPerTile,
                                int64_t weightRowsPerColumn, int64_t length,
-                               bool parallel, InputRow inputRow,
+                               InputRow inputRow,
                                WeightRows weightRows, TileEpilogue epilogue) {
-  int64_t lanes = shape.lanes;
+  int64_t lanes = options.vectorLanes;
   int64_t vectorLength = length / lanes * lanes;
-  int64_t block = shape.reductionBlock / lanes * lanes;
+  int64_t block = options.reductionBlock / lanes * lanes;
   bool blocked = block > 0 && vectorLength > block;
   Type accumulatorType = dotAccumulatorType(e.builder(), lanes);
 
@@ -145,7 +128,7 @@ static void forEachProductTile(Emitter &e, const TileShape &shape,
     return std::make_pair(lhs, weightRows(e, columns));
   };
   auto onePass = [&](Emitter &e, ArrayRef<Value> columns) {
-    forEachRowTile(e, shape.rows, e.index(0), numRows,
+    forEachRowTile(e, options.tileRows, e.index(0), numRows,
                    [&](Emitter &e, ArrayRef<Value> rows) {
                      auto [lhs, rhs] = operands(e, rows, columns);
                      epilogue(e, rows, columns,
@@ -155,13 +138,13 @@ static void forEachProductTile(Emitter &e, const TileShape &shape,
   // `partial`: [rowBlock, weight rows per tile · lanes] f32.
   auto blockedPasses = [&](Emitter &e, ArrayRef<Value> columns,
                            Value partial) {
-    e.forEachStep(e.index(0), numRows, e.index(shape.rowBlock),
+    e.forEachStep(e.index(0), numRows, e.index(options.rowBlock),
                   [&](Emitter &e, Value r0) {
-      Value count = e.minIndex(e.index(shape.rowBlock), e.sub(numRows, r0));
+      Value count = e.minIndex(e.index(options.rowBlock), e.sub(numRows, r0));
       linalg::FillOp::create(e.builder(), e.location(), ValueRange{e.f32(0)},
                              ValueRange{partial});
       auto pass = [&](Emitter &e, Value k0, Value k1, bool last) {
-        forEachRowTile(e, shape.rows, r0, count,
+        forEachRowTile(e, options.tileRows, r0, count,
                        [&](Emitter &e, ArrayRef<Value> rows) {
           auto [lhs, rhs] = operands(e, rows, columns);
           auto at = [&](size_t m, size_t n) -> SmallVector<Value> {
@@ -210,7 +193,7 @@ static void forEachProductTile(Emitter &e, const TileShape &shape,
     auto mainTile = [&](Emitter &e, Value c0) {
       onePass(e, columnsFrom(e, c0, columnsPerTile));
     };
-    if (mainColumns > 0 && parallel)
+    if (mainColumns > 0 && options.parallel)
       e.parallelForEachStep(e.index(0), e.index(mainColumns),
                             e.index(columnsPerTile), mainTile);
     else if (mainColumns > 0)
@@ -228,10 +211,10 @@ static void forEachProductTile(Emitter &e, const TileShape &shape,
       std::max<int64_t>(1, llvm::divideCeil(columnTiles, tilesPerChunk));
   Value partials = f32Buffer(
       e,
-      {chunks, shape.rowBlock, columnsPerTile * weightRowsPerColumn * lanes},
+      {chunks, options.rowBlock, columnsPerTile * weightRowsPerColumn * lanes},
       {});
   Value fewRows = e.cmpi(arith::CmpIPredicate::ule, numRows,
-                         e.index(shape.rows));
+                         e.index(options.tileRows));
   auto tile = [&](Emitter &e, ArrayRef<Value> columns, Value chunk) {
     e.ifThenElse(
         fewRows, [&](Emitter &e) { onePass(e, columns); },
@@ -248,7 +231,7 @@ static void forEachProductTile(Emitter &e, const TileShape &shape,
            chunk);
     });
   };
-  if (columnTiles > 0 && parallel)
+  if (columnTiles > 0 && options.parallel)
     e.parallelForEachStep(e.index(0), e.index(chunks), e.index(1),
                           chunkTiles);
   else if (columnTiles > 0)
@@ -277,7 +260,7 @@ struct FFNWeights {
 static void buildFFN(Emitter &e, Value rows,
                      function_ref<DotRow(Emitter &, Value)> inputRow,
                      const FFNWeights &weights, Activation activation,
-                     const ExpertKernelOptions &options,
+                     const MoELowerExpertsOptions &options,
                      const DownEpilogue &epilogue) {
   bool fuseActivation = options.fuseActivation;
   auto upType = cast<MemRefType>(weights.up.getType());
@@ -298,11 +281,10 @@ static void buildFFN(Emitter &e, Value rows,
       gateWhole = f32Buffer(e, {ShapedType::kDynamic, intermediate}, rows);
   }
   // A gated tile pairs each up row with its gate row.
-  const TileShape &shape = options.tile;
-  int64_t columnsPerTile = gated ? shape.weightRows / 2 : shape.weightRows;
+  int64_t columnsPerTile = gated ? options.tileWeightRows / 2 : options.tileWeightRows;
   forEachProductTile(
-      e, shape, rows, intermediate, columnsPerTile, gated ? 2 : 1, hidden,
-      options.parallel, inputRow,
+      e, options, rows, intermediate, columnsPerTile, gated ? 2 : 1, hidden,
+      inputRow,
       [&](Emitter &e, ArrayRef<Value> columns) {
         SmallVector<DotRow> rhs;
         for (Value f : columns)
@@ -348,8 +330,7 @@ static void buildFFN(Emitter &e, Value rows,
   }
 
   forEachProductTile(
-      e, shape, rows, hidden, shape.weightRows, 1, intermediate,
-      options.parallel,
+      e, options, rows, hidden, options.tileWeightRows, 1, intermediate,
       [&](Emitter &, Value i) -> DotRow { return {activated, {i}}; },
       [&](Emitter &, ArrayRef<Value> columns) {
         SmallVector<DotRow> rhs;
@@ -370,7 +351,7 @@ static void buildFFN(Emitter &e, Value rows,
 /// otherwise the segment's rows are first copied out. The epilogue gets
 /// plan rows.
 static void buildExpertLoop(Emitter &e, const ExpertBuffers &buffers,
-                            const ExpertKernelOptions &options,
+                            const MoELowerExpertsOptions &options,
                             const DownEpilogue &epilogue) {
   auto upType = cast<MemRefType>(buffers.up.getType());
   int64_t numExperts = upType.getDimSize(0);
@@ -450,7 +431,7 @@ static Value sharedOutputBuffer(CombineOp op, RankedTensorType type) {
 namespace {
 /// moe.expert alone: every plan row's FFN output, written into its row.
 struct LowerExpert : OpRewritePattern<ExpertOp> {
-  LowerExpert(MLIRContext *context, ExpertKernelOptions options)
+  LowerExpert(MLIRContext *context, MoELowerExpertsOptions options)
       : OpRewritePattern(context), options(options) {}
 
   LogicalResult matchAndRewrite(ExpertOp op,
@@ -474,7 +455,7 @@ struct LowerExpert : OpRewritePattern<ExpertOp> {
     return success();
   }
 
-  ExpertKernelOptions options;
+  MoELowerExpertsOptions options;
 };
 
 /// moe.combine of a moe.expert: the down projection's epilogue scales each
@@ -482,7 +463,7 @@ struct LowerExpert : OpRewritePattern<ExpertOp> {
 /// output, so no `[rows, H]` expert output exists. Experts run in order, so
 /// the sum is deterministic.
 struct LowerExpertCombine : OpRewritePattern<CombineOp> {
-  LowerExpertCombine(MLIRContext *context, ExpertKernelOptions options)
+  LowerExpertCombine(MLIRContext *context, MoELowerExpertsOptions options)
       : OpRewritePattern(context), options(options) {}
 
   LogicalResult matchAndRewrite(CombineOp op,
@@ -545,7 +526,7 @@ struct LowerExpertCombine : OpRewritePattern<CombineOp> {
     return success();
   }
 
-  ExpertKernelOptions options;
+  MoELowerExpertsOptions options;
 };
 
 //===----------------------------------------------------------------------===//
@@ -555,7 +536,7 @@ struct LowerExpertCombine : OpRewritePattern<CombineOp> {
 /// The dense FFN of every token, with the routed experts' kernels; with an
 /// expert gate each output row is scaled by sigmoid(x_t · gate).
 struct LowerSharedExpert : OpRewritePattern<SharedExpertOp> {
-  LowerSharedExpert(MLIRContext *context, ExpertKernelOptions options)
+  LowerSharedExpert(MLIRContext *context, MoELowerExpertsOptions options)
       : OpRewritePattern(context), options(options) {}
 
   LogicalResult matchAndRewrite(SharedExpertOp op,
@@ -605,7 +586,7 @@ struct LowerSharedExpert : OpRewritePattern<SharedExpertOp> {
     return success();
   }
 
-  ExpertKernelOptions options;
+  MoELowerExpertsOptions options;
 };
 
 struct MoELowerExpertsPass
@@ -620,10 +601,9 @@ struct MoELowerExpertsPass
              "be positive, tile-weight-rows even, reduction-block >= 0";
       return signalPassFailure();
     }
-    TileShape tile{vectorLanes, tileRows, tileWeightRows, reductionBlock,
-                   rowBlock};
-    ExpertKernelOptions options{fuseGather, fuseActivation, fuseCombine,
-                                parallel, tile};
+    MoELowerExpertsOptions options{
+        fuseGather, fuseActivation, fuseCombine,    parallel, vectorLanes,
+        tileRows,   tileWeightRows, reductionBlock, rowBlock};
     LogicalResult result =
         fuseCombine ? applyLowering<LowerExpertCombine, LowerExpert,
                                     LowerSharedExpert>(getOperation(), options)
