@@ -259,7 +259,7 @@ struct LowerExpertToKernels : KernelPattern<ExpertOp> {
     Value slots = e.readBuffer(op.getSlots());
     Value offsets = e.readBuffer(op.getOffsets());
     FFNWeights weights{
-        op.getGateProj() ? e.readBuffer(op.getGateProj()) : Value(),
+        e.readOptionalBuffer(op.getGateProj()),
         e.readBuffer(op.getUpProj()), e.readBuffer(op.getDownProj())};
     int64_t numExperts =
         cast<MemRefType>(weights.up.getType()).getDimSize(0);
@@ -329,14 +329,8 @@ struct LowerSharedExpertToKernels : KernelPattern<SharedExpertOp> {
                                    rewriter.getF32Type(), numTokens);
       kernels.launchForEach(
           "shared_scale", numTokens, [&](Emitter &e, Value token) {
-            Value logit = e.forEachCarrying(
-                e.index(0), e.index(hidden), ValueRange{e.f32(0)},
-                [&](Emitter &e, Value h,
-                    ValueRange acc) -> SmallVector<Value> {
-                  return {e.multiplyAdd(acc[0], e.load(input, {token, h}),
-                                        e.load(gate, h))};
-                })[0];
-            e.store(e.sigmoid(logit), scale, token);
+            e.store(sharedExpertScale(e, input, gate, token, hidden), scale,
+                    token);
           });
     }
 
@@ -352,7 +346,7 @@ struct LowerSharedExpertToKernels : KernelPattern<SharedExpertOp> {
                       e.index(-1));
     };
     FFNWeights weights{
-        op.getGateProj() ? e.readBuffer(op.getGateProj()) : Value(),
+        e.readOptionalBuffer(op.getGateProj()),
         e.readBuffer(op.getUpProj()), e.readBuffer(op.getDownProj())};
     buildFFNKernels(
         kernels, "shared", input, rows, weights, op.getActivation(),
@@ -378,7 +372,7 @@ struct LowerCombineToKernels : KernelPattern<CombineOp> {
     Value rows = e.readBuffer(op.getExpertOutput());
     Value slotRows = e.readBuffer(op.getSlotRows());
     Value weights = e.readBuffer(op.getWeights());
-    Value shared = op.getShared() ? e.readBuffer(op.getShared()) : Value();
+    Value shared = e.readOptionalBuffer(op.getShared());
     Value numTokens = memref::DimOp::create(rewriter, op.getLoc(), slotRows, 0);
     Value slotsPerToken =
         memref::DimOp::create(rewriter, op.getLoc(), slotRows, 1);

@@ -82,7 +82,7 @@ struct LowerGateToKernels : KernelPattern<GateOp> {
     Value input = e.readBuffer(op.getInput());
     Value router = e.readBuffer(op.getRouter());
     Value routerBias =
-        op.getRouterBias() ? e.readBuffer(op.getRouterBias()) : Value();
+        e.readOptionalBuffer(op.getRouterBias());
     Value numTokens = memref::DimOp::create(rewriter, op.getLoc(), input, 0);
     Value experts = e.index(numExperts);
 
@@ -219,7 +219,7 @@ struct LowerRefineToKernels : KernelPattern<RefineOp> {
     Value input = e.readBuffer(op.getInput());
     Value router = e.readBuffer(op.getRouter());
     Value routerBias =
-        op.getRouterBias() ? e.readBuffer(op.getRouterBias()) : Value();
+        e.readOptionalBuffer(op.getRouterBias());
     RefineBuffers buffers;
     buffers.parentIds = e.readBuffer(op.getParentIds());
     buffers.parentWeights = e.readBuffer(op.getParentWeights());

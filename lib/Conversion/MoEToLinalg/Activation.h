@@ -1,4 +1,4 @@
-//===- Activation.h - The expert FFNs' activations -----------*- C++ -*-===//
+//===- Activation.h - The expert FFNs' activations and gate ---*- C++ -*-===//
 //
 // Part of the moe-mlir project.
 //
@@ -43,6 +43,19 @@ inline Value applyActivation(Emitter &e, Activation activation, Value v) {
     return arith::MaximumFOp::create(b, loc, v, e.f32(0));
   }
   llvm_unreachable("unknown activation");
+}
+
+/// The shared expert's scale for `token`: sigmoid(input[token] · gate) over
+/// the `hidden` elements of the row, in f32.
+inline Value sharedExpertScale(Emitter &e, Value input, Value gate,
+                               Value token, int64_t hidden) {
+  Value logit = e.forEachCarrying(
+      e.index(0), e.index(hidden), ValueRange{e.f32(0)},
+      [&](Emitter &e, Value h, ValueRange acc) -> SmallVector<Value> {
+        return {e.multiplyAdd(acc[0], e.load(input, {token, h}),
+                              e.load(gate, h))};
+      })[0];
+  return e.sigmoid(logit);
 }
 
 } // namespace mlir::moe

@@ -217,6 +217,10 @@ public:
         b, loc, MemRefType::get(type.getShape(), type.getElementType()),
         tensor, /*read_only=*/true);
   }
+  /// readBuffer of an optional operand; null when it is absent.
+  Value readOptionalBuffer(Value tensor) {
+    return tensor ? readBuffer(tensor) : Value();
+  }
   /// Hands a buffer this lowering filled back to tensor code.
   Value asTensor(Value buffer, Type tensorType) {
     return bufferization::ToTensorOp::create(b, loc, tensorType, buffer,

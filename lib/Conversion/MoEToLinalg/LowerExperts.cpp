@@ -11,7 +11,6 @@
 #include "moe-mlir/Conversion/Passes.h"
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
 
-#include "mlir/Dialect/Math/IR/Math.h"
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOELOWEREXPERTS
@@ -403,7 +402,7 @@ static ExpertBuffers readExpertBuffers(Emitter &e, ExpertOp op) {
   buffers.input = e.readBuffer(op.getInput());
   buffers.slots = e.readBuffer(op.getSlots());
   buffers.offsets = e.readBuffer(op.getOffsets());
-  buffers.gate = op.getGateProj() ? e.readBuffer(op.getGateProj()) : Value();
+  buffers.gate = e.readOptionalBuffer(op.getGateProj());
   buffers.up = e.readBuffer(op.getUpProj());
   buffers.down = e.readBuffer(op.getDownProj());
   buffers.slotsPerToken = op.getSlotsPerToken();
@@ -557,18 +556,12 @@ struct LowerSharedExpert : OpRewritePattern<SharedExpertOp> {
       Value gate = e.readBuffer(expertGate);
       scale = f32Buffer(e, {ShapedType::kDynamic}, numTokens);
       e.forEach(e.index(0), numTokens, [&](Emitter &e, Value token) {
-        Value logit = e.forEachCarrying(
-            e.index(0), e.index(hidden), ValueRange{e.f32(0)},
-            [&](Emitter &e, Value h, ValueRange acc) -> SmallVector<Value> {
-              return {e.multiplyAdd(acc[0], e.load(input, {token, h}),
-                                    e.load(gate, h))};
-            })[0];
-        e.store(e.sigmoid(logit), scale, token);
+        e.store(sharedExpertScale(e, input, gate, token, hidden), scale,
+                token);
       });
     }
 
-    FFNWeights weights{op.getGateProj() ? e.readBuffer(op.getGateProj())
-                                        : Value(),
+    FFNWeights weights{e.readOptionalBuffer(op.getGateProj()),
                        e.readBuffer(op.getUpProj()),
                        e.readBuffer(op.getDownProj()),
                        {}};

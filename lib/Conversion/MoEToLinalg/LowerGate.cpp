@@ -34,7 +34,7 @@ struct ScoreOperands {
 template <typename OpTy>
 static ScoreOperands readScoreOperands(Emitter &e, OpTy op) {
   return {e.readBuffer(op.getInput()), e.readBuffer(op.getRouter()),
-          op.getRouterBias() ? e.readBuffer(op.getRouterBias()) : Value()};
+          e.readOptionalBuffer(op.getRouterBias())};
 }
 
 /// Scores of tokens `[first, first + count)` into rows `[0, count)` of
