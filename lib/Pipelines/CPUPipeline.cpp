@@ -48,6 +48,8 @@ void moe::buildCPUPipeline(OpPassManager &pm,
   experts.tileWeightRows = options.tileWeightRows;
   experts.reductionBlock = options.reductionBlock;
   experts.rowBlock = options.rowBlock;
+  experts.broadcastWeightRows = options.broadcastWeightRows;
+  experts.broadcastMinRows = options.broadcastMinRows;
   pm.addPass(moe::createMoELowerExperts(experts));
   pm.addPass(moe::createMoELowerCombine());
   pm.addPass(createCanonicalizerPass());

@@ -1,21 +1,23 @@
 """The expert kernels under other tilings than the one moe-compile picks for
 this machine (--cpu-tile): the other target's register tiles, odd tile
-sizes, and reductions cut into passes with tails, against the f64
-reference. Rows per expert run from 0 through several row blocks."""
+sizes, reductions cut into passes with tails, and outer-product tiles from
+one row on or not at all, against the f64 reference. Rows per expert run
+from 0 through several row blocks."""
 
 import pytest
 
 from moe_mlir.abi import Library, compile_config
 from test_conformance import cfg, check_token_counts
 
-# LANES,ROWS,WEIGHT_ROWS,REDUCTION_BLOCK,ROW_BLOCK
+# LANES,ROWS,WEIGHT_ROWS,REDUCTION_BLOCK,ROW_BLOCK,BROADCAST_WEIGHT_ROWS,
+# BROADCAST_MIN_ROWS
 TILES = [
-    "16,4,4,1024,32",  # the AVX-512 choice
-    "8,2,4,1024,32",   # the AVX2 choice
-    "8,2,4,16,4",      # passes of 16 with a tail, blocks of 4 rows
-    "8,1,2,8,3",       # one row per tile, blocks of 3 rows
-    "4,3,6,12,5",      # odd tiles, a remainder of rows in every block
-    "8,2,4,0,32",      # one pass
+    "16,4,4,1024,32,12,32",  # the AVX-512 choice
+    "8,2,4,1024,32,6,16",    # the AVX2 choice
+    "8,2,4,16,4,0,1",        # passes of 16 with a tail, blocks of 4 rows
+    "8,1,2,8,3,2,1",         # one row per tile; outer products from one row
+    "4,3,6,12,5,4,5",        # odd tiles, a remainder of rows in every block
+    "8,2,4,0,32,0,1",        # one pass of dot products only
 ]
 
 CONFIGS = [

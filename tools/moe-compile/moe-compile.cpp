@@ -4,7 +4,8 @@
 //
 // moe-compile CONFIG.json -o DIR [--emit=mlir|llvm|obj|ptx]
 //             [--print-pipeline] [--march=CPU] [--emulate-gpu]
-//             [--cpu-tile=LANES,ROWS,WEIGHT_ROWS,REDUCTION_BLOCK,ROW_BLOCK]
+//             [--cpu-tile=LANES,ROWS,WEIGHT_ROWS,REDUCTION_BLOCK,ROW_BLOCK,
+//                         BROADCAST_WEIGHT_ROWS,BROADCAST_MIN_ROWS]
 //             [--disable-fusion=gate,gather,activation,combine]
 //             [--sanitize=address,undefined,thread]
 //
@@ -77,7 +78,8 @@ static cl::list<int64_t> cpuTile(
     "cpu-tile", cl::CommaSeparated,
     cl::desc("The expert kernels' tiling in place of the one chosen for "
              "-march, for tuning: LANES,ROWS,WEIGHT_ROWS,REDUCTION_BLOCK,"
-             "ROW_BLOCK (see moe-lower-experts)"));
+             "ROW_BLOCK,BROADCAST_WEIGHT_ROWS,BROADCAST_MIN_ROWS (see "
+             "moe-lower-experts)"));
 static cl::opt<bool> emulateGPU(
     "emulate-gpu",
     cl::desc("Build the CUDA target's kernels for this CPU instead (each "
@@ -344,14 +346,17 @@ int main(int argc, char **argv) {
     }
   }
   if (!cuda && !emulateGPU && !cpuTile.empty()) {
-    if (cpuTile.size() != 5)
-      return fail("--cpu-tile takes 5 numbers: LANES,ROWS,WEIGHT_ROWS,"
-                  "REDUCTION_BLOCK,ROW_BLOCK");
+    if (cpuTile.size() != 7)
+      return fail("--cpu-tile takes 7 numbers: LANES,ROWS,WEIGHT_ROWS,"
+                  "REDUCTION_BLOCK,ROW_BLOCK,BROADCAST_WEIGHT_ROWS,"
+                  "BROADCAST_MIN_ROWS");
     pipelineOptions.vectorLanes = cpuTile[0];
     pipelineOptions.tileRows = cpuTile[1];
     pipelineOptions.tileWeightRows = cpuTile[2];
     pipelineOptions.reductionBlock = cpuTile[3];
     pipelineOptions.rowBlock = cpuTile[4];
+    pipelineOptions.broadcastWeightRows = cpuTile[5];
+    pipelineOptions.broadcastMinRows = cpuTile[6];
   } else if (!cuda && !emulateGPU) {
     std::optional<moe::CPUFeatures> features = probeCPUFeatures(scratch);
     if (!features)

@@ -88,8 +88,17 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
     With `reduction-block` > 0, a longer reduction is cut into passes over
     blocks of `row-block` input rows, the accumulators kept on the stack
     between passes, so that a tile's weight rows stay in L1 while the
-    block's input rows stream past them. `moe-compile` picks these for the
-    target CPU. Three fusions, each with a flag:
+    block's input rows stream past them.
+
+    With `broadcast-weight-rows` > 0, an expert with at least
+    `broadcast-min-rows` rows takes outer-product tiles instead: its input
+    rows are transposed once into `[k, rows]` f32 (padded with zero rows to
+    a multiple of `vector-lanes`), shared by every column tile, and a tile
+    broadcasts one element of each of `broadcast-weight-rows` weight rows
+    across two vectors of input rows (one for the last rows), so that each
+    lane accumulates one row's sum and no horizontal sum is needed. Fewer
+    rows (decode) keep the dot products, which waste no lanes.
+    `moe-compile` picks all of these for the target CPU. Three fusions, each with a flag:
 
     * `fuse-gather`: the gate and up projections read their input rows
       through the plan (`x[slots[r] / K]`), so no permuted copy of `x`
@@ -135,7 +144,13 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
     Option<"reductionBlock", "reduction-block", "int64_t", /*default=*/"0",
            "Reduction elements per pass over a block of rows; 0: one pass">,
     Option<"rowBlock", "row-block", "int64_t", /*default=*/"64",
-           "Input rows whose partial sums one reduction pass keeps">
+           "Input rows whose partial sums one reduction pass keeps">,
+    Option<"broadcastWeightRows", "broadcast-weight-rows", "int64_t",
+           /*default=*/"0",
+           "Weight rows per outer-product tile (even); 0: dot products only">,
+    Option<"broadcastMinRows", "broadcast-min-rows", "int64_t",
+           /*default=*/"16",
+           "Rows from which an expert's projections take outer-product tiles">
   ];
 }
 

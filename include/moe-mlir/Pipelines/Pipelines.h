@@ -48,6 +48,15 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
       *this, "row-block",
       llvm::cl::desc("Input rows whose partial sums a pass keeps"),
       llvm::cl::init(64)};
+  Option<int64_t> broadcastWeightRows{
+      *this, "broadcast-weight-rows",
+      llvm::cl::desc("Weight rows per outer-product tile (0: dot products "
+                     "only)"),
+      llvm::cl::init(0)};
+  Option<int64_t> broadcastMinRows{
+      *this, "broadcast-min-rows",
+      llvm::cl::desc("Rows from which an expert takes outer-product tiles"),
+      llvm::cl::init(16)};
 };
 
 /// moe.layer (and any stage op) down to the LLVM dialect for the host CPU:

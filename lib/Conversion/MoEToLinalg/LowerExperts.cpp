@@ -5,7 +5,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "Activation.h"
-#include "DotTile.h"
+#include "BroadcastTile.h"
 #include "Emitter.h"
 
 #include "moe-mlir/Conversion/Passes.h"
@@ -92,6 +92,107 @@ static void forEachRowTile(Emitter &e, int64_t tileRows, Value first,
 /// with its own buffer of partial sums.
 static constexpr int64_t kMaxColumnChunks = 64;
 
+/// `count` consecutive columns from `first`.
+static SmallVector<Value> columnsFrom(Emitter &e, Value first, int64_t count) {
+  SmallVector<Value> columns;
+  for (int64_t n = 0; n < count; ++n)
+    columns.push_back(e.add(first, e.index(n)));
+  return columns;
+}
+
+/// Calls `tile` on the columns [0, numColumns) in tiles of `columnsPerTile`,
+/// split across threads with `parallel`, then on each remaining column
+/// alone.
+static void forEachColumnTile(
+    Emitter &e, bool parallel, int64_t numColumns, int64_t columnsPerTile,
+    function_ref<void(Emitter &, ArrayRef<Value>)> tile) {
+  int64_t mainColumns = numColumns / columnsPerTile * columnsPerTile;
+  auto mainTile = [&](Emitter &e, Value c0) {
+    tile(e, columnsFrom(e, c0, columnsPerTile));
+  };
+  if (mainColumns > 0 && parallel)
+    e.parallelForEachStep(e.index(0), e.index(mainColumns),
+                          e.index(columnsPerTile), mainTile);
+  else if (mainColumns > 0)
+    e.forEachStep(e.index(0), e.index(mainColumns), e.index(columnsPerTile),
+                  mainTile);
+  if (mainColumns < numColumns)
+    e.forEach(e.index(mainColumns), e.index(numColumns),
+              [&](Emitter &e, Value column) { tile(e, {column}); });
+}
+
+/// The input rows [0, numRows) transposed into `[length, paddedRows]` f32,
+/// rows [numRows, paddedRows) zero.
+static Value transposeInput(Emitter &e, Value numRows, Value paddedRows,
+                            int64_t length, InputRow inputRow) {
+  Value transposed = f32Buffer(e, {length, ShapedType::kDynamic}, paddedRows);
+  e.forEach(e.index(0), paddedRows, [&](Emitter &e, Value i) {
+    Value real = e.cmpi(arith::CmpIPredicate::ult, i, numRows);
+    DotRow row = inputRow(e, e.select(real, i, e.index(0)));
+    e.forEach(e.index(0), e.index(length), [&](Emitter &e, Value k) {
+      SmallVector<Value> indices(row.prefix);
+      indices.push_back(k);
+      Value value = e.toF32(e.load(row.buffer, indices));
+      e.store(e.select(real, value, e.f32(0)), transposed, {k, i});
+    });
+  });
+  return transposed;
+}
+
+/// The products of `numRows` input rows with the weight rows of
+/// `numColumns` output columns in outer-product tiles (BroadcastTile.h):
+/// `options.broadcastWeightRows` weight rows by two vectors of rows, one
+/// vector for the last rows. Column tiles are split across threads as in
+/// the dot-product form; the transposed input is shared by all of them.
+static void forEachBroadcastTile(Emitter &e,
+                                 const MoELowerExpertsOptions &options,
+                                 Value numRows, int64_t numColumns,
+                                 int64_t weightRowsPerColumn, int64_t length,
+                                 InputRow inputRow, WeightRows weightRows,
+                                 TileEpilogue epilogue) {
+  int64_t lanes = options.vectorLanes;
+  Value lanesValue = e.index(lanes);
+  Value paddedRows = e.mul(
+      arith::CeilDivUIOp::create(e.builder(), e.location(), numRows,
+                                 lanesValue),
+      lanesValue);
+  Value transposed =
+      transposeInput(e, numRows, paddedRows, length, inputRow);
+
+  auto tile = [&](Emitter &e, ArrayRef<Value> columns) {
+    SmallVector<DotRow> weights = weightRows(e, columns);
+    auto rowTile = [&](Emitter &e, Value first, int64_t vectors) {
+      SmallVector<Value> sums = emitBroadcastTile(e, transposed, first, vectors,
+                                                  weights, length, lanes);
+      for (int64_t v = 0; v < vectors; ++v) {
+        Value base = e.add(first, e.index(v * lanes));
+        e.forEach(e.index(0), lanesValue, [&](Emitter &e, Value lane) {
+          Value row = e.add(base, lane);
+          e.ifThen(e.cmpi(arith::CmpIPredicate::ult, row, numRows),
+                   [&](Emitter &e) {
+            SmallVector<Value> rowSums;
+            for (size_t n = 0; n < weights.size(); ++n)
+              rowSums.push_back(vector::ExtractOp::create(
+                  e.builder(), e.location(), sums[n * vectors + v],
+                  ArrayRef<OpFoldResult>{lane}));
+            epilogue(e, {row}, columns, rowSums);
+          });
+        });
+      }
+    };
+    Value pairStep = e.index(2 * lanes);
+    Value pairedRows = e.mul(
+        arith::DivUIOp::create(e.builder(), e.location(), paddedRows, pairStep),
+        pairStep);
+    e.forEachStep(e.index(0), pairedRows, pairStep,
+                  [&](Emitter &e, Value first) { rowTile(e, first, 2); });
+    e.ifThen(e.cmpi(arith::CmpIPredicate::ult, pairedRows, paddedRows),
+             [&](Emitter &e) { rowTile(e, pairedRows, 1); });
+  };
+  forEachColumnTile(e, options.parallel, numColumns,
+                    options.broadcastWeightRows / weightRowsPerColumn, tile);
+}
+
 /// The products of `numRows` input rows with the weight rows of
 /// `numColumns` output columns over a reduction of `length`, in register
 /// tiles of `columnsPerTile` columns (`weightRowsPerColumn` weight rows
@@ -106,13 +207,11 @@ static constexpr int64_t kMaxColumnChunks = 64;
 /// outgrow L1 and every input row comes again from L2 or L3 for each tile
 /// of columns. An expert with no more rows than one register tile has no
 /// reuse to gain and takes one pass.
-static void forEachProductTile(Emitter &e,
-                               const MoELowerExpertsOptions &options,
-                               Value numRows, int64_t numColumns,
-                               int64_t columnsPerTile,
-                               int64_t weightRowsPerColumn, int64_t length,
-                               InputRow inputRow,
-                               WeightRows weightRows, TileEpilogue epilogue) {
+static void forEachDotTile(Emitter &e, const MoELowerExpertsOptions &options,
+                           Value numRows, int64_t numColumns,
+                           int64_t columnsPerTile, int64_t weightRowsPerColumn,
+                           int64_t length, InputRow inputRow,
+                           WeightRows weightRows, TileEpilogue epilogue) {
   int64_t lanes = options.vectorLanes;
   int64_t vectorLength = length / lanes * lanes;
   int64_t block = options.reductionBlock / lanes * lanes;
@@ -179,30 +278,12 @@ static void forEachProductTile(Emitter &e,
       pass(e, e.index(lastBegin), e.index(vectorLength), true);
     });
   };
-  auto columnsFrom = [&](Emitter &e, Value first, int64_t count) {
-    SmallVector<Value> columns;
-    for (int64_t n = 0; n < count; ++n)
-      columns.push_back(e.add(first, e.index(n)));
-    return columns;
-  };
+  if (!blocked)
+    return forEachColumnTile(e, options.parallel, numColumns, columnsPerTile,
+                             onePass);
 
   int64_t columnTiles = numColumns / columnsPerTile;
   int64_t mainColumns = columnTiles * columnsPerTile;
-  if (!blocked) {
-    auto mainTile = [&](Emitter &e, Value c0) {
-      onePass(e, columnsFrom(e, c0, columnsPerTile));
-    };
-    if (mainColumns > 0 && options.parallel)
-      e.parallelForEachStep(e.index(0), e.index(mainColumns),
-                            e.index(columnsPerTile), mainTile);
-    else if (mainColumns > 0)
-      e.forEachStep(e.index(0), e.index(mainColumns),
-                    e.index(columnsPerTile), mainTile);
-    if (mainColumns < numColumns)
-      e.forEach(e.index(mainColumns), e.index(numColumns),
-                [&](Emitter &e, Value column) { onePass(e, {column}); });
-    return;
-  }
 
   int64_t tilesPerChunk =
       std::max<int64_t>(1, llvm::divideCeil(columnTiles, kMaxColumnChunks));
@@ -238,6 +319,34 @@ static void forEachProductTile(Emitter &e,
   if (mainColumns < numColumns)
     e.forEach(e.index(mainColumns), e.index(numColumns),
               [&](Emitter &e, Value column) { tile(e, {column}, e.index(0)); });
+}
+
+/// The products of a projection: outer-product tiles for an expert of at
+/// least `options.broadcastMinRows` rows, where moving its input pays for
+/// itself; dot-product tiles otherwise, or when `broadcastWeightRows` is 0.
+static void forEachProductTile(Emitter &e,
+                               const MoELowerExpertsOptions &options,
+                               Value numRows, int64_t numColumns,
+                               int64_t columnsPerTile,
+                               int64_t weightRowsPerColumn, int64_t length,
+                               InputRow inputRow, WeightRows weightRows,
+                               TileEpilogue epilogue) {
+  auto dotTiles = [&](Emitter &e) {
+    forEachDotTile(e, options, numRows, numColumns, columnsPerTile,
+                   weightRowsPerColumn, length, inputRow, weightRows,
+                   epilogue);
+  };
+  if (options.broadcastWeightRows == 0)
+    return dotTiles(e);
+  e.ifThenElse(
+      e.cmpi(arith::CmpIPredicate::uge, numRows,
+             e.index(options.broadcastMinRows)),
+      [&](Emitter &e) {
+        forEachBroadcastTile(e, options, numRows, numColumns,
+                             weightRowsPerColumn, length, inputRow, weightRows,
+                             epilogue);
+      },
+      dotTiles);
 }
 
 namespace {
@@ -588,15 +697,19 @@ struct MoELowerExpertsPass
 
   void runOnOperation() override {
     if (vectorLanes < 1 || tileRows < 1 || tileWeightRows < 2 ||
-        tileWeightRows % 2 != 0 || reductionBlock < 0 || rowBlock < 1) {
+        tileWeightRows % 2 != 0 || reductionBlock < 0 || rowBlock < 1 ||
+        broadcastWeightRows < 0 || broadcastWeightRows % 2 != 0 ||
+        broadcastMinRows < 1) {
       getOperation()->emitError()
-          << "moe-lower-experts: vector-lanes, tile-rows and row-block must "
-             "be positive, tile-weight-rows even, reduction-block >= 0";
+          << "moe-lower-experts: vector-lanes, tile-rows, row-block and "
+             "broadcast-min-rows must be positive, tile-weight-rows even, "
+             "broadcast-weight-rows even and >= 0, reduction-block >= 0";
       return signalPassFailure();
     }
     MoELowerExpertsOptions options{
-        fuseGather, fuseActivation, fuseCombine,    parallel, vectorLanes,
-        tileRows,   tileWeightRows, reductionBlock, rowBlock};
+        fuseGather,     fuseActivation, fuseCombine,         parallel,
+        vectorLanes,    tileRows,       tileWeightRows,      reductionBlock,
+        rowBlock,       broadcastWeightRows, broadcastMinRows};
     LogicalResult result =
         fuseCombine ? applyLowering<LowerExpertCombine, LowerExpert,
                                     LowerSharedExpert>(getOperation(), options)

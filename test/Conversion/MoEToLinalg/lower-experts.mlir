@@ -4,9 +4,12 @@
 // RUN: moe-opt %s -split-input-file -moe-lower-experts=fuse-gather=false | FileCheck %s --check-prefix=UNFUSED-GATHER
 // RUN: moe-opt %s -split-input-file -moe-lower-experts=parallel=false | FileCheck %s --check-prefix=SERIAL
 // RUN: moe-opt %s -split-input-file -moe-lower-experts="vector-lanes=8 tile-rows=2 reduction-block=8 row-block=4" | FileCheck %s --check-prefix=BLOCKED
+// RUN: moe-opt %s -split-input-file -moe-lower-experts="vector-lanes=8 broadcast-weight-rows=4 broadcast-min-rows=8" | FileCheck %s --check-prefix=BROADCAST
 // RUN: not moe-opt %s -split-input-file -moe-lower-experts=tile-weight-rows=3 2>&1 | FileCheck %s --check-prefix=BAD-TILE
+// RUN: not moe-opt %s -split-input-file -moe-lower-experts=broadcast-weight-rows=3 2>&1 | FileCheck %s --check-prefix=BAD-TILE
+// RUN: not moe-opt %s -split-input-file -moe-lower-experts=broadcast-min-rows=0 2>&1 | FileCheck %s --check-prefix=BAD-TILE
 
-// BAD-TILE: error: moe-lower-experts: vector-lanes, tile-rows and row-block must be positive, tile-weight-rows even, reduction-block >= 0
+// BAD-TILE: error: moe-lower-experts: vector-lanes, tile-rows, row-block and broadcast-min-rows must be positive, tile-weight-rows even, broadcast-weight-rows even and >= 0, reduction-block >= 0
 
 // Without `parallel` every loop is sequential.
 // SERIAL-NOT: scf.parallel
@@ -91,6 +94,47 @@
 
 // Combine unfused: moe.expert writes its [rows, H] result; moe.combine is
 // left for moe-lower-combine.
+// Outer-product tiles from 8 rows on: the expert's input rows are
+// transposed into [H, rows rounded up to 8] f32 (padding rows zero), shared
+// by every column tile; a tile of 2 up + 2 gate weight rows broadcasts one
+// element of each across two vectors of rows (8 accumulators), then one
+// vector for the last rows. Each lane is one row's sum, so the epilogue
+// takes lanes one row at a time and skips the padding. Fewer rows take the
+// dot products. The down projection transposes the hidden block the same
+// way and adds into the token outputs.
+// BROADCAST-LABEL: func.func @expert_combine
+// BROADCAST: %[[OUT:.*]] = memref.alloc(%{{.*}}) : memref<?x16xf32>
+// BROADCAST: %[[HIDDEN:.*]] = memref.alloc(%[[ROWS:.*]]) : memref<?x8xf32>
+// BROADCAST: %[[MANY:.*]] = arith.cmpi uge, %[[ROWS]], %c8
+// BROADCAST: scf.if %[[MANY]] {
+// BROADCAST: %[[PADDED:.*]] = arith.muli %{{.*}}, %c8
+// BROADCAST: %[[INPUT:.*]] = memref.alloc(%[[PADDED]]) : memref<16x?xf32>
+// BROADCAST: arith.select %{{.*}}, %{{.*}}, %cst{{.*}} : f32
+// BROADCAST: memref.store %{{.*}}, %[[INPUT]][%{{.*}}, %{{.*}}] : memref<16x?xf32>
+// BROADCAST: scf.parallel (%[[COLUMN:.*]]) = (%c0) to (%c8) step (%c2) {
+// BROADCAST: scf.for %{{.*}} = %c0 to %{{.*}} step %c16 {
+// BROADCAST: scf.for %[[K:.*]] = %c0 to %c16 step %c1 iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
+// BROADCAST-COUNT-2: vector.load %[[INPUT]][%[[K]], %{{.*}}] : memref<16x?xf32>, vector<8xf32>
+// BROADCAST: memref.load %{{.*}}[%{{.*}}, %[[COLUMN]], %[[K]]] : memref<4x8x16xbf16>
+// BROADCAST: vector.broadcast %{{.*}} : f32 to vector<8xf32>
+// BROADCAST-COUNT-2: vector.fma
+// BROADCAST: scf.for %[[LANE:.*]] = %c0 to %c8 step %c1 {
+// BROADCAST: %[[ROW:.*]] = arith.addi %{{.*}}, %[[LANE]]
+// BROADCAST: arith.cmpi ult, %[[ROW]], %[[ROWS]]
+// BROADCAST: vector.extract %{{.*}}[%[[LANE]]] : f32 from vector<8xf32>
+// BROADCAST: math.exp
+// BROADCAST: memref.store %{{.*}}, %[[HIDDEN]][%[[ROW]], %[[COLUMN]]]
+// BROADCAST: scf.for %{{.*}} = %c0 to %c16 step %c1 iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>) {
+// BROADCAST: } else {
+// BROADCAST: vector.reduction <add>
+// BROADCAST: %[[HIDDENT:.*]] = memref.alloc(%{{.*}}) : memref<8x?xf32>
+// BROADCAST: memref.load %[[HIDDEN]]
+// BROADCAST: scf.parallel (%{{.*}}) = (%c0) to (%c16) step (%c4) {
+// BROADCAST: vector.load %[[HIDDENT]]
+// BROADCAST: memref.load %[[OUT]]
+// BROADCAST: } else {
+// BROADCAST: vector.reduction <add>
+
 // UNFUSED-COMBINE-LABEL: func.func @expert_combine
 // UNFUSED-COMBINE: %[[ROWS_BUF:.*]] = memref.alloc(%{{.*}}) : memref<?x16xf32>
 // UNFUSED-COMBINE: scf.for

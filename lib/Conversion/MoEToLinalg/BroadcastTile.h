@@ -1,0 +1,56 @@
+//===- BroadcastTile.h - Register-tiled outer products -----*- C++ -*-===//
+//
+// Part of the moe-mlir project.
+//
+// The other form of an expert projection, for experts with many rows: the
+// input rows transposed into `[k, rows]`, so that one step along k loads a
+// few vectors of consecutive rows and broadcasts one element of each weight
+// row across them. A tile of N weight rows and V vectors keeps N·V
+// accumulators, loads V vectors and N scalars per step for N·V fused
+// multiply-adds, and needs no horizontal sum: each lane is one row's sum.
+// Weights stay in their nn.Linear layout; only the input is moved.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_LIB_CONVERSION_MOETOLINALG_BROADCASTTILE_H
+#define MOE_LIB_CONVERSION_MOETOLINALG_BROADCASTTILE_H
+
+#include "DotTile.h"
+
+namespace mlir::moe {
+
+/// `sums[n * vectors + v][j] = Σ_k weights[n][k] · transposed[k, first +
+/// v·lanes + j]` in f32, for k in [0, length).
+inline SmallVector<Value> emitBroadcastTile(Emitter &e, Value transposed,
+                                            Value first, int64_t vectors,
+                                            ArrayRef<DotRow> weights,
+                                            int64_t length, int64_t lanes) {
+  OpBuilder &b = e.builder();
+  auto accumulatorType = dotAccumulatorType(b, lanes);
+  SmallVector<Value> init(weights.size() * vectors, dotZero(e, lanes));
+  return e.forEachCarrying(
+      e.index(0), e.index(length), init,
+      [&](Emitter &e, Value k, ValueRange carried) -> SmallVector<Value> {
+        SmallVector<Value> inputs, next;
+        for (int64_t v = 0; v < vectors; ++v)
+          inputs.push_back(vector::LoadOp::create(
+              e.builder(), e.location(), accumulatorType, transposed,
+              ValueRange{k, e.add(first, e.index(v * lanes))}));
+        for (size_t n = 0; n < weights.size(); ++n) {
+          SmallVector<Value> indices(weights[n].prefix);
+          indices.push_back(k);
+          Value weight = e.toF32(e.load(weights[n].buffer, indices));
+          Value broadcast = vector::BroadcastOp::create(
+              e.builder(), e.location(), accumulatorType, weight);
+          for (int64_t v = 0; v < vectors; ++v)
+            next.push_back(vector::FMAOp::create(
+                e.builder(), e.location(), broadcast, inputs[v],
+                carried[n * vectors + v]));
+        }
+        return next;
+      });
+}
+
+} // namespace mlir::moe
+
+#endif // MOE_LIB_CONVERSION_MOETOLINALG_BROADCASTTILE_H
