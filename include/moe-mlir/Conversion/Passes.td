@@ -97,7 +97,9 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
     broadcasts one element of each of `broadcast-weight-rows` weight rows
     across two vectors of input rows (one for the last rows), so that each
     lane accumulates one row's sum and no horizontal sum is needed. Fewer
-    rows (decode) keep the dot products, which waste no lanes.
+    rows (decode) keep the dot products, which waste no lanes, and so does
+    an expert whose transposed input passes 2 MiB: every column tile
+    streams all of it, so it must stay in cache.
     `moe-compile` picks all of these for the target CPU. Three fusions, each with a flag:
 
     * `fuse-gather`: the gate and up projections read their input rows

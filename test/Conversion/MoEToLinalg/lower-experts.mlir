@@ -94,7 +94,8 @@
 
 // Combine unfused: moe.expert writes its [rows, H] result; moe.combine is
 // left for moe-lower-combine.
-// Outer-product tiles from 8 rows on: the expert's input rows are
+// Outer-product tiles from 8 rows on, up to the 32768 rows of 16 elements
+// whose transposed input fits 2 MiB: the expert's input rows are
 // transposed into [H, rows rounded up to 8] f32 (padding rows zero), shared
 // by every column tile; a tile of 2 up + 2 gate weight rows broadcasts one
 // element of each across two vectors of rows (8 accumulators), then one
@@ -106,7 +107,9 @@
 // BROADCAST: %[[OUT:.*]] = memref.alloc(%{{.*}}) : memref<?x16xf32>
 // BROADCAST: %[[HIDDEN:.*]] = memref.alloc(%[[ROWS:.*]]) : memref<?x8xf32>
 // BROADCAST: %[[MANY:.*]] = arith.cmpi uge, %[[ROWS]], %c8
-// BROADCAST: scf.if %[[MANY]] {
+// BROADCAST: %[[FITS:.*]] = arith.cmpi ule, %[[ROWS]], %c32768
+// BROADCAST: %[[TAKE:.*]] = arith.andi %[[MANY]], %[[FITS]]
+// BROADCAST: scf.if %[[TAKE]] {
 // BROADCAST: %[[PADDED:.*]] = arith.muli %{{.*}}, %c8
 // BROADCAST: %[[INPUT:.*]] = memref.alloc(%[[PADDED]]) : memref<16x?xf32>
 // BROADCAST: arith.select %{{.*}}, %{{.*}}, %cst{{.*}} : f32
