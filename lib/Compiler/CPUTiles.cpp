@@ -34,8 +34,7 @@ void mlir::moe::chooseCPUTiles(const CPUFeatures &features,
   // 2N accumulators, plus two input vectors and a broadcast: 12 × 2 of 32
   // zmm, 6 × 2 of 16 ymm. Measured on AVX2 at the bench/run shapes, the
   // transposed input pays for moving it once an expert fills one vector of
-  // rows; below that, dot products waste no lanes. moe-lower-experts keeps
-  // dot products for an expert whose transposed input passes 2 MiB.
+  // rows; below that, dot products waste no lanes.
   options.broadcastWeightRows = features.avx512 ? 12 : 6;
   options.broadcastMinRows = options.vectorLanes;
 }

@@ -2,7 +2,8 @@
 this machine (--cpu-tile): the other target's register tiles, odd tile
 sizes, reductions cut into passes with tails, and outer-product tiles from
 one row on or not at all, against the f64 reference. Rows per expert run
-from 0 through several row blocks."""
+from 0 through several row blocks, and past the rows whose input fits one
+block of the expert loop."""
 
 import pytest
 
@@ -25,6 +26,10 @@ CONFIGS = [
     (cfg("tiles_plain_shared", 40, 36, 8, 2, gated=False, shared_intermediate_size=50,
          shared_expert_gate=True), [1, 5, 64]),
     (cfg("tiles_capacity", 24, 40, 4, 2, capacity_factor=0.5), [3, 64]),
+    # About 300 rows of 2048 elements per expert: more than the 256 rows
+    # whose f32 input fits one block of moe-lower-experts (2 MiB), so the
+    # gate and up projections run as two blocks of rows.
+    (cfg("tiles_row_blocks", 2048, 12, 2, 1), [600]),
 ]
 
 

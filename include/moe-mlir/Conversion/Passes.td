@@ -97,9 +97,9 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
     broadcasts one element of each of `broadcast-weight-rows` weight rows
     across two vectors of input rows (one for the last rows), so that each
     lane accumulates one row's sum and no horizontal sum is needed. Fewer
-    rows (decode) keep the dot products, which waste no lanes, and so does
-    an expert whose transposed input passes 2 MiB: every column tile
-    streams all of it, so it must stay in cache.
+    rows (decode) keep the dot products, which waste no lanes. Either way
+    every column tile streams the expert's whole input, so an expert whose
+    input passes 2 MiB as f32 runs as blocks of rows that fit.
     `moe-compile` picks all of these for the target CPU. Three fusions, each with a flag:
 
     * `fuse-gather`: the gate and up projections read their input rows

@@ -321,16 +321,43 @@ static void forEachDotTile(Emitter &e, const MoELowerExpertsOptions &options,
               [&](Emitter &e, Value column) { tile(e, {column}, e.index(0)); });
 }
 
-/// Every column tile of the outer-product form streams the whole transposed
-/// input past its weight rows, so that input must stay in cache: measured
-/// at Mixtral's shape, a transposed input of 8 MiB (2048 tokens) made the
-/// form 5× slower than the dot products, and one of 2 MiB still gained.
-static constexpr int64_t kMaxTransposedInputBytes = 2 * 1024 * 1024;
+/// Every column tile streams an expert's whole input past its weight rows,
+/// so that input must stay in cache: measured at Mixtral's shape, 2048
+/// tokens (an input of 8 MiB per expert) ran at half the speed of 512
+/// (2 MiB). A larger expert runs as blocks of rows that fit.
+static constexpr int64_t kMaxBlockInputBytes = 2 * 1024 * 1024;
 
-/// The products of a projection: outer-product tiles for an expert of at
-/// least `options.broadcastMinRows` rows, where moving its input pays for
-/// itself, and whose transposed input fits kMaxTransposedInputBytes;
-/// dot-product tiles otherwise, or when `broadcastWeightRows` is 0.
+/// The products of a projection over one block of rows: outer-product tiles
+/// from `options.broadcastMinRows` rows on, where moving the input pays for
+/// itself; dot-product tiles otherwise, or when `broadcastWeightRows` is 0.
+static void forEachBlockProductTile(Emitter &e,
+                                    const MoELowerExpertsOptions &options,
+                                    Value numRows, int64_t numColumns,
+                                    int64_t columnsPerTile,
+                                    int64_t weightRowsPerColumn,
+                                    int64_t length, InputRow inputRow,
+                                    WeightRows weightRows,
+                                    TileEpilogue epilogue) {
+  auto dotTiles = [&](Emitter &e) {
+    forEachDotTile(e, options, numRows, numColumns, columnsPerTile,
+                   weightRowsPerColumn, length, inputRow, weightRows,
+                   epilogue);
+  };
+  if (options.broadcastWeightRows == 0)
+    return dotTiles(e);
+  e.ifThenElse(
+      e.cmpi(arith::CmpIPredicate::uge, numRows,
+             e.index(options.broadcastMinRows)),
+      [&](Emitter &e) {
+        forEachBroadcastTile(e, options, numRows, numColumns,
+                             weightRowsPerColumn, length, inputRow, weightRows,
+                             epilogue);
+      },
+      dotTiles);
+}
+
+/// The products of a projection, in blocks of rows whose input fits
+/// kMaxBlockInputBytes as f32.
 static void forEachProductTile(Emitter &e,
                                const MoELowerExpertsOptions &options,
                                Value numRows, int64_t numColumns,
@@ -338,24 +365,23 @@ static void forEachProductTile(Emitter &e,
                                int64_t weightRowsPerColumn, int64_t length,
                                InputRow inputRow, WeightRows weightRows,
                                TileEpilogue epilogue) {
-  auto dotTiles = [&](Emitter &e) {
-    forEachDotTile(e, options, numRows, numColumns, columnsPerTile,
-                   weightRowsPerColumn, length, inputRow, weightRows,
-                   epilogue);
-  };
-  int64_t maxRows = kMaxTransposedInputBytes / (4 * length);
-  if (options.broadcastWeightRows == 0 || maxRows < options.broadcastMinRows)
-    return dotTiles(e);
-  e.ifThenElse(
-      e.andi(e.cmpi(arith::CmpIPredicate::uge, numRows,
-                    e.index(options.broadcastMinRows)),
-             e.cmpi(arith::CmpIPredicate::ule, numRows, e.index(maxRows))),
-      [&](Emitter &e) {
-        forEachBroadcastTile(e, options, numRows, numColumns,
-                             weightRowsPerColumn, length, inputRow, weightRows,
-                             epilogue);
-      },
-      dotTiles);
+  Value blockRows =
+      e.index(std::max<int64_t>(1, kMaxBlockInputBytes / (4 * length)));
+  e.forEachStep(e.index(0), numRows, blockRows, [&](Emitter &e, Value first) {
+    Value count = e.minIndex(blockRows, e.sub(numRows, first));
+    forEachBlockProductTile(
+        e, options, count, numColumns, columnsPerTile, weightRowsPerColumn,
+        length,
+        [&](Emitter &e, Value i) { return inputRow(e, e.add(first, i)); },
+        weightRows,
+        [&](Emitter &e, ArrayRef<Value> rows, ArrayRef<Value> columns,
+            ArrayRef<Value> sums) {
+          SmallVector<Value> planRows;
+          for (Value row : rows)
+            planRows.push_back(e.add(first, row));
+          epilogue(e, planRows, columns, sums);
+        });
+  });
 }
 
 namespace {

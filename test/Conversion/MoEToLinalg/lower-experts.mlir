@@ -69,7 +69,9 @@
 // reduction (F = 8) fits one pass.
 // BLOCKED-LABEL: func.func @expert_combine
 // BLOCKED: scf.for %{{.*}} = %{{.*}} to %{{.*}} step
-// BLOCKED: %[[HIDDEN:.*]] = memref.alloc(%[[ROWS:.*]]) : memref<?x8xf32>
+// BLOCKED: %[[HIDDEN:.*]] = memref.alloc(%[[EXPERT_ROWS:.*]]) : memref<?x8xf32>
+// BLOCKED: scf.for %{{.*}} = %c0 to %[[EXPERT_ROWS]] step %c32768 {
+// BLOCKED: %[[ROWS:.*]] = arith.minui %{{.*}}, %c32768
 // BLOCKED: %[[PARTIALS:.*]] = memref.alloc() : memref<4x4x32xf32>
 // BLOCKED: %[[FEW:.*]] = arith.cmpi ule, %[[ROWS]], %c2
 // BLOCKED: scf.parallel (%[[CHUNK:.*]]) = (%c0) to (%c4) step (%c1) {
@@ -94,8 +96,8 @@
 
 // Combine unfused: moe.expert writes its [rows, H] result; moe.combine is
 // left for moe-lower-combine.
-// Outer-product tiles from 8 rows on, up to the 32768 rows of 16 elements
-// whose transposed input fits 2 MiB: the expert's input rows are
+// Rows in blocks of 32768, whose input of 16 f32 elements per row fits
+// 2 MiB. Outer-product tiles from 8 rows on: the block's input rows are
 // transposed into [H, rows rounded up to 8] f32 (padding rows zero), shared
 // by every column tile; a tile of 2 up + 2 gate weight rows broadcasts one
 // element of each across two vectors of rows (8 accumulators), then one
@@ -106,10 +108,11 @@
 // BROADCAST-LABEL: func.func @expert_combine
 // BROADCAST: %[[OUT:.*]] = memref.alloc(%{{.*}}) : memref<?x16xf32>
 // BROADCAST: %[[HIDDEN:.*]] = memref.alloc(%[[ROWS:.*]]) : memref<?x8xf32>
-// BROADCAST: %[[MANY:.*]] = arith.cmpi uge, %[[ROWS]], %c8
-// BROADCAST: %[[FITS:.*]] = arith.cmpi ule, %[[ROWS]], %c32768
-// BROADCAST: %[[TAKE:.*]] = arith.andi %[[MANY]], %[[FITS]]
-// BROADCAST: scf.if %[[TAKE]] {
+// BROADCAST: scf.for %[[FIRST:.*]] = %c0 to %[[ROWS]] step %c32768 {
+// BROADCAST: %[[LEFT:.*]] = arith.subi %[[ROWS]], %[[FIRST]]
+// BROADCAST: %[[BLOCK:.*]] = arith.minui %[[LEFT]], %c32768
+// BROADCAST: %[[MANY:.*]] = arith.cmpi uge, %[[BLOCK]], %c8
+// BROADCAST: scf.if %[[MANY]] {
 // BROADCAST: %[[PADDED:.*]] = arith.muli %{{.*}}, %c8
 // BROADCAST: %[[INPUT:.*]] = memref.alloc(%[[PADDED]]) : memref<16x?xf32>
 // BROADCAST: arith.select %{{.*}}, %{{.*}}, %cst{{.*}} : f32
@@ -123,10 +126,11 @@
 // BROADCAST-COUNT-2: vector.fma
 // BROADCAST: scf.for %[[LANE:.*]] = %c0 to %c8 step %c1 {
 // BROADCAST: %[[ROW:.*]] = arith.addi %{{.*}}, %[[LANE]]
-// BROADCAST: arith.cmpi ult, %[[ROW]], %[[ROWS]]
+// BROADCAST: arith.cmpi ult, %[[ROW]], %[[BLOCK]]
 // BROADCAST: vector.extract %{{.*}}[%[[LANE]]] : f32 from vector<8xf32>
+// BROADCAST: %[[PLAN_ROW:.*]] = arith.addi %[[FIRST]], %[[ROW]]
 // BROADCAST: math.exp
-// BROADCAST: memref.store %{{.*}}, %[[HIDDEN]][%[[ROW]], %[[COLUMN]]]
+// BROADCAST: memref.store %{{.*}}, %[[HIDDEN]][%[[PLAN_ROW]], %[[COLUMN]]]
 // BROADCAST: scf.for %{{.*}} = %c0 to %c16 step %c1 iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>) {
 // BROADCAST: } else {
 // BROADCAST: vector.reduction <add>
