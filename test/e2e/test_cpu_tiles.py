@@ -1,5 +1,5 @@
 """The expert kernels under other tilings than the one moe-compile picks for
-this machine (--cpu-tile): the other target's register tiles, odd tile
+this machine (--cpu-pipeline-options): the other target's register tiles, odd tile
 sizes, reductions cut into passes with tails, and outer-product tiles from
 one row on or not at all, against the f64 reference. Rows per expert run
 from 0 through several row blocks, and past the rows whose input fits one
@@ -10,15 +10,18 @@ import pytest
 from moe_mlir.abi import Library, compile_config
 from test_conformance import cfg, check_token_counts
 
-# LANES,ROWS,WEIGHT_ROWS,REDUCTION_BLOCK,ROW_BLOCK,BROADCAST_WEIGHT_ROWS,
-# BROADCAST_MIN_ROWS
+OPTIONS = ("vector-lanes", "tile-rows", "tile-weight-rows", "reduction-block",
+           "row-block", "broadcast-weight-rows", "broadcast-min-rows")
+
+# Values of OPTIONS, all set, so that the choice for this machine's -march
+# does not show through.
 TILES = [
-    "16,4,4,1024,32,12,32",  # the AVX-512 choice
-    "8,2,4,1024,32,6,16",    # the AVX2 choice
-    "8,2,4,16,4,0,1",        # passes of 16 with a tail, blocks of 4 rows
-    "8,1,2,8,3,2,1",         # one row per tile; outer products from one row
-    "4,3,6,12,5,4,5",        # odd tiles, a remainder of rows in every block
-    "8,2,4,0,32,0,1",        # one pass of dot products only
+    (16, 4, 4, 1024, 32, 12, 16),  # the AVX-512 choice
+    (8, 2, 4, 1024, 32, 6, 8),     # the AVX2 choice
+    (8, 2, 4, 16, 4, 0, 1),        # passes of 16 with a tail, blocks of 4 rows
+    (8, 1, 2, 8, 3, 2, 1),         # one row per tile; outer products from one row
+    (4, 3, 6, 12, 5, 4, 5),        # odd tiles, a remainder of rows in every block
+    (8, 2, 4, 0, 32, 0, 1),        # one pass of dot products only
 ]
 
 CONFIGS = [
@@ -33,9 +36,11 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("tile", TILES)
+@pytest.mark.parametrize("tile", TILES, ids=[",".join(map(str, t)) for t in TILES])
 @pytest.mark.parametrize("config,token_counts", CONFIGS,
                          ids=[c["name"] for c, _ in CONFIGS])
 def test_tiling_conforms(tmp_path, config, token_counts, tile):
-    so = compile_config(config, tmp_path, extra_args=[f"--cpu-tile={tile}"])
+    options = " ".join(f"{name}={value}" for name, value in zip(OPTIONS, tile))
+    so = compile_config(config, tmp_path,
+                        extra_args=[f"--cpu-pipeline-options={options}"])
     check_token_counts(Library(so, config["name"], config), config, token_counts)

@@ -4,8 +4,7 @@
 //
 // moe-compile CONFIG.json -o DIR [--emit=mlir|llvm|obj|ptx]
 //             [--print-pipeline] [--march=CPU] [--emulate-gpu]
-//             [--cpu-tile=LANES,ROWS,WEIGHT_ROWS,REDUCTION_BLOCK,ROW_BLOCK,
-//                         BROADCAST_WEIGHT_ROWS,BROADCAST_MIN_ROWS]
+//             [--cpu-pipeline-options="vector-lanes=8 tile-rows=2 ..."]
 //             [--disable-fusion=gate,gather,activation,combine]
 //             [--sanitize=address,undefined,thread]
 //
@@ -74,12 +73,11 @@ static cl::list<Fusion> disabledFusions(
 static cl::opt<std::string>
     march("march", cl::desc("CPU the library is tuned for (clang -march)"),
           cl::init("native"));
-static cl::list<int64_t> cpuTile(
-    "cpu-tile", cl::CommaSeparated,
-    cl::desc("The expert kernels' tiling in place of the one chosen for "
-             "-march, for tuning: LANES,ROWS,WEIGHT_ROWS,REDUCTION_BLOCK,"
-             "ROW_BLOCK,BROADCAST_WEIGHT_ROWS,BROADCAST_MIN_ROWS (see "
-             "moe-lower-experts)"));
+static cl::opt<std::string> cpuPipelineOptions(
+    "cpu-pipeline-options",
+    cl::desc("Options of moe-opt's -moe-cpu-pipeline, applied over the "
+             "expert kernels' tiling chosen for -march, for tuning (e.g. "
+             "\"vector-lanes=8 broadcast-weight-rows=0\")"));
 static cl::opt<bool> emulateGPU(
     "emulate-gpu",
     cl::desc("Build the CUDA target's kernels for this CPU instead (each "
@@ -289,6 +287,9 @@ int main(int argc, char **argv) {
                 "\"target\": \"cpu\"");
   if ((cuda || emulateGPU) && !disabledFusions.empty())
     return fail("--disable-fusion is for the CPU kernels, not the GPU's");
+  if ((cuda || emulateGPU) && !cpuPipelineOptions.empty())
+    return fail("--cpu-pipeline-options is for the CPU kernels, not the "
+                "GPU's");
   if (cuda && !sanitizers.empty())
     return fail("--sanitize instruments CPU code, and a cuda library's "
                 "kernels run on the GPU: it needs \"target\": \"cpu\" (or "
@@ -345,23 +346,17 @@ int main(int argc, char **argv) {
       break;
     }
   }
-  if (!cuda && !emulateGPU && !cpuTile.empty()) {
-    if (cpuTile.size() != 7)
-      return fail("--cpu-tile takes 7 numbers: LANES,ROWS,WEIGHT_ROWS,"
-                  "REDUCTION_BLOCK,ROW_BLOCK,BROADCAST_WEIGHT_ROWS,"
-                  "BROADCAST_MIN_ROWS");
-    pipelineOptions.vectorLanes = cpuTile[0];
-    pipelineOptions.tileRows = cpuTile[1];
-    pipelineOptions.tileWeightRows = cpuTile[2];
-    pipelineOptions.reductionBlock = cpuTile[3];
-    pipelineOptions.rowBlock = cpuTile[4];
-    pipelineOptions.broadcastWeightRows = cpuTile[5];
-    pipelineOptions.broadcastMinRows = cpuTile[6];
-  } else if (!cuda && !emulateGPU) {
+  if (!cuda && !emulateGPU) {
     std::optional<moe::CPUFeatures> features = probeCPUFeatures(scratch);
     if (!features)
       return fail("cannot tell what -march=" + march + " enables");
     moe::chooseCPUTiles(*features, *config, pipelineOptions);
+    std::string error;
+    llvm::raw_string_ostream errorStream(error);
+    if (failed(pipelineOptions.parseFromString(cpuPipelineOptions,
+                                               errorStream)))
+      return fail("bad --cpu-pipeline-options '" + cpuPipelineOptions + "'" +
+                  (error.empty() ? "" : ": " + llvm::StringRef(error).trim()));
   }
   PassManager pm(&context);
   if (cuda || emulateGPU) {
