@@ -86,8 +86,8 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
     read in place from the stacked `[E, F, H]` / `[E, H, F]` buffers in
     their `nn.Linear` layout. Accumulation is in f32 whatever the data type.
     With `reduction-block` > 0, a longer reduction is cut into passes over
-    blocks of `row-block` input rows, the accumulators kept on the stack
-    between passes, so that a tile's weight rows stay in L1 while the
+    blocks of `row-block` input rows, the accumulators kept between passes
+    in a buffer per chunk of column tiles, so that a tile's weight rows stay in L1 while the
     block's input rows stream past them.
 
     With `broadcast-weight-rows` > 0, an expert with at least
@@ -100,7 +100,9 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
     rows (decode) keep the dot products, which waste no lanes. Either way
     every column tile streams the expert's whole input, so an expert whose
     input passes 2 MiB as f32 runs as blocks of rows that fit.
-    `moe-compile` picks all of these for the target CPU. Three fusions, each with a flag:
+    `moe-compile` picks all of these for the target CPU.
+
+    Three fusions, each with a flag:
 
     * `fuse-gather`: the gate and up projections read their input rows
       through the plan (`x[slots[r] / K]`), so no permuted copy of `x`

@@ -94,8 +94,6 @@
 // BLOCKED-NOT: memref.subview %[[PARTIALS]]
 // BLOCKED: vector.load %[[HIDDEN]]
 
-// Combine unfused: moe.expert writes its [rows, H] result; moe.combine is
-// left for moe-lower-combine.
 // Rows in blocks of 32768, whose input of 16 f32 elements per row fits
 // 2 MiB. Outer-product tiles from 8 rows on: the block's input rows are
 // transposed into [H, rows rounded up to 8] f32 (padding rows zero), shared
@@ -142,6 +140,8 @@
 // BROADCAST: } else {
 // BROADCAST: vector.reduction <add>
 
+// Combine unfused: moe.expert writes its [rows, H] result; moe.combine is
+// left for moe-lower-combine.
 // UNFUSED-COMBINE-LABEL: func.func @expert_combine
 // UNFUSED-COMBINE: %[[ROWS_BUF:.*]] = memref.alloc(%{{.*}}) : memref<?x16xf32>
 // UNFUSED-COMBINE: scf.for
