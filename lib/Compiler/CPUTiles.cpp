@@ -37,4 +37,8 @@ void mlir::moe::chooseCPUTiles(const CPUFeatures &features,
   // rows; below that, dot products waste no lanes.
   options.broadcastWeightRows = features.avx512 ? 12 : 6;
   options.broadcastMinRows = options.vectorLanes;
+  // A row tile's slice of the transposed f32 input over one reduction pass
+  // (two vectors of rows) takes the same half of L1 as a dot tile's weights.
+  options.broadcastReductionBlock =
+      kWeightTileBytes / (2 * options.vectorLanes * 4);
 }

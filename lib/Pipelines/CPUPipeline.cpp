@@ -37,6 +37,7 @@ void moe::buildCPUPipeline(OpPassManager &pm,
   pm.addPass(moe::createMoEExpand(expand));
   moe::MoELowerGateOptions gate;
   gate.fuseScores = options.fuseGate;
+  gate.vectorLanes = options.vectorLanes;
   pm.addPass(moe::createMoELowerGate(gate));
   pm.addPass(moe::createMoELowerDispatch());
   moe::MoELowerExpertsOptions experts;
@@ -50,6 +51,7 @@ void moe::buildCPUPipeline(OpPassManager &pm,
   experts.rowBlock = options.rowBlock;
   experts.broadcastWeightRows = options.broadcastWeightRows;
   experts.broadcastMinRows = options.broadcastMinRows;
+  experts.broadcastReductionBlock = options.broadcastReductionBlock;
   pm.addPass(moe::createMoELowerExperts(experts));
   pm.addPass(moe::createMoELowerCombine());
   pm.addPass(createCanonicalizerPass());

@@ -23,9 +23,10 @@ def MoELowerGate : Pass<"moe-lower-gate"> {
   let summary = "Lower moe.gate and moe.refine to linalg, scf and memref";
   let description = [{
     Scoring runs on buffers, in f32 whatever the input type: the router
-    matmul (plus `router_bias`) is a `linalg.generic` into a `[tile, E]`
-    score buffer, then each row becomes softmax (max-subtracted) or sigmoid
-    scores. Selection is a per-token loop nest (`scf.for`): grouped routing
+    logits (plus `router_bias`) fill a `[tile, E]` score buffer in register
+    tiles of 2 tokens by 4 experts, dot products with `vector-lanes`-wide
+    f32 accumulators in the vector dialect (the expert kernels' own), then
+    each row becomes softmax (max-subtracted) or sigmoid scores. Selection is a per-token loop nest (`scf.for`): grouped routing
     keeps the best `topk_group` groups, then `top_k` rounds each take the
     allowed expert with the largest choice value, the lower index winning
     ties and a NaN never beating a number, so the result is deterministic.
@@ -53,12 +54,15 @@ def MoELowerGate : Pass<"moe-lower-gate"> {
     their block of the result, which then gets the parent's id offset and
     weight; a dropped parent slot drops all its children.
   }];
-  let dependentDialects = MoELoweringDialects;
+  let dependentDialects = !listconcat(MoELoweringDialects,
+      ["::mlir::vector::VectorDialect"]);
   let options = [
     Option<"fuseScores", "fuse-scores", "bool", /*default=*/"true",
            "Score and select per tile of tokens (no [T, E] matrix)">,
     Option<"tokenTile", "token-tile", "int64_t", /*default=*/"16",
-           "Tokens per tile of the fused gate">
+           "Tokens per tile of the fused gate">,
+    Option<"vectorLanes", "vector-lanes", "int64_t", /*default=*/"16",
+           "f32 lanes per accumulator of the router logits">
   ];
 }
 
@@ -96,10 +100,17 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
     a multiple of `vector-lanes`), shared by every column tile, and a tile
     broadcasts one element of each of `broadcast-weight-rows` weight rows
     across two vectors of input rows (one for the last rows), so that each
-    lane accumulates one row's sum and no horizontal sum is needed. Fewer
-    rows (decode) keep the dot products, which waste no lanes. Either way
-    every column tile streams the expert's whole input, so an expert whose
-    input passes 2 MiB as f32 runs as blocks of rows that fit.
+    lane accumulates one row's sum and no horizontal sum is needed. Its
+    column tiles form chunks across threads, each chunk as many tiles as
+    keep one pass's weight rows within 64 KiB (but at least 64 chunks where
+    there are that many tiles); with `broadcast-reduction-block` > 0 a
+    longer reduction runs in passes, each taking every tile of rows through
+    all of the chunk's column tiles, the accumulators kept between passes
+    in a buffer of the chunk, so a tile of rows' slice of the input stays
+    in L1 while the chunk's weights stay in L2. Fewer rows (decode) keep
+    the dot products, which waste no lanes. Either way every column tile
+    streams the expert's whole input, so an expert whose input passes
+    2 MiB as f32 runs as blocks of rows that fit.
     `moe-compile` picks all of these for the target CPU.
 
     Three fusions, each with a flag:
@@ -154,7 +165,11 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
            "Weight rows per outer-product tile (even); 0: dot products only">,
     Option<"broadcastMinRows", "broadcast-min-rows", "int64_t",
            /*default=*/"16",
-           "Rows from which an expert's projections take outer-product tiles">
+           "Rows from which an expert's projections take outer-product tiles">,
+    Option<"broadcastReductionBlock", "broadcast-reduction-block", "int64_t",
+           /*default=*/"0",
+           "Reduction elements per pass of the outer-product tiles; 0: one "
+           "pass">
   ];
 }
 

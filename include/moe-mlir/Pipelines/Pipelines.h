@@ -32,7 +32,8 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
       llvm::cl::init(true)};
   Option<int64_t> vectorLanes{
       *this, "vector-lanes",
-      llvm::cl::desc("f32 lanes per expert-kernel accumulator"),
+      llvm::cl::desc("f32 lanes per accumulator of the router and expert "
+                     "kernels"),
       llvm::cl::init(16)};
   Option<int64_t> tileRows{*this, "tile-rows",
                            llvm::cl::desc("Input rows per register tile"),
@@ -57,6 +58,11 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
       *this, "broadcast-min-rows",
       llvm::cl::desc("Rows from which an expert takes outer-product tiles"),
       llvm::cl::init(16)};
+  Option<int64_t> broadcastReductionBlock{
+      *this, "broadcast-reduction-block",
+      llvm::cl::desc("Reduction elements per pass of the outer-product tiles "
+                     "(0: one pass)"),
+      llvm::cl::init(0)};
 };
 
 /// moe.layer (and any stage op) down to the LLVM dialect for the host CPU:

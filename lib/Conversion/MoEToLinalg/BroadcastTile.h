@@ -8,7 +8,9 @@
 // row across them. A tile of N weight rows and V vectors keeps N·V
 // accumulators, loads V vectors and N scalars per step for N·V fused
 // multiply-adds, and needs no horizontal sum: each lane is one row's sum.
-// Weights stay in their nn.Linear layout; only the input is moved.
+// Weights stay in their nn.Linear layout; only the input is moved. A tile
+// runs over a range of k, starting from accumulators it is given, so that
+// the reduction can be cut into passes.
 //
 //===----------------------------------------------------------------------===//
 
@@ -19,17 +21,16 @@
 
 namespace mlir::moe {
 
-/// `sums[n * vectors + v][j] = Σ_k weights[n][k] · transposed[k, first +
-/// v·lanes + j]` in f32, for k in [0, length).
-inline SmallVector<Value> emitBroadcastTile(Emitter &e, Value transposed,
-                                            Value first, int64_t vectors,
-                                            ArrayRef<DotRow> weights,
-                                            int64_t length, int64_t lanes) {
-  OpBuilder &b = e.builder();
-  auto accumulatorType = dotAccumulatorType(b, lanes);
-  SmallVector<Value> init(weights.size() * vectors, dotZero(e, lanes));
+/// `init[n * vectors + v][j] + Σ_k weights[n][k] · transposed[k, first +
+/// v·lanes + j]` in f32, for k in [k0, k1).
+inline SmallVector<Value> emitBroadcastSteps(Emitter &e, Value transposed,
+                                             Value first, int64_t vectors,
+                                             ArrayRef<DotRow> weights,
+                                             Value k0, Value k1,
+                                             ValueRange init, int64_t lanes) {
+  auto accumulatorType = dotAccumulatorType(e.builder(), lanes);
   return e.forEachCarrying(
-      e.index(0), e.index(length), init,
+      k0, k1, init,
       [&](Emitter &e, Value k, ValueRange carried) -> SmallVector<Value> {
         SmallVector<Value> inputs, next;
         for (int64_t v = 0; v < vectors; ++v)

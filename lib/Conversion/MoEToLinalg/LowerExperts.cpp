@@ -139,11 +139,41 @@ static Value transposeInput(Emitter &e, Value numRows, Value paddedRows,
   return transposed;
 }
 
+/// A chunk of outer-product tiles keeps the weight rows of one reduction
+/// pass within this much of L2 (f32 or smaller elements), so that each
+/// input vector, loaded once per chunk, serves all of its tiles...
+static constexpr int64_t kChunkWeightBytes = 64 * 1024;
+/// ...unless that leaves fewer chunks than this for the threads to share.
+static constexpr int64_t kMinBroadcastChunks = 64;
+
+/// Calls `rowTile(first, vectors)` on the `paddedRows` transposed rows in
+/// tiles of two vectors of rows, then one vector for the last rows.
+static void forEachBroadcastRowTile(
+    Emitter &e, int64_t lanes, Value paddedRows,
+    function_ref<void(Emitter &, Value, int64_t)> rowTile) {
+  Value pairStep = e.index(2 * lanes);
+  Value pairedRows = e.mul(
+      arith::DivUIOp::create(e.builder(), e.location(), paddedRows, pairStep),
+      pairStep);
+  e.forEachStep(e.index(0), pairedRows, pairStep,
+                [&](Emitter &e, Value first) { rowTile(e, first, 2); });
+  e.ifThen(e.cmpi(arith::CmpIPredicate::ult, pairedRows, paddedRows),
+           [&](Emitter &e) { rowTile(e, pairedRows, 1); });
+}
+
 /// The products of `numRows` input rows with the weight rows of
 /// `numColumns` output columns in outer-product tiles (BroadcastTile.h):
 /// `options.broadcastWeightRows` weight rows by two vectors of rows, one
-/// vector for the last rows. Column tiles are split across threads as in
-/// the dot-product form; the transposed input is shared by all of them.
+/// vector for the last rows; single columns cover the column remainder.
+///
+/// The input rows are transposed once, and the column tiles split into
+/// chunks across threads. A reduction longer than
+/// `broadcastReductionBlock` runs in passes, each over every row tile and,
+/// inside it, the chunk's column tiles, the accumulators kept between
+/// passes in a buffer of the chunk: a row tile's slice of the input then
+/// stays in L1 across the chunk's tiles and their weight rows in L2, where
+/// one pass over the whole reduction would stream the input from L3 for
+/// every tile.
 static void forEachBroadcastTile(Emitter &e,
                                  const MoELowerExpertsOptions &options,
                                  Value numRows, int64_t numColumns,
@@ -158,39 +188,115 @@ static void forEachBroadcastTile(Emitter &e,
       lanesValue);
   Value transposed =
       transposeInput(e, numRows, paddedRows, length, inputRow);
+  Type accumulatorType = dotAccumulatorType(e.builder(), lanes);
 
-  auto tile = [&](Emitter &e, ArrayRef<Value> columns) {
-    SmallVector<DotRow> weights = weightRows(e, columns);
-    auto rowTile = [&](Emitter &e, Value first, int64_t vectors) {
-      SmallVector<Value> sums = emitBroadcastTile(e, transposed, first, vectors,
-                                                  weights, length, lanes);
-      for (int64_t v = 0; v < vectors; ++v) {
-        Value base = e.add(first, e.index(v * lanes));
-        e.forEach(e.index(0), lanesValue, [&](Emitter &e, Value lane) {
-          Value row = e.add(base, lane);
-          e.ifThen(e.cmpi(arith::CmpIPredicate::ult, row, numRows),
-                   [&](Emitter &e) {
-            SmallVector<Value> rowSums;
-            for (size_t n = 0; n < weights.size(); ++n)
-              rowSums.push_back(vector::ExtractOp::create(
-                  e.builder(), e.location(), sums[n * vectors + v],
-                  ArrayRef<OpFoldResult>{lane}));
-            epilogue(e, {row}, columns, rowSums);
-          });
+  // Hands each real row of a row tile's sums to `epilogue`.
+  auto rowsEpilogue = [&](Emitter &e, Value first, int64_t vectors,
+                          ArrayRef<Value> columns, size_t numWeights,
+                          ArrayRef<Value> sums) {
+    for (int64_t v = 0; v < vectors; ++v) {
+      Value base = e.add(first, e.index(v * lanes));
+      e.forEach(e.index(0), lanesValue, [&](Emitter &e, Value lane) {
+        Value row = e.add(base, lane);
+        e.ifThen(e.cmpi(arith::CmpIPredicate::ult, row, numRows),
+                 [&](Emitter &e) {
+          SmallVector<Value> rowSums;
+          for (size_t n = 0; n < numWeights; ++n)
+            rowSums.push_back(vector::ExtractOp::create(
+                e.builder(), e.location(), sums[n * vectors + v],
+                ArrayRef<OpFoldResult>{lane}));
+          epilogue(e, {row}, columns, rowSums);
         });
-      }
-    };
-    Value pairStep = e.index(2 * lanes);
-    Value pairedRows = e.mul(
-        arith::DivUIOp::create(e.builder(), e.location(), paddedRows, pairStep),
-        pairStep);
-    e.forEachStep(e.index(0), pairedRows, pairStep,
-                  [&](Emitter &e, Value first) { rowTile(e, first, 2); });
-    e.ifThen(e.cmpi(arith::CmpIPredicate::ult, pairedRows, paddedRows),
-             [&](Emitter &e) { rowTile(e, pairedRows, 1); });
+      });
+    }
   };
-  forEachColumnTile(e, options.parallel, numColumns,
-                    options.broadcastWeightRows / weightRowsPerColumn, tile);
+
+  int64_t columnsPerTile = options.broadcastWeightRows / weightRowsPerColumn;
+  int64_t weightRowsPerTile = columnsPerTile * weightRowsPerColumn;
+  int64_t block = options.broadcastReductionBlock;
+  bool blocked = block > 0 && length > block;
+  int64_t passLength = blocked ? block : length;
+  int64_t columnTiles = numColumns / columnsPerTile;
+  int64_t tilesPerChunk = std::max<int64_t>(
+      1, std::min(kChunkWeightBytes / (weightRowsPerTile * 4 * passLength),
+                  columnTiles / kMinBroadcastChunks));
+  int64_t chunks = llvm::divideCeil(columnTiles, tilesPerChunk);
+
+  auto chunkTiles = [&](Emitter &e, Value chunk) {
+    Value firstTile = e.mul(chunk, e.index(tilesPerChunk));
+    Value lastTile = e.minIndex(e.add(firstTile, e.index(tilesPerChunk)),
+                                e.index(columnTiles));
+    // `partial[(t - firstTile) · weightRowsPerTile + n, row]`.
+    Value partial;
+    if (blocked) {
+      partial = f32Buffer(e, {tilesPerChunk * weightRowsPerTile,
+                              ShapedType::kDynamic},
+                          paddedRows);
+      linalg::FillOp::create(e.builder(), e.location(), ValueRange{e.f32(0)},
+                             ValueRange{partial});
+    }
+    auto pass = [&](Emitter &e, Value k0, Value k1, bool last) {
+      forEachBroadcastRowTile(e, lanes, paddedRows, [&](Emitter &e,
+                                                         Value first,
+                                                         int64_t vectors) {
+        e.forEach(firstTile, lastTile, [&](Emitter &e, Value t) {
+          SmallVector<Value> columns =
+              columnsFrom(e, e.mul(t, e.index(columnsPerTile)), columnsPerTile);
+          SmallVector<DotRow> weights = weightRows(e, columns);
+          Value base = e.mul(e.sub(t, firstTile), e.index(weightRowsPerTile));
+          auto at = [&](size_t n, int64_t v) -> SmallVector<Value> {
+            return {e.add(base, e.index(static_cast<int64_t>(n))),
+                    e.add(first, e.index(v * lanes))};
+          };
+          SmallVector<Value> init;
+          for (size_t n = 0; n < weights.size(); ++n)
+            for (int64_t v = 0; v < vectors; ++v)
+              init.push_back(blocked ? vector::LoadOp::create(
+                                           e.builder(), e.location(),
+                                           accumulatorType, partial, at(n, v))
+                                     : dotZero(e, lanes));
+          SmallVector<Value> sums = emitBroadcastSteps(
+              e, transposed, first, vectors, weights, k0, k1, init, lanes);
+          if (last)
+            return rowsEpilogue(e, first, vectors, columns, weights.size(),
+                                sums);
+          for (size_t n = 0; n < weights.size(); ++n)
+            for (int64_t v = 0; v < vectors; ++v)
+              vector::StoreOp::create(e.builder(), e.location(),
+                                      sums[n * vectors + v], partial,
+                                      at(n, v));
+        });
+      });
+    };
+    if (!blocked)
+      return pass(e, e.index(0), e.index(length), true);
+    int64_t lastBegin = (length - 1) / block * block;
+    e.forEachStep(e.index(0), e.index(lastBegin), e.index(block),
+                  [&](Emitter &e, Value k0) {
+                    pass(e, k0, e.add(k0, e.index(block)), false);
+                  });
+    pass(e, e.index(lastBegin), e.index(length), true);
+  };
+  if (chunks > 0 && options.parallel)
+    e.parallelForEachStep(e.index(0), e.index(chunks), e.index(1), chunkTiles);
+  else if (chunks > 0)
+    e.forEach(e.index(0), e.index(chunks), chunkTiles);
+
+  // The remaining columns alone, over the whole reduction.
+  if (columnTiles * columnsPerTile == numColumns)
+    return;
+  e.forEach(e.index(columnTiles * columnsPerTile), e.index(numColumns),
+            [&](Emitter &e, Value column) {
+    SmallVector<DotRow> weights = weightRows(e, {column});
+    forEachBroadcastRowTile(e, lanes, paddedRows, [&](Emitter &e, Value first,
+                                                       int64_t vectors) {
+      SmallVector<Value> init(weights.size() * vectors, dotZero(e, lanes));
+      rowsEpilogue(e, first, vectors, {column}, weights.size(),
+                   emitBroadcastSteps(e, transposed, first, vectors, weights,
+                                      e.index(0), e.index(length), init,
+                                      lanes));
+    });
+  });
 }
 
 /// The products of `numRows` input rows with the weight rows of
@@ -735,17 +841,19 @@ struct MoELowerExpertsPass
     if (vectorLanes < 1 || tileRows < 1 || tileWeightRows < 2 ||
         tileWeightRows % 2 != 0 || reductionBlock < 0 || rowBlock < 1 ||
         broadcastWeightRows < 0 || broadcastWeightRows % 2 != 0 ||
-        broadcastMinRows < 1) {
+        broadcastMinRows < 1 || broadcastReductionBlock < 0) {
       getOperation()->emitError()
           << "moe-lower-experts: vector-lanes, tile-rows, row-block and "
              "broadcast-min-rows must be positive, tile-weight-rows even, "
-             "broadcast-weight-rows even and >= 0, reduction-block >= 0";
+             "broadcast-weight-rows even and >= 0, reduction-block and "
+             "broadcast-reduction-block >= 0";
       return signalPassFailure();
     }
     MoELowerExpertsOptions options{
         fuseGather,     fuseActivation, fuseCombine,         parallel,
         vectorLanes,    tileRows,       tileWeightRows,      reductionBlock,
-        rowBlock,       broadcastWeightRows, broadcastMinRows};
+        rowBlock,       broadcastWeightRows, broadcastMinRows,
+        broadcastReductionBlock};
     LogicalResult result =
         fuseCombine ? applyLowering<LowerExpertCombine, LowerExpert,
                                     LowerSharedExpert>(getOperation(), options)

@@ -4,6 +4,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "DotTile.h"
 #include "Routing.h"
 
 #include "moe-mlir/Conversion/Passes.h"
@@ -37,10 +38,62 @@ static ScoreOperands readScoreOperands(Emitter &e, OpTy op) {
           e.readOptionalBuffer(op.getRouterBias())};
 }
 
+/// Router register tiles: 2 tokens by 4 experts, DotTile.h's dot products.
+static constexpr int64_t kLogitTileTokens = 2;
+static constexpr int64_t kLogitTileExperts = 4;
+
+/// `scores[r, x] += Σ_h input[first + r, h] · router[x, h]` for r in
+/// [0, count), in register tiles with `lanes`-wide f32 accumulators. A
+/// tile of experts is the outer loop, so its router rows stay in cache
+/// while the tokens pass.
+static void buildRouterLogits(Emitter &e, Value input, Value router,
+                              Value scores, Value first, Value count,
+                              int64_t numExperts, int64_t hidden,
+                              int64_t lanes) {
+  auto tile = [&](Emitter &e, ArrayRef<Value> rows, ArrayRef<Value> experts) {
+    SmallVector<DotRow> tokens, routerRows;
+    for (Value r : rows)
+      tokens.push_back({input, {e.add(first, r)}});
+    for (Value x : experts)
+      routerRows.push_back({router, {x}});
+    SmallVector<Value> sums =
+        emitDotTile(e, tokens, routerRows, hidden, lanes);
+    for (size_t m = 0; m < rows.size(); ++m)
+      for (size_t n = 0; n < experts.size(); ++n) {
+        SmallVector<Value> at = {rows[m], experts[n]};
+        e.store(e.add(e.load(scores, at), sums[m * experts.size() + n]),
+                scores, at);
+      }
+  };
+  auto consecutive = [](Emitter &e, Value from, int64_t n) {
+    SmallVector<Value> values;
+    for (int64_t i = 0; i < n; ++i)
+      values.push_back(e.add(from, e.index(i)));
+    return values;
+  };
+  auto expertTile = [&](Emitter &e, ArrayRef<Value> experts) {
+    Value step = e.index(kLogitTileTokens);
+    Value paired = e.mul(
+        arith::DivUIOp::create(e.builder(), e.location(), count, step), step);
+    e.forEachStep(e.index(0), paired, step, [&](Emitter &e, Value r) {
+      tile(e, consecutive(e, r, kLogitTileTokens), experts);
+    });
+    e.forEach(paired, count,
+              [&](Emitter &e, Value r) { tile(e, {r}, experts); });
+  };
+  int64_t mainExperts = numExperts / kLogitTileExperts * kLogitTileExperts;
+  e.forEachStep(e.index(0), e.index(mainExperts), e.index(kLogitTileExperts),
+                [&](Emitter &e, Value x) {
+                  expertTile(e, consecutive(e, x, kLogitTileExperts));
+                });
+  for (int64_t x = mainExperts; x < numExperts; ++x)
+    expertTile(e, {e.index(x)});
+}
+
 /// Scores of tokens `[first, first + count)` into rows `[0, count)` of
-/// `scores` (`[tile, E]`): the router matmul, then softmax or sigmoid per
-/// row, all on buffers.
-static void buildTileScores(Emitter &e, Scoring scoring,
+/// `scores` (`[tile, E]`): the router logits (buildRouterLogits), then
+/// softmax or sigmoid per row, all on buffers.
+static void buildTileScores(Emitter &e, Scoring scoring, int64_t lanes,
                             const ScoreOperands &operands, Value scores,
                             Value first, Value count, int64_t numExperts) {
   OpBuilder &b = e.builder();
@@ -49,8 +102,6 @@ static void buildTileScores(Emitter &e, Scoring scoring,
   int64_t hidden = cast<MemRefType>(router.getType()).getDimSize(1);
   Value tile = e.subview(scores, {b.getIndexAttr(0), b.getIndexAttr(0)},
                          {count, b.getIndexAttr(numExperts)});
-  Value rows = e.subview(input, {first, b.getIndexAttr(0)},
-                         {count, b.getIndexAttr(hidden)});
   if (routerBias)
     e.genericInPlace(routerBias, tile, {e.map(2, {1}), e.map(2, {0, 1})},
                      {kParallel, kParallel},
@@ -60,12 +111,8 @@ static void buildTileScores(Emitter &e, Scoring scoring,
   else
     linalg::FillOp::create(b, e.location(), ValueRange{e.f32(0)},
                            ValueRange{tile});
-  e.genericInPlace(ValueRange{rows, router}, tile,
-                   {e.map(3, {0, 2}), e.map(3, {1, 2}), e.map(3, {0, 1})},
-                   {kParallel, kParallel, kReduction},
-                   [](Emitter &e, ValueRange args) {
-                     return e.multiplyAdd(args[2], args[0], args[1]);
-                   });
+  buildRouterLogits(e, input, router, scores, first, count, numExperts, hidden,
+                    lanes);
 
   if (scoring == Scoring::sigmoid) {
     e.genericInPlace(ValueRange{}, tile, {e.map(2, {0, 1})},
@@ -152,7 +199,8 @@ namespace {
 /// parent's block of the stacked router scores the token into a `[1, E]`
 /// scratch row.
 struct LowerRefine : OpRewritePattern<RefineOp> {
-  using OpRewritePattern::OpRewritePattern;
+  LowerRefine(MLIRContext *context, int64_t lanes)
+      : OpRewritePattern(context), lanes(lanes) {}
 
   LogicalResult matchAndRewrite(RefineOp op,
                                 PatternRewriter &rewriter) const override {
@@ -193,7 +241,7 @@ struct LowerRefine : OpRewritePattern<RefineOp> {
                   routers.input, e.sliceAt(routers.router, parent),
                   routers.routerBias ? e.sliceAt(routers.routerBias, parent)
                                      : Value()};
-              buildTileScores(e, rules.scoring, level, scores, token,
+              buildTileScores(e, rules.scoring, lanes, level, scores, token,
                               e.index(1), numExperts);
             },
             [&](Emitter &e, Value expert) {
@@ -205,6 +253,8 @@ struct LowerRefine : OpRewritePattern<RefineOp> {
                             e.asTensor(buffers.weights, weightsType)});
     return success();
   }
+
+  int64_t lanes;
 };
 } // namespace
 
@@ -214,9 +264,10 @@ struct LowerRefine : OpRewritePattern<RefineOp> {
 
 namespace {
 struct LowerGate : OpRewritePattern<GateOp> {
-  LowerGate(MLIRContext *context, bool fuseScores, int64_t tokenTile)
+  LowerGate(MLIRContext *context, bool fuseScores, int64_t tokenTile,
+            int64_t lanes)
       : OpRewritePattern(context), fuseScores(fuseScores),
-        tokenTile(tokenTile) {}
+        tokenTile(tokenTile), lanes(lanes) {}
 
   LogicalResult matchAndRewrite(GateOp op,
                                 PatternRewriter &rewriter) const override {
@@ -248,7 +299,8 @@ struct LowerGate : OpRewritePattern<GateOp> {
           MemRefType::get({ShapedType::kDynamic, numExperts},
                           rewriter.getF32Type()),
           ValueRange{numTokens});
-      buildTileScores(e, op.getScoring(), scoring, buffers.scores, e.index(0),
+      buildTileScores(e, op.getScoring(), lanes, scoring, buffers.scores,
+                      e.index(0),
                       numTokens, numExperts);
       buildExpertChoice(e, op, numTokens, numExperts, buffers);
     } else {
@@ -287,7 +339,7 @@ struct LowerGate : OpRewritePattern<GateOp> {
                                         e.index(1));
     e.forEachStep(e.index(0), numTokens, step, [&](Emitter &e, Value first) {
       Value count = e.minIndex(tile, e.sub(numTokens, first));
-      buildTileScores(e, rules.scoring, scoring, scores, first, count,
+      buildTileScores(e, rules.scoring, lanes, scoring, scores, first, count,
                       numExperts);
       e.forEach(e.index(0), count, [&](Emitter &e, Value row) {
         buildTokenSelection(e, rules, numExperts, buffers, scratch,
@@ -300,6 +352,7 @@ struct LowerGate : OpRewritePattern<GateOp> {
 
   bool fuseScores;
   int64_t tokenTile;
+  int64_t lanes;
 };
 
 struct MoELowerGatePass : moe::impl::MoELowerGateBase<MoELowerGatePass> {
@@ -312,10 +365,16 @@ struct MoELowerGatePass : moe::impl::MoELowerGateBase<MoELowerGatePass> {
           << ") must be positive";
       return signalPassFailure();
     }
+    if (vectorLanes < 1) {
+      getOperation()->emitError()
+          << "moe-lower-gate: 'vector-lanes' (" << vectorLanes.getValue()
+          << ") must be positive";
+      return signalPassFailure();
+    }
     RewritePatternSet patterns(&getContext());
     patterns.add<LowerGate>(&getContext(), fuseScores.getValue(),
-                            tokenTile.getValue());
-    patterns.add<LowerRefine>(&getContext());
+                            tokenTile.getValue(), vectorLanes.getValue());
+    patterns.add<LowerRefine>(&getContext(), vectorLanes.getValue());
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }

@@ -5,11 +5,13 @@
 // RUN: moe-opt %s -split-input-file -moe-lower-experts=parallel=false | FileCheck %s --check-prefix=SERIAL
 // RUN: moe-opt %s -split-input-file -moe-lower-experts="vector-lanes=8 tile-rows=2 reduction-block=8 row-block=4" | FileCheck %s --check-prefix=BLOCKED
 // RUN: moe-opt %s -split-input-file -moe-lower-experts="vector-lanes=8 broadcast-weight-rows=4 broadcast-min-rows=8" | FileCheck %s --check-prefix=BROADCAST
+// RUN: moe-opt %s -split-input-file -moe-lower-experts="vector-lanes=8 broadcast-weight-rows=4 broadcast-min-rows=8 broadcast-reduction-block=8" | FileCheck %s --check-prefix=BROADCAST-BLOCKED
 // RUN: not moe-opt %s -split-input-file -moe-lower-experts=tile-weight-rows=3 2>&1 | FileCheck %s --check-prefix=BAD-TILE
 // RUN: not moe-opt %s -split-input-file -moe-lower-experts=broadcast-weight-rows=3 2>&1 | FileCheck %s --check-prefix=BAD-TILE
 // RUN: not moe-opt %s -split-input-file -moe-lower-experts=broadcast-min-rows=0 2>&1 | FileCheck %s --check-prefix=BAD-TILE
+// RUN: not moe-opt %s -split-input-file -moe-lower-experts=broadcast-reduction-block=-1 2>&1 | FileCheck %s --check-prefix=BAD-TILE
 
-// BAD-TILE: error: moe-lower-experts: vector-lanes, tile-rows, row-block and broadcast-min-rows must be positive, tile-weight-rows even, broadcast-weight-rows even and >= 0, reduction-block >= 0
+// BAD-TILE: error: moe-lower-experts: vector-lanes, tile-rows, row-block and broadcast-min-rows must be positive, tile-weight-rows even, broadcast-weight-rows even and >= 0, reduction-block and broadcast-reduction-block >= 0
 
 // Without `parallel` every loop is sequential.
 // SERIAL-NOT: scf.parallel
@@ -100,9 +102,12 @@
 // by every column tile; a tile of 2 up + 2 gate weight rows broadcasts one
 // element of each across two vectors of rows (8 accumulators), then one
 // vector for the last rows. Each lane is one row's sum, so the epilogue
-// takes lanes one row at a time and skips the padding. Fewer rows take the
-// dot products. The down projection transposes the hidden block the same
-// way and adds into the token outputs.
+// takes lanes one row at a time and skips the padding. The column tiles
+// form chunks across threads; inside a chunk, each tile of rows meets all
+// of the chunk's column tiles in turn. With 4 column tiles each is a chunk,
+// so that threads share the work. Fewer rows take the dot products. The
+// down projection transposes the hidden block the same way and adds into
+// the token outputs.
 // BROADCAST-LABEL: func.func @expert_combine
 // BROADCAST: %[[OUT:.*]] = memref.alloc(%{{.*}}) : memref<?x16xf32>
 // BROADCAST: %[[HIDDEN:.*]] = memref.alloc(%[[ROWS:.*]]) : memref<?x8xf32>
@@ -115,8 +120,11 @@
 // BROADCAST: %[[INPUT:.*]] = memref.alloc(%[[PADDED]]) : memref<16x?xf32>
 // BROADCAST: arith.select %{{.*}}, %{{.*}}, %cst{{.*}} : f32
 // BROADCAST: memref.store %{{.*}}, %[[INPUT]][%{{.*}}, %{{.*}}] : memref<16x?xf32>
-// BROADCAST: scf.parallel (%[[COLUMN:.*]]) = (%c0) to (%c8) step (%c2) {
+// BROADCAST: scf.parallel (%[[CHUNK:.*]]) = (%c0) to (%c4) step (%c1) {
+// BROADCAST-NOT: memref.alloc
 // BROADCAST: scf.for %{{.*}} = %c0 to %{{.*}} step %c16 {
+// BROADCAST: scf.for %[[TILE:.*]] = %[[CHUNK]] to %{{.*}} step %c1 {
+// BROADCAST: %[[COLUMN:.*]] = arith.muli %[[TILE]], %c2
 // BROADCAST: scf.for %[[K:.*]] = %c0 to %c16 step %c1 iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
 // BROADCAST-COUNT-2: vector.load %[[INPUT]][%[[K]], %{{.*}}] : memref<16x?xf32>, vector<8xf32>
 // BROADCAST: memref.load %{{.*}}[%{{.*}}, %[[COLUMN]], %[[K]]] : memref<4x8x16xbf16>
@@ -134,11 +142,38 @@
 // BROADCAST: vector.reduction <add>
 // BROADCAST: %[[HIDDENT:.*]] = memref.alloc(%{{.*}}) : memref<8x?xf32>
 // BROADCAST: memref.load %[[HIDDEN]]
-// BROADCAST: scf.parallel (%{{.*}}) = (%c0) to (%c16) step (%c4) {
+// BROADCAST: scf.parallel (%{{.*}}) = (%c0) to (%c4) step (%c1) {
 // BROADCAST: vector.load %[[HIDDENT]]
 // BROADCAST: memref.load %[[OUT]]
 // BROADCAST: } else {
 // BROADCAST: vector.reduction <add>
+
+// The gate/up reduction (H = 16) in passes of 8 outer-product steps: each
+// chunk keeps its tiles' accumulators in a [chunk's weight rows, rows]
+// buffer, zeroed first; every pass but the last stores them there, and the
+// last starts from it and ends in the epilogue. The down projection
+// (F = 8) takes one pass and no buffer.
+// BROADCAST-BLOCKED-LABEL: func.func @expert_combine
+// BROADCAST-BLOCKED: %[[INPUT:.*]] = memref.alloc(%[[PADDED:.*]]) : memref<16x?xf32>
+// BROADCAST-BLOCKED: scf.parallel (%[[CHUNK:.*]]) = (%c0) to (%c4) step (%c1) {
+// BROADCAST-BLOCKED: %[[PARTIAL:.*]] = memref.alloc(%[[PADDED]]) : memref<4x?xf32>
+// BROADCAST-BLOCKED: linalg.fill ins(%{{.*}} : f32) outs(%[[PARTIAL]] : memref<4x?xf32>)
+// BROADCAST-BLOCKED: scf.for %[[K0:.*]] = %c0 to %c8 step %c8 {
+// BROADCAST-BLOCKED: %[[K1:.*]] = arith.addi %[[K0]], %c8
+// BROADCAST-BLOCKED: scf.for %{{.*}} = %c0 to %{{.*}} step %c16 {
+// BROADCAST-BLOCKED: scf.for %{{.*}} = %[[CHUNK]] to %{{.*}} step %c1 {
+// BROADCAST-BLOCKED-COUNT-8: vector.load %[[PARTIAL]]
+// BROADCAST-BLOCKED: scf.for %{{.*}} = %[[K0]] to %[[K1]] step %c1 iter_args
+// BROADCAST-BLOCKED: vector.load %[[INPUT]]
+// BROADCAST-BLOCKED-COUNT-8: vector.store %{{.*}}, %[[PARTIAL]]
+// BROADCAST-BLOCKED: scf.for %{{.*}} = %c8 to %c16 step %c1 iter_args
+// BROADCAST-BLOCKED: vector.extract
+// BROADCAST-BLOCKED: math.exp
+// BROADCAST-BLOCKED-NOT: vector.store %{{.*}}, %[[PARTIAL]]
+// BROADCAST-BLOCKED: memref.alloc(%{{.*}}) : memref<8x?xf32>
+// BROADCAST-BLOCKED: scf.parallel
+// BROADCAST-BLOCKED-NOT: memref.alloc
+// BROADCAST-BLOCKED: scf.for %{{.*}} = %c0 to %c8 step %c1 iter_args
 
 // Combine unfused: moe.expert writes its [rows, H] result; moe.combine is
 // left for moe-lower-combine.

@@ -1,9 +1,12 @@
 // RUN: moe-opt %s -split-input-file -moe-lower-gate=fuse-scores=false | FileCheck %s
 
-// Unfused (the ablation): one tile of all T tokens, so the router matmul
-// (bf16 widened to f32) and the max-subtracted softmax fill a [T, E] score
-// buffer; selection is a per-token loop whose argmax takes the lower index
-// on ties and never lets a NaN beat a number.
+// Unfused (the ablation): one tile of all T tokens, so the router logits
+// and the max-subtracted softmax fill a [T, E] score buffer. The logits
+// are dot products in register tiles of 2 tokens by 4 experts: 16-lane f32
+// accumulators over the rows (bf16 widened), 8 FMAs per step, each sum
+// added to its score; an odd last token takes a tile alone. Selection is a
+// per-token loop whose argmax takes the lower index on ties and never lets
+// a NaN beat a number.
 // CHECK-LABEL: func.func @softmax_top2
 // CHECK-SAME: (%[[X:.*]]: tensor<?x16xbf16>, %[[WR:.*]]: tensor<4x16xbf16>)
 // CHECK-NOT: moe.gate
@@ -16,8 +19,21 @@
 // CHECK: scf.for %[[FIRST:.*]] = %c0 to %[[T]]
 // CHECK: %[[COUNT:.*]] = arith.minui %[[T]]
 // CHECK: %[[TILE:.*]] = memref.subview %[[SCORES]][0, 0] [%[[COUNT]], 4]
-// CHECK: linalg.generic {{.*}}["parallel", "parallel", "reduction"]{{.*}} ins(%{{.*}}, %[[WR_BUF]] : {{.*}}) outs(%[[TILE]]
-// CHECK: arith.extf %{{.*}} : bf16 to f32
+// CHECK: linalg.fill ins(%{{.*}} : f32) outs(%[[TILE]]
+// CHECK: scf.for %[[E0:.*]] = %c0 to %c4 step %c4 {
+// CHECK: scf.for %[[R:.*]] = %c0 to %{{.*}} step %c2 {
+// CHECK: %[[TOKEN0:.*]] = arith.addi %[[FIRST]], %[[R]]
+// CHECK: scf.for %[[K:.*]] = %c0 to %c16 step %c16 iter_args({{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
+// CHECK: vector.load %[[X_BUF]][%[[TOKEN0]], %[[K]]] : memref<?x16xbf16>, vector<16xbf16>
+// CHECK: arith.extf %{{.*}} : vector<16xbf16> to vector<16xf32>
+// CHECK: vector.load %[[WR_BUF]][%[[E0]], %[[K]]] : memref<4x16xbf16>, vector<16xbf16>
+// CHECK-COUNT-8: vector.fma
+// CHECK: vector.reduction <add>
+// CHECK: %[[OLD:.*]] = memref.load %[[SCORES]][%[[R]], %[[E0]]]
+// CHECK: %[[NEW:.*]] = arith.addf %[[OLD]]
+// CHECK: memref.store %[[NEW]], %[[SCORES]][%[[R]], %[[E0]]]
+// CHECK: scf.for %{{.*}} = %{{.*}} to %[[COUNT]] step %c1 {
+// CHECK: -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
 // CHECK: arith.maximumf
 // CHECK: math.exp
 // CHECK: arith.divf
@@ -51,7 +67,8 @@ func.func @softmax_top2(%x: tensor<?x16xbf16>, %wr: tensor<4x16xbf16>)
 // CHECK: %[[GROUP_SCORES:.*]] = memref.alloca() : memref<4xf32>
 // CHECK: %[[GROUP_CHOSEN:.*]] = memref.alloca() : memref<4xi1>
 // CHECK: linalg.generic {{.*}} ins(%[[RB_BUF]] : memref<8xf32>)
-// CHECK: linalg.generic {{.*}}["parallel", "parallel", "reduction"]
+// CHECK: scf.for %{{.*}} = %c0 to %c8 step %c4 {
+// CHECK: vector.fma
 // CHECK: arith.negf
 // CHECK: math.exp
 // CHECK-NOT: arith.maximumf

@@ -29,7 +29,7 @@
 // CHECK: %[[P:.*]] = arith.index_cast %[[PARENT]] : i32 to index
 // CHECK: %[[ROUTER:.*]] = memref.subview %[[WR_BUF]][%[[P]], 0, 0] [1, 8, 16] [1, 1, 1] : memref<4x8x16xbf16> to memref<8x16xbf16, strided<[16, 1], offset: ?>>
 // CHECK: memref.subview %[[RB_BUF]][%[[P]], 0] [1, 8] [1, 1] : memref<4x8xbf16> to memref<8xbf16
-// CHECK: linalg.generic {{.*}} ins(%{{.*}}, %[[ROUTER]] : {{.*}})
+// CHECK: vector.load %[[ROUTER]][%{{.*}}, %{{.*}}] : memref<8x16xbf16, strided<[16, 1], offset: ?>>, vector<16xbf16>
 // CHECK: math.exp
 // CHECK: %[[SB_ROW:.*]] = memref.subview %[[SB_BUF]][%[[P]], 0] [1, 8] [1, 1]
 // CHECK: scf.for {{.*}} -> (index, f32)
