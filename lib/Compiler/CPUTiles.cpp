@@ -26,9 +26,8 @@ void mlir::moe::chooseCPUTiles(const CPUFeatures &features,
     options.tileRows = 2;
   }
   options.tileWeightRows = 4;
-  int64_t weightBytes = config.dtype == DataType::f32 ? 4 : 2;
   options.reductionBlock =
-      kWeightTileBytes / (options.tileWeightRows * weightBytes);
+      kWeightTileBytes / (options.tileWeightRows * elementBytes(config.dtype));
   options.rowBlock = 32;
   // Outer-product tiles: N weight rows by two vectors of input rows take
   // 2N accumulators, plus two input vectors and a broadcast: 12 × 2 of 32

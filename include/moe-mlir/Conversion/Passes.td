@@ -26,8 +26,8 @@ def MoELowerGate : Pass<"moe-lower-gate"> {
     logits (plus `router_bias`) fill a `[tile, E]` score buffer in register
     tiles of 2 tokens by 4 experts, dot products with `vector-lanes`-wide
     f32 accumulators in the vector dialect (the expert kernels' own), then
-    each row becomes softmax (max-subtracted) or sigmoid scores. Selection is a per-token loop nest (`scf.for`): grouped routing
-    keeps the best `topk_group` groups, then `top_k` rounds each take the
+    each row becomes softmax (max-subtracted) or sigmoid scores. Selection
+    is a per-token loop nest (`scf.for`): grouped routing keeps the best `topk_group` groups, then `top_k` rounds each take the
     allowed expert with the largest choice value, the lower index winning
     ties and a NaN never beating a number, so the result is deterministic.
     Weights are then normalized and scaled, and with a capacity factor a
@@ -91,8 +91,8 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
     their `nn.Linear` layout. Accumulation is in f32 whatever the data type.
     With `reduction-block` > 0, a longer reduction is cut into passes over
     blocks of `row-block` input rows, the accumulators kept between passes
-    in a buffer per chunk of column tiles, so that a tile's weight rows stay in L1 while the
-    block's input rows stream past them.
+    in a buffer per chunk of column tiles, so that a tile's weight rows
+    stay in L1 while the block's input rows stream past them.
 
     With `broadcast-weight-rows` > 0, an expert with at least
     `broadcast-min-rows` rows takes outer-product tiles instead: its input
@@ -108,9 +108,10 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
     all of the chunk's column tiles, the accumulators kept between passes
     in a buffer of the chunk, so a tile of rows' slice of the input stays
     in L1 while the chunk's weights stay in L2. Fewer rows (decode) keep
-    the dot products, which waste no lanes. Either way every column tile
-    streams the expert's whole input, so an expert whose input passes
-    2 MiB as f32 runs as blocks of rows that fit.
+    the dot products, which waste no lanes. Every dot-product column tile
+    streams the expert's whole input, and every chunk of outer-product
+    tiles its transposed copy, so an expert whose input passes 2 MiB as f32
+    runs as blocks of rows that fit.
     `moe-compile` picks all of these for the target CPU.
 
     Three fusions, each with a flag:

@@ -7,6 +7,7 @@
 #include "Activation.h"
 #include "BroadcastTile.h"
 #include "Emitter.h"
+#include "TileLoops.h"
 
 #include "moe-mlir/Conversion/Passes.h"
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
@@ -57,69 +58,9 @@ static Value f32Buffer(Emitter &e, ArrayRef<int64_t> shape,
       MemRefType::get(shape, e.builder().getF32Type()), dynamicSizes);
 }
 
-/// Calls `tile` on rows [first, first + count) in tiles of `tileRows`; the
-/// last tile takes the 1 to tileRows - 1 rows left, so that few-row experts
-/// (decode) still read each weight row once.
-static void forEachRowTile(Emitter &e, int64_t tileRows, Value first,
-                           Value count,
-                           function_ref<void(Emitter &, ArrayRef<Value>)> tile) {
-  Value step = e.index(tileRows);
-  Value mainRows = e.mul(
-      arith::DivUIOp::create(e.builder(), e.location(), count, step), step);
-  auto rowsFrom = [&](Emitter &e, Value at, int64_t n) {
-    SmallVector<Value> rows;
-    for (int64_t m = 0; m < n; ++m)
-      rows.push_back(e.add(first, e.add(at, e.index(m))));
-    return rows;
-  };
-  e.forEachStep(e.index(0), mainRows, step, [&](Emitter &e, Value i0) {
-    tile(e, rowsFrom(e, i0, tileRows));
-  });
-  Value left = e.sub(count, mainRows);
-  std::function<void(Emitter &, int64_t)> remainder = [&](Emitter &e,
-                                                           int64_t n) {
-    if (n == 0)
-      return;
-    e.ifThenElse(
-        e.cmpi(arith::CmpIPredicate::eq, left, e.index(n)),
-        [&](Emitter &e) { tile(e, rowsFrom(e, mainRows, n)); },
-        [&](Emitter &e) { remainder(e, n - 1); });
-  };
-  remainder(e, tileRows - 1);
-}
-
 /// Column tiles are handed to threads in at most this many chunks, each
 /// with its own buffer of partial sums.
 static constexpr int64_t kMaxColumnChunks = 64;
-
-/// `count` consecutive columns from `first`.
-static SmallVector<Value> columnsFrom(Emitter &e, Value first, int64_t count) {
-  SmallVector<Value> columns;
-  for (int64_t n = 0; n < count; ++n)
-    columns.push_back(e.add(first, e.index(n)));
-  return columns;
-}
-
-/// Calls `tile` on the columns [0, numColumns) in tiles of `columnsPerTile`,
-/// split across threads with `parallel`, then on each remaining column
-/// alone.
-static void forEachColumnTile(
-    Emitter &e, bool parallel, int64_t numColumns, int64_t columnsPerTile,
-    function_ref<void(Emitter &, ArrayRef<Value>)> tile) {
-  int64_t mainColumns = numColumns / columnsPerTile * columnsPerTile;
-  auto mainTile = [&](Emitter &e, Value c0) {
-    tile(e, columnsFrom(e, c0, columnsPerTile));
-  };
-  if (mainColumns > 0 && parallel)
-    e.parallelForEachStep(e.index(0), e.index(mainColumns),
-                          e.index(columnsPerTile), mainTile);
-  else if (mainColumns > 0)
-    e.forEachStep(e.index(0), e.index(mainColumns), e.index(columnsPerTile),
-                  mainTile);
-  if (mainColumns < numColumns)
-    e.forEach(e.index(mainColumns), e.index(numColumns),
-              [&](Emitter &e, Value column) { tile(e, {column}); });
-}
 
 /// The input rows [0, numRows) transposed into `[length, paddedRows]` f32,
 /// rows [numRows, paddedRows) zero.
@@ -220,12 +161,8 @@ static void forEachBroadcastTile(Emitter &e,
   int64_t tilesPerChunk = std::max<int64_t>(
       1, std::min(kChunkWeightBytes / (weightRowsPerTile * 4 * passLength),
                   columnTiles / kMinBroadcastChunks));
-  int64_t chunks = llvm::divideCeil(columnTiles, tilesPerChunk);
 
-  auto chunkTiles = [&](Emitter &e, Value chunk) {
-    Value firstTile = e.mul(chunk, e.index(tilesPerChunk));
-    Value lastTile = e.minIndex(e.add(firstTile, e.index(tilesPerChunk)),
-                                e.index(columnTiles));
+  auto chunkTiles = [&](Emitter &e, Value, Value firstTile, Value lastTile) {
     // `partial[(t - firstTile) · weightRowsPerTile + n, row]`.
     Value partial;
     if (blocked) {
@@ -241,7 +178,7 @@ static void forEachBroadcastTile(Emitter &e,
                                                          int64_t vectors) {
         e.forEach(firstTile, lastTile, [&](Emitter &e, Value t) {
           SmallVector<Value> columns =
-              columnsFrom(e, e.mul(t, e.index(columnsPerTile)), columnsPerTile);
+              indicesFrom(e, e.mul(t, e.index(columnsPerTile)), columnsPerTile);
           SmallVector<DotRow> weights = weightRows(e, columns);
           Value base = e.mul(e.sub(t, firstTile), e.index(weightRowsPerTile));
           auto at = [&](size_t n, int64_t v) -> SmallVector<Value> {
@@ -268,19 +205,10 @@ static void forEachBroadcastTile(Emitter &e,
         });
       });
     };
-    if (!blocked)
-      return pass(e, e.index(0), e.index(length), true);
-    int64_t lastBegin = (length - 1) / block * block;
-    e.forEachStep(e.index(0), e.index(lastBegin), e.index(block),
-                  [&](Emitter &e, Value k0) {
-                    pass(e, k0, e.add(k0, e.index(block)), false);
-                  });
-    pass(e, e.index(lastBegin), e.index(length), true);
+    forEachReductionPass(e, length, passLength, pass);
   };
-  if (chunks > 0 && options.parallel)
-    e.parallelForEachStep(e.index(0), e.index(chunks), e.index(1), chunkTiles);
-  else if (chunks > 0)
-    e.forEach(e.index(0), e.index(chunks), chunkTiles);
+  forEachColumnChunk(e, options.parallel, columnTiles, tilesPerChunk,
+                     chunkTiles);
 
   // The remaining columns alone, over the whole reduction.
   if (columnTiles * columnsPerTile == numColumns)
@@ -376,12 +304,7 @@ static void forEachDotTile(Emitter &e, const MoELowerExpertsOptions &options,
                                       partial, at(m, n));
         });
       };
-      int64_t lastBegin = (vectorLength - 1) / block * block;
-      e.forEachStep(e.index(0), e.index(lastBegin), e.index(block),
-                    [&](Emitter &e, Value k0) {
-                      pass(e, k0, e.add(k0, e.index(block)), false);
-                    });
-      pass(e, e.index(lastBegin), e.index(vectorLength), true);
+      forEachReductionPass(e, vectorLength, block, pass);
     });
   };
   if (!blocked)
@@ -408,30 +331,30 @@ static void forEachDotTile(Emitter &e, const MoELowerExpertsOptions &options,
           blockedPasses(e, columns, e.sliceAt(partials, chunk));
         });
   };
-  auto chunkTiles = [&](Emitter &e, Value chunk) {
-    Value first = e.mul(chunk, e.index(tilesPerChunk));
-    Value last = e.minIndex(e.add(first, e.index(tilesPerChunk)),
-                            e.index(columnTiles));
-    e.forEach(first, last, [&](Emitter &e, Value t) {
-      tile(e, columnsFrom(e, e.mul(t, e.index(columnsPerTile)), columnsPerTile),
-           chunk);
-    });
-  };
-  if (columnTiles > 0 && options.parallel)
-    e.parallelForEachStep(e.index(0), e.index(chunks), e.index(1),
-                          chunkTiles);
-  else if (columnTiles > 0)
-    e.forEach(e.index(0), e.index(chunks), chunkTiles);
+  forEachColumnChunk(
+      e, options.parallel, columnTiles, tilesPerChunk,
+      [&](Emitter &e, Value chunk, Value first, Value last) {
+        e.forEach(first, last, [&](Emitter &e, Value t) {
+          tile(e,
+               indicesFrom(e, e.mul(t, e.index(columnsPerTile)),
+                           columnsPerTile),
+               chunk);
+        });
+      });
   if (mainColumns < numColumns)
     e.forEach(e.index(mainColumns), e.index(numColumns),
               [&](Emitter &e, Value column) { tile(e, {column}, e.index(0)); });
 }
 
-/// Every column tile streams an expert's whole input past its weight rows,
+/// Every dot-product column tile streams an expert's whole input past its
+/// weight rows, and every chunk of outer-product tiles its transposed copy,
 /// so that input must stay in cache. A larger expert runs as blocks of rows
 /// that fit: at Mixtral's shape and 2048 tokens (512 rows per expert, 8 MiB
 /// of input to gate/up and 28 MiB to down), bench/run measured 53 active
-/// GFLOP/s without blocks, 96 with blocks of 2 MiB.
+/// GFLOP/s without blocks, 96 with blocks of 2 MiB (one pass over the
+/// reduction then). With reduction passes, blocks of 8 MiB were slower at
+/// that shape (16.6 s against 15.1 s a call) and faster at DeepSeek-V2-Lite's
+/// (2.94 s against 3.05 s).
 static constexpr int64_t kMaxBlockInputBytes = 2 * 1024 * 1024;
 
 /// The products of a projection over one block of rows: outer-product tiles

@@ -6,6 +6,7 @@
 
 #include "DotTile.h"
 #include "Routing.h"
+#include "TileLoops.h"
 
 #include "moe-mlir/Conversion/Passes.h"
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
@@ -65,29 +66,13 @@ static void buildRouterLogits(Emitter &e, Value input, Value router,
                 scores, at);
       }
   };
-  auto consecutive = [](Emitter &e, Value from, int64_t n) {
-    SmallVector<Value> values;
-    for (int64_t i = 0; i < n; ++i)
-      values.push_back(e.add(from, e.index(i)));
-    return values;
-  };
-  auto expertTile = [&](Emitter &e, ArrayRef<Value> experts) {
-    Value step = e.index(kLogitTileTokens);
-    Value paired = e.mul(
-        arith::DivUIOp::create(e.builder(), e.location(), count, step), step);
-    e.forEachStep(e.index(0), paired, step, [&](Emitter &e, Value r) {
-      tile(e, consecutive(e, r, kLogitTileTokens), experts);
-    });
-    e.forEach(paired, count,
-              [&](Emitter &e, Value r) { tile(e, {r}, experts); });
-  };
-  int64_t mainExperts = numExperts / kLogitTileExperts * kLogitTileExperts;
-  e.forEachStep(e.index(0), e.index(mainExperts), e.index(kLogitTileExperts),
-                [&](Emitter &e, Value x) {
-                  expertTile(e, consecutive(e, x, kLogitTileExperts));
-                });
-  for (int64_t x = mainExperts; x < numExperts; ++x)
-    expertTile(e, {e.index(x)});
+  forEachColumnTile(e, /*parallel=*/false, numExperts, kLogitTileExperts,
+                    [&](Emitter &e, ArrayRef<Value> experts) {
+                      forEachRowTile(e, kLogitTileTokens, e.index(0), count,
+                                     [&](Emitter &e, ArrayRef<Value> rows) {
+                                       tile(e, rows, experts);
+                                     });
+                    });
 }
 
 /// Scores of tokens `[first, first + count)` into rows `[0, count)` of

@@ -32,7 +32,9 @@
 // CHECK: %[[OLD:.*]] = memref.load %[[SCORES]][%[[R]], %[[E0]]]
 // CHECK: %[[NEW:.*]] = arith.addf %[[OLD]]
 // CHECK: memref.store %[[NEW]], %[[SCORES]][%[[R]], %[[E0]]]
-// CHECK: scf.for %{{.*}} = %{{.*}} to %[[COUNT]] step %c1 {
+// CHECK: %[[LEFT:.*]] = arith.subi %[[COUNT]], %{{.*}}
+// CHECK: %[[ODD:.*]] = arith.cmpi eq, %[[LEFT]], %c1
+// CHECK: scf.if %[[ODD]] {
 // CHECK: -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
 // CHECK: arith.maximumf
 // CHECK: math.exp
