@@ -13,7 +13,8 @@ library's forward call and puts beside it, measured in the same process:
 - PyTorch's eager HF-style loop over experts, where torch is installed.
 
 It prints one markdown table per section and writes the same markdown to
-docs/PERFORMANCE.md. Run it through bench/run, which installs what it needs.
+docs/PERFORMANCE.md (docs/PERFORMANCE-bf16.md with --dtype bf16). Run it
+through bench/run, which installs what it needs.
 """
 
 import argparse
@@ -403,9 +404,13 @@ def parse_args():
     p.add_argument("--threads", type=int, default=None,
                    help="threads for every measurement (default: OMP_NUM_THREADS, "
                         "else every CPU)")
-    p.add_argument("--output", default=str(ROOT / "docs" / "PERFORMANCE.md"),
-                   help="markdown file to write ('' writes none)")
+    p.add_argument("--output", default=None,
+                   help="markdown file to write (default docs/PERFORMANCE.md, "
+                        "docs/PERFORMANCE-bf16.md for bf16; '' writes none)")
     args = p.parse_args()
+    if args.output is None:
+        suffix = "" if args.dtype == "f32" else "-" + args.dtype
+        args.output = str(ROOT / "docs" / f"PERFORMANCE{suffix}.md")
     args.shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
     for s in args.shapes:
         if s not in SHAPES:
