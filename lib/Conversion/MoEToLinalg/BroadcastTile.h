@@ -38,9 +38,8 @@ inline SmallVector<Value> emitBroadcastSteps(Emitter &e, Value transposed,
               e.builder(), e.location(), accumulatorType, transposed,
               ValueRange{k, e.add(first, e.index(v * lanes))}));
         for (size_t n = 0; n < weights.size(); ++n) {
-          SmallVector<Value> indices(weights[n].prefix);
-          indices.push_back(k);
-          Value weight = e.toF32(e.load(weights[n].buffer, indices));
+          Value weight = e.toF32(
+              e.load(weights[n].buffer, rowIndices(e, weights[n], k)));
           Value broadcast = vector::BroadcastOp::create(
               e.builder(), e.location(), accumulatorType, weight);
           for (int64_t v = 0; v < vectors; ++v)

@@ -19,12 +19,20 @@
 
 namespace mlir::moe {
 
-/// One row operand: `buffer[prefix..., k]` for k in [0, length); the last
-/// dimension of `buffer` is contiguous.
+/// One row operand: `buffer[prefix..., k - origin]` for k in [0, length)
+/// (`origin` 0 where null); the last dimension of `buffer` is contiguous.
 struct DotRow {
   Value buffer;
   SmallVector<Value> prefix;
+  Value origin;
 };
+
+/// The indices of element `k` of `row`.
+inline SmallVector<Value> rowIndices(Emitter &e, const DotRow &row, Value k) {
+  SmallVector<Value> indices(row.prefix);
+  indices.push_back(row.origin ? e.sub(k, row.origin) : k);
+  return indices;
+}
 
 inline VectorType dotAccumulatorType(OpBuilder &b, int64_t lanes) {
   return VectorType::get({lanes}, b.getF32Type());
@@ -47,11 +55,9 @@ inline SmallVector<Value> emitDotSteps(Emitter &e, ArrayRef<DotRow> lhs,
   auto accumulatorType = dotAccumulatorType(e.builder(), lanes);
   auto loadRow = [&](Emitter &e, const DotRow &row, Value k) -> Value {
     Type element = cast<MemRefType>(row.buffer.getType()).getElementType();
-    SmallVector<Value> indices(row.prefix);
-    indices.push_back(k);
     Value loaded = vector::LoadOp::create(
         e.builder(), e.location(), VectorType::get({lanes}, element),
-        row.buffer, indices);
+        row.buffer, rowIndices(e, row, k));
     if (element.isF32())
       return loaded;
     return arith::ExtFOp::create(e.builder(), e.location(), accumulatorType,
@@ -90,9 +96,7 @@ inline SmallVector<Value> emitDotSums(Emitter &e, ArrayRef<DotRow> lhs,
       [&](Emitter &e, Value k, ValueRange carried) -> SmallVector<Value> {
         SmallVector<Value> left, right, next;
         auto loadScalar = [&](const DotRow &row) {
-          SmallVector<Value> indices(row.prefix);
-          indices.push_back(k);
-          return e.toF32(e.load(row.buffer, indices));
+          return e.toF32(e.load(row.buffer, rowIndices(e, row, k)));
         };
         for (const DotRow &row : lhs)
           left.push_back(loadScalar(row));

@@ -105,9 +105,10 @@
 // takes lanes one row at a time and skips the padding. The column tiles
 // form chunks across threads; inside a chunk, each tile of rows meets all
 // of the chunk's column tiles in turn. With 4 column tiles each is a chunk,
-// so that threads share the work. Fewer rows take the dot products. The
-// down projection transposes the hidden block the same way and adds into
-// the token outputs.
+// so that threads share the work. The bf16 weights are widened first, per
+// pass, into an f32 buffer of the chunk's weight rows that the tiles read.
+// Fewer rows take the dot products. The down projection transposes the
+// hidden block the same way and adds into the token outputs.
 // BROADCAST-LABEL: func.func @expert_combine
 // BROADCAST: %[[OUT:.*]] = memref.alloc(%{{.*}}) : memref<?x16xf32>
 // BROADCAST: %[[HIDDEN:.*]] = memref.alloc(%[[ROWS:.*]]) : memref<?x8xf32>
@@ -121,13 +122,20 @@
 // BROADCAST: arith.select %{{.*}}, %{{.*}}, %cst{{.*}} : f32
 // BROADCAST: memref.store %{{.*}}, %[[INPUT]][%{{.*}}, %{{.*}}] : memref<16x?xf32>
 // BROADCAST: scf.parallel (%[[CHUNK:.*]]) = (%c0) to (%c4) step (%c1) {
+// BROADCAST: %[[WIDE:.*]] = memref.alloc() : memref<4x16xf32>
+// BROADCAST: scf.for %[[WIDE_TILE:.*]] = %[[CHUNK]] to %{{.*}} step %c1 {
+// BROADCAST: %[[WIDE_COLUMN:.*]] = arith.muli %[[WIDE_TILE]], %c2
+// BROADCAST: scf.for %[[WIDE_K:.*]] = %c0 to %c16 step %c1 {
+// BROADCAST: memref.load %{{.*}}[%{{.*}}, %[[WIDE_COLUMN]], %[[WIDE_K]]] : memref<4x8x16xbf16>
+// BROADCAST: arith.extf %{{.*}} : bf16 to f32
+// BROADCAST: memref.store %{{.*}}, %[[WIDE]][%{{.*}}, %[[WIDE_K]]] : memref<4x16xf32>
 // BROADCAST-NOT: memref.alloc
 // BROADCAST: scf.for %{{.*}} = %c0 to %{{.*}} step %c16 {
 // BROADCAST: scf.for %[[TILE:.*]] = %[[CHUNK]] to %{{.*}} step %c1 {
 // BROADCAST: %[[COLUMN:.*]] = arith.muli %[[TILE]], %c2
 // BROADCAST: scf.for %[[K:.*]] = %c0 to %c16 step %c1 iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
 // BROADCAST-COUNT-2: vector.load %[[INPUT]][%[[K]], %{{.*}}] : memref<16x?xf32>, vector<8xf32>
-// BROADCAST: memref.load %{{.*}}[%{{.*}}, %[[COLUMN]], %[[K]]] : memref<4x8x16xbf16>
+// BROADCAST: memref.load %[[WIDE]][%{{.*}}, %[[K]]] : memref<4x16xf32>
 // BROADCAST: vector.broadcast %{{.*}} : f32 to vector<8xf32>
 // BROADCAST-COUNT-2: vector.fma
 // BROADCAST: scf.for %[[LANE:.*]] = %c0 to %c8 step %c1 {
@@ -143,6 +151,7 @@
 // BROADCAST: %[[HIDDENT:.*]] = memref.alloc(%{{.*}}) : memref<8x?xf32>
 // BROADCAST: memref.load %[[HIDDEN]]
 // BROADCAST: scf.parallel (%{{.*}}) = (%c0) to (%c4) step (%c1) {
+// BROADCAST: memref.alloc() : memref<4x8xf32>
 // BROADCAST: vector.load %[[HIDDENT]]
 // BROADCAST: memref.load %[[OUT]]
 // BROADCAST: } else {
@@ -152,19 +161,25 @@
 // chunk keeps its tiles' accumulators in a [chunk's weight rows, rows]
 // buffer, zeroed first; every pass but the last stores them there, and the
 // last starts from it and ends in the epilogue. The down projection
-// (F = 8) takes one pass and no buffer.
+// (F = 8) takes one pass and no buffer of partial sums.
 // BROADCAST-BLOCKED-LABEL: func.func @expert_combine
 // BROADCAST-BLOCKED: %[[INPUT:.*]] = memref.alloc(%[[PADDED:.*]]) : memref<16x?xf32>
 // BROADCAST-BLOCKED: scf.parallel (%[[CHUNK:.*]]) = (%c0) to (%c4) step (%c1) {
 // BROADCAST-BLOCKED: %[[PARTIAL:.*]] = memref.alloc(%[[PADDED]]) : memref<4x?xf32>
 // BROADCAST-BLOCKED: linalg.fill ins(%{{.*}} : f32) outs(%[[PARTIAL]] : memref<4x?xf32>)
+// BROADCAST-BLOCKED: %[[WIDE:.*]] = memref.alloc() : memref<4x8xf32>
 // BROADCAST-BLOCKED: scf.for %[[K0:.*]] = %c0 to %c8 step %c8 {
 // BROADCAST-BLOCKED: %[[K1:.*]] = arith.addi %[[K0]], %c8
+// BROADCAST-BLOCKED: scf.for %[[WIDE_K:.*]] = %[[K0]] to %[[K1]] step %c1 {
+// BROADCAST-BLOCKED: %[[WIDE_AT:.*]] = arith.subi %[[WIDE_K]], %[[K0]]
+// BROADCAST-BLOCKED: memref.store %{{.*}}, %[[WIDE]][%{{.*}}, %[[WIDE_AT]]]
 // BROADCAST-BLOCKED: scf.for %{{.*}} = %c0 to %{{.*}} step %c16 {
 // BROADCAST-BLOCKED: scf.for %{{.*}} = %[[CHUNK]] to %{{.*}} step %c1 {
 // BROADCAST-BLOCKED-COUNT-8: vector.load %[[PARTIAL]]
-// BROADCAST-BLOCKED: scf.for %{{.*}} = %[[K0]] to %[[K1]] step %c1 iter_args
+// BROADCAST-BLOCKED: scf.for %[[K:.*]] = %[[K0]] to %[[K1]] step %c1 iter_args
 // BROADCAST-BLOCKED: vector.load %[[INPUT]]
+// BROADCAST-BLOCKED: %[[AT:.*]] = arith.subi %[[K]], %[[K0]]
+// BROADCAST-BLOCKED: memref.load %[[WIDE]][%{{.*}}, %[[AT]]]
 // BROADCAST-BLOCKED-COUNT-8: vector.store %{{.*}}, %[[PARTIAL]]
 // BROADCAST-BLOCKED: scf.for %{{.*}} = %c8 to %c16 step %c1 iter_args
 // BROADCAST-BLOCKED: vector.extract
@@ -172,7 +187,7 @@
 // BROADCAST-BLOCKED-NOT: vector.store %{{.*}}, %[[PARTIAL]]
 // BROADCAST-BLOCKED: memref.alloc(%{{.*}}) : memref<8x?xf32>
 // BROADCAST-BLOCKED: scf.parallel
-// BROADCAST-BLOCKED-NOT: memref.alloc
+// BROADCAST-BLOCKED-NOT: memref.alloc(%{{.*}}) : memref<4x?xf32>
 // BROADCAST-BLOCKED: scf.for %{{.*}} = %c0 to %c8 step %c1 iter_args
 
 // Combine unfused: moe.expert writes its [rows, H] result; moe.combine is
@@ -223,6 +238,12 @@ func.func @expert_combine(%x: tensor<?x16xbf16>, %slots: tensor<?xi64>,
 // rows at a time.
 // CHECK-LABEL: func.func @plain_activations
 // CHECK-COUNT-16: vector.fma
+// f32 weights are broadcast from where they are, with no widened copy.
+// BROADCAST-LABEL: func.func @plain_activations
+// BROADCAST: scf.parallel
+// BROADCAST-NOT: memref.alloc()
+// BROADCAST: memref.load %{{.*}} : memref<4x8x16xf32>
+// BROADCAST: vector.broadcast
 // CHECK: math.erf
 // CHECK: math.tanh
 // CHECK: arith.maximumf
