@@ -195,8 +195,9 @@ static void forEachBroadcastTile(Emitter &e,
                              columnsPerTile));
           Value base =
               e.mul(e.sub(t, firstTile), e.index(weightRowsPerTile));
-          for (auto [n, row] : llvm::enumerate(weights))
+          for (size_t n = 0; n < weights.size(); ++n)
             e.forEach(k0, k1, [&](Emitter &e, Value k) {
+              const DotRow &row = weights[n];
               e.store(e.toF32(e.load(row.buffer, rowIndices(e, row, k))),
                       widened,
                       {e.add(base, e.index(static_cast<int64_t>(n))),
