@@ -8,9 +8,11 @@
 // row across them. A tile of N weight rows and V vectors keeps N·V
 // accumulators, loads V vectors and N scalars per step for N·V fused
 // multiply-adds, and needs no horizontal sum: each lane is one row's sum.
-// Weights stay in their nn.Linear layout; only the input is moved. A tile
-// runs over a range of k, starting from accumulators it is given, so that
-// the reduction can be cut into passes.
+// f32 weights are read in place, in their nn.Linear layout; bf16 and f16
+// weights from an f32 copy of the pass's rows (LowerExperts.cpp), so that
+// each element is widened once rather than once per tile of input rows. A
+// tile runs over a range of k, starting from accumulators it is given, so
+// that the reduction can be cut into passes.
 //
 //===----------------------------------------------------------------------===//
 

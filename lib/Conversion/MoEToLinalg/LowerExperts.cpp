@@ -86,8 +86,9 @@ static Value transposeInput(Emitter &e, Value numRows, Value paddedRows,
 }
 
 /// A chunk of outer-product tiles keeps the weight rows of one reduction
-/// pass within this much of L2 (f32 or smaller elements), so that each
-/// input vector, loaded once per chunk, serves all of its tiles...
+/// pass within this much of L2 as f32 (the size of the widened copy of
+/// bf16 or f16 weights), so that each input vector, loaded once per chunk,
+/// serves all of its tiles...
 static constexpr int64_t kChunkWeightBytes = 64 * 1024;
 /// ...unless that leaves fewer chunks than this for the threads to share.
 static constexpr int64_t kMinBroadcastChunks = 64;
@@ -180,9 +181,8 @@ static void forEachBroadcastTile(Emitter &e,
     }
     // bf16 and f16 weights are widened to f32 once per pass, into
     // `widened[(t - firstTile) · weightRowsPerTile + n, k - k0]`, which
-    // every tile of rows then reads: widening each broadcast element in
-    // the tile instead costs a scalar shift and move per FMA pair on CPUs
-    // without bf16 instructions, and measured half the speed.
+    // every tile of rows then reads: widening each broadcast element inside
+    // the tile, once per tile of rows, measured half the speed.
     Value widened;
     if (widening)
       widened = f32Buffer(e, {tilesPerChunk * weightRowsPerTile, passLength},
@@ -549,7 +549,7 @@ static void buildFFN(Emitter &e, Value rows,
         for (Value c : columns)
           rhs.push_back(weightRow(weights.down, c));
         return rhs;
-      }, upType.getElementType()},
+      }, cast<MemRefType>(weights.down.getType()).getElementType()},
       [&](Emitter &e, ArrayRef<Value> tileRows, ArrayRef<Value> columns,
           ArrayRef<Value> sums) {
         for (size_t m = 0; m < tileRows.size(); ++m)

@@ -285,8 +285,7 @@ struct LowerGate : OpRewritePattern<GateOp> {
                           rewriter.getF32Type()),
           ValueRange{numTokens});
       buildTileScores(e, op.getScoring(), lanes, scoring, buffers.scores,
-                      e.index(0),
-                      numTokens, numExperts);
+                      e.index(0), numTokens, numExperts);
       buildExpertChoice(e, op, numTokens, numExperts, buffers);
     } else {
       buildTokenChoice(e, op, numTokens, numExperts, buffers);
