@@ -12,6 +12,7 @@
 
 #include "moe-mlir/InitAllMoE.h"
 
+#include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
 
 namespace mlir::moe {

@@ -3,45 +3,27 @@
 // Part of the moe-mlir project.
 //
 // The one place that lists the project's dialects and passes, shared by
-// every tool so that moe-opt and moe-compile accept the same IR.
+// every tool so that moe-opt and moe-compile accept the same IR. Defined in
+// the library: upstream's registries are the largest headers there are.
 //
 //===----------------------------------------------------------------------===//
 
 #ifndef MOE_INITALLMOE_H
 #define MOE_INITALLMOE_H
 
-#include "moe-mlir/Conversion/Passes.h"
-#include "moe-mlir/Dialect/MoE/IR/MoEDialect.h"
-#include "moe-mlir/Dialect/MoE/Transforms/Passes.h"
-#include "moe-mlir/Pipelines/Pipelines.h"
-
-#include "mlir/IR/DialectRegistry.h"
-#include "mlir/InitAllDialects.h"
-#include "mlir/InitAllExtensions.h"
-#include "mlir/InitAllPasses.h"
-#include "mlir/Target/LLVM/NVVM/Target.h"
-#include "mlir/Target/LLVMIR/Dialect/All.h"
+namespace mlir {
+class DialectRegistry;
+} // namespace mlir
 
 namespace mlir::moe {
 
 /// Upstream dialects, their extensions, their translations to LLVM IR
 /// (the GPU pipeline translates kernels while it compiles them), the NVVM
 /// target, and the moe dialect.
-inline void registerAllDialects(DialectRegistry &registry) {
-  mlir::registerAllDialects(registry);
-  mlir::registerAllExtensions(registry);
-  mlir::registerAllToLLVMIRTranslations(registry);
-  NVVM::registerNVVMTargetInterfaceExternalModels(registry);
-  registry.insert<MoEDialect>();
-}
+void registerAllDialects(DialectRegistry &registry);
 
 /// Upstream passes and every moe pass and pipeline.
-inline void registerAllPasses() {
-  mlir::registerAllPasses();
-  registerMoEPasses();
-  registerMoEConversionPasses();
-  registerPipelines();
-}
+void registerAllPasses();
 
 } // namespace mlir::moe
 

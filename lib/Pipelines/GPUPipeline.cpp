@@ -12,6 +12,7 @@
 #include "mlir/Conversion/GPUCommon/GPUCommonPass.h"
 #include "mlir/Dialect/Bufferization/Transforms/Passes.h"
 #include "mlir/Dialect/GPU/Transforms/Passes.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Transforms/Passes.h"
 
@@ -83,4 +84,24 @@ void moe::buildGPUPipeline(OpPassManager &pm,
     pm.addPass(moe::createMoEGPUEmbedFatbin(fatbin));
   }
   addParsed(pm, kFinish);
+}
+
+std::string moe::newestPTX(ModuleOp module) {
+  std::string ptx;
+  int newest = -1;
+  module.walk([&](gpu::BinaryOp binary) {
+    for (Attribute attr : binary.getObjects()) {
+      auto object = cast<gpu::ObjectAttr>(attr);
+      auto target = dyn_cast<NVVM::NVVMTargetAttr>(object.getTarget());
+      int number = 0;
+      if (!target || target.getChip().drop_front(3).take_while(llvm::isDigit)
+                         .getAsInteger(10, number))
+        continue;
+      if (number > newest) {
+        newest = number;
+        ptx = object.getObject().getValue().str();
+      }
+    }
+  });
+  return ptx;
 }

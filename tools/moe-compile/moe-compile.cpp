@@ -20,8 +20,6 @@
 #include "moe-mlir/InitAllMoE.h"
 #include "moe-mlir/Pipelines/Pipelines.h"
 
-#include "mlir/Dialect/GPU/IR/GPUDialect.h"
-#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
 #include "mlir/Pass/PassManager.h"
@@ -225,28 +223,6 @@ probeCPUFeatures(const ScratchDir &scratch) {
   return features;
 }
 
-/// The PTX of the newest target the GPU pipeline compiled for (the one the
-/// library also embeds for GPUs newer than every cubin).
-static std::string newestPTX(ModuleOp module) {
-  std::string ptx;
-  int newest = -1;
-  module.walk([&](gpu::BinaryOp binary) {
-    for (Attribute attr : binary.getObjects()) {
-      auto object = cast<gpu::ObjectAttr>(attr);
-      auto target = dyn_cast<NVVM::NVVMTargetAttr>(object.getTarget());
-      int number = 0;
-      if (!target || target.getChip().drop_front(3).take_while(llvm::isDigit)
-                         .getAsInteger(10, number))
-        continue;
-      if (number > newest) {
-        newest = number;
-        ptx = object.getObject().getValue().str();
-      }
-    }
-  });
-  return ptx;
-}
-
 /// Moves each scratch file to its final name in the output directory.
 static int publish(const ScratchDir &scratch,
                    llvm::ArrayRef<std::string> names) {
@@ -376,7 +352,7 @@ int main(int argc, char **argv) {
   if (failed(pm.run(*module)))
     return fail("lowering '" + configPath + "' failed");
   if (emit == Stage::ptx) {
-    std::string ptx = newestPTX(*module);
+    std::string ptx = moe::newestPTX(*module);
     if (ptx.empty())
       return fail("the GPU pipeline left no PTX");
     if (!writeFile(scratch.file(name + ".ptx"), ptx))

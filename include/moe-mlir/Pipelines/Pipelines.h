@@ -7,8 +7,11 @@
 #ifndef MOE_PIPELINES_PIPELINES_H
 #define MOE_PIPELINES_PIPELINES_H
 
+#include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassOptions.h"
+
+#include <string>
 
 namespace mlir::moe {
 
@@ -106,6 +109,11 @@ struct GPUPipelineOptions : public PassPipelineOptions<GPUPipelineOptions> {
 /// NVVM, and a fat binary of cubins the host code launches. With
 /// `emulate`, the kernels are lowered for the CPU instead.
 void buildGPUPipeline(OpPassManager &pm, const GPUPipelineOptions &options);
+
+/// After the GPU pipeline with `binary=ptx`: the PTX of the newest chip it
+/// compiled for (the one the library also embeds for GPUs newer than every
+/// cubin); empty if there is none.
+std::string newestPTX(ModuleOp module);
 
 /// Upstream's lowering of loops, memrefs, vectors, math and OpenMP to the
 /// LLVM dialect on the host, the end of the CPU pipeline.
