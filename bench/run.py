@@ -147,6 +147,12 @@ def make_weights(shape, seed):
 # timing
 
 
+def weight_bytes(r, T, dtype):
+    """Bytes of the experts that received a token at T, plus the shared one."""
+    _, H, F, _, _, Fs, _ = r["shape"]
+    return (r["active"][T] * 3 * H * F + 3 * H * Fs) * BYTES[dtype]
+
+
 def time_calls(fn, budget, min_reps, max_reps=15):
     """Warm up once, then the median of several calls: as many as fit in
     `budget` seconds, at least `min_reps`. Returns (median seconds, reps)."""
@@ -655,21 +661,45 @@ def main():
         report.add()
 
     decode_tokens = [T for T in args.tokens if T <= DECODE_MAX]
+    # The run's best sgemm rate: what f32 multiply-adds can reach on this CPU.
+    best_gflops = max(r["flops"][T] / r["blas"][T][0] / 1e9
+                      for r in results.values() for T in args.tokens)
+
+    def compute_bound_gbs(r, T):
+        """The weight rate at which T's FLOPs per byte need best_gflops."""
+        return best_gflops * weight_bytes(r, T, args.dtype) / r["flops"][T]
+
     report.add("## Decode: weight bandwidth against the memory limit (triad)")
     report.add()
     if decode_tokens:
         rows = []
         for short, r in results.items():
-            label, H, F, E, k, Fs, _ = r["shape"]
+            label = r["shape"][0]
             for T in decode_tokens:
                 t = r["ours"][T][0]
-                nbytes = (r["active"][T] * 3 * H * F + 3 * H * Fs) * BYTES[args.dtype]
+                nbytes = weight_bytes(r, T, args.dtype)
                 gbs = nbytes / t / 1e9
+                compute_gbs = compute_bound_gbs(r, T)
                 rows.append([label, T, r["active"][T], f"{nbytes / 1e6:.0f}", fmt_ms(t),
                              f"{gbs:.1f}", f"{gbs / triad_best:.2f}",
-                             met(gbs / triad_best >= DECODE_TARGET)])
+                             met(gbs / triad_best >= DECODE_TARGET),
+                             f"{r['flops'][T] / nbytes:.2f}",
+                             f"{compute_gbs:.1f}",
+                             f"{gbs / min(triad_best, compute_gbs):.2f}"])
         report.add(table(["shape", "T", "active experts", "weight MB", "ours ms",
-                          "weight GB/s", "/ triad", f"≥ {DECODE_TARGET}"], rows))
+                          "weight GB/s", "/ triad", f"≥ {DECODE_TARGET}", "FLOP/byte",
+                          "compute-bound GB/s", "/ roofline"], rows))
+        report.add()
+        report.add(
+            "*FLOP/byte* is the call's active FLOPs per weight byte: each weight element "
+            "meets every token its expert received, so it grows with the tokens per "
+            "expert and doubles from f32 to bf16. Streaming the weights at a rate R then "
+            "takes R × FLOP/byte of multiply-adds; *compute-bound GB/s* is the rate at "
+            f"which that reaches the run's best `cblas_sgemm` rate ({best_gflops:.1f} "
+            "GFLOP/s, the largest OpenBLAS GFLOP/s above). Where it is below "
+            f"{DECODE_TARGET} of the triad, no f32 multiply-add kernel on this CPU meets "
+            "the decode target: the call is compute-bound. *Roofline* is the lower of "
+            "the two rates.")
     else:
         report.add(f"No decode token count (≤ {DECODE_MAX}) in this run.")
     report.add()
@@ -732,9 +762,12 @@ def main():
     report.add()
     pre = [r["blas"][T][0] / r["ours"][T][0] for r in results.values()
            for T in args.tokens if T >= PREFILL_MIN]
-    dec = [(r["active"][T] * 3 * r["shape"][1] * r["shape"][2] + 3 * r["shape"][1]
-            * r["shape"][5]) * BYTES[args.dtype] / r["ours"][T][0] / 1e9 / triad_best
-           for r in results.values() for T in decode_tokens]
+    decode_runs = [(r, T) for r in results.values() for T in decode_tokens]
+    dec_gbs = [weight_bytes(r, T, args.dtype) / r["ours"][T][0] / 1e9
+               for r, T in decode_runs]
+    dec_compute = [compute_bound_gbs(r, T) for r, T in decode_runs]
+    dec = [g / triad_best for g in dec_gbs]
+    roof = [g / min(triad_best, c) for g, c in zip(dec_gbs, dec_compute)]
     allr = [r["blas"][T][0] / r["ours"][T][0] for r in results.values() for T in args.tokens]
     if allr:
         report.add(f"- ours/OpenBLAS, every token count: {min(allr):.2f}–{max(allr):.2f}")
@@ -746,6 +779,10 @@ def main():
         report.add(f"- decode weight bandwidth / triad (T ≤ {DECODE_MAX}): {min(dec):.2f}–"
                    f"{max(dec):.2f} (target ≥ {DECODE_TARGET}: "
                    f"{sum(d >= DECODE_TARGET for d in dec)} of {len(dec)} met)")
+        bound = sum(c < DECODE_TARGET * triad_best for c in dec_compute)
+        report.add(f"- decode weight bandwidth / roofline: {min(roof):.2f}–{max(roof):.2f} "
+                   f"({bound} of {len(dec)} compute-bound below {DECODE_TARGET} of the "
+                   "triad)")
     abl = [r["ablation"][2][0] / r["ablation"][1][0] for r in results.values()]
     if abl:
         report.add(f"- fused/unfused speed at T = {ABLATION_TOKENS}: {min(abl):.2f}–"

@@ -42,24 +42,30 @@
 using namespace mlir;
 namespace cl = llvm::cl;
 
+// --help lists these alone; LLVM's own options still parse but stay hidden.
+static cl::OptionCategory moeCompileCategory("moe-compile options");
+
 static cl::opt<std::string> configPath(cl::Positional, cl::Required,
+                                       cl::cat(moeCompileCategory),
                                        cl::desc("<config.json>"));
 static cl::opt<std::string> outputDir("o", cl::Required,
+                                      cl::cat(moeCompileCategory),
                                       cl::desc("Output directory"),
                                       cl::value_desc("dir"));
 enum class Stage { library, mlir, llvm, obj, ptx };
 static cl::opt<Stage> emit(
-    "emit", cl::desc("Stop early and write that stage"),
-    cl::init(Stage::library),
+    "emit", cl::cat(moeCompileCategory),
+    cl::desc("Stop early and write that stage"), cl::init(Stage::library),
     cl::values(clEnumValN(Stage::mlir, "mlir", "<name>.mlir: the moe module"),
                clEnumValN(Stage::llvm, "llvm", "<name>.ll: LLVM IR"),
                clEnumValN(Stage::obj, "obj", "<name>.o: an object file"),
                clEnumValN(Stage::ptx, "ptx", "<name>.ptx: for target cuda")));
 static cl::opt<bool> printPipeline("print-pipeline",
+                                   cl::cat(moeCompileCategory),
                                    cl::desc("Print the passes it runs"));
 enum class Fusion { gate, gather, activation, combine };
 static cl::list<Fusion> disabledFusions(
-    "disable-fusion", cl::CommaSeparated,
+    "disable-fusion", cl::CommaSeparated, cl::cat(moeCompileCategory),
     cl::desc("Turn fusions off, for ablation (comma-separated)"),
     cl::values(
         clEnumValN(Fusion::gate, "gate", "score the whole [T, E] matrix"),
@@ -69,22 +75,23 @@ static cl::list<Fusion> disabledFusions(
         clEnumValN(Fusion::combine, "combine",
                    "store the [rows, H] expert output, then gather it")));
 static cl::opt<std::string>
-    march("march", cl::desc("CPU the library is tuned for (clang -march)"),
+    march("march", cl::cat(moeCompileCategory),
+          cl::desc("CPU the library is tuned for (clang -march)"),
           cl::init("native"));
 static cl::opt<std::string> cpuPipelineOptions(
-    "cpu-pipeline-options",
+    "cpu-pipeline-options", cl::cat(moeCompileCategory),
     cl::desc("Options of moe-opt's -moe-cpu-pipeline, applied over the "
              "expert kernels' tiling chosen for -march, for tuning (e.g. "
              "\"vector-lanes=8 broadcast-weight-rows=0\")"));
 static cl::opt<bool> emulateGPU(
-    "emulate-gpu",
+    "emulate-gpu", cl::cat(moeCompileCategory),
     cl::desc("Build the CUDA target's kernels for this CPU instead (each "
              "thread block an OpenMP team): a host library for testing the "
              "kernels without a GPU; needs \"target\": \"cpu\""));
 
 enum class Sanitizer { address, undefined, thread };
 static cl::list<Sanitizer> sanitizers(
-    "sanitize", cl::CommaSeparated,
+    "sanitize", cl::CommaSeparated, cl::cat(moeCompileCategory),
     cl::desc("Build the library with sanitizer checks, to test the program "
              "that links it (comma-separated)"),
     cl::values(
@@ -247,6 +254,7 @@ static int publish(const ScratchDir &scratch,
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
+  cl::HideUnrelatedOptions(moeCompileCategory);
   cl::ParseCommandLineOptions(argc, argv,
                               "moe-compile: MoE layer config to a shared "
                               "library with a C ABI\n");
