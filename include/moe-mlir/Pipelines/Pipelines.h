@@ -7,11 +7,14 @@
 #ifndef MOE_PIPELINES_PIPELINES_H
 #define MOE_PIPELINES_PIPELINES_H
 
-#include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassOptions.h"
 
 #include <string>
+
+namespace mlir {
+class ModuleOp;
+} // namespace mlir
 
 namespace mlir::moe {
 
