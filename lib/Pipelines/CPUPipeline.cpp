@@ -44,6 +44,7 @@ void moe::buildCPUPipeline(OpPassManager &pm,
   experts.fuseGather = options.fuseGather;
   experts.fuseActivation = options.fuseActivation;
   experts.fuseCombine = options.fuseCombine;
+  experts.stridedColumns = options.stridedColumns;
   experts.vectorLanes = options.vectorLanes;
   experts.tileRows = options.tileRows;
   experts.tileWeightRows = options.tileWeightRows;

@@ -1,8 +1,8 @@
 """The expert kernels under other tilings than the one moe-compile picks for
 this machine (--cpu-pipeline-options): the other target's register tiles,
 odd tile sizes, reductions cut into passes with tails (dot products and
-outer products alike), and outer-product tiles from one row on or not at
-all, against the f64 reference (SPEC §1's 2e-2 tolerance for bf16). Rows
+outer products alike), outer-product tiles from one row on or not at all,
+and dot-product tiles of consecutive or strided columns, against the f64 reference (SPEC §1's 2e-2 tolerance for bf16). Rows
 per expert run from 0 through several row blocks, and past the rows whose
 input fits one block of the expert loop."""
 
@@ -13,18 +13,22 @@ from test_conformance import cfg, check_token_counts
 
 OPTIONS = ("vector-lanes", "tile-rows", "tile-weight-rows", "reduction-block",
            "row-block", "broadcast-weight-rows", "broadcast-min-rows",
-           "broadcast-reduction-block")
+           "broadcast-reduction-block", "strided-columns")
 
 # Values of OPTIONS, all set, so that the choice for this machine's -march
 # does not show through.
 TILES = [
-    (16, 4, 4, 1024, 32, 12, 16, 128),  # the AVX-512 choice
-    (8, 2, 4, 1024, 32, 6, 8, 256),     # the AVX2 choice
-    (8, 2, 4, 16, 4, 0, 1, 0),          # passes of 16 with a tail, blocks of 4 rows
-    (8, 1, 2, 8, 3, 2, 1, 5),           # one row per tile; outer products from one
-                                        # row, in passes of 5 with a tail
-    (4, 3, 6, 12, 5, 4, 5, 7),          # odd tiles, a remainder of rows in every block
-    (8, 2, 4, 0, 32, 0, 1, 0),          # one pass of dot products only
+    (16, 4, 4, 1024, 32, 12, 16, 128, "true"),  # the AVX-512 choice
+    (8, 2, 4, 1024, 32, 6, 8, 256, "true"),     # the AVX2 choice
+    (8, 2, 4, 16, 4, 0, 1, 0, "false"),         # passes of 16 with a tail, blocks
+                                                # of 4 rows, consecutive columns
+    (8, 1, 2, 8, 3, 2, 1, 5, "true"),           # one row per tile; outer products
+                                                # from one row, in passes of 5
+                                                # with a tail
+    (4, 3, 6, 12, 5, 4, 5, 7, "true"),          # odd tiles, a remainder of rows in
+                                                # every block and of columns
+    (8, 2, 4, 0, 32, 0, 1, 0, "false"),         # one pass of dot products only,
+                                                # consecutive columns
 ]
 
 CONFIGS = [

@@ -92,7 +92,12 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
     With `reduction-block` > 0, a longer reduction is cut into passes over
     blocks of `row-block` input rows, the accumulators kept between passes
     in a buffer per chunk of column tiles, so that a tile's weight rows
-    stay in L1 while the block's input rows stream past them.
+    stay in L1 while the block's input rows stream past them. With
+    `strided-columns` (the default) a dot-product tile's columns lie the
+    number of tiles apart rather than side by side, so that each thread,
+    walking its consecutive tiles, reads its weight rows as
+    `tile-weight-rows` long sequential streams, which the hardware
+    prefetchers follow much better than runs of a row each.
 
     With `broadcast-weight-rows` > 0, an expert with at least
     `broadcast-min-rows` rows takes outer-product tiles instead: its input
@@ -153,6 +158,9 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
     Option<"parallel", "parallel", "bool", /*default=*/"true",
            "Split each projection's column tiles across threads "
            "(scf.parallel)">,
+    Option<"stridedColumns", "strided-columns", "bool", /*default=*/"true",
+           "A dot-product tile's columns lie a tile count apart, not side "
+           "by side">,
     Option<"vectorLanes", "vector-lanes", "int64_t", /*default=*/"16",
            "f32 lanes per vector accumulator">,
     Option<"tileRows", "tile-rows", "int64_t", /*default=*/"4",

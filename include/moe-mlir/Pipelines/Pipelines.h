@@ -36,6 +36,10 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
       *this, "fuse-combine",
       llvm::cl::desc("Accumulate the down projection into the outputs"),
       llvm::cl::init(true)};
+  Option<bool> stridedColumns{
+      *this, "strided-columns",
+      llvm::cl::desc("A dot-product tile's columns lie a tile count apart"),
+      llvm::cl::init(true)};
   Option<int64_t> vectorLanes{
       *this, "vector-lanes",
       llvm::cl::desc("f32 lanes per accumulator of the router and expert "

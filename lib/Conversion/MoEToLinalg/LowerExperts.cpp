@@ -36,10 +36,10 @@ struct ExpertBuffers {
   Activation activation;
 };
 
-/// Receives the down projection of plan row `row`, columns
-/// `[column, column + sums.size())`.
-using DownEpilogue =
-    std::function<void(Emitter &, Value row, Value column, ArrayRef<Value>)>;
+/// Receives the down projection of plan row `row` at `columns`.
+using DownEpilogue = std::function<void(Emitter &, Value row,
+                                        ArrayRef<Value> columns,
+                                        ArrayRef<Value> sums)>;
 
 /// The operands of a projection: input row `i`, and the weight rows a tile
 /// of output columns reads.
@@ -347,8 +347,8 @@ static void forEachDotTile(Emitter &e, const MoELowerExpertsOptions &options,
     });
   };
   if (!blocked)
-    return forEachColumnTile(e, options.parallel, numColumns, columnsPerTile,
-                             onePass);
+    return forEachColumnTile(e, options.parallel, options.stridedColumns,
+                             numColumns, columnsPerTile, onePass);
 
   int64_t columnTiles = numColumns / columnsPerTile;
   int64_t mainColumns = columnTiles * columnsPerTile;
@@ -375,8 +375,8 @@ static void forEachDotTile(Emitter &e, const MoELowerExpertsOptions &options,
       [&](Emitter &e, Value chunk, Value first, Value last) {
         e.forEach(first, last, [&](Emitter &e, Value t) {
           tile(e,
-               indicesFrom(e, e.mul(t, e.index(columnsPerTile)),
-                           columnsPerTile),
+               tileColumns(e, t, columnTiles, columnsPerTile,
+                           options.stridedColumns),
                chunk);
         });
       });
@@ -553,7 +553,7 @@ static void buildFFN(Emitter &e, Value rows,
       [&](Emitter &e, ArrayRef<Value> tileRows, ArrayRef<Value> columns,
           ArrayRef<Value> sums) {
         for (size_t m = 0; m < tileRows.size(); ++m)
-          epilogue(e, tileRows[m], columns.front(),
+          epilogue(e, tileRows[m], columns,
                    sums.slice(m * columns.size(), columns.size()));
       });
 }
@@ -603,8 +603,9 @@ static void buildExpertLoop(Emitter &e, const ExpertBuffers &buffers,
       };
       FFNWeights weights{buffers.gate, buffers.up, buffers.down, {expert}};
       buildFFN(e, rows, inputRow, weights, buffers.activation, options,
-               [&](Emitter &e, Value row, Value column, ArrayRef<Value> sums) {
-                 epilogue(e, e.add(start, row), column, sums);
+               [&](Emitter &e, Value row, ArrayRef<Value> columns,
+                   ArrayRef<Value> sums) {
+                 epilogue(e, e.add(start, row), columns, sums);
                });
     });
   });
@@ -657,10 +658,10 @@ struct LowerExpert : OpRewritePattern<ExpertOp> {
     if (resultType.isDynamicDim(0))
       dynamicRows.push_back(numRows);
     Value rows = e.alloc(resultType, dynamicRows);
-    DownEpilogue epilogue = [&](Emitter &e, Value row, Value column,
+    DownEpilogue epilogue = [&](Emitter &e, Value row, ArrayRef<Value> columns,
                                 ArrayRef<Value> sums) {
       for (size_t n = 0; n < sums.size(); ++n)
-        e.store(sums[n], rows, {row, e.add(column, e.index(n))});
+        e.store(sums[n], rows, {row, columns[n]});
     };
     buildExpertLoop(e, readExpertBuffers(e, op), options, epilogue);
     rewriter.replaceOp(op, e.asTensor(rows, resultType));
@@ -710,7 +711,7 @@ struct LowerExpertCombine : OpRewritePattern<CombineOp> {
     ExpertBuffers buffers = readExpertBuffers(e, expert);
     Value weights = e.readBuffer(op.getWeights());
     Value slotsPerToken = e.index(buffers.slotsPerToken);
-    DownEpilogue epilogue = [&](Emitter &e, Value row, Value column,
+    DownEpilogue epilogue = [&](Emitter &e, Value row, ArrayRef<Value> columns,
                                 ArrayRef<Value> sums) {
       Value slot = e.load(buffers.slots, row);
       e.ifThen(e.cmpi(arith::CmpIPredicate::sge, slot, e.i64(0)),
@@ -722,8 +723,7 @@ struct LowerExpertCombine : OpRewritePattern<CombineOp> {
                                                   flat, slotsPerToken);
                  Value weight = e.load(weights, {token, j});
                  for (size_t n = 0; n < sums.size(); ++n) {
-                   SmallVector<Value> at = {token,
-                                            e.add(column, e.index(n))};
+                   SmallVector<Value> at = {token, columns[n]};
                    e.store(e.add(e.load(accumulator, at),
                                  e.mul(weight, sums[n])),
                            accumulator, at);
@@ -782,11 +782,12 @@ struct LowerSharedExpert : OpRewritePattern<SharedExpertOp> {
         e, numTokens,
         [&](Emitter &, Value token) -> DotRow { return {input, {token}}; },
         weights, op.getActivation(), options,
-        [&](Emitter &e, Value token, Value column, ArrayRef<Value> sums) {
+        [&](Emitter &e, Value token, ArrayRef<Value> columns,
+            ArrayRef<Value> sums) {
           Value factor = scale ? e.load(scale, token) : Value();
           for (size_t n = 0; n < sums.size(); ++n)
             e.store(factor ? e.mul(sums[n], factor) : sums[n], output,
-                    {token, e.add(column, e.index(n))});
+                    {token, columns[n]});
         });
     rewriter.replaceOp(op, e.asTensor(output, resultType));
     return success();
@@ -812,8 +813,9 @@ struct MoELowerExpertsPass
       return signalPassFailure();
     }
     MoELowerExpertsOptions options{
-        fuseGather,     fuseActivation, fuseCombine,         parallel,
-        vectorLanes,    tileRows,       tileWeightRows,      reductionBlock,
+        fuseGather,     fuseActivation,      fuseCombine,
+        parallel,       stridedColumns,      vectorLanes,
+        tileRows,       tileWeightRows,      reductionBlock,
         rowBlock,       broadcastWeightRows, broadcastMinRows,
         broadcastReductionBlock};
     LogicalResult result =

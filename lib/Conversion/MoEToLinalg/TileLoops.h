@@ -48,22 +48,42 @@ inline void forEachRowTile(Emitter &e, int64_t tileRows, Value first,
   remainder(e, tileRows - 1);
 }
 
-/// Calls `tile` on the columns [0, numColumns) in tiles of `columnsPerTile`,
-/// split across threads with `parallel`, then on each remaining column
-/// alone.
+/// The columns of column tile `t` of `columnTiles` tiles of `count`: side
+/// by side, or with `strided` one from each of `count` equal parts of the
+/// tiled columns, `columnTiles` apart. Consecutive strided tiles then walk
+/// each part's weight rows in order, so a thread's tiles read them as
+/// `count` long sequential streams rather than short runs, which the
+/// hardware prefetchers follow poorly.
+inline SmallVector<Value> tileColumns(Emitter &e, Value t, int64_t columnTiles,
+                                      int64_t count, bool strided) {
+  if (!strided)
+    return indicesFrom(e, e.mul(t, e.index(count)), count);
+  SmallVector<Value> columns;
+  for (int64_t n = 0; n < count; ++n)
+    columns.push_back(e.add(t, e.index(n * columnTiles)));
+  return columns;
+}
+
+/// Calls `tile` on the columns [0, numColumns) in tiles of `columnsPerTile`
+/// (see tileColumns), split across threads with `parallel`, then on each
+/// remaining column alone.
 inline void forEachColumnTile(
-    Emitter &e, bool parallel, int64_t numColumns, int64_t columnsPerTile,
+    Emitter &e, bool parallel, bool strided, int64_t numColumns,
+    int64_t columnsPerTile,
     function_ref<void(Emitter &, ArrayRef<Value>)> tile) {
-  int64_t mainColumns = numColumns / columnsPerTile * columnsPerTile;
-  auto mainTile = [&](Emitter &e, Value c0) {
-    tile(e, indicesFrom(e, c0, columnsPerTile));
+  int64_t columnTiles = numColumns / columnsPerTile;
+  int64_t mainColumns = columnTiles * columnsPerTile;
+  // Side by side, the loop steps over the tiles' first columns.
+  int64_t step = strided ? 1 : columnsPerTile;
+  auto mainTile = [&](Emitter &e, Value i) {
+    tile(e, strided ? tileColumns(e, i, columnTiles, columnsPerTile, true)
+                    : indicesFrom(e, i, columnsPerTile));
   };
+  Value end = e.index(columnTiles * step);
   if (mainColumns > 0 && parallel)
-    e.parallelForEachStep(e.index(0), e.index(mainColumns),
-                          e.index(columnsPerTile), mainTile);
+    e.parallelForEachStep(e.index(0), end, e.index(step), mainTile);
   else if (mainColumns > 0)
-    e.forEachStep(e.index(0), e.index(mainColumns), e.index(columnsPerTile),
-                  mainTile);
+    e.forEachStep(e.index(0), end, e.index(step), mainTile);
   if (mainColumns < numColumns)
     e.forEach(e.index(mainColumns), e.index(numColumns),
               [&](Emitter &e, Value column) { tile(e, {column}); });

@@ -3,6 +3,7 @@
 // RUN: moe-opt %s -split-input-file -moe-lower-experts=fuse-activation=false | FileCheck %s --check-prefix=UNFUSED-ACT
 // RUN: moe-opt %s -split-input-file -moe-lower-experts=fuse-gather=false | FileCheck %s --check-prefix=UNFUSED-GATHER
 // RUN: moe-opt %s -split-input-file -moe-lower-experts=parallel=false | FileCheck %s --check-prefix=SERIAL
+// RUN: moe-opt %s -split-input-file -moe-lower-experts=strided-columns=false | FileCheck %s --check-prefix=SIDE-BY-SIDE
 // RUN: moe-opt %s -split-input-file -moe-lower-experts="vector-lanes=8 tile-rows=2 reduction-block=8 row-block=4" | FileCheck %s --check-prefix=BLOCKED
 // RUN: moe-opt %s -split-input-file -moe-lower-experts="vector-lanes=8 broadcast-weight-rows=4 broadcast-min-rows=8" | FileCheck %s --check-prefix=BROADCAST
 // RUN: moe-opt %s -split-input-file -moe-lower-experts="vector-lanes=8 broadcast-weight-rows=4 broadcast-min-rows=8 broadcast-reduction-block=8" | FileCheck %s --check-prefix=BROADCAST-BLOCKED
@@ -15,6 +16,16 @@
 
 // Without `parallel` every loop is sequential.
 // SERIAL-NOT: scf.parallel
+
+// Without `strided-columns` a tile's columns are consecutive: the gated
+// tiles step over F = 8 by 2, the down tiles over H = 16 by 4.
+// SIDE-BY-SIDE-LABEL: func.func @expert_combine
+// SIDE-BY-SIDE: %[[WU_BUF:.*]] = bufferization.to_buffer %arg6
+// SIDE-BY-SIDE: scf.parallel (%[[F0:.*]]) = (%c0) to (%c8) step (%c2) {
+// SIDE-BY-SIDE: %[[F1:.*]] = arith.addi %[[F0]], %c1
+// SIDE-BY-SIDE: vector.load %[[WU_BUF]][%{{.*}}, %[[F0]], %{{.*}}]
+// SIDE-BY-SIDE: vector.load %[[WU_BUF]][%{{.*}}, %[[F1]], %{{.*}}]
+// SIDE-BY-SIDE: scf.parallel (%{{.*}}) = (%c0) to (%c16) step (%c4) {
 
 // Everything fused. A loop over experts; each projection is a loop over
 // register tiles of 4 input rows by 4 weight rows (2 up + 2 gate rows when
@@ -36,29 +47,45 @@
 // CHECK: scf.for %[[E:.*]] = %{{.*}} to %{{.*}} step
 // CHECK: %[[HIDDEN:.*]] = memref.alloc(%{{.*}}) : memref<?x8xf32>
 // CHECK-NOT: memref.alloc
-// CHECK: scf.parallel (%[[F0:.*]]) = (%{{.*}}) to (%{{.*}}) step (%{{.*}}) {
+// A tile's columns lie a tile count apart: of F = 8 in 4 gated tiles, tile
+// t takes columns t and t + 4, so each thread's tiles walk its rows of Wu
+// and Wg as long runs.
+// CHECK: scf.parallel (%[[F0:.*]]) = (%c0) to (%c4) step (%c1) {
+// CHECK: %[[F1:.*]] = arith.addi %[[F0]], %c4
 // CHECK: scf.for %[[I0:.*]] = %{{.*}} to %{{.*}} step %{{.*}} {
 // CHECK: memref.load %[[SLOTS_BUF]]
 // CHECK: scf.for %[[K:.*]] = {{.*}} iter_args({{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
 // CHECK-COUNT-4: vector.load %[[X_BUF]]
 // CHECK: vector.load %[[WU_BUF]][%[[E]], %[[F0]], %[[K]]] : memref<4x8x16xbf16>, vector<16xbf16>
-// CHECK: vector.load %[[WU_BUF]]
+// CHECK: vector.load %[[WU_BUF]][%[[E]], %[[F1]], %[[K]]]
 // CHECK: vector.load %[[WG_BUF]][%[[E]], %[[F0]], %[[K]]]
-// CHECK: vector.load %[[WG_BUF]]
+// CHECK: vector.load %[[WG_BUF]][%[[E]], %[[F1]], %[[K]]]
 // CHECK-COUNT-16: vector.fma
 // CHECK-COUNT-16: vector.reduction <add>
 // CHECK: math.exp
-// CHECK: memref.store %{{.*}}, %[[HIDDEN]]
-// The down projection and its combine epilogue.
+// CHECK: memref.store %{{.*}}, %[[HIDDEN]][%{{.*}}, %[[F0]]]
+// CHECK: memref.store %{{.*}}, %[[HIDDEN]][%{{.*}}, %[[F1]]]
+// The down projection and its combine epilogue: of H = 16 in 4 tiles, tile
+// c takes columns c, c + 4, c + 8 and c + 12.
+// CHECK: scf.parallel (%[[C0:.*]]) = (%c0) to (%c4) step (%c1) {
+// CHECK: %[[C1:.*]] = arith.addi %[[C0]], %c4
+// CHECK: %[[C2:.*]] = arith.addi %[[C0]], %c8
+// CHECK: %[[C3:.*]] = arith.addi %[[C0]], %c12
 // CHECK: vector.load %[[HIDDEN]]
-// CHECK: vector.load %[[WD_BUF]][%[[E]]
+// CHECK: vector.load %[[WD_BUF]][%[[E]], %[[C0]], %{{.*}}]
+// CHECK: vector.load %[[WD_BUF]][%[[E]], %[[C1]], %{{.*}}]
+// CHECK: vector.load %[[WD_BUF]][%[[E]], %[[C2]], %{{.*}}]
+// CHECK: vector.load %[[WD_BUF]][%[[E]], %[[C3]], %{{.*}}]
 // CHECK: %[[SLOT:.*]] = memref.load %[[SLOTS_BUF]]
 // CHECK: arith.cmpi sge, %[[SLOT]]
 // CHECK: %[[TOKEN:.*]] = arith.divui
 // CHECK: %[[J:.*]] = arith.remui
 // CHECK: %[[WEIGHT:.*]] = memref.load %[[W_BUF]][%[[TOKEN]], %[[J]]]
-// CHECK: memref.load %[[ACC]][%[[TOKEN]]
-// CHECK: memref.store %{{.*}}, %[[ACC]][%[[TOKEN]]
+// CHECK: memref.load %[[ACC]][%[[TOKEN]], %[[C0]]]
+// CHECK: memref.store %{{.*}}, %[[ACC]][%[[TOKEN]], %[[C0]]]
+// CHECK: memref.store %{{.*}}, %[[ACC]][%[[TOKEN]], %[[C1]]]
+// CHECK: memref.store %{{.*}}, %[[ACC]][%[[TOKEN]], %[[C2]]]
+// CHECK: memref.store %{{.*}}, %[[ACC]][%[[TOKEN]], %[[C3]]]
 // CHECK: %[[SUM:.*]] = bufferization.to_tensor %[[ACC]] restrict writable
 // CHECK: linalg.generic {{.*}} ins(%[[SUM]] : tensor<?x16xf32>) outs(%{{.*}} : tensor<?x16xbf16>)
 // CHECK: arith.truncf
