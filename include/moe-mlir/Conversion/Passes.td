@@ -101,8 +101,9 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
 
     With `broadcast-weight-rows` > 0, an expert with at least
     `broadcast-min-rows` rows takes outer-product tiles instead: its input
-    rows are transposed once into `[k, rows]` f32 (padded with zero rows to
-    a multiple of `vector-lanes`), shared by every column tile, and a tile
+    rows are transposed once into f32 vectors of `vector-lanes` rows,
+    `[rows / vector-lanes, k, vector-lanes]` (padded with zero rows to a
+    multiple of `vector-lanes`), shared by every column tile, and a tile
     broadcasts one element of each of `broadcast-weight-rows` weight rows
     across two vectors of input rows (one for the last rows), so that each
     lane accumulates one row's sum and no horizontal sum is needed. Its

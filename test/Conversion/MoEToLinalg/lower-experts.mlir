@@ -124,11 +124,12 @@
 // BLOCKED: vector.load %[[HIDDEN]]
 
 // Rows in blocks of 32768, whose input of 16 f32 elements per row fits
-// 2 MiB. Outer-product tiles from 8 rows on: the block's input rows are
-// transposed into [H, rows rounded up to 8] f32 (padding rows zero), shared
-// by every column tile; a tile of 2 up + 2 gate weight rows broadcasts one
-// element of each across two vectors of rows (8 accumulators), then one
-// vector for the last rows. Each lane is one row's sum, so the epilogue
+// 2 MiB. Outer-product tiles from 8 rows on: the block's input rows,
+// rounded up to 8 (padding rows zero), are transposed into f32 vectors of
+// rows, [rows / 8, H, 8], shared by every column tile, so that a vector of
+// rows reads consecutive vectors along k; a tile of 2 up + 2 gate weight
+// rows broadcasts one element of each across two vectors of rows (8
+// accumulators), then one vector for the last rows. Each lane is one row's sum, so the epilogue
 // takes lanes one row at a time and skips the padding. The column tiles
 // form chunks across threads; inside a chunk, each tile of rows meets all
 // of the chunk's column tiles in turn. With 4 column tiles each is a chunk,
@@ -145,9 +146,14 @@
 // BROADCAST: %[[MANY:.*]] = arith.cmpi uge, %[[BLOCK]], %c8
 // BROADCAST: scf.if %[[MANY]] {
 // BROADCAST: %[[PADDED:.*]] = arith.muli %{{.*}}, %c8
-// BROADCAST: %[[INPUT:.*]] = memref.alloc(%[[PADDED]]) : memref<16x?xf32>
+// BROADCAST: %[[GROUPS:.*]] = arith.divui %[[PADDED]], %c8
+// BROADCAST: %[[INPUT:.*]] = memref.alloc(%[[GROUPS]]) : memref<?x16x8xf32>
+// BROADCAST: scf.for %[[T_ROW:.*]] = %c0 to %[[PADDED]] step %c1 {
+// BROADCAST: %[[T_GROUP:.*]] = arith.divui %[[T_ROW]], %c8
+// BROADCAST: %[[T_LANE:.*]] = arith.remui %[[T_ROW]], %c8
+// BROADCAST: scf.for %[[T_K:.*]] = %c0 to %c16 step %c1 {
 // BROADCAST: arith.select %{{.*}}, %{{.*}}, %cst{{.*}} : f32
-// BROADCAST: memref.store %{{.*}}, %[[INPUT]][%{{.*}}, %{{.*}}] : memref<16x?xf32>
+// BROADCAST: memref.store %{{.*}}, %[[INPUT]][%[[T_GROUP]], %[[T_K]], %[[T_LANE]]] : memref<?x16x8xf32>
 // BROADCAST: scf.parallel (%[[CHUNK:.*]]) = (%c0) to (%c4) step (%c1) {
 // BROADCAST: %[[WIDE:.*]] = memref.alloc() : memref<4x16xf32>
 // BROADCAST: scf.for %[[WIDE_TILE:.*]] = %[[CHUNK]] to %{{.*}} step %c1 {
@@ -157,11 +163,14 @@
 // BROADCAST: arith.extf %{{.*}} : bf16 to f32
 // BROADCAST: memref.store %{{.*}}, %[[WIDE]][%{{.*}}, %[[WIDE_K]]] : memref<4x16xf32>
 // BROADCAST-NOT: memref.alloc
-// BROADCAST: scf.for %{{.*}} = %c0 to %{{.*}} step %c16 {
+// BROADCAST: scf.for %[[FIRST_ROW:.*]] = %c0 to %{{.*}} step %c16 {
 // BROADCAST: scf.for %[[TILE:.*]] = %[[CHUNK]] to %{{.*}} step %c1 {
 // BROADCAST: %[[COLUMN:.*]] = arith.muli %[[TILE]], %c2
+// BROADCAST: %[[GROUP:.*]] = arith.divui %[[FIRST_ROW]], %c8
 // BROADCAST: scf.for %[[K:.*]] = %c0 to %c16 step %c1 iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
-// BROADCAST-COUNT-2: vector.load %[[INPUT]][%[[K]], %{{.*}}] : memref<16x?xf32>, vector<8xf32>
+// BROADCAST: vector.load %[[INPUT]][%[[GROUP]], %[[K]], %c0] : memref<?x16x8xf32>, vector<8xf32>
+// BROADCAST: %[[GROUP1:.*]] = arith.addi %[[GROUP]], %c1
+// BROADCAST: vector.load %[[INPUT]][%[[GROUP1]], %[[K]], %c0] : memref<?x16x8xf32>, vector<8xf32>
 // BROADCAST: memref.load %[[WIDE]][%{{.*}}, %[[K]]] : memref<4x16xf32>
 // BROADCAST: vector.broadcast %{{.*}} : f32 to vector<8xf32>
 // BROADCAST-COUNT-2: vector.fma
@@ -175,7 +184,7 @@
 // BROADCAST: scf.for %{{.*}} = %c0 to %c16 step %c1 iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>) {
 // BROADCAST: } else {
 // BROADCAST: vector.reduction <add>
-// BROADCAST: %[[HIDDENT:.*]] = memref.alloc(%{{.*}}) : memref<8x?xf32>
+// BROADCAST: %[[HIDDENT:.*]] = memref.alloc(%{{.*}}) : memref<?x8x8xf32>
 // BROADCAST: memref.load %[[HIDDEN]]
 // BROADCAST: scf.parallel (%{{.*}}) = (%c0) to (%c4) step (%c1) {
 // BROADCAST: memref.alloc() : memref<4x8xf32>
@@ -190,7 +199,8 @@
 // last starts from it and ends in the epilogue. The down projection
 // (F = 8) takes one pass and no buffer of partial sums.
 // BROADCAST-BLOCKED-LABEL: func.func @expert_combine
-// BROADCAST-BLOCKED: %[[INPUT:.*]] = memref.alloc(%[[PADDED:.*]]) : memref<16x?xf32>
+// BROADCAST-BLOCKED: %[[PADDED:.*]] = arith.muli %{{.*}}, %c8
+// BROADCAST-BLOCKED: %[[INPUT:.*]] = memref.alloc(%{{.*}}) : memref<?x16x8xf32>
 // BROADCAST-BLOCKED: scf.parallel (%[[CHUNK:.*]]) = (%c0) to (%c4) step (%c1) {
 // BROADCAST-BLOCKED: %[[PARTIAL:.*]] = memref.alloc(%[[PADDED]]) : memref<4x?xf32>
 // BROADCAST-BLOCKED: linalg.fill ins(%{{.*}} : f32) outs(%[[PARTIAL]] : memref<4x?xf32>)
@@ -212,7 +222,7 @@
 // BROADCAST-BLOCKED: vector.extract
 // BROADCAST-BLOCKED: math.exp
 // BROADCAST-BLOCKED-NOT: vector.store %{{.*}}, %[[PARTIAL]]
-// BROADCAST-BLOCKED: memref.alloc(%{{.*}}) : memref<8x?xf32>
+// BROADCAST-BLOCKED: memref.alloc(%{{.*}}) : memref<?x8x8xf32>
 // BROADCAST-BLOCKED: scf.parallel
 // BROADCAST-BLOCKED-NOT: memref.alloc(%{{.*}}) : memref<4x?xf32>
 // BROADCAST-BLOCKED: scf.for %{{.*}} = %c0 to %c8 step %c1 iter_args
