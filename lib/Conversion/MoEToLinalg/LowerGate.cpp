@@ -66,7 +66,8 @@ static void buildRouterLogits(Emitter &e, Value input, Value router,
                 scores, at);
       }
   };
-  forEachColumnTile(e, /*parallel=*/false, /*strided=*/false, numExperts, kLogitTileExperts,
+  forEachColumnTile(e, /*parallel=*/false, /*strided=*/false, numExperts,
+                    kLogitTileExperts,
                     [&](Emitter &e, ArrayRef<Value> experts) {
                       forEachRowTile(e, kLogitTileTokens, e.index(0), count,
                                      [&](Emitter &e, ArrayRef<Value> rows) {
