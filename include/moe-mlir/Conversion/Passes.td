@@ -96,8 +96,9 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
     `strided-columns` (the default) a dot-product tile's columns lie the
     number of tiles apart rather than side by side, so that each thread,
     walking its consecutive tiles, reads its weight rows as
-    `tile-weight-rows` long sequential streams, which the hardware
-    prefetchers follow much better than runs of a row each.
+    `tile-weight-rows` long sequential streams rather than short runs of a
+    few rows (Qwen3-30B-A3B in bf16 at one token: 4.0 against 5.5 ms a
+    call on AVX2).
 
     With `broadcast-weight-rows` > 0, an expert with at least
     `broadcast-min-rows` rows takes outer-product tiles instead: its input

@@ -71,9 +71,10 @@ static constexpr int64_t kMaxColumnChunks = 64;
 
 /// The input rows [0, numRows) transposed into `[paddedRows / lanes,
 /// length, lanes]` f32, rows [numRows, paddedRows) zero. Grouped so, a
-/// tile's vectors of rows are sequential streams along k; as `[length,
-/// paddedRows]` they lay paddedRows · 4 bytes apart, 2 KiB at 512 rows,
-/// which maps every k to two of L1's 64 sets.
+/// tile's vectors of rows are sequential streams along k. As `[length,
+/// paddedRows]`, consecutive k of a vector lie paddedRows · 4 bytes apart,
+/// 2 KiB at 512 rows, all in two of L1's 64 sets: Mixtral f32 at T = 2048
+/// took 15.4 s a call that way, 12.2 s grouped.
 static Value transposeInput(Emitter &e, Value numRows, Value paddedRows,
                             int64_t length, int64_t lanes, InputRow inputRow) {
   Value lanesValue = e.index(lanes);
