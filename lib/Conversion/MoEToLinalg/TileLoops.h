@@ -73,17 +73,14 @@ inline void forEachColumnTile(
     function_ref<void(Emitter &, ArrayRef<Value>)> tile) {
   int64_t columnTiles = numColumns / columnsPerTile;
   int64_t mainColumns = columnTiles * columnsPerTile;
-  // Side by side, the loop steps over the tiles' first columns.
-  int64_t step = strided ? 1 : columnsPerTile;
-  auto mainTile = [&](Emitter &e, Value i) {
-    tile(e, strided ? tileColumns(e, i, columnTiles, columnsPerTile, true)
-                    : indicesFrom(e, i, columnsPerTile));
+  auto mainTile = [&](Emitter &e, Value t) {
+    tile(e, tileColumns(e, t, columnTiles, columnsPerTile, strided));
   };
-  Value end = e.index(columnTiles * step);
   if (mainColumns > 0 && parallel)
-    e.parallelForEachStep(e.index(0), end, e.index(step), mainTile);
+    e.parallelForEachStep(e.index(0), e.index(columnTiles), e.index(1),
+                          mainTile);
   else if (mainColumns > 0)
-    e.forEachStep(e.index(0), end, e.index(step), mainTile);
+    e.forEach(e.index(0), e.index(columnTiles), mainTile);
   if (mainColumns < numColumns)
     e.forEach(e.index(mainColumns), e.index(numColumns),
               [&](Emitter &e, Value column) { tile(e, {column}); });

@@ -17,15 +17,19 @@
 // Without `parallel` every loop is sequential.
 // SERIAL-NOT: scf.parallel
 
-// Without `strided-columns` a tile's columns are consecutive: the gated
-// tiles step over F = 8 by 2, the down tiles over H = 16 by 4.
+// Without `strided-columns` a tile's columns are consecutive: gated tile t
+// takes columns 2t and 2t + 1 of F = 8, down tile t columns 4t to 4t + 3 of
+// H = 16.
 // SIDE-BY-SIDE-LABEL: func.func @expert_combine
 // SIDE-BY-SIDE: %[[WU_BUF:.*]] = bufferization.to_buffer %arg6
-// SIDE-BY-SIDE: scf.parallel (%[[F0:.*]]) = (%c0) to (%c8) step (%c2) {
+// SIDE-BY-SIDE: scf.parallel (%[[T:.*]]) = (%c0) to (%c4) step (%c1) {
+// SIDE-BY-SIDE: %[[F0:.*]] = arith.muli %[[T]], %c2
 // SIDE-BY-SIDE: %[[F1:.*]] = arith.addi %[[F0]], %c1
 // SIDE-BY-SIDE: vector.load %[[WU_BUF]][%{{.*}}, %[[F0]], %{{.*}}]
 // SIDE-BY-SIDE: vector.load %[[WU_BUF]][%{{.*}}, %[[F1]], %{{.*}}]
-// SIDE-BY-SIDE: scf.parallel (%{{.*}}) = (%c0) to (%c16) step (%c4) {
+// SIDE-BY-SIDE: scf.parallel (%[[C:.*]]) = (%c0) to (%c4) step (%c1) {
+// SIDE-BY-SIDE: %[[C0:.*]] = arith.muli %[[C]], %c4
+// SIDE-BY-SIDE: arith.addi %[[C0]], %c1
 
 // Everything fused. A loop over experts; each projection is a loop over
 // register tiles of 4 input rows by 4 weight rows (2 up + 2 gate rows when

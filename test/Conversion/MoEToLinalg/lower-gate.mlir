@@ -20,7 +20,8 @@
 // CHECK: %[[COUNT:.*]] = arith.minui %[[T]]
 // CHECK: %[[TILE:.*]] = memref.subview %[[SCORES]][0, 0] [%[[COUNT]], 4]
 // CHECK: linalg.fill ins(%{{.*}} : f32) outs(%[[TILE]]
-// CHECK: scf.for %[[E0:.*]] = %c0 to %c4 step %c4 {
+// CHECK: scf.for %[[TILE_E:.*]] = %c0 to %c1 step %c1 {
+// CHECK: %[[E0:.*]] = arith.muli %[[TILE_E]], %c4
 // CHECK: scf.for %[[R:.*]] = %c0 to %{{.*}} step %c2 {
 // CHECK: %[[TOKEN0:.*]] = arith.addi %[[FIRST]], %[[R]]
 // CHECK: scf.for %[[K:.*]] = %c0 to %c16 step %c16 iter_args({{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
@@ -69,7 +70,7 @@ func.func @softmax_top2(%x: tensor<?x16xbf16>, %wr: tensor<4x16xbf16>)
 // CHECK: %[[GROUP_SCORES:.*]] = memref.alloca() : memref<4xf32>
 // CHECK: %[[GROUP_CHOSEN:.*]] = memref.alloca() : memref<4xi1>
 // CHECK: linalg.generic {{.*}} ins(%[[RB_BUF]] : memref<8xf32>)
-// CHECK: scf.for %{{.*}} = %c0 to %c8 step %c4 {
+// CHECK: scf.for %{{.*}} = %c0 to %c2 step %c1 {
 // CHECK: vector.fma
 // CHECK: arith.negf
 // CHECK: math.exp
