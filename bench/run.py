@@ -681,7 +681,8 @@ def main():
                                       for r in results.values() for T in args.tokens])
 
     # Every decode call: (results, T, weight bytes, weight GB/s, compute-bound
-    # GB/s, the weight rate at which T's FLOPs per byte need best_gflops).
+    # GB/s). The last is the weight rate at which T's FLOPs per byte reach
+    # best_gflops.
     decode_runs = []
     for r in results.values():
         for T in decode_tokens:

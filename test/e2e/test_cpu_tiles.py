@@ -2,9 +2,10 @@
 this machine (--cpu-pipeline-options): the other target's register tiles,
 odd tile sizes, reductions cut into passes with tails (dot products and
 outer products alike), outer-product tiles from one row on or not at all,
-and dot-product tiles of consecutive or strided columns, against the f64 reference (SPEC §1's 2e-2 tolerance for bf16). Rows
-per expert run from 0 through several row blocks, and past the rows whose
-input fits one block of the expert loop."""
+and dot-product tiles of consecutive or strided columns, against the f64
+reference (SPEC §1's 2e-2 tolerance for bf16). Rows per expert run from 0
+through several row blocks, and past the rows whose input fits one block of
+the expert loop."""
 
 import pytest
 
