@@ -24,8 +24,8 @@ TILES = [
     (8, 2, 4, 16, 4, 0, 1, 0, "false"),         # passes of 16 with a tail, blocks
                                                 # of 4 rows, consecutive columns
     (8, 1, 2, 8, 3, 2, 1, 5, "true"),           # one row per tile; outer products
-                                                # from one row, in passes of 5
-                                                # with a tail
+                                                # from one row, past 16 rows in
+                                                # passes of 5 with a tail
     (4, 3, 6, 12, 5, 4, 5, 7, "true"),          # odd tiles, a remainder of rows in
                                                 # every block and of columns
     (8, 2, 4, 0, 32, 0, 1, 0, "false"),         # one pass of dot products only,

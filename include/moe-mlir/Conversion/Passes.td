@@ -110,11 +110,13 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
     lane accumulates one row's sum and no horizontal sum is needed. Its
     column tiles form chunks across threads, each chunk as many tiles as
     keep one pass's weight rows within 64 KiB (but at least 64 chunks where
-    there are that many tiles); with `broadcast-reduction-block` > 0 a
-    longer reduction runs in passes, each taking every tile of rows through
-    all of the chunk's column tiles, the accumulators kept between passes
-    in a buffer of the chunk, so a tile of rows' slice of the input stays
-    in L1 while the chunk's weights stay in L2. bf16 and f16 weights are
+    there are that many tiles); with `broadcast-reduction-block` > 0 and
+    more than one tile of rows (two vectors), a longer reduction runs in
+    passes, each taking every tile of rows through all of the chunk's
+    column tiles, the accumulators kept between passes in a buffer of the
+    chunk, so a tile of rows' slice of the input stays in L1 while the
+    chunk's weights stay in L2. One tile of rows takes one pass, which
+    reads each weight row as one run rather than many short ones. bf16 and f16 weights are
     widened to f32 once per pass, into a buffer of the chunk's weight rows
     that every tile of rows reads. Fewer rows (decode) keep
     the dot products, which waste no lanes. Every dot-product column tile
@@ -181,8 +183,8 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
            "Rows from which an expert's projections take outer-product tiles">,
     Option<"broadcastReductionBlock", "broadcast-reduction-block", "int64_t",
            /*default=*/"0",
-           "Reduction elements per pass of the outer-product tiles; 0: one "
-           "pass">
+           "Reduction elements per pass of the outer-product tiles over "
+           "more than one tile of rows; 0: one pass">
   ];
 }
 

@@ -71,7 +71,7 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
   Option<int64_t> broadcastReductionBlock{
       *this, "broadcast-reduction-block",
       llvm::cl::desc("Reduction elements per pass of the outer-product tiles "
-                     "(0: one pass)"),
+                     "over more than one tile of rows (0: one pass)"),
       llvm::cl::init(0)};
 };
 

@@ -197,14 +197,24 @@
 // BROADCAST: } else {
 // BROADCAST: vector.reduction <add>
 
-// The gate/up reduction (H = 16) in passes of 8 outer-product steps: each
-// chunk keeps its tiles' accumulators in a [chunk's weight rows, rows]
-// buffer, zeroed first; every pass but the last stores them there, and the
-// last starts from it and ends in the epilogue. The down projection
-// (F = 8) takes one pass and no buffer of partial sums.
+// The gate/up reduction (H = 16) in passes of 8 outer-product steps once
+// there is more than one tile of rows (16 padded rows): each chunk keeps its
+// tiles' accumulators in a [chunk's weight rows, rows] buffer, zeroed first;
+// every pass but the last stores them there, and the last starts from it
+// and ends in the epilogue. One tile of rows takes the whole reduction in
+// one pass, with no such buffer. The down projection (F = 8) takes one pass
+// and no buffer of partial sums.
 // BROADCAST-BLOCKED-LABEL: func.func @expert_combine
 // BROADCAST-BLOCKED: %[[PADDED:.*]] = arith.muli %{{.*}}, %c8
 // BROADCAST-BLOCKED: %[[INPUT:.*]] = memref.alloc(%{{.*}}) : memref<?x16x8xf32>
+// BROADCAST-BLOCKED: %[[ONE_TILE:.*]] = arith.cmpi ule, %[[PADDED]], %c16
+// BROADCAST-BLOCKED: scf.if %[[ONE_TILE]] {
+// BROADCAST-BLOCKED: scf.parallel (%{{.*}}) = (%c0) to (%c4) step (%c1) {
+// BROADCAST-BLOCKED-NOT: memref<4x?xf32>
+// BROADCAST-BLOCKED: memref.alloc() : memref<4x16xf32>
+// BROADCAST-BLOCKED-NOT: memref<4x?xf32>
+// BROADCAST-BLOCKED: scf.for %{{.*}} = %c0 to %c16 step %c1 iter_args
+// BROADCAST-BLOCKED: } else {
 // BROADCAST-BLOCKED: scf.parallel (%[[CHUNK:.*]]) = (%c0) to (%c4) step (%c1) {
 // BROADCAST-BLOCKED: %[[PARTIAL:.*]] = memref.alloc(%[[PADDED]]) : memref<4x?xf32>
 // BROADCAST-BLOCKED: linalg.fill ins(%{{.*}} : f32) outs(%[[PARTIAL]] : memref<4x?xf32>)
