@@ -116,11 +116,11 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
     column tiles, the accumulators kept between passes in a buffer of the
     chunk, so a tile of rows' slice of the input stays in L1 while the
     chunk's weights stay in L2. One tile of rows takes one pass, which
-    reads each weight row as one run rather than many short ones. bf16 and f16 weights are
-    widened to f32 once per pass, into a buffer of the chunk's weight rows
-    that every tile of rows reads. Fewer rows (decode) keep
-    the dot products, which waste no lanes. Every dot-product column tile
-    streams the expert's whole input, and every chunk of outer-product
+    reads each weight row as one run rather than many short ones. bf16 and
+    f16 weights are widened to f32 once per pass, into a buffer of the
+    chunk's weight rows that every tile of rows reads. Fewer rows (decode)
+    keep the dot products, which waste no lanes. Every dot-product column
+    tile streams the expert's whole input, and every chunk of outer-product
     tiles its transposed copy, so an expert whose input passes 2 MiB as f32
     runs as blocks of rows that fit.
     `moe-compile` picks all of these for the target CPU.

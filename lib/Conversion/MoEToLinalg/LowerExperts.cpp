@@ -105,17 +105,23 @@ static constexpr int64_t kChunkWeightBytes = 64 * 1024;
 /// ...unless that leaves fewer chunks than this for the threads to share.
 static constexpr int64_t kMinBroadcastChunks = 64;
 
+/// Vectors of rows in an outer-product row tile.
+static constexpr int64_t kBroadcastTileVectors = 2;
+
 /// Calls `rowTile(first, vectors)` on the `paddedRows` transposed rows in
-/// tiles of two vectors of rows, then one vector for the last rows.
+/// tiles of kBroadcastTileVectors vectors of rows, then one vector for the
+/// last rows.
 static void forEachBroadcastRowTile(
     Emitter &e, int64_t lanes, Value paddedRows,
     function_ref<void(Emitter &, Value, int64_t)> rowTile) {
-  Value pairStep = e.index(2 * lanes);
+  static_assert(kBroadcastTileVectors == 2, "one vector is the remainder");
+  Value pairStep = e.index(kBroadcastTileVectors * lanes);
   Value pairedRows = e.mul(
       arith::DivUIOp::create(e.builder(), e.location(), paddedRows, pairStep),
       pairStep);
-  e.forEachStep(e.index(0), pairedRows, pairStep,
-                [&](Emitter &e, Value first) { rowTile(e, first, 2); });
+  e.forEachStep(e.index(0), pairedRows, pairStep, [&](Emitter &e, Value first) {
+    rowTile(e, first, kBroadcastTileVectors);
+  });
   e.ifThen(e.cmpi(arith::CmpIPredicate::ult, pairedRows, paddedRows),
            [&](Emitter &e) { rowTile(e, pairedRows, 1); });
 }
@@ -272,7 +278,8 @@ static void forEachBroadcastTile(Emitter &e,
   // from 263 to 243 and Mixtral's at T = 32 from 383 to 335 (same process).
   if (block > 0 && length > block)
     e.ifThenElse(
-        e.cmpi(arith::CmpIPredicate::ule, paddedRows, e.index(2 * lanes)),
+        e.cmpi(arith::CmpIPredicate::ule, paddedRows,
+               e.index(kBroadcastTileVectors * lanes)),
         [&](Emitter &e) { productTiles(e, false); },
         [&](Emitter &e) { productTiles(e, true); });
   else
