@@ -39,7 +39,7 @@ CONFIGS = [
     (cfg("tiles_capacity", 24, 40, 4, 2, capacity_factor=0.5), [3, 64]),
     # About 300 rows of 2048 elements per expert: more than the 256 rows
     # whose f32 input fits one block of moe-lower-experts (2 MiB), so the
-    # gate and up projections run as two blocks of rows.
+    # gate and up projections run as two blocks of about 150 rows.
     (cfg("tiles_row_blocks", 2048, 12, 2, 1), [600]),
     # bf16 weights, which outer-product tiles widen to f32 once per pass.
     (cfg("tiles_gated_bf16", 17, 100, 8, 2, dtype="bf16"), [0, 3, 64, 257]),

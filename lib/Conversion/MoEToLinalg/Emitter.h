@@ -295,6 +295,15 @@ public:
   Value minIndex(Value lhs, Value rhs) {
     return arith::MinUIOp::create(b, loc, lhs, rhs);
   }
+  Value maxIndex(Value lhs, Value rhs) {
+    return arith::MaxUIOp::create(b, loc, lhs, rhs);
+  }
+  Value divIndex(Value lhs, Value rhs) {
+    return arith::DivUIOp::create(b, loc, lhs, rhs);
+  }
+  Value ceilDivIndex(Value lhs, Value rhs) {
+    return arith::CeilDivUIOp::create(b, loc, lhs, rhs);
+  }
   Value sub(Value lhs, Value rhs) {
     if (isa<FloatType>(lhs.getType()))
       return arith::SubFOp::create(b, loc, lhs, rhs);

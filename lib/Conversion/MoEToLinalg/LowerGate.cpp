@@ -320,8 +320,7 @@ struct LowerGate : OpRewritePattern<GateOp> {
     SelectionRules rules = selectionRulesOf(op);
     SelectionScratch scratch = allocSelectionScratch(e, rules, numExperts);
     // A zero step would never end: with no tokens the tile is empty anyway.
-    Value step = arith::MaxUIOp::create(e.builder(), e.location(), tile,
-                                        e.index(1));
+    Value step = e.maxIndex(tile, e.index(1));
     e.forEachStep(e.index(0), numTokens, step, [&](Emitter &e, Value first) {
       Value count = e.minIndex(tile, e.sub(numTokens, first));
       buildTileScores(e, rules.scoring, lanes, scoring, scores, first, count,

@@ -103,8 +103,9 @@
 // BLOCKED-LABEL: func.func @expert_combine
 // BLOCKED: scf.for %{{.*}} = %{{.*}} to %{{.*}} step
 // BLOCKED: %[[HIDDEN:.*]] = memref.alloc(%[[EXPERT_ROWS:.*]]) : memref<?x8xf32>
-// BLOCKED: scf.for %{{.*}} = %c0 to %[[EXPERT_ROWS]] step %c32768 {
-// BLOCKED: %[[ROWS:.*]] = arith.minui %{{.*}}, %c32768
+// BLOCKED: %[[BLOCKS:.*]] = arith.ceildivui %[[EXPERT_ROWS]], %c32768
+// BLOCKED: scf.for %{{.*}} = %c0 to %[[BLOCKS]] step %c1 {
+// BLOCKED: %[[ROWS:.*]] = arith.subi
 // BLOCKED: %[[PARTIALS:.*]] = memref.alloc() : memref<4x4x32xf32>
 // BLOCKED: %[[FEW:.*]] = arith.cmpi ule, %[[ROWS]], %c2
 // BLOCKED: scf.parallel (%[[CHUNK:.*]]) = (%c0) to (%c4) step (%c1) {
@@ -127,8 +128,9 @@
 // BLOCKED-NOT: memref.subview %[[PARTIALS]]
 // BLOCKED: vector.load %[[HIDDEN]]
 
-// Rows in blocks of 32768, whose input of 16 f32 elements per row fits
-// 2 MiB. Outer-product tiles from 8 rows on: the block's input rows,
+// Rows in the fewest blocks of at most 32768 rows (whose input of 16 f32
+// elements per row fits 2 MiB), block b from row b · rows / blocks, so
+// that no block is more than a row smaller than another. Outer-product tiles from 8 rows on: the block's input rows,
 // rounded up to 8 (padding rows zero), are transposed into f32 vectors of
 // rows, [rows / 8, H, 8], shared by every column tile, so that a vector of
 // rows reads consecutive vectors along k; a tile of 2 up + 2 gate weight
@@ -144,9 +146,14 @@
 // BROADCAST-LABEL: func.func @expert_combine
 // BROADCAST: %[[OUT:.*]] = memref.alloc(%{{.*}}) : memref<?x16xf32>
 // BROADCAST: %[[HIDDEN:.*]] = memref.alloc(%[[ROWS:.*]]) : memref<?x8xf32>
-// BROADCAST: scf.for %[[FIRST:.*]] = %c0 to %[[ROWS]] step %c32768 {
-// BROADCAST: %[[LEFT:.*]] = arith.subi %[[ROWS]], %[[FIRST]]
-// BROADCAST: %[[BLOCK:.*]] = arith.minui %[[LEFT]], %c32768
+// BROADCAST: %[[BLOCKS:.*]] = arith.ceildivui %[[ROWS]], %c32768
+// BROADCAST: scf.for %[[B:.*]] = %c0 to %[[BLOCKS]] step %c1 {
+// BROADCAST: %[[START:.*]] = arith.muli %[[B]], %[[ROWS]]
+// BROADCAST: %[[FIRST:.*]] = arith.divui %[[START]], %[[BLOCKS]]
+// BROADCAST: %[[NEXT:.*]] = arith.addi %[[B]], %c1
+// BROADCAST: %[[END_ROWS:.*]] = arith.muli %[[NEXT]], %[[ROWS]]
+// BROADCAST: %[[END:.*]] = arith.divui %[[END_ROWS]], %[[BLOCKS]]
+// BROADCAST: %[[BLOCK:.*]] = arith.subi %[[END]], %[[FIRST]]
 // BROADCAST: %[[MANY:.*]] = arith.cmpi uge, %[[BLOCK]], %c8
 // BROADCAST: scf.if %[[MANY]] {
 // BROADCAST: %[[PADDED:.*]] = arith.muli %{{.*}}, %c8
