@@ -41,6 +41,9 @@ CONFIGS = [
     # whose f32 input fits one block of moe-lower-experts (2 MiB), so the
     # gate and up projections run as two blocks of about 150 rows.
     (cfg("tiles_row_blocks", 2048, 12, 2, 1), [600]),
+    # A down projection 8192 long: 64 rows of its input fill 2 MiB, but its
+    # blocks take up to 128 rows (8 MiB), three of about 100 rows here.
+    (cfg("tiles_long_down", 16, 8192, 2, 1), [600]),
     # bf16 weights, which outer-product tiles widen to f32 once per pass.
     (cfg("tiles_gated_bf16", 17, 100, 8, 2, dtype="bf16"), [0, 3, 64, 257]),
 ]

@@ -122,9 +122,10 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
     keep the dot products, which waste no lanes. Every dot-product column
     tile streams the expert's whole input, and every chunk of outer-product
     tiles its transposed copy, so an expert whose input passes 2 MiB as f32
-    runs as the fewest blocks of rows that fit, at most a row apart in size:
-    a last block of a few rows would stream the weights again for little
-    work.
+    runs as the fewest blocks of rows that fit (of up to 128 rows all the
+    same while their input fits 8 MiB, for long reductions), at most a row
+    apart in size: a last block of a few rows would stream the weights again
+    for little work.
     `moe-compile` picks all of these for the target CPU.
 
     Three fusions, each with a flag:

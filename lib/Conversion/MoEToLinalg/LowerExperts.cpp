@@ -428,6 +428,16 @@ static void forEachDotTile(Emitter &e, const MoELowerExpertsOptions &options,
 /// that shape (16.6 s against 15.1 s a call) and faster at DeepSeek-V2-Lite's
 /// (2.94 s against 3.05 s).
 static constexpr int64_t kMaxBlockInputBytes = 2 * 1024 * 1024;
+/// A block takes up to kMinBlockRows rows all the same while its input fits
+/// kMaxLongBlockInputBytes: 2 MiB alone cut Mixtral's down projection
+/// (14336 long) into blocks of 36 rows, each of which streamed the weights
+/// again and widened bf16 ones once per pass for 2 or 3 tiles of rows (a
+/// fifth of that projection's time at 2048 tokens in bf16). Blocks of 128
+/// rows took Mixtral at 2048 tokens from 13.9 to 12.2 s a call in f32 and
+/// from 14.7 to 12.9 s in bf16, and bf16 at 512 tokens from 4.05 to 3.68 s;
+/// f32 at 512 and bf16 at 128 tokens were unchanged (same process).
+static constexpr int64_t kMinBlockRows = 128;
+static constexpr int64_t kMaxLongBlockInputBytes = 8 * 1024 * 1024;
 
 /// The products of a projection over one block of rows: outer-product tiles
 /// from `options.broadcastMinRows` rows on, where moving the input pays for
@@ -459,7 +469,8 @@ static void forEachBlockProductTile(Emitter &e,
 }
 
 /// The products of a projection, in the fewest blocks of rows whose input
-/// fits kMaxBlockInputBytes as f32, their sizes at most one row apart.
+/// fits kMaxBlockInputBytes as f32 (or that hold at most kMinBlockRows,
+/// see there), their sizes at most one row apart.
 /// Blocks of the most rows that fit left Mixtral's experts at 512 tokens
 /// (113 to 137 rows, 128 a block of gate/up input) last blocks of up to 9
 /// rows, each streaming its expert's weights again through dot-product
@@ -472,7 +483,10 @@ static void forEachProductTile(Emitter &e,
                                int64_t weightRowsPerColumn, int64_t length,
                                InputRow inputRow, WeightRows weightRows,
                                TileEpilogue epilogue) {
-  int64_t maxRows = std::max<int64_t>(1, kMaxBlockInputBytes / (4 * length));
+  int64_t rowBytes = 4 * length;
+  int64_t maxRows = std::max<int64_t>(
+      {1, kMaxBlockInputBytes / rowBytes,
+       std::min(kMinBlockRows, kMaxLongBlockInputBytes / rowBytes)});
   Value blocks = e.ceilDivIndex(numRows, e.index(maxRows));
   // Block b holds rows [b · numRows / blocks, (b + 1) · numRows / blocks).
   auto blockStart = [&](Emitter &e, Value b) {

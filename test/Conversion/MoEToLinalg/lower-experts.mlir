@@ -379,3 +379,21 @@ func.func @shared_accumulates_in_place(%x: tensor<?x16xf32>,
          : tensor<?x16xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x16xf32>
   return %y : tensor<?x16xf32>
 }
+
+// -----
+
+// The down projection's reduction of 8192 leaves 64 rows of f32 input in
+// 2 MiB; its blocks take 128 rows all the same, whose input fits 8 MiB. The
+// up projection's 16 keeps blocks of up to 32768 rows.
+// CHECK-LABEL: func.func @long_reduction
+// CHECK: arith.ceildivui %{{.*}}, %c32768
+// CHECK: arith.ceildivui %{{.*}}, %c128 :
+func.func @long_reduction(%x: tensor<?x16xf32>, %slots: tensor<?xi64>,
+    %offsets: tensor<3xi64>, %wu: tensor<2x8192x16xf32>,
+    %wd: tensor<2x16x8192xf32>) -> tensor<?x16xf32> {
+  %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<2x8192x16xf32>)
+         down_proj(%wd : tensor<2x16x8192xf32>)
+         {slots_per_token = 1 : i64, activation = #moe.activation<relu>}
+         : tensor<?x16xf32>, tensor<?xi64>, tensor<3xi64> -> tensor<?x16xf32>
+  return %r : tensor<?x16xf32>
+}
