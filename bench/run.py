@@ -537,7 +537,12 @@ def main():
     scratch = scratch_dir.name
 
     # Memory limit: measured first (nothing else allocated yet) and again
-    # at the end; the limit is the best of both.
+    # at the end; the limit is the best of both. A triad run beside each
+    # decode call would not judge it more steadily: over 14 and 16 such
+    # pairs (Qwen3 at T = 8, OLMoE at T = 32) the call's rate followed the
+    # triad's only loosely (correlation 0.5-0.7), and their ratio varied as
+    # much as the call's time (coefficient of variation 0.12-0.14 against
+    # 0.09-0.13).
     triad_reps = 5 if args.quick else 10
     triad_threads = sorted({1, threads})
     triad_runs = [("start", n, *run_triad(scratch, n, triad_reps)) for n in triad_threads]
