@@ -129,20 +129,21 @@
 // BLOCKED: vector.load %[[HIDDEN]]
 
 // Rows in the fewest blocks of at most 32768 rows (whose input of 16 f32
-// elements per row fits 2 MiB), block b from row b · rows / blocks, so
-// that no block is more than a row smaller than another. Outer-product tiles from 8 rows on: the block's input rows,
-// rounded up to 8 (padding rows zero), are transposed into f32 vectors of
-// rows, [rows / 8, H, 8], shared by every column tile, so that a vector of
-// rows reads consecutive vectors along k; a tile of 2 up + 2 gate weight
-// rows broadcasts one element of each across two vectors of rows (8
-// accumulators), then one vector for the last rows. Each lane is one row's sum, so the epilogue
-// takes lanes one row at a time and skips the padding. The column tiles
-// form chunks across threads; inside a chunk, each tile of rows meets all
-// of the chunk's column tiles in turn. With 4 column tiles each is a chunk,
-// so that threads share the work. The bf16 weights are widened first, per
-// pass, into an f32 buffer of the chunk's weight rows that the tiles read.
-// Fewer rows take the dot products. The down projection transposes the
-// hidden block the same way and adds into the token outputs.
+// elements per row fits 2 MiB), block b from row b · rows / blocks, so that
+// no block is more than a row smaller than another. Outer-product tiles from
+// 8 rows on: the block's input rows, rounded up to 8 (padding rows zero),
+// are transposed into f32 vectors of rows, [rows / 8, H, 8], shared by every
+// column tile, so that a vector of rows reads consecutive vectors along k; a
+// tile of 2 up + 2 gate weight rows broadcasts one element of each across
+// two vectors of rows (8 accumulators), then one vector for the last rows.
+// Each lane is one row's sum, so the epilogue takes lanes one row at a time
+// and skips the padding. The column tiles form chunks across threads; inside
+// a chunk, each tile of rows meets all of the chunk's column tiles in turn.
+// With 4 column tiles each is a chunk, so that threads share the work. The
+// bf16 weights are widened first, per pass, into an f32 buffer of the
+// chunk's weight rows that the tiles read. Fewer rows take the dot products.
+// The down projection transposes the hidden block the same way and adds into
+// the token outputs.
 // BROADCAST-LABEL: func.func @expert_combine
 // BROADCAST: %[[OUT:.*]] = memref.alloc(%{{.*}}) : memref<?x16xf32>
 // BROADCAST: %[[HIDDEN:.*]] = memref.alloc(%[[ROWS:.*]]) : memref<?x8xf32>
