@@ -95,19 +95,14 @@ static void buildTiledGemm(KernelBuilder &kernels, StringRef name,
                          t.thread);
                });
       t.barrier(e);
-      Value threadRow = arith::DivUIOp::create(e.builder(), e.location(),
-                                               t.thread,
-                                               e.index(kGemmThreadSide));
-      Value threadColumn = arith::RemUIOp::create(
-          e.builder(), e.location(), t.thread, e.index(kGemmThreadSide));
+      Value threadRow = e.divIndex(t.thread, e.index(kGemmThreadSide));
+      Value threadColumn = e.remIndex(t.thread, e.index(kGemmThreadSide));
       Value depth = e.index(gemm.depth);
       // Element q of a [count × kGemmDepth] slice, as (row, k in slice).
       auto sliceAt = [&](Emitter &e, int64_t step) -> std::pair<Value, Value> {
         Value q = e.add(t.thread, e.index(step * threads));
-        return {arith::DivUIOp::create(e.builder(), e.location(), q,
-                                       e.index(kGemmDepth)),
-                arith::RemUIOp::create(e.builder(), e.location(), q,
-                                       e.index(kGemmDepth))};
+        return {e.divIndex(q, e.index(kGemmDepth)),
+                e.remIndex(q, e.index(kGemmDepth))};
       };
       // A load that reads index 0 where `valid` is false and yields 0.
       auto maskedLoad = [&](Emitter &e, Value buffer, SmallVector<Value> at,
@@ -386,10 +381,8 @@ struct LowerCombineToKernels : KernelPattern<CombineOp> {
     kernels.launchForEach(
         "combine", e.mul(numTokens, e.index(hidden)),
         [&](Emitter &e, Value item) {
-          Value token = arith::DivUIOp::create(e.builder(), e.location(), item,
-                                               e.index(hidden));
-          Value column = arith::RemUIOp::create(e.builder(), e.location(),
-                                                item, e.index(hidden));
+          Value token = e.divIndex(item, e.index(hidden));
+          Value column = e.remIndex(item, e.index(hidden));
           Value init = shared ? e.load(shared, {token, column}) : e.f32(0);
           Value sum = e.forEachCarrying(
               e.index(0), slotsPerToken, ValueRange{init},

@@ -101,10 +101,8 @@ struct LowerGateToKernels : KernelPattern<GateOp> {
 
     kernels.launchForEach(
         "gate_logits", e.mul(numTokens, experts), [&](Emitter &e, Value item) {
-          Value token = arith::DivUIOp::create(e.builder(), e.location(), item,
-                                               e.index(numExperts));
-          Value expert = arith::RemUIOp::create(e.builder(), e.location(),
-                                                item, e.index(numExperts));
+          Value token = e.divIndex(item, e.index(numExperts));
+          Value expert = e.remIndex(item, e.index(numExperts));
           Value init =
               routerBias ? e.toF32(e.load(routerBias, expert)) : e.f32(0);
           e.store(buildRouterLogit(e, input, token, router, expert, init),
@@ -143,10 +141,7 @@ struct LowerGateToKernels : KernelPattern<GateOp> {
         buildCapacity(e, op.getCapacityFactor().convertToDouble(), numTokens,
                       topK, numExperts);
     auto slotAt = [&](Emitter &e, Value item) -> SmallVector<Value> {
-      return {arith::RemUIOp::create(e.builder(), e.location(), item,
-                                     numTokens),
-              arith::DivUIOp::create(e.builder(), e.location(), item,
-                                     numTokens)};
+      return {e.remIndex(item, numTokens), e.divIndex(item, numTokens)};
     };
     buildExpertScan(
         kernels, "gate_capacity", numExperts, e.mul(numTokens, e.index(topK)),
@@ -182,10 +177,8 @@ struct LowerGateToKernels : KernelPattern<GateOp> {
     kernels.launchForEach(
         "gate_expert_choice", e.mul(numTokens, e.index(numExperts)),
         [&](Emitter &e, Value item) {
-          Value token = arith::DivUIOp::create(e.builder(), e.location(), item,
-                                               e.index(numExperts));
-          Value expert = arith::RemUIOp::create(e.builder(), e.location(),
-                                                item, e.index(numExperts));
+          Value token = e.divIndex(item, e.index(numExperts));
+          Value expert = e.remIndex(item, e.index(numExperts));
           Value value = e.load(scores, {token, expert});
           Value rank = e.forEachCarrying(
               e.index(0), numTokens, ValueRange{e.index(0)},
@@ -240,10 +233,8 @@ struct LowerRefineToKernels : KernelPattern<RefineOp> {
 
     kernels.launchForEach("refine_select", numSlots, [&](Emitter &e,
                                                          Value item) {
-      Value token = arith::DivUIOp::create(e.builder(), e.location(), item,
-                                           parentSlots);
-      Value slot = arith::RemUIOp::create(e.builder(), e.location(), item,
-                                          parentSlots);
+      Value token = e.divIndex(item, parentSlots);
+      Value slot = e.remIndex(item, parentSlots);
       SelectionScratch scratch = allocSelectionScratch(e, rules, numExperts);
       buildRefinedSlot(
           e, rules, numExperts, buffers, scratch, token, slot,

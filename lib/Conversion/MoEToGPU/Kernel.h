@@ -139,8 +139,7 @@ public:
 
   /// `ceil(count / kBlockThreads)`.
   static Value blocksFor(Emitter &e, Value count) {
-    return arith::CeilDivUIOp::create(e.builder(), e.location(), count,
-                                      e.index(kBlockThreads));
+    return e.ceilDivIndex(count, e.index(kBlockThreads));
   }
 
 private:

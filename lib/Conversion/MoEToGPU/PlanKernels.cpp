@@ -34,8 +34,7 @@ void mlir::moe::buildExpertScan(
       [&](Emitter &e, const KernelThread &t) {
         Value firstRanks = t.shared[0];
         Value expert = e.toI32(t.blockX);
-        Value chunk = arith::CeilDivUIOp::create(e.builder(), e.location(),
-                                                 count, e.index(kBlockThreads));
+        Value chunk = e.ceilDivIndex(count, e.index(kBlockThreads));
         Value begin = e.minIndex(e.mul(t.thread, chunk), count);
         Value end = e.minIndex(e.add(begin, chunk), count);
         auto matches = [&](Emitter &e, Value item) {
@@ -113,10 +112,8 @@ struct LowerDispatchToKernels : KernelPattern<DispatchOp> {
         resultBuffer(rewriter, kernels, op.getSlotRows(),
                      dynamicSizes(slotRowsType, {numTokens, slotsPerToken}));
     auto slotAt = [&](Emitter &e, Value item) -> SmallVector<Value> {
-      return {arith::DivUIOp::create(e.builder(), e.location(), item,
-                                     slotsPerToken),
-              arith::RemUIOp::create(e.builder(), e.location(), item,
-                                     slotsPerToken)};
+      return {e.divIndex(item, slotsPerToken),
+              e.remIndex(item, slotsPerToken)};
     };
 
     kernels.launchForEach(

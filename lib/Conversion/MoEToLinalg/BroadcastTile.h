@@ -32,8 +32,7 @@ inline SmallVector<Value> emitBroadcastSteps(Emitter &e, Value transposed,
                                              Value k0, Value k1,
                                              ValueRange init, int64_t lanes) {
   auto accumulatorType = dotAccumulatorType(e.builder(), lanes);
-  Value group = arith::DivUIOp::create(e.builder(), e.location(), first,
-                                       e.index(lanes));
+  Value group = e.divIndex(first, e.index(lanes));
   return e.forEachCarrying(
       k0, k1, init,
       [&](Emitter &e, Value k, ValueRange carried) -> SmallVector<Value> {

@@ -301,6 +301,9 @@ public:
   Value divIndex(Value lhs, Value rhs) {
     return arith::DivUIOp::create(b, loc, lhs, rhs);
   }
+  Value remIndex(Value lhs, Value rhs) {
+    return arith::RemUIOp::create(b, loc, lhs, rhs);
+  }
   Value ceilDivIndex(Value lhs, Value rhs) {
     return arith::CeilDivUIOp::create(b, loc, lhs, rhs);
   }

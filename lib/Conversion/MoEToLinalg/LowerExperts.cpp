@@ -78,17 +78,14 @@ static constexpr int64_t kMaxColumnChunks = 64;
 static Value transposeInput(Emitter &e, Value numRows, Value paddedRows,
                             int64_t length, int64_t lanes, InputRow inputRow) {
   Value lanesValue = e.index(lanes);
-  Value groups =
-      arith::DivUIOp::create(e.builder(), e.location(), paddedRows, lanesValue);
+  Value groups = e.divIndex(paddedRows, lanesValue);
   Value transposed =
       f32Buffer(e, {ShapedType::kDynamic, length, lanes}, groups);
   e.forEach(e.index(0), paddedRows, [&](Emitter &e, Value i) {
     Value real = e.cmpi(arith::CmpIPredicate::ult, i, numRows);
     DotRow row = inputRow(e, e.select(real, i, e.index(0)));
-    Value group =
-        arith::DivUIOp::create(e.builder(), e.location(), i, lanesValue);
-    Value lane =
-        arith::RemUIOp::create(e.builder(), e.location(), i, lanesValue);
+    Value group = e.divIndex(i, lanesValue);
+    Value lane = e.remIndex(i, lanesValue);
     e.forEach(e.index(0), e.index(length), [&](Emitter &e, Value k) {
       Value value = e.toF32(e.load(row.buffer, rowIndices(e, row, k)));
       e.store(e.select(real, value, e.f32(0)), transposed, {group, k, lane});
@@ -116,9 +113,7 @@ static void forEachBroadcastRowTile(
     function_ref<void(Emitter &, Value, int64_t)> rowTile) {
   static_assert(kBroadcastTileVectors == 2, "one vector is the remainder");
   Value pairStep = e.index(kBroadcastTileVectors * lanes);
-  Value pairedRows = e.mul(
-      arith::DivUIOp::create(e.builder(), e.location(), paddedRows, pairStep),
-      pairStep);
+  Value pairedRows = e.mul(e.divIndex(paddedRows, pairStep), pairStep);
   e.forEachStep(e.index(0), pairedRows, pairStep, [&](Emitter &e, Value first) {
     rowTile(e, first, kBroadcastTileVectors);
   });
@@ -639,8 +634,7 @@ static void buildExpertLoop(Emitter &e, const ExpertBuffers &buffers,
         Value slot = e.toIndex(e.load(buffers.slots, e.add(start, i)));
         Value clamped = arith::MaxSIOp::create(e.builder(), e.location(),
                                                slot, e.index(0));
-        return arith::DivUIOp::create(e.builder(), e.location(), clamped,
-                                      slotsPerToken);
+        return e.divIndex(clamped, slotsPerToken);
       };
       Value gathered;
       if (!options.fuseGather) {
@@ -774,10 +768,8 @@ struct LowerExpertCombine : OpRewritePattern<CombineOp> {
       e.ifThen(e.cmpi(arith::CmpIPredicate::sge, slot, e.i64(0)),
                [&](Emitter &e) {
                  Value flat = e.toIndex(slot);
-                 Value token = arith::DivUIOp::create(
-                     e.builder(), e.location(), flat, slotsPerToken);
-                 Value j = arith::RemUIOp::create(e.builder(), e.location(),
-                                                  flat, slotsPerToken);
+                 Value token = e.divIndex(flat, slotsPerToken);
+                 Value j = e.remIndex(flat, slotsPerToken);
                  Value weight = e.load(weights, {token, j});
                  for (size_t n = 0; n < sums.size(); ++n) {
                    SmallVector<Value> at = {token, columns[n]};

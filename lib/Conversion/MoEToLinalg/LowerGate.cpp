@@ -149,8 +149,7 @@ static void buildExpertChoice(Emitter &e, GateOp op, Value numTokens,
   Value capacity =
       buildCapacity(e, op.getCapacityFactor().convertToDouble(), numTokens,
                     /*slots=*/1, numExperts);
-  capacity = arith::MinUIOp::create(e.builder(), e.location(), capacity,
-                                    numTokens);
+  capacity = e.minIndex(capacity, numTokens);
   e.forEach(e.index(0), numTokens, [&](Emitter &e, Value token) {
     e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value x) {
       e.store(e.i32(-1), buffers.ids, {token, x});

@@ -106,8 +106,7 @@ inline void buildGroupMask(Emitter &e, const SelectionRules &rules,
   });
 
   e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value expert) {
-    Value group = arith::DivUIOp::create(e.builder(), e.location(), expert,
-                                         e.index(groupSize));
+    Value group = e.divIndex(expert, e.index(groupSize));
     e.store(e.load(groupChosen, group), available, expert);
   });
 }

@@ -30,8 +30,7 @@ inline void forEachRowTile(Emitter &e, int64_t tileRows, Value first,
                            Value count,
                            function_ref<void(Emitter &, ArrayRef<Value>)> tile) {
   Value step = e.index(tileRows);
-  Value mainRows = e.mul(
-      arith::DivUIOp::create(e.builder(), e.location(), count, step), step);
+  Value mainRows = e.mul(e.divIndex(count, step), step);
   e.forEachStep(e.index(0), mainRows, step, [&](Emitter &e, Value i0) {
     tile(e, indicesFrom(e, e.add(first, i0), tileRows));
   });
