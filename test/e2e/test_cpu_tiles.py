@@ -42,7 +42,8 @@ CONFIGS = [
     # gate and up projections run as two blocks of about 150 rows.
     (cfg("tiles_row_blocks", 2048, 12, 2, 1), [600]),
     # A down projection 8192 long: 64 rows of its input fill 2 MiB, but its
-    # blocks take up to 128 rows (8 MiB), three of about 100 rows here.
+    # blocks take up to 128 rows (8 MiB), so an expert's rows (300 on
+    # average) run as several blocks of one size.
     (cfg("tiles_long_down", 16, 8192, 2, 1), [600]),
     # bf16 weights, which outer-product tiles widen to f32 once per pass.
     (cfg("tiles_gated_bf16", 17, 100, 8, 2, dtype="bf16"), [0, 3, 64, 257]),

@@ -463,9 +463,9 @@ static void forEachBlockProductTile(Emitter &e,
       dotTiles);
 }
 
-/// The products of a projection, in the fewest blocks of rows whose input
-/// fits kMaxBlockInputBytes as f32 (or that hold at most kMinBlockRows,
-/// see there), their sizes at most one row apart.
+/// The products of a projection, in the fewest blocks of rows that fit the
+/// limits above (kMaxBlockInputBytes, kMinBlockRows), their sizes at most
+/// one row apart.
 /// Blocks of the most rows that fit left Mixtral's experts at 512 tokens
 /// (113 to 137 rows, 128 a block of gate/up input) last blocks of up to 9
 /// rows, each streaming its expert's weights again through dot-product
