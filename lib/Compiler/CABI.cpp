@@ -37,6 +37,8 @@ constexpr ErrorCode kErrorCodes[] = {
      "an array is not aligned to its element size"},
     {"ERROR_NO_DEVICE", 8, "no CUDA driver or device"},
     {"ERROR_CUDA", 9, "a CUDA driver call failed"},
+    {"ERROR_BAD_COUNTS", 10,
+     "an expert count is negative or the counts do not add up to num_rows"},
 };
 } // namespace
 
@@ -54,6 +56,14 @@ static int64_t maxTokens(const LayerConfig &c) {
       __builtin_mul_overflow(rowBytes, widest, &rowBytes))
     return 0;
   return (int64_t(1) << 62) / rowBytes;
+}
+
+/// The most rows a shard's run_experts takes: one plan row each, its
+/// buffers under 2^62 bytes like forward's.
+static int64_t maxShardRows(const LayerConfig &c) {
+  int64_t widest = std::max({c.hiddenSize, c.intermediateSize,
+                             c.localExperts()});
+  return (int64_t(1) << 62) / (8 * widest);
 }
 
 static std::string upper(const std::string &text) {
@@ -116,7 +126,15 @@ std::string mlir::moe::emitHeader(const LayerConfig &c) {
      << "\n"
      << "/* The most tokens one call takes: the layer's buffers stay under "
         "2^62 bytes. */\n"
-     << "#define " << upper(n) << "_MAX_TOKENS " << maxTokens(c) << "\n\n";
+     << "#define " << upper(n) << "_MAX_TOKENS " << maxTokens(c) << "\n";
+  if (c.isShard())
+    os << "/* Expert parallelism: this library holds experts [FIRST, FIRST + "
+          "COUNT)\n   (leaf ids) of the layer; the router scores all of "
+          "them. */\n"
+       << "#define " << upper(n) << "_EXPERT_SHARD_FIRST " << c.shardFirst
+       << "\n#define " << upper(n) << "_EXPERT_SHARD_COUNT " << c.shardCount
+       << "\n#define " << upper(n) << "_MAX_ROWS " << maxShardRows(c) << "\n";
+  os << "\n";
   for (const ErrorCode &code : kErrorCodes)
     os << "#define " << upper(n) << "_" << code.suffix << " " << code.value
        << " /* " << code.message << " */\n";
@@ -144,13 +162,37 @@ std::string mlir::moe::emitHeader(const LayerConfig &c) {
              : " A weight at an address that is not a multiple of\n   its "
                "element size is copied instead. */\n")
      << "int " << n << "_create(const " << n << "_weights *w, " << n
-     << "_context **ctx);\n"
-     << "/* y[num_tokens][H] = the layer applied to x[num_tokens][H]. Safe "
-        "to call\n   concurrently on one context with distinct outputs. x and "
-        "y (and route()'s\n   outputs) must be aligned to their element "
-        "size. */\n"
-     << "int " << n << "_forward(" << n
-     << "_context *ctx, const void *x, int64_t num_tokens, void *y);\n";
+     << "_context **ctx);\n";
+  if (c.isShard())
+    os << "/* A shard has no forward(): a token's experts live on several "
+          "ranks. Per\n   call, each rank routes its own tokens (route()), "
+          "sends each kept slot's\n   row of x to the rank holding its "
+          "expert, which runs run_experts() on\n   what it received and "
+          "sends the results back, and combine() sums them.\n   Every "
+          "array must be aligned to its element size. */\n"
+       << "/* out[r][H] (f32) = weights[r] * FFN_e(rows[r]) for num_rows rows "
+          "grouped by\n   local expert: counts[i] rows of expert FIRST + i, "
+          "i < COUNT, one group\n   after the other. */\n"
+       << "int " << n << "_run_experts(" << n
+       << "_context *ctx, const void *rows, int64_t num_rows,\n"
+       << "    const int64_t *counts, const float *weights, float *out);\n"
+       << "/* y[t] = the shared expert of x[t] (if any) + the sum, in f32, of "
+          "expert_out[t][j]\n   over the slots j < ROUTE_WIDTH whose "
+          "topk_ids[t][j] >= 0, in ascending\n   expert order (as forward() "
+          "adds them), rounded once to the layer's type.\n   topk_ids is "
+          "route()'s [num_tokens][ROUTE_WIDTH]; expert_out is f32\n   "
+          "[num_tokens][ROUTE_WIDTH][H], run_experts()'s rows back in slot "
+          "order. */\n"
+       << "int " << n << "_combine(" << n
+       << "_context *ctx, const void *x, int64_t num_tokens,\n"
+       << "    const int32_t *topk_ids, const float *expert_out, void *y);\n";
+  else
+    os << "/* y[num_tokens][H] = the layer applied to x[num_tokens][H]. Safe "
+          "to call\n   concurrently on one context with distinct outputs. x "
+          "and y (and route()'s\n   outputs) must be aligned to their element "
+          "size. */\n"
+       << "int " << n << "_forward(" << n
+       << "_context *ctx, const void *x, int64_t num_tokens, void *y);\n";
   if (c.isCUDA())
     os << "/* forward() enqueued on `stream` (a cudaStream_t; NULL is the "
           "default\n   stream), returning before it runs: x, y and the "
@@ -169,6 +211,117 @@ std::string mlir::moe::emitHeader(const LayerConfig &c) {
      << "const char *" << n << "_config_json(void);\n\n"
      << "#ifdef __cplusplus\n}\n#endif\n\n#endif /* " << guard << " */\n";
   return text;
+}
+
+/// A shard's run_experts and combine (CPU only: the config refuses a cuda
+/// shard). The wrapper turns counts into a local expert id per row, and a
+/// token's kept slots into combine's rows in ascending expert order, which
+/// is the order in which forward's fused combine adds them.
+static void emitShardEntries(llvm::raw_ostream &os, const LayerConfig &c,
+                             const std::vector<WeightField> &fields) {
+  const std::string &n = c.name;
+  std::string N = upper(n);
+  int64_t elementSize = elementBytes(c.dtype);
+  int64_t hidden = c.hiddenSize;
+  int64_t width = c.slotsPerToken();
+  auto views = [&](bool shared) {
+    for (const WeightField &field : fields) {
+      if (!field.used || field.routing ||
+          (field.name.rfind("shared_", 0) == 0) != shared)
+        continue;
+      os << "  memref" << field.kernelRank << " " << field.name << " = view"
+         << field.kernelRank << "(ctx->w." << field.name;
+      for (int64_t size : field.kernelShape())
+        os << ", " << size;
+      os << ");\n";
+    }
+  };
+  auto args = [&](bool shared) {
+    for (const WeightField &field : fields)
+      if (field.used && !field.routing &&
+          (field.name.rfind("shared_", 0) == 0) == shared)
+        os << ", &" << field.name;
+  };
+
+  os << "int " << n << "_run_experts(" << n
+     << "_context *ctx, const void *rows, int64_t num_rows,\n"
+     << "    const int64_t *counts, const float *weights, float *out) {\n"
+     << "  if (!ctx || !counts) return " << N << "_ERROR_NULL_ARGUMENT;\n"
+     << "  if (num_rows < 0) return " << N << "_ERROR_NEGATIVE_TOKENS;\n"
+     << "  if (misaligned(counts, 8)) return " << N << "_ERROR_MISALIGNED;\n"
+     << "  int64_t total = 0;\n"
+     << "  for (int64_t i = 0; i < " << c.shardCount << "; ++i) {\n"
+     << "    if (counts[i] < 0 || counts[i] > num_rows - total) return " << N
+     << "_ERROR_BAD_COUNTS;\n"
+     << "    total += counts[i];\n  }\n"
+     << "  if (total != num_rows) return " << N << "_ERROR_BAD_COUNTS;\n"
+     << "  if (num_rows == 0) return " << N << "_OK;\n"
+     << "  if (num_rows > " << N << "_MAX_ROWS) return " << N
+     << "_ERROR_TOO_MANY_TOKENS;\n"
+     << "  if (!rows || !weights || !out) return " << N
+     << "_ERROR_NULL_ARGUMENT;\n"
+     << "  if (misaligned(rows, " << elementSize
+     << ") || misaligned(weights, 4) || misaligned(out, 4))\n"
+     << "    return " << N << "_ERROR_MISALIGNED;\n"
+     << "  int32_t *ids = malloc((size_t)num_rows * sizeof *ids);\n"
+     << "  if (!ids) return " << N << "_ERROR_OUT_OF_MEMORY;\n"
+     << "  for (int64_t i = 0, r = 0; i < " << c.shardCount << "; ++i)\n"
+     << "    for (int64_t k = 0; k < counts[i]; ++k) ids[r++] = (int32_t)i;\n"
+     << "  memref2 rv = view2(rows, num_rows, " << hidden << ");\n"
+     << "  memref2 iv = view2(ids, num_rows, 1);\n"
+     << "  memref2 wv = view2(weights, num_rows, 1);\n"
+     << "  memref2 ov = view2(out, num_rows, " << hidden << ");\n";
+  views(false);
+  os << "  _mlir_ciface_" << n << "_experts_kernel(&rv, &iv, &wv";
+  args(false);
+  os << ", &ov);\n  free(ids);\n  return " << N << "_OK;\n}\n\n";
+
+  os << "int " << n << "_combine(" << n
+     << "_context *ctx, const void *x, int64_t num_tokens,\n"
+     << "    const int32_t *topk_ids, const float *expert_out, void *y) {\n"
+     << "  if (!ctx) return " << N << "_ERROR_NULL_ARGUMENT;\n"
+     << "  if (num_tokens < 0) return " << N << "_ERROR_NEGATIVE_TOKENS;\n"
+     << "  if (num_tokens == 0) return " << N << "_OK;\n"
+     << "  if (num_tokens > " << N << "_MAX_TOKENS) return " << N
+     << "_ERROR_TOO_MANY_TOKENS;\n"
+     << "  if (!x || !topk_ids || !expert_out || !y) return " << N
+     << "_ERROR_NULL_ARGUMENT;\n"
+     << "  if (misaligned(x, " << elementSize << ") || misaligned(y, "
+     << elementSize
+     << ") ||\n      misaligned(topk_ids, 4) || misaligned(expert_out, 4))\n"
+     << "    return " << N << "_ERROR_MISALIGNED;\n"
+     << "  size_t slots = (size_t)num_tokens * " << width << ";\n"
+     << "  int64_t *slot_rows = malloc(slots * sizeof *slot_rows);\n"
+     << "  float *ones = malloc(slots * sizeof *ones);\n"
+     << "  if (!slot_rows || !ones) {\n"
+     << "    free(slot_rows);\n    free(ones);\n"
+     << "    return " << N << "_ERROR_OUT_OF_MEMORY;\n  }\n"
+     << "  for (int64_t t = 0; t < num_tokens; ++t) {\n"
+     << "    const int32_t *id = topk_ids + t * " << width << ";\n"
+     << "    int64_t *row = slot_rows + t * " << width << ";\n"
+     << "    int kept = 0;\n"
+     << "    for (int j = 0; j < " << width << "; ++j) {\n"
+     << "      ones[t * " << width << " + j] = 1.0f;\n"
+     << "      if (id[j] < 0) continue;\n"
+     << "      /* Insertion by ascending expert id; a tie keeps slot order. */\n"
+     << "      int i = kept++;\n"
+     << "      while (i > 0 && id[row[i - 1] - t * " << width
+     << "] > id[j]) {\n"
+     << "        row[i] = row[i - 1];\n        --i;\n      }\n"
+     << "      row[i] = t * " << width << " + j;\n    }\n"
+     << "    for (int j = kept; j < " << width << "; ++j) row[j] = -1;\n"
+     << "  }\n"
+     << "  memref2 xv = view2(x, num_tokens, " << hidden << ");\n"
+     << "  memref2 ev = view2(expert_out, (int64_t)slots, " << hidden
+     << ");\n"
+     << "  memref2 sv = view2(slot_rows, num_tokens, " << width << ");\n"
+     << "  memref2 onev = view2(ones, num_tokens, " << width << ");\n"
+     << "  memref2 yv = view2(y, num_tokens, " << hidden << ");\n";
+  views(true);
+  os << "  _mlir_ciface_" << n << "_combine_kernel(&xv";
+  args(true);
+  os << ", &ev, &sv, &onev, &yv);\n"
+     << "  free(slot_rows);\n  free(ones);\n  return " << N << "_OK;\n}\n\n";
 }
 
 std::string mlir::moe::emitWrapperSource(const LayerConfig &c) {
@@ -202,7 +355,22 @@ std::string mlir::moe::emitWrapperSource(const LayerConfig &c) {
         os << ", memref" << field.kernelRank << " *" << field.name;
     os << ", " << outputs << ");\n";
   };
-  declare("forward_kernel", false, "memref2 *y");
+  if (c.isShard()) {
+    os << "void _mlir_ciface_" << n
+       << "_experts_kernel(memref2 *rows, memref2 *ids, memref2 *weights";
+    for (const WeightField &field : fields)
+      if (field.used && !field.routing && field.name.rfind("shared_", 0) != 0)
+        os << ", memref" << field.kernelRank << " *" << field.name;
+    os << ", memref2 *out);\n"
+       << "void _mlir_ciface_" << n << "_combine_kernel(memref2 *x";
+    for (const WeightField &field : fields)
+      if (field.used && field.name.rfind("shared_", 0) == 0)
+        os << ", memref" << field.kernelRank << " *" << field.name;
+    os << ", memref2 *expert_out, memref2 *slot_rows, memref2 "
+          "*slot_weights,\n    memref2 *y);\n";
+  } else {
+    declare("forward_kernel", false, "memref2 *y");
+  }
   declare("route_kernel", true, "memref2 *ids, memref2 *weights");
 
   // A cuda library's context holds the caller's device pointers only.
@@ -359,18 +527,22 @@ const char *)" << n << R"(_strerror(int code) {
       os << "  return " << N << "_OK;\n}\n\n";
   };
 
-  if (cuda)
+  if (c.isShard())
+    emitShardEntries(os, c, fields);
+  else if (cuda)
     os << "static int " << n << "_forward_on(" << n
        << "_context *ctx, const void *x, int64_t num_tokens, void *y,\n"
        << "    void *stream, int wait) {\n";
   else
     os << "int " << n << "_forward(" << n
        << "_context *ctx, const void *x, int64_t num_tokens, void *y) {\n";
-  checks("y", nullptr);
-  os << "  memref2 xv = view2(x, num_tokens, " << c.hiddenSize << ");\n"
-     << "  memref2 yv = view2(y, num_tokens, " << c.hiddenSize << ");\n";
-  weightViews(false);
-  call("forward_kernel", false, "&yv", "stream", "wait");
+  if (!c.isShard()) {
+    checks("y", nullptr);
+    os << "  memref2 xv = view2(x, num_tokens, " << c.hiddenSize << ");\n"
+       << "  memref2 yv = view2(y, num_tokens, " << c.hiddenSize << ");\n";
+    weightViews(false);
+    call("forward_kernel", false, "&yv", "stream", "wait");
+  }
   if (cuda)
     os << "int " << n << "_forward(" << n
        << "_context *ctx, const void *x, int64_t num_tokens, void *y) {\n"

@@ -49,8 +49,10 @@ mlir::moe::weightFields(const LayerConfig &c) {
   int64_t e = c.numExperts, h = c.hiddenSize, f = c.intermediateSize;
   int64_t fs = c.sharedIntermediateSize;
   bool shared = c.hasSharedExpert();
-  // Leaf FFNs are stacked over every level: [E1]..[EL][F][H].
-  std::vector<int64_t> leaves = c.expertsPerLevel();
+  // Leaf FFNs are stacked over every level: [E1]..[EL][F][H]; a shard's
+  // are its own experts, [count][F][H].
+  std::vector<int64_t> leaves =
+      c.isShard() ? std::vector<int64_t>{c.shardCount} : c.expertsPerLevel();
   auto leafShape = [&](int64_t rows, int64_t columns) {
     std::vector<int64_t> shape = leaves;
     shape.push_back(rows);
@@ -411,6 +413,46 @@ static void checkConsistency(KeyReader &reader, const LayerConfig &c) {
   }
 }
 
+/// "expert_shard": {"first": f, "count": n}, experts [f, f + n) of the
+/// leaf experts.
+static void readExpertShard(KeyReader &parent, LayerConfig &c) {
+  const json &value = parent.at("expert_shard");
+  if (!value.is_object())
+    return parent.fail("expert_shard",
+                       "must be an object {\"first\": ..., \"count\": ...}, "
+                       "got " + value.dump());
+  KeyReader reader = parent.nested(value, "expert_shard");
+  for (const auto &item : value.items())
+    if (item.key() != "first" && item.key() != "count")
+      return reader.failDocument("unknown key '" + reader.pathOf(item.key()) +
+                                 "'");
+  reader.readInteger("first", c.shardFirst, /*required=*/true, 0);
+  reader.readInteger("count", c.shardCount, /*required=*/true, 1);
+}
+
+/// A shard runs its experts on rows that other ranks routed: every rule
+/// must route a token from that token alone.
+static void checkExpertShard(KeyReader &reader, const LayerConfig &c) {
+  if (!c.isShard())
+    return;
+  int64_t leaves = c.leafExperts();
+  if (c.shardFirst >= leaves || c.shardCount > leaves - c.shardFirst)
+    return reader.fail(
+        "expert_shard",
+        "holds experts [" + std::to_string(c.shardFirst) + ", " +
+            std::to_string(c.shardFirst + c.shardCount) + "), past the " +
+            std::to_string(leaves) + (c.isHierarchical() ? " leaf" : "") +
+            " experts");
+  if (c.isExpertChoice())
+    return reader.fail("expert_shard",
+                       "cannot be used with \"expert_choice\" routing: each "
+                       "expert ranks every token of the batch, which no "
+                       "rank sees whole");
+  if (c.isCUDA())
+    return reader.fail("expert_shard",
+                       "is not supported for \"target\": \"cuda\" yet");
+}
+
 /// Sizes whose product no 64-bit offset can hold would make the kernels'
 /// address arithmetic wrap.
 static void checkWeightSizes(KeyReader &reader, const LayerConfig &c) {
@@ -444,7 +486,7 @@ mlir::moe::parseLayerConfig(llvm::StringRef text, llvm::StringRef fileName) {
       "routed_scaling_factor", "router_bias", "selection_bias", "n_group",
       "topk_group", "group_score", "routing", "capacity_factor",
       "shared_intermediate_size", "shared_expert_gate", "target", "gpu_arch",
-      "expert"};
+      "expert", "expert_shard"};
   for (const auto &item : object.items())
     if (!known.count(item.key()))
       return error(fileName.str() + ": unknown key '" + item.key() + "'");
@@ -481,11 +523,15 @@ mlir::moe::parseLayerConfig(llvm::StringRef text, llvm::StringRef fileName) {
   reader.readString("gpu_arch", c.gpuArch, false);
   if (hierarchical && !reader.failed())
     readInnerLevel(reader, c);
+  if (reader.has("expert_shard") && !reader.failed())
+    readExpertShard(reader, c);
   if (!reader.failed()) {
     c.dtype = dtype == "bf16"  ? DataType::bf16
               : dtype == "f16" ? DataType::f16
                                : DataType::f32;
     checkConsistency(reader, c);
+    if (!reader.failed())
+      checkExpertShard(reader, c);
     if (!reader.failed())
       checkWeightSizes(reader, c);
   }
@@ -538,5 +584,7 @@ std::string LayerConfig::toJSON() const {
   leaf->update({{"intermediate_size", intermediateSize},
                 {"activation", activation},
                 {"gated", gated}});
+  if (isShard())
+    object["expert_shard"] = {{"first", shardFirst}, {"count", shardCount}};
   return object.dump();
 }

@@ -91,6 +91,76 @@ private:
 };
 } // namespace
 
+static bool isExpertWeight(const WeightField &field) {
+  return field.name == "gate_proj" || field.name == "up_proj" ||
+         field.name == "down_proj";
+}
+
+/// A shard's two kernels in place of forward: its experts over rows other
+/// ranks sent, and the combine of the rows they sent back with the shared
+/// expert (see LayerModule.h).
+static void buildShardKernels(OpBuilder &b, ModuleOp module,
+                              const LayerConfig &config, Type data) {
+  Location loc = b.getUnknownLoc();
+  int64_t dynamic = ShapedType::kDynamic;
+  int64_t hidden = config.hiddenSize;
+  Type f32 = b.getF32Type();
+  std::vector<WeightField> fields = weightFields(config);
+  {
+    KernelBuilder kernel(b, module, config.name + "_experts_kernel");
+    unsigned rows = kernel.addArgument("rows", {dynamic, hidden}, data);
+    unsigned ids = kernel.addArgument("ids", {dynamic, 1}, b.getI32Type());
+    unsigned weights = kernel.addArgument("weights", {dynamic, 1}, f32);
+    llvm::StringMap<unsigned> index;
+    for (const WeightField &field : fields)
+      if (field.used && isExpertWeight(field))
+        index[field.name] =
+            kernel.addArgument(field.name, field.kernelShape(), data);
+    unsigned out = kernel.addArgument("out", {dynamic, hidden}, f32);
+    SmallVector<Value> args = kernel.begin();
+    Value gate = index.count("gate_proj") ? args[index["gate_proj"]] : Value();
+    auto experts = LocalExpertsOp::create(
+        b, loc, RankedTensorType::get({dynamic, hidden}, f32), args[rows],
+        args[ids], args[weights], gate, args[index["up_proj"]],
+        args[index["down_proj"]],
+        *symbolizeActivation(config.activation));
+    kernel.finish({{experts.getOutput(), out}});
+  }
+  {
+    KernelBuilder kernel(b, module, config.name + "_combine_kernel");
+    unsigned x = kernel.addArgument("x", {dynamic, hidden}, data);
+    llvm::StringMap<unsigned> index;
+    for (const WeightField &field : fields)
+      if (field.used && StringRef(field.name).starts_with("shared_"))
+        index[field.name] =
+            kernel.addArgument(field.name, field.kernelShape(), data);
+    unsigned expertOutput =
+        kernel.addArgument("expert_out", {dynamic, hidden}, f32);
+    int64_t slots = config.slotsPerToken();
+    unsigned slotRows =
+        kernel.addArgument("slot_rows", {dynamic, slots}, b.getI64Type());
+    unsigned slotWeights =
+        kernel.addArgument("slot_weights", {dynamic, slots}, f32);
+    unsigned y = kernel.addArgument("y", {dynamic, hidden}, data);
+    SmallVector<Value> args = kernel.begin();
+    auto get = [&](StringRef name) -> Value {
+      auto it = index.find(name);
+      return it == index.end() ? Value() : args[it->second];
+    };
+    Value shared;
+    if (config.hasSharedExpert())
+      shared = SharedExpertOp::create(
+          b, loc, RankedTensorType::get({dynamic, hidden}, f32), args[x],
+          get("shared_gate_proj"), get("shared_up_proj"),
+          get("shared_down_proj"), get("shared_expert_gate"),
+          *symbolizeActivation(config.activation));
+    auto combine = CombineOp::create(
+        b, loc, args[x].getType(), args[expertOutput], args[slotRows],
+        args[slotWeights], shared);
+    kernel.finish({{combine.getOutput(), y}});
+  }
+}
+
 /// The `#moe.level` of an inner level.
 static LevelAttr levelAttr(MLIRContext &context, const LevelRouting &level) {
   return LevelAttr::get(
@@ -157,7 +227,9 @@ OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext &context,
     return operands;
   };
 
-  {
+  if (config.isShard()) {
+    buildShardKernels(b, *module, config, data);
+  } else {
     KernelBuilder kernel(b, *module, config.name + "_forward_kernel");
     llvm::StringMap<unsigned> index = operandsOf(kernel, false);
     unsigned y = kernel.addArgument("y", {dynamic, hidden}, data);

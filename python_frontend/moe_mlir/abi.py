@@ -38,6 +38,7 @@ ERROR_TOO_MANY_TOKENS = 6
 ERROR_MISALIGNED = 7
 ERROR_NO_DEVICE = 8
 ERROR_CUDA = 9
+ERROR_BAD_COUNTS = 10
 
 
 class AbiError(RuntimeError):
@@ -176,8 +177,16 @@ class Library:
         self.lib = ctypes.CDLL(str(self.path))
 
         vp = ctypes.c_void_p
+        i64 = ctypes.c_int64
         self.c_create = self._fn("create", ctypes.c_int, [vp, vp])
-        self.c_forward = self._fn("forward", ctypes.c_int, [vp, vp, ctypes.c_int64, vp])
+        # An expert shard has run_experts and combine in place of forward.
+        self.shard = self.config.get("expert_shard")
+        if self.shard is None:
+            self.c_forward = self._fn("forward", ctypes.c_int, [vp, vp, i64, vp])
+        else:
+            self.c_run_experts = self._fn("run_experts", ctypes.c_int,
+                                          [vp, vp, i64, vp, vp, vp])
+            self.c_combine = self._fn("combine", ctypes.c_int, [vp, vp, i64, vp, vp, vp])
         self.c_route = self._fn("route", ctypes.c_int, [vp, vp, ctypes.c_int64, vp, vp])
         self.c_destroy = self._fn("destroy", None, [vp])
         # void * rather than char * so that NULL stays distinguishable.
@@ -285,6 +294,42 @@ class Library:
         else:
             self.check(self.c_forward(ctx.handle, ptr(x), T, ptr(y)))
         return y if out is not None else decode(y, self.dtype)
+
+    def run_experts(self, ctx, rows, counts, weights):
+        """An expert shard's experts: float32 [N, H], row r being weights[r] ·
+        FFN(rows[r]) of its local expert; rows come grouped by local expert,
+        counts[i] rows for expert first + i."""
+        rows = self._x(rows)
+        counts = np.ascontiguousarray(counts, dtype=np.int64)
+        weights = np.ascontiguousarray(weights, dtype=np.float32)
+        N = rows.shape[0]
+        if counts.shape != (self.shard["count"],):
+            raise ValueError(f"counts has shape {counts.shape}, want "
+                             f"({self.shard['count']},)")
+        if weights.shape != (N,):
+            raise ValueError(f"weights has shape {weights.shape}, want ({N},)")
+        out = np.full((N, self.hidden_size), np.nan, dtype=np.float32)
+        self.check(self.c_run_experts(ctx.handle, ptr(rows), N, ptr(counts),
+                                      ptr(weights), ptr(out)))
+        return out
+
+    def combine(self, ctx, x, ids, expert_out):
+        """An expert shard's combine: y (float32 [T, H]) = the shared expert
+        of x plus the sum of expert_out[t, j] (float32 [T, W, H]) over the
+        slots whose ids[t, j] (route()'s [T, W]) are kept."""
+        x = self._x(x)
+        T = x.shape[0]
+        ids = np.ascontiguousarray(ids, dtype=np.int32)
+        expert_out = np.ascontiguousarray(expert_out, dtype=np.float32)
+        if ids.shape != (T, self.width):
+            raise ValueError(f"ids has shape {ids.shape}, want ({T}, {self.width})")
+        if expert_out.shape != (T, self.width, self.hidden_size):
+            raise ValueError(f"expert_out has shape {expert_out.shape}, want "
+                             f"({T}, {self.width}, {self.hidden_size})")
+        y = encode(np.full((T, self.hidden_size), np.nan, dtype=np.float32), self.dtype)
+        self.check(self.c_combine(ctx.handle, ptr(x), T, ptr(ids), ptr(expert_out),
+                                  ptr(y)))
+        return decode(y, self.dtype)
 
     def forward_async(self, ctx, x, stream):
         """A cuda library's forward enqueued on `stream`: returns (code, the

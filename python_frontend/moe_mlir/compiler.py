@@ -155,6 +155,10 @@ class MoELayer:
         x, rows = self._tokens(x)
         if self._ctx.handle is None:
             raise RuntimeError("the layer was closed")
+        if self.config.expert_shard is not None:
+            raise RuntimeError(f"'{self.config.name}' is an expert shard: it has no "
+                               "forward; use run_experts and combine, or "
+                               "moe_mlir.distributed.ExpertParallelLayer")
         y = self.compiled.library.forward(self._ctx, rows).reshape(x.shape)
         return y.astype(x.dtype) if _is_native(x, self.config.dtype) else y
 
@@ -172,6 +176,23 @@ class MoELayer:
         ids, w = self.compiled.library.route(self._ctx, rows)
         lead = x.shape[:-1]
         return ids.reshape(*lead, -1), w.reshape(*lead, -1)
+
+    def run_experts(self, rows, counts, weights):
+        """An expert shard's experts on rows other ranks sent (float32 or
+        the layer's type, [N, H]), grouped by local expert with `counts`
+        ([expert_shard count]); returns float32 [N, H], row r scaled by
+        weights[r]."""
+        if self._ctx.handle is None:
+            raise RuntimeError("the layer was closed")
+        return self.compiled.library.run_experts(self._ctx, rows, counts, weights)
+
+    def combine(self, x, ids, expert_out):
+        """An expert shard's combine: the shared expert of x ([T, H]) plus
+        the kept slots' rows of expert_out (float32 [T, W, H]), ids being
+        route(x)'s; float32 [T, H]."""
+        if self._ctx.handle is None:
+            raise RuntimeError("the layer was closed")
+        return self.compiled.library.combine(self._ctx, x, ids, expert_out)
 
     def close(self):
         self._ctx.destroy()

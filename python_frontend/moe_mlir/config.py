@@ -154,6 +154,9 @@ class MoEConfig:
     # activation and gated mirror the innermost level's (what is passed for
     # them is replaced).
     expert: Optional[dict] = dataclasses.field(default=None, hash=False)
+    # Expert parallelism: {"first": f, "count": n}, the library then holds
+    # leaf experts [f, f + n) only (docs/EXPERT_PARALLEL.md).
+    expert_shard: Optional[dict] = dataclasses.field(default=None, hash=False)
 
     def __post_init__(self):
         self._validate("<config>")
@@ -166,7 +169,11 @@ class MoEConfig:
                 object.__setattr__(self, key, leaf[key])
         for key in KEYS:
             object.__setattr__(self, key, _check_value(source, key, getattr(self, key)))
+        if self.expert_shard is not None:
+            object.__setattr__(self, "expert_shard",
+                               _read_expert_shard(source, self.expert_shard))
         _check_consistency(source, self)
+        _check_expert_shard(source, self)
 
     # -- conversions ---------------------------------------------------------
 
@@ -179,7 +186,7 @@ class MoEConfig:
         # moe-compile walks the keys sorted, so the first unknown one it
         # names is the alphabetically first.
         for key in sorted(data):
-            if key not in _RULES and key != "expert":
+            if key not in _RULES and key not in ("expert", "expert_shard"):
                 raise ConfigError(source, None, f"unknown key '{key}'")
         hierarchical = "expert" in data
         for key in KEYS:
@@ -223,9 +230,12 @@ class MoEConfig:
         config has its levels under "expert", the leaf FFN's keys in the
         innermost only."""
         if self.expert is None:
-            return {key: getattr(self, key) for key in KEYS}
-        data = {key: getattr(self, key) for key in KEYS if key not in LEAF_KEYS}
-        data["expert"] = copy.deepcopy(self.expert)
+            data = {key: getattr(self, key) for key in KEYS}
+        else:
+            data = {key: getattr(self, key) for key in KEYS if key not in LEAF_KEYS}
+            data["expert"] = copy.deepcopy(self.expert)
+        if self.expert_shard is not None:
+            data["expert_shard"] = dict(self.expert_shard)
         return data
 
     def to_json(self, indent=None):
@@ -270,6 +280,9 @@ class MoEConfig:
         one moe.layer, with a dynamic token dimension. Weights take the
         kernel's shapes: stacked levels are collapsed into the leading
         dimension ([E1·E2, F, H], level routers [E1·…·E(l-1), El, H])."""
+        if self.expert_shard is not None:
+            raise ValueError(f"config '{self.name}' is an expert shard, which has no "
+                             "moe.layer: moe-compile --emit=mlir shows its kernels")
         et = self.dtype
         def tensor(shape):
             return "tensor<" + "x".join(str(d) for d in shape) + f"x{et}>"
@@ -461,6 +474,45 @@ def _check_consistency(source, c):
         leaves *= level["num_experts"]
         if leaves > 2**31 - 1:
             fail(path + "num_experts", "makes more than 2147483647 leaf experts")
+
+
+def _read_expert_shard(source, value):
+    if not isinstance(value, dict):
+        raise ConfigError(source, "expert_shard", 'must be an object {"first": ..., '
+                          f'"count": ...}}, got {_dump(value)}')
+    for key in sorted(value):
+        if key not in ("first", "count"):
+            raise ConfigError(source, None, f"unknown key 'expert_shard.{key}'")
+    shard = {}
+    for key, minimum in (("first", 0), ("count", 1)):
+        if key not in value:
+            raise ConfigError(source, f"expert_shard.{key}", "is required")
+        number = value[key]
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise ConfigError(source, f"expert_shard.{key}",
+                              f"must be an integer, got {_dump(number)}")
+        if number < minimum:
+            raise ConfigError(source, f"expert_shard.{key}",
+                              f"must be at least {minimum}, got {number}")
+        shard[key] = int(number)
+    return shard
+
+
+def _check_expert_shard(source, c):
+    if c.expert_shard is None:
+        return
+    first, count = c.expert_shard["first"], c.expert_shard["count"]
+    leaves = math.prod(level["num_experts"] for level in c.levels)
+    if first >= leaves or count > leaves - first:
+        kind = " leaf" if c.expert is not None else ""
+        raise ConfigError(source, "expert_shard", f"holds experts [{first}, {first + count}), "
+                          f"past the {leaves}{kind} experts")
+    if c.routing == "expert_choice":
+        raise ConfigError(source, "expert_shard", 'cannot be used with "expert_choice" '
+                          "routing: each expert ranks every token of the batch, which no "
+                          "rank sees whole")
+    if c.target == "cuda":
+        raise ConfigError(source, "expert_shard", 'is not supported for "target": "cuda" yet')
 
 
 def as_config(config):

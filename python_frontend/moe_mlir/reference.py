@@ -131,6 +131,10 @@ def weight_shapes(config):
     Es = tuple(level["num_experts"] for level in lv)
     E = Es[0]
     Fs = c["shared_intermediate_size"]
+    shard = c.get("expert_shard")
+    if shard is not None:
+        # A shard holds its own experts only, flat: [count][F][H].
+        Es = (shard["count"],)
     shapes = {"router": (E, H), "up_proj": Es + (F, H), "down_proj": Es + (H, F)}
     if c["router_bias"]:
         shapes["router_bias"] = (E,)

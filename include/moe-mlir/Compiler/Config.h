@@ -57,11 +57,16 @@ struct LayerConfig : LevelRouting {
   /// README.
   std::string gpuArch = "sm_80,sm_90";
   std::vector<LevelRouting> innerLevels;
+  /// Expert parallelism ("expert_shard"): the library holds leaf experts
+  /// [shardFirst, shardFirst + shardCount) only; 0 experts means all.
+  int64_t shardFirst = 0;
+  int64_t shardCount = 0;
 
   bool hasSharedExpert() const { return sharedIntermediateSize > 0; }
   bool isExpertChoice() const { return routing == "expert_choice"; }
   bool isHierarchical() const { return !innerLevels.empty(); }
   bool isCUDA() const { return target == "cuda"; }
+  bool isShard() const { return shardCount > 0; }
   /// The targets of `gpu_arch`, in order.
   std::vector<std::string> gpuArchs() const;
   /// Width of the per-token routing results: top_k, or every expert for
@@ -85,6 +90,10 @@ struct LayerConfig : LevelRouting {
     for (int64_t experts : expertsPerLevel())
       leaves *= experts;
     return leaves;
+  }
+  /// The leaf experts whose FFN weights the library holds.
+  int64_t localExperts() const {
+    return isShard() ? shardCount : leafExperts();
   }
   /// The config as JSON with every key, defaults included.
   std::string toJSON() const;

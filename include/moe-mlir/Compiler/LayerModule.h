@@ -22,6 +22,15 @@ namespace mlir::moe {
 ///       y = moe.layer(x, weights)
 ///   <name>_route_kernel(x, router, [router_bias], [selection_bias], ids, w)
 ///       ids, w = moe.gate(x, router, biases)
+///
+/// A shard ("expert_shard") has no forward kernel; in its place
+///
+///   <name>_experts_kernel(rows, ids, w, [gate_proj], up_proj, down_proj, out)
+///       out = moe.local_experts(rows, ids, w, the shard's weights)
+///   <name>_combine_kernel(x, <used shared expert weights>, expert_out,
+///                         slot_rows, slot_weights, y)
+///       y = moe.combine(expert_out, slot_rows, slot_weights,
+///                       moe.shared_expert(x, ...))
 OwningOpRef<ModuleOp> buildLayerModule(MLIRContext &context,
                                        const LayerConfig &config);
 

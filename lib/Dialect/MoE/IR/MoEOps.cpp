@@ -519,6 +519,28 @@ LogicalResult ExpertOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// LocalExpertsOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult LocalExpertsOp::verify() {
+  if (ShapedType::isDynamic(dimOf(getInput(), 1)))
+    return emitOpError("'input' must have a static hidden size (dimension 1)");
+  if (failed(verifyExpertWeights(*this, {getGateProj(), getUpProj(),
+                                         getDownProj()},
+                                 getInput(), dimOf(getUpProj(), 0))) ||
+      failed(verifyTokens(*this, "ids", getIds(), getInput())) ||
+      failed(verifyDim(*this, "ids", getIds(), 1, 1, "one slot per row")) ||
+      failed(verifyTokens(*this, "weights", getWeights(), getInput())) ||
+      failed(verifyDim(*this, "weights", getWeights(), 1, 1,
+                       "one slot per row")) ||
+      failed(verifyTokens(*this, "output", getOutput(), getInput())) ||
+      failed(verifyDim(*this, "output", getOutput(), 1, dimOf(getInput(), 1),
+                       "the hidden size")))
+    return failure();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // SharedExpertOp
 //===----------------------------------------------------------------------===//
 

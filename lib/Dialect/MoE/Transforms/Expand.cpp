@@ -110,6 +110,44 @@ struct ExpandLayer : OpRewritePattern<LayerOp> {
   int64_t rowTile;
 };
 
+/// A shard's experts as a flat layer with one slot per row: the rows are
+/// already routed, so the plan comes straight from their ids, and combine
+/// weights each row in place of summing a token's slots.
+struct ExpandLocalExperts : OpRewritePattern<LocalExpertsOp> {
+  ExpandLocalExperts(MLIRContext *context, int64_t rowTile)
+      : OpRewritePattern(context), rowTile(rowTile) {}
+
+  LogicalResult matchAndRewrite(LocalExpertsOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    auto outputType = cast<RankedTensorType>(op.getOutput().getType());
+    int64_t numRows = outputType.getDimSize(0);
+    int64_t hidden = outputType.getDimSize(1);
+    int64_t numExperts =
+        cast<RankedTensorType>(op.getUpProj().getType()).getDimSize(0);
+    Type i64 = rewriter.getI64Type();
+    auto dispatch = DispatchOp::create(
+        rewriter, loc, RankedTensorType::get({numExperts}, i64),
+        RankedTensorType::get({numExperts + 1}, i64),
+        RankedTensorType::get({ShapedType::kDynamic}, i64),
+        RankedTensorType::get({numRows, 1}, i64), op.getIds(), numExperts,
+        rowTile);
+    auto experts = ExpertOp::create(
+        rewriter, loc,
+        RankedTensorType::get({ShapedType::kDynamic, hidden},
+                              rewriter.getF32Type()),
+        op.getInput(), dispatch.getSlots(), dispatch.getOffsets(),
+        op.getGateProj(), op.getUpProj(), op.getDownProj(),
+        /*slots_per_token=*/1, op.getActivation());
+    rewriter.replaceOpWithNewOp<CombineOp>(op, outputType, experts.getOutput(),
+                                           dispatch.getSlotRows(),
+                                           op.getWeights(), Value());
+    return success();
+  }
+
+  int64_t rowTile;
+};
+
 struct MoEExpandPass : moe::impl::MoEExpandBase<MoEExpandPass> {
   using Base::Base;
 
@@ -121,7 +159,7 @@ struct MoEExpandPass : moe::impl::MoEExpandBase<MoEExpandPass> {
       return signalPassFailure();
     }
     RewritePatternSet patterns(&getContext());
-    patterns.add<ExpandLayer>(&getContext(), rowTile);
+    patterns.add<ExpandLayer, ExpandLocalExperts>(&getContext(), rowTile);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }

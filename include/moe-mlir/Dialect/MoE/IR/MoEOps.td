@@ -352,6 +352,54 @@ def MoE_ExpertOp : MoE_Op<"expert"> {
 }
 
 //===----------------------------------------------------------------------===//
+// LocalExpertsOp
+//===----------------------------------------------------------------------===//
+
+def MoE_LocalExpertsOp : MoE_Op<"local_experts"> {
+  let summary = "a shard's experts over rows that other ranks sent it";
+  let description = [{
+    The expert-parallel half of a layer: rows arrive already routed, each
+    with the local expert that takes it and its routing weight. For each
+    row `r` with `ids[r, 0] >= 0`, computes `weights[r, 0] ·
+    FFN_ids[r,0](input[r])` into row `r` of the result (`[N, H]`, f32); a
+    row whose id is -1 is zero. The weights are the shard's experts only
+    (`[E_local, F, H]`, `[E_local, H, F]`); ids index them.
+
+    `moe-expand` rewrites it into `moe.dispatch`, `moe.expert` and
+    `moe.combine` with one slot per row, so it runs on the same kernels as
+    a whole layer.
+
+    ```mlir
+    %out = moe.local_experts %rows, %ids, %w
+             gate_proj(%wg : tensor<2x128x64xbf16>)
+             up_proj(%wu : tensor<2x128x64xbf16>)
+             down_proj(%wd : tensor<2x64x128xbf16>)
+             : tensor<?x64xbf16>, tensor<?x1xi32>, tensor<?x1xf32>
+             -> tensor<?x64xf32>
+    ```
+  }];
+  let arguments = (ins
+    MoE_DataTensor2D:$input,
+    MoE_I32Tensor2D:$ids,
+    MoE_F32Tensor2D:$weights,
+    Optional<MoE_DataTensor3D>:$gate_proj,
+    MoE_DataTensor3D:$up_proj,
+    MoE_DataTensor3D:$down_proj,
+    DefaultValuedAttr<MoE_ActivationAttr,
+                      "::mlir::moe::Activation::silu">:$activation);
+  let results = (outs MoE_F32Tensor2D:$output);
+  let assemblyFormat = [{
+    $input `,` $ids `,` $weights
+    (`gate_proj` `(` $gate_proj^ `:` type($gate_proj) `)`)?
+    `up_proj` `(` $up_proj `:` type($up_proj) `)`
+    `down_proj` `(` $down_proj `:` type($down_proj) `)`
+    attr-dict `:` type($input) `,` type($ids) `,` type($weights) `->`
+    type($output)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
 // SharedExpertOp
 //===----------------------------------------------------------------------===//
 

@@ -10,8 +10,8 @@
 include "mlir/Pass/PassBase.td"
 
 def MoEExpand : Pass<"moe-expand"> {
-  let summary = "Split every moe.layer into gate, refine, dispatch, expert "
-                "and combine";
+  let summary = "Split every moe.layer and moe.local_experts into gate, "
+                "refine, dispatch, expert and combine";
   let description = [{
     Rewrites each `moe.layer` into its stages, so that later passes can tile
     and fuse them one by one:
@@ -41,6 +41,17 @@ def MoEExpand : Pass<"moe-expand"> {
     `unordered` when no capacity factor grants slots in order (token
     choice), and every `moe.refine` always is (inner levels are dropless);
     a dense level then needs no selection.
+
+    A `moe.local_experts` (a shard's experts over rows already routed)
+    becomes the same three stages with one slot per row: its ids give the
+    plan, and combine scales each row by its weight.
+
+    ```
+    counts, offsets, slots,
+    slot_rows               = moe.dispatch(ids)
+    rows                    = moe.expert(x, slots, offsets, Wg, Wu, Wd)
+    out                     = moe.combine(rows, slot_rows, weights)
+    ```
 
     The plan's rows are padded to `row-tile`, the row tile the expert
     kernels will use; 1 means no padding.
