@@ -143,7 +143,10 @@ STORAGE = {"f32": np.float32, "f16": np.float16, "bf16": np.uint16}
 
 def encode(array, dtype):
     """`array` in a library's storage type: bf16 as its bit pattern, rounded
-    to nearest even like the library rounds its outputs."""
+    to nearest even like the library rounds its outputs. A uint16 array is
+    taken as bf16 bits already."""
+    if dtype == "bf16" and getattr(array, "dtype", None) == np.uint16:
+        return np.ascontiguousarray(array)
     a = np.ascontiguousarray(array, dtype=np.float32)
     if dtype == "bf16":
         bits = a.view(np.uint32).astype(np.uint64)

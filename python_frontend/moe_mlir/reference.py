@@ -132,16 +132,15 @@ def weight_shapes(config):
     E = Es[0]
     Fs = c["shared_intermediate_size"]
     shard = c.get("expert_shard")
-    if shard is not None:
-        # A shard holds its own experts only, flat: [count][F][H].
-        Es = (shard["count"],)
-    shapes = {"router": (E, H), "up_proj": Es + (F, H), "down_proj": Es + (H, F)}
+    # A shard holds its own experts only, flat: [count][F][H].
+    leaves = Es if shard is None else (shard["count"],)
+    shapes = {"router": (E, H), "up_proj": leaves + (F, H), "down_proj": leaves + (H, F)}
     if c["router_bias"]:
         shapes["router_bias"] = (E,)
     if c["selection_bias"]:
         shapes["selection_bias"] = (E,)
     if leaf["gated"]:
-        shapes["gate_proj"] = Es + (F, H)
+        shapes["gate_proj"] = leaves + (F, H)
     if Fs > 0:
         shapes["shared_up_proj"] = (Fs, H)
         shapes["shared_down_proj"] = (H, Fs)

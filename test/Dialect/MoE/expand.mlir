@@ -139,3 +139,55 @@ func.func @expert_choice_over_levels(%x: tensor<?x16xf32>,
          : tensor<?x16xf32> -> tensor<?x16xf32>
   return %y : tensor<?x16xf32>
 }
+
+// -----
+
+// A shard's experts: the rows are routed already, so there is no gate; the
+// plan comes from their ids over the shard's 2 experts, one slot per row,
+// and combine scales each row by its weight (no shared expert).
+// CHECK-LABEL: func.func @local_experts
+// CHECK-SAME: (%[[X:.*]]: tensor<?x64xbf16>, %[[IDS:.*]]: tensor<?x1xi32>, %[[W:.*]]: tensor<?x1xf32>, %[[WG:.*]]: tensor<2x128x64xbf16>, %[[WU:.*]]: tensor<2x128x64xbf16>, %[[WD:.*]]: tensor<2x64x128xbf16>)
+// CHECK-NOT: moe.gate
+// CHECK: %{{.*}}, %[[OFFSETS:.*]], %[[SLOTS:.*]], %[[ROWS:.*]] = moe.dispatch %[[IDS]] {num_experts = 2 : i64} : tensor<?x1xi32> -> tensor<2xi64>, tensor<3xi64>, tensor<?xi64>, tensor<?x1xi64>
+// CHECK: %[[OUT:.*]] = moe.expert %[[X]], %[[SLOTS]], %[[OFFSETS]] gate_proj(%[[WG]] : tensor<2x128x64xbf16>) up_proj(%[[WU]] : tensor<2x128x64xbf16>) down_proj(%[[WD]] : tensor<2x64x128xbf16>) {slots_per_token = 1 : i64} : tensor<?x64xbf16>, tensor<?xi64>, tensor<3xi64> -> tensor<?x64xf32>
+// CHECK-NOT: moe.shared_expert
+// CHECK: %[[Y:.*]] = moe.combine %[[OUT]], %[[ROWS]], %[[W]] : tensor<?x64xf32>, tensor<?x1xi64>, tensor<?x1xf32> -> tensor<?x64xf32>
+// CHECK: return %[[Y]]
+// CHECK-NOT: moe.local_experts
+// TILE-LABEL: func.func @local_experts
+// TILE: moe.dispatch %{{.*}} {num_experts = 2 : i64, row_tile = 16 : i64}
+// TILE: moe.expert {{.*}} {slots_per_token = 1 : i64}
+func.func @local_experts(%x: tensor<?x64xbf16>, %ids: tensor<?x1xi32>,
+    %w: tensor<?x1xf32>, %wg: tensor<2x128x64xbf16>,
+    %wu: tensor<2x128x64xbf16>, %wd: tensor<2x64x128xbf16>)
+    -> tensor<?x64xf32> {
+  %y = moe.local_experts %x, %ids, %w
+         gate_proj(%wg : tensor<2x128x64xbf16>)
+         up_proj(%wu : tensor<2x128x64xbf16>)
+         down_proj(%wd : tensor<2x64x128xbf16>)
+         : tensor<?x64xbf16>, tensor<?x1xi32>, tensor<?x1xf32>
+         -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+// Not gated, a static row count and an activation: num_experts is the
+// shard's 3, the activation goes to moe.expert, and the rows stay 6.
+// CHECK-LABEL: func.func @local_experts_static
+// CHECK: moe.dispatch %{{.*}} {num_experts = 3 : i64} : tensor<6x1xi32> -> tensor<3xi64>, tensor<4xi64>, tensor<?xi64>, tensor<6x1xi64>
+// CHECK: moe.expert %{{.*}}, %{{.*}}, %{{.*}} up_proj(%{{.*}} : tensor<3x8x16xf32>) down_proj(%{{.*}} : tensor<3x16x8xf32>) {activation = #moe.activation<gelu>, slots_per_token = 1 : i64}
+// CHECK: moe.combine {{.*}} : tensor<?x16xf32>, tensor<6x1xi64>, tensor<6x1xf32> -> tensor<6x16xf32>
+// CHECK-NOT: moe.local_experts
+// TILE-LABEL: func.func @local_experts_static
+// TILE: moe.dispatch %{{.*}} {num_experts = 3 : i64, row_tile = 16 : i64}
+func.func @local_experts_static(%x: tensor<6x16xf32>, %ids: tensor<6x1xi32>,
+    %w: tensor<6x1xf32>, %wu: tensor<3x8x16xf32>, %wd: tensor<3x16x8xf32>)
+    -> tensor<6x16xf32> {
+  %y = moe.local_experts %x, %ids, %w
+         up_proj(%wu : tensor<3x8x16xf32>) down_proj(%wd : tensor<3x16x8xf32>)
+         {activation = #moe.activation<gelu>}
+         : tensor<6x16xf32>, tensor<6x1xi32>, tensor<6x1xf32>
+         -> tensor<6x16xf32>
+  return %y : tensor<6x16xf32>
+}

@@ -956,3 +956,148 @@ func.func @combine_slot_rows_element_type(%e: tensor<?x16xf32>, %rows: tensor<?x
       : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x16xf32>
   return
 }
+
+// -----
+
+func.func @local_experts_static_hidden(%x: tensor<?x?xf32>, %ids: tensor<?x1xi32>, %w: tensor<?x1xf32>, %wu: tensor<2x8x16xf32>, %wd: tensor<2x16x8xf32>) {
+  // expected-error @+1 {{'input' must have a static hidden size (dimension 1)}}
+  %r = moe.local_experts %x, %ids, %w up_proj(%wu : tensor<2x8x16xf32>) down_proj(%wd : tensor<2x16x8xf32>)
+      : tensor<?x?xf32>, tensor<?x1xi32>, tensor<?x1xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @local_experts_down_proj_static(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>, %w: tensor<?x1xf32>, %wu: tensor<2x8x16xf32>, %wd: tensor<2x16x?xf32>) {
+  // expected-error @+1 {{'down_proj' must have a static shape}}
+  %r = moe.local_experts %x, %ids, %w up_proj(%wu : tensor<2x8x16xf32>) down_proj(%wd : tensor<2x16x?xf32>)
+      : tensor<?x16xf32>, tensor<?x1xi32>, tensor<?x1xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @local_experts_up_proj_element_type(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>, %w: tensor<?x1xf32>, %wu: tensor<2x8x16xbf16>, %wd: tensor<2x16x8xf32>) {
+  // expected-error @+1 {{'up_proj' element type 'bf16' must equal the input's element type 'f32'}}
+  %r = moe.local_experts %x, %ids, %w up_proj(%wu : tensor<2x8x16xbf16>) down_proj(%wd : tensor<2x16x8xf32>)
+      : tensor<?x16xf32>, tensor<?x1xi32>, tensor<?x1xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @local_experts_up_proj_hidden(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>, %w: tensor<?x1xf32>, %wu: tensor<2x8x12xf32>, %wd: tensor<2x16x8xf32>) {
+  // expected-error @+1 {{'up_proj' dimension 2 is 12 but must equal the hidden size (16)}}
+  %r = moe.local_experts %x, %ids, %w up_proj(%wu : tensor<2x8x12xf32>) down_proj(%wd : tensor<2x16x8xf32>)
+      : tensor<?x16xf32>, tensor<?x1xi32>, tensor<?x1xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+// The shard's expert count is up_proj's: down_proj must hold as many.
+func.func @local_experts_down_proj_experts(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>, %w: tensor<?x1xf32>, %wu: tensor<2x8x16xf32>, %wd: tensor<3x16x8xf32>) {
+  // expected-error @+1 {{'down_proj' dimension 0 is 3 but must equal the number of experts (2)}}
+  %r = moe.local_experts %x, %ids, %w up_proj(%wu : tensor<2x8x16xf32>) down_proj(%wd : tensor<3x16x8xf32>)
+      : tensor<?x16xf32>, tensor<?x1xi32>, tensor<?x1xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @local_experts_down_proj_hidden(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>, %w: tensor<?x1xf32>, %wu: tensor<2x8x16xf32>, %wd: tensor<2x8x8xf32>) {
+  // expected-error @+1 {{'down_proj' dimension 1 is 8 but must equal the hidden size (16)}}
+  %r = moe.local_experts %x, %ids, %w up_proj(%wu : tensor<2x8x16xf32>) down_proj(%wd : tensor<2x8x8xf32>)
+      : tensor<?x16xf32>, tensor<?x1xi32>, tensor<?x1xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @local_experts_down_proj_intermediate(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>, %w: tensor<?x1xf32>, %wu: tensor<2x8x16xf32>, %wd: tensor<2x16x9xf32>) {
+  // expected-error @+1 {{'down_proj' dimension 2 is 9 but must equal the intermediate size (8)}}
+  %r = moe.local_experts %x, %ids, %w up_proj(%wu : tensor<2x8x16xf32>) down_proj(%wd : tensor<2x16x9xf32>)
+      : tensor<?x16xf32>, tensor<?x1xi32>, tensor<?x1xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @local_experts_gate_proj_type(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>, %w: tensor<?x1xf32>, %wg: tensor<2x7x16xf32>, %wu: tensor<2x8x16xf32>, %wd: tensor<2x16x8xf32>) {
+  // expected-error @+1 {{'gate_proj' type 'tensor<2x7x16xf32>' must equal 'up_proj' type 'tensor<2x8x16xf32>'}}
+  %r = moe.local_experts %x, %ids, %w gate_proj(%wg : tensor<2x7x16xf32>) up_proj(%wu : tensor<2x8x16xf32>) down_proj(%wd : tensor<2x16x8xf32>)
+      : tensor<?x16xf32>, tensor<?x1xi32>, tensor<?x1xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @local_experts_ids_rows(%x: tensor<4x16xf32>, %ids: tensor<5x1xi32>, %w: tensor<4x1xf32>, %wu: tensor<2x8x16xf32>, %wd: tensor<2x16x8xf32>) {
+  // expected-error @+1 {{'ids' dimension 0 is 5 but must equal the number of tokens (4)}}
+  %r = moe.local_experts %x, %ids, %w up_proj(%wu : tensor<2x8x16xf32>) down_proj(%wd : tensor<2x16x8xf32>)
+      : tensor<4x16xf32>, tensor<5x1xi32>, tensor<4x1xf32> -> tensor<4x16xf32>
+  return
+}
+
+// -----
+
+func.func @local_experts_ids_one_slot(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x1xf32>, %wu: tensor<2x8x16xf32>, %wd: tensor<2x16x8xf32>) {
+  // expected-error @+1 {{'ids' dimension 1 is 2 but must equal one slot per row (1)}}
+  %r = moe.local_experts %x, %ids, %w up_proj(%wu : tensor<2x8x16xf32>) down_proj(%wd : tensor<2x16x8xf32>)
+      : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x1xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @local_experts_weights_rows(%x: tensor<4x16xf32>, %ids: tensor<4x1xi32>, %w: tensor<3x1xf32>, %wu: tensor<2x8x16xf32>, %wd: tensor<2x16x8xf32>) {
+  // expected-error @+1 {{'weights' dimension 0 is 3 but must equal the number of tokens (4)}}
+  %r = moe.local_experts %x, %ids, %w up_proj(%wu : tensor<2x8x16xf32>) down_proj(%wd : tensor<2x16x8xf32>)
+      : tensor<4x16xf32>, tensor<4x1xi32>, tensor<3x1xf32> -> tensor<4x16xf32>
+  return
+}
+
+// -----
+
+func.func @local_experts_weights_one_slot(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>, %w: tensor<?x2xf32>, %wu: tensor<2x8x16xf32>, %wd: tensor<2x16x8xf32>) {
+  // expected-error @+1 {{'weights' dimension 1 is 2 but must equal one slot per row (1)}}
+  %r = moe.local_experts %x, %ids, %w up_proj(%wu : tensor<2x8x16xf32>) down_proj(%wd : tensor<2x16x8xf32>)
+      : tensor<?x16xf32>, tensor<?x1xi32>, tensor<?x2xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @local_experts_output_rows(%x: tensor<4x16xf32>, %ids: tensor<4x1xi32>, %w: tensor<4x1xf32>, %wu: tensor<2x8x16xf32>, %wd: tensor<2x16x8xf32>) {
+  // expected-error @+1 {{'output' dimension 0 is 5 but must equal the number of tokens (4)}}
+  %r = moe.local_experts %x, %ids, %w up_proj(%wu : tensor<2x8x16xf32>) down_proj(%wd : tensor<2x16x8xf32>)
+      : tensor<4x16xf32>, tensor<4x1xi32>, tensor<4x1xf32> -> tensor<5x16xf32>
+  return
+}
+
+// -----
+
+func.func @local_experts_output_hidden(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>, %w: tensor<?x1xf32>, %wu: tensor<2x8x16xf32>, %wd: tensor<2x16x8xf32>) {
+  // expected-error @+1 {{'output' dimension 1 is 8 but must equal the hidden size (16)}}
+  %r = moe.local_experts %x, %ids, %w up_proj(%wu : tensor<2x8x16xf32>) down_proj(%wd : tensor<2x16x8xf32>)
+      : tensor<?x16xf32>, tensor<?x1xi32>, tensor<?x1xf32> -> tensor<?x8xf32>
+  return
+}
+
+// -----
+
+func.func @local_experts_ids_element_type(%x: tensor<?x16xf32>, %ids: tensor<?x1xi64>, %w: tensor<?x1xf32>, %wu: tensor<2x8x16xf32>, %wd: tensor<2x16x8xf32>) {
+  // expected-error @+1 {{operand #1 must be 2D tensor of 32-bit signless integer values, but got 'tensor<?x1xi64>'}}
+  %r = moe.local_experts %x, %ids, %w up_proj(%wu : tensor<2x8x16xf32>) down_proj(%wd : tensor<2x16x8xf32>)
+      : tensor<?x16xf32>, tensor<?x1xi64>, tensor<?x1xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @local_experts_output_f32(%x: tensor<?x16xbf16>, %ids: tensor<?x1xi32>, %w: tensor<?x1xf32>, %wu: tensor<2x8x16xbf16>, %wd: tensor<2x16x8xbf16>) {
+  // expected-error @+1 {{result #0 must be 2D tensor of 32-bit float values, but got 'tensor<?x16xbf16>'}}
+  %r = moe.local_experts %x, %ids, %w up_proj(%wu : tensor<2x8x16xbf16>) down_proj(%wd : tensor<2x16x8xbf16>)
+      : tensor<?x16xbf16>, tensor<?x1xi32>, tensor<?x1xf32> -> tensor<?x16xbf16>
+  return
+}

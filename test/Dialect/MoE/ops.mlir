@@ -239,3 +239,30 @@ func.func @combine(%out: tensor<?x64xf32>, %rows: tensor<?x2xi64>,
          : tensor<?x64xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x64xf32>
   return %a, %b : tensor<?x64xbf16>, tensor<?x64xf32>
 }
+
+// -----
+
+// A shard's experts, gated and not: the rows arrive routed, one id and one
+// weight each; the weights are the shard's experts only.
+// CHECK-LABEL: func.func @local_experts
+// CHECK: moe.local_experts %{{.*}}, %{{.*}}, %{{.*}} gate_proj(%{{.*}} : tensor<2x128x64xbf16>) up_proj(%{{.*}} : tensor<2x128x64xbf16>) down_proj(%{{.*}} : tensor<2x64x128xbf16>) : tensor<?x64xbf16>, tensor<?x1xi32>, tensor<?x1xf32> -> tensor<?x64xf32>
+// CHECK: moe.local_experts %{{.*}}, %{{.*}}, %{{.*}} up_proj(%{{.*}} : tensor<3x8x64xbf16>) down_proj(%{{.*}} : tensor<3x64x8xbf16>) {activation = #moe.activation<gelu>} : tensor<?x64xbf16>, tensor<?x1xi32>, tensor<?x1xf32> -> tensor<?x64xf32>
+func.func @local_experts(%rows: tensor<?x64xbf16>, %ids: tensor<?x1xi32>,
+    %w: tensor<?x1xf32>, %wg: tensor<2x128x64xbf16>,
+    %wu: tensor<2x128x64xbf16>, %wd: tensor<2x64x128xbf16>,
+    %wu3: tensor<3x8x64xbf16>, %wd3: tensor<3x64x8xbf16>)
+    -> (tensor<?x64xf32>, tensor<?x64xf32>) {
+  %a = moe.local_experts %rows, %ids, %w
+         gate_proj(%wg : tensor<2x128x64xbf16>)
+         up_proj(%wu : tensor<2x128x64xbf16>)
+         down_proj(%wd : tensor<2x64x128xbf16>)
+         : tensor<?x64xbf16>, tensor<?x1xi32>, tensor<?x1xf32>
+         -> tensor<?x64xf32>
+  %b = moe.local_experts %rows, %ids, %w
+         up_proj(%wu3 : tensor<3x8x64xbf16>)
+         down_proj(%wd3 : tensor<3x64x8xbf16>)
+         {activation = #moe.activation<gelu>}
+         : tensor<?x64xbf16>, tensor<?x1xi32>, tensor<?x1xf32>
+         -> tensor<?x64xf32>
+  return %a, %b : tensor<?x64xf32>, tensor<?x64xf32>
+}
