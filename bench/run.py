@@ -823,8 +823,21 @@ def main():
     if args.output:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report.text())
+        out.write_text(report.text() + kept_sections(out))
         print(f"\nwrote {out}", file=sys.stderr)
+
+
+def kept_sections(path):
+    """The sections other benchmarks write into the same report
+    (bench/expert_parallel's), carried over from its last version."""
+    if not path.exists():
+        return ""
+    old = path.read_text()
+    start = old.find("\n## Expert parallelism")
+    if start < 0:
+        return ""
+    end = old.find("\n## ", start + 1)
+    return "\n" + old[start + 1:None if end < 0 else end + 1]
 
 
 if __name__ == "__main__":
