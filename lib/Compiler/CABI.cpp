@@ -213,6 +213,38 @@ std::string mlir::moe::emitHeader(const LayerConfig &c) {
   return text;
 }
 
+/// Which weights a kernel takes.
+using WeightFilter = llvm::function_ref<bool(const WeightField &)>;
+
+static bool isSharedExpertWeight(const WeightField &field) {
+  return llvm::StringRef(field.name).starts_with("shared_");
+}
+
+/// A memref descriptor over the context's pointer for each weight `takes`
+/// selects, named as the field.
+static void emitWeightViews(llvm::raw_ostream &os,
+                            const std::vector<WeightField> &fields,
+                            WeightFilter takes) {
+  for (const WeightField &field : fields) {
+    if (!field.used || !takes(field))
+      continue;
+    os << "  memref" << field.kernelRank << " " << field.name << " = view"
+       << field.kernelRank << "(ctx->w." << field.name;
+    for (int64_t size : field.kernelShape())
+      os << ", " << size;
+    os << ");\n";
+  }
+}
+
+/// Those descriptors as a kernel call's arguments.
+static void emitWeightArgs(llvm::raw_ostream &os,
+                           const std::vector<WeightField> &fields,
+                           WeightFilter takes) {
+  for (const WeightField &field : fields)
+    if (field.used && takes(field))
+      os << ", &" << field.name;
+}
+
 /// A shard's run_experts and combine (CPU only: the config refuses a cuda
 /// shard). The wrapper turns counts into a local expert id per row, and a
 /// token's kept slots into combine's rows in ascending expert order, which
@@ -224,23 +256,8 @@ static void emitShardEntries(llvm::raw_ostream &os, const LayerConfig &c,
   int64_t elementSize = elementBytes(c.dtype);
   int64_t hidden = c.hiddenSize;
   int64_t width = c.slotsPerToken();
-  auto views = [&](bool shared) {
-    for (const WeightField &field : fields) {
-      if (!field.used || field.routing ||
-          (field.name.rfind("shared_", 0) == 0) != shared)
-        continue;
-      os << "  memref" << field.kernelRank << " " << field.name << " = view"
-         << field.kernelRank << "(ctx->w." << field.name;
-      for (int64_t size : field.kernelShape())
-        os << ", " << size;
-      os << ");\n";
-    }
-  };
-  auto args = [&](bool shared) {
-    for (const WeightField &field : fields)
-      if (field.used && !field.routing &&
-          (field.name.rfind("shared_", 0) == 0) == shared)
-        os << ", &" << field.name;
+  auto routedExpert = [](const WeightField &field) {
+    return !field.routing && !isSharedExpertWeight(field);
   };
 
   os << "int " << n << "_run_experts(" << n
@@ -271,9 +288,9 @@ static void emitShardEntries(llvm::raw_ostream &os, const LayerConfig &c,
      << "  memref2 iv = view2(ids, num_rows, 1);\n"
      << "  memref2 wv = view2(weights, num_rows, 1);\n"
      << "  memref2 ov = view2(out, num_rows, " << hidden << ");\n";
-  views(false);
+  emitWeightViews(os, fields, routedExpert);
   os << "  _mlir_ciface_" << n << "_experts_kernel(&rv, &iv, &wv";
-  args(false);
+  emitWeightArgs(os, fields, routedExpert);
   os << ", &ov);\n  free(ids);\n  return " << N << "_OK;\n}\n\n";
 
   os << "int " << n << "_combine(" << n
@@ -317,9 +334,9 @@ static void emitShardEntries(llvm::raw_ostream &os, const LayerConfig &c,
      << "  memref2 sv = view2(slot_rows, num_tokens, " << width << ");\n"
      << "  memref2 onev = view2(ones, num_tokens, " << width << ");\n"
      << "  memref2 yv = view2(y, num_tokens, " << hidden << ");\n";
-  views(true);
+  emitWeightViews(os, fields, isSharedExpertWeight);
   os << "  _mlir_ciface_" << n << "_combine_kernel(&xv";
-  args(true);
+  emitWeightArgs(os, fields, isSharedExpertWeight);
   os << ", &ev, &sv, &onev, &yv);\n"
      << "  free(slot_rows);\n  free(ones);\n  return " << N << "_OK;\n}\n\n";
 }
@@ -359,12 +376,12 @@ std::string mlir::moe::emitWrapperSource(const LayerConfig &c) {
     os << "void _mlir_ciface_" << n
        << "_experts_kernel(memref2 *rows, memref2 *ids, memref2 *weights";
     for (const WeightField &field : fields)
-      if (field.used && !field.routing && field.name.rfind("shared_", 0) != 0)
+      if (field.used && !field.routing && !isSharedExpertWeight(field))
         os << ", memref" << field.kernelRank << " *" << field.name;
     os << ", memref2 *out);\n"
        << "void _mlir_ciface_" << n << "_combine_kernel(memref2 *x";
     for (const WeightField &field : fields)
-      if (field.used && field.name.rfind("shared_", 0) == 0)
+      if (field.used && isSharedExpertWeight(field))
         os << ", memref" << field.kernelRank << " *" << field.name;
     os << ", memref2 *expert_out, memref2 *slot_rows, memref2 "
           "*slot_weights,\n    memref2 *y);\n";
@@ -481,20 +498,14 @@ const char *)" << n << R"(_strerror(int code) {
   os << "  *ctx = c;\n  return " << N << "_OK;\n}\n\n";
 
   auto weightViews = [&](bool routingOnly) {
-    for (const WeightField &field : fields) {
-      if (!field.used || (routingOnly && !field.routing))
-        continue;
-      os << "  memref" << field.kernelRank << " " << field.name << " = view"
-         << field.kernelRank << "(ctx->w." << field.name;
-      for (int64_t size : field.kernelShape())
-        os << ", " << size;
-      os << ");\n";
-    }
+    emitWeightViews(os, fields, [&](const WeightField &field) {
+      return !routingOnly || field.routing;
+    });
   };
   auto weightArgs = [&](bool routingOnly) {
-    for (const WeightField &field : fields)
-      if (field.used && (!routingOnly || field.routing))
-        os << ", &" << field.name;
+    emitWeightArgs(os, fields, [&](const WeightField &field) {
+      return !routingOnly || field.routing;
+    });
   };
   auto checks = [&](const char *out1, const char *out2) {
     os << "  if (!ctx) return " << N << "_ERROR_NULL_ARGUMENT;\n"
