@@ -149,17 +149,32 @@ class MoELayer:
             raise ValueError(f"x has shape {x.shape}, want [..., {H}]")
         return x, x.reshape(-1, H)
 
+    def _sequences(self, x):
+        """x's tokens as the batches routing sees: with a capacity (which
+        counts a batch's tokens), each sequence of a [..., S, H] x on its
+        own, as Hugging Face's Switch Transformers apply it; else all at
+        once."""
+        x, rows = self._tokens(x)
+        if x.ndim < 3 or (self.config.capacity_factor == 0.0
+                          and self.config.routing == "token_choice"):
+            return x, [rows]
+        per_sequence = rows.reshape(-1, x.shape[-2], x.shape[-1])
+        return x, list(per_sequence)
+
     def __call__(self, x):
         """y = the layer applied to every row of x, shaped like x; float32, or
-        x's dtype when x is already in the layer's element type."""
-        x, rows = self._tokens(x)
+        x's dtype when x is already in the layer's element type. With a
+        capacity factor, each sequence of a [..., S, H] x is a batch of its
+        own."""
+        x, batches = self._sequences(x)
         if self._ctx.handle is None:
             raise RuntimeError("the layer was closed")
         if self.config.expert_shard is not None:
             raise RuntimeError(f"'{self.config.name}' is an expert shard: it has no "
                                "forward; use run_experts and combine, or "
                                "moe_mlir.distributed.ExpertParallelLayer")
-        y = self.compiled.library.forward(self._ctx, rows).reshape(x.shape)
+        y = np.concatenate([self.compiled.library.forward(self._ctx, rows)
+                            for rows in batches]).reshape(x.shape)
         return y.astype(x.dtype) if _is_native(x, self.config.dtype) else y
 
     forward = __call__
@@ -170,10 +185,12 @@ class MoELayer:
         choice); a dropped assignment has id -1 and weight 0. A hierarchical
         layer reports leaf ids and combined weights; W is then the product of
         the levels' widths (config.route_width)."""
-        x, rows = self._tokens(x)
+        x, batches = self._sequences(x)
         if self._ctx.handle is None:
             raise RuntimeError("the layer was closed")
-        ids, w = self.compiled.library.route(self._ctx, rows)
+        routed = [self.compiled.library.route(self._ctx, rows) for rows in batches]
+        ids = np.concatenate([r[0] for r in routed])
+        w = np.concatenate([r[1] for r in routed])
         lead = x.shape[:-1]
         return ids.reshape(*lead, -1), w.reshape(*lead, -1)
 

@@ -31,8 +31,16 @@ class MoEModule(torch.nn.Module):
         self._layer = compiled(arrays)
 
     def forward(self, x):
+        """The layer on x ([..., H]); a batch of sequences [..., S, H] is
+        routed per sequence where a capacity counts its tokens."""
         if x.device.type != "cpu":
             raise ValueError("MoEModule runs on CPU tensors")
+        if x.requires_grad and torch.is_grad_enabled():
+            # Returning a tensor without a grad_fn would drop the layer's
+            # gradient silently.
+            raise RuntimeError("MoEModule has no backward: x requires grad; call it "
+                               "under torch.no_grad() or torch.inference_mode(), or "
+                               "pass x.detach()")
         y = self._layer(x.detach().to(torch.float32).numpy())
         return torch.from_numpy(np.ascontiguousarray(y)).to(x.dtype)
 
