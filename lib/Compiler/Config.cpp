@@ -541,12 +541,13 @@ mlir::moe::parseLayerConfig(llvm::StringRef text, llvm::StringRef fileName) {
 }
 
 llvm::Expected<LayerConfig> mlir::moe::readLayerConfig(llvm::StringRef path) {
-  auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/true);
+  auto buffer = llvm::MemoryBuffer::getFileOrSTDIN(path, /*IsText=*/true);
   if (!buffer)
     return llvm::createStringError(buffer.getError(),
                                    path.str() + ": cannot read: " +
                                        buffer.getError().message());
-  return parseLayerConfig((*buffer)->getBuffer(), path);
+  return parseLayerConfig((*buffer)->getBuffer(),
+                          path == "-" ? llvm::StringRef("<stdin>") : path);
 }
 
 /// One level's routing keys, defaults included.

@@ -1,5 +1,7 @@
-"""to_mlir() emits moe dialect text that moe-opt parses, verifies and expands."""
+"""to_mlir() is moe-compile's module (--emit=mlir), which moe-opt parses,
+verifies and expands."""
 
+import re
 import subprocess
 
 import pytest
@@ -33,19 +35,28 @@ CONFIGS = {
 }
 
 
+def layer_op(text):
+    """The moe.layer line of a module, SSA names dropped."""
+    line = next(line for line in text.splitlines() if "moe.layer" in line)
+    return re.sub(r"%[0-9A-Za-z_]+", "%", line.strip())
+
+
 def test_text_shape():
     text = CONFIGS["everything"].to_mlir()
-    assert text.startswith("func.func @e(%x: tensor<?x32xbf16>, %router: tensor<16x32xbf16>")
-    assert "moe.layer %x router(%router : tensor<16x32xbf16>) router_bias(" in text
-    assert "gate_proj(" not in text.replace("shared_gate_proj", "")
+    assert text.startswith("module {")
+    assert 'func.func @e_forward_kernel(%arg0: memref<?x32xbf16> {moe.name = "x"}' in text
+    assert "func.func @e_route_kernel(" in text
+    layer = layer_op(text)
+    assert "router(% : tensor<16x32xbf16>) router_bias(" in layer
+    assert "gate_proj(" not in layer.replace("shared_gate_proj", "")
     for attr in ("top_k = 4 : i64", "scoring = #moe.scoring<sigmoid>",
-                 "normalize_top_k = false", "routed_scaling_factor = 2.5 : f32",
+                 "normalize_top_k = false", "routed_scaling_factor = 2.500000e+00 : f32",
                  "n_group = 4 : i64", "topk_group = 2 : i64",
-                 "group_score = #moe.group_score<max>", "capacity_factor = 1.25 : f64",
+                 "group_score = #moe.group_score<max>", "capacity_factor = 1.250000e+00 : f64",
                  "activation = #moe.activation<gelu_tanh>"):
-        assert attr in text
-    assert "{top_k = 2 : i64} : tensor<?x64xf32> -> tensor<?x64xf32>" in \
-        CONFIGS["defaults"].to_mlir()
+        assert attr in layer
+    assert layer_op(CONFIGS["defaults"].to_mlir()).endswith(
+        "{top_k = 2 : i64} : tensor<?x64xf32> -> tensor<?x64xf32>")
 
 
 @pytest.mark.parametrize("key", sorted(CONFIGS))
@@ -62,12 +73,20 @@ def test_moe_opt_accepts(tmp_path, key):
 
 
 def test_hierarchical_text():
-    text = CONFIGS["hierarchical"].to_mlir()
-    assert "level_routers(%level2_router, %level3_router : tensor<4x4x16xbf16>, " \
-        "tensor<16x3x16xbf16>)" in text
-    assert "level_router_biases(%level3_router_bias : tensor<16x3xbf16>)" in text
-    assert "level_selection_biases(%level2_selection_bias : tensor<4x4xbf16>)" in text
-    assert "up_proj(%up_proj : tensor<48x8x16xbf16>)" in text
+    layer = layer_op(CONFIGS["hierarchical"].to_mlir())
+    assert "level_routers(%, % : tensor<4x4x16xbf16>, tensor<16x3x16xbf16>)" in layer
+    assert "level_router_biases(% : tensor<16x3xbf16>)" in layer
+    assert "level_selection_biases(% : tensor<4x4xbf16>)" in layer
+    assert "up_proj(% : tensor<48x8x16xbf16>)" in layer
     assert ("levels = [#moe.level<top_k = 2, scoring = sigmoid, routed_scaling_factor = "
-            "2.5, selection_bias = true, n_group = 2>, #moe.level<top_k = 3, router_bias = "
-            "true>]") in text
+            "2.500000e+00, n_group = 2, selection_bias = true>, #moe.level<top_k = 3, "
+            "router_bias = true>]") in layer
+
+
+def test_expert_shard_text():
+    """A shard's module has its two kernels in place of forward."""
+    shard = CONFIGS["defaults"].replace(expert_shard={"first": 2, "count": 3})
+    text = shard.to_mlir()
+    assert "@d_experts_kernel(" in text and "moe.local_experts" in text
+    assert "@d_combine_kernel(" in text and "_forward_kernel" not in text
+    assert "up_proj(% : tensor<3x128x64xf32>)" in re.sub(r"%[0-9A-Za-z_]+", "%", text)

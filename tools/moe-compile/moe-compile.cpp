@@ -7,6 +7,7 @@
 //             [--cpu-pipeline-options="vector-lanes=8 tile-rows=2 ..."]
 //             [--disable-fusion=gate,gather,activation,combine]
 //             [--sanitize=address,undefined,thread]
+// moe-compile CONFIG.json --print-config   (CONFIG.json may be - for stdin)
 //
 // Every output is written to a temporary file and renamed into DIR only
 // once the whole compilation succeeded, so a failure leaves DIR as it was.
@@ -48,10 +49,13 @@ static cl::OptionCategory moeCompileCategory("moe-compile options");
 static cl::opt<std::string> configPath(cl::Positional, cl::Required,
                                        cl::cat(moeCompileCategory),
                                        cl::desc("<config.json>"));
-static cl::opt<std::string> outputDir("o", cl::Required,
-                                      cl::cat(moeCompileCategory),
+static cl::opt<std::string> outputDir("o", cl::cat(moeCompileCategory),
                                       cl::desc("Output directory"),
                                       cl::value_desc("dir"));
+static cl::opt<bool> printConfig(
+    "print-config", cl::cat(moeCompileCategory),
+    cl::desc("Validate the config and print it with every default filled "
+             "in, as JSON, instead of compiling (no -o)"));
 enum class Stage { library, mlir, llvm, obj, ptx };
 static cl::opt<Stage> emit(
     "emit", cl::cat(moeCompileCategory),
@@ -262,6 +266,16 @@ int main(int argc, char **argv) {
   llvm::Expected<moe::LayerConfig> config = moe::readLayerConfig(configPath);
   if (!config)
     return fail(llvm::toString(config.takeError()));
+  // The normalized config is what every frontend validates against, so
+  // that the rules live here alone.
+  if (printConfig) {
+    if (!outputDir.empty())
+      return fail("--print-config writes no files: drop -o");
+    llvm::outs() << config->toJSON() << "\n";
+    return 0;
+  }
+  if (outputDir.empty())
+    return fail("-o DIR is required: the directory to write into");
   const std::string &name = config->name;
   bool cuda = config->isCUDA();
   if (emit == Stage::ptx && !cuda)

@@ -131,7 +131,8 @@ std::vector<WeightField> weightFields(const LayerConfig &config);
 llvm::Expected<LayerConfig> parseLayerConfig(llvm::StringRef text,
                                              llvm::StringRef fileName);
 
-/// Reads `path` and parses it.
+/// Reads `path` ("-": standard input, named `<stdin>` in errors) and
+/// parses it.
 llvm::Expected<LayerConfig> readLayerConfig(llvm::StringRef path);
 
 } // namespace mlir::moe
