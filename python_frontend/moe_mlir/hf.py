@@ -1,9 +1,19 @@
-"""Hugging Face `config.json` -> MoEConfig, for the MoE model families whose
-routing SPEC §1 expresses exactly.
+"""Hugging Face `config.json` -> MoEConfig, for the model families whose MoE
+block SPEC §1 expresses exactly.
+
+"Exactly" is judged against transformers' own modeling code (the version this
+was checked against: 5.25), which SPEC names as the reference: routing,
+normalization, scaling, selection bias, groups and shared experts must all be
+what that code computes at inference. A field absent from config.json takes
+the default of transformers' configuration class for that family, and the
+alternative field names its `attribute_map` accepts are read too (transformers
+5 writes Qwen3-MoE's expert count as `num_local_experts`, for instance).
 
 Every field that changes the layer's math is either mapped or refused with an
 HFConfigError naming it; fields that only matter in training (aux losses,
-router jitter) or outside the MoE block (attention, norms) are not read.
+router jitter) or outside the MoE block (attention, norms, residual
+multipliers) are not read. A family whose block differs from SPEC §1 is
+refused with the construct SPEC §1 lacks.
 """
 
 import json
@@ -11,9 +21,6 @@ import re
 from pathlib import Path
 
 from .config import ConfigError, MoEConfig
-
-FAMILIES = ("mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2", "deepseek_v3", "olmoe",
-            "switch_transformers")
 
 # transformers' ACT2FN names -> SPEC §1 activations.
 _ACTIVATIONS = {
@@ -27,6 +34,10 @@ _ACTIVATIONS = {
 }
 
 _DTYPES = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
+
+_REQUIRED = object()
+
+DEEPSEEK_V2_ROUTINGS = ("transformers", "remote_code")
 
 
 class HFConfigError(ValueError):
@@ -48,25 +59,71 @@ def _load(path_or_dict):
 
 
 class _Fields:
-    """Reads fields of one HF config, with errors naming the field."""
+    """Reads fields of one HF config, with errors naming the field. `origin`
+    records which config field each SPEC key came from, so that a SPEC rule
+    broken by the mapped layer is reported against that field."""
 
-    def __init__(self, data, source):
-        self.data, self.source = data, source
+    def __init__(self, data, source, prefix=""):
+        self.data, self.source, self.prefix = data, source, prefix
+        self.origin = {}
+
+    def sub(self, field):
+        """The fields of a nested dict (DBRX's `ffn_config`)."""
+        value = self.get(field, {})
+        if not isinstance(value, dict):
+            self.fail(field, f"must be an object, got {json.dumps(value)}")
+        sub = _Fields(value, self.source, f"{self.prefix}{field}.")
+        sub.origin = self.origin
+        return sub
 
     def fail(self, field, message):
-        raise HFConfigError(self.source, field, message)
+        raise HFConfigError(self.source, self.prefix + field, message)
+
+    def present(self, field):
+        return self.data.get(field) is not None
 
     def get(self, field, default=None, required=False):
-        if field not in self.data or self.data[field] is None:
+        if not self.present(field):
             if required:
                 self.fail(field, "is required for this model family")
             return default
         return self.data[field]
 
-    def int(self, field, default=None, required=False):
-        value = self.get(field, default, required)
+    def _pick(self, names, default, spec):
+        names = (names,) if isinstance(names, str) else tuple(names)
+        for name in names:
+            if self.present(name):
+                if spec:
+                    self.origin[spec] = self.prefix + name
+                return name, self.data[name]
+        if default is _REQUIRED:
+            self.fail(names[0], "is required for this model family" + (
+                f" (or '{names[1]}')" if len(names) == 2 else
+                f" (or one of {', '.join(repr(n) for n in names[1:])})" if len(names) > 2
+                else ""))
+        if spec:
+            self.origin[spec] = self.prefix + names[0]
+        return names[0], default
+
+    def int(self, names, default=_REQUIRED, spec=None):
+        name, value = self._pick(names, default, spec)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            self.fail(field, f"must be an integer, got {json.dumps(value)}")
+            if isinstance(value, list):
+                self.fail(name, f"is a per-layer list ({json.dumps(value)}); this frontend "
+                          "maps one value for every layer")
+            self.fail(name, f"must be an integer, got {json.dumps(value)}")
+        return value
+
+    def number(self, names, default=_REQUIRED, spec=None):
+        name, value = self._pick(names, default, spec)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(name, f"must be a number, got {json.dumps(value)}")
+        return float(value)
+
+    def flag(self, names, default):
+        name, value = self._pick(names, default, None)
+        if not isinstance(value, bool):
+            self.fail(name, f"must be true or false, got {json.dumps(value)}")
         return value
 
     def activation(self, field="hidden_act", default="silu"):
@@ -82,31 +139,458 @@ def _name_for(model_type):
     return name if not name[0].isdigit() else "m" + name
 
 
+# ---------------------------------------------------------------------------
+# The families. Each mapper reads a _Fields and returns SPEC §2 keys; the
+# defaults are those of transformers' configuration class for the family.
+
+def _base(f, *, experts, top_k=("num_experts_per_tok",), width="moe_intermediate_size",
+          hidden="hidden_size", act="hidden_act"):
+    return dict(hidden_size=f.int(hidden, spec="hidden_size"),
+                intermediate_size=f.int(width, spec="intermediate_size"),
+                num_experts=f.int(experts, spec="num_experts"),
+                top_k=f.int(top_k, spec="top_k"),
+                activation=f.activation(act))
+
+
+def _shared_multiple(f, keys, names, default):
+    """DeepSeek-style shared experts: `n` experts of the routed width, one
+    dense FFN n * moe_intermediate_size wide."""
+    n = f.int(names, default, spec="shared_intermediate_size")
+    if n:
+        keys["shared_intermediate_size"] = n * keys["intermediate_size"]
+    return keys
+
+
+def _shared_size(f, keys, names, default, gate=False):
+    size = f.int(names, default, spec="shared_intermediate_size")
+    if size:
+        keys.update(shared_intermediate_size=size, shared_expert_gate=gate)
+    return keys
+
+
+def _no_mlp_bias(f, field="mlp_bias"):
+    if f.get(field, False):
+        f.fail(field, "is true: the shared experts then have biases, which SPEC §1 lacks")
+
+
+# softmax over all experts, top-k, then maybe renormalized over the k.
+def _mixtral(f):  # also MiniMax (its alpha/beta factors scale residuals, outside)
+    return dict(_base(f, experts=("num_local_experts", "num_experts"), width="intermediate_size"),
+                normalize_top_k=True)
+
+
+def _granitemoe(f):
+    # top-k on the logits, softmax over the k: SPEC's softmax + normalize.
+    # GraniteMoE-Shared/SWA/Hybrid add a plain (ungated-by-sigmoid) shared MLP
+    # beside the block, on the same input.
+    keys = dict(_base(f, experts="num_local_experts", width="intermediate_size"),
+                normalize_top_k=True)
+    default = {"granitemoe": 0, "granitemoeshared": 0, "granitemoe_swa": 0,
+               "granitemoehybrid": 1024}[f.get("model_type")]
+    return _shared_size(f, keys, "shared_intermediate_size", default)
+
+
+def _qwen_moe(default_norm):
+    def mapper(f):
+        return dict(_base(f, experts=("num_experts", "num_local_experts")),
+                    normalize_top_k=f.flag("norm_topk_prob", default_norm))
+    return mapper
+
+
+def _qwen2_moe(f):  # Qwen2-MoE and Qwen3-Next
+    # The block always scales its shared expert by sigmoid(shared_expert_gate(x)).
+    qwen3_next = f.get("model_type") == "qwen3_next"
+    keys = dict(_base(f, experts="num_experts"),
+                normalize_top_k=f.flag("norm_topk_prob", qwen3_next))
+    return _shared_size(f, keys, "shared_expert_intermediate_size",
+                        512 if qwen3_next else 5632, gate=True)
+
+
+def _olmoe(f):  # OLMoE, FlexOlmo: experts `intermediate_size` wide
+    return dict(_base(f, experts=("num_experts", "num_local_experts"), width="intermediate_size"),
+                normalize_top_k=f.flag("norm_topk_prob", False))
+
+
+def _jamba(f):  # softmax, top-k, never renormalized
+    return dict(_base(f, experts=("num_experts", "num_local_experts"), width="intermediate_size"),
+                normalize_top_k=False)
+
+
+def _dbrx(f):
+    ffn = f.sub("ffn_config")
+    act = ffn.get("ffn_act_fn") or {"name": "silu"}
+    if not isinstance(act, dict) or act.get("name", "silu") not in _ACTIVATIONS:
+        ffn.fail("ffn_act_fn", f"{json.dumps(act)} is not an activation SPEC §1 has "
+                 f"(one of {', '.join(sorted(_ACTIVATIONS))})")
+    keys = dict(hidden_size=f.int(("d_model", "hidden_size"), spec="hidden_size"),
+                intermediate_size=ffn.int("ffn_hidden_size", spec="intermediate_size"),
+                num_experts=ffn.int("moe_num_experts", spec="num_experts"),
+                top_k=ffn.int("moe_top_k", spec="top_k"),
+                activation=_ACTIVATIONS[act.get("name", "silu")])
+    # DbrxFFN divides the top-k probabilities by their p-norm.
+    p = ffn.data.get("moe_normalize_expert_weights", 1.0)  # null: no normalization
+    if p is None:
+        keys["normalize_top_k"] = False
+    elif not isinstance(p, bool) and isinstance(p, (int, float)) and float(p) == 1.0:
+        keys["normalize_top_k"] = True  # the L1 norm of probabilities is their sum
+    else:
+        ffn.fail("moe_normalize_expert_weights",
+                 f"({json.dumps(p)}) divides the top-k weights by their p-norm; SPEC §1 "
+                 "normalizes by the sum only (p = 1, or null for none)")
+    return keys
+
+
+def _hunyuan_v1_moe(f):
+    # softmax, top-k, renormalized; routed experts and the always-present
+    # shared MLP are both `intermediate_size` wide.
+    keys = dict(_base(f, experts=("num_experts", "num_local_experts"),
+                      top_k=("moe_topk", "num_experts_per_tok"), width="intermediate_size"),
+                normalize_top_k=True)
+    return dict(keys, shared_intermediate_size=keys["intermediate_size"])
+
+
+def _lara_mini(f):
+    keys = dict(_base(f, experts="num_experts"),
+                normalize_top_k=f.flag("norm_topk_prob", True))
+    return _shared_size(f, keys, "shared_expert_intermediate_size", 512)
+
+
+def _flint(f):
+    # sigmoid scores, top-k, maybe renormalized, plus a plain shared expert.
+    keys = dict(_base(f, experts="num_experts"), scoring="sigmoid",
+                normalize_top_k=f.flag("norm_topk_prob", True))
+    return _shared_size(f, keys, "shared_expert_intermediate_size", 1024)
+
+
+def _cohere2_moe(f):
+    keys = _base(f, experts="num_experts", width="intermediate_size")
+    fn = f.get("expert_selection_fn", "softmax")
+    if fn == "softmax":
+        # top-k on the logits, softmax over the k: softmax + normalize.
+        keys["normalize_top_k"] = True
+    elif fn == "sigmoid":
+        keys.update(scoring="sigmoid", normalize_top_k=f.flag("norm_topk_prob", True))
+    else:
+        f.fail("expert_selection_fn", f'"{fn}" is not "softmax" or "sigmoid"')
+    n = f.int("num_shared_experts", 0, spec="shared_intermediate_size")
+    if n:
+        strategy = f.get("shared_expert_combination_strategy", "average")
+        if strategy != "sum":
+            f.fail("shared_expert_combination_strategy",
+                   f'"{strategy}" averages the routed and shared outputs; SPEC §1 adds them '
+                   '(only "sum" maps)')
+        keys["shared_intermediate_size"] = n * keys["intermediate_size"]
+    return keys
+
+
+def _ernie4_5_moe(f):
+    # softmax; experts chosen by probability + e_score_correction_bias,
+    # weighted by the probability, divided by max(sum, moe_norm_min).
+    if f.get("use_bias", False):
+        f.fail("use_bias", "is true: the shared experts then have biases, which SPEC §1 lacks")
+    keys = dict(_base(f, experts=("moe_num_experts", "num_experts"),
+                      top_k=("moe_k", "num_experts_per_tok")),
+                selection_bias=True, normalize_top_k=True)
+    norm_min = f.number("moe_norm_min", 1e-12)
+    # The top k of E probabilities sum to at least k/E, so a floor below that
+    # never applies and the division is SPEC's exact normalization.
+    if norm_min > keys["top_k"] / keys["num_experts"]:
+        f.fail("moe_norm_min", f"({norm_min}) exceeds top_k / num_experts, so the top-k "
+               "weights' sum may be clamped to it; SPEC §1 divides by the sum itself")
+    return _shared_multiple(f, keys, "moe_num_shared_experts", 2)
+
+
+def _deepseek_v2(f, routing):
+    # transformers' DeepseekV2TopkRouter: softmax, greedy or
+    # group_limited_greedy (a group scores its best expert), never
+    # renormalizes, always multiplies by routed_scaling_factor. DeepSeek's own
+    # remote code (routing="remote_code") renormalizes when norm_topk_prob and
+    # top_k > 1, and then drops routed_scaling_factor.
+    keys = dict(_base(f, experts=("n_routed_experts", "num_experts")))
+    scoring = f.get("scoring_func", "softmax")
+    if scoring != "softmax":
+        f.fail("scoring_func", f'"{scoring}" is not softmax, the only scoring DeepSeek-V2 has')
+    method = f.get("topk_method", "greedy")
+    allowed = ("greedy", "group_limited_greedy") + (
+        ("noaux_tc",) if routing == "remote_code" else ())
+    if method not in allowed:
+        extra = (" (transformers' DeepseekV2TopkRouter has no noaux_tc)"
+                 if method == "noaux_tc" else "")
+        f.fail("topk_method", f'"{method}" is not supported for deepseek_v2 '
+               f"(one of {', '.join(allowed)}){extra}")
+    if method == "group_limited_greedy":
+        keys.update(n_group=f.int("n_group", spec="n_group"),
+                    topk_group=f.int("topk_group", spec="topk_group"), group_score="max")
+    elif method == "noaux_tc":
+        keys.update(selection_bias=True, n_group=f.int("n_group", 1, spec="n_group"),
+                    topk_group=f.int("topk_group", 1, spec="topk_group"),
+                    group_score="top2_sum")
+    scale = f.number("routed_scaling_factor", 1.0, spec="routed_scaling_factor")
+    if routing == "remote_code":
+        normalize = f.flag("norm_topk_prob", False) and keys["top_k"] > 1
+        if normalize:
+            scale = 1.0
+    else:
+        normalize = False
+    keys.update(normalize_top_k=normalize, routed_scaling_factor=scale)
+    _no_mlp_bias(f)
+    return _shared_multiple(f, keys, "n_shared_experts", 2)
+
+
+# Sigmoid routers of the DeepSeek-V3 kind: experts chosen by sigmoid score +
+# e_score_correction_bias (selection_bias), within the topk_group best of
+# n_group groups (a group scores its two best), weighted by the score, maybe
+# renormalized, times a scaling factor; plus shared experts. Per family:
+# field names and transformers' class defaults.
+_V3 = dict(experts=("n_routed_experts", "num_local_experts"), top_k=("num_experts_per_tok",),
+           n_group=("n_group",), topk_group=("topk_group",), norm=("norm_topk_prob",),
+           scale=("routed_scaling_factor",), shared=("n_shared_experts",))
+_V3_FAMILIES = {
+    "deepseek_v3": dict(_V3, defaults=(8, 4, True, 2.5, 1)),
+    "deepseek_v32": dict(_V3, experts=_V3["experts"] + ("num_experts",),
+                         defaults=(8, 4, True, 2.5, 1)),
+    "glm4_moe": dict(_V3, defaults=(1, 1, True, 1.0, 1)),
+    "glm4_moe_lite": dict(_V3, defaults=(1, 1, True, 1.8, 1)),
+    "glm_moe_dsa": dict(_V3, experts=_V3["experts"] + ("num_experts",),
+                        defaults=(1, 1, True, 2.5, 1)),
+    "dots1": dict(_V3, defaults=(1, 1, False, 1.0, _REQUIRED)),
+    "solar_open": dict(_V3, defaults=(1, 1, True, 1.0, 1)),
+    "minicpm5_moe": dict(_V3, defaults=(1, 1, True, 3.66, 1)),
+    "mimo_v2_flash": dict(_V3, shared=None, defaults=(1, 1, True, 1.0, 0)),
+    "axk2": dict(_V3, defaults=(None, None, True, 2.5, 1)),
+    "kimi_linear": dict(_V3, experts=("num_experts", "num_local_experts"),
+                        top_k=("num_experts_per_token", "num_experts_per_tok"),
+                        n_group=("num_expert_group", "n_group"),
+                        norm=("moe_renormalize", "norm_topk_prob"),
+                        shared=("num_shared_experts", "n_shared_experts"),
+                        defaults=(1, 1, True, 2.446, 1)),
+    "exaone_moe": dict(_V3, experts=("num_experts",), shared=("num_shared_experts",),
+                       defaults=(1, 1, True, 2.5, 1)),
+    # Beam scales the routed output instead of the weights: the same product.
+    "beam": dict(_V3, experts=("num_experts",), shared=None, defaults=(8, 4, True, 2.5, 0)),
+}
+
+
+def _v3_like(f):
+    model_type = f.get("model_type")
+    spec = _V3_FAMILIES[model_type]
+    n_group_default, topk_group_default, norm_default, scale_default, shared_default = \
+        spec["defaults"]
+    keys = dict(_base(f, experts=spec["experts"], top_k=spec["top_k"]),
+                scoring="sigmoid", selection_bias=True, group_score="top2_sum")
+    if model_type == "deepseek_v3":
+        # transformers' DeepseekV3TopkRouter is always noaux_tc on sigmoid
+        # scores; a config asking for anything else is meant for other code.
+        method = f.get("topk_method", "noaux_tc")
+        if method != "noaux_tc":
+            f.fail("topk_method", f'"{method}" is not supported for deepseek_v3 (one of noaux_tc)')
+        scoring = f.get("scoring_func", "sigmoid")
+        if scoring != "sigmoid":
+            f.fail("scoring_func", f'"{scoring}" is not a SPEC §1 scoring DeepSeek-V3 has '
+                   '(sigmoid)')
+    n_group = f.int(spec["n_group"], n_group_default, spec="n_group")
+    topk_group = f.int(spec["topk_group"], topk_group_default, spec="topk_group")
+    if model_type == "axk2" and n_group is not None and n_group > 1:
+        f.fail(spec["n_group"][0], f"({n_group}) groups experts, and AXK2's router masks "
+               "the experts outside the chosen groups to 0, not -inf: with a negative "
+               "e_score_correction_bias it may choose them, which SPEC §1's grouped "
+               "routing never does")
+    if n_group is not None and n_group > 1:
+        keys.update(n_group=n_group, topk_group=topk_group)
+    keys.update(normalize_top_k=f.flag(spec["norm"], norm_default),
+                routed_scaling_factor=f.number(spec["scale"], scale_default,
+                                               spec="routed_scaling_factor"))
+    if spec["shared"]:
+        _shared_multiple(f, keys, spec["shared"], shared_default)
+    return keys
+
+
+def _afmoe(f):
+    # sigmoid + selection bias (expert_bias), always renormalized, times route_scale.
+    keys = dict(_base(f, experts="num_experts"), scoring="sigmoid", selection_bias=True,
+                normalize_top_k=True,
+                routed_scaling_factor=f.number("route_scale", 1.0, spec="routed_scaling_factor"))
+    return _shared_multiple(f, keys, "num_shared_experts", 2)
+
+
+def _hy_v3(f):
+    _no_mlp_bias(f)
+    keys = dict(_base(f, experts=("num_experts", "num_local_experts")), scoring="sigmoid",
+                selection_bias=True, normalize_top_k=True,
+                routed_scaling_factor=f.number("router_scaling_factor", 2.826,
+                                               spec="routed_scaling_factor"))
+    return _shared_multiple(f, keys, "num_shared_experts", 1)
+
+
+def _minimax_m2(f):
+    return dict(_base(f, experts=("num_local_experts", "num_experts"), width="intermediate_size"),
+                scoring="sigmoid", selection_bias=True, normalize_top_k=True)
+
+
+def _laguna(f):
+    cap = f.number("moe_router_logit_softcapping", 0.0)
+    if cap > 0:
+        f.fail("moe_router_logit_softcapping", f"({cap}) soft-caps the router logits "
+               "(cap * tanh(logits / cap)), which SPEC §1 lacks")
+    keys = dict(_base(f, experts="num_experts"), scoring="sigmoid", selection_bias=True,
+                normalize_top_k=True,
+                routed_scaling_factor=f.number("moe_routed_scaling_factor", 1.0,
+                                               spec="routed_scaling_factor"))
+    return _shared_size(f, keys, "shared_expert_intermediate_size", 512)
+
+
+def _mistral4(f):
+    # softmax; groups scored by their two best probabilities (masking the
+    # others to 0 equals SPEC's exclusion, probabilities being positive);
+    # maybe renormalized; scaled; shared experts.
+    keys = dict(_base(f, experts=("n_routed_experts", "num_local_experts")),
+                group_score="top2_sum")
+    n_group = f.int("n_group", 1, spec="n_group")
+    if n_group > 1:
+        keys.update(n_group=n_group, topk_group=f.int("topk_group", 1, spec="topk_group"))
+    keys.update(normalize_top_k=f.flag("norm_topk_prob", True),
+                routed_scaling_factor=f.number("routed_scaling_factor", 1.0,
+                                               spec="routed_scaling_factor"))
+    return _shared_multiple(f, keys, "n_shared_experts", 1)
+
+
+_MAPPERS = {
+    "mixtral": _mixtral,
+    "minimax": _mixtral,
+    "granitemoe": _granitemoe,
+    "granitemoeshared": _granitemoe,
+    "granitemoe_swa": _granitemoe,
+    "granitemoehybrid": _granitemoe,
+    "qwen2_moe": _qwen2_moe,
+    "qwen3_next": _qwen2_moe,
+    "qwen3_moe": _qwen_moe(False),
+    "mellum": _qwen_moe(True),
+    "olmoe": _olmoe,
+    "flex_olmo": _olmoe,
+    "jamba": _jamba,
+    "dbrx": _dbrx,
+    "hunyuan_v1_moe": _hunyuan_v1_moe,
+    "lara_mini": _lara_mini,
+    "flint": _flint,
+    "cohere2_moe": _cohere2_moe,
+    "ernie4_5_moe": _ernie4_5_moe,
+    "deepseek_v2": None,  # takes deepseek_v2_routing
+    **{family: _v3_like for family in _V3_FAMILIES},
+    "afmoe": _afmoe,
+    "hy_v3": _hy_v3,
+    "minimax_m2": _minimax_m2,
+    "laguna": _laguna,
+    "mistral4": _mistral4,
+    "switch_transformers": None,  # takes capacity_factor / tokens_per_batch
+}
+
+FAMILIES = tuple(_MAPPERS)
+
+# Families of transformers whose MoE block SPEC §1 cannot express, and the
+# construct it lacks (checked against transformers 5.25's modeling code).
+_CLAMPED_SWIGLU = ("its experts clamp the SwiGLU's gate and up projections ({}), which "
+                   "SPEC §1 lacks")
+_MULTIMODAL = ("is a multimodal model; this frontend maps text models' MoE layers and does "
+               "not read its nested text_config")
+REFUSED = {
+    "gpt_oss": "its experts have biases and a clamped SwiGLU ((up + 1) * gate * "
+               "sigmoid(alpha * gate), limit swiglu_limit) on interleaved gate/up columns, "
+               "which SPEC §1 lacks",
+    "openai_privacy_filter": "its experts have biases and a clamped SwiGLU ((up + 1) * gate * "
+                             "sigmoid(alpha * gate), limit swiglu_limit), which SPEC §1 lacks",
+    "llama4": "its router's sigmoid scores multiply the experts' input, not their output, "
+              "which SPEC §1 lacks",
+    "llama4_text": "its router's sigmoid scores multiply the experts' input, not their "
+                   "output, which SPEC §1 lacks",
+    "jetmoe": "its MoE layer adds a learned output bias (and its attention is a mixture of "
+              "experts too), which SPEC §1 lacks",
+    "phimoe": "its sparsemixer routing weighs each chosen expert by a softmax over only the "
+              "logits within a relative 2 * router_jitter_noise of the best, which SPEC §1 "
+              "lacks",
+    "deepseek_v4": "its experts and shared expert clamp the SwiGLU (swiglu_limit), and its "
+                   "hash-routed layers choose experts by token id, which SPEC §1 lacks",
+    "glm5_next": _CLAMPED_SWIGLU.format("swiglu_limit"),
+    "hy_v4": _CLAMPED_SWIGLU.format("swiglu_limit"),
+    "bailing_hybrid": _CLAMPED_SWIGLU.format("swiglu_limits, per layer"),
+    "step3p7": _CLAMPED_SWIGLU.format("swiglu_limits, per layer"),
+    "inkling2": "its experts use a soft-capped SwiGLU, which SPEC §1 lacks",
+    "inkling2_loop": "its experts use a soft-capped SwiGLU, which SPEC §1 lacks",
+    "inkling": "its shared experts are weighted by router gammas (a log-sigmoid softmax over "
+               "routed and shared logits), which SPEC §1 lacks",
+    "axk1": "its MoE block ends with an RMSNorm (post_mlp_layernorm) on its output, which "
+            "SPEC §1 lacks",
+    "gemma4": "its router RMS-normalizes its input with a learned scale and multiplies the "
+              "weights by learned per-expert scales, which SPEC §1 lacks",
+    "gemma4_text": "its router RMS-normalizes its input with a learned scale and multiplies "
+                   "the weights by learned per-expert scales, which SPEC §1 lacks",
+    "diffusion_gemma": "its router RMS-normalizes its input with a learned scale and "
+                       "multiplies the weights by learned per-expert scales, which SPEC §1 "
+                       "lacks",
+    "doge": "its experts are product-key single-neuron experts (embedding rows chosen by two "
+            "sub-key top-k's) beside a dense MLP, which SPEC §1 lacks",
+    "ergo": "its experts use relu² with per-expert output norms and its shared expert an "
+            "RMSNorm, which SPEC §1 lacks",
+    "muse_spark": "its MoE block projects to moe_hidden_size and RMS-normalizes before and "
+                  "after the experts, which SPEC §1 lacks",
+    "nemotron_h": "its experts are not gated, use mlp_hidden_act (relu² by default) and may "
+                  "sit behind latent projections (moe_latent_size), which SPEC §1 lacks",
+    "zaya": "its router is an MLP with a skip-expert class and state carried across layers, "
+            "which SPEC §1 lacks",
+    "kolibri1": "it chooses experts by raw logit + e_score_correction_bias but weighs them "
+                "by sigmoid(logit); SPEC §1 adds the selection bias to the scores",
+    "kolibri1_1": "it chooses experts by raw logit + e_score_correction_bias but weighs them "
+                  "by sigmoid(logit); SPEC §1 adds the selection bias to the scores",
+    "longcat_flash": "its router also chooses among zero_expert_num identity (zero-compute) "
+                     "experts, which pass the token through, which SPEC §1 lacks",
+    "nllb_moe": "its Top2Router may drop the second expert at random (second_expert_policy "
+                "\"random\"), renormalizes the two weights after capacity dropping and can "
+                "order capacity by importance (batch_prioritized_routing), which SPEC §1 lacks",
+    "lfm2_moe": "with norm_topk_prob (its default) its router divides the top-k weights by "
+                "their sum + 1e-6, not by the exact sum as SPEC §1 does (the family is not "
+                "mapped without it either)",
+    **{m: _MULTIMODAL for m in (
+        "aria", "qwen3_vl_moe", "qwen3_omni_moe", "qwen3_5_moe", "ernie4_5_vl_moe", "glm4v_moe",
+        "deepseek_ocr2", "unlimited_ocr", "minimax_m3_vl", "mistral_large4", "hy_v4_vl",
+        "dots3_note", "nemotron3_5_transcribe")},
+}
+
+
 def from_hf_config(path_or_dict, *, name=None, dtype=None, capacity_factor=None,
-                   tokens_per_batch=None):
+                   tokens_per_batch=None, deepseek_v2_routing="transformers"):
     """The MoE layer of a Hugging Face model, as a MoEConfig.
 
     path_or_dict: a config.json path, a model directory holding one, or the
     parsed dict. name: the layer's C name (default `<model_type>_moe`).
-    dtype: "f32" | "bf16" | "f16"; default the config's `torch_dtype`
-    (f32 when absent).
+    dtype: "f32" | "bf16" | "f16"; default the config's `torch_dtype` (or
+    `dtype`, as transformers 5 writes it; f32 when absent).
 
     Switch Transformers give a fixed `expert_capacity` per expert, which SPEC §1
     expresses as `capacity_factor` relative to the token count: pass
     `capacity_factor=` directly, or `tokens_per_batch=` (T) to get exactly
     `expert_capacity` slots per expert for batches of T tokens.
+
+    deepseek_v2_routing: "transformers" (default) computes what transformers'
+    DeepseekV2TopkRouter does: never renormalize, always multiply by
+    `routed_scaling_factor`. "remote_code" follows DeepSeek's own
+    modeling_deepseek.py (trust_remote_code): with `norm_topk_prob` and
+    top_k > 1 renormalize and drop the scaling factor, else scale.
     """
+    if deepseek_v2_routing not in DEEPSEEK_V2_ROUTINGS:
+        raise ValueError(f"deepseek_v2_routing must be one of {DEEPSEEK_V2_ROUTINGS}, "
+                         f"got {deepseek_v2_routing!r}")
     data, source = _load(path_or_dict)
     f = _Fields(data, source)
     model_type = f.get("model_type", required=True)
-    if model_type not in FAMILIES:
+    if model_type in REFUSED and model_type not in _MAPPERS:
+        f.fail("model_type", f'"{model_type}": {REFUSED[model_type]}')
+    if model_type not in _MAPPERS:
         f.fail("model_type", f'"{model_type}" is not one of the supported families '
                f"({', '.join(FAMILIES)})")
 
     if dtype is None:
-        torch_dtype = f.get("torch_dtype", f.get("dtype", "float32"))
+        field = "torch_dtype" if f.present("torch_dtype") else "dtype"
+        torch_dtype = f.get(field, "float32")
         if torch_dtype not in _DTYPES:
-            field = "torch_dtype" if "torch_dtype" in data else "dtype"
             f.fail(field, f'"{torch_dtype}" has no SPEC §2 dtype; pass dtype= to choose one')
         dtype = _DTYPES[torch_dtype]
 
@@ -116,9 +600,10 @@ def from_hf_config(path_or_dict, *, name=None, dtype=None, capacity_factor=None,
         if capacity_factor is not None or tokens_per_batch is not None:
             raise TypeError(f"{model_type} layers are dropless: capacity_factor and "
                             "tokens_per_batch are for switch_transformers")
-        keys = {"mixtral": _mixtral, "qwen2_moe": _qwen2_moe, "qwen3_moe": _qwen3_moe,
-                "deepseek_v2": _deepseek, "deepseek_v3": _deepseek,
-                "olmoe": _olmoe}[model_type](f)
+        if model_type == "deepseek_v2":
+            keys = _deepseek_v2(f, deepseek_v2_routing)
+        else:
+            keys = _MAPPERS[model_type](f)
 
     keys.update(name=name or _name_for(model_type), dtype=dtype)
     try:
@@ -126,124 +611,23 @@ def from_hf_config(path_or_dict, *, name=None, dtype=None, capacity_factor=None,
     except ConfigError as e:
         # The layer the fields describe breaks a SPEC rule (say top_k above
         # the expert count): report it against the config's own field.
-        field = _HF_FIELD.get(model_type, {}).get(e.key, e.key)
-        raise HFConfigError(source, field, e.message) from None
-
-
-# SPEC key -> the HF field it came from, for re-reporting SPEC rule failures.
-_COMMON = {"hidden_size": "hidden_size", "top_k": "num_experts_per_tok"}
-_HF_FIELD = {
-    "mixtral": {**_COMMON, "num_experts": "num_local_experts",
-                "intermediate_size": "intermediate_size"},
-    "qwen2_moe": {**_COMMON, "num_experts": "num_experts",
-                  "intermediate_size": "moe_intermediate_size",
-                  "shared_intermediate_size": "shared_expert_intermediate_size"},
-    "qwen3_moe": {**_COMMON, "num_experts": "num_experts",
-                  "intermediate_size": "moe_intermediate_size"},
-    "deepseek_v2": {**_COMMON, "num_experts": "n_routed_experts",
-                    "intermediate_size": "moe_intermediate_size", "n_group": "n_group",
-                    "topk_group": "topk_group",
-                    "routed_scaling_factor": "routed_scaling_factor",
-                    "shared_intermediate_size": "n_shared_experts"},
-    "olmoe": {**_COMMON, "num_experts": "num_experts"},
-    "switch_transformers": {"hidden_size": "d_model", "intermediate_size": "d_ff",
-                            "num_experts": "num_experts",
-                            "capacity_factor": "expert_capacity"},
-}
-_HF_FIELD["deepseek_v3"] = _HF_FIELD["deepseek_v2"]
-
-
-def _mixtral(f):
-    # softmax over all experts, top-k, renormalized over the k.
-    return dict(hidden_size=f.int("hidden_size", required=True),
-                intermediate_size=f.int("intermediate_size", required=True),
-                num_experts=f.int("num_local_experts", required=True),
-                top_k=f.int("num_experts_per_tok", required=True),
-                activation=f.activation(), normalize_top_k=True)
-
-
-def _qwen2_moe(f):
-    shared = f.int("shared_expert_intermediate_size", 0)
-    # Qwen2MoeSparseMoeBlock always scales its shared expert by
-    # sigmoid(shared_expert_gate(x)).
-    return dict(hidden_size=f.int("hidden_size", required=True),
-                intermediate_size=f.int("moe_intermediate_size", required=True),
-                num_experts=f.int("num_experts", required=True),
-                top_k=f.int("num_experts_per_tok", required=True),
-                activation=f.activation(), normalize_top_k=bool(f.get("norm_topk_prob", False)),
-                shared_intermediate_size=shared, shared_expert_gate=shared > 0)
-
-
-def _qwen3_moe(f):
-    return dict(hidden_size=f.int("hidden_size", required=True),
-                intermediate_size=f.int("moe_intermediate_size", required=True),
-                num_experts=f.int("num_experts", required=True),
-                top_k=f.int("num_experts_per_tok", required=True),
-                activation=f.activation(), normalize_top_k=bool(f.get("norm_topk_prob", True)))
-
-
-def _olmoe(f):
-    # OLMoE's experts are `intermediate_size` wide; its default does not
-    # renormalize the top-k probabilities.
-    return dict(hidden_size=f.int("hidden_size", required=True),
-                intermediate_size=f.int("intermediate_size", required=True),
-                num_experts=f.int("num_experts", required=True),
-                top_k=f.int("num_experts_per_tok", required=True),
-                activation=f.activation(), normalize_top_k=bool(f.get("norm_topk_prob", False)))
-
-
-def _deepseek(f):
-    v3 = f.get("model_type") == "deepseek_v3"
-    top_k = f.int("num_experts_per_tok", required=True)
-    method = f.get("topk_method", "noaux_tc" if v3 else "greedy")
-    scoring = f.get("scoring_func", "sigmoid" if v3 else "softmax")
-    if scoring not in ("softmax", "sigmoid"):
-        f.fail("scoring_func", f'"{scoring}" is not a SPEC §1 scoring ("softmax", "sigmoid")')
-    keys = dict(hidden_size=f.int("hidden_size", required=True),
-                intermediate_size=f.int("moe_intermediate_size", required=True),
-                num_experts=f.int("n_routed_experts", required=True),
-                top_k=top_k, activation=f.activation(), scoring=scoring)
-    allowed = ("noaux_tc",) if v3 else ("greedy", "group_limited_greedy", "noaux_tc")
-    if method not in allowed:
-        f.fail("topk_method", f'"{method}" is not supported for {f.get("model_type")} '
-               f"(one of {', '.join(allowed)})")
-    if method == "group_limited_greedy":
-        # V2: a group scores its best expert.
-        keys.update(n_group=f.int("n_group", required=True),
-                    topk_group=f.int("topk_group", required=True), group_score="max")
-    elif method == "noaux_tc":
-        # V3: experts are chosen by score + e_score_correction_bias; a group
-        # scores the sum of its two best.
-        keys.update(selection_bias=True, n_group=f.int("n_group", 1),
-                    topk_group=f.int("topk_group", 1), group_score="top2_sum")
-    normalize = bool(f.get("norm_topk_prob", False)) and top_k > 1
-    scale = f.get("routed_scaling_factor", 1.0)
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
-        f.fail("routed_scaling_factor", f"must be a number, got {json.dumps(scale)}")
-    if not v3 and normalize:
-        # DeepSeek-V2's gate applies routed_scaling_factor only when it does
-        # not normalize the top-k weights.
-        scale = 1.0
-    keys.update(normalize_top_k=normalize, routed_scaling_factor=float(scale))
-    n_shared = f.int("n_shared_experts", 0)
-    if n_shared:
-        keys["shared_intermediate_size"] = n_shared * keys["intermediate_size"]
-    return keys
+        raise HFConfigError(source, f.origin.get(e.key, e.key), e.message) from None
 
 
 def _switch(f, capacity_factor, tokens_per_batch):
     if f.get("is_gated_act", False):
         f.fail("is_gated_act", "is true, but Switch Transformers' experts are not gated")
-    E = f.int("num_experts", required=True)
-    keys = dict(hidden_size=f.int("d_model", required=True),
-                intermediate_size=f.int("d_ff", required=True), num_experts=E, top_k=1,
-                gated=False, activation=f.activation("dense_act_fn", "relu"),
+    E = f.int("num_experts", spec="num_experts")
+    keys = dict(hidden_size=f.int("d_model", spec="hidden_size"),
+                intermediate_size=f.int("d_ff", spec="intermediate_size"), num_experts=E,
+                top_k=1, gated=False, activation=f.activation("dense_act_fn", "relu"),
                 # top-1: the weight is the winner's probability itself.
-                normalize_top_k=False, router_bias=bool(f.get("router_bias", False)))
+                normalize_top_k=False, router_bias=f.flag("router_bias", False))
+    f.origin["capacity_factor"] = "expert_capacity"
     if capacity_factor is None:
         capacity_factor = f.get("capacity_factor")
     if capacity_factor is None:
-        expert_capacity = f.int("expert_capacity")
+        expert_capacity = f.int("expert_capacity", None)
         if expert_capacity is None:
             capacity_factor = 0.0
         elif tokens_per_batch is None:
@@ -257,19 +641,71 @@ def _switch(f, capacity_factor, tokens_per_batch):
     return keys
 
 
+# ---------------------------------------------------------------------------
+# Which decoder layers are MoE layers.
+
+# Families whose decoder picks the MoE block by `mlp_layer_types[i] == "sparse"`,
+# and the dense prefix transformers' config class derives when the list is
+# absent: a config field and its default, or a fixed count.
+_DENSE_PREFIX = {
+    "deepseek_v32": ("first_k_dense_replace", 3),
+    "glm_moe_dsa": ("first_k_dense_replace", 3),
+    "exaone_moe": ("first_k_dense_replace", 1),
+    "kimi_linear": ("first_k_dense_replace", 1),
+    "minicpm5_moe": ("first_k_dense_replace", 1),
+    "cohere2_moe": ("first_k_dense_replace", 0),
+    "axk2": ("first_k_dense_replace", 1),
+    "glm4_moe_lite": (None, 1),
+    "mimo_v2_flash": (None, 1),
+    "laguna": (None, 1),
+    "hy_v3": (None, 1),
+    "beam": (None, 3),
+    "mellum": (None, 0),
+}
+# Families with `layer >= first_k_dense_replace`, and its default.
+_FIRST_K_DENSE = {"deepseek_v2": 0, "deepseek_v3": 3, "glm4_moe": 1, "dots1": 0,
+                  "mistral4": 0}
+
+
 def is_moe_layer(path_or_dict, layer):
     """Whether decoder layer `layer` of the model is an MoE layer (the others
-    are dense MLPs). Switch Transformers: `layer` is an encoder block."""
+    are dense MLPs), as transformers builds it. Switch Transformers: `layer`
+    is an encoder block."""
     data, source = _load(path_or_dict)
     f = _Fields(data, source)
     model_type = f.get("model_type", required=True)
-    if model_type in ("qwen2_moe", "qwen3_moe"):
+    types = f.get("mlp_layer_types")
+    if model_type in _DENSE_PREFIX and types is not None:
+        return 0 <= layer < len(types) and types[layer] == "sparse"
+    if model_type in _DENSE_PREFIX:
+        field, default = _DENSE_PREFIX[model_type]
+        first = f.int(field, default) if field else default
+        if model_type == "axk2":
+            return layer >= first and layer % f.int("moe_layer_freq", 1) == 0
+        return layer >= first
+    if model_type in ("qwen2_moe", "qwen3_moe", "qwen3_next", "flint"):
         step = f.int("decoder_sparse_step", 1)
-        return (layer not in (f.get("mlp_only_layers") or []) and f.int("num_experts", 0) > 0
+        dense = f.get("mlp_only_layers", [0, 1] if model_type == "flint" else [])
+        return (layer not in dense
+                and f.int(("num_experts", "num_local_experts"), 1) > 0
                 and (layer + 1) % step == 0)
-    if model_type in ("deepseek_v2", "deepseek_v3"):
-        return (layer >= f.int("first_k_dense_replace", 0)
+    if model_type in _FIRST_K_DENSE:
+        # transformers ignores DeepSeek's moe_layer_freq; the remote code
+        # reads it, and every published checkpoint has 1.
+        return (layer >= f.int("first_k_dense_replace", _FIRST_K_DENSE[model_type])
                 and layer % f.int("moe_layer_freq", 1) == 0)
+    if model_type == "afmoe":
+        return layer >= f.int("num_dense_layers", 1)
+    if model_type == "ernie4_5_moe":
+        end = f.int("moe_layer_end_index", -1)
+        if end < 0:
+            end = f.int("num_hidden_layers", 28) - 1
+        return ((layer + 1) % f.int("moe_layer_interval", 1) == 0
+                and f.int("moe_layer_start_index", 1) <= layer <= end)
+    if model_type == "jamba":
+        return layer % f.int("expert_layer_period", 2) == f.int("expert_layer_offset", 1)
+    if model_type == "granitemoehybrid":
+        return f.int("num_local_experts", 8) > 0
     if model_type == "switch_transformers":
         step = f.int("encoder_sparse_step", 1)
         return step > 0 and (step == 1 or layer % step == 1)

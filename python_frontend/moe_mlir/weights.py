@@ -6,14 +6,24 @@ range, then the raw little-endian data. F32, F16 and BF16 tensors are read.
 
 Layouts understood for the routed experts (E experts, hidden H, expert width F):
 - one tensor per expert and projection (`experts.{e}.gate_proj.weight` ...,
-  nn.Linear layout [F, H] / [H, F]), as every supported family ships;
+  Mixtral's `w1`/`w3`/`w2`; nn.Linear layout [F, H] / [H, F]), as most
+  families ship;
 - stacked: `experts.gate_proj`, `experts.up_proj` [E, F, H] and
   `experts.down_proj` [E, H, F];
 - fused: `experts.gate_up_proj` with `experts.down_proj`, either
   [E, 2F, H] with down [E, H, F] (nn.Linear layout: rows 0..F-1 are the gate
   projection, rows F..2F-1 the up projection), or [E, H, 2F] with down
   [E, F, H] (input-major, applied as x @ W: columns 0..F-1 gate, F..2F-1 up).
-  Interleaved gate/up columns are not supported.
+  GraniteMoE's `input_linear` / `output_linear` are the first form.
+  Interleaved gate/up columns are not supported;
+- DBRX: `experts.mlp.w1` (gate), `v1` (up), `w2` (down, transposed), each
+  [E * F, H].
+
+The block is found under `model.layers.{i}.` as `mlp.`, `block_sparse_moe.`
+or `feed_forward.` (DBRX: `transformer.blocks.{i}.ffn.`), by its router
+(`gate.weight`, HunYuan's `gate.wg.weight`, `router.layer.weight`,
+`router.gate.weight` or `router.weight`); the selection bias, shared experts
+and shared-expert gate by the names each family's checkpoints use.
 """
 
 import json
@@ -104,35 +114,50 @@ class Checkpoint:
         return self.where[key].get(key)
 
 
-def _prefix(family, layer):
-    if family == "mixtral":
-        return f"model.layers.{layer}.block_sparse_moe."
-    if family == "switch_transformers":
-        if isinstance(layer, str):
-            stack, _, block = layer.partition(".")
-        else:
-            stack, block = "encoder", layer
-        sub = {"encoder": 1, "decoder": 2}.get(stack)
-        if sub is None:
-            raise WeightError(f"switch_transformers layer {layer!r}: want an encoder "
-                              "block number or 'encoder.N' / 'decoder.N'")
-        return f"{stack}.block.{int(block)}.layer.{sub}.mlp."
-    return f"model.layers.{layer}.mlp."
+# Where a family's MoE block sits in decoder layer i, in the order tried
+# (checkpoints saved by transformers 5 keep the original hub names; the
+# in-memory module names are accepted too).
+_BLOCKS = ("mlp.", "block_sparse_moe.", "feed_forward.")
+_BLOCK_FIRST = {"mixtral": "block_sparse_moe.", "minimax": "block_sparse_moe.",
+                "minimax_m2": "block_sparse_moe.", "kimi_linear": "block_sparse_moe.",
+                "granitemoe": "block_sparse_moe.", "granitemoeshared": "block_sparse_moe.",
+                "granitemoe_swa": "block_sparse_moe.", "granitemoehybrid": "block_sparse_moe.",
+                "jamba": "feed_forward."}
+# Tensor names inside the block, in the order tried.
+_ROUTERS = ("gate.weight", "gate.wg.weight", "router.layer.weight", "router.gate.weight",
+            "router.weight")
+_SELECTION_BIASES = ("gate.e_score_correction_bias", "e_score_correction_bias",
+                     "moe_statics.e_score_correction_bias",
+                     "gate.moe_statics.e_score_correction_bias", "expert_bias",
+                     "experts.e_score_correction_bias")
+_SHARED = ("shared_experts.", "shared_expert.", "shared_mlp.")
+
+
+def _switch_prefix(layer):
+    if isinstance(layer, str):
+        stack, _, block = layer.partition(".")
+    else:
+        stack, block = "encoder", layer
+    sub = {"encoder": 1, "decoder": 2}.get(stack)
+    if sub is None:
+        raise WeightError(f"switch_transformers layer {layer!r}: want an encoder "
+                          "block number or 'encoder.N' / 'decoder.N'")
+    return f"{stack}.block.{int(block)}.layer.{sub}.mlp."
 
 
 def _detect_family(ckpt):
+    """Only the layouts that differ need telling apart: Switch Transformers'
+    and DBRX's; every other family is found by its block's tensor names."""
     keys = ckpt.where.keys()
-    if any(".block_sparse_moe." in k for k in keys):
-        return "mixtral"
     if any(".mlp.router.classifier." in k for k in keys):
         return "switch_transformers"
-    if any(".mlp.shared_expert_gate." in k or ".mlp.shared_expert." in k for k in keys):
-        return "qwen2_moe"
-    if any(".e_score_correction_bias" in k for k in keys):
-        return "deepseek_v3"
-    if any(".mlp.shared_experts." in k for k in keys):
-        return "deepseek_v2"
-    return "qwen3_moe"  # same key names as OLMoE
+    if any(k.startswith("transformer.blocks.") and ".ffn.router." in k for k in keys):
+        return "dbrx"
+    return None
+
+
+def _first(ckpt, prefix, names):
+    return next((prefix + n for n in names if prefix + n in ckpt), None)
 
 
 def _check(name, array, shape):
@@ -140,6 +165,20 @@ def _check(name, array, shape):
         raise WeightError(f"'{name}' has shape {list(array.shape)}, the config wants "
                           f"{list(shape)}")
     return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _split_gate_up(name, gate_up, down, down_name, E, F, H):
+    """A fused gate/up tensor with its down projection -> (gate, up, down) in
+    nn.Linear layout, from [E, 2F, H] + [E, H, F] or [E, H, 2F] + [E, F, H]."""
+    if gate_up.shape == (E, 2 * F, H) and down.shape == (E, H, F):
+        return gate_up[:, :F, :], gate_up[:, F:, :], down
+    if gate_up.shape == (E, H, 2 * F) and down.shape == (E, F, H):
+        return (gate_up[:, :, :F].transpose(0, 2, 1), gate_up[:, :, F:].transpose(0, 2, 1),
+                down.transpose(0, 2, 1))
+    raise WeightError(
+        f"'{name}' {list(gate_up.shape)} with '{down_name}' {list(down.shape)}: "
+        f"want [E, 2F, H] with [E, H, F] or [E, H, 2F] with [E, F, H] "
+        f"(E={E}, F={F}, H={H})")
 
 
 def _routed_experts(ckpt, p, c, family):
@@ -152,25 +191,29 @@ def _routed_experts(ckpt, p, c, family):
                          (f"{p}experts.expert_{e}.wo.weight" for e in range(E))])
         return None, up, down
 
-    names = ("w1", "w3", "w2") if family == "mixtral" else ("gate_proj", "up_proj", "down_proj")
-    fused = f"{p}experts.gate_up_proj"
-    if fused in ckpt:
-        gate_up = ckpt.get(fused)
-        down_name = f"{p}experts.down_proj"
-        down = ckpt.get(down_name)
-        if gate_up.shape == (E, 2 * F, H) and down.shape == (E, H, F):
-            gate, up = gate_up[:, :F, :], gate_up[:, F:, :]
-        elif gate_up.shape == (E, H, 2 * F) and down.shape == (E, F, H):
-            gate = gate_up[:, :, :F].transpose(0, 2, 1)
-            up = gate_up[:, :, F:].transpose(0, 2, 1)
-            down = down.transpose(0, 2, 1)
-        else:
-            raise WeightError(
-                f"'{fused}' {list(gate_up.shape)} with '{down_name}' {list(down.shape)}: "
-                f"want [E, 2F, H] with [E, H, F] or [E, H, 2F] with [E, F, H] "
-                f"(E={E}, F={F}, H={H})")
-        return (_check(fused, gate, (E, F, H)) if c.gated else None,
-                _check(fused, up, (E, F, H)), _check(down_name, down, (E, H, F)))
+    def finish(name, gate, up, down, down_name):
+        return (_check(name, gate, (E, F, H)) if c.gated else None,
+                _check(name, up, (E, F, H)), _check(down_name, down, (E, H, F)))
+
+    # Fused gate/up: transformers' in-memory experts, or GraniteMoE's checkpoints.
+    for fused, down_name in ((f"{p}experts.gate_up_proj", f"{p}experts.down_proj"),
+                             (f"{p}input_linear.weight", f"{p}output_linear.weight")):
+        if fused in ckpt:
+            gate, up, down = _split_gate_up(fused, ckpt.get(fused), ckpt.get(down_name),
+                                            down_name, E, F, H)
+            return finish(fused, gate, up, down, down_name)
+    # DBRX: w1 (gate), v1 (up) and w2 (down, transposed), each [E * F, H].
+    if f"{p}experts.mlp.w1" in ckpt:
+        w1, v1, w2 = (f"{p}experts.mlp.{n}" for n in ("w1", "v1", "w2"))
+        gate, up, down = (_check(n, ckpt.get(n), (E * F, H)).reshape(E, F, H)
+                          for n in (w1, v1, w2))
+        return finish(w1, gate, up, down.transpose(0, 2, 1), w2)
+
+    names = ("gate_proj", "up_proj", "down_proj")
+    if f"{p}experts.0.w3.weight" in ckpt or f"{p}experts.w3" in ckpt or (
+            family in ("mixtral", "minimax", "minimax_m2", "kimi_linear")
+            and f"{p}experts.0.up_proj.weight" not in ckpt):
+        names = ("w1", "w3", "w2")
     stacked = f"{p}experts.{names[1]}"
     if stacked in ckpt:
         gate = _check(f"{p}experts.{names[0]}", ckpt.get(f"{p}experts.{names[0]}"),
@@ -187,48 +230,87 @@ def _routed_experts(ckpt, p, c, family):
     return gate, per_expert(names[1], (F, H)), per_expert(names[2], (H, F))
 
 
+def _shared_expert(ckpt, p, layer_prefix, c):
+    """{shared_gate_proj, shared_up_proj, shared_down_proj}: in the block
+    (shared_experts. / shared_expert. / shared_mlp.), or GraniteMoE's
+    shared_mlp beside it, fused: input_linear [2Fs, H] (gate rows first) and
+    output_linear [H, Fs]."""
+    H, Fs = c.hidden_size, c.shared_intermediate_size
+    out = {}
+    for sp in [p + s for s in _SHARED] + [f"{layer_prefix}shared_mlp."]:
+        if f"{sp}up_proj.weight" in ckpt:
+            if c.gated:
+                out["shared_gate_proj"] = _check(f"{sp}gate_proj.weight",
+                                                 ckpt.get(f"{sp}gate_proj.weight"), (Fs, H))
+            out["shared_up_proj"] = _check(f"{sp}up_proj.weight",
+                                           ckpt.get(f"{sp}up_proj.weight"), (Fs, H))
+            out["shared_down_proj"] = _check(f"{sp}down_proj.weight",
+                                             ckpt.get(f"{sp}down_proj.weight"), (H, Fs))
+            return out
+        if f"{sp}input_linear.weight" in ckpt:
+            name = f"{sp}input_linear.weight"
+            gate_up = _check(name, ckpt.get(name), (2 * Fs, H))
+            if c.gated:
+                out["shared_gate_proj"] = gate_up[:Fs]
+            out["shared_up_proj"] = np.ascontiguousarray(gate_up[Fs:])
+            out["shared_down_proj"] = _check(f"{sp}output_linear.weight",
+                                             ckpt.get(f"{sp}output_linear.weight"), (H, Fs))
+            return out
+    raise WeightError(f"{ckpt.path}: no shared expert ('{p}shared_experts.up_proj.weight' "
+                      f"or the like), which the config's shared_intermediate_size ({Fs}) "
+                      "needs")
+
+
 def load_layer_weights(path, config, layer, family=None):
     """The weights of MoE layer `layer` of a checkpoint, as {ABI field: float32
     array} in the SPEC §4 layout, holding exactly the weights `config` uses.
 
     path: a .safetensors file or a directory of shards. config: the layer's
-    MoEConfig (from_hf_config gives it). family: the HF `model_type` whose key
-    names to read (mixtral, qwen2_moe, qwen3_moe, deepseek_v2, deepseek_v3,
-    olmoe, switch_transformers); guessed from the key names when None.
-    For switch_transformers, `layer` is an encoder block number or
+    MoEConfig (from_hf_config gives it). family: the HF `model_type` whose
+    layout to read (any of hf.FAMILIES); when None it is told from the key
+    names. For switch_transformers, `layer` is an encoder block number or
     "encoder.N" / "decoder.N".
     """
     c = as_config(config)
     ckpt = Checkpoint(path)
-    family = family or _detect_family(ckpt)
-    p = _prefix(family, layer)
-    router_name = f"{p}router.classifier.weight" if family == "switch_transformers" \
-        else f"{p}gate.weight"
-    if router_name not in ckpt:
-        raise WeightError(f"{path}: no tensor '{router_name}': layer {layer} is not an "
-                          f"MoE layer of this {family} checkpoint")
+    if family is None:
+        family = _detect_family(ckpt)
     E, H, Fs = c.num_experts, c.hidden_size, c.shared_intermediate_size
-    out = {"router": _check(router_name, ckpt.get(router_name), (E, H))}
+    if family == "switch_transformers":
+        layer_prefix = p = _switch_prefix(layer)
+        router_name = f"{p}router.classifier.weight"
+        router = router_name if router_name in ckpt else None
+    else:
+        layer_prefix = f"transformer.blocks.{layer}." if family == "dbrx" \
+            else f"model.layers.{layer}."
+        blocks = ("ffn.",) if family == "dbrx" else tuple(dict.fromkeys(
+            (_BLOCK_FIRST.get(family, "mlp."),) + _BLOCKS))
+        router_names = ("router.layer.weight",) if family == "dbrx" else _ROUTERS
+        router, p = None, layer_prefix + blocks[0]
+        for block in blocks:
+            router = _first(ckpt, layer_prefix + block, router_names)
+            if router:
+                p = layer_prefix + block
+                break
+        router_name = p + router_names[0]
+    if router is None:
+        raise WeightError(f"{path}: no tensor '{router_name}': layer {layer} is not an "
+                          f"MoE layer of this {family + ' ' if family else ''}checkpoint")
+    out = {"router": _check(router, ckpt.get(router), (E, H))}
     if c.router_bias:
         name = f"{p}router.classifier.bias" if family == "switch_transformers" \
             else f"{p}gate.bias"
         out["router_bias"] = _check(name, ckpt.get(name), (E,))
     if c.selection_bias:
-        name = f"{p}gate.e_score_correction_bias"
-        out["selection_bias"] = _check(name, ckpt.get(name), (E,))
+        name = _first(ckpt, p, _SELECTION_BIASES) or p + _SELECTION_BIASES[0]
+        # Ernie 4.5 keeps it as [1, E].
+        out["selection_bias"] = _check(name, ckpt.get(name).reshape(-1), (E,))
     gate, up, down = _routed_experts(ckpt, p, c, family)
     if gate is not None:
         out["gate_proj"] = gate
     out["up_proj"], out["down_proj"] = up, down
     if Fs > 0:
-        sp = f"{p}shared_expert." if family == "qwen2_moe" else f"{p}shared_experts."
-        if c.gated:
-            out["shared_gate_proj"] = _check(f"{sp}gate_proj.weight",
-                                             ckpt.get(f"{sp}gate_proj.weight"), (Fs, H))
-        out["shared_up_proj"] = _check(f"{sp}up_proj.weight",
-                                       ckpt.get(f"{sp}up_proj.weight"), (Fs, H))
-        out["shared_down_proj"] = _check(f"{sp}down_proj.weight",
-                                         ckpt.get(f"{sp}down_proj.weight"), (H, Fs))
+        out.update(_shared_expert(ckpt, p, layer_prefix, c))
         if c.shared_expert_gate:
             name = f"{p}shared_expert_gate.weight"
             # nn.Linear(H, 1): [1, H]

@@ -46,6 +46,21 @@ def test_qwen3_moe():
            normalize_top_k=True, shared_intermediate_size=0, shared_expert_gate=False)
 
 
+def test_qwen3_moe_as_transformers_5_writes_it():
+    # Qwen3MoeConfig.attribute_map: num_experts -> num_local_experts; and its
+    # norm_topk_prob defaults to false.
+    d = hf("qwen3_moe")
+    d["num_local_experts"] = d.pop("num_experts")
+    del d["norm_topk_prob"]
+    fields(from_hf_config(d), num_experts=16, normalize_top_k=False)
+    with pytest.raises(HFConfigError) as e:  # a SPEC rule broken names the field read
+        from_hf_config(dict(d, num_local_experts=0))
+    assert e.value.field == "num_local_experts"
+    with pytest.raises(HFConfigError, match="'num_experts' is required for this model "
+                                            "family \\(or 'num_local_experts'\\)"):
+        from_hf_config({k: v for k, v in d.items() if k != "num_local_experts"})
+
+
 def test_deepseek_v2_group_limited_greedy():
     c = from_hf_config(hf("deepseek_v2"))
     fields(c, num_experts=16, top_k=6, intermediate_size=16, scoring="softmax",
@@ -57,12 +72,33 @@ def test_deepseek_v2_group_limited_greedy():
 def test_deepseek_v2_greedy_and_normalized():
     d = hf("deepseek_v2")
     d.update(topk_method="greedy", norm_topk_prob=True)
-    c = from_hf_config(d)
-    # greedy ignores groups; V2 scales only when it does not normalize.
-    fields(c, n_group=1, topk_group=1, normalize_top_k=True, routed_scaling_factor=1.0)
+    # transformers' DeepseekV2TopkRouter never renormalizes and always scales.
+    fields(from_hf_config(d), n_group=1, topk_group=1, normalize_top_k=False,
+           routed_scaling_factor=16.0)
+    # DeepSeek's remote code renormalizes and then drops the scale ...
+    fields(from_hf_config(d, deepseek_v2_routing="remote_code"), n_group=1,
+           normalize_top_k=True, routed_scaling_factor=1.0)
+    # ... but only for top_k > 1.
+    fields(from_hf_config(dict(d, num_experts_per_tok=1), deepseek_v2_routing="remote_code"),
+           normalize_top_k=False, routed_scaling_factor=16.0)
     d.update(topk_method="noaux_tc", norm_topk_prob=False)
-    fields(from_hf_config(d), selection_bias=True, n_group=4, topk_group=3,
-           group_score="top2_sum", routed_scaling_factor=16.0)
+    fields(from_hf_config(d, deepseek_v2_routing="remote_code"), selection_bias=True,
+           n_group=4, topk_group=3, group_score="top2_sum", routed_scaling_factor=16.0)
+    with pytest.raises(HFConfigError, match="DeepseekV2TopkRouter has no noaux_tc"):
+        from_hf_config(d)
+    with pytest.raises(ValueError, match="deepseek_v2_routing"):
+        from_hf_config(d, deepseek_v2_routing="deepseek")
+
+
+def test_deepseek_v2_class_defaults():
+    # transformers' DeepseekV2Config: greedy, 2 shared experts, scale 1.
+    d = {k: v for k, v in hf("deepseek_v2").items()
+         if k not in ("topk_method", "n_shared_experts", "routed_scaling_factor",
+                      "norm_topk_prob", "n_group", "topk_group", "scoring_func")}
+    fields(from_hf_config(d), n_group=1, normalize_top_k=False, routed_scaling_factor=1.0,
+           shared_intermediate_size=32)
+    with pytest.raises(HFConfigError, match="'mlp_bias' is true: the shared experts"):
+        from_hf_config(dict(d, mlp_bias=True))
 
 
 def test_deepseek_v3():
@@ -70,6 +106,20 @@ def test_deepseek_v3():
     fields(c, num_experts=16, top_k=4, intermediate_size=16, scoring="sigmoid",
            selection_bias=True, n_group=4, topk_group=2, group_score="top2_sum",
            normalize_top_k=True, routed_scaling_factor=2.5, shared_intermediate_size=16)
+    # top_k 1 still renormalizes, as transformers does (the weight is then the scale).
+    fields(from_hf_config(dict(hf("deepseek_v3"), num_experts_per_tok=1)), normalize_top_k=True)
+
+
+def test_deepseek_v3_class_defaults():
+    # DeepseekV3Config: 8 groups, 4 kept, normalized, scale 2.5, 1 shared expert.
+    d = {k: v for k, v in hf("deepseek_v3").items()
+         if k not in ("n_group", "topk_group", "norm_topk_prob", "routed_scaling_factor",
+                      "n_shared_experts", "topk_method", "scoring_func")}
+    d["n_routed_experts"] = 32
+    fields(from_hf_config(d), n_group=8, topk_group=4, normalize_top_k=True,
+           routed_scaling_factor=2.5, shared_intermediate_size=16)
+    d["num_local_experts"] = d.pop("n_routed_experts")
+    assert from_hf_config(d).num_experts == 32
 
 
 def test_olmoe():
@@ -117,7 +167,7 @@ BAD = [
     ("switch_transformers", {}, "expert_capacity", "is a fixed token count"),
     ("switch_transformers", {"dense_act_fn": "gelu_10", "capacity_factor": 1.0},
      "dense_act_fn", "is not an activation"),
-    ("mixtral", {"model_type": "dbrx"}, "model_type", '"dbrx" is not one of'),
+    ("mixtral", {"model_type": "no_such_moe"}, "model_type", '"no_such_moe" is not one of'),
     ("mixtral", {"num_local_experts": None}, "num_local_experts", "is required"),
     ("mixtral", {"num_local_experts": "8"}, "num_local_experts", "must be an integer"),
     ("mixtral", {"num_experts_per_tok": 9}, "num_experts_per_tok",
@@ -144,3 +194,135 @@ def test_errors_name_the_field(family, changes, field, message):
     assert e.value.field == field
     assert message in e.value.message
     assert f"'{field}'" in str(e.value)
+
+
+def _tiny(model_type, **extra):
+    return dict(model_type=model_type, hidden_size=32, **extra)
+
+
+# Families added beside the original ones: the mapping of each (the numbers
+# against transformers itself are in test_hf_transformers.py).
+NEW = [
+    (_tiny("minimax", intermediate_size=48, num_local_experts=8, num_experts_per_tok=2),
+     dict(num_experts=8, intermediate_size=48, normalize_top_k=True)),
+    (_tiny("granitemoeshared", intermediate_size=48, num_local_experts=8, num_experts_per_tok=2,
+           shared_intermediate_size=64),
+     dict(normalize_top_k=True, shared_intermediate_size=64, shared_expert_gate=False)),
+    (_tiny("qwen3_next", moe_intermediate_size=16, num_experts=8, num_experts_per_tok=2),
+     dict(normalize_top_k=True, shared_intermediate_size=512, shared_expert_gate=True)),
+    (_tiny("flex_olmo", intermediate_size=16, num_local_experts=8, num_experts_per_tok=2),
+     dict(num_experts=8, normalize_top_k=False)),
+    (_tiny("mellum", moe_intermediate_size=16, num_local_experts=8, num_experts_per_tok=2),
+     dict(num_experts=8, normalize_top_k=True)),
+    (_tiny("jamba", intermediate_size=16, num_experts=8, num_experts_per_tok=2),
+     dict(normalize_top_k=False)),
+    (_tiny("hunyuan_v1_moe", intermediate_size=16, num_experts=8, moe_topk=2),
+     dict(top_k=2, normalize_top_k=True, shared_intermediate_size=16)),
+    (_tiny("ernie4_5_moe", moe_intermediate_size=16, moe_num_experts=8, moe_k=2),
+     dict(num_experts=8, top_k=2, selection_bias=True, normalize_top_k=True,
+          shared_intermediate_size=32)),
+    (dict(model_type="dbrx", d_model=32, ffn_config=dict(ffn_hidden_size=16, moe_num_experts=8,
+                                                          moe_top_k=2)),
+     dict(hidden_size=32, intermediate_size=16, normalize_top_k=True)),
+    (dict(model_type="dbrx", d_model=32, ffn_config=dict(
+        ffn_hidden_size=16, moe_num_experts=8, moe_top_k=2, moe_normalize_expert_weights=None,
+        ffn_act_fn={"name": "gelu"})),
+     dict(normalize_top_k=False, activation="gelu")),
+    (_tiny("glm4_moe", moe_intermediate_size=16, n_routed_experts=8, num_experts_per_tok=2),
+     dict(scoring="sigmoid", selection_bias=True, n_group=1, normalize_top_k=True,
+          routed_scaling_factor=1.0, shared_intermediate_size=16)),
+    (_tiny("dots1", moe_intermediate_size=16, n_routed_experts=8, num_experts_per_tok=2,
+           n_shared_experts=2, n_group=4, topk_group=2),
+     dict(scoring="sigmoid", selection_bias=True, n_group=4, topk_group=2,
+          group_score="top2_sum", normalize_top_k=False, shared_intermediate_size=32)),
+    (_tiny("kimi_linear", moe_intermediate_size=16, num_experts=8, num_experts_per_token=2,
+           num_expert_group=2, topk_group=1, moe_renormalize=False),
+     dict(num_experts=8, top_k=2, n_group=2, topk_group=1, normalize_top_k=False,
+          routed_scaling_factor=2.446, shared_intermediate_size=16)),
+    (_tiny("mimo_v2_flash", moe_intermediate_size=16, n_routed_experts=8, num_experts_per_tok=2),
+     dict(selection_bias=True, shared_intermediate_size=0)),
+    (_tiny("afmoe", moe_intermediate_size=16, num_experts=8, num_experts_per_tok=2),
+     dict(scoring="sigmoid", selection_bias=True, normalize_top_k=True,
+          shared_intermediate_size=32)),
+    (_tiny("cohere2_moe", intermediate_size=16, num_experts=8, num_experts_per_tok=2,
+           expert_selection_fn="sigmoid", norm_topk_prob=False),
+     dict(scoring="sigmoid", normalize_top_k=False, shared_intermediate_size=0)),
+    (_tiny("mistral4", moe_intermediate_size=16, n_routed_experts=8, num_experts_per_tok=2,
+           n_group=4, topk_group=2),
+     dict(scoring="softmax", selection_bias=False, n_group=4, topk_group=2,
+          group_score="top2_sum", shared_intermediate_size=16)),
+]
+
+
+@pytest.mark.parametrize("data,expected", NEW, ids=[d["model_type"] + str(i)
+                                                     for i, (d, _) in enumerate(NEW)])
+def test_more_families(data, expected):
+    fields(from_hf_config(data), **expected)
+
+
+# Families SPEC §1 cannot express: refused naming the construct it lacks.
+REFUSED = [
+    ("gpt_oss", "experts have biases and a clamped SwiGLU"),
+    ("llama4_text", "multiply the experts' input, not their output"),
+    ("llama4", "multiply the experts' input"),
+    ("jetmoe", "adds a learned output bias"),
+    ("phimoe", "sparsemixer"),
+    ("deepseek_v4", "clamp the SwiGLU"),
+    ("kolibri1", "raw logit + e_score_correction_bias"),
+    ("longcat_flash", "identity"),
+    ("qwen3_vl_moe", "multimodal"),
+]
+
+
+@pytest.mark.parametrize("model_type,message", REFUSED)
+def test_refused_families_name_the_construct(model_type, message):
+    with pytest.raises(HFConfigError) as e:
+        from_hf_config(_tiny(model_type))
+    assert e.value.field == "model_type"
+    assert f'"{model_type}": ' in e.value.message and message in e.value.message
+
+
+REFUSED_FIELDS = [
+    (_tiny("cohere2_moe", intermediate_size=16, num_experts=8, num_experts_per_tok=2,
+           num_shared_experts=1), "shared_expert_combination_strategy", '"average" averages'),
+    (_tiny("axk2", moe_intermediate_size=16, n_routed_experts=8, num_experts_per_tok=2,
+           n_group=2, topk_group=1), "n_group", "not -inf"),
+    (_tiny("laguna", moe_intermediate_size=16, num_experts=8, num_experts_per_tok=2,
+           moe_router_logit_softcapping=30.0), "moe_router_logit_softcapping", "soft-caps"),
+    (_tiny("ernie4_5_moe", moe_intermediate_size=16, moe_num_experts=8, moe_k=2,
+           moe_norm_min=0.5), "moe_norm_min", "exceeds top_k / num_experts"),
+    (_tiny("ernie4_5_moe", moe_intermediate_size=16, moe_num_experts=8, moe_k=2, use_bias=True),
+     "use_bias", "biases"),
+    (dict(model_type="dbrx", d_model=32, ffn_config=dict(
+        ffn_hidden_size=16, moe_num_experts=8, moe_top_k=2, moe_normalize_expert_weights=2)),
+     "ffn_config.moe_normalize_expert_weights", "p-norm"),
+    (dict(model_type="dbrx", d_model=32, ffn_config=dict(moe_num_experts=8, moe_top_k=2)),
+     "ffn_config.ffn_hidden_size", "is required"),
+    (_tiny("hunyuan_v1_moe", intermediate_size=16, num_experts=8, moe_topk=[2, 2]),
+     "moe_topk", "per-layer list"),
+    (_tiny("hy_v3", moe_intermediate_size=16, num_experts=8, num_experts_per_tok=2,
+           mlp_bias=True), "mlp_bias", "biases"),
+]
+
+
+@pytest.mark.parametrize("data,field,message", REFUSED_FIELDS,
+                         ids=[f"{d['model_type']}-{f}" for d, f, _ in REFUSED_FIELDS])
+def test_refused_fields(data, field, message):
+    with pytest.raises(HFConfigError) as e:
+        from_hf_config(data)
+    assert e.value.field == field and message in e.value.message
+
+
+def test_moe_layers_of_more_families():
+    v32 = _tiny("deepseek_v32", num_hidden_layers=5)
+    assert [is_moe_layer(v32, i) for i in range(5)] == [False] * 3 + [True] * 2
+    assert [is_moe_layer(dict(v32, mlp_layer_types=["sparse", "dense"]), i)
+            for i in range(2)] == [True, False]
+    ernie = _tiny("ernie4_5_moe", num_hidden_layers=4, moe_layer_interval=2)
+    assert [is_moe_layer(ernie, i) for i in range(4)] == [False, True, False, True]
+    jamba = _tiny("jamba")
+    assert [is_moe_layer(jamba, i) for i in range(4)] == [False, True, False, True]
+    flint = _tiny("flint")
+    assert [is_moe_layer(flint, i) for i in range(3)] == [False, False, True]
+    assert is_moe_layer(dict(flint, mlp_only_layers=[]), 0)
+    assert not is_moe_layer(_tiny("glm4_moe"), 0) and is_moe_layer(_tiny("glm4_moe"), 1)
