@@ -110,8 +110,8 @@ static void moe_check(int code, const char *call) {
   fail("%s failed (%d): %s", call, code, msg ? msg : "(no message)");
 }
 
-/* n elements of `size` bytes, zeroed; never NULL (the library rejects NULL
-   arrays even when they are empty). */
+/* n elements of `size` bytes, zeroed; never NULL, so that every pointer the
+   program hands on is a real one, whatever its count. */
 static void *alloc(size_t n, size_t size) {
   void *p = calloc(n ? n : 1, size);
   if (!p)

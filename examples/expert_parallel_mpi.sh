@@ -56,6 +56,8 @@ for ((r = 0; r < ranks; ++r)); do
   mkdir -p "$dir"
   first=$((r * experts / ranks))
   count=$(((r + 1) * experts / ranks - first))
+  # A header left by an earlier config would be taken for this one's.
+  rm -f "$dir"/*.h
   # The shard's config: the layer's, with "expert_shard" added first.
   awk -v shard="\"expert_shard\": {\"first\": $first, \"count\": $count}, " \
     '!done && sub(/\{/, "{" shard) { done = 1 } { print }' "$config" > "$dir/shard.json"

@@ -59,7 +59,8 @@ static int64_t maxTokens(const LayerConfig &c) {
 }
 
 /// The most rows a shard's run_experts takes: one plan row each, its
-/// buffers under 2^62 bytes like forward's.
+/// buffers under 2^62 bytes like forward's (the plan's padding to the row
+/// tile, a few rows per expert, is far inside that margin).
 static int64_t maxShardRows(const LayerConfig &c) {
   int64_t widest = std::max({c.hiddenSize, c.intermediateSize,
                              c.localExperts()});

@@ -436,13 +436,19 @@ static void checkExpertShard(KeyReader &reader, const LayerConfig &c) {
   if (!c.isShard())
     return;
   int64_t leaves = c.leafExperts();
-  if (c.shardFirst >= leaves || c.shardCount > leaves - c.shardFirst)
-    return reader.fail(
-        "expert_shard",
-        "holds experts [" + std::to_string(c.shardFirst) + ", " +
-            std::to_string(c.shardFirst + c.shardCount) + "), past the " +
-            std::to_string(leaves) + (c.isHierarchical() ? " leaf" : "") +
-            " experts");
+  if (c.shardFirst >= leaves || c.shardCount > leaves - c.shardFirst) {
+    int64_t end;
+    std::string endText =
+        __builtin_add_overflow(c.shardFirst, c.shardCount, &end)
+            ? std::to_string(c.shardFirst) + " + " +
+                  std::to_string(c.shardCount)
+            : std::to_string(end);
+    return reader.fail("expert_shard",
+                       "holds experts [" + std::to_string(c.shardFirst) +
+                           ", " + endText + "), past the " +
+                           std::to_string(leaves) +
+                           (c.isHierarchical() ? " leaf" : "") + " experts");
+  }
   if (c.isExpertChoice())
     return reader.fail("expert_shard",
                        "cannot be used with \"expert_choice\" routing: each "

@@ -143,10 +143,7 @@ STORAGE = {"f32": np.float32, "f16": np.float16, "bf16": np.uint16}
 
 def encode(array, dtype):
     """`array` in a library's storage type: bf16 as its bit pattern, rounded
-    to nearest even like the library rounds its outputs. A uint16 array is
-    taken as bf16 bits already."""
-    if dtype == "bf16" and getattr(array, "dtype", None) == np.uint16:
-        return np.ascontiguousarray(array)
+    to nearest even like the library rounds its outputs."""
     a = np.ascontiguousarray(array, dtype=np.float32)
     if dtype == "bf16":
         bits = a.view(np.uint32).astype(np.uint64)
@@ -270,8 +267,13 @@ class Library:
         except AbiError as e:
             return e.code, None
 
-    def _x(self, x):
-        x = encode(x, self.dtype)
+    def _x(self, x, bits=False):
+        """x in the storage type; with `bits`, a uint16 x of a bf16 library
+        is taken as bf16 bit patterns already (rows another rank sent)."""
+        if bits and self.dtype == "bf16" and getattr(x, "dtype", None) == np.uint16:
+            x = np.ascontiguousarray(x)
+        else:
+            x = encode(x, self.dtype)
         if x.ndim != 2 or x.shape[1] != self.hidden_size:
             raise ValueError(f"x has shape {x.shape}, want [T, {self.hidden_size}]")
         return x
@@ -301,8 +303,9 @@ class Library:
     def run_experts(self, ctx, rows, counts, weights):
         """An expert shard's experts: float32 [N, H], row r being weights[r] ·
         FFN(rows[r]) of its local expert; rows come grouped by local expert,
-        counts[i] rows for expert first + i."""
-        rows = self._x(rows)
+        counts[i] rows for expert first + i. bf16 rows may be bit patterns
+        (uint16), as they travel between ranks."""
+        rows = self._x(rows, bits=True)
         counts = np.ascontiguousarray(counts, dtype=np.int64)
         weights = np.ascontiguousarray(weights, dtype=np.float32)
         N = rows.shape[0]

@@ -155,8 +155,8 @@ class MoELayer:
         own, as Hugging Face's Switch Transformers apply it; else all at
         once."""
         x, rows = self._tokens(x)
-        if x.ndim < 3 or (self.config.capacity_factor == 0.0
-                          and self.config.routing == "token_choice"):
+        if x.ndim < 3 or rows.shape[0] == 0 or (self.config.capacity_factor == 0.0
+                                                and self.config.routing == "token_choice"):
             return x, [rows]
         per_sequence = rows.reshape(-1, x.shape[-2], x.shape[-1])
         return x, list(per_sequence)
@@ -192,11 +192,12 @@ class MoELayer:
         ids = np.concatenate([r[0] for r in routed])
         w = np.concatenate([r[1] for r in routed])
         lead = x.shape[:-1]
-        return ids.reshape(*lead, -1), w.reshape(*lead, -1)
+        width = self.compiled.library.width
+        return ids.reshape(*lead, width), w.reshape(*lead, width)
 
     def run_experts(self, rows, counts, weights):
-        """An expert shard's experts on rows other ranks sent (float32 or
-        the layer's type, [N, H]), grouped by local expert with `counts`
+        """An expert shard's experts on rows other ranks sent (float32, the
+        layer's type, or a bf16 layer's bits as uint16; [N, H]), grouped by local expert with `counts`
         ([expert_shard count]); returns float32 [N, H], row r scaled by
         weights[r]."""
         if self._ctx.handle is None:

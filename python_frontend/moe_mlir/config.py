@@ -51,9 +51,10 @@ class ConfigError(ValueError):
 
 
 @functools.lru_cache(maxsize=1024)
-def _print_config(compiler, text):
-    """moe-compile's normalized config for the JSON `text`: (dict, None), or
-    (None, (key, message)) for its error."""
+def _print_config(compiler, stamp, text):
+    """moe-compile's normalized config for the JSON `text`, as JSON text, and
+    None; or None and (key, message) for its error. `stamp` tells a rebuilt
+    compiler from the one that answered before."""
     try:
         proc = subprocess.run([compiler, "-", "--print-config"], input=text,
                               capture_output=True, text=True)
@@ -62,7 +63,7 @@ def _print_config(compiler, text):
         raise CompileError(f"moe-compile not found at {compiler} ({e.strerror}): it "
                            "checks every config") from None
     if proc.returncode == 0:
-        return json.loads(proc.stdout), None
+        return proc.stdout, None
     match = _ERROR.match(proc.stderr.strip())
     if not match:
         raise RuntimeError(f"moe-compile --print-config failed: {proc.stderr.strip()}")
@@ -85,10 +86,16 @@ def normalized(data, source="<config>"):
     except (TypeError, ValueError):
         raise ConfigError(source, None, "is not JSON: "
                           f"{data!r:.200}") from None
-    config, error = _print_config(str(moe_compile_path()), text)
+    compiler = moe_compile_path()
+    try:
+        stat = compiler.stat()
+        stamp = (stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        stamp = None
+    config, error = _print_config(str(compiler), stamp, text)
     if error is not None:
         raise ConfigError(source, *error)
-    return config
+    return json.loads(config)  # a fresh dict: callers may change it
 
 
 @dataclass(frozen=True)
@@ -146,7 +153,8 @@ class MoEConfig:
             object.__setattr__(self, key, config[key] if key in config else leaf[key])
         expert = config.get("expert")
         object.__setattr__(self, "expert", None if expert is None else _in_spec_order(expert))
-        object.__setattr__(self, "expert_shard", config.get("expert_shard"))
+        shard = config.get("expert_shard")
+        object.__setattr__(self, "expert_shard", None if shard is None else dict(shard))
 
     # -- conversions ---------------------------------------------------------
 

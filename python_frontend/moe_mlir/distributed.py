@@ -59,13 +59,24 @@ def _shard_weights(config, weights, first, count):
         elif array.shape == tuple(shard_shapes[key]):
             out[key] = array
         elif array.shape == tuple(full_shapes[key]):
-            out[key] = array.reshape((-1,) + tuple(shard_shapes[key][1:]))[first:first + count]
+            if array.ndim == len(shard_shapes[key]):
+                out[key] = array[first:first + count]  # no copy of the others
+            else:  # stacked over a hierarchy's levels
+                out[key] = array.reshape((-1,) + tuple(shard_shapes[key][1:]))[first:first + count]
         else:
             raise ValueError(
                 f"weight {key!r} has shape {array.shape}: want the whole layer's "
                 f"{tuple(full_shapes[key])} or this rank's shard of experts "
                 f"[{first}, {first + count}), {tuple(shard_shapes[key])}")
     return out
+
+
+def _raise_for(gathered):
+    """Raises, naming each rank, if any rank's (value, error) has an error."""
+    failed = [(r, error) for r, (_, error) in enumerate(gathered) if error is not None]
+    if failed:
+        raise ValueError("ExpertParallelLayer: " + "; ".join(
+            f"rank {r}: {error}" for r, error in failed))
 
 
 class ExpertParallelLayer:
@@ -87,18 +98,26 @@ class ExpertParallelLayer:
         self.group = group
         self.rank = dist.get_rank(group)
         self.world_size = dist.get_world_size(group)
-        self.config = as_config(config)
-        if self.config.expert_shard is not None:
-            raise ValueError("ExpertParallelLayer takes the whole layer's config: it "
-                             "sets 'expert_shard' itself")
 
-        # Agree on the config before anything can differ between ranks.
+        # Agree on the config before anything can differ between ranks; a
+        # rank whose config fails says so in the same gather, so that no
+        # rank is left waiting in a later collective.
+        text, error = None, None
+        try:
+            self.config = as_config(config)
+            if self.config.expert_shard is not None:
+                raise ValueError("takes the whole layer's config: it sets "
+                                 "'expert_shard' itself")
+            text = self.config.to_json()
+        except Exception as e:
+            error = f"{type(e).__name__}: {e}"
         configs = [None] * self.world_size
-        dist.all_gather_object(configs, self.config.to_json(), group=group)
-        for r, other in enumerate(configs):
-            if other != configs[0]:
+        dist.all_gather_object(configs, (text, error), group=group)
+        _raise_for(configs)
+        for r, (other, _) in enumerate(configs):
+            if other != configs[0][0]:
                 raise ValueError(f"ExpertParallelLayer: rank {r}'s config differs from "
-                                 f"rank 0's:\n  rank 0: {configs[0]}\n  rank {r}: {other}")
+                                 f"rank 0's:\n  rank 0: {configs[0][0]}\n  rank {r}: {other}")
 
         self.num_experts = _leaf_experts(self.config)
         if self.num_experts < self.world_size:
@@ -120,11 +139,8 @@ class ExpertParallelLayer:
         except Exception as e:  # reported on every rank below
             error = f"{type(e).__name__}: {e}"
         errors = [None] * self.world_size
-        dist.all_gather_object(errors, error, group=group)
-        failed = [(r, e) for r, e in enumerate(errors) if e is not None]
-        if failed:
-            raise ValueError("ExpertParallelLayer: " + "; ".join(
-                f"rank {r}: {e}" for r, e in failed))
+        dist.all_gather_object(errors, (None, error), group=group)
+        _raise_for(errors)
         self.width = self.config.route_width
         self.hidden_size = self.config.hidden_size
         # Seconds spent in each part of the last call.
@@ -134,23 +150,39 @@ class ExpertParallelLayer:
         """The layer on this rank's tokens x ([T, H], T may be 0 and differ
         between ranks; numpy, or a torch CPU tensor). Collective: every rank
         of the group must call it. Returns float32 numpy for numpy x, a
-        tensor of x's dtype for a tensor."""
+        tensor of x's dtype for a tensor. An error on any rank (a wrong x,
+        a failed kernel call) raises on every rank, and the layer stays
+        usable."""
         torch, dist = _torch()
         as_tensor = isinstance(x, torch.Tensor)
+        error, rows = None, np.empty((0, self.hidden_size), np.float32)
+        try:
+            rows = self._rows(torch, x)
+        except Exception as e:  # raised on every rank by _forward
+            error = e
+        y = self._forward(torch, dist, rows, error)
         if as_tensor:
+            return torch.from_numpy(y).to(x.dtype)
+        return y
+
+    def _rows(self, torch, x):
+        """x as a contiguous float32 [T, H] array, or the error it is."""
+        if isinstance(x, torch.Tensor):
+            if x.device.type != "cpu":
+                raise ValueError("ExpertParallelLayer runs on CPU tensors (gloo); "
+                                 f"x is on {x.device}")
             if x.requires_grad and torch.is_grad_enabled():
                 raise RuntimeError("ExpertParallelLayer has no backward: call it under "
                                    "torch.no_grad() or on a tensor that does not "
                                    "require grad")
-            rows = x.detach().to("cpu", torch.float32).numpy()
+            rows = x.detach().to(torch.float32).numpy()
         else:
             rows = np.asarray(x, dtype=np.float32)
         if rows.ndim != 2 or rows.shape[1] != self.hidden_size:
             raise ValueError(f"x has shape {tuple(rows.shape)}, want [T, {self.hidden_size}]")
-        y = self._forward(torch, dist, np.ascontiguousarray(rows))
-        if as_tensor:
-            return torch.from_numpy(y).to(x.dtype)
-        return y
+        if self.layer._ctx.handle is None:
+            raise RuntimeError("the layer was closed")
+        return np.ascontiguousarray(rows)
 
     forward = __call__
 
@@ -167,22 +199,41 @@ class ExpertParallelLayer:
                                input_split_sizes=send_splits, group=self.group)
         return recv.numpy().view(send.dtype).reshape((-1,) + tail)
 
-    def _forward(self, torch, dist, x):
+    def _failed_ranks(self, failed):
+        """Whether any rank's `failed` is set (a collective)."""
+        torch, dist = _torch()
+        flags = torch.zeros(self.world_size, dtype=torch.int32)
+        flags[self.rank] = int(failed)
+        dist.all_reduce(flags, group=self.group)
+        return [r for r in range(self.world_size) if flags[r]]
+
+    def _raise_failed(self, error, ranks):
+        if error is not None:
+            raise error
+        raise RuntimeError(f"ExpertParallelLayer: the call failed on rank(s) "
+                           f"{', '.join(map(str, ranks))}, which raised the error")
+
+    def _forward(self, torch, dist, x, error):
         timings = {"route": 0.0, "exchange": 0.0, "experts": 0.0, "combine": 0.0}
         start = time.perf_counter()
         T, W, H = x.shape[0], self.width, self.hidden_size
-        if T:
-            ids, weights = self.layer.route(x)
-        else:
-            ids = np.empty((0, W), np.int32)
-            weights = np.empty((0, W), np.float32)
+        ids = np.empty((0, W), np.int32)
+        weights = np.empty((0, W), np.float32)
+        if T and error is None:
+            try:
+                ids, weights = self.layer.route(x)
+            except Exception as e:
+                error = e
         # Kept slots by expert, token order within an expert: experts are
         # numbered rank by rank, so this groups them by destination too.
         flat = ids.reshape(-1)
         kept = np.flatnonzero(flat >= 0)
         order = kept[np.argsort(flat[kept], kind="stable")]
         expert_counts = np.bincount(flat[order], minlength=self.num_experts).astype(np.int64)
-        send_rows = [int(expert_counts[self.bounds[r]:self.bounds[r + 1]].sum())
+        if error is not None:
+            # -1 counts tell every rank that this one failed.
+            expert_counts[:] = -1
+        send_rows = [max(0, int(expert_counts[self.bounds[r]:self.bounds[r + 1]].sum()))
                      for r in range(self.world_size)]
         timings["route"] += time.perf_counter() - start
 
@@ -192,6 +243,9 @@ class ExpertParallelLayer:
         recv_counts = self._exchange(torch, dist, expert_counts, self.shard_sizes,
                                      [self.count] * self.world_size)
         recv_counts = recv_counts.reshape(self.world_size, self.count)
+        failed = [r for r in range(self.world_size) if (recv_counts[r] < 0).any()]
+        if failed or error is not None:
+            self._raise_failed(error, failed)
         recv_rows = [int(n) for n in recv_counts.sum(axis=1)]
         # Rows travel in the layer's storage type (bf16 as its bits).
         rows = self._exchange(torch, dist, encode(x[order // W], self.config.dtype),
@@ -209,11 +263,17 @@ class ExpertParallelLayer:
             [np.arange(segments[s, e], segments[s, e] + recv_counts[s, e])
              for e in range(self.count) for s in range(self.world_size)]
             + [np.empty(0, np.int64)]).astype(np.int64)
-        out = np.empty((len(by_expert), H), np.float32)
-        if len(by_expert):
-            out[by_expert] = self.layer.run_experts(rows[by_expert],
-                                                    recv_counts.sum(axis=0),
-                                                    row_weights[by_expert])
+        out = np.zeros((len(by_expert), H), np.float32)
+        try:
+            if len(by_expert):
+                out[by_expert] = self.layer.run_experts(rows[by_expert],
+                                                        recv_counts.sum(axis=0),
+                                                        row_weights[by_expert])
+        except Exception as e:
+            error = e
+        failed = self._failed_ranks(error is not None)
+        if failed:
+            self._raise_failed(error, failed)
         timings["experts"] += time.perf_counter() - start
 
         start = time.perf_counter()
@@ -223,6 +283,7 @@ class ExpertParallelLayer:
         start = time.perf_counter()
         y = np.empty((T, H), np.float32)
         if T:
+            # Every rank has its results: a failure here is this rank's own.
             expert_out = np.zeros((T * W, H), np.float32)
             expert_out[order] = back
             y = self.layer.combine(x, ids, expert_out.reshape(T, W, H))

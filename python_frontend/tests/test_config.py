@@ -200,3 +200,13 @@ def test_hierarchical_round_trip_and_shapes():
     # Constructed directly, the leaf keys come from the innermost level.
     d = MoEConfig("h", 8, None, 4, 2, expert=HIERARCHICAL["expert"])
     assert d == c
+
+
+def test_configs_do_not_share_state():
+    """moe-compile's answers are cached; a config changed by its user must
+    not change the next one made from the same keys."""
+    shard = {**BASE, "expert_shard": {"first": 1, "count": 2}}
+    a = MoEConfig.from_dict(shard)
+    a.expert_shard["count"] = 3
+    assert MoEConfig.from_dict(shard).expert_shard == {"first": 1, "count": 2}
+    assert MoEConfig.from_dict(shard).to_dict()["expert_shard"]["count"] == 2

@@ -59,3 +59,7 @@ def test_capacity_per_sequence():
     assert not np.array_equal(layer(x.reshape(64, 16)).reshape(2, 32, 16), per_sequence)
     ids, _ = module.route(torch.from_numpy(x))
     np.testing.assert_array_equal(ids.numpy()[1], layer.route(x[1])[0])
+    # No sequences, or empty ones.
+    for shape in ((0, 32, 16), (2, 0, 16)):
+        assert module(torch.zeros(shape)).shape == shape
+        assert layer.route(np.zeros(shape, np.float32))[0].shape == shape[:-1] + (1,)

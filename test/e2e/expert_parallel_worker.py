@@ -37,6 +37,8 @@ def run_case(case, rank, world):
     error = case.get("error")
     if error == "config" and rank == 1:
         config = dict(config, top_k=config["top_k"] - 1)
+    if error == "config_shard" and rank == 1:
+        config = dict(config, expert_shard={"first": 0, "count": 1})
     if error == "shard_size" and rank == 1:
         weights = dict(weights, up_proj=weights["up_proj"][:1])
     try:
@@ -50,6 +52,21 @@ def run_case(case, rank, world):
                     if k in ("gate_proj", "up_proj", "down_proj") else v)
                 for k, v in weights.items()}
         layer = ExpertParallelLayer(config, keep)
+    if error == "call":
+        # Rank 1 passes a wrong x: every rank raises, and the next call works.
+        try:
+            layer(x[:, :-1] if rank == 1 else x)
+            call_error = ""
+        except (ValueError, RuntimeError) as e:
+            call_error = str(e)
+        y = layer(x)
+        layer.close()
+        return {"y": y, "call_error": np.array(call_error)}
+    if case.get("torch") == "bf16":
+        y = layer(torch.from_numpy(x).to(torch.bfloat16))
+        assert y.dtype == torch.bfloat16
+        layer.close()
+        return {"y": y.float().numpy()}
     if case.get("torch"):
         with torch.no_grad():
             y = layer(torch.from_numpy(x)).numpy()

@@ -66,8 +66,19 @@ CASES = {
                       "tokens": UNEVEN, "shard_weights": True},
     "torch": {"config": {"name": "ep_softmax", **SMALL, "top_k": 2},
               "tokens": UNEVEN, "torch": True},
+    # 6 experts: shards of 3 and 3 on 2 ranks, 1, 2, 1 and 2 on 4.
+    "uneven_shards": {"config": {"name": "ep_six", **SMALL, "num_experts": 6,
+                                 "top_k": 2}, "tokens": LARGE},
+    "torch_bf16": {"config": {"name": "ep_bf16", **SMALL, "top_k": 2, "dtype": "bf16"},
+                   "tokens": UNEVEN, "torch": "bf16"},
+    "no_tokens": {"config": {"name": "ep_softmax", **SMALL, "top_k": 2},
+                  "tokens": {"2": [0, 0], "4": [0, 0, 0, 0]}},
+    "call_error": {"config": {"name": "ep_softmax", **SMALL, "top_k": 2},
+                   "tokens": UNEVEN, "error": "call"},
     "config_mismatch": {"config": {"name": "ep_softmax", **SMALL, "top_k": 2},
                         "tokens": UNEVEN, "error": "config"},
+    "config_shard": {"config": {"name": "ep_softmax", **SMALL, "top_k": 2},
+                     "tokens": UNEVEN, "error": "config_shard"},
     "shard_size": {"config": {"name": "ep_softmax", **SMALL, "top_k": 2},
                    "tokens": UNEVEN, "error": "shard_size"},
 }
@@ -118,7 +129,7 @@ def test_matches_one_process(world, ranks, cache, monkeypatch):
     ranks = ranks(world)
     failures = []
     for name, case in CASES.items():
-        if "error" in case:
+        if case.get("error", "call") != "call":
             continue
         config, weights, x, _ = case_inputs(case, 0, world)
         counts = case["tokens"][str(world)]
@@ -134,6 +145,9 @@ def test_matches_one_process(world, ranks, cache, monkeypatch):
         # The f64 reference sees what the layer sees: bf16 rounds x and the
         # weights first.
         dtype = config.get("dtype", "f32")
+        if not len(x):
+            assert y.shape == (0, config["hidden_size"]), name
+            continue
         ref = reference(config, {k: representable(v, dtype) for k, v in weights.items()},
                         representable(x, dtype))[0]
         layer.close()
@@ -147,9 +161,16 @@ def test_matches_one_process(world, ranks, cache, monkeypatch):
         if not config.get("capacity_factor") and \
                 np.abs(y - ref).max() > tolerance(config) * scale:
             failures.append(f"{name}: off the f64 reference by {np.abs(y - ref).max():.3g}")
-        if case.get("torch"):
+        if case.get("torch") is True:
             for r in range(world):
                 assert "no backward" in str(ranks[r][f"{name}/grad_error"]), name
+        if case.get("error") == "call":
+            # Rank 1 raised its own error, every other rank one naming it.
+            for r in range(world):
+                message = str(ranks[r][f"{name}/call_error"])
+                expected = ("x has shape" if r == 1 else
+                            "the call failed on rank(s) 1, which raised the error")
+                assert expected in message, (name, r, message)
     assert not failures, "\n".join(failures)
 
 
@@ -159,6 +180,8 @@ def test_errors_on_every_rank(ranks):
         mismatch = str(ranks[r]["config_mismatch/error"])
         assert "rank 1's config differs from rank 0's" in mismatch, mismatch
         assert '"top_k": 1' in mismatch and '"top_k": 2' in mismatch, mismatch
+        shard = str(ranks[r]["config_shard/error"])
+        assert "rank 1: ValueError: takes the whole layer's config" in shard, shard
         size = str(ranks[r]["shard_size/error"])
         assert "rank 1: ValueError: weight 'up_proj' has shape (1, 48, 32)" in size, size
         assert "rank 0:" not in size, size

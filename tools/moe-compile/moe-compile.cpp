@@ -271,6 +271,10 @@ int main(int argc, char **argv) {
   if (printConfig) {
     if (!outputDir.empty())
       return fail("--print-config writes no files: drop -o");
+    if (emit.getNumOccurrences() || printPipeline || emulateGPU ||
+        !disabledFusions.empty() || march.getNumOccurrences() ||
+        !cpuPipelineOptions.empty() || !sanitizers.empty())
+      return fail("--print-config takes no compilation option");
     llvm::outs() << config->toJSON() << "\n";
     return 0;
   }
