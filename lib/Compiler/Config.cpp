@@ -398,6 +398,10 @@ static void checkConsistency(KeyReader &reader, const LayerConfig &c) {
   checkGPUArchs(reader, c.gpuArch);
   if (reader.failed())
     return;
+  // Expert ids are 32-bit in the routing results.
+  if (c.numExperts > INT32_MAX)
+    return reader.fail("num_experts", "must not exceed 2147483647: expert ids "
+                                      "are 32-bit");
   std::string path;
   double leaves = static_cast<double>(c.numExperts);
   for (const LevelRouting &level : c.innerLevels) {
