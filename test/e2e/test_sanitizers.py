@@ -65,7 +65,13 @@ def test_concurrent_forward_is_race_free_and_deterministic(concurrent_forward):
 
 def test_thread_sanitizer_sees_into_the_kernels(concurrent_forward):
     # Every thread writing one y is a race by SPEC §4, inside the kernel.
-    run = concurrent_forward("--shared-output")
+    # ThreadSanitizer sees a race only while both writes are in its bounded
+    # history, which a loaded machine's scheduling can spread past: a few
+    # runs, and one report is enough to show the kernels are instrumented.
+    for _ in range(5):
+        run = concurrent_forward("--shared-output")
+        if run.returncode != 0:
+            break
     assert run.returncode != 0
     assert "WARNING: ThreadSanitizer: data race" in run.stderr
     assert "tsan_layer_forward_kernel" in run.stderr
