@@ -18,6 +18,36 @@ namespace mlir::moe {
 using namespace mlir;
 using namespace mlir::moe;
 
+/// The routed experts' stages of `op` (a moe.layer or moe.local_experts)
+/// over its routing `ids` (`[T, slots]`): the plan, then every expert's
+/// FFN over its segment. Returns the expert rows and the plan's
+/// `slot_rows`, which combine reads.
+template <typename OpTy>
+static std::pair<Value, Value>
+createRoutedExperts(PatternRewriter &rewriter, OpTy op, Value ids,
+                    int64_t numExperts, int64_t slotsPerToken,
+                    int64_t rowTile) {
+  Location loc = op.getLoc();
+  // The plan indexes token slots with 64-bit integers: T·K may pass 2^31.
+  Type i64 = rewriter.getI64Type();
+  auto dispatch = DispatchOp::create(
+      rewriter, loc, RankedTensorType::get({numExperts}, i64),
+      RankedTensorType::get({numExperts + 1}, i64),
+      RankedTensorType::get({ShapedType::kDynamic}, i64),
+      cast<RankedTensorType>(ids.getType()).clone(i64), ids, numExperts,
+      rowTile);
+  int64_t hidden =
+      cast<RankedTensorType>(op.getInput().getType()).getDimSize(1);
+  auto experts = ExpertOp::create(
+      rewriter, loc,
+      RankedTensorType::get({ShapedType::kDynamic, hidden},
+                            rewriter.getF32Type()),
+      op.getInput(), dispatch.getSlots(), dispatch.getOffsets(),
+      op.getGateProj(), op.getUpProj(), op.getDownProj(), slotsPerToken,
+      op.getActivation());
+  return {experts.getOutput(), dispatch.getSlotRows()};
+}
+
 namespace {
 struct ExpandLayer : OpRewritePattern<LayerOp> {
   ExpandLayer(MLIRContext *context, int64_t rowTile)
@@ -35,8 +65,6 @@ struct ExpandLayer : OpRewritePattern<LayerOp> {
                                 ? numExperts
                                 : static_cast<int64_t>(op.getTopK());
     Type i32 = rewriter.getI32Type();
-    // The plan indexes token slots with 64-bit integers: T·K may pass 2^31.
-    Type i64 = rewriter.getI64Type();
     Type f32 = rewriter.getF32Type();
     auto perSlot = [&](Type elementType) {
       return RankedTensorType::get({numTokens, slotsPerToken}, elementType);
@@ -80,18 +108,8 @@ struct ExpandLayer : OpRewritePattern<LayerOp> {
       weights = refine.getWeights();
     }
 
-    auto dispatch = DispatchOp::create(
-        rewriter, loc, RankedTensorType::get({numExperts}, i64),
-        RankedTensorType::get({numExperts + 1}, i64),
-        RankedTensorType::get({ShapedType::kDynamic}, i64), perSlot(i64),
-        ids, numExperts, rowTile);
-
-    auto experts = ExpertOp::create(
-        rewriter, loc,
-        RankedTensorType::get({ShapedType::kDynamic, hidden}, f32),
-        op.getInput(), dispatch.getSlots(), dispatch.getOffsets(),
-        op.getGateProj(), op.getUpProj(), op.getDownProj(), slotsPerToken,
-        op.getActivation());
+    auto [rows, slotRows] = createRoutedExperts(rewriter, op, ids, numExperts,
+                                                slotsPerToken, rowTile);
 
     Value shared;
     if (op.getSharedUpProj())
@@ -101,9 +119,8 @@ struct ExpandLayer : OpRewritePattern<LayerOp> {
           op.getSharedDownProj(), op.getSharedExpertGate(),
           op.getActivation());
 
-    rewriter.replaceOpWithNewOp<CombineOp>(op, inputType, experts.getOutput(),
-                                           dispatch.getSlotRows(), weights,
-                                           shared);
+    rewriter.replaceOpWithNewOp<CombineOp>(op, inputType, rows, slotRows,
+                                           weights, shared);
     return success();
   }
 
@@ -119,29 +136,13 @@ struct ExpandLocalExperts : OpRewritePattern<LocalExpertsOp> {
 
   LogicalResult matchAndRewrite(LocalExpertsOp op,
                                 PatternRewriter &rewriter) const override {
-    Location loc = op.getLoc();
-    auto outputType = cast<RankedTensorType>(op.getOutput().getType());
-    int64_t numRows = outputType.getDimSize(0);
-    int64_t hidden = outputType.getDimSize(1);
     int64_t numExperts =
         cast<RankedTensorType>(op.getUpProj().getType()).getDimSize(0);
-    Type i64 = rewriter.getI64Type();
-    auto dispatch = DispatchOp::create(
-        rewriter, loc, RankedTensorType::get({numExperts}, i64),
-        RankedTensorType::get({numExperts + 1}, i64),
-        RankedTensorType::get({ShapedType::kDynamic}, i64),
-        RankedTensorType::get({numRows, 1}, i64), op.getIds(), numExperts,
-        rowTile);
-    auto experts = ExpertOp::create(
-        rewriter, loc,
-        RankedTensorType::get({ShapedType::kDynamic, hidden},
-                              rewriter.getF32Type()),
-        op.getInput(), dispatch.getSlots(), dispatch.getOffsets(),
-        op.getGateProj(), op.getUpProj(), op.getDownProj(),
-        /*slots_per_token=*/1, op.getActivation());
-    rewriter.replaceOpWithNewOp<CombineOp>(op, outputType, experts.getOutput(),
-                                           dispatch.getSlotRows(),
-                                           op.getWeights(), Value());
+    auto [rows, slotRows] =
+        createRoutedExperts(rewriter, op, op.getIds(), numExperts,
+                            /*slotsPerToken=*/1, rowTile);
+    rewriter.replaceOpWithNewOp<CombineOp>(op, op.getOutput().getType(), rows,
+                                           slotRows, op.getWeights(), Value());
     return success();
   }
 
