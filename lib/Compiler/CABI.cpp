@@ -214,12 +214,33 @@ std::string mlir::moe::emitHeader(const LayerConfig &c) {
   return text;
 }
 
+/// The checks an entry point over `num_tokens` tokens starts with (SPEC
+/// §4): the context, the token count (none returns at once), then each of
+/// `arrays` (a parameter and its element size) present and aligned.
+static void
+emitTokenChecks(llvm::raw_ostream &os, const LayerConfig &c,
+                std::initializer_list<std::pair<const char *, int64_t>> arrays) {
+  std::string N = upper(c.name);
+  os << "  if (!ctx) return " << N << "_ERROR_NULL_ARGUMENT;\n"
+     << "  if (num_tokens < 0) return " << N << "_ERROR_NEGATIVE_TOKENS;\n"
+     << "  if (num_tokens == 0) return " << N << "_OK;\n"
+     << "  if (num_tokens > " << N << "_MAX_TOKENS) return " << N
+     << "_ERROR_TOO_MANY_TOKENS;\n  if (";
+  llvm::interleave(
+      arrays, os, [&](const auto &array) { os << "!" << array.first; },
+      " || ");
+  os << ") return " << N << "_ERROR_NULL_ARGUMENT;\n  if (";
+  llvm::interleave(
+      arrays, os,
+      [&](const auto &array) {
+        os << "misaligned(" << array.first << ", " << array.second << ")";
+      },
+      " || ");
+  os << ") return " << N << "_ERROR_MISALIGNED;\n";
+}
+
 /// Which weights a kernel takes.
 using WeightFilter = llvm::function_ref<bool(const WeightField &)>;
-
-static bool isSharedExpertWeight(const WeightField &field) {
-  return llvm::StringRef(field.name).starts_with("shared_");
-}
 
 /// A memref descriptor over the context's pointer for each weight `takes`
 /// selects, named as the field.
@@ -258,7 +279,10 @@ static void emitShardEntries(llvm::raw_ostream &os, const LayerConfig &c,
   int64_t hidden = c.hiddenSize;
   int64_t width = c.slotsPerToken();
   auto routedExpert = [](const WeightField &field) {
-    return !field.routing && !isSharedExpertWeight(field);
+    return field.isRoutedExpert();
+  };
+  auto sharedExpert = [](const WeightField &field) {
+    return field.isSharedExpert();
   };
 
   os << "int " << n << "_run_experts(" << n
@@ -296,19 +320,11 @@ static void emitShardEntries(llvm::raw_ostream &os, const LayerConfig &c,
 
   os << "int " << n << "_combine(" << n
      << "_context *ctx, const void *x, int64_t num_tokens,\n"
-     << "    const int32_t *topk_ids, const float *expert_out, void *y) {\n"
-     << "  if (!ctx) return " << N << "_ERROR_NULL_ARGUMENT;\n"
-     << "  if (num_tokens < 0) return " << N << "_ERROR_NEGATIVE_TOKENS;\n"
-     << "  if (num_tokens == 0) return " << N << "_OK;\n"
-     << "  if (num_tokens > " << N << "_MAX_TOKENS) return " << N
-     << "_ERROR_TOO_MANY_TOKENS;\n"
-     << "  if (!x || !topk_ids || !expert_out || !y) return " << N
-     << "_ERROR_NULL_ARGUMENT;\n"
-     << "  if (misaligned(x, " << elementSize << ") || misaligned(y, "
-     << elementSize
-     << ") ||\n      misaligned(topk_ids, 4) || misaligned(expert_out, 4))\n"
-     << "    return " << N << "_ERROR_MISALIGNED;\n"
-     << "  size_t slots = (size_t)num_tokens * " << width << ";\n"
+     << "    const int32_t *topk_ids, const float *expert_out, void *y) {\n";
+  emitTokenChecks(os, c,
+                  {{"x", elementSize}, {"topk_ids", 4}, {"expert_out", 4},
+                   {"y", elementSize}});
+  os << "  size_t slots = (size_t)num_tokens * " << width << ";\n"
      << "  int64_t *slot_rows = malloc(slots * sizeof *slot_rows);\n"
      << "  float *ones = malloc(slots * sizeof *ones);\n"
      << "  if (!slot_rows || !ones) {\n"
@@ -335,9 +351,9 @@ static void emitShardEntries(llvm::raw_ostream &os, const LayerConfig &c,
      << "  memref2 sv = view2(slot_rows, num_tokens, " << width << ");\n"
      << "  memref2 onev = view2(ones, num_tokens, " << width << ");\n"
      << "  memref2 yv = view2(y, num_tokens, " << hidden << ");\n";
-  emitWeightViews(os, fields, isSharedExpertWeight);
+  emitWeightViews(os, fields, sharedExpert);
   os << "  _mlir_ciface_" << n << "_combine_kernel(&xv";
-  emitWeightArgs(os, fields, isSharedExpertWeight);
+  emitWeightArgs(os, fields, sharedExpert);
   os << ", &ev, &sv, &onev, &yv);\n"
      << "  free(slot_rows);\n  free(ones);\n  return " << N << "_OK;\n}\n\n";
 }
@@ -377,12 +393,12 @@ std::string mlir::moe::emitWrapperSource(const LayerConfig &c) {
     os << "void _mlir_ciface_" << n
        << "_experts_kernel(memref2 *rows, memref2 *ids, memref2 *weights";
     for (const WeightField &field : fields)
-      if (field.used && !field.routing && !isSharedExpertWeight(field))
+      if (field.used && field.isRoutedExpert())
         os << ", memref" << field.kernelRank << " *" << field.name;
     os << ", memref2 *out);\n"
        << "void _mlir_ciface_" << n << "_combine_kernel(memref2 *x";
     for (const WeightField &field : fields)
-      if (field.used && isSharedExpertWeight(field))
+      if (field.used && field.isSharedExpert())
         os << ", memref" << field.kernelRank << " *" << field.name;
     os << ", memref2 *expert_out, memref2 *slot_rows, memref2 "
           "*slot_weights,\n    memref2 *y);\n";
@@ -508,19 +524,6 @@ const char *)" << n << R"(_strerror(int code) {
       return !routingOnly || field.routing;
     });
   };
-  auto checks = [&](const char *out1, const char *out2) {
-    os << "  if (!ctx) return " << N << "_ERROR_NULL_ARGUMENT;\n"
-       << "  if (num_tokens < 0) return " << N << "_ERROR_NEGATIVE_TOKENS;\n"
-       << "  if (num_tokens == 0) return " << N << "_OK;\n"
-       << "  if (num_tokens > " << N << "_MAX_TOKENS) return " << N
-       << "_ERROR_TOO_MANY_TOKENS;\n"
-       << "  if (!x || !" << out1 << (out2 ? std::string(" || !") + out2 : "")
-       << ") return " << N << "_ERROR_NULL_ARGUMENT;\n"
-       << "  if (misaligned(x, " << elementSize << ") || misaligned(" << out1
-       << ", " << (out2 ? 4 : elementSize) << ")"
-       << (out2 ? std::string(" || misaligned(") + out2 + ", 4)" : "")
-       << ") return " << N << "_ERROR_MISALIGNED;\n";
-  };
 
   // The kernel function's call; on CUDA between the runtime's begin and
   // end of a call, which report what failed.
@@ -549,7 +552,7 @@ const char *)" << n << R"(_strerror(int code) {
     os << "int " << n << "_forward(" << n
        << "_context *ctx, const void *x, int64_t num_tokens, void *y) {\n";
   if (!c.isShard()) {
-    checks("y", nullptr);
+    emitTokenChecks(os, c, {{"x", elementSize}, {"y", elementSize}});
     os << "  memref2 xv = view2(x, num_tokens, " << c.hiddenSize << ");\n"
        << "  memref2 yv = view2(y, num_tokens, " << c.hiddenSize << ");\n";
     weightViews(false);
@@ -569,7 +572,8 @@ const char *)" << n << R"(_strerror(int code) {
   os << "int " << n << "_route(" << n
      << "_context *ctx, const void *x, int64_t num_tokens,\n"
      << "    int32_t *topk_ids, float *topk_weights) {\n";
-  checks("topk_ids", "topk_weights");
+  emitTokenChecks(os, c, {{"x", elementSize}, {"topk_ids", 4},
+                          {"topk_weights", 4}});
   os << "  memref2 xv = view2(x, num_tokens, " << c.hiddenSize << ");\n"
      << "  memref2 ids = view2(topk_ids, num_tokens, " << c.slotsPerToken()
      << ");\n"

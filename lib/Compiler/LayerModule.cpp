@@ -91,11 +91,6 @@ private:
 };
 } // namespace
 
-static bool isExpertWeight(const WeightField &field) {
-  return field.name == "gate_proj" || field.name == "up_proj" ||
-         field.name == "down_proj";
-}
-
 /// A shard's two kernels in place of forward: its experts over rows other
 /// ranks sent, and the combine of the rows they sent back with the shared
 /// expert (see LayerModule.h).
@@ -113,7 +108,7 @@ static void buildShardKernels(OpBuilder &b, ModuleOp module,
     unsigned weights = kernel.addArgument("weights", {dynamic, 1}, f32);
     llvm::StringMap<unsigned> index;
     for (const WeightField &field : fields)
-      if (field.used && isExpertWeight(field))
+      if (field.used && field.isRoutedExpert())
         index[field.name] =
             kernel.addArgument(field.name, field.kernelShape(), data);
     unsigned out = kernel.addArgument("out", {dynamic, hidden}, f32);
@@ -131,7 +126,7 @@ static void buildShardKernels(OpBuilder &b, ModuleOp module,
     unsigned x = kernel.addArgument("x", {dynamic, hidden}, data);
     llvm::StringMap<unsigned> index;
     for (const WeightField &field : fields)
-      if (field.used && StringRef(field.name).starts_with("shared_"))
+      if (field.used && field.isSharedExpert())
         index[field.name] =
             kernel.addArgument(field.name, field.kernelShape(), data);
     unsigned expertOutput =

@@ -120,6 +120,14 @@ struct WeightField {
   /// The shape the kernel sees: the leading dimensions of `shape` collapsed
   /// into one, so that it has `kernelRank` dimensions (the same memory).
   std::vector<int64_t> kernelShape() const;
+
+  /// gate_proj, up_proj, down_proj: the routed experts' weights, which an
+  /// expert shard holds its rows of.
+  bool isRoutedExpert() const {
+    return name == "gate_proj" || name == "up_proj" || name == "down_proj";
+  }
+  /// The shared expert's weights (shared_*).
+  bool isSharedExpert() const { return name.rfind("shared_", 0) == 0; }
 };
 
 /// The weight fields in the ABI's order: the ten of SPEC §4, then, for
