@@ -257,13 +257,10 @@ class ExpertParallelLayer:
         # Received rows come by source, then local expert; run_experts wants
         # them by local expert, then source (token order across ranks).
         start = time.perf_counter()
-        starts = np.concatenate(([0], np.cumsum(recv_counts.reshape(-1))))
-        segments = starts[:-1].reshape(self.world_size, self.count)
-        by_expert = np.concatenate(
-            [np.arange(segments[s, e], segments[s, e] + recv_counts[s, e])
-             for e in range(self.count) for s in range(self.world_size)]
-            + [np.empty(0, np.int64)]).astype(np.int64)
-        out = np.zeros((len(by_expert), H), np.float32)
+        local = np.repeat(np.tile(np.arange(self.count), self.world_size),
+                          recv_counts.reshape(-1))
+        by_expert = np.argsort(local, kind="stable")
+        out = np.empty((len(by_expert), H), np.float32)
         try:
             if len(by_expert):
                 out[by_expert] = self.layer.run_experts(rows[by_expert],
@@ -284,7 +281,8 @@ class ExpertParallelLayer:
         y = np.empty((T, H), np.float32)
         if T:
             # Every rank has its results: a failure here is this rank's own.
-            expert_out = np.zeros((T * W, H), np.float32)
+            # combine never reads a dropped slot's row, so none is zeroed.
+            expert_out = np.empty((T * W, H), np.float32)
             expert_out[order] = back
             y = self.layer.combine(x, ids, expert_out.reshape(T, W, H))
         timings["combine"] += time.perf_counter() - start
