@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT / "python_frontend"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import moe_mlir  # noqa: E402
+from report import write_section  # noqa: E402
 from run import SHAPES, cpu_flags, cpu_model  # noqa: E402
 
 SECTION = "## Expert parallelism: 2 ranks against 1 process"
@@ -141,19 +142,6 @@ def sharded(short, dtype, token_counts, calls, world):
     return {row["T"]: row for row in rows}
 
 
-def write_section(path, text):
-    """Replaces this benchmark's section of `path` (from its heading to the
-    next '## ' heading or the end), or appends it."""
-    old = path.read_text() if path.exists() else ""
-    start = old.find(SECTION)
-    if start < 0:
-        path.write_text(old.rstrip("\n") + "\n\n" + text)
-        return
-    end = old.find("\n## ", start + len(SECTION))
-    rest = "" if end < 0 else old[end + 1:]
-    path.write_text(old[:start] + text + ("\n" + rest if rest else ""))
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shapes", default="olmoe,qwen3")
@@ -210,7 +198,7 @@ def main():
             lines.append(line)
     text = "\n".join(lines) + "\n"
     if args.output:
-        write_section(Path(args.output), text)
+        write_section(Path(args.output), SECTION, text)
         print(f"wrote {args.output}")
 
 

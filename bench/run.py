@@ -60,6 +60,7 @@ THREADS_TARGET_PER_THREAD = 0.9  # speedup >= 0.9 x threads (1.8 x on 2)
 
 sys.path.insert(0, str(ROOT / "python_frontend"))
 from moe_mlir import abi  # noqa: E402  the generated libraries' ctypes binding
+from report import kept_sections  # noqa: E402
 
 
 class Layer:
@@ -825,19 +826,6 @@ def main():
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(report.text() + kept_sections(out))
         print(f"\nwrote {out}", file=sys.stderr)
-
-
-def kept_sections(path):
-    """The sections other benchmarks write into the same report
-    (bench/expert_parallel's), carried over from its last version."""
-    if not path.exists():
-        return ""
-    old = path.read_text()
-    start = old.find("\n## Expert parallelism")
-    if start < 0:
-        return ""
-    end = old.find("\n## ", start + 1)
-    return "\n" + old[start + 1:None if end < 0 else end + 1]
 
 
 if __name__ == "__main__":

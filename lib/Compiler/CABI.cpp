@@ -171,16 +171,22 @@ std::string mlir::moe::emitHeader(const LayerConfig &c) {
           "expert, which runs run_experts() on\n   what it received and "
           "sends the results back, and combine() sums them.\n   Every "
           "array must be aligned to its element size. */\n"
-       << "/* out[r][H] (f32) = weights[r] * FFN_e(rows[r]) for num_rows rows "
-          "grouped by\n   local expert: counts[i] rows of expert FIRST + i, "
-          "i < COUNT, one group\n   after the other. */\n"
+       << (c.routerWeightOnInput
+               ? "/* out[r][H] (f32) = FFN_e(weights[r] * rows[r]) for "
+                 "num_rows rows grouped by\n"
+               : "/* out[r][H] (f32) = weights[r] * FFN_e(rows[r]) for "
+                 "num_rows rows grouped by\n")
+       << "   local expert: counts[i] rows of expert FIRST + i, i < COUNT, "
+          "one group\n   after the other. */\n"
        << "int " << n << "_run_experts(" << n
        << "_context *ctx, const void *rows, int64_t num_rows,\n"
        << "    const int64_t *counts, const float *weights, float *out);\n"
        << "/* y[t] = the shared expert of x[t] (if any) + the sum, in f32, of "
           "expert_out[t][j]\n   over the slots j < ROUTE_WIDTH whose "
           "topk_ids[t][j] >= 0, in ascending\n   expert order (as forward() "
-          "adds them), rounded once to the layer's type.\n   topk_ids is "
+          "adds them)"
+       << (c.outputBias ? ", + output_bias" : "")
+       << ", rounded once to the layer's type.\n   topk_ids is "
           "route()'s [num_tokens][ROUTE_WIDTH]; expert_out is f32\n   "
           "[num_tokens][ROUTE_WIDTH][H], run_experts()'s rows back in slot "
           "order. */\n"
@@ -281,8 +287,8 @@ static void emitShardEntries(llvm::raw_ostream &os, const LayerConfig &c,
   auto routedExpert = [](const WeightField &field) {
     return field.isRoutedExpert();
   };
-  auto sharedExpert = [](const WeightField &field) {
-    return field.isSharedExpert();
+  auto combineWeight = [](const WeightField &field) {
+    return field.isCombineWeight();
   };
 
   os << "int " << n << "_run_experts(" << n
@@ -326,16 +332,12 @@ static void emitShardEntries(llvm::raw_ostream &os, const LayerConfig &c,
                    {"y", elementSize}});
   os << "  size_t slots = (size_t)num_tokens * " << width << ";\n"
      << "  int64_t *slot_rows = malloc(slots * sizeof *slot_rows);\n"
-     << "  float *ones = malloc(slots * sizeof *ones);\n"
-     << "  if (!slot_rows || !ones) {\n"
-     << "    free(slot_rows);\n    free(ones);\n"
-     << "    return " << N << "_ERROR_OUT_OF_MEMORY;\n  }\n"
+     << "  if (!slot_rows) return " << N << "_ERROR_OUT_OF_MEMORY;\n"
      << "  for (int64_t t = 0; t < num_tokens; ++t) {\n"
      << "    const int32_t *id = topk_ids + t * " << width << ";\n"
      << "    int64_t *row = slot_rows + t * " << width << ";\n"
      << "    int kept = 0;\n"
      << "    for (int j = 0; j < " << width << "; ++j) {\n"
-     << "      ones[t * " << width << " + j] = 1.0f;\n"
      << "      if (id[j] < 0) continue;\n"
      << "      /* Insertion by ascending expert id; a tie keeps slot order. */\n"
      << "      int i = kept++;\n"
@@ -349,13 +351,12 @@ static void emitShardEntries(llvm::raw_ostream &os, const LayerConfig &c,
      << "  memref2 ev = view2(expert_out, (int64_t)slots, " << hidden
      << ");\n"
      << "  memref2 sv = view2(slot_rows, num_tokens, " << width << ");\n"
-     << "  memref2 onev = view2(ones, num_tokens, " << width << ");\n"
      << "  memref2 yv = view2(y, num_tokens, " << hidden << ");\n";
-  emitWeightViews(os, fields, sharedExpert);
+  emitWeightViews(os, fields, combineWeight);
   os << "  _mlir_ciface_" << n << "_combine_kernel(&xv";
-  emitWeightArgs(os, fields, sharedExpert);
-  os << ", &ev, &sv, &onev, &yv);\n"
-     << "  free(slot_rows);\n  free(ones);\n  return " << N << "_OK;\n}\n\n";
+  emitWeightArgs(os, fields, combineWeight);
+  os << ", &ev, &sv, &yv);\n"
+     << "  free(slot_rows);\n  return " << N << "_OK;\n}\n\n";
 }
 
 std::string mlir::moe::emitWrapperSource(const LayerConfig &c) {
@@ -398,10 +399,9 @@ std::string mlir::moe::emitWrapperSource(const LayerConfig &c) {
     os << ", memref2 *out);\n"
        << "void _mlir_ciface_" << n << "_combine_kernel(memref2 *x";
     for (const WeightField &field : fields)
-      if (field.used && field.isSharedExpert())
+      if (field.used && field.isCombineWeight())
         os << ", memref" << field.kernelRank << " *" << field.name;
-    os << ", memref2 *expert_out, memref2 *slot_rows, memref2 "
-          "*slot_weights,\n    memref2 *y);\n";
+    os << ", memref2 *expert_out, memref2 *slot_rows, memref2 *y);\n";
   } else {
     declare("forward_kernel", false, "memref2 *y");
   }

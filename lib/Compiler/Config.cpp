@@ -86,6 +86,15 @@ mlir::moe::weightFields(const LayerConfig &c) {
     fields.push_back({prefix + "selection_bias", level.selectionBias, experts,
                       true, 2});
   }
+  std::vector<int64_t> gateBiasShape = leafShape(f, 1);
+  gateBiasShape.pop_back();
+  std::vector<int64_t> downBiasShape = leafShape(h, 1);
+  downBiasShape.pop_back();
+  fields.push_back({"gate_proj_bias", c.expertBias && c.gated, gateBiasShape,
+                    false, 2});
+  fields.push_back({"up_proj_bias", c.expertBias, gateBiasShape, false, 2});
+  fields.push_back({"down_proj_bias", c.expertBias, downBiasShape, false, 2});
+  fields.push_back({"output_bias", c.outputBias, {h}, false, 1});
   return fields;
 }
 
@@ -249,8 +258,15 @@ static void checkGPUArchs(KeyReader &reader, const std::string &gpuArch) {
 
 /// The routing keys every level has after its FFN keys, in SPEC §2 order.
 static void readSelectionKeys(KeyReader &reader, LevelRouting &level) {
-  reader.readString("scoring", level.scoring, false, {"softmax", "sigmoid"});
+  reader.readString("scoring", level.scoring, false,
+                    {"softmax", "sigmoid", "sparsemixer"});
+  reader.readNumber("sparsemixer_eps", level.sparsemixerEps);
+  if (!reader.failed() && !level.isSparsemixer() &&
+      reader.has("sparsemixer_eps"))
+    reader.fail("sparsemixer_eps",
+                "is only used by \"scoring\": \"sparsemixer\"");
   reader.readBool("normalize_top_k", level.normalizeTopK);
+  reader.readNumber("normalize_p", level.normalizeP);
   reader.readNumber("routed_scaling_factor", level.routedScalingFactor);
   reader.readBool("router_bias", level.routerBias);
   reader.readBool("selection_bias", level.selectionBias);
@@ -268,15 +284,49 @@ static void rejectLeafKey(KeyReader &reader, const char *key) {
                      "'expert' has no FFN of its own");
 }
 
+/// The leaf FFN's activation keys.
+static void readActivationKeys(KeyReader &reader, LayerConfig &c) {
+  reader.readString("activation", c.activation, false,
+                    {"silu", "gelu", "gelu_tanh", "relu", "clamped_swiglu"});
+  reader.readNumber("swiglu_alpha", c.swigluAlpha);
+  reader.readNumber("swiglu_limit", c.swigluLimit);
+  reader.readBool("gated", c.gated);
+  if (reader.failed())
+    return;
+  if (!c.isClampedSwiGLU()) {
+    for (const char *key : {"swiglu_alpha", "swiglu_limit"})
+      if (reader.has(key))
+        return reader.fail(key, "is only used by \"activation\": "
+                                "\"clamped_swiglu\"");
+    return;
+  }
+  if (!c.gated)
+    return reader.fail("activation", "\"clamped_swiglu\" needs a gated FFN "
+                                     "('gated': true)");
+  if (!std::isfinite(c.swigluAlpha))
+    return reader.fail("swiglu_alpha", "must be finite");
+  if (!std::isfinite(c.swigluLimit) || c.swigluLimit <= 0)
+    return reader.fail("swiglu_limit", "must be finite and positive");
+}
+
+static void rejectActivationKeys(KeyReader &reader) {
+  for (const char *key : {"activation", "gated", "swiglu_alpha", "swiglu_limit"})
+    rejectLeafKey(reader, key);
+}
+
 /// Keys an inner level takes from the top level.
 static const std::set<std::string> kInheritedKeys = {
     "name", "hidden_size", "dtype", "target", "gpu_arch"};
 /// Keys of level 1 only: inner levels route by token choice, dropless.
 static const std::set<std::string> kTopLevelOnlyKeys = {
     "capacity_factor", "shared_intermediate_size", "shared_expert_gate"};
+/// Keys about the whole layer (docs/FAMILY-RULES.md), given once at the top.
+static const std::set<std::string> kLayerKeys = {
+    "router_weight_on_input", "expert_bias", "output_bias"};
 static const std::set<std::string> kInnerLevelKeys = {
     "num_experts", "top_k", "intermediate_size", "activation", "gated",
-    "scoring", "normalize_top_k", "routed_scaling_factor", "router_bias",
+    "swiglu_alpha", "swiglu_limit", "scoring", "sparsemixer_eps",
+    "normalize_top_k", "normalize_p", "routed_scaling_factor", "router_bias",
     "selection_bias", "n_group", "topk_group", "group_score", "routing",
     "expert"};
 
@@ -296,6 +346,10 @@ static void readInnerLevel(KeyReader &parent, LayerConfig &c) {
       return reader.fail(key, "is not supported inside 'expert': inner "
                               "levels route by token choice, dropless, "
                               "without shared experts");
+    if (kLayerKeys.count(key))
+      return reader.fail(key, "is given at the top level only: it applies "
+                              "to the whole layer (its leaf experts, its "
+                              "output)");
     if (!kInnerLevelKeys.count(key))
       return reader.failDocument("unknown key '" + reader.pathOf(key) + "'");
   }
@@ -308,14 +362,10 @@ static void readInnerLevel(KeyReader &parent, LayerConfig &c) {
     rejectLeafKey(reader, "intermediate_size");
   reader.readInteger("num_experts", level.numExperts, true, 1);
   reader.readInteger("top_k", level.topK, true, 1);
-  if (leaf) {
-    reader.readString("activation", c.activation, false,
-                      {"silu", "gelu", "gelu_tanh", "relu"});
-    reader.readBool("gated", c.gated);
-  } else {
-    rejectLeafKey(reader, "activation");
-    rejectLeafKey(reader, "gated");
-  }
+  if (leaf)
+    readActivationKeys(reader, c);
+  else
+    rejectActivationKeys(reader);
   readSelectionKeys(reader, level);
   std::string routing = "token_choice";
   reader.readString("routing", routing, false,
@@ -366,6 +416,20 @@ static void checkLevel(KeyReader &reader, const LevelRouting &level,
       level.routedScalingFactor <= 0)
     return reader.fail(path + "routed_scaling_factor",
                        "must be finite and positive");
+  if (!std::isfinite(level.normalizeP) || level.normalizeP <= 0)
+    return reader.fail(path + "normalize_p", "must be finite and positive");
+  if (!level.isSparsemixer())
+    return;
+  if (!std::isfinite(level.sparsemixerEps) || level.sparsemixerEps < 0)
+    return reader.fail(path + "sparsemixer_eps",
+                       "must be finite and not negative");
+  if (level.selectionBias)
+    return reader.fail(path + "selection_bias",
+                       "is not used by \"sparsemixer\" scoring, which "
+                       "chooses by the logits");
+  if (level.nGroup != 1)
+    return reader.fail(path + "n_group",
+                       "must be 1 for \"sparsemixer\" scoring");
 }
 
 /// The rules between keys (SPEC §1 and §2): the same ones moe.layer's
@@ -496,7 +560,9 @@ mlir::moe::parseLayerConfig(llvm::StringRef text, llvm::StringRef fileName) {
       "routed_scaling_factor", "router_bias", "selection_bias", "n_group",
       "topk_group", "group_score", "routing", "capacity_factor",
       "shared_intermediate_size", "shared_expert_gate", "target", "gpu_arch",
-      "expert", "expert_shard"};
+      "expert", "expert_shard", "normalize_p", "sparsemixer_eps",
+      "swiglu_alpha", "swiglu_limit", "router_weight_on_input",
+      "expert_bias", "output_bias"};
   for (const auto &item : object.items())
     if (!known.count(item.key()))
       return error(fileName.str() + ": unknown key '" + item.key() + "'");
@@ -514,14 +580,10 @@ mlir::moe::parseLayerConfig(llvm::StringRef text, llvm::StringRef fileName) {
   reader.readInteger("num_experts", c.numExperts, true, 1);
   reader.readInteger("top_k", c.topK, true, 1);
   reader.readString("dtype", dtype, false, {"f32", "bf16", "f16"});
-  if (hierarchical) {
-    rejectLeafKey(reader, "activation");
-    rejectLeafKey(reader, "gated");
-  } else {
-    reader.readString("activation", c.activation, false,
-                      {"silu", "gelu", "gelu_tanh", "relu"});
-    reader.readBool("gated", c.gated);
-  }
+  if (hierarchical)
+    rejectActivationKeys(reader);
+  else
+    readActivationKeys(reader, c);
   readSelectionKeys(reader, c);
   reader.readString("routing", c.routing, false,
                     {"token_choice", "expert_choice"});
@@ -529,6 +591,9 @@ mlir::moe::parseLayerConfig(llvm::StringRef text, llvm::StringRef fileName) {
   reader.readInteger("shared_intermediate_size", c.sharedIntermediateSize,
                      false, 0);
   reader.readBool("shared_expert_gate", c.sharedExpertGate);
+  reader.readBool("router_weight_on_input", c.routerWeightOnInput);
+  reader.readBool("expert_bias", c.expertBias);
+  reader.readBool("output_bias", c.outputBias);
   reader.readString("target", c.target, false, {"cpu", "cuda"});
   reader.readString("gpu_arch", c.gpuArch, false);
   if (hierarchical && !reader.failed())
@@ -562,7 +627,7 @@ llvm::Expected<LayerConfig> mlir::moe::readLayerConfig(llvm::StringRef path) {
 
 /// One level's routing keys, defaults included.
 static json levelJSON(const LevelRouting &level) {
-  return {{"num_experts", level.numExperts},
+  json object = {{"num_experts", level.numExperts},
           {"top_k", level.topK},
           {"scoring", level.scoring},
           {"normalize_top_k", level.normalizeTopK},
@@ -571,7 +636,11 @@ static json levelJSON(const LevelRouting &level) {
           {"selection_bias", level.selectionBias},
           {"n_group", level.nGroup},
           {"topk_group", level.topkGroup},
-          {"group_score", level.groupScore}};
+          {"group_score", level.groupScore},
+          {"normalize_p", level.normalizeP}};
+  if (level.isSparsemixer())
+    object["sparsemixer_eps"] = level.sparsemixerEps;
+  return object;
 }
 
 std::string LayerConfig::toJSON() const {
@@ -583,6 +652,9 @@ std::string LayerConfig::toJSON() const {
                  {"capacity_factor", capacityFactor},
                  {"shared_intermediate_size", sharedIntermediateSize},
                  {"shared_expert_gate", sharedExpertGate},
+                 {"router_weight_on_input", routerWeightOnInput},
+                 {"expert_bias", expertBias},
+                 {"output_bias", outputBias},
                  {"target", target},
                  {"gpu_arch", gpuArch}});
   // The leaf FFN's keys go in the innermost level, each inner level in the
@@ -595,6 +667,8 @@ std::string LayerConfig::toJSON() const {
   leaf->update({{"intermediate_size", intermediateSize},
                 {"activation", activation},
                 {"gated", gated}});
+  if (isClampedSwiGLU())
+    leaf->update({{"swiglu_alpha", swigluAlpha}, {"swiglu_limit", swigluLimit}});
   if (isShard())
     object["expert_shard"] = {{"first", shardFirst}, {"count", shardCount}};
   return object.dump();

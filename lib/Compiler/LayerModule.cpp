@@ -91,6 +91,14 @@ private:
 };
 } // namespace
 
+/// Sets the activation and its parameters on an op that runs FFNs.
+template <typename OpTy>
+static void setActivation(OpTy op, const LayerConfig &config) {
+  op.setActivation(*symbolizeActivation(config.activation));
+  op.setSwigluAlpha(APFloat(static_cast<float>(config.swigluAlpha)));
+  op.setSwigluLimit(APFloat(static_cast<float>(config.swigluLimit)));
+}
+
 /// A shard's two kernels in place of forward: its experts over rows other
 /// ranks sent, and the combine of the rows they sent back with the shared
 /// expert (see LayerModule.h).
@@ -113,12 +121,18 @@ static void buildShardKernels(OpBuilder &b, ModuleOp module,
             kernel.addArgument(field.name, field.kernelShape(), data);
     unsigned out = kernel.addArgument("out", {dynamic, hidden}, f32);
     SmallVector<Value> args = kernel.begin();
-    Value gate = index.count("gate_proj") ? args[index["gate_proj"]] : Value();
+    auto get = [&](StringRef name) -> Value {
+      auto it = index.find(name);
+      return it == index.end() ? Value() : args[it->second];
+    };
     auto experts = LocalExpertsOp::create(
         b, loc, RankedTensorType::get({dynamic, hidden}, f32), args[rows],
-        args[ids], args[weights], gate, args[index["up_proj"]],
-        args[index["down_proj"]],
-        *symbolizeActivation(config.activation));
+        args[ids], args[weights], get("gate_proj"), get("up_proj"),
+        get("down_proj"), get("gate_proj_bias"), get("up_proj_bias"),
+        get("down_proj_bias"), ActivationAttr(), FloatAttr(), FloatAttr(),
+        UnitAttr());
+    setActivation(experts, config);
+    experts.setRouterWeightOnInput(config.routerWeightOnInput);
     kernel.finish({{experts.getOutput(), out}});
   }
   {
@@ -126,7 +140,7 @@ static void buildShardKernels(OpBuilder &b, ModuleOp module,
     unsigned x = kernel.addArgument("x", {dynamic, hidden}, data);
     llvm::StringMap<unsigned> index;
     for (const WeightField &field : fields)
-      if (field.used && field.isSharedExpert())
+      if (field.used && field.isCombineWeight())
         index[field.name] =
             kernel.addArgument(field.name, field.kernelShape(), data);
     unsigned expertOutput =
@@ -134,8 +148,6 @@ static void buildShardKernels(OpBuilder &b, ModuleOp module,
     int64_t slots = config.slotsPerToken();
     unsigned slotRows =
         kernel.addArgument("slot_rows", {dynamic, slots}, b.getI64Type());
-    unsigned slotWeights =
-        kernel.addArgument("slot_weights", {dynamic, slots}, f32);
     unsigned y = kernel.addArgument("y", {dynamic, hidden}, data);
     SmallVector<Value> args = kernel.begin();
     auto get = [&](StringRef name) -> Value {
@@ -143,15 +155,19 @@ static void buildShardKernels(OpBuilder &b, ModuleOp module,
       return it == index.end() ? Value() : args[it->second];
     };
     Value shared;
-    if (config.hasSharedExpert())
-      shared = SharedExpertOp::create(
+    if (config.hasSharedExpert()) {
+      auto sharedExpert = SharedExpertOp::create(
           b, loc, RankedTensorType::get({dynamic, hidden}, f32), args[x],
           get("shared_gate_proj"), get("shared_up_proj"),
           get("shared_down_proj"), get("shared_expert_gate"),
-          *symbolizeActivation(config.activation));
+          ActivationAttr(), FloatAttr(), FloatAttr());
+      setActivation(sharedExpert, config);
+      shared = sharedExpert.getOutput();
+    }
+    // The experts' rows arrive weighted: combine adds them as they are.
     auto combine = CombineOp::create(
         b, loc, args[x].getType(), args[expertOutput], args[slotRows],
-        args[slotWeights], shared);
+        Value(), shared, get("output_bias"));
     kernel.finish({{combine.getOutput(), y}});
   }
 }
@@ -163,7 +179,9 @@ static LevelAttr levelAttr(MLIRContext &context, const LevelRouting &level) {
       level.normalizeTopK,
       APFloat(static_cast<float>(level.routedScalingFactor)), level.nGroup,
       level.topkGroup, *symbolizeGroupScore(level.groupScore),
-      level.routerBias, level.selectionBias);
+      level.routerBias, level.selectionBias,
+      APFloat(static_cast<float>(level.normalizeP)),
+      APFloat(static_cast<float>(level.sparsemixerEps)));
 }
 
 OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext &context,
@@ -188,6 +206,8 @@ OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext &context,
     op.setNGroup(config.nGroup);
     op.setTopkGroup(config.topkGroup);
     op.setGroupScore(*symbolizeGroupScore(config.groupScore));
+    op.setNormalizeP(APFloat(static_cast<float>(config.normalizeP)));
+    op.setSparsemixerEps(APFloat(static_cast<float>(config.sparsemixerEps)));
     op.setRouting(*symbolizeRouting(config.routing));
     op.setCapacityFactor(APFloat(config.capacityFactor));
   };
@@ -241,14 +261,18 @@ OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext &context,
         b, loc, args[index["x"]].getType(), get("x"), get("router"),
         get("router_bias"), get("selection_bias"), levels.routers,
         levels.routerBiases, levels.selectionBiases, get("gate_proj"),
-        get("up_proj"), get("down_proj"), get("shared_gate_proj"),
+        get("up_proj"), get("down_proj"), get("gate_proj_bias"),
+        get("up_proj_bias"), get("down_proj_bias"), get("shared_gate_proj"),
         get("shared_up_proj"), get("shared_down_proj"),
-        get("shared_expert_gate"), b.getI64IntegerAttr(config.topK),
-        ScoringAttr(), BoolAttr(), FloatAttr(), IntegerAttr(), IntegerAttr(),
-        GroupScoreAttr(), RoutingAttr(), FloatAttr(), ActivationAttr(),
+        get("shared_expert_gate"), get("output_bias"),
+        b.getI64IntegerAttr(config.topK), ScoringAttr(), BoolAttr(),
+        FloatAttr(), IntegerAttr(), IntegerAttr(), GroupScoreAttr(),
+        FloatAttr(), FloatAttr(), RoutingAttr(), FloatAttr(),
+        ActivationAttr(), FloatAttr(), FloatAttr(), UnitAttr(),
         b.getArrayAttr(levelAttrs));
     routingAttrs(layer);
-    layer.setActivation(*symbolizeActivation(config.activation));
+    setActivation(layer, config);
+    layer.setRouterWeightOnInput(config.routerWeightOnInput);
     kernel.finish({{layer.getOutput(), y}});
   }
   {
@@ -274,7 +298,7 @@ OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext &context,
         get("router"), get("router_bias"), get("selection_bias"),
         b.getI64IntegerAttr(config.topK), ScoringAttr(), BoolAttr(),
         FloatAttr(), IntegerAttr(), IntegerAttr(), GroupScoreAttr(),
-        RoutingAttr(), FloatAttr(), UnitAttr());
+        FloatAttr(), FloatAttr(), RoutingAttr(), FloatAttr(), UnitAttr());
     routingAttrs(gate);
     Value levelIds = gate.getIds(), levelWeights = gate.getWeights();
     for (size_t i = 0; i < config.innerLevels.size(); ++i) {
@@ -288,7 +312,10 @@ OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext &context,
           level.topK, *symbolizeScoring(level.scoring), level.normalizeTopK,
           APFloat(static_cast<float>(level.routedScalingFactor)),
           level.nGroup, level.topkGroup,
-          *symbolizeGroupScore(level.groupScore), /*unordered=*/false);
+          *symbolizeGroupScore(level.groupScore),
+          APFloat(static_cast<float>(level.normalizeP)),
+          APFloat(static_cast<float>(level.sparsemixerEps)),
+          /*unordered=*/false);
       levelIds = refine.getIds();
       levelWeights = refine.getWeights();
     }

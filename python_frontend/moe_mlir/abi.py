@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .reference import WEIGHT_KEYS, route_width, weight_keys, weight_shapes, with_defaults
+from .reference import (BIAS_KEYS, WEIGHT_KEYS, route_width, weight_keys, weight_shapes,
+                        with_defaults)
 
 # The source checkout this package sits in (python_frontend/moe_mlir/abi.py);
 # meaningful only when it is used from one.
@@ -98,8 +99,9 @@ def compile_config(config, outdir, extra_args=()):
 def weights_struct_type(name, config=None):
     """The <name>_weights struct: const void * fields in SPEC §4 order, the
     ten of every layer, then three per inner level of a hierarchical
-    `config` (see reference.weight_keys)."""
-    keys = WEIGHT_KEYS if config is None else weight_keys(config)
+    `config`, then docs/FAMILY-RULES.md's four biases (see
+    reference.weight_keys); without a config, a flat layer's."""
+    keys = WEIGHT_KEYS + BIAS_KEYS if config is None else weight_keys(config)
     return type(f"{name}_weights", (ctypes.Structure,),
                 {"_fields_": [(key, ctypes.c_void_p) for key in keys]})
 
@@ -302,7 +304,8 @@ class Library:
 
     def run_experts(self, ctx, rows, counts, weights):
         """An expert shard's experts: float32 [N, H], row r being weights[r] ·
-        FFN(rows[r]) of its local expert; rows come grouped by local expert,
+        FFN(rows[r]) of its local expert (with router_weight_on_input
+        FFN(weights[r] · rows[r])); rows come grouped by local expert,
         counts[i] rows for expert first + i. bf16 rows may be bit patterns
         (uint16), as they travel between ranks."""
         rows = self._x(rows, bits=True)
@@ -322,7 +325,8 @@ class Library:
     def combine(self, ctx, x, ids, expert_out):
         """An expert shard's combine: y (float32 [T, H]) = the shared expert
         of x plus the sum of expert_out[t, j] (float32 [T, W, H]) over the
-        slots whose ids[t, j] (route()'s [T, W]) are kept."""
+        slots whose ids[t, j] (route()'s [T, W]) are kept, plus the output
+        bias (output_bias)."""
         x = self._x(x)
         T = x.shape[0]
         ids = np.ascontiguousarray(ids, dtype=np.int32)

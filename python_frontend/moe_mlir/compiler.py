@@ -119,7 +119,10 @@ class MoELayer:
     """A compiled layer bound to its weights (a live C context).
 
     Weights are the SPEC §4 fields as arrays (any float dtype; converted to the
-    layer's dtype once, here). `layer(x)` takes x of shape [..., H]."""
+    layer's dtype once, here), with a hierarchy's level routers and
+    docs/FAMILY-RULES.md's biases (gate_proj_bias, up_proj_bias,
+    down_proj_bias, output_bias) where the config uses them; see
+    config.weight_shapes(). `layer(x)` takes x of shape [..., H]."""
 
     def __init__(self, compiled, weights):
         self.compiled = compiled
@@ -199,7 +202,8 @@ class MoELayer:
         """An expert shard's experts on rows other ranks sent (float32, the
         layer's type, or a bf16 layer's bits as uint16; [N, H]), grouped by local expert with `counts`
         ([expert_shard count]); returns float32 [N, H], row r scaled by
-        weights[r]."""
+        weights[r] (with router_weight_on_input: the expert of weights[r] ·
+        rows[r], unscaled)."""
         if self._ctx.handle is None:
             raise RuntimeError("the layer was closed")
         return self.compiled.library.run_experts(self._ctx, rows, counts, weights)
@@ -207,7 +211,7 @@ class MoELayer:
     def combine(self, x, ids, expert_out):
         """An expert shard's combine: the shared expert of x ([T, H]) plus
         the kept slots' rows of expert_out (float32 [T, W, H]), ids being
-        route(x)'s; float32 [T, H]."""
+        route(x)'s, plus the output bias (output_bias); float32 [T, H]."""
         if self._ctx.handle is None:
             raise RuntimeError("the layer was closed")
         return self.compiled.library.combine(self._ctx, x, ids, expert_out)

@@ -19,20 +19,31 @@ from typing import Optional
 
 from . import reference
 
+# Keys of docs/FAMILY-RULES.md §2 that exist only with their rule on:
+# sparsemixer_eps with "sparsemixer" scoring, swiglu_alpha and swiglu_limit
+# with "clamped_swiglu". A MoEConfig holds None for them otherwise, and
+# neither sends nor reports them then, as moe-compile does.
+CONDITIONAL_KEYS = ("sparsemixer_eps", "swiglu_alpha", "swiglu_limit")
+
 # The top level's keys (besides "expert" and "expert_shard"), in SPEC §2
-# order.
+# order, then docs/FAMILY-RULES.md §2's.
 KEYS = (
     "name", "hidden_size", "intermediate_size", "num_experts", "top_k",
     "dtype", "activation", "gated", "scoring", "normalize_top_k",
     "routed_scaling_factor", "router_bias", "selection_bias", "n_group",
     "topk_group", "group_score", "routing", "capacity_factor",
     "shared_intermediate_size", "shared_expert_gate", "target", "gpu_arch",
+    "normalize_p", "sparsemixer_eps", "router_weight_on_input", "swiglu_alpha",
+    "swiglu_limit", "expert_bias", "output_bias",
 )
 
-LEAF_KEYS = ("intermediate_size", "activation", "gated")
-# The routing keys of a level (SPEC §1 steps 1-6), in SPEC §2 order.
-SELECTION_KEYS = ("scoring", "normalize_top_k", "routed_scaling_factor", "router_bias",
-                  "selection_bias", "n_group", "topk_group", "group_score")
+# The leaf FFN's keys: the innermost level's in a hierarchy.
+LEAF_KEYS = ("intermediate_size", "activation", "gated", "swiglu_alpha", "swiglu_limit")
+# The routing keys of a level (SPEC §1 steps 1-6), in SPEC §2 order, then
+# FAMILY-RULES' (sparsemixer_eps only with "sparsemixer" scoring).
+SELECTION_KEYS = ("scoring", "sparsemixer_eps", "normalize_top_k", "normalize_p",
+                  "routed_scaling_factor", "router_bias", "selection_bias", "n_group",
+                  "topk_group", "group_score")
 
 _ERROR = re.compile(r"^(?:moe-compile: error: )?<stdin>: (?:'([^']*)' )?(.*)$", re.S)
 
@@ -133,10 +144,23 @@ class MoEConfig:
     # Expert parallelism: {"first": f, "count": n}, the library then holds
     # leaf experts [f, f + n) only (docs/EXPERT_PARALLEL.md).
     expert_shard: Optional[dict] = dataclasses.field(default=None, hash=False)
+    # docs/FAMILY-RULES.md: the routing weights' p-norm (level 1's), the
+    # sparsemixer's ε (None unless "scoring": "sparsemixer"), the routing
+    # weight multiplying the experts' input, clamped_swiglu's alpha and limit
+    # (None unless "activation": "clamped_swiglu"; a hierarchy's mirror the
+    # innermost level's), the leaf experts' biases and the output bias.
+    normalize_p: float = 1.0
+    sparsemixer_eps: Optional[float] = None
+    router_weight_on_input: bool = False
+    swiglu_alpha: Optional[float] = None
+    swiglu_limit: Optional[float] = None
+    expert_bias: bool = False
+    output_bias: bool = False
 
     def __post_init__(self):
         data = {key: getattr(self, key) for key in KEYS
-                if self.expert is None or key not in LEAF_KEYS}
+                if (self.expert is None or key not in LEAF_KEYS)
+                and not _absent(key, getattr(self, key))}
         if self.expert is not None:
             data["expert"] = self.expert
         if self.expert_shard is not None:
@@ -145,12 +169,17 @@ class MoEConfig:
 
     def _set(self, config):
         """Takes every field from moe-compile's normalized `config`; the leaf
-        FFN's keys of a hierarchy from its innermost level."""
+        FFN's keys of a hierarchy from its innermost level; the conditional
+        keys are None where their rule is off."""
         leaf = config
         while "expert" in leaf:
             leaf = leaf["expert"]
         for key in KEYS:
-            object.__setattr__(self, key, config[key] if key in config else leaf[key])
+            if key in CONDITIONAL_KEYS:
+                value = (leaf if key in LEAF_KEYS else config).get(key)
+            else:
+                value = config[key] if key in config else leaf[key]
+            object.__setattr__(self, key, value)
         expert = config.get("expert")
         object.__setattr__(self, "expert", None if expert is None else _in_spec_order(expert))
         shard = config.get("expert_shard")
@@ -187,11 +216,13 @@ class MoEConfig:
         return cls.from_dict(data, source)
 
     def to_dict(self):
-        """Every key, defaults included, in SPEC §2 order; a hierarchical
-        config has its levels under "expert", the leaf FFN's keys in the
-        innermost only."""
+        """Every key, defaults included, in SPEC §2 order (then FAMILY-RULES'
+        as moe-compile reports them: sparsemixer_eps and swiglu_* only with
+        their rule on); a hierarchical config has its levels under "expert",
+        the leaf FFN's keys in the innermost only."""
         data = {key: getattr(self, key) for key in KEYS
-                if self.expert is None or key not in LEAF_KEYS}
+                if (self.expert is None or key not in LEAF_KEYS)
+                and not _absent(key, getattr(self, key))}
         if self.expert is not None:
             data["expert"] = copy.deepcopy(self.expert)
         if self.expert_shard is not None:
@@ -228,7 +259,8 @@ class MoEConfig:
 
     def weight_keys(self):
         """The fields of the ABI's weights struct, in order (SPEC §4, then
-        three per inner level)."""
+        three per inner level, then FAMILY-RULES' four: gate_proj_bias,
+        up_proj_bias, down_proj_bias, output_bias)."""
         return reference.weight_keys(self.to_dict())
 
     def weight_shapes(self):
@@ -248,12 +280,19 @@ class MoEConfig:
             return (Path(scratch) / f"{self.name}.mlir").read_text()
 
 
+def _absent(key, value):
+    """Whether `key` is a conditional key whose rule is off."""
+    return key in CONDITIONAL_KEYS and value is None
+
+
 def _in_spec_order(level):
     """An inner level's keys in SPEC §2 order: its own, then its FFN's or its
-    "expert" (moe-compile prints them sorted)."""
+    "expert" (moe-compile prints them sorted). FAMILY-RULES' keys come where
+    moe-compile reports them (sparsemixer_eps and swiglu_* with their rule)."""
     leaf = "expert" not in level
     order = ("num_experts", "top_k") + (LEAF_KEYS if leaf else ()) + SELECTION_KEYS
-    ordered = {key: level[key] for key in order}
+    ordered = {key: level[key] for key in order
+               if key in level or key not in CONDITIONAL_KEYS}
     if not leaf:
         ordered["expert"] = _in_spec_order(level["expert"])
     return ordered

@@ -21,7 +21,9 @@ from .abi import encode
 from .compiler import compile as compile_layer
 from .config import as_config
 
-_EXPERT_WEIGHTS = ("gate_proj", "up_proj", "down_proj")
+# The leaf experts' weights, which a shard holds only its experts' rows of.
+_EXPERT_WEIGHTS = ("gate_proj", "up_proj", "down_proj", "gate_proj_bias", "up_proj_bias",
+                   "down_proj_bias")
 
 
 def shard_bounds(num_experts, world_size):

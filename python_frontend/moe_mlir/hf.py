@@ -1,5 +1,5 @@
 """Hugging Face `config.json` -> MoEConfig, for the model families whose MoE
-block SPEC §1 expresses exactly.
+block SPEC §1, with the rules of docs/FAMILY-RULES.md, expresses exactly.
 
 "Exactly" is judged against transformers' own modeling code (the version this
 was checked against: 5.25), which SPEC names as the reference: routing,
@@ -11,12 +11,14 @@ alternative field names its `attribute_map` accepts are read too (transformers
 
 Every field that changes the layer's math is either mapped or refused with an
 HFConfigError naming it; fields that only matter in training (aux losses,
-router jitter) or outside the MoE block (attention, norms, residual
-multipliers) are not read. A family whose block differs from SPEC §1 is
-refused with the construct SPEC §1 lacks.
+router jitter, bar PhiMoE's router_jitter_noise, which is also its
+sparsemixer's threshold at inference) or outside the MoE block (attention,
+norms, residual multipliers) are not read. A family whose block differs from SPEC §1 and
+FAMILY-RULES is refused with the construct they lack.
 """
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -227,16 +229,22 @@ def _dbrx(f):
                 num_experts=ffn.int("moe_num_experts", spec="num_experts"),
                 top_k=ffn.int("moe_top_k", spec="top_k"),
                 activation=_ACTIVATIONS[act.get("name", "silu")])
-    # DbrxFFN divides the top-k probabilities by their p-norm.
+    # DbrxFFN divides the top-k probabilities by their p-norm (torch.norm):
+    # FAMILY-RULES' normalize_p; p = 1, the sum, is SPEC §1's.
     p = ffn.data.get("moe_normalize_expert_weights", 1.0)  # null: no normalization
     if p is None:
         keys["normalize_top_k"] = False
-    elif not isinstance(p, bool) and isinstance(p, (int, float)) and float(p) == 1.0:
-        keys["normalize_top_k"] = True  # the L1 norm of probabilities is their sum
-    else:
+        return keys
+    if isinstance(p, bool) or not isinstance(p, (int, float)):
+        ffn.fail("moe_normalize_expert_weights", f"must be a number or null, got {json.dumps(p)}")
+    if not math.isfinite(p):
         ffn.fail("moe_normalize_expert_weights",
-                 f"({json.dumps(p)}) divides the top-k weights by their p-norm; SPEC §1 "
-                 "normalizes by the sum only (p = 1, or null for none)")
+                 f"({p}) divides the top-k weights by their largest (the ∞-norm); "
+                 "normalize_p is a finite p")
+    keys["normalize_top_k"] = True
+    if float(p) != 1.0:
+        f.origin["normalize_p"] = ffn.prefix + "moe_normalize_expert_weights"
+        keys["normalize_p"] = float(p)
     return keys
 
 
@@ -454,6 +462,65 @@ def _mistral4(f):
     return _shared_multiple(f, keys, "n_shared_experts", 1)
 
 
+def _gpt_oss(f):
+    # GptOssTopKRouter: logits with a bias, top-k of the logits, softmax over
+    # the k (= softmax + normalize). GptOssExperts: biased projections and
+    # FAMILY-RULES' clamped SwiGLU (its hidden_act is not used). The OpenAI
+    # Privacy Filter block is the same math: its router divides the weights by
+    # top_k and the block multiplies its output by top_k again; only its
+    # gate/up layout differs (concatenated, not interleaved; see weights.py).
+    return dict(hidden_size=f.int("hidden_size", spec="hidden_size"),
+                intermediate_size=f.int("intermediate_size", spec="intermediate_size"),
+                num_experts=f.int(("num_local_experts", "num_experts"), spec="num_experts"),
+                top_k=f.int("num_experts_per_tok", spec="top_k"),
+                activation="clamped_swiglu",
+                swiglu_alpha=f.number("swiglu_alpha", 1.702, spec="swiglu_alpha"),
+                swiglu_limit=f.number("swiglu_limit", 7.0, spec="swiglu_limit"),
+                router_bias=True, normalize_top_k=True, expert_bias=True)
+
+
+def _llama4(f):
+    # Llama4Router: top-k of the logits, sigmoid of the k; Llama4TextMoe
+    # multiplies every expert's input by its score (0 for the others, whose
+    # FFN(0) is 0) and adds the shared expert (Llama4TextMLP,
+    # intermediate_size wide) on the unscaled input. Llama 4 (multimodal)
+    # keeps these fields in its text_config.
+    t = f.sub("text_config") if f.get("model_type") == "llama4" else f
+    keys = dict(hidden_size=t.int("hidden_size", spec="hidden_size"),
+                intermediate_size=t.int("intermediate_size", spec="intermediate_size"),
+                num_experts=t.int("num_local_experts", spec="num_experts"),
+                top_k=t.int("num_experts_per_tok", spec="top_k"),
+                activation=t.activation(), scoring="sigmoid", normalize_top_k=False,
+                router_weight_on_input=True)
+    f.origin["shared_intermediate_size"] = t.prefix + "intermediate_size"
+    keys["shared_intermediate_size"] = keys["intermediate_size"]
+    return keys
+
+
+def _jetmoe(f):
+    # JetMoeTopKGating: top-k of the logits, softmax over the k (= softmax +
+    # normalize); JetMoeMoE adds its learned `bias` [H] to the output. Its
+    # mixture-of-attention experts (JetMoeMoA) are the attention, outside this
+    # block.
+    return dict(_base(f, experts="num_local_experts", width="intermediate_size",
+                      act="activation_function"),
+                normalize_top_k=True, output_bias=True)
+
+
+def _phimoe(f):
+    # PhimoeTopKRouter: sparsemixer at inference (no jitter), ε =
+    # router_jitter_noise, weights neither renormalized nor scaled. It always
+    # chooses 2 experts, whatever num_experts_per_tok says.
+    keys = dict(_base(f, experts="num_local_experts", width="intermediate_size"),
+                scoring="sparsemixer",
+                sparsemixer_eps=f.number("router_jitter_noise", 0.01, spec="sparsemixer_eps"),
+                normalize_top_k=False)
+    if keys["top_k"] != 2:
+        f.fail("num_experts_per_tok", f"({keys['top_k']}): transformers' sparsemixer "
+               "routing chooses exactly 2 experts whatever this says; only 2 maps")
+    return keys
+
+
 _MAPPERS = {
     "mixtral": _mixtral,
     "minimax": _mixtral,
@@ -481,38 +548,39 @@ _MAPPERS = {
     "minimax_m2": _minimax_m2,
     "laguna": _laguna,
     "mistral4": _mistral4,
+    "gpt_oss": _gpt_oss,
+    "openai_privacy_filter": _gpt_oss,
+    "llama4_text": _llama4,
+    "llama4": _llama4,
+    "jetmoe": _jetmoe,
+    "phimoe": _phimoe,
     "switch_transformers": None,  # takes capacity_factor / tokens_per_batch
 }
 
 FAMILIES = tuple(_MAPPERS)
 
-# Families of transformers whose MoE block SPEC §1 cannot express, and the
-# construct it lacks (checked against transformers 5.25's modeling code).
-_CLAMPED_SWIGLU = ("its experts clamp the SwiGLU's gate and up projections ({}), which "
-                   "SPEC §1 lacks")
+# Families of transformers whose MoE block SPEC §1 and docs/FAMILY-RULES.md
+# cannot express, and the construct they lack (checked against transformers
+# 5.25's modeling code).
+_PLAIN_CLAMPED_SWIGLU = ("its experts compute silu(min(gate, swiglu_limit)) * clamp(up, "
+                         "-swiglu_limit, swiglu_limit): a clamped SwiGLU without the alpha and "
+                         "the + 1 of FAMILY-RULES' clamped_swiglu (gate * sigmoid(alpha * gate) "
+                         "* (up + 1), GPT-OSS's), which SPEC §1 and FAMILY-RULES lack")
+_CLAMPED_AFTER_ACT = ("its experts clamp after the activation, min(act(gate), limit) * "
+                      "clamp(up, -limit, limit) with per-layer swiglu_limits, which neither "
+                      "SPEC §1 nor FAMILY-RULES' clamped_swiglu (gate * sigmoid(alpha * gate) "
+                      "* (up + 1)) computes")
 _MULTIMODAL = ("is a multimodal model; this frontend maps text models' MoE layers and does "
                "not read its nested text_config")
 REFUSED = {
-    "gpt_oss": "its experts have biases and a clamped SwiGLU ((up + 1) * gate * "
-               "sigmoid(alpha * gate), limit swiglu_limit) on interleaved gate/up columns, "
-               "which SPEC §1 lacks",
-    "openai_privacy_filter": "its experts have biases and a clamped SwiGLU ((up + 1) * gate * "
-                             "sigmoid(alpha * gate), limit swiglu_limit), which SPEC §1 lacks",
-    "llama4": "its router's sigmoid scores multiply the experts' input, not their output, "
-              "which SPEC §1 lacks",
-    "llama4_text": "its router's sigmoid scores multiply the experts' input, not their "
-                   "output, which SPEC §1 lacks",
-    "jetmoe": "its MoE layer adds a learned output bias (and its attention is a mixture of "
-              "experts too), which SPEC §1 lacks",
-    "phimoe": "its sparsemixer routing weighs each chosen expert by a softmax over only the "
-              "logits within a relative 2 * router_jitter_noise of the best, which SPEC §1 "
-              "lacks",
-    "deepseek_v4": "its experts and shared expert clamp the SwiGLU (swiglu_limit), and its "
-                   "hash-routed layers choose experts by token id, which SPEC §1 lacks",
-    "glm5_next": _CLAMPED_SWIGLU.format("swiglu_limit"),
-    "hy_v4": _CLAMPED_SWIGLU.format("swiglu_limit"),
-    "bailing_hybrid": _CLAMPED_SWIGLU.format("swiglu_limits, per layer"),
-    "step3p7": _CLAMPED_SWIGLU.format("swiglu_limits, per layer"),
+    "deepseek_v4": "its experts and shared expert compute silu(min(gate, swiglu_limit)) * "
+                   "clamp(up, -swiglu_limit, swiglu_limit), a clamped SwiGLU without the "
+                   "alpha and the + 1 of FAMILY-RULES' clamped_swiglu, and its hash-routed "
+                   "layers choose experts by token id, which SPEC §1 and FAMILY-RULES lack",
+    "glm5_next": _PLAIN_CLAMPED_SWIGLU,
+    "hy_v4": _PLAIN_CLAMPED_SWIGLU,
+    "bailing_hybrid": _CLAMPED_AFTER_ACT,
+    "step3p7": _CLAMPED_AFTER_ACT,
     "inkling2": "its experts use a soft-capped SwiGLU, which SPEC §1 lacks",
     "inkling2_loop": "its experts use a soft-capped SwiGLU, which SPEC §1 lacks",
     "inkling": "its shared experts are weighted by router gammas (a log-sigmoid softmax over "
@@ -704,6 +772,16 @@ def is_moe_layer(path_or_dict, layer):
                 and f.int("moe_layer_start_index", 1) <= layer <= end)
     if model_type == "jamba":
         return layer % f.int("expert_layer_period", 2) == f.int("expert_layer_offset", 1)
+    if model_type in ("llama4", "llama4_text"):
+        # Llama4TextConfig: moe_layers, else every interleave_moe_layer_step-th
+        # layer from step - 1 on (the others are dense Llama4TextMLPs).
+        t = f.sub("text_config") if model_type == "llama4" else f
+        moe_layers = t.get("moe_layers")
+        if moe_layers is not None:
+            return layer in moe_layers
+        step = t.int("interleave_moe_layer_step", 1)
+        return (0 <= layer < t.int("num_hidden_layers", 48) and step > 0
+                and (layer + 1) % step == 0)
     if model_type == "granitemoehybrid":
         return f.int("num_local_experts", 8) > 0
     if model_type == "switch_transformers":

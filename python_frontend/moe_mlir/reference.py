@@ -1,4 +1,6 @@
-"""An f64 numpy evaluation of the MoE layer of SPEC §1.
+"""An f64 numpy evaluation of the MoE layer of SPEC §1, with the rules of
+docs/FAMILY-RULES.md (normalize_p, sparsemixer scoring, router_weight_on_input,
+clamped_swiglu, expert_bias, output_bias).
 
 It is written from the specification alone so that it can judge the compiler:
 nothing here is shared with, or derived from, the code that moe-compile emits.
@@ -28,7 +30,17 @@ DEFAULTS = {
     "shared_expert_gate": False,
     "target": "cpu",
     "gpu_arch": "sm_80,sm_90",
+    # docs/FAMILY-RULES.md §2.
+    "normalize_p": 1.0,
+    "router_weight_on_input": False,
+    "expert_bias": False,
+    "output_bias": False,
 }
+# Keys present only where their rule is on, as moe-compile prints them:
+# sparsemixer_eps with "scoring": "sparsemixer" (in that level), swiglu_alpha
+# and swiglu_limit with "activation": "clamped_swiglu" (in the leaf level).
+SPARSEMIXER_DEFAULTS = {"sparsemixer_eps": 0.01}
+SWIGLU_DEFAULTS = {"swiglu_alpha": 1.702, "swiglu_limit": 7.0}
 
 REQUIRED = ("name", "hidden_size", "intermediate_size", "num_experts", "top_k")
 
@@ -38,9 +50,12 @@ REQUIRED = ("name", "hidden_size", "intermediate_size", "num_experts", "top_k")
 # level's; inner levels route by token choice, dropless, without shared experts.
 LEVEL_DEFAULTS = {key: DEFAULTS[key] for key in (
     "scoring", "normalize_top_k", "routed_scaling_factor", "router_bias",
-    "selection_bias", "n_group", "topk_group", "group_score")}
+    "selection_bias", "n_group", "topk_group", "group_score", "normalize_p")}
 LEAF_KEYS = ("intermediate_size", "activation", "gated")
 INHERITED = ("name", "hidden_size", "dtype", "target", "gpu_arch")
+# Top-level keys about the leaf experts, which the evaluation of an inner
+# layer of a hierarchy needs too (see inner_layer).
+LEAF_RULES = ("expert_bias",)
 
 WEIGHT_KEYS = (
     "router",
@@ -55,23 +70,43 @@ WEIGHT_KEYS = (
     "shared_expert_gate",
 )
 
+# docs/FAMILY-RULES.md §3: appended to every weights struct, after the ten
+# above and a hierarchy's level fields (NULL when the config does not use
+# them).
+BIAS_KEYS = ("gate_proj_bias", "up_proj_bias", "down_proj_bias", "output_bias")
+
+
+def _conditional_defaults(full, leaf):
+    """Adds the keys that exist only with their rule on (sparsemixer_eps in a
+    sparsemixer level, swiglu_alpha and swiglu_limit in a clamped_swiglu
+    leaf), as moe-compile prints them."""
+    if full.get("scoring") == "sparsemixer":
+        for key, value in SPARSEMIXER_DEFAULTS.items():
+            full.setdefault(key, value)
+    if leaf and full.get("activation") == "clamped_swiglu":
+        for key, value in SWIGLU_DEFAULTS.items():
+            full.setdefault(key, value)
+    return full
+
 
 def with_defaults(config):
     """The config with every optional key present. In a hierarchical config
     every level under "expert" gets its defaults too, and the leaf FFN's keys
-    appear in the innermost level only."""
+    appear in the innermost level only. sparsemixer_eps, swiglu_alpha and
+    swiglu_limit are added only where their rule is on."""
     if "expert" not in config:
         missing = [k for k in REQUIRED if k not in config]
         if missing:
             raise KeyError(f"config lacks required keys {missing}")
         full = dict(DEFAULTS)
         full.update(config)
-        return full
+        return _conditional_defaults(full, leaf=True)
     missing = [k for k in REQUIRED if k not in config and k != "intermediate_size"]
     if missing:
         raise KeyError(f"config lacks required keys {missing}")
     full = {k: v for k, v in DEFAULTS.items() if k not in LEAF_KEYS}
     full.update(config)
+    _conditional_defaults(full, leaf=False)
     full["expert"] = _level_with_defaults(config["expert"])
     return full
 
@@ -86,6 +121,7 @@ def _level_with_defaults(level):
     if leaf:
         full.update(activation=DEFAULTS["activation"], gated=DEFAULTS["gated"])
     full.update(level)
+    _conditional_defaults(full, leaf)
     if not leaf:
         full["expert"] = _level_with_defaults(level["expert"])
     return full
@@ -102,28 +138,34 @@ def levels(config):
 
 def inner_layer(config):
     """The MoE layer every routed expert of a hierarchical config is: its
-    "expert" with the keys it inherits from the top level."""
+    "expert" with the keys it inherits from the top level, and the top
+    level's rules about the leaves (expert_bias), which the evaluation of the
+    inner layer applies to them."""
     c = with_defaults(config)
     inner = dict(c["expert"])
-    inner.update({key: c[key] for key in INHERITED})
+    inner.update({key: c[key] for key in INHERITED + LEAF_RULES})
     return with_defaults(inner)
 
 
 def weight_keys(config):
     """The fields of the ABI's weights struct, in order: the ten of SPEC §4,
     then level<l>_router, level<l>_router_bias, level<l>_selection_bias for
-    every inner level l >= 2."""
+    every inner level l >= 2, then the four of docs/FAMILY-RULES.md §3
+    (gate_proj_bias, up_proj_bias, down_proj_bias, output_bias)."""
     keys = list(WEIGHT_KEYS)
     for l in range(2, len(levels(config)) + 1):
         keys += [f"level{l}_router", f"level{l}_router_bias", f"level{l}_selection_bias"]
-    return tuple(keys)
+    return tuple(keys) + BIAS_KEYS
 
 
 def weight_shapes(config):
     """Shapes of the weights a config uses (SPEC §4); unused ones are absent.
     A hierarchical config stacks the leaf FFNs over every level
     ([E1]..[EL][F][H]) and level l's router over the levels above it
-    ([E1]..[El][H])."""
+    ([E1]..[El][H]). The leaf experts' biases (expert_bias) are stacked like
+    them: gate_proj_bias and up_proj_bias [E1]..[EL][F], down_proj_bias
+    [E1]..[EL][H] (an expert shard: [count][F], [count][H]); output_bias is
+    [H]."""
     c = with_defaults(config)
     lv = levels(c)
     leaf = lv[-1]
@@ -154,6 +196,13 @@ def weight_shapes(config):
             shapes[f"level{l}_router_bias"] = Es[:l]
         if lv[l - 1]["selection_bias"]:
             shapes[f"level{l}_selection_bias"] = Es[:l]
+    if c["expert_bias"]:
+        if leaf["gated"]:
+            shapes["gate_proj_bias"] = leaves + (F,)
+        shapes["up_proj_bias"] = leaves + (F,)
+        shapes["down_proj_bias"] = leaves + (H,)
+    if c["output_bias"]:
+        shapes["output_bias"] = (H,)
     return shapes
 
 
@@ -196,7 +245,17 @@ def activation(name, v):
         return 0.5 * v * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (v + 0.044715 * v**3)))
     if name == "relu":
         return np.maximum(v, 0.0)
+    if name == "clamped_swiglu":
+        raise ValueError("clamped_swiglu combines the gate and up rows: use clamped_swiglu()")
     raise ValueError(f"unknown activation {name!r}")
+
+
+def clamped_swiglu(g, u, alpha, limit):
+    """docs/FAMILY-RULES.md: g' = min(g, limit), u' = clamp(u, -limit, limit),
+    g' · σ(alpha · g') · (u' + 1)."""
+    g = np.minimum(np.asarray(g, dtype=np.float64), float(limit))
+    u = np.clip(np.asarray(u, dtype=np.float64), -float(limit), float(limit))
+    return g * sigmoid(float(alpha) * g) * (u + 1.0)
 
 
 # ----------------------------------------------------------------------------
@@ -272,6 +331,51 @@ def _apply_capacity(c, ids, w):
     return ids, w
 
 
+def _sparsemixer_allowed(logits, m, excluded, eps):
+    """[T, E] bool: the experts of sparsemixer's softmax for slots whose
+    chosen logit is m [T]: not excluded (chosen in an earlier slot) and not
+    (m - s_e) / max(|s_e|, m) > 2 eps. A 0/0 ratio is not > 2 eps."""
+    factor = np.maximum(np.abs(logits), m[:, None])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (m[:, None] - logits) / factor
+    return ~(ratio > 2.0 * float(eps)) & ~excluded
+
+
+def sparsemixer_weights(logits, ids, eps):
+    """docs/FAMILY-RULES.md, sparsemixer: the weight of slot j, whose expert
+    x_j (ids[t, j]) has logit m, is 1 / Σ_{e in allowed_j} exp(s_e - m), over
+    the experts not chosen in an earlier slot and not too far below m (see
+    _sparsemixer_allowed). A dropped slot (id -1) weighs 0 and excludes
+    nothing."""
+    logits = np.asarray(logits, dtype=np.float64)
+    ids = np.asarray(ids)
+    T, k = ids.shape
+    rows = np.arange(T)
+    w = np.zeros((T, k), dtype=np.float64)
+    excluded = np.zeros(logits.shape, dtype=bool)
+    for j in range(k):
+        e = ids[:, j]
+        live = e >= 0
+        m = logits[rows, np.where(live, e, 0)]
+        allowed = _sparsemixer_allowed(logits, m, excluded, eps)
+        with np.errstate(over="ignore"):
+            total = np.where(allowed, np.exp(logits - m[:, None]), 0.0).sum(axis=1)
+        w[:, j] = np.where(live, 1.0 / np.where(live, total, 1.0), 0.0)
+        excluded[rows[live], e[live]] = True
+    return w
+
+
+def _normalize(c, w):
+    """Step 6's normalization: w divided by its p-norm (p = normalize_p; 1,
+    the default, is the sum)."""
+    p = float(c["normalize_p"])
+    if p == 1.0:
+        s = w.sum(axis=1, keepdims=True)
+    else:
+        s = (w ** p).sum(axis=1, keepdims=True) ** (1.0 / p)
+    return np.divide(w, s, out=np.zeros_like(w), where=s > 0)
+
+
 def _token_choice(c, weights, x, forced_ids):
     T = x.shape[0]
     E, k = c["num_experts"], c["top_k"]
@@ -280,6 +384,10 @@ def _token_choice(c, weights, x, forced_ids):
         scores = softmax(logits, axis=1)
     elif c["scoring"] == "sigmoid":
         scores = sigmoid(logits)
+    elif c["scoring"] == "sparsemixer":
+        # Experts are chosen by the logits themselves; their weights are
+        # computed per slot below.
+        scores = logits
     else:
         raise ValueError(f"unknown scoring {c['scoring']!r}")
     choice = scores + _w(weights, "selection_bias") if c["selection_bias"] else scores
@@ -295,10 +403,12 @@ def _token_choice(c, weights, x, forced_ids):
             raise ValueError("forced_ids out of range")
 
     live = ids >= 0
-    w = np.where(live, np.take_along_axis(scores, np.where(live, ids, 0), axis=1), 0.0)
+    if c["scoring"] == "sparsemixer":
+        w = sparsemixer_weights(logits, ids, c["sparsemixer_eps"])
+    else:
+        w = np.where(live, np.take_along_axis(scores, np.where(live, ids, 0), axis=1), 0.0)
     if c["normalize_top_k"]:
-        s = w.sum(axis=1, keepdims=True)
-        w = np.divide(w, s, out=np.zeros_like(w), where=s > 0)
+        w = _normalize(c, w)
     w = w * float(c["routed_scaling_factor"])
     ids, w = _apply_capacity(c, ids, w)
     return ids, w, choice
@@ -323,13 +433,29 @@ def _expert_choice(c, weights, x):
 # ----------------------------------------------------------------------------
 # Experts.
 
-def _ffn(c, gate, up, down, v):
-    """One FFN of SPEC §1 on rows v; gate is None when not gated."""
+def _ffn(c, gate, up, down, v, biases=None):
+    """One FFN of SPEC §1 on rows v; gate is None when not gated. `c` holds
+    the leaf's activation (and clamped_swiglu's swiglu_alpha and
+    swiglu_limit); `biases` is (gate bias or None, up bias, down bias) of a
+    routed expert with expert_bias, else None."""
+    bg, bu, bd = biases if biases is not None else (None, None, None)
+    u = v @ up.T
+    if bu is not None:
+        u = u + bu
     if gate is not None:
-        h = activation(c["activation"], v @ gate.T) * (v @ up.T)
+        g = v @ gate.T
+        if bg is not None:
+            g = g + bg
+        if c["activation"] == "clamped_swiglu":
+            h = clamped_swiglu(g, u, c["swiglu_alpha"], c["swiglu_limit"])
+        else:
+            h = activation(c["activation"], g) * u
     else:
-        h = activation(c["activation"], v @ up.T)
-    return h @ down.T
+        h = activation(c["activation"], u)
+    out = h @ down.T
+    if bd is not None:
+        out = out + bd
+    return out
 
 
 def _route(c, weights, x, forced_ids=None):
@@ -347,6 +473,8 @@ def _inner_weights(c, weights, e):
     """The weights of routed expert e of hierarchical `c`, as those of a layer
     of its own: level l + 1 of `c` is level l of the expert."""
     names = {"gate_proj": "gate_proj", "up_proj": "up_proj", "down_proj": "down_proj",
+             "gate_proj_bias": "gate_proj_bias", "up_proj_bias": "up_proj_bias",
+             "down_proj_bias": "down_proj_bias",
              "router": "level2_router", "router_bias": "level2_router_bias",
              "selection_bias": "level2_selection_bias"}
     for l in range(3, len(levels(c)) + 1):
@@ -359,18 +487,43 @@ def _inner_weights(c, weights, e):
     return inner
 
 
+def _leaf_weights(c, weights):
+    """(gate or None, up, down, biases or None) of the leaf experts, each
+    indexed by leaf id: [L, F, H], [L, F, H], [L, H, F] and the biases
+    (gate [L, F] or None, up [L, F], down [L, H]) with expert_bias."""
+    leaf = levels(c)[-1]
+    F, H = leaf["intermediate_size"], c["hidden_size"]
+
+    def flat(key, tail):
+        a = _w(weights, key)
+        return None if a is None else a.reshape((-1,) + tail)
+
+    gate = flat("gate_proj", (F, H)) if leaf["gated"] else None
+    biases = None
+    if c["expert_bias"]:
+        biases = (flat("gate_proj_bias", (F,)) if leaf["gated"] else None,
+                  flat("up_proj_bias", (F,)), flat("down_proj_bias", (H,)))
+    return gate, flat("up_proj", (F, H)), flat("down_proj", (H, F)), biases
+
+
 def _routed_experts(c, weights, x, ids, w):
-    """Σ_j w[t,j] · FFN_ids[t,j](x[t]) over the kept slots."""
+    """Σ_j w[t,j] · FFN_ids[t,j](x[t]) over the kept slots; with
+    router_weight_on_input Σ_j FFN_ids[t,j](w[t,j] · x[t]) instead. ids are
+    leaf ids (a flat layer's experts, or a hierarchy's leaves)."""
     T, H = x.shape
-    gate = _w(weights, "gate_proj") if c["gated"] else None
-    up, down = _w(weights, "up_proj"), _w(weights, "down_proj")
+    leaf = levels(c)[-1]
+    gate, up, down, biases = _leaf_weights(c, weights)
+    on_input = c["router_weight_on_input"]
     y = np.zeros((T, H), dtype=np.float64)
-    for e in range(c["num_experts"]):
+    for e in range(up.shape[0]):
         t_idx, j_idx = np.nonzero(ids == e)
         if t_idx.size == 0:
             continue
-        out = _ffn(c, None if gate is None else gate[e], up[e], down[e], x[t_idx])
-        np.add.at(y, t_idx, w[t_idx, j_idx][:, None] * out)
+        scale = w[t_idx, j_idx][:, None]
+        v = scale * x[t_idx] if on_input else x[t_idx]
+        b = None if biases is None else tuple(None if a is None else a[e] for a in biases)
+        out = _ffn(leaf, None if gate is None else gate[e], up[e], down[e], v, b)
+        np.add.at(y, t_idx, out if on_input else scale * out)
     return y
 
 
@@ -401,21 +554,27 @@ def _routed_layers(c, weights, x, ids, w):
 
 
 def reference(config, weights, x, forced_ids=None):
-    """Evaluates SPEC §1 in float64.
+    """Evaluates SPEC §1 (with docs/FAMILY-RULES.md's rules) in float64.
 
     Returns (y [T, H], ids [T, W] int64, weights [T, W] float64, choice [T, E]),
     W = top_k for token choice and E for expert choice (slot e holds e, or -1 when
     expert e did not take the token). `choice` is scores + selection_bias, the
-    values experts are chosen by.
+    values experts are chosen by (the logits for sparsemixer scoring).
 
     A hierarchical config (an "expert" key) evaluates every routed expert as the
     MoE layer it is; ids and weights are then the routing to the leaves (see
     _routed_layers), W the product over levels, and `choice` level 1's.
 
     forced_ids [T, k] replaces the choice of step 5 (flat token choice only):
-    weights are then scores at those ids, normalized over them and scaled, and
-    capacity (if any) drops slots from them as usual; an id of -1 contributes
-    nothing.
+    weights are then scores at those ids (sparsemixer: its weights with those
+    ids as x_0, x_1, ...), normalized over them and scaled, and capacity (if
+    any) drops slots from them as usual; an id of -1 contributes nothing.
+
+    docs/FAMILY-RULES.md: router_weight_on_input runs each kept slot's leaf
+    expert on w · x and adds its output unscaled (in a hierarchy w is the
+    leaf's weight, the product of the levels'; inner levels route the
+    unscaled x); expert_bias adds the leaves' biases (the down bias inside
+    FFN_e, weighted with it); output_bias is added to every token's y last.
     """
     c = with_defaults(config)
     H = c["hidden_size"]
@@ -429,6 +588,11 @@ def reference(config, weights, x, forced_ids=None):
     ids, w, choice = _route(c, weights, x, forced_ids)
     if hierarchical:
         y, ids, w = _routed_layers(c, weights, x, ids, w)
+        if c["router_weight_on_input"]:
+            # Each leaf runs on x scaled by its slot's weight (the product of
+            # the levels' weights) and adds its output unscaled; the inner
+            # levels route the unscaled x.
+            y = _routed_experts(c, weights, x, ids, w)
     else:
         y = _routed_experts(c, weights, x, ids, w)
 
@@ -442,6 +606,8 @@ def reference(config, weights, x, forced_ids=None):
         if c["shared_expert_gate"]:
             shared = shared * sigmoid(x @ _w(weights, "shared_expert_gate"))[:, None]
         y = y + shared
+    if c["output_bias"]:
+        y = y + _w(weights, "output_bias")
     return y, ids, w, choice
 
 
@@ -462,6 +628,31 @@ def routing_ties(config, weights, x, margin=1e-5):
     return tied
 
 
+def sparsemixer_ties(logits, k, eps, margin=1e-5):
+    """[T] bool: tokens whose sparsemixer weights an f32 evaluation may
+    legitimately compute otherwise: for one of the k slots (experts by
+    descending logit, ties to the lower index), an expert outside the earlier
+    slots has (m - s_e) / max(|s_e|, m) within `margin` of the threshold 2 eps,
+    so that rounding may move it in or out of the slot's softmax."""
+    logits = np.asarray(logits, dtype=np.float64)
+    T, E = logits.shape
+    tied = np.zeros(T, dtype=bool)
+    if T == 0:
+        return tied
+    ids = _stable_desc(logits)[:, :k]
+    rows = np.arange(T)
+    excluded = np.zeros((T, E), dtype=bool)
+    for j in range(min(k, E)):
+        m = logits[rows, ids[:, j]]
+        factor = np.maximum(np.abs(logits), m[:, None])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = (m[:, None] - logits) / factor
+            near = np.abs(ratio - 2.0 * float(eps)) <= margin
+        tied |= (near & ~excluded).any(axis=1)
+        excluded[rows, ids[:, j]] = True
+    return tied
+
+
 def near_ties(config, choice, margin=1e-5):
     """Tokens whose routing an f32 evaluation may legitimately resolve otherwise.
 
@@ -469,7 +660,8 @@ def near_ties(config, choice, margin=1e-5):
     consecutive values among its k+1 largest allowed choice values are within
     `margin` (this covers the k-th/(k+1)-th boundary of SPEC §1 and the order of
     the k slots, which capacity depends on), or when its topk_group-th and next
-    group scores are (group_tied). Expert choice: a token is tied when one of its
+    group scores are (group_tied); with sparsemixer scoring also when an
+    expert sits at a slot's threshold (sparsemixer_ties). Expert choice: a token is tied when one of its
     scores sits at an expert's C-th/(C+1)-th boundary that is within `margin`.
     """
     c = with_defaults(config)
@@ -504,6 +696,8 @@ def near_ties(config, choice, margin=1e-5):
         gaps = top[:, :-1] - top[:, 1:]
     gaps = np.where(np.isfinite(top[:, 1:]), gaps, np.inf)
     tied = (gaps <= margin).any(axis=1) if n > 1 else tied
+    if c["scoring"] == "sparsemixer":
+        tied |= sparsemixer_ties(choice, k, c["sparsemixer_eps"], margin)
     return tied | group_tied, group_tied
 
 
@@ -552,6 +746,12 @@ def random_weights(config, seed):
         full[f"level{l}_router"] = normal(Es[:l] + (H,), 2.0 / math.sqrt(H))
         full[f"level{l}_router_bias"] = normal(Es[:l], 0.5)
         full[f"level{l}_selection_bias"] = selection_bias(Es[:l], lv[l - 1])
+    # docs/FAMILY-RULES.md's biases, drawn after all of the above so that
+    # those keep their values; comparable to the projections they add to.
+    full["gate_proj_bias"] = normal(Es + (F,), 0.5)
+    full["up_proj_bias"] = normal(Es + (F,), 0.5)
+    full["down_proj_bias"] = normal(Es + (H,), 0.5)
+    full["output_bias"] = normal((H,), 0.5)
     return {key: full[key] for key in weight_keys(c) if key in shapes}
 
 

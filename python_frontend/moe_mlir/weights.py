@@ -13,17 +13,23 @@ Layouts understood for the routed experts (E experts, hidden H, expert width F):
 - fused: `experts.gate_up_proj` with `experts.down_proj`, either
   [E, 2F, H] with down [E, H, F] (nn.Linear layout: rows 0..F-1 are the gate
   projection, rows F..2F-1 the up projection), or [E, H, 2F] with down
-  [E, F, H] (input-major, applied as x @ W: columns 0..F-1 gate, F..2F-1 up).
-  GraniteMoE's `input_linear` / `output_linear` are the first form.
-  Interleaved gate/up columns are not supported;
+  [E, F, H] (input-major, applied as x @ W: columns 0..F-1 gate, F..2F-1 up;
+  Llama 4, OpenAI Privacy Filter). GraniteMoE's and JetMoE's `input_linear` /
+  `output_linear` are the first form. GPT-OSS interleaves them instead:
+  [E, H, 2F] whose column 2f is gate row f and column 2f + 1 up row f, its
+  biases `experts.gate_up_proj_bias` [E, 2F] the same way, and
+  `experts.down_proj_bias` [E, H] (docs/FAMILY-RULES.md §4);
 - DBRX: `experts.mlp.w1` (gate), `v1` (up), `w2` (down, transposed), each
   [E * F, H].
 
-The block is found under `model.layers.{i}.` as `mlp.`, `block_sparse_moe.`
-or `feed_forward.` (DBRX: `transformer.blocks.{i}.ffn.`), by its router
-(`gate.weight`, HunYuan's `gate.wg.weight`, `router.layer.weight`,
-`router.gate.weight` or `router.weight`); the selection bias, shared experts
-and shared-expert gate by the names each family's checkpoints use.
+The block is found under `model.layers.{i}.` (a multimodal Llama 4's under
+`language_model.model.layers.{i}.` or `model.language_model.layers.{i}.`) as
+`mlp.`, `block_sparse_moe.` or `feed_forward.` (DBRX:
+`transformer.blocks.{i}.ffn.`), by its router (`gate.weight`, HunYuan's
+`gate.wg.weight`, `router.layer.weight`, `router.gate.weight` or
+`router.weight`); the router bias beside it (`gate.bias`, `router.bias`, ...),
+the selection bias, shared experts, shared-expert gate and JetMoE's output
+bias (`bias`) by the names each family's checkpoints use.
 """
 
 import json
@@ -122,7 +128,15 @@ _BLOCK_FIRST = {"mixtral": "block_sparse_moe.", "minimax": "block_sparse_moe.",
                 "minimax_m2": "block_sparse_moe.", "kimi_linear": "block_sparse_moe.",
                 "granitemoe": "block_sparse_moe.", "granitemoeshared": "block_sparse_moe.",
                 "granitemoe_swa": "block_sparse_moe.", "granitemoehybrid": "block_sparse_moe.",
-                "jamba": "feed_forward."}
+                "phimoe": "block_sparse_moe.", "jamba": "feed_forward.",
+                "llama4": "feed_forward.", "llama4_text": "feed_forward."}
+# Where decoder layer i sits: text models, then multimodal models' language
+# model (Llama 4: `language_model.model.`, as transformers saves it, or
+# `model.language_model.`).
+_LAYER_PREFIXES = ("model.layers.{}.", "language_model.model.layers.{}.",
+                   "model.language_model.layers.{}.")
+# Families whose fused gate_up_proj interleaves gate and up columns.
+_INTERLEAVED = ("gpt_oss",)
 # Tensor names inside the block, in the order tried.
 _ROUTERS = ("gate.weight", "gate.wg.weight", "router.layer.weight", "router.gate.weight",
             "router.weight")
@@ -146,14 +160,22 @@ def _switch_prefix(layer):
 
 
 def _detect_family(ckpt):
-    """Only the layouts that differ need telling apart: Switch Transformers'
-    and DBRX's; every other family is found by its block's tensor names."""
+    """Switch Transformers' and DBRX's layouts by their key names; else the
+    `model_type` of the config.json beside the checkpoint (GPT-OSS and the
+    OpenAI Privacy Filter have the same names for differently laid out
+    tensors), or None: every other family is found by its block's tensor
+    names."""
     keys = ckpt.where.keys()
     if any(".mlp.router.classifier." in k for k in keys):
         return "switch_transformers"
     if any(k.startswith("transformer.blocks.") and ".ffn.router." in k for k in keys):
         return "dbrx"
-    return None
+    folder = ckpt.path if ckpt.path.is_dir() else ckpt.path.parent
+    try:
+        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return model_type if isinstance(model_type, str) else None
 
 
 def _first(ckpt, prefix, names):
@@ -167,13 +189,23 @@ def _check(name, array, shape):
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
-def _split_gate_up(name, gate_up, down, down_name, E, F, H):
+def _gate_up_halves(interleaved, F):
+    """The index expressions of the gate and up halves of a fused axis of 2F:
+    the first and second F, or (interleaved) the even and odd entries."""
+    if interleaved:
+        return slice(0, None, 2), slice(1, None, 2)
+    return slice(0, F), slice(F, None)
+
+
+def _split_gate_up(name, gate_up, down, down_name, E, F, H, interleaved=False):
     """A fused gate/up tensor with its down projection -> (gate, up, down) in
-    nn.Linear layout, from [E, 2F, H] + [E, H, F] or [E, H, 2F] + [E, F, H]."""
+    nn.Linear layout, from [E, 2F, H] + [E, H, F] or [E, H, 2F] + [E, F, H];
+    gate and up halves (see _gate_up_halves) along the 2F axis."""
+    g, u = _gate_up_halves(interleaved, F)
     if gate_up.shape == (E, 2 * F, H) and down.shape == (E, H, F):
-        return gate_up[:, :F, :], gate_up[:, F:, :], down
+        return gate_up[:, g, :], gate_up[:, u, :], down
     if gate_up.shape == (E, H, 2 * F) and down.shape == (E, F, H):
-        return (gate_up[:, :, :F].transpose(0, 2, 1), gate_up[:, :, F:].transpose(0, 2, 1),
+        return (gate_up[:, :, g].transpose(0, 2, 1), gate_up[:, :, u].transpose(0, 2, 1),
                 down.transpose(0, 2, 1))
     raise WeightError(
         f"'{name}' {list(gate_up.shape)} with '{down_name}' {list(down.shape)}: "
@@ -195,12 +227,14 @@ def _routed_experts(ckpt, p, c, family):
         return (_check(name, gate, (E, F, H)) if c.gated else None,
                 _check(name, up, (E, F, H)), _check(down_name, down, (E, H, F)))
 
-    # Fused gate/up: transformers' in-memory experts, or GraniteMoE's checkpoints.
+    # Fused gate/up: transformers' in-memory experts, GPT-OSS's and Llama 4's
+    # checkpoints, or GraniteMoE's and JetMoE's.
     for fused, down_name in ((f"{p}experts.gate_up_proj", f"{p}experts.down_proj"),
                              (f"{p}input_linear.weight", f"{p}output_linear.weight")):
         if fused in ckpt:
             gate, up, down = _split_gate_up(fused, ckpt.get(fused), ckpt.get(down_name),
-                                            down_name, E, F, H)
+                                            down_name, E, F, H,
+                                            _interleaved(ckpt, p, family))
             return finish(fused, gate, up, down, down_name)
     # DBRX: w1 (gate), v1 (up) and w2 (down, transposed), each [E * F, H].
     if f"{p}experts.mlp.w1" in ckpt:
@@ -228,6 +262,51 @@ def _routed_experts(ckpt, p, c, family):
 
     gate = per_expert(names[0], (F, H)) if c.gated else None
     return gate, per_expert(names[1], (F, H)), per_expert(names[2], (H, F))
+
+
+def _interleaved(ckpt, p, family):
+    """Whether the block's fused gate_up_proj interleaves gate and up
+    (GPT-OSS) rather than concatenating them. Biased fused experts are
+    GPT-OSS's or the OpenAI Privacy Filter's, which differ only in this:
+    without a family to tell them apart, that is an error."""
+    if family is None and f"{p}experts.gate_up_proj_bias" in ckpt:
+        raise WeightError(
+            f"{ckpt.path}: '{p}experts.gate_up_proj' with biases is laid out as GPT-OSS "
+            "lays it out (gate and up columns interleaved) or as the OpenAI Privacy "
+            "Filter does (gate columns first), and no config.json says which: pass "
+            "family='gpt_oss' or family='openai_privacy_filter'")
+    return family in _INTERLEAVED
+
+
+def _expert_biases(ckpt, p, c, family):
+    """{gate_proj_bias [E, F] (gated), up_proj_bias [E, F], down_proj_bias
+    [E, H]}: fused `experts.gate_up_proj_bias` [E, 2F] (split as the gate_up_proj
+    columns are) with `experts.down_proj_bias`, or per expert
+    `experts.{e}.gate_proj.bias` (Mixtral names: w1 / w3 / w2) and the like."""
+    E, F, H = c.num_experts, c.intermediate_size, c.hidden_size
+    out = {}
+    fused = f"{p}experts.gate_up_proj_bias"
+    if fused in ckpt:
+        g, u = _gate_up_halves(_interleaved(ckpt, p, family), F)
+        gate_up = _check(fused, ckpt.get(fused), (E, 2 * F))
+        if c.gated:
+            out["gate_proj_bias"] = np.ascontiguousarray(gate_up[:, g])
+        out["up_proj_bias"] = np.ascontiguousarray(gate_up[:, u])
+        name = f"{p}experts.down_proj_bias"
+        out["down_proj_bias"] = _check(name, ckpt.get(name), (E, H))
+        return out
+    for names in (("gate_proj", "up_proj", "down_proj"), ("w1", "w3", "w2")):
+        if f"{p}experts.0.{names[1]}.bias" in ckpt:
+            def per_expert(proj, size):
+                return np.stack([_check(n, ckpt.get(n), (size,)) for n in
+                                 (f"{p}experts.{e}.{proj}.bias" for e in range(E))])
+            if c.gated:
+                out["gate_proj_bias"] = per_expert(names[0], F)
+            out["up_proj_bias"] = per_expert(names[1], F)
+            out["down_proj_bias"] = per_expert(names[2], H)
+            return out
+    raise WeightError(f"{ckpt.path}: no expert biases ('{fused}' or "
+                      f"'{p}experts.0.up_proj.bias'), which the config's expert_bias needs")
 
 
 def _shared_expert(ckpt, p, layer_prefix, c):
@@ -268,8 +347,10 @@ def load_layer_weights(path, config, layer, family=None):
     path: a .safetensors file or a directory of shards. config: the layer's
     MoEConfig (from_hf_config gives it). family: the HF `model_type` whose
     layout to read (any of hf.FAMILIES); when None it is told from the key
-    names. For switch_transformers, `layer` is an encoder block number or
-    "encoder.N" / "decoder.N".
+    names, or from the config.json beside the checkpoint (GPT-OSS's
+    interleaved gate/up columns need one of the two). For
+    switch_transformers, `layer` is an encoder block number or "encoder.N" /
+    "decoder.N".
     """
     c = as_config(config)
     ckpt = Checkpoint(path)
@@ -281,16 +362,19 @@ def load_layer_weights(path, config, layer, family=None):
         router_name = f"{p}router.classifier.weight"
         router = router_name if router_name in ckpt else None
     else:
-        layer_prefix = f"transformer.blocks.{layer}." if family == "dbrx" \
-            else f"model.layers.{layer}."
+        prefixes = ("transformer.blocks.{}.",) if family == "dbrx" else _LAYER_PREFIXES
         blocks = ("ffn.",) if family == "dbrx" else tuple(dict.fromkeys(
             (_BLOCK_FIRST.get(family, "mlp."),) + _BLOCKS))
         router_names = ("router.layer.weight",) if family == "dbrx" else _ROUTERS
+        layer_prefix = prefixes[0].format(layer)
         router, p = None, layer_prefix + blocks[0]
-        for block in blocks:
-            router = _first(ckpt, layer_prefix + block, router_names)
+        for prefix in (pre.format(layer) for pre in prefixes):
+            for block in blocks:
+                router = _first(ckpt, prefix + block, router_names)
+                if router:
+                    layer_prefix, p = prefix, prefix + block
+                    break
             if router:
-                p = layer_prefix + block
                 break
         router_name = p + router_names[0]
     if router is None:
@@ -298,8 +382,9 @@ def load_layer_weights(path, config, layer, family=None):
                           f"MoE layer of this {family + ' ' if family else ''}checkpoint")
     out = {"router": _check(router, ckpt.get(router), (E, H))}
     if c.router_bias:
-        name = f"{p}router.classifier.bias" if family == "switch_transformers" \
-            else f"{p}gate.bias"
+        # Beside the router's weight: gate.bias, router.bias (GPT-OSS),
+        # router.classifier.bias (Switch).
+        name = router[:-len("weight")] + "bias"
         out["router_bias"] = _check(name, ckpt.get(name), (E,))
     if c.selection_bias:
         name = _first(ckpt, p, _SELECTION_BIASES) or p + _SELECTION_BIASES[0]
@@ -309,6 +394,11 @@ def load_layer_weights(path, config, layer, family=None):
     if gate is not None:
         out["gate_proj"] = gate
     out["up_proj"], out["down_proj"] = up, down
+    if c.expert_bias:
+        out.update(_expert_biases(ckpt, p, c, family))
+    if c.output_bias:
+        name = f"{p}bias"  # JetMoeMoE.bias
+        out["output_bias"] = _check(name, ckpt.get(name), (H,))
     if Fs > 0:
         out.update(_shared_expert(ckpt, p, layer_prefix, c))
         if c.shared_expert_gate:

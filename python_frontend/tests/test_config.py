@@ -68,7 +68,7 @@ BAD = [
     ({"top_k": 1, "n_group": 4}, "group_score",
      '"top2_sum" needs at least 2 experts per group, but groups have 1'),
     ({"activation": "swish"}, "activation",
-     'must be one of "silu", "gelu", "gelu_tanh", "relu", got "swish"'),
+     'must be one of "silu", "gelu", "gelu_tanh", "relu", "clamped_swiglu", got "swish"'),
     ({"dtype": "f64"}, "dtype", 'must be one of "f32", "bf16", "f16", got "f64"'),
     ({"gated": 1}, "gated", "must be true or false, got 1"),
     ({"routed_scaling_factor": "2"}, "routed_scaling_factor", 'must be a number, got "2"'),
@@ -122,13 +122,40 @@ BAD = [
      "expert.topk_group", "(3) must not exceed 'expert.n_group' (2)"),
     ({"intermediate_size": None, "expert": {"num_experts": 2, "top_k": 1,
                                             "expert": {**LEAF, "scoring": "max"}}},
-     "expert.expert.scoring", 'must be one of "softmax", "sigmoid", got "max"'),
+     "expert.expert.scoring", 'must be one of "softmax", "sigmoid", "sparsemixer", got "max"'),
     ({"intermediate_size": None, "expert": {"num_experts": 2, "top_k": 1,
                                             "expert": {**LEAF, "n_group": 3}}},
      "expert.expert.n_group", "(3) must divide 'expert.expert.num_experts' (2)"),
     ({"intermediate_size": None, "expert": {
         "num_experts": 65536, "top_k": 1, "expert": {**LEAF, "num_experts": 65536}}},
      "expert.expert.num_experts", "makes more than 2147483647 leaf experts"),
+    # docs/FAMILY-RULES.md §2: a key where its rule does not apply names it.
+    ({"normalize_p": 0}, "normalize_p", "must be finite and positive"),
+    ({"sparsemixer_eps": 0.1}, "sparsemixer_eps",
+     'is only used by "scoring": "sparsemixer"'),
+    ({"scoring": "sparsemixer", "sparsemixer_eps": -0.1}, "sparsemixer_eps",
+     "must be finite and not negative"),
+    ({"scoring": "sparsemixer", "selection_bias": True}, "selection_bias",
+     'is not used by "sparsemixer" scoring, which chooses by the logits'),
+    ({"scoring": "sparsemixer", "n_group": 2, "topk_group": 1, "group_score": "max"},
+     "n_group", 'must be 1 for "sparsemixer" scoring'),
+    ({"routing": "expert_choice", "capacity_factor": 1, "scoring": "sparsemixer"}, "scoring",
+     'must be "softmax" for "expert_choice" routing'),
+    ({"swiglu_limit": 3}, "swiglu_limit", 'is only used by "activation": "clamped_swiglu"'),
+    ({"activation": "clamped_swiglu", "gated": False}, "activation",
+     "\"clamped_swiglu\" needs a gated FFN ('gated': true)"),
+    ({"activation": "clamped_swiglu", "swiglu_limit": 0}, "swiglu_limit",
+     "must be finite and positive"),
+    ({"expert_bias": 1}, "expert_bias", "must be true or false, got 1"),
+    ({"router_weight_on_input": "yes"}, "router_weight_on_input",
+     'must be true or false, got "yes"'),
+    ({"intermediate_size": None, "expert": {**LEAF, "output_bias": True}},
+     "expert.output_bias", "is given at the top level only: it applies to the whole layer "
+     "(its leaf experts, its output)"),
+    ({"intermediate_size": None, "expert": {**LEAF, "normalize_p": -1}},
+     "expert.normalize_p", "must be finite and positive"),
+    ({"intermediate_size": None, "swiglu_alpha": 1.0, "expert": LEAF}, "swiglu_alpha",
+     _LEAF_RULE),
 ]
 
 
@@ -195,8 +222,10 @@ def test_hierarchical_round_trip_and_shapes():
     assert c.replace(top_k=1).route_width == 2 and c.route_width == 4
     assert len(c.levels) == 3
     assert c.weight_shapes()["up_proj"] == (4, 3, 2, 5, 8)
-    assert c.weight_keys()[-3:] == ("level3_router", "level3_router_bias",
-                                    "level3_selection_bias")
+    # The level fields, then FAMILY-RULES' four biases, last in every struct.
+    assert c.weight_keys()[-7:] == ("level3_router", "level3_router_bias",
+                                    "level3_selection_bias", "gate_proj_bias",
+                                    "up_proj_bias", "down_proj_bias", "output_bias")
     # Constructed directly, the leaf keys come from the innermost level.
     d = MoEConfig("h", 8, None, 4, 2, expert=HIERARCHICAL["expert"])
     assert d == c
@@ -210,3 +239,63 @@ def test_configs_do_not_share_state():
     a.expert_shard["count"] = 3
     assert MoEConfig.from_dict(shard).expert_shard == {"first": 1, "count": 2}
     assert MoEConfig.from_dict(shard).to_dict()["expert_shard"]["count"] == 2
+
+
+def test_family_rule_keys_defaults_and_round_trip():
+    """docs/FAMILY-RULES.md §2: the new keys' defaults; sparsemixer_eps and
+    swiglu_* exist only with their rule on, as moe-compile reports them."""
+    c = MoEConfig(**BASE)
+    assert (c.normalize_p, c.sparsemixer_eps, c.router_weight_on_input, c.swiglu_alpha,
+            c.swiglu_limit, c.expert_bias, c.output_bias) == \
+        (1.0, None, False, None, None, False, False)
+    assert "sparsemixer_eps" not in c.to_dict() and "swiglu_alpha" not in c.to_dict()
+    r = MoEConfig(**BASE, scoring="sparsemixer", normalize_p=2, activation="clamped_swiglu",
+                  swiglu_limit=3, router_weight_on_input=True, expert_bias=True,
+                  output_bias=True)
+    assert (r.normalize_p, r.sparsemixer_eps, r.swiglu_alpha, r.swiglu_limit) == \
+        (2.0, 0.01, 1.702, 3.0)
+    data = r.to_dict()
+    for key in ("normalize_p", "sparsemixer_eps", "router_weight_on_input", "swiglu_alpha",
+                "swiglu_limit", "expert_bias", "output_bias"):
+        assert key in data
+    assert list(json.loads(r.to_json())) == list(data)
+    assert MoEConfig.from_json(r.to_json()) == r and MoEConfig.from_dict(data) == r
+    # The rule's keys go with it.
+    assert r.replace(scoring="softmax", sparsemixer_eps=None).sparsemixer_eps is None
+    with pytest.raises(ConfigError, match="'sparsemixer_eps' is only used by"):
+        r.replace(scoring="softmax")
+
+
+def test_family_rule_weight_shapes():
+    c = MoEConfig(**BASE, expert_bias=True, output_bias=True)
+    shapes = c.weight_shapes()
+    assert (shapes["gate_proj_bias"], shapes["up_proj_bias"], shapes["down_proj_bias"],
+            shapes["output_bias"]) == ((4, 4), (4, 4), (4, 8), (8,))
+    assert "gate_proj_bias" not in c.replace(gated=False).weight_shapes()
+    assert c.weight_keys()[10:] == ("gate_proj_bias", "up_proj_bias", "down_proj_bias",
+                                    "output_bias")
+    # Stacked over a hierarchy's levels like the leaf FFNs; a shard's own.
+    h = MoEConfig.from_dict({**HIERARCHICAL, "expert_bias": True})
+    assert h.weight_shapes()["up_proj_bias"] == (4, 3, 2, 5)
+    assert h.weight_shapes()["down_proj_bias"] == (4, 3, 2, 8)
+    assert "gate_proj_bias" not in h.weight_shapes()  # its leaves are not gated
+    shard = c.replace(expert_shard={"first": 1, "count": 2})
+    assert shard.weight_shapes()["up_proj_bias"] == (2, 4)
+    assert shard.weight_shapes()["output_bias"] == (8,)
+
+
+def test_hierarchical_family_rules():
+    """normalize_p and sparsemixer per level; clamped_swiglu in the leaf,
+    mirrored at the top like activation."""
+    h = MoEConfig.from_dict({
+        "name": "h", "hidden_size": 8, "num_experts": 4, "top_k": 2, "normalize_p": 3,
+        "expert": {"num_experts": 3, "top_k": 2, "scoring": "sparsemixer",
+                   "sparsemixer_eps": 0.2, "intermediate_size": 5,
+                   "activation": "clamped_swiglu", "swiglu_alpha": 1.5}})
+    assert (h.normalize_p, h.sparsemixer_eps, h.activation, h.swiglu_alpha, h.swiglu_limit) \
+        == (3.0, None, "clamped_swiglu", 1.5, 7.0)
+    level = h.to_dict()["expert"]
+    assert (level["scoring"], level["sparsemixer_eps"], level["normalize_p"],
+            level["swiglu_alpha"]) == ("sparsemixer", 0.2, 1.0, 1.5)
+    assert "swiglu_alpha" not in h.to_dict() and "sparsemixer_eps" not in h.to_dict()
+    assert MoEConfig.from_json(h.to_json()) == h

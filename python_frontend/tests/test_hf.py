@@ -227,7 +227,14 @@ NEW = [
     (dict(model_type="dbrx", d_model=32, ffn_config=dict(
         ffn_hidden_size=16, moe_num_experts=8, moe_top_k=2, moe_normalize_expert_weights=None,
         ffn_act_fn={"name": "gelu"})),
-     dict(normalize_top_k=False, activation="gelu")),
+     dict(normalize_top_k=False, activation="gelu", normalize_p=1.0)),
+    # DbrxFFN divides by torch.norm(p): FAMILY-RULES' normalize_p.
+    (dict(model_type="dbrx", d_model=32, ffn_config=dict(
+        ffn_hidden_size=16, moe_num_experts=8, moe_top_k=2, moe_normalize_expert_weights=2)),
+     dict(normalize_top_k=True, normalize_p=2.0)),
+    (dict(model_type="dbrx", d_model=32, ffn_config=dict(
+        ffn_hidden_size=16, moe_num_experts=8, moe_top_k=2, moe_normalize_expert_weights=1)),
+     dict(normalize_top_k=True, normalize_p=1.0)),
     (_tiny("glm4_moe", moe_intermediate_size=16, n_routed_experts=8, num_experts_per_tok=2),
      dict(scoring="sigmoid", selection_bias=True, n_group=1, normalize_top_k=True,
           routed_scaling_factor=1.0, shared_intermediate_size=16)),
@@ -251,6 +258,37 @@ NEW = [
            n_group=4, topk_group=2),
      dict(scoring="softmax", selection_bias=False, n_group=4, topk_group=2,
           group_score="top2_sum", shared_intermediate_size=16)),
+    # docs/FAMILY-RULES.md's families.
+    (_tiny("gpt_oss", intermediate_size=16, num_local_experts=8, num_experts_per_tok=2),
+     dict(scoring="softmax", normalize_top_k=True, router_bias=True, expert_bias=True,
+          activation="clamped_swiglu", gated=True, swiglu_alpha=1.702, swiglu_limit=7.0,
+          output_bias=False, router_weight_on_input=False, shared_intermediate_size=0)),
+    (_tiny("gpt_oss", intermediate_size=16, num_experts=8, num_experts_per_tok=2,
+           swiglu_alpha=1.5, swiglu_limit=3.5, hidden_act="gelu"),
+     dict(num_experts=8, activation="clamped_swiglu", swiglu_alpha=1.5, swiglu_limit=3.5)),
+    (_tiny("openai_privacy_filter", intermediate_size=16, num_local_experts=8,
+           num_experts_per_tok=4, swiglu_limit=5.0),
+     dict(top_k=4, router_bias=True, expert_bias=True, normalize_top_k=True,
+          routed_scaling_factor=1.0, activation="clamped_swiglu", swiglu_limit=5.0)),
+    (_tiny("llama4_text", intermediate_size=16, num_local_experts=8, num_experts_per_tok=1,
+           intermediate_size_mlp=64),
+     dict(scoring="sigmoid", normalize_top_k=False, router_weight_on_input=True, top_k=1,
+          intermediate_size=16, shared_intermediate_size=16, shared_expert_gate=False,
+          activation="silu")),
+    (dict(model_type="llama4", text_config=_tiny("llama4_text", intermediate_size=16,
+                                                 num_local_experts=8, num_experts_per_tok=2),
+          vision_config={"hidden_size": 8}, dtype="bfloat16"),
+     dict(hidden_size=32, num_experts=8, top_k=2, scoring="sigmoid", normalize_top_k=False,
+          router_weight_on_input=True, shared_intermediate_size=16, dtype="bf16")),
+    (_tiny("jetmoe", intermediate_size=16, num_local_experts=8, num_experts_per_tok=2,
+           activation_function="gelu"),
+     dict(normalize_top_k=True, output_bias=True, activation="gelu", expert_bias=False,
+          shared_intermediate_size=0)),
+    (_tiny("phimoe", intermediate_size=16, num_local_experts=8, num_experts_per_tok=2),
+     dict(scoring="sparsemixer", sparsemixer_eps=0.01, normalize_top_k=False, top_k=2)),
+    (_tiny("phimoe", intermediate_size=16, num_local_experts=8, num_experts_per_tok=2,
+           router_jitter_noise=0.2),
+     dict(scoring="sparsemixer", sparsemixer_eps=0.2)),
 ]
 
 
@@ -260,14 +298,15 @@ def test_more_families(data, expected):
     fields(from_hf_config(data), **expected)
 
 
-# Families SPEC §1 cannot express: refused naming the construct it lacks.
+# Families SPEC §1 and FAMILY-RULES cannot express: refused naming the
+# construct they lack.
 REFUSED = [
-    ("gpt_oss", "experts have biases and a clamped SwiGLU"),
-    ("llama4_text", "multiply the experts' input, not their output"),
-    ("llama4", "multiply the experts' input"),
-    ("jetmoe", "adds a learned output bias"),
-    ("phimoe", "sparsemixer"),
-    ("deepseek_v4", "clamp the SwiGLU"),
+    ("deepseek_v4", "silu(min(gate, swiglu_limit)) * clamp(up, -swiglu_limit, swiglu_limit), "
+                    "a clamped SwiGLU without the alpha and the + 1"),
+    ("glm5_next", "without the alpha and the + 1 of FAMILY-RULES' clamped_swiglu"),
+    ("hy_v4", "silu(min(gate, swiglu_limit))"),
+    ("bailing_hybrid", "clamp after the activation, min(act(gate), limit)"),
+    ("step3p7", "per-layer swiglu_limits"),
     ("kolibri1", "raw logit + e_score_correction_bias"),
     ("longcat_flash", "identity"),
     ("qwen3_vl_moe", "multimodal"),
@@ -294,8 +333,29 @@ REFUSED_FIELDS = [
     (_tiny("ernie4_5_moe", moe_intermediate_size=16, moe_num_experts=8, moe_k=2, use_bias=True),
      "use_bias", "biases"),
     (dict(model_type="dbrx", d_model=32, ffn_config=dict(
-        ffn_hidden_size=16, moe_num_experts=8, moe_top_k=2, moe_normalize_expert_weights=2)),
-     "ffn_config.moe_normalize_expert_weights", "p-norm"),
+        ffn_hidden_size=16, moe_num_experts=8, moe_top_k=2,
+        moe_normalize_expert_weights=float("inf"))),
+     "ffn_config.moe_normalize_expert_weights", "divides the top-k weights by their largest"),
+    (dict(model_type="dbrx", d_model=32, ffn_config=dict(
+        ffn_hidden_size=16, moe_num_experts=8, moe_top_k=2, moe_normalize_expert_weights=-2)),
+     "ffn_config.moe_normalize_expert_weights", "must be finite and positive"),
+    (dict(model_type="dbrx", d_model=32, ffn_config=dict(
+        ffn_hidden_size=16, moe_num_experts=8, moe_top_k=2, moe_normalize_expert_weights="2")),
+     "ffn_config.moe_normalize_expert_weights", 'must be a number or null, got "2"'),
+    (_tiny("phimoe", intermediate_size=16, num_local_experts=8, num_experts_per_tok=4),
+     "num_experts_per_tok", "(4): transformers' sparsemixer routing chooses exactly 2 experts"),
+    (_tiny("phimoe", intermediate_size=16, num_local_experts=8, num_experts_per_tok=2,
+           router_jitter_noise=-0.1), "router_jitter_noise", "must be finite and not negative"),
+    (_tiny("gpt_oss", intermediate_size=16, num_local_experts=8, num_experts_per_tok=2,
+           swiglu_limit=0), "swiglu_limit", "must be finite and positive"),
+    (_tiny("jetmoe", intermediate_size=16, num_local_experts=8, num_experts_per_tok=2,
+           activation_function="quick_gelu"), "activation_function", "is not an activation"),
+    (dict(model_type="llama4", text_config=_tiny("llama4_text", num_local_experts=8,
+                                                 num_experts_per_tok=1)),
+     "text_config.intermediate_size", "is required"),
+    (dict(model_type="llama4", text_config=_tiny("llama4_text", intermediate_size=16,
+                                                 num_local_experts=8, num_experts_per_tok=9)),
+     "text_config.num_experts_per_tok", "(9) must not exceed"),
     (dict(model_type="dbrx", d_model=32, ffn_config=dict(moe_num_experts=8, moe_top_k=2)),
      "ffn_config.ffn_hidden_size", "is required"),
     (_tiny("hunyuan_v1_moe", intermediate_size=16, num_experts=8, moe_topk=[2, 2]),
@@ -326,3 +386,18 @@ def test_moe_layers_of_more_families():
     assert [is_moe_layer(flint, i) for i in range(3)] == [False, False, True]
     assert is_moe_layer(dict(flint, mlp_only_layers=[]), 0)
     assert not is_moe_layer(_tiny("glm4_moe"), 0) and is_moe_layer(_tiny("glm4_moe"), 1)
+
+
+def test_moe_layers_of_llama4():
+    """Llama 4 interleaves dense and MoE layers: moe_layers, else every
+    interleave_moe_layer_step-th from step - 1 on; the multimodal model keeps
+    them in text_config."""
+    text = _tiny("llama4_text", num_hidden_layers=6, interleave_moe_layer_step=2)
+    assert [is_moe_layer(text, i) for i in range(7)] == [False, True] * 3 + [False]
+    assert all(is_moe_layer(_tiny("llama4_text", num_hidden_layers=3), i) for i in range(3))
+    assert [is_moe_layer(dict(text, moe_layers=[0, 5]), i) for i in range(6)] == \
+        [True, False, False, False, False, True]
+    mm = dict(model_type="llama4", text_config=dict(text, interleave_moe_layer_step=3))
+    assert [is_moe_layer(mm, i) for i in range(6)] == [False, False, True] * 2
+    # Every JetMoE, PhiMoE and GPT-OSS layer is an MoE layer.
+    assert all(is_moe_layer(_tiny(m), 3) for m in ("jetmoe", "phimoe", "gpt_oss"))

@@ -1,8 +1,8 @@
 """Every supported family against transformers itself.
 
 For each family: a tiny model from transformers' own config class, its MoE
-layer's weights (and router / selection biases) randomized, saved with
-save_pretrained (safetensors) and loaded back; from_hf_config +
+layer's weights (and router / selection / expert / output biases) randomized,
+saved with save_pretrained (safetensors) and loaded back; from_hf_config +
 load_layer_weights + compile then must give what the loaded model's own MoE
 block computes in float64, at T = 1, 7 and 64, in f32 and bf16 (bf16: against
 the block on the bf16-rounded weights and input), and route() the experts its
@@ -40,12 +40,23 @@ V3 = dict(moe_intermediate_size=F, n_routed_experts=E, num_experts_per_tok=K, n_
           topk_group=2, norm_topk_prob=True, routed_scaling_factor=2.5, n_shared_experts=1)
 SIGMOID = dict(moe_intermediate_size=F, num_experts=E, num_experts_per_tok=K)
 
+# Llama 4 (multimodal): the text model of llama4_text under a tiny vision tower.
+LLAMA4_TEXT = dict(intermediate_size=F, intermediate_size_mlp=40, num_local_experts=E,
+                   num_experts_per_tok=K, interleave_moe_layer_step=2)
+LLAMA4_VISION = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, image_size=28, patch_size=14, vision_output_dim=16,
+                     projector_input_dim=16, projector_output_dim=16, pixel_shuffle_ratio=0.5)
+# GPT-OSS: a limit the SwiGLU's inputs reach, and an alpha of its own.
+GPT_OSS = dict(intermediate_size=F, num_local_experts=E, num_experts_per_tok=K,
+               swiglu_limit=0.9, swiglu_alpha=1.4)
+
 # family -> (config class keyword arguments, extras). Extras: "block" (the MoE
 # block's module path, {i} the layer), "beside" (layer-level modules the
 # layer adds on the same input: GraniteMoE's shared MLP), "model" (the model
 # class when AutoModelForCausalLM does not take the config), "hf" (from_hf_config
-# keyword arguments). The configs are chosen so that families with the same
-# SPEC layer share a compiled library.
+# keyword arguments), "bias" (the scale the layer's biases are drawn with
+# instead, so that they matter). The configs are chosen so that families with
+# the same SPEC layer share a compiled library.
 CASES = {
     "mixtral": (dict(intermediate_size=F, num_local_experts=E, num_experts_per_tok=K), {}),
     "minimax": (dict(intermediate_size=F, num_local_experts=E, num_experts_per_tok=K), {}),
@@ -121,6 +132,25 @@ CASES = {
     "beam": (dict(SIGMOID, n_group=1, topk_group=1, routed_scaling_factor=1.0,
                   mlp_layer_types=["dense", "sparse"]), {}),
     "mistral4": (dict(V3, n_group=4, topk_group=2), dict(model="Mistral4ForCausalLM")),
+    # docs/FAMILY-RULES.md's families.
+    "dbrx-p2": (dict(d_model=H, n_heads=4, n_layers=2, vocab_size=64,
+                     ffn_config=dict(ffn_hidden_size=F, moe_num_experts=E, moe_top_k=3,
+                                     moe_normalize_expert_weights=2.0),
+                     attn_config=dict(kv_n_heads=2, rope_theta=10000.0)),
+                dict(block="transformer.blocks.{i}.ffn", attention=False)),
+    "gpt_oss": (dict(GPT_OSS), dict(bias=0.5)),
+    "openai_privacy_filter": (dict(GPT_OSS), dict(bias=0.5,
+                                                  model="AutoModelForTokenClassification")),
+    "llama4_text": (dict(LLAMA4_TEXT), dict(block="model.layers.{i}.feed_forward")),
+    "llama4": (dict(text_config=dict(ATTENTION, hidden_size=H, **LLAMA4_TEXT),
+                    vision_config=LLAMA4_VISION),
+               dict(block="language_model.model.layers.{i}.feed_forward", attention=False,
+                    model="Llama4ForConditionalGeneration")),
+    "jetmoe": (dict(intermediate_size=F, num_local_experts=E, num_experts_per_tok=K),
+               dict(bias=0.5)),
+    # router_jitter_noise 0.1: slots' softmaxes take in experts within 20%.
+    "phimoe": (dict(intermediate_size=F, num_local_experts=E, num_experts_per_tok=K,
+                    router_jitter_noise=0.1), {}),
     "switch_transformers": (
         dict(d_model=H, d_ff=F, d_kv=8, num_heads=4, num_layers=2, num_decoder_layers=2,
              num_sparse_encoder_layers=1, num_sparse_decoder_layers=1, num_experts=E,
@@ -182,6 +212,16 @@ def _checkpoint(case, tmp_path_factory):
     block_path = extras.get("block", "model.layers.{i}.mlp")
     layer_path = block_path.rsplit(".", 1)[0].format(i=LAYER)
     _randomize(model.get_submodule(layer_path), seed=sum(map(ord, case)))
+    if "bias" in extras:
+        # Expert, router and output biases as large as the rest of the sums
+        # they enter.
+        g = torch.Generator().manual_seed(1 + sum(map(ord, case)))
+        with torch.no_grad():
+            block = model.get_submodule(block_path.format(i=LAYER))
+            for name, t in sorted(block.named_parameters()):
+                if name.endswith("bias"):
+                    t.copy_(torch.randn(t.shape, generator=g, dtype=torch.float64)
+                            .mul_(extras["bias"]).to(t.dtype))
     path = tmp_path_factory.mktemp(case)
     model.save_pretrained(path)
     # The eager experts: transformers' default grouped_mm kernels take no float64.
@@ -220,7 +260,8 @@ def _hf_layer(model, case):
         finally:
             if handle:
                 handle.remove()
-        return out[0], captured
+        # [1, T, H], or [T, H] (Llama4TextMoe flattens the batch).
+        return out.reshape(x.shape[0], -1), captured
 
     return block, beside, run
 
@@ -231,8 +272,13 @@ def _router_ids(case, captured, T, block):
         return None
     out = captured[0]
     out = out if isinstance(out, tuple) else (out,)
-    if case == "dbrx":  # DbrxRouter gives the logits; DbrxFFN picks from them
+    if case.startswith("dbrx"):  # DbrxRouter gives the logits; DbrxFFN picks from them
         out = block.route_tokens_to_experts(out[0])
+    if case in ("llama4", "llama4_text", "jetmoe"):
+        # Llama4Router gives [T, E] scores and the logits, JetMoeTopKGating
+        # the experts' token order and the logits (last): both take the top k
+        # of the logits.
+        return torch.topk(out[-1].reshape(T, -1), K, dim=-1).indices.numpy()
     if case.startswith("switch_transformers"):
         onehot = out[0].reshape(T, -1)  # capacity-masked one-hot
         ids = onehot.argmax(-1)
@@ -271,7 +317,9 @@ def test_against_transformers(case, dtype, tmp_path_factory):
     for i in range(2):
         try:
             block = model.get_submodule(block_path.format(i=i))
-            has_experts = any(n.endswith("experts") for n, _ in block.named_modules())
+            # JetMoE's experts are its input_linear / output_linear.
+            has_experts = any(n.split(".")[-1] in ("experts", "input_linear")
+                              for n, _ in block.named_modules())
         except AttributeError:
             has_experts = False
         assert is_moe_layer(path, i) == has_experts, f"layer {i}"

@@ -2,7 +2,8 @@
 tolerances of test_conformance.py, test_dtypes.py and test_hierarchical.py
 with "target": "cuda", device buffers allocated and copied through the CUDA
 driver API (moe_mlir.cuda), plus forward_async on a caller's stream and
-concurrent calls. Skipped, with the reason, where there is no toolkit, driver or
+concurrent calls; docs/FAMILY-RULES.md's cases are test_gpu_emulation.py's
+FAMILY. Skipped, with the reason, where there is no toolkit, driver or
 device."""
 
 import threading
@@ -16,6 +17,7 @@ from moe_mlir.cuda import CUDA_ERROR_NOT_READY, CUDA_SUCCESS, driver, unavailabl
 from moe_mlir.reference import random_input, random_weights
 from test_conformance import ALL, cfg, check_token_counts, params
 from test_dtypes import params as dtype_params
+from test_gpu_emulation import FAMILY, FAMILY_HIERARCHICAL
 from test_hierarchical import check_hierarchical
 from test_hierarchical import params as hierarchical_params
 
@@ -59,6 +61,21 @@ def test_low_precision_on_gpu(libraries, config, token_counts):
 
 @pytest.mark.parametrize("config,token_counts,tolerance", hierarchical_params())
 def test_hierarchical_on_gpu(libraries, config, token_counts, tolerance):
+    lib, config = libraries(config)
+    check_hierarchical(lib, config, token_counts, tolerance)
+
+
+@pytest.mark.parametrize("config,token_counts,tolerance",
+                         [pytest.param(c, ts, tol, id=c["name"]) for c, ts, tol in FAMILY])
+def test_family_rules_on_gpu(libraries, config, token_counts, tolerance):
+    lib, config = libraries(config)
+    check_token_counts(lib, config, token_counts, tolerance)
+
+
+@pytest.mark.parametrize("config,token_counts,tolerance",
+                         [pytest.param(c, ts, tol, id=c["name"])
+                          for c, ts, tol in FAMILY_HIERARCHICAL])
+def test_family_hierarchies_on_gpu(libraries, config, token_counts, tolerance):
     lib, config = libraries(config)
     check_hierarchical(lib, config, token_counts, tolerance)
 

@@ -9,14 +9,25 @@ cannot test is the NVVM code generation, the driver, and timing-dependent
 behavior (test_gpu_conformance.py runs on a GPU). A subset of the
 conformance configs, covering every routing feature, and of the
 hierarchical configs (moe.refine's kernel, dense levels) keeps it short:
-the emulation runs 256 threads per block on a few cores."""
+the emulation runs 256 threads per block on a few cores.
 
+FAMILY covers docs/FAMILY-RULES.md's rules in the kernels: the p-norm and
+sparsemixer routing, the routing weight on the experts' input (the
+expert_up epilogue scales the row's sums, combine adds the rows
+unweighted), clamped SwiGLU (routed and shared experts), the expert
+biases (gated and not) and the output bias, alone and together, in f32,
+bf16 and f16, with capacity, expert choice and a hierarchy;
+test_gpu_conformance.py runs the same cases on a GPU."""
+
+import numpy as np
 import pytest
 
-from moe_mlir.abi import Library, compile_config
-from test_conformance import ALL, check_token_counts
+from moe_mlir.abi import Library, compile_config, representable
+from moe_mlir.reference import random_input, random_weights, reference
+from test_conformance import ALL, cfg, check_token_counts
 from test_dtypes import CONFIGS as DTYPE_CONFIGS
-from test_hierarchical import CASES as HIERARCHICAL_CASES, check_hierarchical
+from test_expert_shard import shard_of, sharded_forward
+from test_hierarchical import CASES as HIERARCHICAL_CASES, check_hierarchical, hier, level
 
 # name -> token counts (the conformance suite's counts, trimmed).
 SUBSET = {
@@ -56,6 +67,82 @@ LOW_PRECISION = {
     ("dt_expert_choice", "bf16"): [64],
 }
 
+# docs/FAMILY-RULES.md: (config, token counts, tolerance). Sizes are off
+# tile multiples; 257 tokens fill several row tiles of one expert.
+FAMILY = [
+    # Llama 4: sigmoid top-1 without normalization, the weight on the input,
+    # a shared expert.
+    (cfg("fr_llama4", 17, 24, 8, 1, scoring="sigmoid", normalize_top_k=False,
+         router_weight_on_input=True, shared_intermediate_size=20), [1, 257], 1e-4),
+    # The weight on the input with k = 2: slot s is token s / 2, column s % 2.
+    (cfg("fr_weight_on_input_k2", 24, 20, 8, 2, router_weight_on_input=True,
+         routed_scaling_factor=1.5), [3, 64], 1e-4),
+    # GPT-OSS: expert biases and clamped SwiGLU with the default alpha and limit.
+    (cfg("fr_gpt_oss", 24, 20, 8, 2, expert_bias=True, activation="clamped_swiglu"),
+     [1, 64], 1e-4),
+    # A limit the sums cross often, so that both clamps act.
+    (cfg("fr_clamped_tight", 17, 100, 4, 2, activation="clamped_swiglu", swiglu_alpha=1.2,
+         swiglu_limit=0.5), [3, 64], 1e-4),
+    # The shared expert's clamped SwiGLU, with its sigmoid gate.
+    (cfg("fr_clamped_shared", 20, 12, 8, 2, activation="clamped_swiglu", swiglu_limit=0.75,
+         shared_intermediate_size=24, shared_expert_gate=True), [1, 64], 1e-4),
+    # Not gated: the up and down biases only.
+    (cfg("fr_plain_bias_relu", 17, 24, 8, 2, gated=False, activation="relu",
+         expert_bias=True), [3, 64], 1e-4),
+    # JetMoE: the output bias, with a shared expert.
+    (cfg("fr_jetmoe", 24, 20, 8, 2, output_bias=True, shared_intermediate_size=16),
+     [0, 3, 64], 1e-4),
+    # PhiMoE: sparsemixer top-2.
+    (cfg("fr_phimoe", 24, 20, 16, 2, scoring="sparsemixer", normalize_top_k=False),
+     [1, 64, 257], 1e-4),
+    (cfg("fr_sparsemixer_k4_eps", 16, 12, 8, 4, scoring="sparsemixer", sparsemixer_eps=0.2,
+         routed_scaling_factor=2.0), [3, 64], 1e-4),
+    # DBRX: the 2-norm of the chosen weights.
+    (cfg("fr_dbrx", 24, 20, 16, 4, normalize_p=2), [1, 64], 1e-4),
+    (cfg("fr_norm_p3_sigmoid", 16, 12, 8, 2, scoring="sigmoid", normalize_p=3,
+         routed_scaling_factor=2.5), [3, 64], 1e-4),
+    # Everything at once, with a gated shared expert.
+    (cfg("fr_all", 24, 20, 8, 2, scoring="sigmoid", normalize_top_k=False,
+         router_weight_on_input=True, expert_bias=True, activation="clamped_swiglu",
+         swiglu_limit=1.0, output_bias=True, shared_intermediate_size=16,
+         shared_expert_gate=True), [1, 64, 257], 1e-4),
+    (cfg("fr_all_bf16", 24, 20, 8, 2, dtype="bf16", router_weight_on_input=True,
+         expert_bias=True, activation="clamped_swiglu", output_bias=True,
+         shared_intermediate_size=16), [3, 64], 2e-2),
+    (cfg("fr_all_f16", 17, 24, 8, 2, dtype="f16", scoring="sparsemixer",
+         router_weight_on_input=True, expert_bias=True, activation="clamped_swiglu",
+         swiglu_limit=1.0, output_bias=True), [3, 64], 2e-2),
+    (cfg("fr_dbrx_bias_bf16", 24, 20, 16, 4, dtype="bf16", normalize_p=2, expert_bias=True,
+         output_bias=True), [64], 2e-2),
+    # Capacity drops slots: their rows are never computed nor added.
+    (cfg("fr_capacity_on_input", 16, 20, 8, 2, capacity_factor=0.75,
+         router_weight_on_input=True, expert_bias=True, output_bias=True,
+         shared_intermediate_size=16), [64], 1e-4),
+    # Expert choice: the weight of (token, expert) scales the expert's input.
+    (cfg("fr_expert_choice_on_input", 17, 12, 4, 1, routing="expert_choice",
+         capacity_factor=2.0, router_weight_on_input=True, expert_bias=True,
+         activation="clamped_swiglu", output_bias=True), [3, 64], 1e-4),
+]
+# Hierarchies: the leaves' biases and clamped SwiGLU, an inner level's
+# sparsemixer or p-norm, the weight on the input and the output bias.
+FAMILY_HIERARCHICAL = [
+    (hier("fr_h2_sparsemixer_leaves", 20, 4, 2,
+          level(4, 2, intermediate_size=12, scoring="sparsemixer",
+                activation="clamped_swiglu", swiglu_limit=1.0),
+          expert_bias=True, router_weight_on_input=True, output_bias=True,
+          shared_intermediate_size=12), [1, 64], 1e-4),
+    (hier("fr_h2_norm_p2", 16, 4, 2,
+          level(8, 2, intermediate_size=8, normalize_p=2, gated=False, activation="gelu"),
+          normalize_p=2, expert_bias=True, output_bias=True), [3, 64], 1e-4),
+]
+
+
+def test_family_names_are_unique_identifiers():
+    names = [c["name"] for c, _, _ in FAMILY + FAMILY_HIERARCHICAL]
+    assert len(set(names)) == len(names)
+    assert not set(names) & {c["name"] for c, _ in ALL}
+    assert all(n.isidentifier() and n.isascii() for n in names)
+
 
 def params():
     out = [pytest.param(c, SUBSET[c["name"]], id=c["name"])
@@ -91,3 +178,54 @@ def test_emulated_gpu_hierarchies_conform(tmp_path, config, tolerance):
     so = compile_config(config, tmp_path, extra_args=("--emulate-gpu",))
     check_hierarchical(Library(so, config["name"], config), config,
                        HIERARCHICAL[config["name"]], tolerance)
+
+
+@pytest.mark.parametrize("config,token_counts,tolerance",
+                         [pytest.param(c, ts, tol, id=c["name"]) for c, ts, tol in FAMILY])
+def test_emulated_gpu_family_rules_conform(tmp_path, config, token_counts, tolerance):
+    so = compile_config(config, tmp_path, extra_args=("--emulate-gpu",))
+    check_token_counts(Library(so, config["name"], config), config, token_counts, tolerance)
+
+
+@pytest.mark.parametrize("config,token_counts,tolerance",
+                         [pytest.param(c, ts, tol, id=c["name"])
+                          for c, ts, tol in FAMILY_HIERARCHICAL])
+def test_emulated_gpu_family_hierarchies_conform(tmp_path, config, token_counts, tolerance):
+    so = compile_config(config, tmp_path, extra_args=("--emulate-gpu",))
+    check_hierarchical(Library(so, config["name"], config), config, token_counts, tolerance)
+
+# An expert shard's own rows of these weights.
+SHARDED = ("gate_proj", "up_proj", "down_proj", "gate_proj_bias", "up_proj_bias",
+           "down_proj_bias")
+
+
+@pytest.mark.parametrize("dtype", ["f32", "bf16"])
+def test_emulated_gpu_family_shards(tmp_path, dtype):
+    """Expert shards of a layer with the weights on the input, expert
+    biases, clamped SwiGLU and an output bias: run_experts scales and biases
+    the rows, combine adds them unweighted with the bias, as forward does
+    (up to the order of the sum, which the kernels keep per token)."""
+    layer = cfg("fr_shards", 17, 20, 6, 2, dtype=dtype, router_weight_on_input=True,
+                expert_bias=True, activation="clamped_swiglu", swiglu_limit=1.0,
+                output_bias=True, shared_intermediate_size=12)
+    args = ("--emulate-gpu",)
+    weights = {k: representable(v, dtype) for k, v in random_weights(layer, 5).items()}
+    x = representable(random_input(45, layer["hidden_size"], 6), dtype)
+    whole = Library(compile_config(layer, tmp_path / "whole", args), layer["name"], layer)
+    with whole.create(weights) as ctx:
+        y = whole.forward(ctx, x)
+    shards = []
+    for first, count in ((0, 4), (4, 2)):
+        config = shard_of(layer, first, count)
+        lib = Library(compile_config(config, tmp_path / f"s{first}", args), config["name"],
+                      config)
+        own = {k: (v[first:first + count] if k in SHARDED else v) for k, v in weights.items()}
+        shards.append((first, lib, lib.create(own)))
+    sharded = sharded_forward(shards, x)
+    for _, _, ctx in shards:
+        ctx.destroy()
+    tolerance = 1e-4 if dtype == "f32" else 2e-2
+    for want, what in ((y, "forward"), (reference(layer, weights, x)[0], "the reference")):
+        err = float(np.abs(sharded - want).max())
+        bound = tolerance * max(1.0, float(np.abs(want).max()))
+        assert err <= bound, f"shards vs {what}: max diff {err:.3g} > {bound:.3g}"

@@ -532,7 +532,8 @@ def test_hierarchical_defaults_shapes_and_keys():
     assert route_width(config) == 4 and route_width({**config, "top_k": 2}) == 8
     assert weight_keys(config)[10:] == (
         "level2_router", "level2_router_bias", "level2_selection_bias",
-        "level3_router", "level3_router_bias", "level3_selection_bias")
+        "level3_router", "level3_router_bias", "level3_selection_bias",
+        "gate_proj_bias", "up_proj_bias", "down_proj_bias", "output_bias")
     assert weight_shapes(config) == {
         "router": (2, 8), "up_proj": (2, 3, 4, 5, 8), "down_proj": (2, 3, 4, 8, 5),
         "shared_up_proj": (4, 8), "shared_down_proj": (8, 4),

@@ -34,6 +34,11 @@ struct LevelRouting {
   int64_t nGroup = 1;
   int64_t topkGroup = 1;
   std::string groupScore = "top2_sum";
+  /// docs/FAMILY-RULES.md: the p of step 6's norm, and sparsemixer's ε.
+  double normalizeP = 1.0;
+  double sparsemixerEps = 0.01;
+
+  bool isSparsemixer() const { return scoring == "sparsemixer"; }
 };
 
 /// One MoE layer; its own routing is level 1. A hierarchical layer (the
@@ -51,6 +56,12 @@ struct LayerConfig : LevelRouting {
   double capacityFactor = 0.0;
   int64_t sharedIntermediateSize = 0;
   bool sharedExpertGate = false;
+  /// docs/FAMILY-RULES.md's rules of the experts and the output.
+  bool routerWeightOnInput = false;
+  double swigluAlpha = 1.702;
+  double swigluLimit = 7.0;
+  bool expertBias = false;
+  bool outputBias = false;
   std::string target = "cpu";
   /// NVIDIA targets, comma-separated: the library holds a cubin for each.
   /// SPEC §2 says "sm_90"; the default also covers sm_80 (A100), see the
@@ -67,6 +78,7 @@ struct LayerConfig : LevelRouting {
   bool isHierarchical() const { return !innerLevels.empty(); }
   bool isCUDA() const { return target == "cuda"; }
   bool isShard() const { return shardCount > 0; }
+  bool isClampedSwiGLU() const { return activation == "clamped_swiglu"; }
   /// The targets of `gpu_arch`, in order.
   std::vector<std::string> gpuArchs() const;
   /// Width of the per-token routing results: top_k, or every expert for
@@ -121,18 +133,27 @@ struct WeightField {
   /// into one, so that it has `kernelRank` dimensions (the same memory).
   std::vector<int64_t> kernelShape() const;
 
-  /// gate_proj, up_proj, down_proj: the routed experts' weights, which an
-  /// expert shard holds its rows of.
+  /// gate_proj, up_proj, down_proj and their biases: the routed experts'
+  /// weights, which an expert shard holds its rows of.
   bool isRoutedExpert() const {
-    return name == "gate_proj" || name == "up_proj" || name == "down_proj";
+    return name == "gate_proj" || name == "up_proj" || name == "down_proj" ||
+           name == "gate_proj_bias" || name == "up_proj_bias" ||
+           name == "down_proj_bias";
   }
   /// The shared expert's weights (shared_*).
   bool isSharedExpert() const { return name.rfind("shared_", 0) == 0; }
+  /// What an expert shard's combine reads: the shared expert's weights and
+  /// the output bias.
+  bool isCombineWeight() const {
+    return isSharedExpert() || name == "output_bias";
+  }
 };
 
 /// The weight fields in the ABI's order: the ten of SPEC §4, then, for
 /// each inner level l of a hierarchical layer, `level<l>_router`,
-/// `level<l>_router_bias` and `level<l>_selection_bias`.
+/// `level<l>_router_bias` and `level<l>_selection_bias`, then
+/// docs/FAMILY-RULES.md's `gate_proj_bias`, `up_proj_bias`,
+/// `down_proj_bias` and `output_bias`.
 std::vector<WeightField> weightFields(const LayerConfig &config);
 
 /// Parses and validates `text`; errors name `fileName` and the key.

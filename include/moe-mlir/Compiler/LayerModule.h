@@ -25,12 +25,13 @@ namespace mlir::moe {
 ///
 /// A shard ("expert_shard") has no forward kernel; in its place
 ///
-///   <name>_experts_kernel(rows, ids, w, [gate_proj], up_proj, down_proj, out)
+///   <name>_experts_kernel(rows, ids, w, <the shard's used expert weights
+///                         and biases>, out)
 ///       out = moe.local_experts(rows, ids, w, the shard's weights)
-///   <name>_combine_kernel(x, <used shared expert weights>, expert_out,
-///                         slot_rows, slot_weights, y)
-///       y = moe.combine(expert_out, slot_rows, slot_weights,
-///                       moe.shared_expert(x, ...))
+///   <name>_combine_kernel(x, <used shared expert weights>, [output_bias],
+///                         expert_out, slot_rows, y)
+///       y = moe.combine(expert_out, slot_rows, moe.shared_expert(x, ...),
+///                       output_bias), the rows already weighted
 OwningOpRef<ModuleOp> buildLayerModule(MLIRContext &context,
                                        const LayerConfig &config);
 

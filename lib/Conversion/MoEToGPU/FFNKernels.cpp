@@ -11,13 +11,22 @@
 // tile of every weight matrix it multiplies, strided by 16 so that shared
 // memory is read without bank conflicts.
 //
-//   expert_up / shared_up      hidden[r, f] = act(x_r · Wg_f) ⊙ (x_r · Wu_f),
-//                              x read through the plan (no gathered copy)
-//   expert_down / shared_down  rows[r, h] = hidden_r · Wd_h
+//   expert_up / shared_up      hidden[r, f] = act(g, u) with
+//                              g = w_r · (x_r · Wg_f) + bg_f and
+//                              u = w_r · (x_r · Wu_f) + bu_f, x read through
+//                              the plan (no gathered copy); w_r is the row's
+//                              routing weight under router_weight_on_input
+//                              (the projections are linear, so scaling the
+//                              sums is scaling the input), else 1
+//   expert_down / shared_down  rows[r, h] = hidden_r · Wd_h + bd_h
 //   shared_scale               sigmoid(x_t · shared_expert_gate)
 //   combine                    one thread per (token, column): the shared
-//                              row plus the weighted expert rows in slot
-//                              order, rounded once.
+//                              row plus the (weighted) expert rows in slot
+//                              order, plus the output bias, rounded once.
+//
+// The biases (docs/FAMILY-RULES.md's expert_bias) are the row's expert's:
+// the block's leading weight indices select them as they select its
+// weights.
 //
 // Combine reads each token's k expert rows instead of the down projection
 // adding into the token's row: blocks of different experts would race for
@@ -54,12 +63,15 @@ struct GemmRows {
 };
 
 /// C_m[r, n] = Σ_k input[source(r), k] · weights_m[..., n, k], in f32, for
-/// every weight matrix m; `epilogue` gets (row, column, {C_m}).
+/// every weight matrix m; `epilogue` gets (row, column, the block's leading
+/// weight indices, {C_m}).
 struct Gemm {
   Value input;                // [*, depth]
   SmallVector<Value> weights; // [leading..., columns, depth]
   int64_t columns, depth;
-  std::function<void(Emitter &, Value, Value, ArrayRef<Value>)> epilogue;
+  std::function<void(Emitter &, Value, Value, ArrayRef<Value>,
+                     ArrayRef<Value>)>
+      epilogue;
 };
 } // namespace
 
@@ -188,7 +200,7 @@ static void buildTiledGemm(KernelBuilder &kernels, StringRef name,
                      for (int64_t m = 0; m < numWeights; ++m)
                        values.push_back(
                            sums[(m * threadRows + i) * threadColumns + j]);
-                     gemm.epilogue(e, row, column, values);
+                     gemm.epilogue(e, row, column, leading, values);
                    });
         }
     });
@@ -199,15 +211,20 @@ namespace {
 /// One FFN's weights as buffers; the leading indices come from GemmRows.
 struct FFNWeights {
   Value gate, up, down; // gate may be null
+  /// The projections' biases, [leading..., F] (gate, up) and [leading...,
+  /// H] (down), in the data type; each may be null.
+  Value gateBias, upBias, downBias;
 };
 } // namespace
 
-/// The FFN over `rows`: `<name>_up` writes `act(gate) ⊙ up` into a
+/// The FFN over `rows`: `<name>_up` writes `act(gate, up)` into a
 /// `[tiles · row_tile, F]` f32 hidden buffer, `<name>_down` hands
-/// `hidden · Wd^T` to `epilogue` (row, column, sum).
+/// `hidden · Wd^T (+ down bias)` to `epilogue` (row, column, sum).
+/// `inputScale`, when given, is the f32 factor of row `r`'s input.
 static void buildFFNKernels(
     KernelBuilder &kernels, StringRef name, Value input, const GemmRows &rows,
-    const FFNWeights &weights, Activation activation,
+    const FFNWeights &weights, const FFNActivation &activation,
+    std::function<Value(Emitter &, Value)> inputScale,
     std::function<void(Emitter &, Value, Value, Value)> epilogue) {
   Emitter host = kernels.host();
   auto upType = cast<MemRefType>(weights.up.getType());
@@ -221,12 +238,28 @@ static void buildFFNKernels(
   Gemm up{input, {weights.up}, intermediate, hidden, nullptr};
   if (weights.gate)
     up.weights.push_back(weights.gate);
+  // The bias of `column` for the block's expert, in f32.
+  auto biasAt = [](Emitter &e, Value bias, ArrayRef<Value> leading,
+                   Value column) {
+    SmallVector<Value> at(leading);
+    at.push_back(column);
+    return e.toF32(e.load(bias, at));
+  };
   up.epilogue = [&](Emitter &e, Value row, Value column,
-                    ArrayRef<Value> sums) {
-    Value product = sums.size() == 2
-                        ? e.mul(applyActivation(e, activation, sums[1]),
-                                sums[0])
-                        : applyActivation(e, activation, sums[0]);
+                    ArrayRef<Value> leading, ArrayRef<Value> sums) {
+    Value scale = inputScale ? inputScale(e, row) : Value();
+    auto projection = [&](Value sum, Value bias) {
+      if (scale)
+        sum = e.mul(sum, scale);
+      return bias ? e.add(sum, biasAt(e, bias, leading, column)) : sum;
+    };
+    Value upSum = projection(sums[0], weights.upBias);
+    Value product =
+        sums.size() == 2
+            ? applyGatedActivation(e, activation,
+                                   projection(sums[1], weights.gateBias),
+                                   upSum)
+            : applyActivation(e, activation.kind, upSum);
     e.store(product, activated, {row, column});
   };
   buildTiledGemm(kernels, (name + "_up").str(), rows, up);
@@ -234,8 +267,12 @@ static void buildFFNKernels(
   GemmRows hiddenRowsOf = rows;
   hiddenRowsOf.source = [](Emitter &, Value row) { return row; };
   Gemm down{activated, {weights.down}, hidden, intermediate,
-            [&](Emitter &e, Value row, Value column, ArrayRef<Value> sums) {
-              epilogue(e, row, column, sums[0]);
+            [&](Emitter &e, Value row, Value column, ArrayRef<Value> leading,
+                ArrayRef<Value> sums) {
+              Value sum = sums[0];
+              if (weights.downBias)
+                sum = e.add(sum, biasAt(e, weights.downBias, leading, column));
+              epilogue(e, row, column, sum);
             }};
   buildTiledGemm(kernels, (name + "_down").str(), hiddenRowsOf, down);
 }
@@ -253,9 +290,13 @@ struct LowerExpertToKernels : KernelPattern<ExpertOp> {
     Value input = e.readBuffer(op.getInput());
     Value slots = e.readBuffer(op.getSlots());
     Value offsets = e.readBuffer(op.getOffsets());
-    FFNWeights weights{
-        e.readOptionalBuffer(op.getGateProj()),
-        e.readBuffer(op.getUpProj()), e.readBuffer(op.getDownProj())};
+    FFNWeights weights{e.readOptionalBuffer(op.getGateProj()),
+                       e.readBuffer(op.getUpProj()),
+                       e.readBuffer(op.getDownProj()),
+                       e.readOptionalBuffer(op.getGateBias()),
+                       e.readOptionalBuffer(op.getUpBias()),
+                       e.readOptionalBuffer(op.getDownBias())};
+    Value inputWeights = e.readOptionalBuffer(op.getInputWeights());
     int64_t numExperts =
         cast<MemRefType>(weights.up.getType()).getDimSize(0);
     Value numRows = memref::DimOp::create(rewriter, op.getLoc(), slots, 0);
@@ -291,8 +332,21 @@ struct LowerExpertToKernels : KernelPattern<ExpertOp> {
       return e.select(e.cmpi(arith::CmpIPredicate::sge, slot, e.index(0)),
                       token, e.index(-1));
     };
-    buildFFNKernels(kernels, "expert", input, rows, weights,
-                    op.getActivation(),
+    // router_weight_on_input: row r serves slot s = slots[r], whose weight
+    // is input_weights[s / K, s % K]; a padding row (s = -1) gets 0.
+    std::function<Value(Emitter &, Value)> inputScale;
+    if (inputWeights)
+      inputScale = [&](Emitter &e, Value row) {
+        Value slot = e.toIndex(e.load(slots, row));
+        Value real = e.cmpi(arith::CmpIPredicate::sge, slot, e.index(0));
+        Value at = e.select(real, slot, e.index(0));
+        Value token = e.divIndex(at, slotsPerToken);
+        Value column = e.remIndex(at, slotsPerToken);
+        return e.select(real, e.load(inputWeights, {token, column}),
+                        e.f32(0));
+      };
+    buildFFNKernels(kernels, "expert", input, rows, weights, activationOf(op),
+                    inputScale,
                     [&](Emitter &e, Value row, Value column, Value sum) {
                       e.store(sum, output, {row, column});
                     });
@@ -344,7 +398,8 @@ struct LowerSharedExpertToKernels : KernelPattern<SharedExpertOp> {
         e.readOptionalBuffer(op.getGateProj()),
         e.readBuffer(op.getUpProj()), e.readBuffer(op.getDownProj())};
     buildFFNKernels(
-        kernels, "shared", input, rows, weights, op.getActivation(),
+        kernels, "shared", input, rows, weights, activationOf(op),
+        /*inputScale=*/nullptr,
         [&](Emitter &e, Value row, Value column, Value sum) {
           e.ifThen(e.cmpi(arith::CmpIPredicate::ult, row, numTokens),
                    [&](Emitter &e) {
@@ -366,8 +421,9 @@ struct LowerCombineToKernels : KernelPattern<CombineOp> {
     Emitter e = kernels.host();
     Value rows = e.readBuffer(op.getExpertOutput());
     Value slotRows = e.readBuffer(op.getSlotRows());
-    Value weights = e.readBuffer(op.getWeights());
+    Value weights = e.readOptionalBuffer(op.getWeights());
     Value shared = e.readOptionalBuffer(op.getShared());
+    Value bias = e.readOptionalBuffer(op.getBias());
     Value numTokens = memref::DimOp::create(rewriter, op.getLoc(), slotRows, 0);
     Value slotsPerToken =
         memref::DimOp::create(rewriter, op.getLoc(), slotRows, 1);
@@ -391,10 +447,13 @@ struct LowerCombineToKernels : KernelPattern<CombineOp> {
                 Value kept = e.cmpi(arith::CmpIPredicate::sge, row, e.index(0));
                 Value value =
                     e.load(rows, {e.select(kept, row, e.index(0)), column});
-                Value added = e.add(
-                    acc[0], e.mul(e.load(weights, {token, slot}), value));
-                return {e.select(kept, added, acc[0])};
+                // Without weights the experts scaled their input.
+                if (weights)
+                  value = e.mul(e.load(weights, {token, slot}), value);
+                return {e.select(kept, e.add(acc[0], value), acc[0])};
               })[0];
+          if (bias)
+            sum = e.add(sum, e.toF32(e.load(bias, column)));
           if (!element.isF32())
             sum = arith::TruncFOp::create(e.builder(), e.location(), element,
                                           sum);

@@ -59,11 +59,15 @@ static Value buildRouterLogit(Emitter &e, Value input, Value token,
       })[0];
 }
 
-/// Row `row` of `scores` (`[rows, E]` logits) turned into scores in place.
+/// Row `row` of `scores` (`[rows, E]` logits) turned into scores in place
+/// (softmax or sigmoid; sparsemixer keeps the logits).
 static void buildScoreRow(Emitter &e, Scoring scoring, Value scores,
                           Value row, int64_t numExperts) {
   if (scoring == Scoring::softmax)
     return buildSoftmaxRow(e, scores, row, numExperts);
+  // Sparsemixer weighs by the logits themselves (Routing.h).
+  if (scoring == Scoring::sparsemixer)
+    return;
   e.forEach(e.index(0), e.index(numExperts), [&](Emitter &e, Value expert) {
     e.store(e.sigmoid(e.load(scores, {row, expert})), scores, {row, expert});
   });

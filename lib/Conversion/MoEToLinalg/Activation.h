@@ -17,7 +17,21 @@
 
 namespace mlir::moe {
 
-/// SPEC §1 activations, in f32.
+/// An FFN's activation with the parameters of clamped_swiglu.
+struct FFNActivation {
+  Activation kind;
+  float swigluAlpha;
+  float swigluLimit;
+};
+
+template <typename OpTy>
+FFNActivation activationOf(OpTy op) {
+  return {op.getActivation(), op.getSwigluAlpha().convertToFloat(),
+          op.getSwigluLimit().convertToFloat()};
+}
+
+/// SPEC §1 activations, in f32. clamped_swiglu is gated only
+/// (applyGatedActivation).
 inline Value applyActivation(Emitter &e, Activation activation, Value v) {
   OpBuilder &b = e.builder();
   Location loc = e.location();
@@ -41,8 +55,28 @@ inline Value applyActivation(Emitter &e, Activation activation, Value v) {
   }
   case Activation::relu:
     return arith::MaximumFOp::create(b, loc, v, e.f32(0));
+  case Activation::clamped_swiglu:
+    break;
   }
-  llvm_unreachable("unknown activation");
+  llvm_unreachable("not an activation of one operand");
+}
+
+/// The gated FFN's hidden value from its gate and up sums: act(gate) · up,
+/// or docs/FAMILY-RULES.md's clamped SwiGLU.
+inline Value applyGatedActivation(Emitter &e, const FFNActivation &activation,
+                                  Value gate, Value up) {
+  if (activation.kind != Activation::clamped_swiglu)
+    return e.mul(applyActivation(e, activation.kind, gate), up);
+  OpBuilder &b = e.builder();
+  Location loc = e.location();
+  Value limit = e.f32(activation.swigluLimit);
+  Value clampedGate = arith::MinimumFOp::create(b, loc, gate, limit);
+  Value clampedUp = arith::MaximumFOp::create(
+      b, loc, arith::MinimumFOp::create(b, loc, up, limit),
+      e.f32(-activation.swigluLimit));
+  Value glu = e.mul(clampedGate,
+                    e.sigmoid(e.mul(clampedGate, e.f32(activation.swigluAlpha))));
+  return e.mul(glu, e.add(clampedUp, e.f32(1)));
 }
 
 /// The shared expert's scale for `token`: sigmoid(input[token] · gate) over

@@ -45,12 +45,18 @@ struct LowerCombine : OpRewritePattern<CombineOp> {
                                             dynamicTokens));
 
     Value expertOutput = op.getExpertOutput();
+    // Without weights the expert rows arrive weighted.
+    Value weights = op.getWeights();
+    SmallVector<Value> inputs = {op.getSlotRows()};
+    if (weights)
+      inputs.push_back(weights);
+    SmallVector<AffineMap> maps(inputs.size(), e.map(3, {0, 2}));
+    maps.push_back(e.map(3, {0, 1}));
     Value sum = e.generic(
-        ValueRange{op.getSlotRows(), op.getWeights()}, init,
-        {e.map(3, {0, 2}), e.map(3, {0, 2}), e.map(3, {0, 1})},
-        {kParallel, kParallel, kReduction},
+        inputs, init, maps, {kParallel, kParallel, kReduction},
         [&](Emitter &e, ValueRange args) -> Value {
-          Value row = args[0], weight = args[1], acc = args[2];
+          Value row = args[0], acc = args.back();
+          Value weight = weights ? args[1] : Value();
           Value column = e.loopIndex(1);
           Value kept = e.cmpi(arith::CmpIPredicate::sge, row, e.i64(0));
           auto ifOp = scf::IfOp::create(
@@ -62,14 +68,21 @@ struct LowerCombine : OpRewritePattern<CombineOp> {
             Value value = tensor::ExtractOp::create(
                 e.builder(), e.location(), expertOutput,
                 ValueRange{e.toIndex(row), column});
-            scf::YieldOp::create(e.builder(), e.location(),
-                                 e.add(acc, e.mul(weight, value)));
+            scf::YieldOp::create(
+                e.builder(), e.location(),
+                e.add(acc, weight ? e.mul(weight, value) : value));
             e.builder().setInsertionPointToStart(ifOp.elseBlock());
             scf::YieldOp::create(e.builder(), e.location(), acc);
           }
           return ifOp.getResult(0);
         });
 
+    if (Value bias = op.getBias())
+      sum = e.generic(ValueRange{bias}, sum, {e.map(2, {1}), e.map(2, {0, 1})},
+                      {kParallel, kParallel},
+                      [](Emitter &e, ValueRange args) -> Value {
+                        return e.add(args[1], e.toF32(args[0]));
+                      });
     rewriter.replaceOp(op, e.roundTo(sum, resultType, dynamicTokens));
     return success();
   }

@@ -32,8 +32,10 @@ struct ExpertBuffers {
   Value slots;          // [rows] i32
   Value offsets;        // [E + 1] i32
   Value gate, up, down; // [E, F, H], [E, F, H], [E, H, F]; gate may be null
+  Value gateBias, upBias, downBias; // [E, F], [E, F], [E, H] or null
+  Value inputWeights;               // [T, slotsPerToken] f32 or null
   int64_t slotsPerToken;
-  Activation activation;
+  FFNActivation activation;
 };
 
 /// Receives the down projection of plan row `row` at `columns`.
@@ -506,12 +508,17 @@ static void forEachProductTile(Emitter &e,
 }
 
 namespace {
-/// One FFN's weights: row `f` of a projection is `buffer[prefix..., f, :]`,
-/// so the stacked routed experts and the 2-D shared expert read alike.
+/// One FFN's weights: row `f` of a projection is `buffer[prefix..., f, :]`
+/// and its bias `bias[prefix..., f]`, so the stacked routed experts and the
+/// 2-D shared expert read alike.
 struct FFNWeights {
-  Value gate, up, down; // gate may be null
+  Value gate, up, down;             // gate may be null
+  Value gateBias, upBias, downBias; // each may be null
   SmallVector<Value> prefix;
 };
+
+/// The factor input row `i` of an FFN is scaled by, or null.
+using InputScale = std::function<Value(Emitter &, Value)>;
 } // namespace
 
 /// The FFN over `rows` input rows, in register tiles (DotTile.h):
@@ -520,11 +527,15 @@ struct FFNWeights {
 ///                     the row relative to the first.
 /// With `fuseActivation` a tile of gate and up sums goes straight to
 /// `act(gate) ⊙ up`, so only the product is stored; otherwise both
-/// projections are stored whole first.
+/// projections are stored whole first. The projections are linear, so an
+/// `inputScale` of row i scales its gate and up sums; the biases are then
+/// added to the sums.
 static void buildFFN(Emitter &e, Value rows,
                      function_ref<DotRow(Emitter &, Value)> inputRow,
-                     const FFNWeights &weights, Activation activation,
+                     const FFNWeights &weights,
+                     const FFNActivation &activation,
                      const MoELowerExpertsOptions &options,
+                     const InputScale &inputScale,
                      const DownEpilogue &epilogue) {
   bool fuseActivation = options.fuseActivation;
   auto upType = cast<MemRefType>(weights.up.getType());
@@ -535,6 +546,13 @@ static void buildFFN(Emitter &e, Value rows,
     SmallVector<Value> prefix(weights.prefix);
     prefix.push_back(row);
     return {buffer, prefix};
+  };
+  auto addBias = [&](Emitter &e, Value sum, Value bias, Value column) {
+    if (!bias)
+      return sum;
+    SmallVector<Value> at(weights.prefix);
+    at.push_back(column);
+    return e.add(sum, e.toF32(e.load(bias, at)));
   };
 
   Value activated = f32Buffer(e, {ShapedType::kDynamic, intermediate}, rows);
@@ -562,9 +580,18 @@ static void buildFFN(Emitter &e, Value rows,
           ArrayRef<Value> sums) {
         size_t width = gated ? 2 * columns.size() : columns.size();
         for (size_t m = 0; m < tileRows.size(); ++m) {
+          Value scale = inputScale ? inputScale(e, tileRows[m]) : Value();
           for (size_t n = 0; n < columns.size(); ++n) {
             Value up = sums[m * width + n];
             Value gate = gated ? sums[m * width + columns.size() + n] : Value();
+            if (scale) {
+              up = e.mul(up, scale);
+              if (gated)
+                gate = e.mul(gate, scale);
+            }
+            up = addBias(e, up, weights.upBias, columns[n]);
+            if (gated)
+              gate = addBias(e, gate, weights.gateBias, columns[n]);
             SmallVector<Value> at = {tileRows[m], columns[n]};
             if (!fuseActivation) {
               e.store(up, upWhole, at);
@@ -573,8 +600,8 @@ static void buildFFN(Emitter &e, Value rows,
               continue;
             }
             Value product =
-                gated ? e.mul(applyActivation(e, activation, gate), up)
-                      : applyActivation(e, activation, up);
+                gated ? applyGatedActivation(e, activation, gate, up)
+                      : applyActivation(e, activation.kind, up);
             e.store(product, activated, at);
           }
         }
@@ -587,9 +614,9 @@ static void buildFFN(Emitter &e, Value rows,
     e.genericInPlace(wholes, activated, maps, {kParallel, kParallel},
                      [&](Emitter &e, ValueRange args) {
                        if (!gated)
-                         return applyActivation(e, activation, args[0]);
-                       return e.mul(applyActivation(e, activation, args[1]),
-                                    args[0]);
+                         return applyActivation(e, activation.kind, args[0]);
+                       return applyGatedActivation(e, activation, args[1],
+                                                   args[0]);
                      });
   }
 
@@ -604,9 +631,12 @@ static void buildFFN(Emitter &e, Value rows,
       }, cast<MemRefType>(weights.down.getType()).getElementType()},
       [&](Emitter &e, ArrayRef<Value> tileRows, ArrayRef<Value> columns,
           ArrayRef<Value> sums) {
-        for (size_t m = 0; m < tileRows.size(); ++m)
-          epilogue(e, tileRows[m], columns,
-                   sums.slice(m * columns.size(), columns.size()));
+        for (size_t m = 0; m < tileRows.size(); ++m) {
+          SmallVector<Value> row(sums.slice(m * columns.size(), columns.size()));
+          for (size_t n = 0; n < columns.size(); ++n)
+            row[n] = addBias(e, row[n], weights.downBias, columns[n]);
+          epilogue(e, tileRows[m], columns, row);
+        }
       });
 }
 
@@ -652,8 +682,23 @@ static void buildExpertLoop(Emitter &e, const ExpertBuffers &buffers,
           return {gathered, {i}};
         return {buffers.input, {tokenOf(e, i)}};
       };
-      FFNWeights weights{buffers.gate, buffers.up, buffers.down, {expert}};
+      FFNWeights weights{buffers.gate,     buffers.up,     buffers.down,
+                         buffers.gateBias, buffers.upBias, buffers.downBias,
+                         {expert}};
+      // The routing weight of the slot plan row `start + i` serves; padding
+      // rows compute on token 0 and are never read.
+      InputScale inputScale;
+      if (buffers.inputWeights)
+        inputScale = [&](Emitter &e, Value i) -> Value {
+          Value slot = e.toIndex(e.load(buffers.slots, e.add(start, i)));
+          Value clamped = arith::MaxSIOp::create(e.builder(), e.location(),
+                                                 slot, e.index(0));
+          return e.load(buffers.inputWeights,
+                        {e.divIndex(clamped, slotsPerToken),
+                         e.remIndex(clamped, slotsPerToken)});
+        };
       buildFFN(e, rows, inputRow, weights, buffers.activation, options,
+               inputScale,
                [&](Emitter &e, Value row, ArrayRef<Value> columns,
                    ArrayRef<Value> sums) {
                  epilogue(e, e.add(start, row), columns, sums);
@@ -670,8 +715,12 @@ static ExpertBuffers readExpertBuffers(Emitter &e, ExpertOp op) {
   buffers.gate = e.readOptionalBuffer(op.getGateProj());
   buffers.up = e.readBuffer(op.getUpProj());
   buffers.down = e.readBuffer(op.getDownProj());
+  buffers.gateBias = e.readOptionalBuffer(op.getGateBias());
+  buffers.upBias = e.readOptionalBuffer(op.getUpBias());
+  buffers.downBias = e.readOptionalBuffer(op.getDownBias());
+  buffers.inputWeights = e.readOptionalBuffer(op.getInputWeights());
   buffers.slotsPerToken = op.getSlotsPerToken();
-  buffers.activation = op.getActivation();
+  buffers.activation = activationOf(op);
   return buffers;
 }
 
@@ -760,7 +809,8 @@ struct LowerExpertCombine : OpRewritePattern<CombineOp> {
     }
 
     ExpertBuffers buffers = readExpertBuffers(e, expert);
-    Value weights = e.readBuffer(op.getWeights());
+    // Without weights the expert rows arrive weighted.
+    Value weights = e.readOptionalBuffer(op.getWeights());
     Value slotsPerToken = e.index(buffers.slotsPerToken);
     DownEpilogue epilogue = [&](Emitter &e, Value row, ArrayRef<Value> columns,
                                 ArrayRef<Value> sums) {
@@ -770,16 +820,24 @@ struct LowerExpertCombine : OpRewritePattern<CombineOp> {
                  Value flat = e.toIndex(slot);
                  Value token = e.divIndex(flat, slotsPerToken);
                  Value j = e.remIndex(flat, slotsPerToken);
-                 Value weight = e.load(weights, {token, j});
+                 Value weight =
+                     weights ? e.load(weights, {token, j}) : Value();
                  for (size_t n = 0; n < sums.size(); ++n) {
                    SmallVector<Value> at = {token, columns[n]};
-                   e.store(e.add(e.load(accumulator, at),
-                                 e.mul(weight, sums[n])),
-                           accumulator, at);
+                   Value term = weight ? e.mul(weight, sums[n]) : sums[n];
+                   e.store(e.add(e.load(accumulator, at), term), accumulator,
+                           at);
                  }
                });
     };
     buildExpertLoop(e, buffers, options, epilogue);
+    if (Value bias = op.getBias())
+      e.genericInPlace(e.readBuffer(bias), accumulator,
+                       {e.map(2, {1}), e.map(2, {0, 1})},
+                       {kParallel, kParallel},
+                       [](Emitter &e, ValueRange args) {
+                         return e.add(args[1], e.toF32(args[0]));
+                       });
 
     Value sum = e.asTensor(accumulator, accumulatorType);
     rewriter.replaceOp(op, e.roundTo(sum, resultType, dynamicTokens));
@@ -826,11 +884,14 @@ struct LowerSharedExpert : OpRewritePattern<SharedExpertOp> {
     FFNWeights weights{e.readOptionalBuffer(op.getGateProj()),
                        e.readBuffer(op.getUpProj()),
                        e.readBuffer(op.getDownProj()),
+                       Value(),
+                       Value(),
+                       Value(),
                        {}};
     buildFFN(
         e, numTokens,
         [&](Emitter &, Value token) -> DotRow { return {input, {token}}; },
-        weights, op.getActivation(), options,
+        weights, activationOf(op), options, InputScale(),
         [&](Emitter &e, Value token, ArrayRef<Value> columns,
             ArrayRef<Value> sums) {
           Value factor = scale ? e.load(scale, token) : Value();

@@ -78,7 +78,8 @@ static void buildRouterLogits(Emitter &e, Value input, Value router,
 
 /// Scores of tokens `[first, first + count)` into rows `[0, count)` of
 /// `scores` (`[tile, E]`): the router logits (buildRouterLogits), then
-/// softmax or sigmoid per row, all on buffers.
+/// softmax or sigmoid per row (sparsemixer keeps the logits), all on
+/// buffers.
 static void buildTileScores(Emitter &e, Scoring scoring, int64_t lanes,
                             const ScoreOperands &operands, Value scores,
                             Value first, Value count, int64_t numExperts) {
@@ -100,6 +101,9 @@ static void buildTileScores(Emitter &e, Scoring scoring, int64_t lanes,
   buildRouterLogits(e, input, router, scores, first, count, numExperts, hidden,
                     lanes);
 
+  // Sparsemixer weighs by the logits themselves (Routing.h).
+  if (scoring == Scoring::sparsemixer)
+    return;
   if (scoring == Scoring::sigmoid) {
     e.genericInPlace(ValueRange{}, tile, {e.map(2, {0, 1})},
                      {kParallel, kParallel},

@@ -33,6 +33,10 @@ struct SelectionRules {
   int64_t nGroup;
   int64_t topkGroup;
   GroupScore groupScore;
+  /// docs/FAMILY-RULES.md: the p of the norm normalization divides by, and
+  /// sparsemixer's ε.
+  float normalizeP;
+  float sparsemixerEps;
   /// The consumer takes a token's slots in any order.
   bool unordered;
 };
@@ -46,6 +50,8 @@ SelectionRules selectionRulesOf(OpTy op) {
           static_cast<int64_t>(op.getNGroup()),
           static_cast<int64_t>(op.getTopkGroup()),
           op.getGroupScore(),
+          op.getNormalizeP().convertToFloat(),
+          op.getSparsemixerEps().convertToFloat(),
           op.getUnordered()};
 }
 
@@ -118,10 +124,43 @@ struct SelectionScratch {
 };
 
 /// Whether selection can be skipped: every expert is chosen (a dense
-/// mixture) and the consumer takes them in any order.
+/// mixture) and the consumer takes them in any order. Sparsemixer's weights
+/// depend on the slot order.
 inline bool choosesAllUnordered(const SelectionRules &rules,
                                 int64_t numExperts) {
-  return rules.unordered && rules.topK == numExperts;
+  return rules.unordered && rules.topK == numExperts &&
+         rules.scoring != Scoring::sparsemixer;
+}
+
+/// Sparsemixer's weight of `expert`, chosen next among the experts still
+/// `available` (docs/FAMILY-RULES.md): the softmax, at the expert, of the
+/// logits of the available experts within 2ε of its logit m, relative to
+/// max(|s|, m).
+inline Value buildSparsemixerWeight(
+    Emitter &e, const SelectionRules &rules, int64_t numExperts,
+    Value available, Value expert,
+    function_ref<Value(Emitter &, Value)> logitAt) {
+  OpBuilder &b = e.builder();
+  Location loc = e.location();
+  Value best = logitAt(e, expert);
+  Value threshold = e.f32(2 * rules.sparsemixerEps);
+  Value denominator = e.forEachCarrying(
+      e.index(0), e.index(numExperts), ValueRange{e.f32(0)},
+      [&](Emitter &e, Value x, ValueRange acc) -> SmallVector<Value> {
+        Value logit = logitAt(e, x);
+        Value factor = arith::MaximumFOp::create(
+            b, loc, math::AbsFOp::create(b, loc, logit), best);
+        Value relative =
+            arith::DivFOp::create(b, loc, e.sub(best, logit), factor);
+        Value masked =
+            e.cmpf(arith::CmpFPredicate::OGT, relative, threshold);
+        Value kept = e.andi(e.load(available, x),
+                            e.cmpi(arith::CmpIPredicate::eq, masked,
+                                   e.boolean(false)));
+        Value term = math::ExpOp::create(b, loc, e.sub(logit, best));
+        return {e.select(kept, e.add(acc[0], term), acc[0])};
+      })[0];
+  return arith::DivFOp::create(b, loc, e.f32(1), denominator);
 }
 
 inline SelectionScratch allocSelectionScratch(Emitter &e,
@@ -150,11 +189,21 @@ inline void buildTokenSelection(Emitter &e, const SelectionRules &rules,
                                 const SelectionScratch &scratch, Value token,
                                 function_ref<Value(Emitter &, Value)> scoreAt) {
   int64_t topK = rules.topK;
+  bool sparsemixer = rules.scoring == Scoring::sparsemixer;
+  bool sumNorm = rules.normalizeP == 1.0f;
+  // Called while `expert` is still available. `sum` accumulates w^p.
   auto take = [&](Emitter &e, Value slot, Value expert, Value sum) {
     e.store(e.toI32(expert), buffers.ids, {token, slot});
-    Value weight = scoreAt(e, expert);
+    Value weight = sparsemixer
+                       ? buildSparsemixerWeight(e, rules, numExperts,
+                                                scratch.available, expert,
+                                                scoreAt)
+                       : scoreAt(e, expert);
     e.store(weight, buffers.weights, {token, slot});
-    return e.add(sum, weight);
+    if (sumNorm)
+      return e.add(sum, weight);
+    return e.add(sum, math::PowFOp::create(e.builder(), e.location(), weight,
+                                           e.f32(rules.normalizeP)));
   };
   Value sum;
   if (choosesAllUnordered(rules, numExperts)) {
@@ -186,14 +235,19 @@ inline void buildTokenSelection(Emitter &e, const SelectionRules &rules,
           Value expert = e.argMax(
               e.index(numExperts), choiceAt,
               [&](Emitter &e, Value x) { return e.load(available, x); });
+          Value sum = take(e, slot, expert, carried[0]);
           e.store(e.boolean(false), available, expert);
-          return {take(e, slot, expert, carried[0])};
+          return {sum};
         })[0];
   }
 
   Value factor = e.f32(rules.routedScalingFactor);
-  if (rules.normalizeTopK)
-    factor = arith::DivFOp::create(e.builder(), e.location(), factor, sum);
+  if (rules.normalizeTopK) {
+    Value norm = sumNorm ? sum
+                         : math::PowFOp::create(e.builder(), e.location(), sum,
+                                                e.f32(1 / rules.normalizeP));
+    factor = arith::DivFOp::create(e.builder(), e.location(), factor, norm);
+  }
   e.forEach(e.index(0), e.index(topK), [&](Emitter &e, Value slot) {
     Value weight = e.load(buffers.weights, {token, slot});
     e.store(e.mul(weight, factor), buffers.weights, {token, slot});

@@ -398,3 +398,195 @@ func.func @long_reduction(%x: tensor<?x16xf32>, %slots: tensor<?xi64>,
          : tensor<?x16xf32>, tensor<?xi64>, tensor<3xi64> -> tensor<?x16xf32>
   return %r : tensor<?x16xf32>
 }
+
+// -----
+
+// docs/FAMILY-RULES.md (GPT-OSS, JetMoE): each tile's up and gate sums get
+// their expert's bias rows, then clamped SwiGLU: g = min(gate, limit),
+// u = clamp(up, -limit, limit), g · sigmoid(alpha · g) · (u + 1). The down
+// projection's sums get the down bias before the routing weight scales
+// them, and the output bias is added to the whole sum after every expert.
+// CHECK-LABEL: func.func @biases_clamped_swiglu
+// CHECK-SAME: (%{{[^:]*}}: {{.*}}, %{{[^:]*}}: {{.*}}, %{{[^:]*}}: {{.*}}, %{{[^:]*}}: {{.*}}, %[[W:[^:]*]]: {{.*}}, %{{[^:]*}}: {{.*}}, %{{[^:]*}}: {{.*}}, %{{[^:]*}}: {{.*}}, %[[BG:[^:]*]]: tensor<4x8xf32>, %[[BU:[^:]*]]: tensor<4x8xf32>, %[[BD:[^:]*]]: tensor<4x16xf32>, %[[OB:[^:]*]]: tensor<16xf32>)
+// CHECK-DAG: %[[ONE:.*]] = arith.constant 1.000000e+00 : f32
+// CHECK-DAG: %[[ALPHA:.*]] = arith.constant 1.500000e+00 : f32
+// CHECK-DAG: %[[NEG_LIMIT:.*]] = arith.constant -3.000000e+00 : f32
+// CHECK-DAG: %[[LIMIT:.*]] = arith.constant 3.000000e+00 : f32
+// CHECK: %[[ACC:.*]] = memref.alloc(%{{.*}}) : memref<?x16xf32>
+// CHECK-DAG: %[[BG_BUF:.*]] = bufferization.to_buffer %[[BG]] read_only
+// CHECK-DAG: %[[BU_BUF:.*]] = bufferization.to_buffer %[[BU]] read_only
+// CHECK-DAG: %[[BD_BUF:.*]] = bufferization.to_buffer %[[BD]] read_only
+// CHECK-DAG: %[[W_BUF:.*]] = bufferization.to_buffer %[[W]] read_only
+// CHECK: scf.for %[[E:.*]] = %{{.*}} to %{{.*}} step
+// CHECK: %[[HIDDEN:.*]] = memref.alloc(%{{.*}}) : memref<?x8xf32>
+// CHECK: scf.parallel (%[[F0:.*]]) =
+// CHECK: vector.fma
+// CHECK: %[[UP_BIAS:.*]] = memref.load %[[BU_BUF]][%[[E]], %[[F0]]] : memref<4x8xf32>
+// CHECK: %[[UP:.*]] = arith.addf %{{.*}}, %[[UP_BIAS]]
+// CHECK: %[[GATE_BIAS:.*]] = memref.load %[[BG_BUF]][%[[E]], %[[F0]]] : memref<4x8xf32>
+// CHECK: %[[GATE:.*]] = arith.addf %{{.*}}, %[[GATE_BIAS]]
+// CHECK: %[[G:.*]] = arith.minimumf %[[GATE]], %[[LIMIT]]
+// CHECK: %[[U_HIGH:.*]] = arith.minimumf %[[UP]], %[[LIMIT]]
+// CHECK: %[[U:.*]] = arith.maximumf %[[U_HIGH]], %[[NEG_LIMIT]]
+// CHECK: arith.mulf %[[G]], %[[ALPHA]]
+// CHECK: math.exp
+// CHECK: %[[GLU:.*]] = arith.mulf %[[G]], %{{.*}}
+// CHECK: %[[U1:.*]] = arith.addf %[[U]], %[[ONE]]
+// CHECK: %[[H:.*]] = arith.mulf %[[GLU]], %[[U1]]
+// CHECK: memref.store %[[H]], %[[HIDDEN]][%{{.*}}, %[[F0]]]
+// CHECK: scf.parallel (%[[C0:.*]]) =
+// CHECK: vector.load %[[HIDDEN]]
+// CHECK: %[[DOWN_BIAS:.*]] = memref.load %[[BD_BUF]][%[[E]], %[[C0]]] : memref<4x16xf32>
+// CHECK: %[[D:.*]] = arith.addf %{{.*}}, %[[DOWN_BIAS]]
+// CHECK: arith.cmpi sge
+// CHECK: %[[WEIGHT:.*]] = memref.load %[[W_BUF]]
+// CHECK: %[[TERM:.*]] = arith.mulf %[[WEIGHT]], %[[D]]
+// CHECK: %[[OLD:.*]] = memref.load %[[ACC]]
+// CHECK: arith.addf %[[OLD]], %[[TERM]]
+// CHECK: %[[OB_BUF:.*]] = bufferization.to_buffer %[[OB]] read_only
+// CHECK: linalg.generic {{.*}} ins(%[[OB_BUF]] : memref<16xf32>) outs(%[[ACC]] : memref<?x16xf32>)
+// CHECK: arith.addf
+// CHECK: %[[SUM:.*]] = bufferization.to_tensor %[[ACC]] restrict writable
+// CHECK: return %[[SUM]]
+// Activation unfused: the biased sums are stored whole and clamped SwiGLU
+// is the elementwise pass.
+// UNFUSED-ACT-LABEL: func.func @biases_clamped_swiglu
+// UNFUSED-ACT: %[[HIDDEN:.*]] = memref.alloc(%[[N:.*]]) : memref<?x8xf32>
+// UNFUSED-ACT: %[[UP:.*]] = memref.alloc(%[[N]]) : memref<?x8xf32>
+// UNFUSED-ACT: %[[GATE:.*]] = memref.alloc(%[[N]]) : memref<?x8xf32>
+// UNFUSED-ACT: memref.load %{{.*}} : memref<4x8xf32>
+// UNFUSED-ACT: %[[UP_SUM:.*]] = arith.addf
+// UNFUSED-ACT: memref.load %{{.*}} : memref<4x8xf32>
+// UNFUSED-ACT: %[[GATE_SUM:.*]] = arith.addf
+// UNFUSED-ACT: memref.store %[[UP_SUM]], %[[UP]]
+// UNFUSED-ACT: memref.store %[[GATE_SUM]], %[[GATE]]
+// UNFUSED-ACT: linalg.generic {{.*}} ins(%[[UP]], %[[GATE]] : {{.*}}) outs(%[[HIDDEN]] : {{.*}})
+// UNFUSED-ACT: arith.minimumf
+// UNFUSED-ACT: arith.minimumf
+// UNFUSED-ACT: arith.maximumf
+// UNFUSED-ACT: math.exp
+// UNFUSED-ACT: linalg.yield
+// Combine unfused: moe.expert adds the down bias to its own rows, and the
+// output bias stays on moe.combine.
+// UNFUSED-COMBINE-LABEL: func.func @biases_clamped_swiglu
+// UNFUSED-COMBINE: %[[ROWS_BUF:.*]] = memref.alloc(%{{.*}}) : memref<?x16xf32>
+// UNFUSED-COMBINE: arith.minimumf
+// UNFUSED-COMBINE: memref.load %{{.*}} : memref<4x16xf32>
+// UNFUSED-COMBINE: %[[ROW:.*]] = arith.addf
+// UNFUSED-COMBINE: memref.store %[[ROW]], %[[ROWS_BUF]]
+// UNFUSED-COMBINE: %[[OUT:.*]] = bufferization.to_tensor %[[ROWS_BUF]]
+// UNFUSED-COMBINE: moe.combine %[[OUT]], %{{.*}}, %{{.*}} bias(%{{.*}} : tensor<16xf32>)
+func.func @biases_clamped_swiglu(%x: tensor<?x16xf32>, %slots: tensor<?xi64>,
+    %offsets: tensor<5xi64>, %rows: tensor<?x2xi64>, %w: tensor<?x2xf32>,
+    %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>,
+    %bg: tensor<4x8xf32>, %bu: tensor<4x8xf32>, %bd: tensor<4x16xf32>,
+    %ob: tensor<16xf32>) -> tensor<?x16xf32> {
+  %r = moe.expert %x, %slots, %offsets gate_proj(%wg : tensor<4x8x16xf32>)
+         up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+         gate_bias(%bg : tensor<4x8xf32>) up_bias(%bu : tensor<4x8xf32>)
+         down_bias(%bd : tensor<4x16xf32>)
+         {slots_per_token = 2 : i64,
+          activation = #moe.activation<clamped_swiglu>,
+          swiglu_alpha = 1.5 : f32, swiglu_limit = 3.0 : f32}
+         : tensor<?x16xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
+  %y = moe.combine %r, %rows, %w bias(%ob : tensor<16xf32>)
+         : tensor<?x16xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
+}
+
+// -----
+
+// Routing weights on the input (Llama 4): a tile's up and gate sums are
+// scaled by the routing weight of the slot their plan row serves (the
+// projections are linear), and combine, which has no weights, adds the
+// down projection's sums as they are.
+// CHECK-LABEL: func.func @input_weights
+// CHECK-SAME: (%[[X:[^:]*]]: {{.*}}, %[[SLOTS:[^:]*]]: {{.*}}, %{{[^:]*}}: {{.*}}, %{{[^:]*}}: {{.*}}, %[[W:[^:]*]]: tensor<?x2xf32>,
+// CHECK: %[[ACC:.*]] = memref.alloc(%{{.*}}) : memref<?x16xf32>
+// CHECK-DAG: %[[SLOTS_BUF:.*]] = bufferization.to_buffer %[[SLOTS]] read_only
+// CHECK-DAG: %[[W_BUF:.*]] = bufferization.to_buffer %[[W]] read_only
+// CHECK: scf.for %[[E:.*]] = %{{.*}} to %{{.*}} step
+// CHECK: scf.parallel
+// CHECK: vector.fma
+// CHECK: memref.load %[[SLOTS_BUF]]
+// CHECK: %[[SCALE:.*]] = memref.load %[[W_BUF]][%{{.*}}, %{{.*}}] : memref<?x2xf32>
+// CHECK: %[[UP:.*]] = arith.mulf %{{.*}}, %[[SCALE]]
+// CHECK: %[[GATE:.*]] = arith.mulf %{{.*}}, %[[SCALE]]
+// CHECK: arith.negf %[[GATE]]
+// CHECK: math.exp
+// CHECK: arith.mulf %{{.*}}, %[[UP]]
+// The down projection's epilogue: no weight.
+// CHECK: scf.parallel
+// CHECK: arith.cmpi sge
+// CHECK-NOT: memref.load %[[W_BUF]]
+// CHECK-NOT: arith.mulf
+// CHECK: %[[OLD:.*]] = memref.load %[[ACC]]
+// CHECK-NEXT: %[[NEW:.*]] = arith.addf %[[OLD]], %{{.*}}#0 : f32
+// CHECK-NEXT: memref.store %[[NEW]], %[[ACC]]
+// CHECK: bufferization.to_tensor %[[ACC]]
+// CHECK: arith.truncf
+// The outer-product tiles scale each lane's row alike.
+// BROADCAST-LABEL: func.func @input_weights
+// BROADCAST: %[[W_BUF:.*]] = bufferization.to_buffer %{{.*}} read_only : tensor<?x2xf32>
+// BROADCAST: vector.broadcast
+// BROADCAST: vector.extract
+// BROADCAST: %[[SCALE:.*]] = memref.load %[[W_BUF]]
+// BROADCAST: arith.mulf %{{.*}}, %[[SCALE]]
+// Combine unfused: moe.combine without weights is left as it is.
+// UNFUSED-COMBINE-LABEL: func.func @input_weights
+// UNFUSED-COMBINE: %[[OUT:.*]] = bufferization.to_tensor
+// UNFUSED-COMBINE: moe.combine %[[OUT]], %{{.*}} : tensor<?x16xf32>, tensor<?x2xi64> -> tensor<?x16xbf16>
+func.func @input_weights(%x: tensor<?x16xbf16>, %slots: tensor<?xi64>,
+    %offsets: tensor<5xi64>, %rows: tensor<?x2xi64>, %w: tensor<?x2xf32>,
+    %wg: tensor<4x8x16xbf16>, %wu: tensor<4x8x16xbf16>,
+    %wd: tensor<4x16x8xbf16>) -> tensor<?x16xbf16> {
+  %r = moe.expert %x, %slots, %offsets gate_proj(%wg : tensor<4x8x16xbf16>)
+         up_proj(%wu : tensor<4x8x16xbf16>) down_proj(%wd : tensor<4x16x8xbf16>)
+         input_weights(%w : tensor<?x2xf32>) {slots_per_token = 2 : i64}
+         : tensor<?x16xbf16>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
+  %y = moe.combine %r, %rows
+         : tensor<?x16xf32>, tensor<?x2xi64> -> tensor<?x16xbf16>
+  return %y : tensor<?x16xbf16>
+}
+
+// -----
+
+// A standalone moe.expert with a bf16 up bias (widened) and a plain FFN.
+// CHECK-LABEL: func.func @expert_up_bias_bf16
+// CHECK: %[[BU_BUF:.*]] = bufferization.to_buffer %{{.*}} read_only : tensor<4x8xbf16> to memref<4x8xbf16>
+// CHECK: vector.fma
+// CHECK: %[[B:.*]] = memref.load %[[BU_BUF]]
+// CHECK: %[[B32:.*]] = arith.extf %[[B]] : bf16 to f32
+// CHECK: arith.addf %{{.*}}, %[[B32]]
+// CHECK: math.erf
+func.func @expert_up_bias_bf16(%x: tensor<?x16xbf16>, %slots: tensor<?xi64>,
+    %offsets: tensor<5xi64>, %wu: tensor<4x8x16xbf16>,
+    %wd: tensor<4x16x8xbf16>, %bu: tensor<4x8xbf16>) -> tensor<?x16xf32> {
+  %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xbf16>)
+         down_proj(%wd : tensor<4x16x8xbf16>) up_bias(%bu : tensor<4x8xbf16>)
+         {slots_per_token = 1 : i64, activation = #moe.activation<gelu>}
+         : tensor<?x16xbf16>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
+  return %r : tensor<?x16xf32>
+}
+
+// -----
+
+// The shared expert with clamped SwiGLU (GPT-OSS's rule covers it too).
+// CHECK-LABEL: func.func @shared_clamped_swiglu
+// CHECK-DAG: %[[LIMIT:.*]] = arith.constant 7.000000e+00 : f32
+// CHECK-DAG: %[[NEG_LIMIT:.*]] = arith.constant -7.000000e+00 : f32
+// CHECK-DAG: %[[ALPHA:.*]] = arith.constant 1.702000e+00 : f32
+// CHECK: vector.fma
+// CHECK: %[[G:.*]] = arith.minimumf %{{.*}}, %[[LIMIT]]
+// CHECK: %[[U_HIGH:.*]] = arith.minimumf %{{.*}}, %[[LIMIT]]
+// CHECK: arith.maximumf %[[U_HIGH]], %[[NEG_LIMIT]]
+// CHECK: arith.mulf %[[G]], %[[ALPHA]]
+// CHECK: math.exp
+func.func @shared_clamped_swiglu(%x: tensor<3x16xf32>, %sg: tensor<32x16xf32>,
+    %su: tensor<32x16xf32>, %sd: tensor<16x32xf32>) -> tensor<3x16xf32> {
+  %s = moe.shared_expert %x gate_proj(%sg : tensor<32x16xf32>)
+         up_proj(%su : tensor<32x16xf32>) down_proj(%sd : tensor<16x32xf32>)
+         {activation = #moe.activation<clamped_swiglu>}
+         : tensor<3x16xf32> -> tensor<3x16xf32>
+  return %s : tensor<3x16xf32>
+}

@@ -141,3 +141,119 @@ func.func @expert_choice(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>)
       : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
   return %ids, %w : tensor<?x4xi32>, tensor<?x4xf32>
 }
+
+// -----
+
+// Sparsemixer (docs/FAMILY-RULES.md): the scores are the logits, with no
+// softmax (no row maximum, no exp) before the selection. Each slot's weight
+// is then a loop over the experts: the relative distance (m - s) /
+// max(|s|, m), compared with 2ε (0.5), keeps an available expert's
+// exp(s - m) in the sum, and the weight is 1 / sum. p = 1: no powf.
+// CHECK-LABEL: func.func @sparsemixer
+// CHECK-DAG: %[[ONE:.*]] = arith.constant 1.000000e+00 : f32
+// CHECK-DAG: %[[TWO_EPS:.*]] = arith.constant 5.000000e-01 : f32
+// CHECK: %[[W:.*]] = memref.alloc(%{{.*}}) : memref<?x2xf32>
+// CHECK: %[[SCORES:.*]] = memref.alloc(%{{.*}}) : memref<?x4xf32>
+// CHECK: %[[AVAILABLE:.*]] = memref.alloca() : memref<4xi1>
+// CHECK: vector.fma
+// CHECK-NOT: math.exp
+// CHECK-NOT: arith.maximumf
+// CHECK: %[[BEST:.*]]:2 = scf.for {{.*}} -> (index, f32)
+// CHECK: arith.cmpf ogt
+// CHECK-NOT: math.exp
+// CHECK: %[[M:.*]] = memref.load %[[SCORES]][%{{.*}}, %[[BEST]]#0]
+// CHECK: %[[SUM:.*]] = scf.for {{.*}} -> (f32)
+// CHECK: %[[S:.*]] = memref.load %[[SCORES]]
+// CHECK: %[[ABS:.*]] = math.absf %[[S]]
+// CHECK: %[[FACTOR:.*]] = arith.maximumf %[[ABS]], %[[M]]
+// CHECK: %[[GAP:.*]] = arith.subf %[[M]], %[[S]]
+// CHECK: %[[RELATIVE:.*]] = arith.divf %[[GAP]], %[[FACTOR]]
+// CHECK: arith.cmpf ogt, %[[RELATIVE]], %[[TWO_EPS]]
+// CHECK: memref.load %[[AVAILABLE]]
+// CHECK: math.exp
+// CHECK: arith.select
+// CHECK: %[[WEIGHT:.*]] = arith.divf %[[ONE]], %[[SUM]]
+// CHECK: memref.store %[[WEIGHT]], %[[W]]
+// CHECK: memref.store %false, %[[AVAILABLE]][%[[BEST]]#0]
+// CHECK-NOT: math.powf
+// CHECK: return
+func.func @sparsemixer(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>)
+    -> (tensor<?x2xi32>, tensor<?x2xf32>) {
+  %ids, %w = moe.gate %x, %wr
+      {top_k = 2 : i64, scoring = #moe.scoring<sparsemixer>,
+       sparsemixer_eps = 0.25 : f32}
+      : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+  return %ids, %w : tensor<?x2xi32>, tensor<?x2xf32>
+}
+
+// -----
+
+// A dense sparsemixer mixture still selects in order (its weights depend on
+// the slot order), even when the consumer takes the slots in any order.
+// CHECK-LABEL: func.func @sparsemixer_dense_unordered
+// CHECK: memref.alloca() : memref<4xi1>
+// CHECK: scf.for {{.*}} -> (index, f32)
+// CHECK: math.absf
+func.func @sparsemixer_dense_unordered(%x: tensor<?x16xf32>,
+    %wr: tensor<4x16xf32>) -> (tensor<?x4xi32>, tensor<?x4xf32>) {
+  %ids, %w = moe.gate %x, %wr
+      {top_k = 4 : i64, scoring = #moe.scoring<sparsemixer>, unordered}
+      : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+  return %ids, %w : tensor<?x4xi32>, tensor<?x4xf32>
+}
+
+// -----
+
+// normalize_p = 4 (DBRX): each chosen weight adds w^4 to the sum, and the
+// scaling divides by sum^(1/4).
+// CHECK-LABEL: func.func @p_norm
+// CHECK-DAG: %[[INV_P:.*]] = arith.constant 2.500000e-01 : f32
+// CHECK-DAG: %[[SCALE:.*]] = arith.constant 3.000000e+00 : f32
+// CHECK-DAG: %[[P:.*]] = arith.constant 4.000000e+00 : f32
+// CHECK: math.exp
+// CHECK: %[[SUM:.*]] = scf.for {{.*}} -> (f32)
+// CHECK: %[[BEST:.*]]:2 = scf.for {{.*}} -> (index, f32)
+// CHECK: %[[WEIGHT:.*]] = memref.load %{{.*}}[%{{.*}}, %[[BEST]]#0]
+// CHECK: memref.store %[[WEIGHT]]
+// CHECK: %[[POWER:.*]] = math.powf %[[WEIGHT]], %[[P]] : f32
+// CHECK: arith.addf %{{.*}}, %[[POWER]]
+// CHECK: %[[NORM:.*]] = math.powf %[[SUM]], %[[INV_P]] : f32
+// CHECK: %[[FACTOR:.*]] = arith.divf %[[SCALE]], %[[NORM]]
+// CHECK: arith.mulf %{{.*}}, %[[FACTOR]]
+func.func @p_norm(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>)
+    -> (tensor<?x2xi32>, tensor<?x2xf32>) {
+  %ids, %w = moe.gate %x, %wr
+      {top_k = 2 : i64, normalize_p = 4.0 : f32,
+       routed_scaling_factor = 3.0 : f32}
+      : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+  return %ids, %w : tensor<?x2xi32>, tensor<?x2xf32>
+}
+
+// -----
+
+// moe.refine with sparsemixer and p = 2: the parent's router scores the
+// token without a softmax, and the child slots take sparsemixer weights
+// normalized by their 2-norm.
+// CHECK-LABEL: func.func @refine_sparsemixer_p_norm
+// CHECK-DAG: %[[HALF:.*]] = arith.constant 5.000000e-01 : f32
+// CHECK-DAG: %[[P:.*]] = arith.constant 2.000000e+00 : f32
+// CHECK-DAG: %[[TWO_EPS:.*]] = arith.constant 2.000000e-02 : f32
+// CHECK: scf.if
+// CHECK: vector.fma
+// CHECK-NOT: math.exp
+// CHECK: scf.for {{.*}} -> (index, f32)
+// CHECK: math.absf
+// CHECK: arith.cmpf ogt, %{{.*}}, %[[TWO_EPS]]
+// CHECK: math.exp
+// CHECK: math.powf %{{.*}}, %[[P]]
+// CHECK: math.powf %{{.*}}, %[[HALF]]
+func.func @refine_sparsemixer_p_norm(%x: tensor<?x16xf32>,
+    %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %wr: tensor<4x4x16xf32>)
+    -> (tensor<?x4xi32>, tensor<?x4xf32>) {
+  %ids2, %w2 = moe.refine %x, %ids, %w, %wr
+      {top_k = 2 : i64, scoring = #moe.scoring<sparsemixer>,
+       normalize_p = 2.0 : f32}
+      : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<4x4x16xf32>
+      -> tensor<?x4xi32>, tensor<?x4xf32>
+  return %ids2, %w2 : tensor<?x4xi32>, tensor<?x4xf32>
+}

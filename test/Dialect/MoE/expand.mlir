@@ -191,3 +191,181 @@ func.func @local_experts_static(%x: tensor<6x16xf32>, %ids: tensor<6x1xi32>,
          -> tensor<6x16xf32>
   return %y : tensor<6x16xf32>
 }
+
+// -----
+
+// GPT-OSS-like (docs/FAMILY-RULES.md): the routed experts' biases go to
+// moe.expert; clamped SwiGLU and its parameters go to both expert ops; the
+// shared expert takes no bias; combine weighs the rows as usual.
+// CHECK-LABEL: func.func @expert_biases_clamped_swiglu
+// CHECK-SAME: (%[[X:[^:]*]]: {{.*}}, %[[WR:[^:]*]]: {{.*}}, %[[RB:[^:]*]]: {{.*}}, %[[WG:[^:]*]]: {{.*}}, %[[WU:[^:]*]]: {{.*}}, %[[WD:[^:]*]]: {{.*}}, %[[BG:[^:]*]]: {{.*}}, %[[BU:[^:]*]]: {{.*}}, %[[BD:[^:]*]]: {{.*}}, %[[SG:[^:]*]]: {{.*}}, %[[SU:[^:]*]]: {{.*}}, %[[SD:[^:]*]]: {{.*}})
+// CHECK: %[[IDS:.*]], %[[W:.*]] = moe.gate %[[X]], %[[WR]] router_bias(%[[RB]] : tensor<4xbf16>) {top_k = 2 : i64, unordered}
+// CHECK: %{{.*}}, %[[OFFSETS:.*]], %[[SLOTS:.*]], %[[ROWS:.*]] = moe.dispatch %[[IDS]] {num_experts = 4 : i64}
+// CHECK: %[[OUT:.*]] = moe.expert %[[X]], %[[SLOTS]], %[[OFFSETS]] gate_proj(%[[WG]] : tensor<4x8x16xbf16>) up_proj(%[[WU]] : tensor<4x8x16xbf16>) down_proj(%[[WD]] : tensor<4x16x8xbf16>) gate_bias(%[[BG]] : tensor<4x8xbf16>) up_bias(%[[BU]] : tensor<4x8xbf16>) down_bias(%[[BD]] : tensor<4x16xbf16>) {activation = #moe.activation<clamped_swiglu>, slots_per_token = 2 : i64, swiglu_alpha = 1.500000e+00 : f32, swiglu_limit = 3.000000e+00 : f32} : tensor<?x16xbf16>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
+// CHECK: %[[SHARED:.*]] = moe.shared_expert %[[X]] gate_proj(%[[SG]] : tensor<12x16xbf16>) up_proj(%[[SU]] : tensor<12x16xbf16>) down_proj(%[[SD]] : tensor<16x12xbf16>) {activation = #moe.activation<clamped_swiglu>, swiglu_alpha = 1.500000e+00 : f32, swiglu_limit = 3.000000e+00 : f32} : tensor<?x16xbf16> -> tensor<?x16xf32>
+// CHECK: %[[Y:.*]] = moe.combine %[[OUT]], %[[ROWS]], %[[W]] shared(%[[SHARED]] : tensor<?x16xf32>) : tensor<?x16xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x16xbf16>
+// CHECK: return %[[Y]]
+func.func @expert_biases_clamped_swiglu(%x: tensor<?x16xbf16>,
+    %wr: tensor<4x16xbf16>, %rb: tensor<4xbf16>, %wg: tensor<4x8x16xbf16>,
+    %wu: tensor<4x8x16xbf16>, %wd: tensor<4x16x8xbf16>,
+    %bg: tensor<4x8xbf16>, %bu: tensor<4x8xbf16>, %bd: tensor<4x16xbf16>,
+    %sg: tensor<12x16xbf16>, %su: tensor<12x16xbf16>,
+    %sd: tensor<16x12xbf16>) -> tensor<?x16xbf16> {
+  %y = moe.layer %x router(%wr : tensor<4x16xbf16>)
+         router_bias(%rb : tensor<4xbf16>)
+         gate_proj(%wg : tensor<4x8x16xbf16>) up_proj(%wu : tensor<4x8x16xbf16>)
+         down_proj(%wd : tensor<4x16x8xbf16>)
+         gate_bias(%bg : tensor<4x8xbf16>) up_bias(%bu : tensor<4x8xbf16>)
+         down_bias(%bd : tensor<4x16xbf16>)
+         shared_gate_proj(%sg : tensor<12x16xbf16>)
+         shared_up_proj(%su : tensor<12x16xbf16>)
+         shared_down_proj(%sd : tensor<16x12xbf16>)
+         {top_k = 2 : i64, activation = #moe.activation<clamped_swiglu>,
+          swiglu_alpha = 1.5 : f32, swiglu_limit = 3.0 : f32}
+         : tensor<?x16xbf16> -> tensor<?x16xbf16>
+  return %y : tensor<?x16xbf16>
+}
+
+// -----
+
+// Llama-4-like: with router_weight_on_input the gate's weights scale the
+// routed experts' input (moe.expert's input_weights) and combine adds the
+// rows unweighted; the shared expert sees x.
+// CHECK-LABEL: func.func @router_weight_on_input
+// CHECK-SAME: (%[[X:[^:]*]]: {{.*}}, %[[WR:[^:]*]]: {{.*}}, %[[WG:[^:]*]]: {{.*}}, %[[WU:[^:]*]]: {{.*}}, %[[WD:[^:]*]]: {{.*}}, %[[SG:[^:]*]]: {{.*}}, %[[SU:[^:]*]]: {{.*}}, %[[SD:[^:]*]]: {{.*}})
+// CHECK: %[[IDS:.*]], %[[W:.*]] = moe.gate %[[X]], %[[WR]] {normalize_top_k = false, scoring = #moe.scoring<sigmoid>, top_k = 1 : i64, unordered} : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x1xi32>, tensor<?x1xf32>
+// CHECK: %{{.*}}, %[[OFFSETS:.*]], %[[SLOTS:.*]], %[[ROWS:.*]] = moe.dispatch %[[IDS]] {num_experts = 4 : i64}
+// CHECK: %[[OUT:.*]] = moe.expert %[[X]], %[[SLOTS]], %[[OFFSETS]] gate_proj(%[[WG]] : tensor<4x8x16xf32>) up_proj(%[[WU]] : tensor<4x8x16xf32>) down_proj(%[[WD]] : tensor<4x16x8xf32>) input_weights(%[[W]] : tensor<?x1xf32>) {slots_per_token = 1 : i64} : tensor<?x16xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
+// CHECK: %[[SHARED:.*]] = moe.shared_expert %[[X]] gate_proj(%[[SG]] : tensor<12x16xf32>)
+// CHECK-NOT: input_weights
+// CHECK: %[[Y:.*]] = moe.combine %[[OUT]], %[[ROWS]] shared(%[[SHARED]] : tensor<?x16xf32>) : tensor<?x16xf32>, tensor<?x1xi64> -> tensor<?x16xf32>
+// CHECK: return %[[Y]]
+func.func @router_weight_on_input(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>,
+    %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>,
+    %sg: tensor<12x16xf32>, %su: tensor<12x16xf32>, %sd: tensor<16x12xf32>)
+    -> tensor<?x16xf32> {
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>)
+         gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         shared_gate_proj(%sg : tensor<12x16xf32>)
+         shared_up_proj(%su : tensor<12x16xf32>)
+         shared_down_proj(%sd : tensor<16x12xf32>)
+         {top_k = 1 : i64, scoring = #moe.scoring<sigmoid>,
+          normalize_top_k = false, router_weight_on_input}
+         : tensor<?x16xf32> -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
+}
+
+// -----
+
+// JetMoE-like: the output bias is combine's bias, in the layer's type.
+// CHECK-LABEL: func.func @output_bias
+// CHECK-SAME: %[[OB:[^:]*]]: tensor<16xf16>)
+// CHECK: %[[IDS:.*]], %[[W:.*]] = moe.gate
+// CHECK: %[[OUT:.*]] = moe.expert %{{.*}} up_proj(%{{.*}} : tensor<4x8x16xf16>) down_proj(%{{.*}} : tensor<4x16x8xf16>) {activation = #moe.activation<gelu>, slots_per_token = 2 : i64}
+// CHECK: moe.combine %[[OUT]], %{{.*}}, %[[W]] bias(%[[OB]] : tensor<16xf16>) : tensor<?x16xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x16xf16>
+func.func @output_bias(%x: tensor<?x16xf16>, %wr: tensor<4x16xf16>,
+    %wu: tensor<4x8x16xf16>, %wd: tensor<4x16x8xf16>, %ob: tensor<16xf16>)
+    -> tensor<?x16xf16> {
+  %y = moe.layer %x router(%wr : tensor<4x16xf16>)
+         up_proj(%wu : tensor<4x8x16xf16>) down_proj(%wd : tensor<4x16x8xf16>)
+         output_bias(%ob : tensor<16xf16>)
+         {top_k = 2 : i64, activation = #moe.activation<gelu>}
+         : tensor<?x16xf16> -> tensor<?x16xf16>
+  return %y : tensor<?x16xf16>
+}
+
+// -----
+
+// The p-norm and sparsemixer (DBRX, PhiMoE) go to moe.gate, and an inner
+// level's to its moe.refine.
+// CHECK-LABEL: func.func @p_norm_sparsemixer
+// CHECK: %[[IDS:.*]], %[[W:.*]] = moe.gate %{{.*}}, %{{.*}} {normalize_p = 2.000000e+00 : f32, scoring = #moe.scoring<sparsemixer>, sparsemixer_eps = 2.000000e-01 : f32, top_k = 2 : i64, unordered} : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+// CHECK: %[[IDS2:.*]], %[[W2:.*]] = moe.refine %{{.*}}, %[[IDS]], %[[W]], %{{.*}} {normalize_p = 3.000000e+00 : f32, normalize_top_k = false, scoring = #moe.scoring<sparsemixer>, sparsemixer_eps = 5.000000e-02 : f32, top_k = 2 : i64, unordered} : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<4x4x16xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+// CHECK: moe.dispatch %[[IDS2]] {num_experts = 16 : i64}
+// CHECK: moe.expert {{.*}} {slots_per_token = 4 : i64}
+// CHECK: moe.combine %{{.*}}, %{{.*}}, %[[W2]] :
+func.func @p_norm_sparsemixer(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>,
+    %wr2: tensor<4x4x16xf32>, %wu: tensor<16x8x16xf32>,
+    %wd: tensor<16x16x8xf32>) -> tensor<?x16xf32> {
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>)
+         level_routers(%wr2 : tensor<4x4x16xf32>)
+         up_proj(%wu : tensor<16x8x16xf32>) down_proj(%wd : tensor<16x16x8xf32>)
+         {top_k = 2 : i64, scoring = #moe.scoring<sparsemixer>,
+          sparsemixer_eps = 0.2 : f32, normalize_p = 2.0 : f32, levels = [
+            #moe.level<top_k = 2, scoring = sparsemixer, sparsemixer_eps = 0.05,
+                       normalize_p = 3.0, normalize_top_k = false>]}
+         : tensor<?x16xf32> -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
+}
+
+// -----
+
+// Router weights on the input over a hierarchy: the leaf weights (the last
+// moe.refine's) scale the experts' input; combine takes none.
+// CHECK-LABEL: func.func @router_weight_on_input_levels
+// CHECK: moe.gate
+// CHECK: %[[IDS2:.*]], %[[W2:.*]] = moe.refine
+// CHECK: %{{.*}}, %[[OFFSETS:.*]], %[[SLOTS:.*]], %[[ROWS:.*]] = moe.dispatch %[[IDS2]]
+// CHECK: %[[OUT:.*]] = moe.expert %{{.*}}, %[[SLOTS]], %[[OFFSETS]] up_proj({{.*}}) down_proj({{.*}}) input_weights(%[[W2]] : tensor<?x2xf32>) {slots_per_token = 2 : i64}
+// CHECK: moe.combine %[[OUT]], %[[ROWS]] : tensor<?x16xf32>, tensor<?x2xi64> -> tensor<?x16xf32>
+func.func @router_weight_on_input_levels(%x: tensor<?x16xf32>,
+    %wr: tensor<4x16xf32>, %wr2: tensor<4x2x16xf32>, %wu: tensor<8x8x16xf32>,
+    %wd: tensor<8x16x8xf32>) -> tensor<?x16xf32> {
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>)
+         level_routers(%wr2 : tensor<4x2x16xf32>)
+         up_proj(%wu : tensor<8x8x16xf32>) down_proj(%wd : tensor<8x16x8xf32>)
+         {top_k = 2 : i64, router_weight_on_input,
+          levels = [#moe.level<top_k = 1>]}
+         : tensor<?x16xf32> -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
+}
+
+// -----
+
+// A shard's experts with biases, clamped SwiGLU and the routing weight on
+// the input: moe.expert takes the biases and the rows' weights, and combine
+// takes no weights.
+// CHECK-LABEL: func.func @local_experts_family_rules
+// CHECK-SAME: (%[[X:[^:]*]]: {{.*}}, %[[IDS:[^:]*]]: {{.*}}, %[[W:[^:]*]]: {{.*}}, %[[WG:[^:]*]]: {{.*}}, %[[WU:[^:]*]]: {{.*}}, %[[WD:[^:]*]]: {{.*}}, %[[BG:[^:]*]]: {{.*}}, %[[BU:[^:]*]]: {{.*}}, %[[BD:[^:]*]]: {{.*}})
+// CHECK: %{{.*}}, %[[OFFSETS:.*]], %[[SLOTS:.*]], %[[ROWS:.*]] = moe.dispatch %[[IDS]] {num_experts = 2 : i64}
+// CHECK: %[[OUT:.*]] = moe.expert %[[X]], %[[SLOTS]], %[[OFFSETS]] gate_proj(%[[WG]] : tensor<2x128x64xbf16>) up_proj(%[[WU]] : tensor<2x128x64xbf16>) down_proj(%[[WD]] : tensor<2x64x128xbf16>) gate_bias(%[[BG]] : tensor<2x128xbf16>) up_bias(%[[BU]] : tensor<2x128xbf16>) down_bias(%[[BD]] : tensor<2x64xbf16>) input_weights(%[[W]] : tensor<?x1xf32>) {activation = #moe.activation<clamped_swiglu>, slots_per_token = 1 : i64, swiglu_limit = 4.000000e+00 : f32}
+// CHECK: %[[Y:.*]] = moe.combine %[[OUT]], %[[ROWS]] : tensor<?x64xf32>, tensor<?x1xi64> -> tensor<?x64xf32>
+// CHECK: return %[[Y]]
+// CHECK-NOT: moe.local_experts
+func.func @local_experts_family_rules(%x: tensor<?x64xbf16>,
+    %ids: tensor<?x1xi32>, %w: tensor<?x1xf32>, %wg: tensor<2x128x64xbf16>,
+    %wu: tensor<2x128x64xbf16>, %wd: tensor<2x64x128xbf16>,
+    %bg: tensor<2x128xbf16>, %bu: tensor<2x128xbf16>, %bd: tensor<2x64xbf16>)
+    -> tensor<?x64xf32> {
+  %y = moe.local_experts %x, %ids, %w
+         gate_proj(%wg : tensor<2x128x64xbf16>)
+         up_proj(%wu : tensor<2x128x64xbf16>)
+         down_proj(%wd : tensor<2x64x128xbf16>)
+         gate_bias(%bg : tensor<2x128xbf16>) up_bias(%bu : tensor<2x128xbf16>)
+         down_bias(%bd : tensor<2x64xbf16>)
+         {activation = #moe.activation<clamped_swiglu>, swiglu_limit = 4.0 : f32,
+          router_weight_on_input}
+         : tensor<?x64xbf16>, tensor<?x1xi32>, tensor<?x1xf32>
+         -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}
+
+// -----
+
+// Without router_weight_on_input a shard's biased experts are weighted by
+// combine as before.
+// CHECK-LABEL: func.func @local_experts_biases
+// CHECK-SAME: (%[[X:[^:]*]]: {{.*}}, %[[IDS:[^:]*]]: {{.*}}, %[[W:[^:]*]]: {{.*}}, %[[WU:[^:]*]]: {{.*}}, %[[WD:[^:]*]]: {{.*}}, %[[BD:[^:]*]]: {{.*}})
+// CHECK: %[[OUT:.*]] = moe.expert %[[X]], %{{.*}}, %{{.*}} up_proj(%[[WU]] : tensor<3x8x16xf32>) down_proj(%[[WD]] : tensor<3x16x8xf32>) down_bias(%[[BD]] : tensor<3x16xf32>) {slots_per_token = 1 : i64}
+// CHECK: moe.combine %[[OUT]], %{{.*}}, %[[W]] : tensor<?x16xf32>, tensor<6x1xi64>, tensor<6x1xf32> -> tensor<6x16xf32>
+func.func @local_experts_biases(%x: tensor<6x16xf32>, %ids: tensor<6x1xi32>,
+    %w: tensor<6x1xf32>, %wu: tensor<3x8x16xf32>, %wd: tensor<3x16x8xf32>,
+    %bd: tensor<3x16xf32>) -> tensor<6x16xf32> {
+  %y = moe.local_experts %x, %ids, %w
+         up_proj(%wu : tensor<3x8x16xf32>) down_proj(%wd : tensor<3x16x8xf32>)
+         down_bias(%bd : tensor<3x16xf32>)
+         : tensor<6x16xf32>, tensor<6x1xi32>, tensor<6x1xf32>
+         -> tensor<6x16xf32>
+  return %y : tensor<6x16xf32>
+}

@@ -1101,3 +1101,462 @@ func.func @local_experts_output_f32(%x: tensor<?x16xbf16>, %ids: tensor<?x1xi32>
       : tensor<?x16xbf16>, tensor<?x1xi32>, tensor<?x1xf32> -> tensor<?x16xbf16>
   return
 }
+
+// -----
+
+// docs/FAMILY-RULES.md: the p-norm, sparsemixer routing, clamped SwiGLU,
+// the expert and output biases and the routing weights on the input.
+
+func.func @layer_normalize_p_positive(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'normalize_p' (0.000000e+00) must be finite and positive}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64, normalize_p = 0.0 : f32} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_normalize_p_finite(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'normalize_p' (INF) must be finite and positive}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64, normalize_p = 0x7F800000 : f32} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_sparsemixer_eps_not_negative(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'sparsemixer_eps' (-5.000000e-01) must be finite and not negative}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64, scoring = #moe.scoring<sparsemixer>, sparsemixer_eps = -0.5 : f32} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_sparsemixer_groups(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'scoring' sparsemixer does not take grouped routing ('n_group' must be 1)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 1 : i64, scoring = #moe.scoring<sparsemixer>, n_group = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_sparsemixer_selection_bias(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %sb: tensor<4xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'scoring' sparsemixer does not take a selection bias}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) selection_bias(%sb : tensor<4xf32>) gate_proj(%wg : tensor<4x8x16xf32>)
+         up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64, scoring = #moe.scoring<sparsemixer>} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+// Expert choice is for softmax scores only, so not for sparsemixer.
+func.func @gate_sparsemixer_expert_choice(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>) {
+  // expected-error @+1 {{'routing' expert_choice needs softmax 'scoring'}}
+  %ids, %w = moe.gate %x, %wr {top_k = 1 : i64, scoring = #moe.scoring<sparsemixer>, routing = #moe.routing<expert_choice>, capacity_factor = 1.0 : f64}
+      : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+  return
+}
+
+// -----
+
+func.func @gate_sparsemixer_selection_bias(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %sb: tensor<4xf32>) {
+  // expected-error @+1 {{'scoring' sparsemixer does not take a selection bias}}
+  %ids, %w = moe.gate %x, %wr selection_bias(%sb : tensor<4xf32>) {top_k = 2 : i64, scoring = #moe.scoring<sparsemixer>}
+      : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+  return
+}
+
+// -----
+
+func.func @gate_normalize_p(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>) {
+  // expected-error @+1 {{'normalize_p' (-2.000000e+00) must be finite and positive}}
+  %ids, %w = moe.gate %x, %wr {top_k = 2 : i64, normalize_p = -2.0 : f32}
+      : tensor<?x16xf32>, tensor<4x16xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+  return
+}
+
+// -----
+
+func.func @layer_level_normalize_p(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wr2: tensor<4x2x16xf32>, %wu: tensor<8x8x16xf32>, %wd: tensor<8x16x8xf32>) {
+  // expected-error @+1 {{'levels[0].normalize_p' (-1.000000e+00) must be finite and positive}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) level_routers(%wr2 : tensor<4x2x16xf32>)
+         up_proj(%wu : tensor<8x8x16xf32>) down_proj(%wd : tensor<8x16x8xf32>)
+         {top_k = 2 : i64, levels = [#moe.level<top_k = 1, normalize_p = -1.0>]} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_level_sparsemixer_eps(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wr2: tensor<4x2x16xf32>, %wu: tensor<8x8x16xf32>, %wd: tensor<8x16x8xf32>) {
+  // expected-error @+1 {{'levels[0].sparsemixer_eps' (-1.000000e-01) must be finite and not negative}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) level_routers(%wr2 : tensor<4x2x16xf32>)
+         up_proj(%wu : tensor<8x8x16xf32>) down_proj(%wd : tensor<8x16x8xf32>)
+         {top_k = 2 : i64, levels = [#moe.level<top_k = 1, scoring = sparsemixer, sparsemixer_eps = -0.1>]} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_level_sparsemixer_groups(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wr2: tensor<4x4x16xf32>, %wu: tensor<16x8x16xf32>, %wd: tensor<16x16x8xf32>) {
+  // expected-error @+1 {{'levels[0].scoring' sparsemixer does not take grouped routing ('levels[0].n_group' must be 1)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) level_routers(%wr2 : tensor<4x4x16xf32>)
+         up_proj(%wu : tensor<16x8x16xf32>) down_proj(%wd : tensor<16x16x8xf32>)
+         {top_k = 2 : i64, levels = [#moe.level<top_k = 1, scoring = sparsemixer, n_group = 2>]} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_level_sparsemixer_selection_bias(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wr2: tensor<4x2x16xf32>, %wu: tensor<8x8x16xf32>, %wd: tensor<8x16x8xf32>, %sb: tensor<4x2xf32>) {
+  // expected-error @+1 {{'levels[0].scoring' sparsemixer does not take a selection bias}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) level_routers(%wr2 : tensor<4x2x16xf32>) level_selection_biases(%sb : tensor<4x2xf32>)
+         up_proj(%wu : tensor<8x8x16xf32>) down_proj(%wd : tensor<8x16x8xf32>)
+         {top_k = 2 : i64, levels = [#moe.level<top_k = 1, scoring = sparsemixer, selection_bias = true>]} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @refine_sparsemixer_groups(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %wr: tensor<4x4x16xf32>) {
+  // expected-error @+1 {{'scoring' sparsemixer does not take grouped routing ('n_group' must be 1)}}
+  %ids2, %w2 = moe.refine %x, %ids, %w, %wr {top_k = 1 : i64, scoring = #moe.scoring<sparsemixer>, n_group = 2 : i64}
+      : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<4x4x16xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+  return
+}
+
+// -----
+
+func.func @refine_sparsemixer_selection_bias(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %wr: tensor<4x3x16xf32>, %b: tensor<4x3xf32>) {
+  // expected-error @+1 {{'scoring' sparsemixer does not take a selection bias}}
+  %ids2, %w2 = moe.refine %x, %ids, %w, %wr selection_bias(%b : tensor<4x3xf32>) {top_k = 2 : i64, scoring = #moe.scoring<sparsemixer>}
+      : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<4x3x16xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+  return
+}
+
+// -----
+
+func.func @refine_sparsemixer_eps(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %wr: tensor<4x3x16xf32>) {
+  // expected-error @+1 {{'sparsemixer_eps' (nan) must be finite and not negative}}
+  %ids2, %w2 = moe.refine %x, %ids, %w, %wr {top_k = 2 : i64, scoring = #moe.scoring<sparsemixer>, sparsemixer_eps = 0x7FC00000 : f32}
+      : tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<4x3x16xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+  return
+}
+
+// -----
+
+func.func @layer_clamped_swiglu_gated(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'activation' clamped_swiglu needs a gated FFN ('gate_proj')}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64, activation = #moe.activation<clamped_swiglu>} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_swiglu_alpha_finite(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'swiglu_alpha' (INF) must be finite}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64, activation = #moe.activation<clamped_swiglu>, swiglu_alpha = 0x7F800000 : f32} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_swiglu_limit_positive(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'swiglu_limit' (0.000000e+00) must be finite and positive}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64, activation = #moe.activation<clamped_swiglu>, swiglu_limit = 0.0 : f32} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_swiglu_limit_finite(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'swiglu_limit' (INF) must be finite and positive}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64, activation = #moe.activation<clamped_swiglu>, swiglu_limit = 0x7F800000 : f32} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+// The swiglu parameters only matter to clamped_swiglu: with another
+// activation they are not checked.
+func.func @layer_swiglu_parameters_unused(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64, swiglu_alpha = 0x7F800000 : f32, swiglu_limit = -1.0 : f32} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @expert_clamped_swiglu_gated(%x: tensor<?x16xf32>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'activation' clamped_swiglu needs a gated FFN ('gate_proj')}}
+  %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+      {slots_per_token = 2 : i64, activation = #moe.activation<clamped_swiglu>} : tensor<?x16xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @expert_swiglu_limit(%x: tensor<?x16xf32>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'swiglu_limit' (-1.000000e+00) must be finite and positive}}
+  %r = moe.expert %x, %slots, %offsets gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+      {slots_per_token = 2 : i64, activation = #moe.activation<clamped_swiglu>, swiglu_limit = -1.0 : f32} : tensor<?x16xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @shared_clamped_swiglu_gated(%x: tensor<?x16xf32>, %su: tensor<32x16xf32>, %sd: tensor<16x32xf32>) {
+  // expected-error @+1 {{'activation' clamped_swiglu needs a gated FFN ('gate_proj')}}
+  %s = moe.shared_expert %x up_proj(%su : tensor<32x16xf32>) down_proj(%sd : tensor<16x32xf32>)
+      {activation = #moe.activation<clamped_swiglu>} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @shared_swiglu_alpha(%x: tensor<?x16xf32>, %sg: tensor<32x16xf32>, %su: tensor<32x16xf32>, %sd: tensor<16x32xf32>) {
+  // expected-error @+1 {{'swiglu_alpha' (nan) must be finite}}
+  %s = moe.shared_expert %x gate_proj(%sg : tensor<32x16xf32>) up_proj(%su : tensor<32x16xf32>) down_proj(%sd : tensor<16x32xf32>)
+      {activation = #moe.activation<clamped_swiglu>, swiglu_alpha = 0x7FC00000 : f32} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @local_experts_clamped_swiglu_gated(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>, %w: tensor<?x1xf32>, %wu: tensor<2x8x16xf32>, %wd: tensor<2x16x8xf32>) {
+  // expected-error @+1 {{'activation' clamped_swiglu needs a gated FFN ('gate_proj')}}
+  %r = moe.local_experts %x, %ids, %w up_proj(%wu : tensor<2x8x16xf32>) down_proj(%wd : tensor<2x16x8xf32>)
+      {activation = #moe.activation<clamped_swiglu>} : tensor<?x16xf32>, tensor<?x1xi32>, tensor<?x1xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_gate_bias_element_type(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>, %bg: tensor<4x8xbf16>) {
+  // expected-error @+1 {{'gate_bias' element type 'bf16' must equal the input's element type 'f32'}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>) gate_bias(%bg : tensor<4x8xbf16>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_up_bias_static(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>, %bu: tensor<4x?xf32>) {
+  // expected-error @+1 {{'up_bias' must have a static shape}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+         up_bias(%bu : tensor<4x?xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_gate_bias_needs_gate(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>, %bg: tensor<4x8xf32>) {
+  // expected-error @+1 {{'gate_bias' needs a gated FFN ('gate_proj')}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+         gate_bias(%bg : tensor<4x8xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_gate_bias_experts(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>, %bg: tensor<3x8xf32>) {
+  // expected-error @+1 {{'gate_bias' dimension 0 is 3 but must equal the number of experts (4)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>) gate_bias(%bg : tensor<3x8xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_up_bias_intermediate(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>, %bu: tensor<4x16xf32>) {
+  // expected-error @+1 {{'up_bias' dimension 1 is 16 but must equal the intermediate size (8)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+         up_bias(%bu : tensor<4x16xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_down_bias_hidden(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>, %bd: tensor<4x8xf32>) {
+  // expected-error @+1 {{'down_bias' dimension 1 is 8 but must equal the hidden size (16)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+         down_bias(%bd : tensor<4x8xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+// The biases of a hierarchy are the leaves'.
+func.func @layer_down_bias_leaf_experts(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wr2: tensor<4x2x16xf32>, %wu: tensor<8x8x16xf32>, %wd: tensor<8x16x8xf32>, %bd: tensor<4x16xf32>) {
+  // expected-error @+1 {{'down_bias' dimension 0 is 4 but must equal the number of leaf experts (8)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) level_routers(%wr2 : tensor<4x2x16xf32>)
+         up_proj(%wu : tensor<8x8x16xf32>) down_proj(%wd : tensor<8x16x8xf32>) down_bias(%bd : tensor<4x16xf32>)
+         {top_k = 2 : i64, levels = [#moe.level<top_k = 1>]} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_output_bias_hidden(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>, %ob: tensor<8xf32>) {
+  // expected-error @+1 {{'output_bias' dimension 0 is 8 but must equal the hidden size (16)}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+         output_bias(%ob : tensor<8xf32>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @layer_output_bias_element_type(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>, %ob: tensor<16xf16>) {
+  // expected-error @+1 {{'output_bias' element type 'f16' must equal the input's element type 'f32'}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+         output_bias(%ob : tensor<16xf16>)
+         {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @expert_gate_bias_needs_gate(%x: tensor<?x16xf32>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>, %bg: tensor<4x8xf32>) {
+  // expected-error @+1 {{'gate_bias' needs a gated FFN ('gate_proj')}}
+  %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>) gate_bias(%bg : tensor<4x8xf32>)
+      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @expert_up_bias_experts(%x: tensor<?x16xf32>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>, %bu: tensor<5x8xf32>) {
+  // expected-error @+1 {{'up_bias' dimension 0 is 5 but must equal the number of experts (4)}}
+  %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>) up_bias(%bu : tensor<5x8xf32>)
+      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @expert_down_bias_element_type(%x: tensor<?x16xbf16>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>, %wu: tensor<4x8x16xbf16>, %wd: tensor<4x16x8xbf16>, %bd: tensor<4x16xf32>) {
+  // expected-error @+1 {{'down_bias' element type 'f32' must equal the input's element type 'bf16'}}
+  %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xbf16>) down_proj(%wd : tensor<4x16x8xbf16>) down_bias(%bd : tensor<4x16xf32>)
+      {slots_per_token = 2 : i64} : tensor<?x16xbf16>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @expert_input_weights_width(%x: tensor<?x16xf32>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>, %w: tensor<?x3xf32>) {
+  // expected-error @+1 {{'input_weights' dimension 1 is 3 but must equal 'slots_per_token' (2)}}
+  %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>) input_weights(%w : tensor<?x3xf32>)
+      {slots_per_token = 2 : i64} : tensor<?x16xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+// The routing weights are f32 whatever the data type.
+func.func @expert_input_weights_f32(%x: tensor<?x16xbf16>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>, %wu: tensor<4x8x16xbf16>, %wd: tensor<4x16x8xbf16>, %w: tensor<?x2xbf16>) {
+  // expected-error @+1 {{operand #5 must be 2D tensor of 32-bit float values, but got 'tensor<?x2xbf16>'}}
+  %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xbf16>) down_proj(%wd : tensor<4x16x8xbf16>) input_weights(%w : tensor<?x2xbf16>)
+      {slots_per_token = 2 : i64} : tensor<?x16xbf16>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @local_experts_gate_bias_needs_gate(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>, %w: tensor<?x1xf32>, %wu: tensor<2x8x16xf32>, %wd: tensor<2x16x8xf32>, %bg: tensor<2x8xf32>) {
+  // expected-error @+1 {{'gate_bias' needs a gated FFN ('gate_proj')}}
+  %r = moe.local_experts %x, %ids, %w up_proj(%wu : tensor<2x8x16xf32>) down_proj(%wd : tensor<2x16x8xf32>) gate_bias(%bg : tensor<2x8xf32>)
+      : tensor<?x16xf32>, tensor<?x1xi32>, tensor<?x1xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @local_experts_down_bias_hidden(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>, %w: tensor<?x1xf32>, %wu: tensor<2x8x16xf32>, %wd: tensor<2x16x8xf32>, %bd: tensor<2x15xf32>) {
+  // expected-error @+1 {{'down_bias' dimension 1 is 15 but must equal the hidden size (16)}}
+  %r = moe.local_experts %x, %ids, %w up_proj(%wu : tensor<2x8x16xf32>) down_proj(%wd : tensor<2x16x8xf32>) down_bias(%bd : tensor<2x15xf32>)
+      {router_weight_on_input} : tensor<?x16xf32>, tensor<?x1xi32>, tensor<?x1xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @combine_bias_hidden(%e: tensor<?x16xf32>, %rows: tensor<?x2xi64>, %w: tensor<?x2xf32>, %b: tensor<12xf32>) {
+  // expected-error @+1 {{'bias' dimension 0 is 12 but must equal the output's hidden size (16)}}
+  %y = moe.combine %e, %rows, %w bias(%b : tensor<12xf32>)
+      : tensor<?x16xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+// The bias is in the result's data type (the layer's).
+func.func @combine_bias_element_type(%e: tensor<?x16xf32>, %rows: tensor<?x2xi64>, %b: tensor<16xf32>) {
+  // expected-error @+1 {{'bias' element type 'f32' must equal the result's element type 'bf16'}}
+  %y = moe.combine %e, %rows bias(%b : tensor<16xf32>)
+      : tensor<?x16xf32>, tensor<?x2xi64> -> tensor<?x16xbf16>
+  return
+}
+
+// -----
+
+func.func @combine_bias_static(%e: tensor<?x16xf32>, %rows: tensor<?x2xi64>, %b: tensor<?xf32>) {
+  // expected-error @+1 {{'bias' must have a static shape}}
+  %y = moe.combine %e, %rows bias(%b : tensor<?xf32>)
+      : tensor<?x16xf32>, tensor<?x2xi64> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+// Without weights the expert rows are summed as they are: valid, and the
+// other rules still apply.
+func.func @combine_without_weights(%e: tensor<?x16xf32>, %rows: tensor<5x2xi64>, %s: tensor<5x16xf32>, %b: tensor<16xbf16>) {
+  %y = moe.combine %e, %rows shared(%s : tensor<5x16xf32>) bias(%b : tensor<16xbf16>)
+      : tensor<?x16xf32>, tensor<5x2xi64> -> tensor<5x16xbf16>
+  return
+}
+
+// -----
+
+func.func @combine_without_weights_tokens(%e: tensor<?x16xf32>, %rows: tensor<5x2xi64>) {
+  // expected-error @+1 {{'slot_rows' dimension 0 is 5 but must equal the number of output tokens (4)}}
+  %y = moe.combine %e, %rows
+      : tensor<?x16xf32>, tensor<5x2xi64> -> tensor<4x16xf32>
+  return
+}
+
+// -----
+
+func.func @expert_input_weights_tokens(%x: tensor<3x16xf32>, %slots: tensor<?xi64>,
+                                       %offsets: tensor<5xi64>,
+                                       %wu: tensor<4x8x16xf32>,
+                                       %wd: tensor<4x16x8xf32>,
+                                       %w: tensor<4x2xf32>) -> tensor<?x16xf32> {
+  // expected-error @+1 {{'input_weights' dimension 0 is 4 but must equal}}
+  %0 = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>) input_weights(%w : tensor<4x2xf32>)
+         {slots_per_token = 2 : i64}
+         : tensor<3x16xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
+  return %0 : tensor<?x16xf32>
+}

@@ -266,3 +266,211 @@ func.func @local_experts(%rows: tensor<?x64xbf16>, %ids: tensor<?x1xi32>,
          -> tensor<?x64xf32>
   return %a, %b : tensor<?x64xf32>, tensor<?x64xf32>
 }
+
+// -----
+
+// docs/FAMILY-RULES.md on moe.layer: the routed experts' biases (GPT-OSS),
+// the output bias (JetMoE), sparsemixer routing (PhiMoE), the p-norm
+// (DBRX), clamped SwiGLU (GPT-OSS) and the routing weight on the input
+// (Llama 4).
+// CHECK-LABEL: func.func @layer_family_rules
+// CHECK: moe.layer %{{.*}} router(%{{.*}} : tensor<4x16xbf16>) gate_proj(%{{.*}} : tensor<4x8x16xbf16>) up_proj(%{{.*}} : tensor<4x8x16xbf16>) down_proj(%{{.*}} : tensor<4x16x8xbf16>) gate_bias(%{{.*}} : tensor<4x8xbf16>) up_bias(%{{.*}} : tensor<4x8xbf16>) down_bias(%{{.*}} : tensor<4x16xbf16>)
+// CHECK-SAME: shared_gate_proj(%{{.*}} : tensor<12x16xbf16>) shared_up_proj(%{{.*}} : tensor<12x16xbf16>) shared_down_proj(%{{.*}} : tensor<16x12xbf16>) output_bias(%{{.*}} : tensor<16xbf16>)
+// CHECK-SAME: activation = #moe.activation<clamped_swiglu>
+// CHECK-SAME: normalize_p = 2.000000e+00 : f32
+// CHECK-SAME: router_weight_on_input
+// CHECK-SAME: scoring = #moe.scoring<sparsemixer>
+// CHECK-SAME: sparsemixer_eps = 5.000000e-01 : f32
+// CHECK-SAME: swiglu_alpha = 1.500000e+00 : f32
+// CHECK-SAME: swiglu_limit = 3.000000e+00 : f32
+// CHECK-SAME: top_k = 2 : i64
+// CHECK-SAME: : tensor<?x16xbf16> -> tensor<?x16xbf16>
+func.func @layer_family_rules(%x: tensor<?x16xbf16>, %wr: tensor<4x16xbf16>,
+    %wg: tensor<4x8x16xbf16>, %wu: tensor<4x8x16xbf16>,
+    %wd: tensor<4x16x8xbf16>, %bg: tensor<4x8xbf16>, %bu: tensor<4x8xbf16>,
+    %bd: tensor<4x16xbf16>, %sg: tensor<12x16xbf16>, %su: tensor<12x16xbf16>,
+    %sd: tensor<16x12xbf16>, %ob: tensor<16xbf16>) -> tensor<?x16xbf16> {
+  %y = moe.layer %x router(%wr : tensor<4x16xbf16>)
+         gate_proj(%wg : tensor<4x8x16xbf16>) up_proj(%wu : tensor<4x8x16xbf16>)
+         down_proj(%wd : tensor<4x16x8xbf16>)
+         gate_bias(%bg : tensor<4x8xbf16>) up_bias(%bu : tensor<4x8xbf16>)
+         down_bias(%bd : tensor<4x16xbf16>)
+         shared_gate_proj(%sg : tensor<12x16xbf16>)
+         shared_up_proj(%su : tensor<12x16xbf16>)
+         shared_down_proj(%sd : tensor<16x12xbf16>)
+         output_bias(%ob : tensor<16xbf16>)
+         {top_k = 2 : i64, scoring = #moe.scoring<sparsemixer>,
+          sparsemixer_eps = 0.5 : f32, normalize_p = 2.0 : f32,
+          activation = #moe.activation<clamped_swiglu>,
+          swiglu_alpha = 1.5 : f32, swiglu_limit = 3.0 : f32,
+          router_weight_on_input}
+         : tensor<?x16xbf16> -> tensor<?x16xbf16>
+  return %y : tensor<?x16xbf16>
+}
+
+// -----
+
+// The new attributes at their defaults are elided like the others; an
+// up_bias alone (not gated) and a down_bias alone are fine.
+// CHECK-LABEL: func.func @layer_family_defaults
+// CHECK: moe.layer %{{.*}} router(%{{.*}} : tensor<4x16xf32>) up_proj(%{{.*}} : tensor<4x8x16xf32>) down_proj(%{{.*}} : tensor<4x16x8xf32>) up_bias(%{{.*}} : tensor<4x8xf32>) {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+// CHECK: moe.layer %{{.*}} router(%{{.*}} : tensor<4x16xf32>) up_proj(%{{.*}} : tensor<4x8x16xf32>) down_proj(%{{.*}} : tensor<4x16x8xf32>) down_bias(%{{.*}} : tensor<4x16xf32>) {activation = #moe.activation<gelu>, top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
+func.func @layer_family_defaults(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>,
+    %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>, %bu: tensor<4x8xf32>,
+    %bd: tensor<4x16xf32>) -> (tensor<?x16xf32>, tensor<?x16xf32>) {
+  %a = moe.layer %x router(%wr : tensor<4x16xf32>)
+         up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+         up_bias(%bu : tensor<4x8xf32>)
+         {top_k = 2 : i64, scoring = #moe.scoring<softmax>,
+          normalize_p = 1.0 : f32, sparsemixer_eps = 0.01 : f32,
+          activation = #moe.activation<silu>, swiglu_alpha = 1.702 : f32,
+          swiglu_limit = 7.0 : f32}
+         : tensor<?x16xf32> -> tensor<?x16xf32>
+  %b = moe.layer %x router(%wr : tensor<4x16xf32>)
+         up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+         down_bias(%bd : tensor<4x16xf32>)
+         {top_k = 2 : i64, activation = #moe.activation<gelu>}
+         : tensor<?x16xf32> -> tensor<?x16xf32>
+  return %a, %b : tensor<?x16xf32>, tensor<?x16xf32>
+}
+
+// -----
+
+// An inner level with sparsemixer routing and a p-norm; the defaults of the
+// new #moe.level parameters are elided.
+// CHECK-LABEL: func.func @layer_level_family_rules
+// CHECK: levels = [#moe.level<top_k = 2, scoring = sparsemixer, normalize_p = 3.000000e+00, sparsemixer_eps = 2.500000e-01>, #moe.level<top_k = 1>]
+func.func @layer_level_family_rules(%x: tensor<?x16xf32>,
+    %wr: tensor<2x16xf32>, %wr2: tensor<2x4x16xf32>, %wr3: tensor<8x2x16xf32>,
+    %wu: tensor<16x8x16xf32>, %wd: tensor<16x16x8xf32>) -> tensor<?x16xf32> {
+  %y = moe.layer %x router(%wr : tensor<2x16xf32>)
+         level_routers(%wr2, %wr3 : tensor<2x4x16xf32>, tensor<8x2x16xf32>)
+         up_proj(%wu : tensor<16x8x16xf32>) down_proj(%wd : tensor<16x16x8xf32>)
+         {top_k = 1 : i64, levels = [
+            #moe.level<top_k = 2, scoring = sparsemixer, normalize_p = 3.0,
+                       sparsemixer_eps = 0.25>,
+            #moe.level<top_k = 1, normalize_p = 1.0, sparsemixer_eps = 0.01>]}
+         : tensor<?x16xf32> -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @gate_sparsemixer
+// CHECK: moe.gate %{{.*}}, %{{.*}} router_bias(%{{.*}} : tensor<8xf32>) {normalize_p = 2.000000e+00 : f32, scoring = #moe.scoring<sparsemixer>, sparsemixer_eps = 1.000000e-01 : f32, top_k = 2 : i64} : tensor<?x16xf32>, tensor<8x16xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+func.func @gate_sparsemixer(%x: tensor<?x16xf32>, %wr: tensor<8x16xf32>,
+    %rb: tensor<8xf32>) -> (tensor<?x2xi32>, tensor<?x2xf32>) {
+  %ids, %w = moe.gate %x, %wr router_bias(%rb : tensor<8xf32>)
+               {top_k = 2 : i64, scoring = #moe.scoring<sparsemixer>,
+                sparsemixer_eps = 0.1 : f32, normalize_p = 2.0 : f32}
+               : tensor<?x16xf32>, tensor<8x16xf32>
+               -> tensor<?x2xi32>, tensor<?x2xf32>
+  return %ids, %w : tensor<?x2xi32>, tensor<?x2xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @refine_sparsemixer
+// CHECK: moe.refine %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} router_bias(%{{.*}} : tensor<4x8xf32>) {normalize_p = 5.000000e-01 : f32, scoring = #moe.scoring<sparsemixer>, sparsemixer_eps = 0.000000e+00 : f32, top_k = 2 : i64} : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<4x8x64xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+func.func @refine_sparsemixer(%x: tensor<?x64xf32>, %ids: tensor<?x2xi32>,
+    %w: tensor<?x2xf32>, %wr2: tensor<4x8x64xf32>, %rb2: tensor<4x8xf32>)
+    -> (tensor<?x4xi32>, tensor<?x4xf32>) {
+  %ids2, %w2 = moe.refine %x, %ids, %w, %wr2 router_bias(%rb2 : tensor<4x8xf32>)
+                 {top_k = 2 : i64, scoring = #moe.scoring<sparsemixer>,
+                  sparsemixer_eps = 0.0 : f32, normalize_p = 0.5 : f32}
+                 : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32>,
+                   tensor<4x8x64xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+  return %ids2, %w2 : tensor<?x4xi32>, tensor<?x4xf32>
+}
+
+// -----
+
+// moe.expert with every bias, the routing weights on its input and clamped
+// SwiGLU; and plain, with an up bias only.
+// CHECK-LABEL: func.func @expert_family_rules
+// CHECK: moe.expert %{{.*}}, %{{.*}}, %{{.*}} gate_proj(%{{.*}} : tensor<8x128x64xf32>) up_proj(%{{.*}} : tensor<8x128x64xf32>) down_proj(%{{.*}} : tensor<8x64x128xf32>) gate_bias(%{{.*}} : tensor<8x128xf32>) up_bias(%{{.*}} : tensor<8x128xf32>) down_bias(%{{.*}} : tensor<8x64xf32>) input_weights(%{{.*}} : tensor<?x2xf32>) {activation = #moe.activation<clamped_swiglu>, slots_per_token = 2 : i64, swiglu_alpha = 2.000000e+00 : f32, swiglu_limit = 1.000000e+01 : f32} : tensor<?x64xf32>, tensor<?xi64>, tensor<9xi64> -> tensor<?x64xf32>
+// CHECK: moe.expert %{{.*}}, %{{.*}}, %{{.*}} up_proj(%{{.*}} : tensor<8x128x64xf32>) down_proj(%{{.*}} : tensor<8x64x128xf32>) up_bias(%{{.*}} : tensor<8x128xf32>) {slots_per_token = 2 : i64} : tensor<?x64xf32>, tensor<?xi64>, tensor<9xi64> -> tensor<?x64xf32>
+func.func @expert_family_rules(%x: tensor<?x64xf32>, %slots: tensor<?xi64>,
+    %offsets: tensor<9xi64>, %wg: tensor<8x128x64xf32>,
+    %wu: tensor<8x128x64xf32>, %wd: tensor<8x64x128xf32>,
+    %bg: tensor<8x128xf32>, %bu: tensor<8x128xf32>, %bd: tensor<8x64xf32>,
+    %w: tensor<?x2xf32>) -> (tensor<?x64xf32>, tensor<?x64xf32>) {
+  %a = moe.expert %x, %slots, %offsets
+         gate_proj(%wg : tensor<8x128x64xf32>) up_proj(%wu : tensor<8x128x64xf32>)
+         down_proj(%wd : tensor<8x64x128xf32>)
+         gate_bias(%bg : tensor<8x128xf32>) up_bias(%bu : tensor<8x128xf32>)
+         down_bias(%bd : tensor<8x64xf32>) input_weights(%w : tensor<?x2xf32>)
+         {slots_per_token = 2 : i64,
+          activation = #moe.activation<clamped_swiglu>,
+          swiglu_alpha = 2.0 : f32, swiglu_limit = 10.0 : f32}
+         : tensor<?x64xf32>, tensor<?xi64>, tensor<9xi64> -> tensor<?x64xf32>
+  %b = moe.expert %x, %slots, %offsets
+         up_proj(%wu : tensor<8x128x64xf32>)
+         down_proj(%wd : tensor<8x64x128xf32>) up_bias(%bu : tensor<8x128xf32>)
+         {slots_per_token = 2 : i64}
+         : tensor<?x64xf32>, tensor<?xi64>, tensor<9xi64> -> tensor<?x64xf32>
+  return %a, %b : tensor<?x64xf32>, tensor<?x64xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @shared_expert_clamped_swiglu
+// CHECK: moe.shared_expert %{{.*}} gate_proj(%{{.*}} : tensor<256x64xf32>) up_proj(%{{.*}} : tensor<256x64xf32>) down_proj(%{{.*}} : tensor<64x256xf32>) {activation = #moe.activation<clamped_swiglu>, swiglu_alpha = -1.000000e+00 : f32, swiglu_limit = 5.000000e-01 : f32} : tensor<?x64xf32> -> tensor<?x64xf32>
+func.func @shared_expert_clamped_swiglu(%x: tensor<?x64xf32>,
+    %sg: tensor<256x64xf32>, %su: tensor<256x64xf32>, %sd: tensor<64x256xf32>)
+    -> tensor<?x64xf32> {
+  %s = moe.shared_expert %x
+         gate_proj(%sg : tensor<256x64xf32>) up_proj(%su : tensor<256x64xf32>)
+         down_proj(%sd : tensor<64x256xf32>)
+         {activation = #moe.activation<clamped_swiglu>,
+          swiglu_alpha = -1.0 : f32, swiglu_limit = 0.5 : f32}
+         : tensor<?x64xf32> -> tensor<?x64xf32>
+  return %s : tensor<?x64xf32>
+}
+
+// -----
+
+// moe.combine without weights (the experts weighted their input), with an
+// output bias in the result's type; and with weights, a shared expert and a
+// bias.
+// CHECK-LABEL: func.func @combine_family_rules
+// CHECK: moe.combine %{{.*}}, %{{.*}} bias(%{{.*}} : tensor<64xbf16>) : tensor<?x64xf32>, tensor<?x2xi64> -> tensor<?x64xbf16>
+// CHECK: moe.combine %{{.*}}, %{{.*}}, %{{.*}} shared(%{{.*}} : tensor<?x64xf32>) bias(%{{.*}} : tensor<64xf32>) : tensor<?x64xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x64xf32>
+// CHECK: moe.combine %{{.*}}, %{{.*}} : tensor<?x64xf32>, tensor<?x2xi64> -> tensor<?x64xf32>
+func.func @combine_family_rules(%out: tensor<?x64xf32>, %rows: tensor<?x2xi64>,
+    %w: tensor<?x2xf32>, %s: tensor<?x64xf32>, %b16: tensor<64xbf16>,
+    %b32: tensor<64xf32>)
+    -> (tensor<?x64xbf16>, tensor<?x64xf32>, tensor<?x64xf32>) {
+  %a = moe.combine %out, %rows bias(%b16 : tensor<64xbf16>)
+         : tensor<?x64xf32>, tensor<?x2xi64> -> tensor<?x64xbf16>
+  %b = moe.combine %out, %rows, %w shared(%s : tensor<?x64xf32>)
+         bias(%b32 : tensor<64xf32>)
+         : tensor<?x64xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x64xf32>
+  %c = moe.combine %out, %rows
+         : tensor<?x64xf32>, tensor<?x2xi64> -> tensor<?x64xf32>
+  return %a, %b, %c : tensor<?x64xbf16>, tensor<?x64xf32>, tensor<?x64xf32>
+}
+
+// -----
+
+// A shard's experts with biases, clamped SwiGLU and the routing weight on
+// the input.
+// CHECK-LABEL: func.func @local_experts_family_rules
+// CHECK: moe.local_experts %{{.*}}, %{{.*}}, %{{.*}} gate_proj(%{{.*}} : tensor<2x128x64xbf16>) up_proj(%{{.*}} : tensor<2x128x64xbf16>) down_proj(%{{.*}} : tensor<2x64x128xbf16>) gate_bias(%{{.*}} : tensor<2x128xbf16>) up_bias(%{{.*}} : tensor<2x128xbf16>) down_bias(%{{.*}} : tensor<2x64xbf16>) {activation = #moe.activation<clamped_swiglu>, router_weight_on_input, swiglu_limit = 4.000000e+00 : f32} : tensor<?x64xbf16>, tensor<?x1xi32>, tensor<?x1xf32> -> tensor<?x64xf32>
+func.func @local_experts_family_rules(%rows: tensor<?x64xbf16>,
+    %ids: tensor<?x1xi32>, %w: tensor<?x1xf32>, %wg: tensor<2x128x64xbf16>,
+    %wu: tensor<2x128x64xbf16>, %wd: tensor<2x64x128xbf16>,
+    %bg: tensor<2x128xbf16>, %bu: tensor<2x128xbf16>, %bd: tensor<2x64xbf16>)
+    -> tensor<?x64xf32> {
+  %r = moe.local_experts %rows, %ids, %w
+         gate_proj(%wg : tensor<2x128x64xbf16>)
+         up_proj(%wu : tensor<2x128x64xbf16>)
+         down_proj(%wd : tensor<2x64x128xbf16>)
+         gate_bias(%bg : tensor<2x128xbf16>) up_bias(%bu : tensor<2x128xbf16>)
+         down_bias(%bd : tensor<2x64xbf16>)
+         {activation = #moe.activation<clamped_swiglu>, swiglu_limit = 4.0 : f32,
+          router_weight_on_input}
+         : tensor<?x64xbf16>, tensor<?x1xi32>, tensor<?x1xf32>
+         -> tensor<?x64xf32>
+  return %r : tensor<?x64xf32>
+}

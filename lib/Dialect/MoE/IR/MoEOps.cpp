@@ -84,10 +84,12 @@ struct RoutingOperands {
 /// and the scaling. `rules` is an op or a `#moe.level` (they share the
 /// accessor names); `prefix` goes before the attribute names in diagnostics
 /// (`levels[0].` for an inner level of `moe.layer`). Token choice only
-/// checks `top_k` against the allowed experts.
+/// checks `top_k` against the allowed experts. `selectionBias` says whether
+/// the level has a selection bias.
 template <typename RulesT>
 static LogicalResult verifySelectionRules(Operation *op, RulesT rules,
                                           int64_t numExperts, bool tokenChoice,
+                                          bool selectionBias,
                                           StringRef prefix = "") {
   auto name = [&](StringRef attribute) {
     return ("'" + prefix + attribute + "'").str();
@@ -126,6 +128,26 @@ static LogicalResult verifySelectionRules(Operation *op, RulesT rules,
   if (!std::isfinite(scaling) || scaling <= 0)
     return op->emitOpError() << name("routed_scaling_factor") << " ("
                              << scaling << ") must be finite and positive";
+  float p = rules.getNormalizeP().convertToFloat();
+  if (!std::isfinite(p) || p <= 0)
+    return op->emitOpError() << name("normalize_p") << " (" << p
+                             << ") must be finite and positive";
+  float eps = rules.getSparsemixerEps().convertToFloat();
+  if (!std::isfinite(eps) || eps < 0)
+    return op->emitOpError() << name("sparsemixer_eps") << " (" << eps
+                             << ") must be finite and not negative";
+  // Sparsemixer chooses by the logits and weighs by the experts near them.
+  if (rules.getScoring() == Scoring::sparsemixer) {
+    if (nGroup != 1)
+      return op->emitOpError() << name("scoring")
+                               << " sparsemixer does not take grouped "
+                                  "routing ("
+                               << name("n_group") << " must be 1)";
+    if (selectionBias)
+      return op->emitOpError() << name("scoring")
+                               << " sparsemixer does not take a selection "
+                                  "bias";
+  }
   int64_t allowed = topkGroup * groupSize;
   if (tokenChoice && topK > allowed)
     return op->emitOpError()
@@ -163,7 +185,8 @@ static LogicalResult verifyRouting(OpTy op, const RoutingOperands &operands) {
     return failure();
 
   bool tokenChoice = op.getRouting() == Routing::token_choice;
-  if (failed(verifySelectionRules(raw, op, numExperts, tokenChoice)))
+  if (failed(verifySelectionRules(raw, op, numExperts, tokenChoice,
+                                  operands.selectionBias != nullptr)))
     return failure();
   double capacity = op.getCapacityFactor().convertToDouble();
   if (!std::isfinite(capacity) || capacity < 0)
@@ -203,8 +226,29 @@ static int64_t slotsPerToken(OpTy op, int64_t numExperts) {
 namespace {
 struct ExpertWeights {
   Value gate, up, down;
+  Value gateBias, upBias, downBias;
 };
 } // namespace
+
+/// The activation's parameters, and clamped_swiglu's gate (an op that runs
+/// FFNs: gated when `gated`).
+template <typename OpTy>
+static LogicalResult verifyActivation(OpTy op, bool gated) {
+  if (op.getActivation() != Activation::clamped_swiglu)
+    return success();
+  if (!gated)
+    return op.emitOpError("'activation' clamped_swiglu needs a gated FFN "
+                          "('gate_proj')");
+  float alpha = op.getSwigluAlpha().convertToFloat();
+  float limit = op.getSwigluLimit().convertToFloat();
+  if (!std::isfinite(alpha))
+    return op.emitOpError() << "'swiglu_alpha' (" << alpha
+                            << ") must be finite";
+  if (!std::isfinite(limit) || limit <= 0)
+    return op.emitOpError() << "'swiglu_limit' (" << limit
+                            << ") must be finite and positive";
+  return success();
+}
 
 /// `gate`, `up`: [E, F, H]; `down`: [E, H, F], all in the input's type.
 /// `experts` says what E is.
@@ -231,6 +275,22 @@ static LogicalResult verifyExpertWeights(Operation *op, const ExpertWeights &w,
     return op->emitOpError() << "'" << gate << "' type " << w.gate.getType()
                              << " must equal '" << up << "' type "
                              << w.up.getType();
+
+  // Biases: [E, F] for gate and up, [E, H] for down.
+  if (failed(verifyWeight(op, "gate_bias", w.gateBias, dataType)) ||
+      failed(verifyWeight(op, "up_bias", w.upBias, dataType)) ||
+      failed(verifyWeight(op, "down_bias", w.downBias, dataType)))
+    return failure();
+  if (w.gateBias && !w.gate)
+    return op->emitOpError("'gate_bias' needs a gated FFN ('gate_proj')");
+  for (auto [name, bias, columns, what] :
+       {std::tuple<StringRef, Value, int64_t, StringRef>{
+            "gate_bias", w.gateBias, intermediate, "the intermediate size"},
+        {"up_bias", w.upBias, intermediate, "the intermediate size"},
+        {"down_bias", w.downBias, hidden, "the hidden size"}})
+    if (bias && (failed(verifyDim(op, name, bias, 0, numExperts, experts)) ||
+                 failed(verifyDim(op, name, bias, 1, columns, what))))
+      return failure();
   return success();
 }
 
@@ -364,6 +424,7 @@ static LogicalResult verifyLevels(LayerOp op, int64_t &leafExperts) {
     int64_t numExperts = dimOf(router, 1);
     if (failed(verifySelectionRules(op, level, numExperts,
                                     /*tokenChoice=*/true,
+                                    level.getSelectionBias(),
                                     "levels" + index + ".")))
       return failure();
     leafExperts *= numExperts;
@@ -383,10 +444,19 @@ LogicalResult LayerOp::verify() {
   if (failed(verifyLevels(*this, numExperts)))
     return failure();
   if (failed(verifyExpertWeights(
-          *this, {getGateProj(), getUpProj(), getDownProj()}, getInput(),
-          numExperts,
+          *this,
+          {getGateProj(), getUpProj(), getDownProj(), getGateBias(),
+           getUpBias(), getDownBias()},
+          getInput(), numExperts,
           getLevels().empty() ? "the number of experts"
-                              : "the number of leaf experts")))
+                              : "the number of leaf experts")) ||
+      failed(verifyActivation(*this, getGateProj() != nullptr)))
+    return failure();
+  Type dataType = getElementTypeOrSelf(getInput().getType());
+  if (getOutputBias() &&
+      (failed(verifyWeight(*this, "output_bias", getOutputBias(), dataType)) ||
+       failed(verifyDim(*this, "output_bias", getOutputBias(), 0,
+                        dimOf(getInput(), 1), "the hidden size"))))
     return failure();
 
   bool hasShared = getSharedUpProj() != nullptr;
@@ -473,7 +543,8 @@ LogicalResult RefineOp::verify() {
                        "'parent_ids' dimension 1 times 'top_k'")))
     return failure();
   return verifySelectionRules(*this, *this, dimOf(router, 1),
-                              /*tokenChoice=*/true);
+                              /*tokenChoice=*/true,
+                              getSelectionBias() != nullptr);
 }
 
 //===----------------------------------------------------------------------===//
@@ -503,9 +574,16 @@ LogicalResult ExpertOp::verify() {
   int64_t numExperts = dimOf(getUpProj(), 0);
   if (ShapedType::isDynamic(dimOf(getInput(), 1)))
     return emitOpError("'input' must have a static hidden size (dimension 1)");
-  if (failed(verifyExpertWeights(*this, {getGateProj(), getUpProj(),
-                                         getDownProj()},
+  if (failed(verifyExpertWeights(*this,
+                                 {getGateProj(), getUpProj(), getDownProj(),
+                                  getGateBias(), getUpBias(), getDownBias()},
                                  getInput(), numExperts)) ||
+      failed(verifyActivation(*this, getGateProj() != nullptr)) ||
+      (getInputWeights() &&
+       (failed(verifyTokens(*this, "input_weights", getInputWeights(),
+                            getInput())) ||
+        failed(verifyDim(*this, "input_weights", getInputWeights(), 1,
+                         getSlotsPerToken(), "'slots_per_token'")))) ||
       failed(verifyDim(*this, "offsets", getOffsets(), 0,
                        ShapedType::isDynamic(numExperts) ? numExperts
                                                          : numExperts + 1,
@@ -525,9 +603,11 @@ LogicalResult ExpertOp::verify() {
 LogicalResult LocalExpertsOp::verify() {
   if (ShapedType::isDynamic(dimOf(getInput(), 1)))
     return emitOpError("'input' must have a static hidden size (dimension 1)");
-  if (failed(verifyExpertWeights(*this, {getGateProj(), getUpProj(),
-                                         getDownProj()},
+  if (failed(verifyExpertWeights(*this,
+                                 {getGateProj(), getUpProj(), getDownProj(),
+                                  getGateBias(), getUpBias(), getDownBias()},
                                  getInput(), dimOf(getUpProj(), 0))) ||
+      failed(verifyActivation(*this, getGateProj() != nullptr)) ||
       failed(verifyTokens(*this, "ids", getIds(), getInput())) ||
       failed(verifyDim(*this, "ids", getIds(), 1, 1, "one slot per row")) ||
       failed(verifyTokens(*this, "weights", getWeights(), getInput())) ||
@@ -551,6 +631,7 @@ LogicalResult SharedExpertOp::verify() {
                                  {getGateProj(), getUpProj(), getDownProj(),
                                   getExpertGate()},
                                  getInput(), "")) ||
+      failed(verifyActivation(*this, getGateProj() != nullptr)) ||
       failed(verifyTokens(*this, "output", getOutput(), getInput())) ||
       failed(verifyDim(*this, "output", getOutput(), 1, dimOf(getInput(), 1),
                        "the hidden size")))
@@ -563,7 +644,8 @@ LogicalResult SharedExpertOp::verify() {
 //===----------------------------------------------------------------------===//
 
 LogicalResult CombineOp::verify() {
-  if (failed(mlir::verifyCompatibleShape(getWeights().getType(),
+  if (getWeights() &&
+      failed(mlir::verifyCompatibleShape(getWeights().getType(),
                                          getSlotRows().getType())))
     return emitOpError() << "'weights' type " << getWeights().getType()
                          << " must have the shape of 'slot_rows' "
@@ -580,6 +662,19 @@ LogicalResult CombineOp::verify() {
     return emitOpError() << "'shared' type " << getShared().getType()
                          << " must have the shape of the result "
                          << getOutput().getType();
+  if (Value bias = getBias()) {
+    Type resultType = getElementTypeOrSelf(getOutput().getType());
+    if (failed(verifyStaticShape(*this, "bias", bias)))
+      return failure();
+    if (getElementTypeOrSelf(bias.getType()) != resultType)
+      return emitOpError() << "'bias' element type "
+                           << getElementTypeOrSelf(bias.getType())
+                           << " must equal the result's element type "
+                           << resultType;
+    if (failed(verifyDim(*this, "bias", bias, 0, hidden,
+                         "the output's hidden size")))
+      return failure();
+  }
   return success();
 }
 

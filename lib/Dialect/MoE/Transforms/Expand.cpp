@@ -20,13 +20,14 @@ using namespace mlir::moe;
 
 /// The routed experts' stages of `op` (a moe.layer or moe.local_experts)
 /// over its routing `ids` (`[T, slots]`): the plan, then every expert's
-/// FFN over its segment. Returns the expert rows and the plan's
-/// `slot_rows`, which combine reads.
+/// FFN over its segment, its input scaled by `inputWeights` when they are
+/// given. Returns the expert rows and the plan's `slot_rows`, which combine
+/// reads.
 template <typename OpTy>
 static std::pair<Value, Value>
 createRoutedExperts(PatternRewriter &rewriter, OpTy op, Value ids,
-                    int64_t numExperts, int64_t slotsPerToken,
-                    int64_t rowTile) {
+                    Value inputWeights, int64_t numExperts,
+                    int64_t slotsPerToken, int64_t rowTile) {
   Location loc = op.getLoc();
   // The plan indexes token slots with 64-bit integers: T·K may pass 2^31.
   Type i64 = rewriter.getI64Type();
@@ -43,8 +44,11 @@ createRoutedExperts(PatternRewriter &rewriter, OpTy op, Value ids,
       RankedTensorType::get({ShapedType::kDynamic, hidden},
                             rewriter.getF32Type()),
       op.getInput(), dispatch.getSlots(), dispatch.getOffsets(),
-      op.getGateProj(), op.getUpProj(), op.getDownProj(), slotsPerToken,
-      op.getActivation());
+      op.getGateProj(), op.getUpProj(), op.getDownProj(), op.getGateBias(),
+      op.getUpBias(), op.getDownBias(), inputWeights,
+      rewriter.getI64IntegerAttr(slotsPerToken),
+      op.getActivationAttr(), op.getSwigluAlphaAttr(),
+      op.getSwigluLimitAttr());
   return {experts.getOutput(), dispatch.getSlotRows()};
 }
 
@@ -79,7 +83,8 @@ struct ExpandLayer : OpRewritePattern<LayerOp> {
         op.getRouter(), op.getRouterBias(), op.getSelectionBias(),
         op.getTopKAttr(), op.getScoringAttr(), op.getNormalizeTopKAttr(),
         op.getRoutedScalingFactorAttr(), op.getNGroupAttr(),
-        op.getTopkGroupAttr(), op.getGroupScoreAttr(), op.getRoutingAttr(),
+        op.getTopkGroupAttr(), op.getGroupScoreAttr(), op.getNormalizePAttr(),
+        op.getSparsemixerEpsAttr(), op.getRoutingAttr(),
         op.getCapacityFactorAttr(),
         slotOrderFree ? rewriter.getUnitAttr() : UnitAttr());
     Value ids = gate.getIds(), weights = gate.getWeights();
@@ -102,14 +107,17 @@ struct ExpandLayer : OpRewritePattern<LayerOp> {
           weights, router, levelRouterBias, levelSelectionBias,
           level.getTopK(), level.getScoring(), level.getNormalizeTopK(),
           level.getRoutedScalingFactor(), level.getNGroup(),
-          level.getTopkGroup(), level.getGroupScore(),
-          /*unordered=*/true);
+          level.getTopkGroup(), level.getGroupScore(), level.getNormalizeP(),
+          level.getSparsemixerEps(), /*unordered=*/true);
       ids = refine.getIds();
       weights = refine.getWeights();
     }
 
-    auto [rows, slotRows] = createRoutedExperts(rewriter, op, ids, numExperts,
-                                                slotsPerToken, rowTile);
+    // With the weights on the input, the experts' rows arrive weighted.
+    bool onInput = op.getRouterWeightOnInput();
+    auto [rows, slotRows] =
+        createRoutedExperts(rewriter, op, ids, onInput ? weights : Value(),
+                            numExperts, slotsPerToken, rowTile);
 
     Value shared;
     if (op.getSharedUpProj())
@@ -117,10 +125,12 @@ struct ExpandLayer : OpRewritePattern<LayerOp> {
           rewriter, loc, RankedTensorType::get({numTokens, hidden}, f32),
           op.getInput(), op.getSharedGateProj(), op.getSharedUpProj(),
           op.getSharedDownProj(), op.getSharedExpertGate(),
-          op.getActivation());
+          op.getActivationAttr(), op.getSwigluAlphaAttr(),
+          op.getSwigluLimitAttr());
 
     rewriter.replaceOpWithNewOp<CombineOp>(op, inputType, rows, slotRows,
-                                           weights, shared);
+                                           onInput ? Value() : weights, shared,
+                                           op.getOutputBias());
     return success();
   }
 
@@ -138,11 +148,13 @@ struct ExpandLocalExperts : OpRewritePattern<LocalExpertsOp> {
                                 PatternRewriter &rewriter) const override {
     int64_t numExperts =
         cast<RankedTensorType>(op.getUpProj().getType()).getDimSize(0);
-    auto [rows, slotRows] =
-        createRoutedExperts(rewriter, op, op.getIds(), numExperts,
-                            /*slotsPerToken=*/1, rowTile);
-    rewriter.replaceOpWithNewOp<CombineOp>(op, op.getOutput().getType(), rows,
-                                           slotRows, op.getWeights(), Value());
+    bool onInput = op.getRouterWeightOnInput();
+    auto [rows, slotRows] = createRoutedExperts(
+        rewriter, op, op.getIds(), onInput ? op.getWeights() : Value(),
+        numExperts, /*slotsPerToken=*/1, rowTile);
+    rewriter.replaceOpWithNewOp<CombineOp>(
+        op, op.getOutput().getType(), rows, slotRows,
+        onInput ? Value() : op.getWeights(), Value(), Value());
     return success();
   }
 

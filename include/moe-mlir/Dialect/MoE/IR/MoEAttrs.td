@@ -19,7 +19,8 @@ class MoE_EnumAttr<EnumAttrInfo enumInfo, string mnemonic>
 def MoE_Scoring : I32EnumAttr<"Scoring",
     "how router logits become expert scores", [
       I32EnumAttrCase<"softmax", 0>,
-      I32EnumAttrCase<"sigmoid", 1>
+      I32EnumAttrCase<"sigmoid", 1>,
+      I32EnumAttrCase<"sparsemixer", 2>
     ]> {
   let cppNamespace = "::mlir::moe";
   let genSpecializedAttr = 0;
@@ -51,7 +52,8 @@ def MoE_Activation : I32EnumAttr<"Activation",
       I32EnumAttrCase<"silu", 0>,
       I32EnumAttrCase<"gelu", 1>,
       I32EnumAttrCase<"gelu_tanh", 2>,
-      I32EnumAttrCase<"relu", 3>
+      I32EnumAttrCase<"relu", 3>,
+      I32EnumAttrCase<"clamped_swiglu", 4>
     ]> {
   let cppNamespace = "::mlir::moe";
   let genSpecializedAttr = 0;
@@ -119,7 +121,9 @@ def MoE_LevelAttr : AttrDef<MoE_Dialect, "Level"> {
     DefaultValuedParameter<"::mlir::moe::GroupScore",
                            "::mlir::moe::GroupScore::top2_sum">:$group_score,
     MoE_BoolParameter<"false">:$router_bias,
-    MoE_BoolParameter<"false">:$selection_bias
+    MoE_BoolParameter<"false">:$selection_bias,
+    MoE_F32Parameter<"::llvm::APFloat(1.0f)">:$normalize_p,
+    MoE_F32Parameter<"::llvm::APFloat(0.01f)">:$sparsemixer_eps
   );
   let assemblyFormat = "`<` struct(params) `>`";
 }

@@ -40,7 +40,18 @@ defvar MoE_TokenChoiceAttributes = (ins
   DefaultValuedAttr<MoE_PositiveI64Attr, "1">:$n_group,
   DefaultValuedAttr<MoE_PositiveI64Attr, "1">:$topk_group,
   DefaultValuedAttr<MoE_GroupScoreAttr,
-                    "::mlir::moe::GroupScore::top2_sum">:$group_score
+                    "::mlir::moe::GroupScore::top2_sum">:$group_score,
+  DefaultValuedAttr<F32Attr, "1.0f">:$normalize_p,
+  DefaultValuedAttr<F32Attr, "0.01f">:$sparsemixer_eps
+);
+
+/// The expert FFN's activation, and the parameters of clamped_swiglu
+/// (docs/FAMILY-RULES.md).
+defvar MoE_ActivationAttributes = (ins
+  DefaultValuedAttr<MoE_ActivationAttr,
+                    "::mlir::moe::Activation::silu">:$activation,
+  DefaultValuedAttr<F32Attr, "1.702f">:$swiglu_alpha,
+  DefaultValuedAttr<F32Attr, "7.0f">:$swiglu_limit
 );
 
 /// The routing attributes shared by `moe.layer` and `moe.gate` (SPEC §1,
@@ -67,6 +78,14 @@ def MoE_LayerOp : MoE_Op<"layer", [AttrSizedOperandSegments]> {
     expert follows the same rule and is present when `shared_up_proj` is.
     The routing attributes are those of `moe.gate`. `moe-expand` rewrites
     this op into gate, dispatch, expert, shared_expert and combine.
+
+    The rules of docs/FAMILY-RULES.md: `gate_bias`, `up_bias` (`[E, F]`)
+    and `down_bias` (`[E, H]`) are the routed experts' biases (GPT-OSS);
+    `activation = clamped_swiglu` with `swiglu_alpha` and `swiglu_limit`
+    is GPT-OSS's clamped SwiGLU, for the routed and shared experts;
+    `router_weight_on_input` runs each expert on `w·x` and adds its output
+    unweighted (Llama 4); `output_bias` (`[H]`) is added to every token's
+    output (JetMoE).
 
     Hierarchical MoE: when `levels` is not empty every routed expert is
     itself an MoE layer, to any depth. `router` (`[E1, H]`) routes among the
@@ -115,13 +134,17 @@ def MoE_LayerOp : MoE_Op<"layer", [AttrSizedOperandSegments]> {
     Optional<MoE_DataTensor3D>:$gate_proj,
     MoE_DataTensor3D:$up_proj,
     MoE_DataTensor3D:$down_proj,
+    Optional<MoE_DataTensor2D>:$gate_bias,
+    Optional<MoE_DataTensor2D>:$up_bias,
+    Optional<MoE_DataTensor2D>:$down_bias,
     Optional<MoE_DataTensor2D>:$shared_gate_proj,
     Optional<MoE_DataTensor2D>:$shared_up_proj,
     Optional<MoE_DataTensor2D>:$shared_down_proj,
-    Optional<MoE_DataTensor1D>:$shared_expert_gate),
+    Optional<MoE_DataTensor1D>:$shared_expert_gate,
+    Optional<MoE_DataTensor1D>:$output_bias),
     MoE_RoutingAttributes,
-    (ins DefaultValuedAttr<MoE_ActivationAttr,
-                           "::mlir::moe::Activation::silu">:$activation,
+    MoE_ActivationAttributes,
+    (ins UnitAttr:$router_weight_on_input,
          DefaultValuedAttr<MoE_LevelArrayAttr, "{}">:$levels));
   let results = (outs MoE_DataTensor2D:$output);
   let assemblyFormat = [{
@@ -136,6 +159,9 @@ def MoE_LayerOp : MoE_Op<"layer", [AttrSizedOperandSegments]> {
     (`gate_proj` `(` $gate_proj^ `:` type($gate_proj) `)`)?
     `up_proj` `(` $up_proj `:` type($up_proj) `)`
     `down_proj` `(` $down_proj `:` type($down_proj) `)`
+    (`gate_bias` `(` $gate_bias^ `:` type($gate_bias) `)`)?
+    (`up_bias` `(` $up_bias^ `:` type($up_bias) `)`)?
+    (`down_bias` `(` $down_bias^ `:` type($down_bias) `)`)?
     (`shared_gate_proj` `(` $shared_gate_proj^ `:`
      type($shared_gate_proj) `)`)?
     (`shared_up_proj` `(` $shared_up_proj^ `:`
@@ -144,6 +170,7 @@ def MoE_LayerOp : MoE_Op<"layer", [AttrSizedOperandSegments]> {
      type($shared_down_proj) `)`)?
     (`shared_expert_gate` `(` $shared_expert_gate^ `:`
      type($shared_expert_gate) `)`)?
+    (`output_bias` `(` $output_bias^ `:` type($output_bias) `)`)?
     attr-dict `:` type($input) `->` type($output)
   }];
   let hasVerifier = 1;
@@ -161,8 +188,11 @@ def MoE_GateOp : MoE_Op<"gate", [AttrSizedOperandSegments]> {
     choice only, grouped selection when `n_group > 1` (a group scored by
     `group_score`, only the best `topk_group` groups allowed), the top
     `top_k` experts by descending choice value (ties to the lower index),
-    weights normalized (`normalize_top_k`) and scaled
-    (`routed_scaling_factor`). With `capacity_factor > 0` each expert grants
+    weights normalized (`normalize_top_k`, by their `normalize_p`-norm) and
+    scaled (`routed_scaling_factor`). `scoring = sparsemixer` (PhiMoE)
+    chooses by the logits and weighs slot j by a softmax over the experts
+    not chosen before it whose logits lie within `2·sparsemixer_eps`
+    (relative) of its own (docs/FAMILY-RULES.md). With `capacity_factor > 0` each expert grants
     at most `ceil(capacity_factor·T·k/E)` slots, slot-major in token order;
     a dropped slot has id -1 and weight 0.
 
@@ -309,7 +339,7 @@ def MoE_DispatchOp : MoE_Op<"dispatch"> {
 // ExpertOp
 //===----------------------------------------------------------------------===//
 
-def MoE_ExpertOp : MoE_Op<"expert"> {
+def MoE_ExpertOp : MoE_Op<"expert", [AttrSizedOperandSegments]> {
   let summary = "every routed expert's FFN over its segment of the plan";
   let description = [{
     For each expert `e` and each plan row `r` in `[offsets[e],
@@ -317,7 +347,10 @@ def MoE_ExpertOp : MoE_Op<"expert"> {
     slots_per_token])` into row `r` of the result (`[rows, H]`, f32); padding
     rows are zero. Weights are `[E, F, H]` (`gate_proj`, `up_proj`) and
     `[E, H, F]` (`down_proj`) in PyTorch `nn.Linear` layout, read in place.
-    The FFN is gated when `gate_proj` is present.
+    The FFN is gated when `gate_proj` is present, and adds the biases that
+    are present (`gate_bias`, `up_bias`: `[E, F]`, `down_bias`: `[E, H]`).
+    With `input_weights` (`[T, slots_per_token]`, the routing weights) row
+    `r`'s input is first scaled by the weight of slot `slots[r]`.
 
     ```mlir
     %out = moe.expert %x, %slots, %offsets
@@ -329,22 +362,29 @@ def MoE_ExpertOp : MoE_Op<"expert"> {
              -> tensor<?x64xf32>
     ```
   }];
-  let arguments = (ins
+  let arguments = !con((ins
     MoE_DataTensor2D:$input,
     MoE_PlanTensor1D:$slots,
     MoE_PlanTensor1D:$offsets,
     Optional<MoE_DataTensor3D>:$gate_proj,
     MoE_DataTensor3D:$up_proj,
     MoE_DataTensor3D:$down_proj,
-    MoE_PositiveI64Attr:$slots_per_token,
-    DefaultValuedAttr<MoE_ActivationAttr,
-                      "::mlir::moe::Activation::silu">:$activation);
+    Optional<MoE_DataTensor2D>:$gate_bias,
+    Optional<MoE_DataTensor2D>:$up_bias,
+    Optional<MoE_DataTensor2D>:$down_bias,
+    Optional<MoE_F32Tensor2D>:$input_weights,
+    MoE_PositiveI64Attr:$slots_per_token),
+    MoE_ActivationAttributes);
   let results = (outs MoE_F32Tensor2D:$output);
   let assemblyFormat = [{
     $input `,` $slots `,` $offsets
     (`gate_proj` `(` $gate_proj^ `:` type($gate_proj) `)`)?
     `up_proj` `(` $up_proj `:` type($up_proj) `)`
     `down_proj` `(` $down_proj `:` type($down_proj) `)`
+    (`gate_bias` `(` $gate_bias^ `:` type($gate_bias) `)`)?
+    (`up_bias` `(` $up_bias^ `:` type($up_bias) `)`)?
+    (`down_bias` `(` $down_bias^ `:` type($down_bias) `)`)?
+    (`input_weights` `(` $input_weights^ `:` type($input_weights) `)`)?
     attr-dict `:` type($input) `,` type($slots) `,` type($offsets) `->`
     type($output)
   }];
@@ -355,7 +395,7 @@ def MoE_ExpertOp : MoE_Op<"expert"> {
 // LocalExpertsOp
 //===----------------------------------------------------------------------===//
 
-def MoE_LocalExpertsOp : MoE_Op<"local_experts"> {
+def MoE_LocalExpertsOp : MoE_Op<"local_experts", [AttrSizedOperandSegments]> {
   let summary = "a shard's experts over rows that other ranks sent it";
   let description = [{
     The expert-parallel half of a layer: rows arrive already routed, each
@@ -363,7 +403,9 @@ def MoE_LocalExpertsOp : MoE_Op<"local_experts"> {
     row `r` with `ids[r, 0] >= 0`, computes `weights[r, 0] ·
     FFN_ids[r,0](input[r])` into row `r` of the result (`[N, H]`, f32); a
     row whose id is -1 is zero. The weights are the shard's experts only
-    (`[E_local, F, H]`, `[E_local, H, F]`); ids index them.
+    (`[E_local, F, H]`, `[E_local, H, F]`, biases as `moe.expert`'s); ids
+    index them. With `router_weight_on_input` the row is
+    `FFN_ids[r,0](weights[r, 0] · input[r])`.
 
     `moe-expand` rewrites it into `moe.dispatch`, `moe.expert` and
     `moe.combine` with one slot per row, so it runs on the same kernels as
@@ -378,21 +420,27 @@ def MoE_LocalExpertsOp : MoE_Op<"local_experts"> {
              -> tensor<?x64xf32>
     ```
   }];
-  let arguments = (ins
+  let arguments = !con((ins
     MoE_DataTensor2D:$input,
     MoE_I32Tensor2D:$ids,
     MoE_F32Tensor2D:$weights,
     Optional<MoE_DataTensor3D>:$gate_proj,
     MoE_DataTensor3D:$up_proj,
     MoE_DataTensor3D:$down_proj,
-    DefaultValuedAttr<MoE_ActivationAttr,
-                      "::mlir::moe::Activation::silu">:$activation);
+    Optional<MoE_DataTensor2D>:$gate_bias,
+    Optional<MoE_DataTensor2D>:$up_bias,
+    Optional<MoE_DataTensor2D>:$down_bias),
+    MoE_ActivationAttributes,
+    (ins UnitAttr:$router_weight_on_input));
   let results = (outs MoE_F32Tensor2D:$output);
   let assemblyFormat = [{
     $input `,` $ids `,` $weights
     (`gate_proj` `(` $gate_proj^ `:` type($gate_proj) `)`)?
     `up_proj` `(` $up_proj `:` type($up_proj) `)`
     `down_proj` `(` $down_proj `:` type($down_proj) `)`
+    (`gate_bias` `(` $gate_bias^ `:` type($gate_bias) `)`)?
+    (`up_bias` `(` $up_bias^ `:` type($up_bias) `)`)?
+    (`down_bias` `(` $down_bias^ `:` type($down_bias) `)`)?
     attr-dict `:` type($input) `,` type($ids) `,` type($weights) `->`
     type($output)
   }];
@@ -418,14 +466,13 @@ def MoE_SharedExpertOp : MoE_Op<"shared_expert", [AttrSizedOperandSegments]> {
            : tensor<?x64xf32> -> tensor<?x64xf32>
     ```
   }];
-  let arguments = (ins
+  let arguments = !con((ins
     MoE_DataTensor2D:$input,
     Optional<MoE_DataTensor2D>:$gate_proj,
     MoE_DataTensor2D:$up_proj,
     MoE_DataTensor2D:$down_proj,
-    Optional<MoE_DataTensor1D>:$expert_gate,
-    DefaultValuedAttr<MoE_ActivationAttr,
-                      "::mlir::moe::Activation::silu">:$activation);
+    Optional<MoE_DataTensor1D>:$expert_gate),
+    MoE_ActivationAttributes);
   let results = (outs MoE_F32Tensor2D:$output);
   let assemblyFormat = [{
     $input
@@ -442,13 +489,15 @@ def MoE_SharedExpertOp : MoE_Op<"shared_expert", [AttrSizedOperandSegments]> {
 // CombineOp
 //===----------------------------------------------------------------------===//
 
-def MoE_CombineOp : MoE_Op<"combine"> {
+def MoE_CombineOp : MoE_Op<"combine", [AttrSizedOperandSegments]> {
   let summary = "the weighted sum of expert rows back in token order";
   let description = [{
     `y[t] = Σ_j weights[t, j] · expert_output[slot_rows[t, j]]`, skipping
-    slots whose row is -1, plus `shared[t]` when `shared` is present. A
-    gather-reduction per token, never a scatter-add. The sum is in f32 and
-    rounded once to the result's element type.
+    slots whose row is -1, plus `shared[t]` when `shared` is present, plus
+    `bias` (`[H]`) when present. Without `weights` the expert rows are added
+    as they are (the experts weighted their input). A gather-reduction per
+    token, never a scatter-add. The sum is in f32 and rounded once to the
+    result's element type.
 
     ```mlir
     %y = moe.combine %out, %rows, %w shared(%s : tensor<?x64xf32>)
@@ -459,14 +508,16 @@ def MoE_CombineOp : MoE_Op<"combine"> {
   let arguments = (ins
     MoE_F32Tensor2D:$expert_output,
     MoE_PlanTensor2D:$slot_rows,
-    MoE_F32Tensor2D:$weights,
-    Optional<MoE_F32Tensor2D>:$shared);
+    Optional<MoE_F32Tensor2D>:$weights,
+    Optional<MoE_F32Tensor2D>:$shared,
+    Optional<MoE_DataTensor1D>:$bias);
   let results = (outs MoE_DataTensor2D:$output);
   let assemblyFormat = [{
-    $expert_output `,` $slot_rows `,` $weights
+    $expert_output `,` $slot_rows (`,` $weights^)?
     (`shared` `(` $shared^ `:` type($shared) `)`)?
-    attr-dict `:` type($expert_output) `,` type($slot_rows) `,`
-    type($weights) `->` type($output)
+    (`bias` `(` $bias^ `:` type($bias) `)`)?
+    attr-dict `:` type($expert_output) `,` type($slot_rows)
+    (`,` type($weights)^)? `->` type($output)
   }];
   let hasVerifier = 1;
 }
