@@ -16,9 +16,9 @@
 #include "FuzzContext.h"
 
 #include "moe-mlir/Compiler/CABI.h"
-#include "moe-mlir/Compiler/CPUTiles.h"
 #include "moe-mlir/Compiler/Config.h"
 #include "moe-mlir/Compiler/LayerModule.h"
+#include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
 #include "moe-mlir/Pipelines/Pipelines.h"
 
 #include "mlir/IR/MLIRContext.h"
@@ -78,13 +78,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     options.binary = "nvvm";
     moe::buildGPUPipeline(pm, options);
   } else {
-    // The tiling moe-compile would choose, for a CPU with or without
-    // AVX-512 as the config's hash falls, so that both are fuzzed.
-    moe::CPUFeatures features;
-    features.avx512 = llvm::xxh3_64bits(json) & 1;
-    moe::CPUPipelineOptions options;
-    moe::chooseCPUTiles(features, *config, options);
-    moe::buildCPUPipeline(pm, options);
+    // The target moe-compile would set, a CPU with or without AVX-512 as
+    // the config's hash falls, so that both tilings are fuzzed.
+    MLIRContext &context = moe::fuzzContext();
+    SmallVector<Attribute> features = {StringAttr::get(&context, "avx2"),
+                                       StringAttr::get(&context, "fma")};
+    if (llvm::xxh3_64bits(json) & 1)
+      features.push_back(StringAttr::get(&context, "avx512f"));
+    (*module)->setAttr(moe::kTargetAttrName,
+                       moe::CPUTargetAttr::get(
+                           &context, ArrayAttr::get(&context, features)));
+    moe::buildCPUPipeline(pm, moe::CPUPipelineOptions());
   }
   if (failed(pm.run(*module)))
     broken("its module does not lower", json);

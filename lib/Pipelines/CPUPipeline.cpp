@@ -35,6 +35,24 @@ void moe::buildCPUPipeline(OpPassManager &pm,
   moe::MoEExpandOptions expand;
   expand.rowTile = options.rowTile;
   pm.addPass(moe::createMoEExpand(expand));
+  // With a target on the module each op's tiling is chosen for it; the
+  // tiling options given explicitly override that choice. Without one the
+  // lowerings use the options.
+  moe::MoEConfigureCPUOptions configure;
+  auto overrideOf = [](const auto &option) -> int64_t {
+    return option.hasValue() ? int64_t(option) : -1;
+  };
+  configure.stridedColumns = options.stridedColumns;
+  configure.vectorLanes = overrideOf(options.vectorLanes);
+  configure.tileRows = overrideOf(options.tileRows);
+  configure.tileWeightRows = overrideOf(options.tileWeightRows);
+  configure.reductionBlock = overrideOf(options.reductionBlock);
+  configure.rowBlock = overrideOf(options.rowBlock);
+  configure.broadcastWeightRows = overrideOf(options.broadcastWeightRows);
+  configure.broadcastMinRows = overrideOf(options.broadcastMinRows);
+  configure.broadcastReductionBlock =
+      overrideOf(options.broadcastReductionBlock);
+  pm.addPass(moe::createMoEConfigureCPU(configure));
   moe::MoELowerGateOptions gate;
   gate.fuseScores = options.fuseGate;
   gate.vectorLanes = options.vectorLanes;

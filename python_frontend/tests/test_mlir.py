@@ -43,7 +43,7 @@ def layer_op(text):
 
 def test_text_shape():
     text = CONFIGS["everything"].to_mlir()
-    assert text.startswith("module {")
+    assert text.startswith("module attributes {moe.target = #moe.cpu_target<features = [")
     assert 'func.func @e_forward_kernel(%arg0: memref<?x32xbf16> {moe.name = "x"}' in text
     assert "func.func @e_route_kernel(" in text
     layer = layer_op(text)

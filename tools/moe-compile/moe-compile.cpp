@@ -16,8 +16,8 @@
 
 #include "moe-mlir/Compiler/CABI.h"
 #include "moe-mlir/Compiler/Config.h"
-#include "moe-mlir/Compiler/CPUTiles.h"
 #include "moe-mlir/Compiler/LayerModule.h"
+#include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
 #include "moe-mlir/InitAllMoE.h"
 #include "moe-mlir/Pipelines/Pipelines.h"
 
@@ -217,10 +217,11 @@ static int runClang(llvm::ArrayRef<std::string> args) {
   return 0;
 }
 
-/// What code built with -march=`march` may use, from the macros clang
-/// predefines for it (the host's own features for "native").
-static std::optional<moe::CPUFeatures>
-probeCPUFeatures(const ScratchDir &scratch) {
+/// The target of code built with -march=`march`: the features the kernels'
+/// tiling depends on, from the macros clang predefines for it (the host's
+/// own for "native").
+static std::optional<moe::CPUTargetAttr>
+probeCPUTarget(MLIRContext &context, const ScratchDir &scratch) {
   std::string macros = scratch.file("cpu-macros.h");
   if (runClang({"-march=" + march, "-E", "-dM", "-x", "c", "/dev/null", "-o",
                 macros}))
@@ -229,9 +230,16 @@ probeCPUFeatures(const ScratchDir &scratch) {
       llvm::MemoryBuffer::getFile(macros);
   if (!text)
     return std::nullopt;
-  moe::CPUFeatures features;
-  features.avx512 = (*text)->getBuffer().contains("#define __AVX512F__ 1");
-  return features;
+  static constexpr std::pair<const char *, const char *> kFeatures[] = {
+      {"avx2", "__AVX2__"},           {"fma", "__FMA__"},
+      {"avx512f", "__AVX512F__"},     {"avx512bw", "__AVX512BW__"},
+      {"avx512vnni", "__AVX512VNNI__"}, {"avx512bf16", "__AVX512BF16__"}};
+  SmallVector<Attribute> features;
+  for (auto [name, macro] : kFeatures)
+    if ((*text)->getBuffer().contains("#define " + std::string(macro) + " 1"))
+      features.push_back(StringAttr::get(&context, name));
+  return moe::CPUTargetAttr::get(&context,
+                                 ArrayAttr::get(&context, features));
 }
 
 /// Moves each scratch file to its final name in the output directory.
@@ -322,6 +330,14 @@ int main(int argc, char **argv) {
   if (std::error_code error = scratch.create())
     return fail("cannot create a scratch directory: " + error.message());
 
+  // The CPU the kernels are tiled for (moe-configure-cpu reads it).
+  if (!cuda && !emulateGPU) {
+    std::optional<moe::CPUTargetAttr> target = probeCPUTarget(context, scratch);
+    if (!target)
+      return fail("cannot tell what -march=" + march + " enables");
+    (*module)->setAttr(moe::kTargetAttrName, *target);
+  }
+
   if (emit == Stage::mlir) {
     std::string text;
     llvm::raw_string_ostream os(text);
@@ -349,10 +365,7 @@ int main(int argc, char **argv) {
     }
   }
   if (!cuda && !emulateGPU) {
-    std::optional<moe::CPUFeatures> features = probeCPUFeatures(scratch);
-    if (!features)
-      return fail("cannot tell what -march=" + march + " enables");
-    moe::chooseCPUTiles(*features, *config, pipelineOptions);
+    // Tiling options given here override the target's choice.
     std::string error;
     llvm::raw_string_ostream errorStream(error);
     if (failed(pipelineOptions.parseFromString(cpuPipelineOptions,

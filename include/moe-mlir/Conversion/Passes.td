@@ -19,6 +19,58 @@ defvar MoELoweringDialects = [
   "::mlir::tensor::TensorDialect"
 ];
 
+def MoEConfigureCPU : Pass<"moe-configure-cpu", "::mlir::ModuleOp"> {
+  let summary = "Choose each op's CPU tiling from the module's target";
+  let description = [{
+    Reads the module's `moe.target` (`#moe.cpu_target`, which moe-compile
+    sets from `--march`) and attaches a `#moe.lowering_config` as
+    `lowering_config` to every `moe.gate`, `moe.refine`, `moe.expert` and
+    `moe.shared_expert` without one; `moe-lower-gate` and
+    `moe-lower-experts` then tile by it. A module without a target is left
+    as it is (the lowerings use their options).
+
+    The choice: accumulators take half the vector registers and the rows
+    loaded per step most of the rest, so a dot-product tile is 4 input rows
+    × 4 weight rows of 16 lanes with `avx512f` (32 zmm registers), 2 × 4 of
+    8 lanes otherwise (16 ymm). A tile's weight rows over one reduction pass
+    take half of a 32 KiB L1 (`reduction_block` = 16 KiB / (4 rows × the
+    weights' element size)), over blocks of 32 rows. Outer-product tiles
+    broadcast 12 weight rows across two vectors of rows with `avx512f`, 6
+    otherwise (2N accumulators, two input vectors and a broadcast), from one
+    vector of rows on (two for bf16 and f16 weights, which are widened to
+    f32 once per pass first), in reduction passes whose transposed input
+    slice takes the same half of L1.
+
+    Each option other than -1 overrides that part of the choice (tuning,
+    and tests of other targets' tiles); `strided-columns` is always taken
+    from its option.
+  }];
+  let options = [
+    Option<"stridedColumns", "strided-columns", "bool", /*default=*/"true",
+           "A dot-product tile's columns lie a tile count apart">,
+    Option<"vectorLanes", "vector-lanes", "int64_t", /*default=*/"-1",
+           "f32 lanes per vector accumulator (-1: the target's)">,
+    Option<"tileRows", "tile-rows", "int64_t", /*default=*/"-1",
+           "Input rows per register tile (-1: the target's)">,
+    Option<"tileWeightRows", "tile-weight-rows", "int64_t", /*default=*/"-1",
+           "Weight rows per register tile (-1: the target's)">,
+    Option<"reductionBlock", "reduction-block", "int64_t", /*default=*/"-1",
+           "Reduction elements per pass (-1: the target's)">,
+    Option<"rowBlock", "row-block", "int64_t", /*default=*/"-1",
+           "Input rows whose partial sums a pass keeps (-1: the target's)">,
+    Option<"broadcastWeightRows", "broadcast-weight-rows", "int64_t",
+           /*default=*/"-1",
+           "Weight rows per outer-product tile (-1: the target's)">,
+    Option<"broadcastMinRows", "broadcast-min-rows", "int64_t",
+           /*default=*/"-1",
+           "Rows from which outer-product tiles are taken (-1: the "
+           "target's)">,
+    Option<"broadcastReductionBlock", "broadcast-reduction-block", "int64_t",
+           /*default=*/"-1",
+           "Reduction elements per outer-product pass (-1: the target's)">
+  ];
+}
+
 def MoELowerGate : Pass<"moe-lower-gate"> {
   let summary = "Lower moe.gate and moe.refine to linalg, scf and memref";
   let description = [{
@@ -126,7 +178,8 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
     same while their input fits 8 MiB, for long reductions), at most a row
     apart in size: a last block of a few rows would stream the weights again
     for little work.
-    `moe-compile` picks all of these for the target CPU.
+    An op's `lowering_config` (`moe-configure-cpu` picks one for the
+    module's target CPU) takes the place of these tiling options.
 
     Three fusions, each with a flag:
 

@@ -741,6 +741,26 @@ static Value sharedOutputBuffer(CombineOp op, RankedTensorType type) {
   return toTensor.getBuffer();
 }
 
+/// `options` with the tiling of `op`'s `lowering_config`, when it has one
+/// (moe-configure-cpu).
+static MoELowerExpertsOptions tilingOf(Operation *op,
+                                       MoELowerExpertsOptions options) {
+  auto config =
+      op->getAttrOfType<LoweringConfigAttr>(kLoweringConfigAttrName);
+  if (!config)
+    return options;
+  options.vectorLanes = config.getVectorLanes();
+  options.tileRows = config.getTileRows();
+  options.tileWeightRows = config.getTileWeightRows();
+  options.reductionBlock = config.getReductionBlock();
+  options.rowBlock = config.getRowBlock();
+  options.broadcastWeightRows = config.getBroadcastWeightRows();
+  options.broadcastMinRows = config.getBroadcastMinRows();
+  options.broadcastReductionBlock = config.getBroadcastReductionBlock();
+  options.stridedColumns = config.getStridedColumns();
+  return options;
+}
+
 namespace {
 /// moe.expert alone: every plan row's FFN output, written into its row.
 struct LowerExpert : OpRewritePattern<ExpertOp> {
@@ -763,7 +783,8 @@ struct LowerExpert : OpRewritePattern<ExpertOp> {
       for (size_t n = 0; n < sums.size(); ++n)
         e.store(sums[n], rows, {row, columns[n]});
     };
-    buildExpertLoop(e, readExpertBuffers(e, op), options, epilogue);
+    buildExpertLoop(e, readExpertBuffers(e, op), tilingOf(op, options),
+                    epilogue);
     rewriter.replaceOp(op, e.asTensor(rows, resultType));
     return success();
   }
@@ -830,7 +851,7 @@ struct LowerExpertCombine : OpRewritePattern<CombineOp> {
                  }
                });
     };
-    buildExpertLoop(e, buffers, options, epilogue);
+    buildExpertLoop(e, buffers, tilingOf(expert, options), epilogue);
     if (Value bias = op.getBias())
       e.genericInPlace(e.readBuffer(bias), accumulator,
                        {e.map(2, {1}), e.map(2, {0, 1})},
@@ -891,7 +912,7 @@ struct LowerSharedExpert : OpRewritePattern<SharedExpertOp> {
     buildFFN(
         e, numTokens,
         [&](Emitter &, Value token) -> DotRow { return {input, {token}}; },
-        weights, activationOf(op), options, InputScale(),
+        weights, activationOf(op), tilingOf(op, options), InputScale(),
         [&](Emitter &e, Value token, ArrayRef<Value> columns,
             ArrayRef<Value> sums) {
           Value factor = scale ? e.load(scale, token) : Value();

@@ -183,6 +183,14 @@ static void buildExpertChoice(Emitter &e, GateOp op, Value numTokens,
 // moe.refine: one inner level of a hierarchy
 //===----------------------------------------------------------------------===//
 
+/// The vector lanes of `op`'s `lowering_config` (moe-configure-cpu), or
+/// `lanes` without one.
+static int64_t lanesOf(Operation *op, int64_t lanes) {
+  auto config =
+      op->getAttrOfType<LoweringConfigAttr>(kLoweringConfigAttrName);
+  return config ? config.getVectorLanes() : lanes;
+}
+
 namespace {
 /// Routes each (token, parent slot) by Routing.h's `buildRefinedSlot`: the
 /// parent's block of the stacked router scores the token into a `[1, E]`
@@ -193,6 +201,7 @@ struct LowerRefine : OpRewritePattern<RefineOp> {
 
   LogicalResult matchAndRewrite(RefineOp op,
                                 PatternRewriter &rewriter) const override {
+    int64_t lanes = lanesOf(op, this->lanes);
     Location loc = op.getLoc();
     Emitter e(rewriter, loc);
     int64_t numExperts =
@@ -260,6 +269,7 @@ struct LowerGate : OpRewritePattern<GateOp> {
 
   LogicalResult matchAndRewrite(GateOp op,
                                 PatternRewriter &rewriter) const override {
+    int64_t lanes = lanesOf(op, this->lanes);
     Emitter e(rewriter, op.getLoc());
     int64_t numExperts =
         cast<RankedTensorType>(op.getRouter().getType()).getDimSize(0);
@@ -292,7 +302,7 @@ struct LowerGate : OpRewritePattern<GateOp> {
                       e.index(0), numTokens, numExperts);
       buildExpertChoice(e, op, numTokens, numExperts, buffers);
     } else {
-      buildTokenChoice(e, op, numTokens, numExperts, buffers);
+      buildTokenChoice(e, op, numTokens, numExperts, lanes, buffers);
     }
     if (!expertChoice && op.getCapacityFactor().convertToDouble() > 0)
       buildCapacityDrops(e, op, numTokens, numExperts, buffers);
@@ -306,7 +316,7 @@ struct LowerGate : OpRewritePattern<GateOp> {
   /// `tokenTile` tokens with `fuseScores`, else all of them (the ablation:
   /// a `[T, E]` matrix).
   void buildTokenChoice(Emitter &e, GateOp op, Value numTokens,
-                        int64_t numExperts,
+                        int64_t numExperts, int64_t lanes,
                         const SelectionBuffers &buffers) const {
     ScoreOperands scoring = readScoreOperands(e, op);
     Type f32 = e.builder().getF32Type();

@@ -128,6 +128,71 @@ def MoE_LevelAttr : AttrDef<MoE_Dialect, "Level"> {
   let assemblyFormat = "`<` struct(params) `>`";
 }
 
+//===----------------------------------------------------------------------===//
+// Targets and lowering configs
+//===----------------------------------------------------------------------===//
+
+def MoE_CPUTargetAttr : AttrDef<MoE_Dialect, "CPUTarget"> {
+  let mnemonic = "cpu_target";
+  let summary = "the CPU a module is compiled for";
+  let description = [{
+    Set on the module as `moe.target` (moe-compile sets it from `--march`):
+    the instruction-set features of the target CPU that the kernels' tiling
+    depends on, by their LLVM names (`avx2`, `fma`, `avx512f`, `avx512bw`,
+    `avx512vnni`, `avx512bf16`). `moe-configure-cpu` reads it.
+
+    ```mlir
+    module attributes {moe.target = #moe.cpu_target<features = ["avx2", "fma"]>} {}
+    ```
+  }];
+  let parameters = (ins "::mlir::ArrayAttr":$features);
+  let assemblyFormat = "`<` struct(params) `>`";
+  let extraClassDeclaration = [{
+    /// Whether the target has the feature named `name`.
+    bool hasFeature(::llvm::StringRef name) const;
+  }];
+}
+
+def MoE_LoweringConfigAttr : AttrDef<MoE_Dialect, "LoweringConfig"> {
+  let mnemonic = "lowering_config";
+  let summary = "how the CPU lowering tiles one op";
+  let description = [{
+    Attached as `lowering_config` to `moe.gate`, `moe.refine`, `moe.expert`
+    and `moe.shared_expert` by `moe-configure-cpu`; `moe-lower-gate` and
+    `moe-lower-experts` then take their tiling from it instead of from
+    their options. The parameters are those options (see
+    `moe-lower-experts`): the f32 lanes of a vector, the dot-product
+    register tile (`tile_rows` input rows × `tile_weight_rows` weight rows)
+    and its reduction passes (`reduction_block` elements over blocks of
+    `row_block` rows), the outer-product tile (`broadcast_weight_rows` weight
+    rows, from `broadcast_min_rows` rows on; 0 weight rows: dot products
+    only) and its passes (`broadcast_reduction_block`), and whether a
+    dot-product tile's columns are strided. The gate and refine use
+    `vector_lanes` only.
+
+    ```mlir
+    #moe.lowering_config<vector_lanes = 8, tile_rows = 2, tile_weight_rows = 4,
+                         reduction_block = 1024, row_block = 32,
+                         broadcast_weight_rows = 6, broadcast_min_rows = 8,
+                         broadcast_reduction_block = 256,
+                         strided_columns = true>
+    ```
+  }];
+  let parameters = (ins
+    "int64_t":$vector_lanes,
+    "int64_t":$tile_rows,
+    "int64_t":$tile_weight_rows,
+    "int64_t":$reduction_block,
+    "int64_t":$row_block,
+    "int64_t":$broadcast_weight_rows,
+    "int64_t":$broadcast_min_rows,
+    "int64_t":$broadcast_reduction_block,
+    MoE_BoolParameter<"true">:$strided_columns
+  );
+  let assemblyFormat = "`<` struct(params) `>`";
+  let genVerifyDecl = 1;
+}
+
 def MoE_LevelArrayAttr
     : TypedArrayAttrBase<MoE_LevelAttr, "inner levels (#moe.level)">;
 

@@ -22,4 +22,12 @@
 #define GET_OP_CLASSES
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h.inc"
 
+namespace mlir::moe {
+/// The module attribute naming the target (a #moe.cpu_target).
+inline constexpr llvm::StringLiteral kTargetAttrName = "moe.target";
+/// The attribute of an op that holds its #moe.lowering_config.
+inline constexpr llvm::StringLiteral kLoweringConfigAttrName =
+    "lowering_config";
+} // namespace mlir::moe
+
 #endif // MOE_DIALECT_MOE_IR_MOEOPS_H
