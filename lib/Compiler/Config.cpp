@@ -290,11 +290,12 @@ static void readActivationKeys(KeyReader &reader, LayerConfig &c) {
                     {"silu", "gelu", "gelu_tanh", "relu", "clamped_swiglu"});
   reader.readNumber("swiglu_alpha", c.swigluAlpha);
   reader.readNumber("swiglu_limit", c.swigluLimit);
+  reader.readNumber("swiglu_up_offset", c.swigluUpOffset);
   reader.readBool("gated", c.gated);
   if (reader.failed())
     return;
   if (!c.isClampedSwiGLU()) {
-    for (const char *key : {"swiglu_alpha", "swiglu_limit"})
+    for (const char *key : {"swiglu_alpha", "swiglu_limit", "swiglu_up_offset"})
       if (reader.has(key))
         return reader.fail(key, "is only used by \"activation\": "
                                 "\"clamped_swiglu\"");
@@ -307,10 +308,13 @@ static void readActivationKeys(KeyReader &reader, LayerConfig &c) {
     return reader.fail("swiglu_alpha", "must be finite");
   if (!std::isfinite(c.swigluLimit) || c.swigluLimit <= 0)
     return reader.fail("swiglu_limit", "must be finite and positive");
+  if (!std::isfinite(c.swigluUpOffset))
+    return reader.fail("swiglu_up_offset", "must be finite");
 }
 
 static void rejectActivationKeys(KeyReader &reader) {
-  for (const char *key : {"activation", "gated", "swiglu_alpha", "swiglu_limit"})
+  for (const char *key : {"activation", "gated", "swiglu_alpha", "swiglu_limit",
+                          "swiglu_up_offset"})
     rejectLeafKey(reader, key);
 }
 
@@ -325,7 +329,8 @@ static const std::set<std::string> kLayerKeys = {
     "router_weight_on_input", "expert_bias", "output_bias"};
 static const std::set<std::string> kInnerLevelKeys = {
     "num_experts", "top_k", "intermediate_size", "activation", "gated",
-    "swiglu_alpha", "swiglu_limit", "scoring", "sparsemixer_eps",
+    "swiglu_alpha", "swiglu_limit", "swiglu_up_offset", "scoring",
+    "sparsemixer_eps",
     "normalize_top_k", "normalize_p", "routed_scaling_factor", "router_bias",
     "selection_bias", "n_group", "topk_group", "group_score", "routing",
     "expert"};
@@ -561,7 +566,8 @@ mlir::moe::parseLayerConfig(llvm::StringRef text, llvm::StringRef fileName) {
       "topk_group", "group_score", "routing", "capacity_factor",
       "shared_intermediate_size", "shared_expert_gate", "target", "gpu_arch",
       "expert", "expert_shard", "normalize_p", "sparsemixer_eps",
-      "swiglu_alpha", "swiglu_limit", "router_weight_on_input",
+      "swiglu_alpha", "swiglu_limit", "swiglu_up_offset",
+      "router_weight_on_input",
       "expert_bias", "output_bias"};
   for (const auto &item : object.items())
     if (!known.count(item.key()))
@@ -668,7 +674,9 @@ std::string LayerConfig::toJSON() const {
                 {"activation", activation},
                 {"gated", gated}});
   if (isClampedSwiGLU())
-    leaf->update({{"swiglu_alpha", swigluAlpha}, {"swiglu_limit", swigluLimit}});
+    leaf->update({{"swiglu_alpha", swigluAlpha},
+                  {"swiglu_limit", swigluLimit},
+                  {"swiglu_up_offset", swigluUpOffset}});
   if (isShard())
     object["expert_shard"] = {{"first", shardFirst}, {"count", shardCount}};
   return object.dump();

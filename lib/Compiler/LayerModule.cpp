@@ -97,6 +97,7 @@ static void setActivation(OpTy op, const LayerConfig &config) {
   op.setActivation(*symbolizeActivation(config.activation));
   op.setSwigluAlpha(APFloat(static_cast<float>(config.swigluAlpha)));
   op.setSwigluLimit(APFloat(static_cast<float>(config.swigluLimit)));
+  op.setSwigluUpOffset(APFloat(static_cast<float>(config.swigluUpOffset)));
 }
 
 /// A shard's two kernels in place of forward: its experts over rows other
@@ -129,7 +130,7 @@ static void buildShardKernels(OpBuilder &b, ModuleOp module,
         b, loc, RankedTensorType::get({dynamic, hidden}, f32), args[rows],
         args[ids], args[weights], get("gate_proj"), get("up_proj"),
         get("down_proj"), get("gate_proj_bias"), get("up_proj_bias"),
-        get("down_proj_bias"), ActivationAttr(), FloatAttr(), FloatAttr(),
+        get("down_proj_bias"), ActivationAttr(), FloatAttr(), FloatAttr(), FloatAttr(),
         UnitAttr());
     setActivation(experts, config);
     experts.setRouterWeightOnInput(config.routerWeightOnInput);
@@ -160,7 +161,7 @@ static void buildShardKernels(OpBuilder &b, ModuleOp module,
           b, loc, RankedTensorType::get({dynamic, hidden}, f32), args[x],
           get("shared_gate_proj"), get("shared_up_proj"),
           get("shared_down_proj"), get("shared_expert_gate"),
-          ActivationAttr(), FloatAttr(), FloatAttr());
+          ActivationAttr(), FloatAttr(), FloatAttr(), FloatAttr());
       setActivation(sharedExpert, config);
       shared = sharedExpert.getOutput();
     }
@@ -268,7 +269,7 @@ OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext &context,
         b.getI64IntegerAttr(config.topK), ScoringAttr(), BoolAttr(),
         FloatAttr(), IntegerAttr(), IntegerAttr(), GroupScoreAttr(),
         FloatAttr(), FloatAttr(), RoutingAttr(), FloatAttr(),
-        ActivationAttr(), FloatAttr(), FloatAttr(), UnitAttr(),
+        ActivationAttr(), FloatAttr(), FloatAttr(), FloatAttr(), UnitAttr(),
         b.getArrayAttr(levelAttrs));
     routingAttrs(layer);
     setActivation(layer, config);

@@ -20,10 +20,10 @@ from typing import Optional
 from . import reference
 
 # Keys of docs/FAMILY-RULES.md §2 that exist only with their rule on:
-# sparsemixer_eps with "sparsemixer" scoring, swiglu_alpha and swiglu_limit
-# with "clamped_swiglu". A MoEConfig holds None for them otherwise, and
-# neither sends nor reports them then, as moe-compile does.
-CONDITIONAL_KEYS = ("sparsemixer_eps", "swiglu_alpha", "swiglu_limit")
+# sparsemixer_eps with "sparsemixer" scoring, swiglu_alpha, swiglu_limit and
+# swiglu_up_offset with "clamped_swiglu". A MoEConfig holds None for them
+# otherwise, and neither sends nor reports them then, as moe-compile does.
+CONDITIONAL_KEYS = ("sparsemixer_eps", "swiglu_alpha", "swiglu_limit", "swiglu_up_offset")
 
 # The top level's keys (besides "expert" and "expert_shard"), in SPEC §2
 # order, then docs/FAMILY-RULES.md §2's.
@@ -34,11 +34,12 @@ KEYS = (
     "topk_group", "group_score", "routing", "capacity_factor",
     "shared_intermediate_size", "shared_expert_gate", "target", "gpu_arch",
     "normalize_p", "sparsemixer_eps", "router_weight_on_input", "swiglu_alpha",
-    "swiglu_limit", "expert_bias", "output_bias",
+    "swiglu_limit", "swiglu_up_offset", "expert_bias", "output_bias",
 )
 
 # The leaf FFN's keys: the innermost level's in a hierarchy.
-LEAF_KEYS = ("intermediate_size", "activation", "gated", "swiglu_alpha", "swiglu_limit")
+LEAF_KEYS = ("intermediate_size", "activation", "gated", "swiglu_alpha", "swiglu_limit",
+             "swiglu_up_offset")
 # The routing keys of a level (SPEC §1 steps 1-6), in SPEC §2 order, then
 # FAMILY-RULES' (sparsemixer_eps only with "sparsemixer" scoring).
 SELECTION_KEYS = ("scoring", "sparsemixer_eps", "normalize_top_k", "normalize_p",
@@ -146,14 +147,15 @@ class MoEConfig:
     expert_shard: Optional[dict] = dataclasses.field(default=None, hash=False)
     # docs/FAMILY-RULES.md: the routing weights' p-norm (level 1's), the
     # sparsemixer's ε (None unless "scoring": "sparsemixer"), the routing
-    # weight multiplying the experts' input, clamped_swiglu's alpha and limit
-    # (None unless "activation": "clamped_swiglu"; a hierarchy's mirror the
+    # weight multiplying the experts' input, clamped_swiglu's alpha, limit and
+    # up offset (None unless "activation": "clamped_swiglu"; a hierarchy's mirror the
     # innermost level's), the leaf experts' biases and the output bias.
     normalize_p: float = 1.0
     sparsemixer_eps: Optional[float] = None
     router_weight_on_input: bool = False
     swiglu_alpha: Optional[float] = None
     swiglu_limit: Optional[float] = None
+    swiglu_up_offset: Optional[float] = None
     expert_bias: bool = False
     output_bias: bool = False
 

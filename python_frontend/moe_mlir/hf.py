@@ -562,10 +562,6 @@ FAMILIES = tuple(_MAPPERS)
 # Families of transformers whose MoE block SPEC §1 and docs/FAMILY-RULES.md
 # cannot express, and the construct they lack (checked against transformers
 # 5.25's modeling code).
-_PLAIN_CLAMPED_SWIGLU = ("its experts compute silu(min(gate, swiglu_limit)) * clamp(up, "
-                         "-swiglu_limit, swiglu_limit): a clamped SwiGLU without the alpha and "
-                         "the + 1 of FAMILY-RULES' clamped_swiglu (gate * sigmoid(alpha * gate) "
-                         "* (up + 1), GPT-OSS's), which SPEC §1 and FAMILY-RULES lack")
 _CLAMPED_AFTER_ACT = ("its experts clamp after the activation, min(act(gate), limit) * "
                       "clamp(up, -limit, limit) with per-layer swiglu_limits, which neither "
                       "SPEC §1 nor FAMILY-RULES' clamped_swiglu (gate * sigmoid(alpha * gate) "
@@ -573,12 +569,15 @@ _CLAMPED_AFTER_ACT = ("its experts clamp after the activation, min(act(gate), li
 _MULTIMODAL = ("is a multimodal model; this frontend maps text models' MoE layers and does "
                "not read its nested text_config")
 REFUSED = {
-    "deepseek_v4": "its experts and shared expert compute silu(min(gate, swiglu_limit)) * "
-                   "clamp(up, -swiglu_limit, swiglu_limit), a clamped SwiGLU without the "
-                   "alpha and the + 1 of FAMILY-RULES' clamped_swiglu, and its hash-routed "
-                   "layers choose experts by token id, which SPEC §1 and FAMILY-RULES lack",
-    "glm5_next": _PLAIN_CLAMPED_SWIGLU,
-    "hy_v4": _PLAIN_CLAMPED_SWIGLU,
+    "deepseek_v4": "its hash-routed layers choose experts by token id, which SPEC §1 and "
+                   "FAMILY-RULES lack (its SwiGLU clamp is clamped_swiglu with swiglu_alpha "
+                   "1 and swiglu_up_offset 0)",
+    "glm5_next": "is a multimodal model whose MoE layers (DeepSeek-V3 routing, clamped_swiglu "
+                 "with swiglu_alpha 1 and swiglu_up_offset 0) live in its nested "
+                 "text_config, which this frontend does not read",
+    "hy_v4": "its routed experts clamp their SwiGLU (clamped_swiglu with swiglu_alpha 1 and "
+             "swiglu_up_offset 0) but its shared expert does not, and one layer's "
+             "activation covers both in SPEC §1 and FAMILY-RULES",
     "bailing_hybrid": _CLAMPED_AFTER_ACT,
     "step3p7": _CLAMPED_AFTER_ACT,
     "inkling2": "its experts use a soft-capped SwiGLU, which SPEC §1 lacks",

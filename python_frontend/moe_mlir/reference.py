@@ -40,7 +40,7 @@ DEFAULTS = {
 # sparsemixer_eps with "scoring": "sparsemixer" (in that level), swiglu_alpha
 # and swiglu_limit with "activation": "clamped_swiglu" (in the leaf level).
 SPARSEMIXER_DEFAULTS = {"sparsemixer_eps": 0.01}
-SWIGLU_DEFAULTS = {"swiglu_alpha": 1.702, "swiglu_limit": 7.0}
+SWIGLU_DEFAULTS = {"swiglu_alpha": 1.702, "swiglu_limit": 7.0, "swiglu_up_offset": 1.0}
 
 REQUIRED = ("name", "hidden_size", "intermediate_size", "num_experts", "top_k")
 
@@ -250,12 +250,12 @@ def activation(name, v):
     raise ValueError(f"unknown activation {name!r}")
 
 
-def clamped_swiglu(g, u, alpha, limit):
+def clamped_swiglu(g, u, alpha, limit, up_offset=1.0):
     """docs/FAMILY-RULES.md: g' = min(g, limit), u' = clamp(u, -limit, limit),
-    g' · σ(alpha · g') · (u' + 1)."""
+    g' · σ(alpha · g') · (u' + up_offset)."""
     g = np.minimum(np.asarray(g, dtype=np.float64), float(limit))
     u = np.clip(np.asarray(u, dtype=np.float64), -float(limit), float(limit))
-    return g * sigmoid(float(alpha) * g) * (u + 1.0)
+    return g * sigmoid(float(alpha) * g) * (u + float(up_offset))
 
 
 # ----------------------------------------------------------------------------
@@ -447,7 +447,8 @@ def _ffn(c, gate, up, down, v, biases=None):
         if bg is not None:
             g = g + bg
         if c["activation"] == "clamped_swiglu":
-            h = clamped_swiglu(g, u, c["swiglu_alpha"], c["swiglu_limit"])
+            h = clamped_swiglu(g, u, c["swiglu_alpha"], c["swiglu_limit"],
+                               c["swiglu_up_offset"])
         else:
             h = activation(c["activation"], g) * u
     else:

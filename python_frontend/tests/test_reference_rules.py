@@ -199,6 +199,24 @@ def test_clamped_swiglu_is_gpt_oss_apply_gate():
     np.testing.assert_allclose(clamped_swiglu(g, u, 1.3, 1.1), want, rtol=1e-14)
 
 
+def test_clamped_swiglu_up_offset_is_glm5_next_apply_gate():
+    """swiglu_alpha 1 and swiglu_up_offset 0: silu(min(g, L)) · clamp(u, ±L),
+    GLM-5-Next's and HY-V4's routed experts."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from transformers.models.glm5_next.modeling_glm5_next import Glm5NextTextExperts
+
+    class Config:
+        num_local_experts, hidden_size, moe_intermediate_size, swiglu_limit = 2, 4, 6, 1.1
+
+    experts = Glm5NextTextExperts(Config())
+    rng = np.random.default_rng(3)
+    g, u = rng.standard_normal((2, 40, 6)) * 2
+    want = experts._apply_gate(torch.tensor(np.concatenate([g, u], axis=1))).numpy()
+    np.testing.assert_allclose(clamped_swiglu(g, u, 1.0, 1.1, up_offset=0.0), want,
+                               rtol=1e-14)
+
+
 def test_expert_bias_and_output_bias_hand():
     # Two experts, H = 2, F = 1; expert 0 chosen with weight e / (e + 1).
     config = {"name": "m", "hidden_size": 2, "intermediate_size": 1, "num_experts": 2,

@@ -29,6 +29,10 @@ RULES = [
         swiglu_limit=0.75, swiglu_alpha=1.5, expert_bias=True),
     cfg("fr_swiglu_shared", 16, 20, 4, 2, activation="clamped_swiglu",
         swiglu_limit=1.0, shared_intermediate_size=12),
+    # GLM-5-Next's clamp: silu(min(g, L)) · clamp(u, ±L), DeepSeek-V3 routing.
+    cfg("fr_glm5_clamp", 16, 20, 8, 2, scoring="sigmoid", selection_bias=True,
+        n_group=4, topk_group=2, activation="clamped_swiglu", swiglu_alpha=1.0,
+        swiglu_limit=0.8, swiglu_up_offset=0.0, shared_intermediate_size=12),
     cfg("fr_plain_bias", 16, 20, 4, 2, gated=False, activation="gelu", expert_bias=True),
     cfg("fr_jetmoe", 17, 24, 8, 2, output_bias=True),
     cfg("fr_everything", 20, 24, 8, 2, scoring="sparsemixer", normalize_p=3.0,
@@ -37,6 +41,10 @@ RULES = [
         shared_expert_gate=True, capacity_factor=1.0),
 ]
 TOKENS = [0, 1, 7, 64]
+
+
+def rules(*names):
+    return [next(c for c in RULES if c["name"] == name) for name in names]
 
 # --cpu-pipeline-options with each fusion turned off: the unfused forms
 # store whole projections, or lower combine apart from the experts, or
@@ -54,14 +62,15 @@ def test_rule_conforms(tmp_path, config):
 
 
 @pytest.mark.parametrize("form", UNFUSED)
-@pytest.mark.parametrize("config", [RULES[4], RULES[6], RULES[-1]],
+@pytest.mark.parametrize("config", rules("fr_llama4", "fr_gpt_oss", "fr_everything"),
                          ids=lambda c: c["name"])
 def test_rule_conforms_unfused(tmp_path, config, form):
     args = [f"--cpu-pipeline-options={form}"]
     check_token_counts(compile_library(config, tmp_path, *args), config, TOKENS)
 
 
-@pytest.mark.parametrize("config", [RULES[0], RULES[2], RULES[4], RULES[6], RULES[9]],
+@pytest.mark.parametrize("config", rules("fr_dbrx_p2", "fr_phimoe", "fr_llama4", "fr_gpt_oss",
+                                         "fr_jetmoe", "fr_glm5_clamp"),
                          ids=lambda c: c["name"])
 def test_rule_conforms_bf16(tmp_path, config):
     config = dict(config, name=config["name"] + "_bf16", dtype="bf16")
@@ -110,7 +119,7 @@ def test_shards_apply_the_rules(tmp_path):
 def test_config_json_names_the_rules(tmp_path):
     """The library's config_json carries every rule's key, and the defaults
     of the parameters the config left out."""
-    config = RULES[-1]
+    config = rules("fr_everything")[0]
     parsed = json.loads(compile_library(config, tmp_path).config_json())
     for key, value in config.items():
         assert parsed[key] == value, f"config_json has {key}={parsed[key]!r}"

@@ -80,6 +80,9 @@ FAMILY = [
     # GPT-OSS: expert biases and clamped SwiGLU with the default alpha and limit.
     (cfg("fr_gpt_oss", 24, 20, 8, 2, expert_bias=True, activation="clamped_swiglu"),
      [1, 64], 1e-4),
+    # GLM-5-Next's clamp: alpha 1, no up offset, on the shared expert too.
+    (cfg("fr_glm5_clamp", 16, 20, 8, 2, activation="clamped_swiglu", swiglu_alpha=1.0,
+         swiglu_limit=0.8, swiglu_up_offset=0.0, shared_intermediate_size=12), [3, 64], 1e-4),
     # A limit the sums cross often, so that both clamps act.
     (cfg("fr_clamped_tight", 17, 100, 4, 2, activation="clamped_swiglu", swiglu_alpha=1.2,
          swiglu_limit=0.5), [3, 64], 1e-4),

@@ -60,6 +60,7 @@ struct LayerConfig : LevelRouting {
   bool routerWeightOnInput = false;
   double swigluAlpha = 1.702;
   double swigluLimit = 7.0;
+  double swigluUpOffset = 1.0;
   bool expertBias = false;
   bool outputBias = false;
   std::string target = "cpu";

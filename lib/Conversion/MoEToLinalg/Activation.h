@@ -22,12 +22,14 @@ struct FFNActivation {
   Activation kind;
   float swigluAlpha;
   float swigluLimit;
+  float swigluUpOffset;
 };
 
 template <typename OpTy>
 FFNActivation activationOf(OpTy op) {
   return {op.getActivation(), op.getSwigluAlpha().convertToFloat(),
-          op.getSwigluLimit().convertToFloat()};
+          op.getSwigluLimit().convertToFloat(),
+          op.getSwigluUpOffset().convertToFloat()};
 }
 
 /// SPEC §1 activations, in f32. clamped_swiglu is gated only
@@ -76,7 +78,7 @@ inline Value applyGatedActivation(Emitter &e, const FFNActivation &activation,
       e.f32(-activation.swigluLimit));
   Value glu = e.mul(clampedGate,
                     e.sigmoid(e.mul(clampedGate, e.f32(activation.swigluAlpha))));
-  return e.mul(glu, e.add(clampedUp, e.f32(1)));
+  return e.mul(glu, e.add(clampedUp, e.f32(activation.swigluUpOffset)));
 }
 
 /// The shared expert's scale for `token`: sigmoid(input[token] · gate) over

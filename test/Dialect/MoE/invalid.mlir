@@ -1560,3 +1560,13 @@ func.func @expert_input_weights_tokens(%x: tensor<3x16xf32>, %slots: tensor<?xi6
          : tensor<3x16xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
   return %0 : tensor<?x16xf32>
 }
+
+// -----
+
+func.func @layer_swiglu_up_offset_finite(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{'swiglu_up_offset' (INF) must be finite}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>)
+         down_proj(%wd : tensor<4x16x8xf32>)
+         {top_k = 2 : i64, activation = #moe.activation<clamped_swiglu>, swiglu_up_offset = 0x7F800000 : f32} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return
+}

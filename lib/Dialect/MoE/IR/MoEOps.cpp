@@ -247,6 +247,10 @@ static LogicalResult verifyActivation(OpTy op, bool gated) {
   if (!std::isfinite(limit) || limit <= 0)
     return op.emitOpError() << "'swiglu_limit' (" << limit
                             << ") must be finite and positive";
+  float offset = op.getSwigluUpOffset().convertToFloat();
+  if (!std::isfinite(offset))
+    return op.emitOpError() << "'swiglu_up_offset' (" << offset
+                            << ") must be finite";
   return success();
 }
 

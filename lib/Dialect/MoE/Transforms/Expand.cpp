@@ -48,7 +48,7 @@ createRoutedExperts(PatternRewriter &rewriter, OpTy op, Value ids,
       op.getUpBias(), op.getDownBias(), inputWeights,
       rewriter.getI64IntegerAttr(slotsPerToken),
       op.getActivationAttr(), op.getSwigluAlphaAttr(),
-      op.getSwigluLimitAttr());
+      op.getSwigluLimitAttr(), op.getSwigluUpOffsetAttr());
   return {experts.getOutput(), dispatch.getSlotRows()};
 }
 
@@ -126,7 +126,7 @@ struct ExpandLayer : OpRewritePattern<LayerOp> {
           op.getInput(), op.getSharedGateProj(), op.getSharedUpProj(),
           op.getSharedDownProj(), op.getSharedExpertGate(),
           op.getActivationAttr(), op.getSwigluAlphaAttr(),
-          op.getSwigluLimitAttr());
+          op.getSwigluLimitAttr(), op.getSwigluUpOffsetAttr());
 
     rewriter.replaceOpWithNewOp<CombineOp>(op, inputType, rows, slotRows,
                                            onInput ? Value() : weights, shared,

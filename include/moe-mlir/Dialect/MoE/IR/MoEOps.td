@@ -51,7 +51,8 @@ defvar MoE_ActivationAttributes = (ins
   DefaultValuedAttr<MoE_ActivationAttr,
                     "::mlir::moe::Activation::silu">:$activation,
   DefaultValuedAttr<F32Attr, "1.702f">:$swiglu_alpha,
-  DefaultValuedAttr<F32Attr, "7.0f">:$swiglu_limit
+  DefaultValuedAttr<F32Attr, "7.0f">:$swiglu_limit,
+  DefaultValuedAttr<F32Attr, "1.0f">:$swiglu_up_offset
 );
 
 /// The routing attributes shared by `moe.layer` and `moe.gate` (SPEC §1,
@@ -81,8 +82,8 @@ def MoE_LayerOp : MoE_Op<"layer", [AttrSizedOperandSegments]> {
 
     The rules of docs/FAMILY-RULES.md: `gate_bias`, `up_bias` (`[E, F]`)
     and `down_bias` (`[E, H]`) are the routed experts' biases (GPT-OSS);
-    `activation = clamped_swiglu` with `swiglu_alpha` and `swiglu_limit`
-    is GPT-OSS's clamped SwiGLU, for the routed and shared experts;
+    `activation = clamped_swiglu` with `swiglu_alpha`, `swiglu_limit` and
+    `swiglu_up_offset` is GPT-OSS's (and GLM-5-Next's) clamped SwiGLU, for the routed and shared experts;
     `router_weight_on_input` runs each expert on `w·x` and adds its output
     unweighted (Llama 4); `output_bias` (`[H]`) is added to every token's
     output (JetMoE).
