@@ -171,12 +171,10 @@ std::string mlir::moe::emitHeader(const LayerConfig &c) {
           "expert, which runs run_experts() on\n   what it received and "
           "sends the results back, and combine() sums them.\n   Every "
           "array must be aligned to its element size. */\n"
-       << (c.routerWeightOnInput
-               ? "/* out[r][H] (f32) = FFN_e(weights[r] * rows[r]) for "
-                 "num_rows rows grouped by\n"
-               : "/* out[r][H] (f32) = weights[r] * FFN_e(rows[r]) for "
-                 "num_rows rows grouped by\n")
-       << "   local expert: counts[i] rows of expert FIRST + i, i < COUNT, "
+       << "/* out[r][H] (f32) = "
+       << (c.routerWeightOnInput ? "FFN_e(weights[r] * rows[r])"
+                                 : "weights[r] * FFN_e(rows[r])")
+       << " for num_rows rows grouped by\n   local expert: counts[i] rows of expert FIRST + i, i < COUNT, "
           "one group\n   after the other. */\n"
        << "int " << n << "_run_experts(" << n
        << "_context *ctx, const void *rows, int64_t num_rows,\n"

@@ -480,6 +480,14 @@ def _run(block, x):
 H, F, E = 16, 6, 8
 
 
+def _assert_reference_is(block, config, weights, seed, tolerance):
+    """The reference on `weights` gives HF's `block` on 30 random tokens,
+    within `tolerance` (relative and absolute)."""
+    x = random_input(30, H, seed=seed).astype(np.float64)
+    np.testing.assert_allclose(reference(config, weights, x)[0], _run(block, x),
+                               rtol=tolerance, atol=tolerance)
+
+
 def test_reference_is_gpt_oss_mlp():
     pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
@@ -498,9 +506,7 @@ def test_reference_is_gpt_oss_mlp():
     config = {"name": "m", "hidden_size": H, "intermediate_size": F, "num_experts": E,
               "top_k": 3, "router_bias": True, "activation": "clamped_swiglu",
               "swiglu_alpha": 1.4, "swiglu_limit": 0.9, "expert_bias": True}
-    x = random_input(30, H, seed=4).astype(np.float64)
-    np.testing.assert_allclose(reference(config, weights, x)[0], _run(block, x),
-                               rtol=1e-10, atol=1e-12)
+    _assert_reference_is(block, config, weights, seed=4, tolerance=1e-10)
 
 
 def test_reference_is_llama4_text_moe():
@@ -523,10 +529,8 @@ def test_reference_is_llama4_text_moe():
     config = {"name": "m", "hidden_size": H, "intermediate_size": F, "num_experts": E,
               "top_k": 2, "scoring": "sigmoid", "normalize_top_k": False,
               "router_weight_on_input": True, "shared_intermediate_size": F}
-    x = random_input(30, H, seed=5).astype(np.float64)
     # Llama4Router takes the sigmoid in float32.
-    np.testing.assert_allclose(reference(config, weights, x)[0], _run(block, x),
-                               rtol=1e-6, atol=1e-6)
+    _assert_reference_is(block, config, weights, seed=5, tolerance=1e-6)
 
 
 def test_reference_is_jetmoe_moe():
@@ -542,10 +546,8 @@ def test_reference_is_jetmoe_moe():
                "output_bias": _np(block.bias)}
     config = {"name": "m", "hidden_size": H, "intermediate_size": F, "num_experts": E,
               "top_k": 2, "output_bias": True}
-    x = random_input(30, H, seed=6).astype(np.float64)
     # JetMoeTopKGating computes its softmax in float32.
-    np.testing.assert_allclose(reference(config, weights, x)[0], _run(block, x),
-                               rtol=1e-6, atol=1e-6)
+    _assert_reference_is(block, config, weights, seed=6, tolerance=1e-6)
 
 
 def test_reference_is_phimoe_block():
@@ -583,6 +585,4 @@ def test_reference_is_dbrx_ffn():
                "down_proj": _np(mlp.w2).reshape(E, F, H).transpose(0, 2, 1)}
     config = {"name": "m", "hidden_size": H, "intermediate_size": F, "num_experts": E,
               "top_k": 3, "normalize_p": 2.0}
-    x = random_input(30, H, seed=8).astype(np.float64)
-    np.testing.assert_allclose(reference(config, weights, x)[0], _run(block, x),
-                               rtol=1e-10, atol=1e-12)
+    _assert_reference_is(block, config, weights, seed=8, tolerance=1e-10)

@@ -1,5 +1,6 @@
-"""The expert kernels under other tilings than the one moe-compile picks for
-this machine (--cpu-pipeline-options): the other target's register tiles,
+"""The expert kernels under other tilings than the one moe-configure-cpu
+picks for this machine's target (--cpu-pipeline-options overrides it in
+every op's lowering config): the other target's register tiles,
 odd tile sizes, reductions cut into passes with tails (dot products and
 outer products alike), outer-product tiles from one row on or not at all,
 and dot-product tiles of consecutive or strided columns, against the f64

@@ -33,8 +33,7 @@ static LoweringConfigAttr chooseConfig(MLIRContext *context,
   int64_t tileRows = avx512 ? 4 : 2;
   int64_t tileWeightRows = 4;
   // bf16 and f16 weights are first widened into an f32 copy per pass, which
-  // one vector of rows does not repay: Mixtral bf16 at T = 32, 8 rows an
-  // expert, took 489 ms a call from 8 rows, 340 from 16 (same process).
+  // one vector of rows does not repay.
   int64_t broadcastMinRows = weightBytes < 4 ? 2 * lanes : lanes;
   return LoweringConfigAttr::get(
       context, lanes, tileRows, tileWeightRows,

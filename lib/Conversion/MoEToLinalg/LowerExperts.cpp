@@ -547,12 +547,18 @@ static void buildFFN(Emitter &e, Value rows,
     prefix.push_back(row);
     return {buffer, prefix};
   };
-  auto addBias = [&](Emitter &e, Value sum, Value bias, Value column) {
+  // A tile's biases, one per column in f32, loaded once for all its rows;
+  // none without `bias`.
+  auto biasesOf = [&](Emitter &e, Value bias, ArrayRef<Value> columns) {
+    SmallVector<Value> biases;
     if (!bias)
-      return sum;
-    SmallVector<Value> at(weights.prefix);
-    at.push_back(column);
-    return e.add(sum, e.toF32(e.load(bias, at)));
+      return biases;
+    for (Value column : columns) {
+      SmallVector<Value> at(weights.prefix);
+      at.push_back(column);
+      biases.push_back(e.toF32(e.load(bias, at)));
+    }
+    return biases;
   };
 
   Value activated = f32Buffer(e, {ShapedType::kDynamic, intermediate}, rows);
@@ -579,6 +585,8 @@ static void buildFFN(Emitter &e, Value rows,
       [&](Emitter &e, ArrayRef<Value> tileRows, ArrayRef<Value> columns,
           ArrayRef<Value> sums) {
         size_t width = gated ? 2 * columns.size() : columns.size();
+        SmallVector<Value> upBiases = biasesOf(e, weights.upBias, columns);
+        SmallVector<Value> gateBiases = biasesOf(e, weights.gateBias, columns);
         for (size_t m = 0; m < tileRows.size(); ++m) {
           Value scale = inputScale ? inputScale(e, tileRows[m]) : Value();
           for (size_t n = 0; n < columns.size(); ++n) {
@@ -589,9 +597,10 @@ static void buildFFN(Emitter &e, Value rows,
               if (gated)
                 gate = e.mul(gate, scale);
             }
-            up = addBias(e, up, weights.upBias, columns[n]);
-            if (gated)
-              gate = addBias(e, gate, weights.gateBias, columns[n]);
+            if (!upBiases.empty())
+              up = e.add(up, upBiases[n]);
+            if (!gateBiases.empty())
+              gate = e.add(gate, gateBiases[n]);
             SmallVector<Value> at = {tileRows[m], columns[n]};
             if (!fuseActivation) {
               e.store(up, upWhole, at);
@@ -631,10 +640,11 @@ static void buildFFN(Emitter &e, Value rows,
       }, cast<MemRefType>(weights.down.getType()).getElementType()},
       [&](Emitter &e, ArrayRef<Value> tileRows, ArrayRef<Value> columns,
           ArrayRef<Value> sums) {
+        SmallVector<Value> biases = biasesOf(e, weights.downBias, columns);
         for (size_t m = 0; m < tileRows.size(); ++m) {
           SmallVector<Value> row(sums.slice(m * columns.size(), columns.size()));
-          for (size_t n = 0; n < columns.size(); ++n)
-            row[n] = addBias(e, row[n], weights.downBias, columns[n]);
+          for (size_t n = 0; n < biases.size(); ++n)
+            row[n] = e.add(row[n], biases[n]);
           epilogue(e, tileRows[m], columns, row);
         }
       });
@@ -932,17 +942,15 @@ struct MoELowerExpertsPass
   using Base::Base;
 
   void runOnOperation() override {
-    if (vectorLanes < 1 || tileRows < 1 || tileWeightRows < 2 ||
-        tileWeightRows % 2 != 0 || reductionBlock < 0 || rowBlock < 1 ||
-        broadcastWeightRows < 0 || broadcastWeightRows % 2 != 0 ||
-        broadcastMinRows < 1 || broadcastReductionBlock < 0) {
-      getOperation()->emitError()
-          << "moe-lower-experts: vector-lanes, tile-rows, row-block and "
-             "broadcast-min-rows must be positive, tile-weight-rows even, "
-             "broadcast-weight-rows even and >= 0, reduction-block and "
-             "broadcast-reduction-block >= 0";
+    // The tiling options obey the rules of a #moe.lowering_config.
+    auto emitError = [&] {
+      return getOperation()->emitError() << "moe-lower-experts: ";
+    };
+    if (failed(LoweringConfigAttr::verify(
+            emitError, vectorLanes, tileRows, tileWeightRows, reductionBlock,
+            rowBlock, broadcastWeightRows, broadcastMinRows,
+            broadcastReductionBlock, stridedColumns)))
       return signalPassFailure();
-    }
     MoELowerExpertsOptions options{
         fuseGather,     fuseActivation,      fuseCombine,
         parallel,       stridedColumns,      vectorLanes,

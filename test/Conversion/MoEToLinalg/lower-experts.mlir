@@ -8,11 +8,15 @@
 // RUN: moe-opt %s -split-input-file -moe-lower-experts="vector-lanes=8 broadcast-weight-rows=4 broadcast-min-rows=8" | FileCheck %s --check-prefix=BROADCAST
 // RUN: moe-opt %s -split-input-file -moe-lower-experts="vector-lanes=8 broadcast-weight-rows=4 broadcast-min-rows=8 broadcast-reduction-block=8" | FileCheck %s --check-prefix=BROADCAST-BLOCKED
 // RUN: not moe-opt %s -split-input-file -moe-lower-experts=tile-weight-rows=3 2>&1 | FileCheck %s --check-prefix=BAD-TILE
-// RUN: not moe-opt %s -split-input-file -moe-lower-experts=broadcast-weight-rows=3 2>&1 | FileCheck %s --check-prefix=BAD-TILE
-// RUN: not moe-opt %s -split-input-file -moe-lower-experts=broadcast-min-rows=0 2>&1 | FileCheck %s --check-prefix=BAD-TILE
-// RUN: not moe-opt %s -split-input-file -moe-lower-experts=broadcast-reduction-block=-1 2>&1 | FileCheck %s --check-prefix=BAD-TILE
+// RUN: not moe-opt %s -split-input-file -moe-lower-experts=broadcast-weight-rows=3 2>&1 | FileCheck %s --check-prefix=BAD-BROADCAST
+// RUN: not moe-opt %s -split-input-file -moe-lower-experts=broadcast-min-rows=0 2>&1 | FileCheck %s --check-prefix=BAD-MIN-ROWS
+// RUN: not moe-opt %s -split-input-file -moe-lower-experts=broadcast-reduction-block=-1 2>&1 | FileCheck %s --check-prefix=BAD-BLOCK
 
-// BAD-TILE: error: moe-lower-experts: vector-lanes, tile-rows, row-block and broadcast-min-rows must be positive, tile-weight-rows even, broadcast-weight-rows even and >= 0, reduction-block and broadcast-reduction-block >= 0
+// The options obey #moe.lowering_config's rules.
+// BAD-TILE: error: moe-lower-experts: tile_weight_rows must be even and at least 2
+// BAD-BROADCAST: error: moe-lower-experts: broadcast_weight_rows must be even and not negative
+// BAD-MIN-ROWS: error: moe-lower-experts: vector_lanes, tile_rows, row_block and broadcast_min_rows must be positive
+// BAD-BLOCK: error: moe-lower-experts: reduction_block and broadcast_reduction_block must not be negative
 
 // Without `parallel` every loop is sequential.
 // SERIAL-NOT: scf.parallel
@@ -421,9 +425,10 @@ func.func @long_reduction(%x: tensor<?x16xf32>, %slots: tensor<?xi64>,
 // CHECK: %[[HIDDEN:.*]] = memref.alloc(%{{.*}}) : memref<?x8xf32>
 // CHECK: scf.parallel (%[[F0:.*]]) =
 // CHECK: vector.fma
+// A tile's biases are loaded once for all its rows.
 // CHECK: %[[UP_BIAS:.*]] = memref.load %[[BU_BUF]][%[[E]], %[[F0]]] : memref<4x8xf32>
-// CHECK: %[[UP:.*]] = arith.addf %{{.*}}, %[[UP_BIAS]]
 // CHECK: %[[GATE_BIAS:.*]] = memref.load %[[BG_BUF]][%[[E]], %[[F0]]] : memref<4x8xf32>
+// CHECK: %[[UP:.*]] = arith.addf %{{.*}}, %[[UP_BIAS]]
 // CHECK: %[[GATE:.*]] = arith.addf %{{.*}}, %[[GATE_BIAS]]
 // CHECK: %[[G:.*]] = arith.minimumf %[[GATE]], %[[LIMIT]]
 // CHECK: %[[U_HIGH:.*]] = arith.minimumf %[[UP]], %[[LIMIT]]
@@ -454,12 +459,10 @@ func.func @long_reduction(%x: tensor<?x16xf32>, %slots: tensor<?xi64>,
 // UNFUSED-ACT: %[[HIDDEN:.*]] = memref.alloc(%[[N:.*]]) : memref<?x8xf32>
 // UNFUSED-ACT: %[[UP:.*]] = memref.alloc(%[[N]]) : memref<?x8xf32>
 // UNFUSED-ACT: %[[GATE:.*]] = memref.alloc(%[[N]]) : memref<?x8xf32>
-// UNFUSED-ACT: memref.load %{{.*}} : memref<4x8xf32>
-// UNFUSED-ACT: %[[UP_SUM:.*]] = arith.addf
-// UNFUSED-ACT: memref.load %{{.*}} : memref<4x8xf32>
-// UNFUSED-ACT: %[[GATE_SUM:.*]] = arith.addf
+// UNFUSED-ACT: %[[UP_BIAS:.*]] = memref.load %{{.*}} : memref<4x8xf32>
+// UNFUSED-ACT: %[[UP_SUM:.*]] = arith.addf %{{.*}}, %[[UP_BIAS]]
 // UNFUSED-ACT: memref.store %[[UP_SUM]], %[[UP]]
-// UNFUSED-ACT: memref.store %[[GATE_SUM]], %[[GATE]]
+// UNFUSED-ACT: memref.store %{{.*}}, %[[GATE]]
 // UNFUSED-ACT: linalg.generic {{.*}} ins(%[[UP]], %[[GATE]] : {{.*}}) outs(%[[HIDDEN]] : {{.*}})
 // UNFUSED-ACT: arith.minimumf
 // UNFUSED-ACT: arith.minimumf
