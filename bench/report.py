@@ -3,7 +3,7 @@ bench/run's report."""
 
 # The headings of the sections other benchmarks own; bench/run keeps them
 # when it rewrites the file.
-SECTIONS = ("## Expert parallelism", "## Family rules")
+SECTIONS = ("## Expert parallelism", "## Family rules", "## Compiler A/B")
 
 
 def write_section(path, heading, text):

@@ -18,23 +18,28 @@
 using namespace mlir;
 
 /// Upstream's half of the pipeline, after bufferization. The order matters:
-/// strided metadata expands into affine ops that lower-affine removes before
-/// memrefs become LLVM structs. bf16 conversions are expanded to integer
+/// n-D vector transfers and reductions (the vectorized tiles) are unrolled
+/// to 1-D ones first, and strided metadata expands into affine ops that
+/// lower-affine removes before memrefs become LLVM structs. bf16 conversions are expanded to integer
 /// code (round to nearest even) because the C runtime need not have them.
 static constexpr const char *kLoopsToLLVM =
     "convert-linalg-to-loops,convert-scf-to-openmp,canonicalize,"
+    "func.func(lower-vector-multi-reduction),"
+    "convert-vector-to-scf{full-unroll=true},"
     "convert-math-to-libm,"
     "expand-strided-metadata,"
     "lower-affine,convert-scf-to-cf,arith-expand{include-bf16=true},"
     "convert-vector-to-llvm,finalize-memref-to-llvm,convert-openmp-to-llvm,"
     "convert-math-to-llvm,convert-arith-to-llvm,convert-index-to-llvm,"
-    "convert-cf-to-llvm,convert-func-to-llvm,reconcile-unrealized-casts";
+    "convert-cf-to-llvm,convert-func-to-llvm,convert-ub-to-llvm,"
+    "reconcile-unrealized-casts";
 
-void moe::buildCPUPipeline(OpPassManager &pm,
-                           const CPUPipelineOptions &options) {
+void moe::buildCPULinalgStage(OpPassManager &pm,
+                              const CPUPipelineOptions &options) {
   moe::MoEExpandOptions expand;
   expand.rowTile = options.rowTile;
   pm.addPass(moe::createMoEExpand(expand));
+  pm.addPass(moe::createMoEDecomposeGate());
   // With a target on the module each op's tiling is chosen for it; the
   // tiling options given explicitly override that choice. Without one the
   // lowerings use the options.
@@ -42,6 +47,7 @@ void moe::buildCPUPipeline(OpPassManager &pm,
   auto overrideOf = [](const auto &option) -> int64_t {
     return option.hasValue() ? int64_t(option) : -1;
   };
+  configure.tokenTile = options.fuseGate ? kGateTokenTile : 0;
   configure.stridedColumns = options.stridedColumns;
   configure.vectorLanes = overrideOf(options.vectorLanes);
   configure.tileRows = overrideOf(options.tileRows);
@@ -53,10 +59,20 @@ void moe::buildCPUPipeline(OpPassManager &pm,
   configure.broadcastReductionBlock =
       overrideOf(options.broadcastReductionBlock);
   pm.addPass(moe::createMoEConfigureCPU(configure));
+}
+
+void moe::buildCPUPipeline(OpPassManager &pm,
+                           const CPUPipelineOptions &options) {
+  buildCPULinalgStage(pm, options);
+  pm.addPass(moe::createMoETileCPU());
   moe::MoELowerGateOptions gate;
-  gate.fuseScores = options.fuseGate;
   gate.vectorLanes = options.vectorLanes;
   pm.addPass(moe::createMoELowerGate(gate));
+  // The selection's stack scratch moves out of the gate's tile loop, so
+  // the stack does not grow with the tiles (the experts' loops, some of
+  // them parallel, are not lowered yet).
+  pm.addNestedPass<func::FuncOp>(
+      bufferization::createBufferLoopHoistingPass());
   pm.addPass(moe::createMoELowerDispatch());
   moe::MoELowerExpertsOptions experts;
   experts.fuseGather = options.fuseGather;
@@ -77,7 +93,7 @@ void moe::buildCPUPipeline(OpPassManager &pm,
   pm.addPass(createCSEPass());
 
   pm.addPass(bufferization::createEmptyTensorEliminationPass());
-  pm.addPass(bufferization::createOneShotBufferizePass());
+  pm.addPass(moe::createMoEBufferize());
   bufferization::BufferDeallocationPipelineOptions deallocation;
   bufferization::buildBufferDeallocationPipeline(pm, deallocation);
   // Bufferization leaves copies between equal subviews; CSE makes them self

@@ -2,7 +2,7 @@
 //
 // Part of the moe-mlir project.
 //
-// moe-compile CONFIG.json -o DIR [--emit=mlir|llvm|obj|ptx]
+// moe-compile CONFIG.json -o DIR [--emit=mlir|linalg|llvm|obj|ptx]
 //             [--print-pipeline] [--march=CPU] [--emulate-gpu]
 //             [--cpu-pipeline-options="vector-lanes=8 tile-rows=2 ..."]
 //             [--disable-fusion=gate,gather,activation,combine]
@@ -56,11 +56,14 @@ static cl::opt<bool> printConfig(
     "print-config", cl::cat(moeCompileCategory),
     cl::desc("Validate the config and print it with every default filled "
              "in, as JSON, instead of compiling (no -o)"));
-enum class Stage { library, mlir, llvm, obj, ptx };
+enum class Stage { library, mlir, linalg, llvm, obj, ptx };
 static cl::opt<Stage> emit(
     "emit", cl::cat(moeCompileCategory),
     cl::desc("Stop early and write that stage"), cl::init(Stage::library),
     cl::values(clEnumValN(Stage::mlir, "mlir", "<name>.mlir: the moe module"),
+               clEnumValN(Stage::linalg, "linalg",
+                          "<name>.linalg.mlir: after the linalg stage, with "
+                          "each op's lowering config"),
                clEnumValN(Stage::llvm, "llvm", "<name>.ll: LLVM IR"),
                clEnumValN(Stage::obj, "obj", "<name>.o: an object file"),
                clEnumValN(Stage::ptx, "ptx", "<name>.ptx: for target cuda")));
@@ -292,6 +295,9 @@ int main(int argc, char **argv) {
   bool cuda = config->isCUDA();
   if (emit == Stage::ptx && !cuda)
     return fail("--emit=ptx needs \"target\": \"cuda\"");
+  if (emit == Stage::linalg && (cuda || emulateGPU))
+    return fail("--emit=linalg is for the CPU target: the cuda target's "
+                "kernels do not come off the linalg stage yet");
   if (emulateGPU && cuda)
     return fail("--emulate-gpu builds a library for this CPU: it needs "
                 "\"target\": \"cpu\"");
@@ -381,6 +387,8 @@ int main(int argc, char **argv) {
     gpuOptions.binary = emit == Stage::ptx ? "ptx" : "fatbin";
     gpuOptions.chips = config->gpuArch;
     moe::buildGPUPipeline(pm, gpuOptions);
+  } else if (emit == Stage::linalg) {
+    moe::buildCPULinalgStage(pm, pipelineOptions);
   } else {
     moe::buildCPUPipeline(pm, pipelineOptions);
   }
@@ -390,6 +398,14 @@ int main(int argc, char **argv) {
   }
   if (failed(pm.run(*module)))
     return fail("lowering '" + configPath + "' failed");
+  if (emit == Stage::linalg) {
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    module->print(os);
+    if (!writeFile(scratch.file(name + ".linalg.mlir"), text))
+      return fail("cannot write the linalg stage");
+    return publish(scratch, {name + ".linalg.mlir"});
+  }
   if (emit == Stage::ptx) {
     std::string ptx = moe::newestPTX(*module);
     if (ptx.empty())

@@ -7,6 +7,7 @@
 #ifndef MOE_CONVERSION_PASSES_H
 #define MOE_CONVERSION_PASSES_H
 
+#include "mlir/Dialect/Affine/IR/AffineOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -19,6 +20,7 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/PatternMatch.h"
 #include "mlir/Pass/Pass.h"
 
 namespace mlir::moe {
@@ -28,6 +30,10 @@ namespace mlir::moe {
 
 #define GEN_PASS_REGISTRATION
 #include "moe-mlir/Conversion/Passes.h.inc"
+
+/// moe.gate as its router contraction (linalg.matmul on tensors) and a
+/// moe.select (moe-decompose-gate).
+void populateDecomposeGatePatterns(RewritePatternSet &patterns);
 
 } // namespace mlir::moe
 

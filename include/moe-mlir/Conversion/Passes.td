@@ -19,15 +19,39 @@ defvar MoELoweringDialects = [
   "::mlir::tensor::TensorDialect"
 ];
 
+def MoEDecomposeGate : Pass<"moe-decompose-gate"> {
+  let summary = "Split moe.gate into its router contraction and moe.select";
+  let description = [{
+    The first half of the linalg stage: each `moe.gate` becomes the router
+    logits as a `linalg.matmul` on tensors (`[T, H] × [E, H]^T` with the
+    router in its `nn.Linear` layout, accumulated in f32 from the widened
+    `router_bias` or from zero) and a `moe.select` that turns the logits
+    into ids and weights. The contraction is then upstream's to tile and
+    vectorize, and the select, which implements TilingInterface over its
+    tokens, is where the gate's tile of tokens is chosen, its producers
+    fused into the tile loop.
+  }];
+  let dependentDialects = MoELoweringDialects;
+}
+
 def MoEConfigureCPU : Pass<"moe-configure-cpu", "::mlir::ModuleOp"> {
   let summary = "Choose each op's CPU tiling from the module's target";
   let description = [{
     Reads the module's `moe.target` (`#moe.cpu_target`, which moe-compile
-    sets from `--march`) and attaches a `#moe.lowering_config` as
-    `lowering_config` to every `moe.gate`, `moe.refine`, `moe.expert` and
-    `moe.shared_expert` without one; `moe-lower-gate` and
-    `moe-lower-experts` then tile by it. A module without a target is left
-    as it is (the lowerings use their options).
+    sets from `--march`) and attaches a `lowering_config` to every op
+    without one that it tiles:
+
+    * the linalg stage's ops get a `#moe.tiling`, which `moe-tile-cpu`
+      applies: a contraction with one M, N and K loop (the router logits) a
+      register tile of 2 × 4 over a split reduction one vector long, and a
+      token-choice `moe.select` without capacity its tile of `token-tile`
+      tokens (0: none, so the whole `[T, E]` logits exist at once);
+    * `moe.refine`, `moe.expert` and `moe.shared_expert` get a
+      `#moe.lowering_config`, by which `moe-lower-gate` and
+      `moe-lower-experts` tile them.
+
+    A module without a target is left as it is (the lowerings use their
+    options).
 
     The choice: accumulators take half the vector registers and the rows
     loaded per step most of the rest, so a dot-product tile is 4 input rows
@@ -46,6 +70,9 @@ def MoEConfigureCPU : Pass<"moe-configure-cpu", "::mlir::ModuleOp"> {
     from its option.
   }];
   let options = [
+    Option<"tokenTile", "token-tile", "int64_t", /*default=*/"16",
+           "Tokens per tile of moe.select, its router contraction fused in "
+           "(0: all tokens at once)">,
     Option<"stridedColumns", "strided-columns", "bool", /*default=*/"true",
            "A dot-product tile's columns lie a tile count apart">,
     Option<"vectorLanes", "vector-lanes", "int64_t", /*default=*/"-1",
@@ -71,27 +98,60 @@ def MoEConfigureCPU : Pass<"moe-configure-cpu", "::mlir::ModuleOp"> {
   ];
 }
 
-def MoELowerGate : Pass<"moe-lower-gate"> {
-  let summary = "Lower moe.gate and moe.refine to linalg, scf and memref";
+def MoETileCPU : Pass<"moe-tile-cpu"> {
+  let summary = "Tile, fuse and vectorize each op by its #moe.tiling";
   let description = [{
-    Scoring runs on buffers, in f32 whatever the input type: the router
-    logits (plus `router_bias`) fill a `[tile, E]` score buffer in register
-    tiles of 2 tokens by 4 experts, dot products with `vector-lanes`-wide
-    f32 accumulators in the vector dialect (the expert kernels' own), then
-    each row becomes softmax (max-subtracted) or sigmoid scores. Selection
-    is a per-token loop nest (`scf.for`): grouped routing keeps the best `topk_group` groups, then `top_k` rounds each take the
+    Applies the `#moe.tiling` lowering configs of the linalg stage with
+    upstream's drivers, level by level:
+
+    1. `distribution`: `scf::tileConsumerAndFuseProducersUsingSCF` tiles the
+       op and fuses its producers into the tile loop (a `moe.select`'s tile
+       of tokens computes only that tile's router logits);
+    2. `registers`: `scf::tileUsingSCF` tiles the parallel loops, and each
+       loop's partial last tile is peeled off, so full tiles have static
+       shapes;
+    3. `reduction`: `scf::tileReductionUsingScf` splits each tile's
+       reduction into one partial sum per step element, merged after the
+       loop, and `linalg::vectorize` turns the tile's fill, partial sums and
+       merge into vector ops (masked only in the peeled partial tiles);
+       the partial sums' reads and writes are hoisted out of the reduction
+       loop, so they stay in registers.
+
+    An op without a `#moe.tiling` is left alone.
+  }];
+  let dependentDialects = !listconcat(MoELoweringDialects,
+      ["::mlir::vector::VectorDialect", "::mlir::affine::AffineDialect"]);
+}
+
+def MoEBufferize : Pass<"moe-bufferize", "::mlir::ModuleOp"> {
+  let summary = "One-Shot Bufferize, copying strided buffers with loops";
+  let description = [{
+    Upstream's One-Shot Bufferize with its default options, except for the
+    copies it inserts: between buffers of identity layout a `memref.copy`
+    (a `memcpy`), between strided ones (a tile written into its slice of
+    a result) a `linalg.copy`, which becomes loops, where `memref.copy`
+    would call the `memrefCopy` runtime function that a generated library
+    does not link.
+  }];
+  let dependentDialects = MoELoweringDialects;
+}
+
+def MoELowerGate : Pass<"moe-lower-gate"> {
+  let summary = "Lower moe.gate, moe.select and moe.refine to scf and memref";
+  let description = [{
+    A `moe.gate` is first decomposed (`moe-decompose-gate`); its router
+    contraction stays a linalg op, for `moe-tile-cpu` or the scalar
+    lowering. `moe.select` runs on buffers, in f32: a scratch copy of its
+    logits becomes softmax (max-subtracted) or sigmoid scores row by row,
+    then selection is a per-token loop nest (`scf.for`): grouped routing
+    keeps the best `topk_group` groups, then `top_k` rounds each take the
     allowed expert with the largest choice value, the lower index winning
     ties and a NaN never beating a number, so the result is deterministic.
     Weights are then normalized and scaled, and with a capacity factor a
     second loop grants slots slot-major in token order and drops the rest
     (id -1, weight 0). Expert choice selects, for each expert, its
-    highest-scoring tokens.
-
-    With `fuse-scores` (the default) token choice runs as one loop nest per
-    tile of `token-tile` tokens: each token of the tile is selected as soon
-    as its tile is scored, so the `[T, E]` score matrix never exists;
-    without it the tile is all T tokens. Expert choice ranks all tokens for
-    each expert and always scores the whole matrix.
+    highest-scoring tokens. A select tiled by tokens runs once per tile;
+    its stack scratch lives in a `memref.alloca_scope`.
 
     A dense mixture (`top_k` = E) whose gate is `unordered` skips selection
     altogether: slot e holds expert e, and only the scores' sum (for the
@@ -102,19 +162,16 @@ def MoELowerGate : Pass<"moe-lower-gate"> {
     `moe.refine` (an inner level of a hierarchy) runs the same scoring and
     selection per token and parent slot: the parent's `[E, H]` block of the
     stacked router (a rank-reduced subview) scores the token into a
-    `[1, E]` row, the selection writes the slot's `top_k` children into
-    their block of the result, which then gets the parent's id offset and
-    weight; a dropped parent slot drops all its children.
+    `[1, E]` row in register tiles of `vector-lanes`-wide f32 dot products,
+    the selection writes the slot's `top_k` children into their block of
+    the result, which then gets the parent's id offset and weight; a
+    dropped parent slot drops all its children.
   }];
   let dependentDialects = !listconcat(MoELoweringDialects,
       ["::mlir::vector::VectorDialect"]);
   let options = [
-    Option<"fuseScores", "fuse-scores", "bool", /*default=*/"true",
-           "Score and select per tile of tokens (no [T, E] matrix)">,
-    Option<"tokenTile", "token-tile", "int64_t", /*default=*/"16",
-           "Tokens per tile of the fused gate">,
     Option<"vectorLanes", "vector-lanes", "int64_t", /*default=*/"16",
-           "f32 lanes per accumulator of the router logits">
+           "f32 lanes per accumulator of moe.refine's router logits">
   ];
 }
 

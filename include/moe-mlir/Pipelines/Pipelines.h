@@ -75,6 +75,16 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
       llvm::cl::init(0)};
 };
 
+/// Tokens per tile of the CPU gate: its router logits exist for one tile
+/// of tokens at a time.
+inline constexpr int64_t kGateTokenTile = 16;
+
+/// The CPU pipeline up to the end of the linalg stage (what `moe-compile
+/// --emit=linalg` writes): expand, the gate's router contraction on
+/// tensors, and each op's lowering config for the module's target.
+void buildCPULinalgStage(OpPassManager &pm,
+                         const CPUPipelineOptions &options);
+
 /// moe.layer (and any stage op) down to the LLVM dialect for the host CPU:
 /// expand, lower each stage to linalg/scf, bufferize, lower to loops, then
 /// to LLVM.

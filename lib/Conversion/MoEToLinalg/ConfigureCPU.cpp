@@ -46,7 +46,6 @@ static LoweringConfigAttr chooseConfig(MLIRContext *context,
 /// The element size of the weights `op` multiplies by.
 static int64_t weightBytes(Operation *op) {
   Value weights = TypeSwitch<Operation *, Value>(op)
-                      .Case([](GateOp gate) { return gate.getRouter(); })
                       .Case([](RefineOp refine) { return refine.getRouter(); })
                       .Case([](ExpertOp expert) { return expert.getUpProj(); })
                       .Case([](SharedExpertOp shared) {
@@ -54,6 +53,44 @@ static int64_t weightBytes(Operation *op) {
                       })
                       .Default([](Operation *) { return Value(); });
   return getElementTypeOrSelf(weights.getType()).getIntOrFloatBitWidth() / 8;
+}
+
+/// The router contraction's register tile: 2 tokens by 4 experts, with
+/// one f32 vector of partial sums each along the reduction.
+static constexpr int64_t kContractionRows = 2;
+static constexpr int64_t kContractionColumns = 4;
+
+/// A `[rows, columns]` register tile over a split reduction of up to
+/// `lanes` partial sums, for a contraction with one M, one N and one static
+/// K loop; null otherwise.
+static TilingAttr chooseContractionTiling(linalg::LinalgOp op,
+                                          int64_t lanes) {
+  FailureOr<linalg::ContractionDimensions> dims =
+      linalg::inferContractionDims(op);
+  if (failed(dims) || dims->m.size() != 1 || dims->n.size() != 1 ||
+      dims->k.size() != 1 || !dims->batch.empty())
+    return {};
+  SmallVector<int64_t> registers(op.getNumLoops(), 0),
+      reduction(op.getNumLoops(), 0);
+  // The reduction's step divides it, so that no partial step needs masks.
+  int64_t depth = op.getStaticLoopRanges()[dims->k[0]];
+  if (ShapedType::isDynamic(depth))
+    return {};
+  int64_t step = lanes;
+  while (depth % step != 0)
+    step /= 2;
+  registers[dims->m[0]] = kContractionRows;
+  registers[dims->n[0]] = kContractionColumns;
+  reduction[dims->k[0]] = step;
+  // A tile of weight rows (the router's experts) is the outer loop, so its
+  // rows stay in L1 while the tokens pass: the whole router need not fit
+  // L2 (Qwen3's is 1 MiB in f32).
+  SmallVector<int64_t> interchange = {static_cast<int64_t>(dims->n[0])};
+  for (int64_t loop = 0, e = op.getNumLoops(); loop < e; ++loop)
+    if (loop != static_cast<int64_t>(dims->n[0]))
+      interchange.push_back(loop);
+  return TilingAttr::get(op->getContext(), {}, registers, reduction,
+                         interchange);
 }
 
 namespace {
@@ -75,9 +112,34 @@ struct MoEConfigureCPUPass
     auto override = [](int64_t option, int64_t chosen) {
       return option == -1 ? chosen : option;
     };
+    if (tokenTile < 0) {
+      module.emitError() << "moe-configure-cpu: 'token-tile' ("
+                         << tokenTile.getValue() << ") must not be negative";
+      return signalPassFailure();
+    }
+    int64_t lanes = override(vectorLanes,
+                             target.hasFeature("avx512f") ? 16 : 8);
+    if (lanes < 1) {
+      module.emitError() << "moe-configure-cpu: 'vector-lanes' (" << lanes
+                         << ") must be positive";
+      return signalPassFailure();
+    }
     WalkResult result = module.walk([&](Operation *op) {
-      if (!isa<GateOp, RefineOp, ExpertOp, SharedExpertOp>(op) ||
-          op->hasAttr(kLoweringConfigAttrName))
+      if (op->hasAttr(kLoweringConfigAttrName))
+        return WalkResult::advance();
+      if (auto select = dyn_cast<SelectOp>(op)) {
+        if (select.isTokenwise() && tokenTile > 0)
+          op->setAttr(kLoweringConfigAttrName,
+                      TilingAttr::get(op->getContext(), {tokenTile}, {}, {}, {}));
+        return WalkResult::advance();
+      }
+      if (auto linalgOp = dyn_cast<linalg::LinalgOp>(op)) {
+        if (linalg::isaContractionOpInterface(linalgOp))
+          if (TilingAttr tiling = chooseContractionTiling(linalgOp, lanes))
+            op->setAttr(kLoweringConfigAttrName, tiling);
+        return WalkResult::advance();
+      }
+      if (!isa<RefineOp, ExpertOp, SharedExpertOp>(op))
         return WalkResult::advance();
       LoweringConfigAttr chosen = chooseConfig(
           op->getContext(), target, weightBytes(op),

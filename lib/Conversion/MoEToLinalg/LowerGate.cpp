@@ -76,6 +76,9 @@ static void buildRouterLogits(Emitter &e, Value input, Value router,
                     });
 }
 
+static void buildScores(Emitter &e, Scoring scoring, Value tile, Value count,
+                        int64_t numExperts);
+
 /// Scores of tokens `[first, first + count)` into rows `[0, count)` of
 /// `scores` (`[tile, E]`): the router logits (buildRouterLogits), then
 /// softmax or sigmoid per row (sparsemixer keeps the logits), all on
@@ -100,7 +103,13 @@ static void buildTileScores(Emitter &e, Scoring scoring, int64_t lanes,
                            ValueRange{tile});
   buildRouterLogits(e, input, router, scores, first, count, numExperts, hidden,
                     lanes);
+  buildScores(e, scoring, tile, count, numExperts);
+}
 
+/// Rows `[0, count)` of the logits in `tile` become scores in place:
+/// softmax or sigmoid per row (sparsemixer keeps the logits).
+static void buildScores(Emitter &e, Scoring scoring, Value tile, Value count,
+                        int64_t numExperts) {
   // Sparsemixer weighs by the logits themselves (Routing.h).
   if (scoring == Scoring::sparsemixer)
     return;
@@ -119,7 +128,8 @@ static void buildTileScores(Emitter &e, Scoring scoring, int64_t lanes,
 
 /// Grants each expert at most C slots, slot 0 of every token first (token
 /// order), then slot 1, ...; a slot past C is dropped (id -1, weight 0).
-static void buildCapacityDrops(Emitter &e, GateOp op, Value numTokens,
+template <typename OpTy>
+static void buildCapacityDrops(Emitter &e, OpTy op, Value numTokens,
                                int64_t numExperts,
                                const SelectionBuffers &buffers) {
   int64_t topK = op.getTopK();
@@ -147,7 +157,8 @@ static void buildCapacityDrops(Emitter &e, GateOp op, Value numTokens,
 
 /// Expert choice: each expert takes its C best-scoring tokens (ties to the
 /// lower token); slot e of a token it took holds e and the score.
-static void buildExpertChoice(Emitter &e, GateOp op, Value numTokens,
+template <typename OpTy>
+static void buildExpertChoice(Emitter &e, OpTy op, Value numTokens,
                               int64_t numExperts,
                               const SelectionBuffers &buffers) {
   Value capacity =
@@ -261,107 +272,63 @@ struct LowerRefine : OpRewritePattern<RefineOp> {
 //===----------------------------------------------------------------------===//
 
 namespace {
-struct LowerGate : OpRewritePattern<GateOp> {
-  LowerGate(MLIRContext *context, bool fuseScores, int64_t tokenTile,
-            int64_t lanes)
-      : OpRewritePattern(context), fuseScores(fuseScores),
-        tokenTile(tokenTile), lanes(lanes) {}
+/// Scores the select's logits into a scratch copy, then selects: token
+/// choice one token after another, expert choice over the whole matrix,
+/// then the capacity drops.
+struct LowerSelect : OpRewritePattern<SelectOp> {
+  using OpRewritePattern::OpRewritePattern;
 
-  LogicalResult matchAndRewrite(GateOp op,
+  LogicalResult matchAndRewrite(SelectOp op,
                                 PatternRewriter &rewriter) const override {
-    int64_t lanes = lanesOf(op, this->lanes);
-    Emitter e(rewriter, op.getLoc());
-    int64_t numExperts =
-        cast<RankedTensorType>(op.getRouter().getType()).getDimSize(0);
-    Value numTokens =
-        tensor::DimOp::create(rewriter, op.getLoc(), op.getInput(), 0);
+    Location loc = op.getLoc();
+    Emitter e(rewriter, loc);
+    int64_t numExperts = op.getLogits().getType().getDimSize(1);
+    Value logits = e.readBuffer(op.getLogits());
+    Value numTokens = memref::DimOp::create(rewriter, loc, logits, 0);
 
-    auto idsType = cast<RankedTensorType>(op.getIds().getType());
-    auto weightsType = cast<RankedTensorType>(op.getWeights().getType());
-    SmallVector<Value> dynamicTokens;
-    if (idsType.isDynamicDim(0))
-      dynamicTokens.push_back(numTokens);
     SelectionBuffers buffers;
     if (op.getSelectionBias())
       buffers.selectionBias = e.readBuffer(op.getSelectionBias());
+    auto idsType = op.getIds().getType();
+    auto weightsType = op.getWeights().getType();
+    SmallVector<Value> dynamicTokens;
+    if (idsType.isDynamicDim(0))
+      dynamicTokens.push_back(numTokens);
     buffers.ids = e.alloc(idsType, dynamicTokens);
     buffers.weights = e.alloc(weightsType, dynamicTokens);
+    Value scores = memref::AllocOp::create(
+        rewriter, loc,
+        MemRefType::get({ShapedType::kDynamic, numExperts},
+                        rewriter.getF32Type()),
+        ValueRange{numTokens});
+    linalg::CopyOp::create(rewriter, loc, logits, scores);
 
-    // Expert choice ranks every token for each expert, so it scores the
-    // whole [T, E] matrix first; token choice needs one token's row at a
-    // time, and without fusion its tile is all T tokens.
-    bool expertChoice = op.getRouting() == Routing::expert_choice;
-    if (expertChoice) {
-      ScoreOperands scoring = readScoreOperands(e, op);
-      buffers.scores = memref::AllocOp::create(
-          rewriter, op.getLoc(),
-          MemRefType::get({ShapedType::kDynamic, numExperts},
-                          rewriter.getF32Type()),
-          ValueRange{numTokens});
-      buildTileScores(e, op.getScoring(), lanes, scoring, buffers.scores,
-                      e.index(0), numTokens, numExperts);
+    buildScores(e, op.getScoring(), scores, numTokens, numExperts);
+    if (op.getRouting() == Routing::expert_choice) {
+      buffers.scores = scores;
       buildExpertChoice(e, op, numTokens, numExperts, buffers);
     } else {
-      buildTokenChoice(e, op, numTokens, numExperts, lanes, buffers);
+      SelectionRules rules = selectionRulesOf(op);
+      SelectionScratch scratch = allocSelectionScratch(e, rules, numExperts);
+      e.forEach(e.index(0), numTokens, [&](Emitter &e, Value token) {
+        buildTokenSelection(e, rules, numExperts, buffers, scratch, token,
+                            [&](Emitter &e, Value expert) {
+                              return e.load(scores, {token, expert});
+                            });
+      });
+      if (op.getCapacityFactor().convertToDouble() > 0)
+        buildCapacityDrops(e, op, numTokens, numExperts, buffers);
     }
-    if (!expertChoice && op.getCapacityFactor().convertToDouble() > 0)
-      buildCapacityDrops(e, op, numTokens, numExperts, buffers);
     rewriter.replaceOp(op, {e.asTensor(buffers.ids, idsType),
                             e.asTensor(buffers.weights, weightsType)});
     return success();
   }
-
-  /// Scores a tile of tokens at a time into a `[tile, E]` scratch buffer
-  /// and selects for each token of the tile right away. The tile is
-  /// `tokenTile` tokens with `fuseScores`, else all of them (the ablation:
-  /// a `[T, E]` matrix).
-  void buildTokenChoice(Emitter &e, GateOp op, Value numTokens,
-                        int64_t numExperts, int64_t lanes,
-                        const SelectionBuffers &buffers) const {
-    ScoreOperands scoring = readScoreOperands(e, op);
-    Type f32 = e.builder().getF32Type();
-    Value scores =
-        fuseScores
-            ? memref::AllocOp::create(
-                  e.builder(), e.location(),
-                  MemRefType::get({tokenTile, numExperts}, f32))
-            : memref::AllocOp::create(
-                  e.builder(), e.location(),
-                  MemRefType::get({ShapedType::kDynamic, numExperts}, f32),
-                  ValueRange{numTokens});
-    Value tile = fuseScores ? e.index(tokenTile) : numTokens;
-    SelectionRules rules = selectionRulesOf(op);
-    SelectionScratch scratch = allocSelectionScratch(e, rules, numExperts);
-    // A zero step would never end: with no tokens the tile is empty anyway.
-    Value step = e.maxIndex(tile, e.index(1));
-    e.forEachStep(e.index(0), numTokens, step, [&](Emitter &e, Value first) {
-      Value count = e.minIndex(tile, e.sub(numTokens, first));
-      buildTileScores(e, rules.scoring, lanes, scoring, scores, first, count,
-                      numExperts);
-      e.forEach(e.index(0), count, [&](Emitter &e, Value row) {
-        buildTokenSelection(e, rules, numExperts, buffers, scratch,
-                            e.add(first, row), [&](Emitter &e, Value expert) {
-                              return e.load(scores, {row, expert});
-                            });
-      });
-    });
-  }
-
-  bool fuseScores;
-  int64_t tokenTile;
-  int64_t lanes;
 };
 
 struct MoELowerGatePass : moe::impl::MoELowerGateBase<MoELowerGatePass> {
   using Base::Base;
 
   void runOnOperation() override {
-    if (tokenTile < 1) {
-      getOperation()->emitError()
-          << "moe-lower-gate: 'token-tile' (" << tokenTile.getValue()
-          << ") must be positive";
-      return signalPassFailure();
-    }
     if (vectorLanes < 1) {
       getOperation()->emitError()
           << "moe-lower-gate: 'vector-lanes' (" << vectorLanes.getValue()
@@ -369,8 +336,8 @@ struct MoELowerGatePass : moe::impl::MoELowerGateBase<MoELowerGatePass> {
       return signalPassFailure();
     }
     RewritePatternSet patterns(&getContext());
-    patterns.add<LowerGate>(&getContext(), fuseScores.getValue(),
-                            tokenTile.getValue(), vectorLanes.getValue());
+    populateDecomposeGatePatterns(patterns);
+    patterns.add<LowerSelect>(&getContext());
     patterns.add<LowerRefine>(&getContext(), vectorLanes.getValue());
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();

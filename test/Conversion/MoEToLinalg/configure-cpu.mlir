@@ -7,8 +7,9 @@
 // RUN: not moe-opt %s -split-input-file -moe-configure-cpu=tile-weight-rows=3 2>&1 | FileCheck %s --check-prefix=BAD
 // RUN: moe-opt %s -split-input-file -moe-configure-cpu -moe-lower-gate -moe-lower-experts | FileCheck %s --check-prefix=LOWERED
 
+// A gate is decomposed first; moe-configure-cpu configures its parts.
 // CHECK-LABEL: func.func @avx2
-// CHECK: moe.gate {{.*}}lowering_config = #moe.lowering_config<vector_lanes = 8, tile_rows = 2, tile_weight_rows = 4, reduction_block = 1024, row_block = 32, broadcast_weight_rows = 6, broadcast_min_rows = 8, broadcast_reduction_block = 256>
+// CHECK-NOT: moe.gate {{.*}}lowering_config
 // CHECK: moe.expert {{.*}}lowering_config = #moe.lowering_config<vector_lanes = 8, tile_rows = 2, tile_weight_rows = 4, reduction_block = 1024, row_block = 32, broadcast_weight_rows = 6, broadcast_min_rows = 8, broadcast_reduction_block = 256>
 // CHECK: moe.shared_expert {{.*}}lowering_config = #moe.lowering_config<vector_lanes = 8,
 // OVERRIDE-LABEL: func.func @avx2

@@ -1,47 +1,26 @@
-// RUN: moe-opt %s -split-input-file -moe-lower-gate=fuse-scores=false | FileCheck %s
+// RUN: moe-opt %s -split-input-file -moe-lower-gate | FileCheck %s
 
-// Unfused (the ablation): one tile of all T tokens, so the router logits
-// and the max-subtracted softmax fill a [T, E] score buffer. The logits
-// are dot products in register tiles of 2 tokens by 4 experts: 16-lane f32
-// accumulators over the rows (bf16 widened), 8 FMAs per step, each sum
-// added to its score; an odd last token takes a tile alone. Selection is a
-// per-token loop whose argmax takes the lower index on ties and never lets
-// a NaN beat a number.
+// Without a lowering config (no moe-tile-cpu) the gate is its router
+// contraction, a linalg.matmul over all T tokens that the scalar lowering
+// runs, and a select over the whole [T, E] logits: a scratch copy becomes
+// max-subtracted softmax scores, then a per-token loop selects, its argmax
+// taking the lower index on ties and never letting a NaN beat a number.
 // CHECK-LABEL: func.func @softmax_top2
 // CHECK-SAME: (%[[X:.*]]: tensor<?x16xbf16>, %[[WR:.*]]: tensor<4x16xbf16>)
 // CHECK-NOT: moe.gate
 // CHECK: %[[T:.*]] = tensor.dim %[[X]]
-// CHECK: %[[IDS:.*]] = memref.alloc(%[[T]]) : memref<?x2xi32>
-// CHECK: %[[W:.*]] = memref.alloc(%[[T]]) : memref<?x2xf32>
-// CHECK: %[[X_BUF:.*]] = bufferization.to_buffer %[[X]] read_only
-// CHECK: %[[WR_BUF:.*]] = bufferization.to_buffer %[[WR]] read_only
-// CHECK: %[[SCORES:.*]] = memref.alloc(%[[T]]) : memref<?x4xf32>
-// CHECK: scf.for %[[FIRST:.*]] = %c0 to %[[T]]
-// CHECK: %[[COUNT:.*]] = arith.minui %[[T]]
-// CHECK: %[[TILE:.*]] = memref.subview %[[SCORES]][0, 0] [%[[COUNT]], 4]
-// CHECK: linalg.fill ins(%{{.*}} : f32) outs(%[[TILE]]
-// CHECK: scf.for %[[TILE_E:.*]] = %c0 to %c1 step %c1 {
-// CHECK: %[[E0:.*]] = arith.muli %[[TILE_E]], %c4
-// CHECK: scf.for %[[R:.*]] = %c0 to %{{.*}} step %c2 {
-// CHECK: %[[TOKEN0:.*]] = arith.addi %[[FIRST]], %[[R]]
-// CHECK: scf.for %[[K:.*]] = %c0 to %c16 step %c16 iter_args({{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
-// CHECK: vector.load %[[X_BUF]][%[[TOKEN0]], %[[K]]] : memref<?x16xbf16>, vector<16xbf16>
-// CHECK: arith.extf %{{.*}} : vector<16xbf16> to vector<16xf32>
-// CHECK: vector.load %[[WR_BUF]][%[[E0]], %[[K]]] : memref<4x16xbf16>, vector<16xbf16>
-// CHECK-COUNT-8: vector.fma
-// CHECK: vector.reduction <add>
-// CHECK: %[[OLD:.*]] = memref.load %[[SCORES]][%[[R]], %[[E0]]]
-// CHECK: %[[NEW:.*]] = arith.addf %[[OLD]]
-// CHECK: memref.store %[[NEW]], %[[SCORES]][%[[R]], %[[E0]]]
-// CHECK: %[[LEFT:.*]] = arith.subi %[[COUNT]], %{{.*}}
-// CHECK: %[[ODD:.*]] = arith.cmpi eq, %[[LEFT]], %c1
-// CHECK: scf.if %[[ODD]] {
-// CHECK: -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
+// CHECK: %[[EMPTY:.*]] = tensor.empty(%[[T]]) : tensor<?x4xf32>
+// CHECK: %[[ZERO:.*]] = linalg.fill ins(%{{.*}} : f32) outs(%[[EMPTY]] : tensor<?x4xf32>)
+// CHECK: %[[LOGITS:.*]] = linalg.matmul indexing_maps = [#{{.*}}, #{{.*}}, #{{.*}}] ins(%[[X]], %[[WR]] : tensor<?x16xbf16>, tensor<4x16xbf16>) outs(%[[ZERO]] : tensor<?x4xf32>)
+// CHECK: %[[L_BUF:.*]] = bufferization.to_buffer %[[LOGITS]] read_only
+// CHECK: %[[IDS:.*]] = memref.alloc(%{{.*}}) : memref<?x2xi32>
+// CHECK: %[[W:.*]] = memref.alloc(%{{.*}}) : memref<?x2xf32>
+// CHECK: %[[SCORES:.*]] = memref.alloc(%{{.*}}) : memref<?x4xf32>
+// CHECK: linalg.copy ins(%[[L_BUF]] : memref<?x4xf32>) outs(%[[SCORES]] : memref<?x4xf32>)
 // CHECK: arith.maximumf
 // CHECK: math.exp
 // CHECK: arith.divf
-// CHECK: scf.for %[[ROW:.*]] = %c0 to %[[COUNT]]
-// CHECK: %[[TOKEN:.*]] = arith.addi %[[FIRST]], %[[ROW]]
+// CHECK: scf.for %[[TOKEN:.*]] = %c0 to %{{.*}} step %c1
 // CHECK: scf.for %[[J:.*]] = {{.*}} iter_args(%{{.*}}) -> (f32)
 // CHECK: scf.for {{.*}} -> (index, f32)
 // CHECK: arith.cmpf ogt
@@ -65,15 +44,14 @@ func.func @softmax_top2(%x: tensor<?x16xbf16>, %wr: tensor<4x16xbf16>)
 // CHECK-LABEL: func.func @sigmoid_grouped
 // CHECK-SAME: %[[RB:[^:]*]]: tensor<8xf32>, %[[SB:[^:]*]]: tensor<8xf32>
 // CHECK-DAG: arith.constant 2.500000e+00 : f32
+// The logits start from the router bias.
+// CHECK: %[[BIASED:.*]] = linalg.generic {{.*}} ins(%[[RB]] : tensor<8xf32>)
+// CHECK: linalg.matmul {{.*}} outs(%[[BIASED]] : tensor<?x8xf32>)
 // CHECK: %[[SB_BUF:.*]] = bufferization.to_buffer %[[SB]] read_only
-// CHECK: %[[RB_BUF:.*]] = bufferization.to_buffer %[[RB]] read_only
-// CHECK: %[[GROUP_SCORES:.*]] = memref.alloca() : memref<4xf32>
-// CHECK: %[[GROUP_CHOSEN:.*]] = memref.alloca() : memref<4xi1>
-// CHECK: linalg.generic {{.*}} ins(%[[RB_BUF]] : memref<8xf32>)
-// CHECK: scf.for %{{.*}} = %c0 to %c2 step %c1 {
-// CHECK: vector.fma
 // CHECK: arith.negf
 // CHECK: math.exp
+// CHECK: %[[GROUP_SCORES:.*]] = memref.alloca() : memref<4xf32>
+// CHECK: %[[GROUP_CHOSEN:.*]] = memref.alloca() : memref<4xi1>
 // CHECK-NOT: arith.maximumf
 // CHECK: scf.for
 // The group score is the sum of the two best choice values.
@@ -154,8 +132,8 @@ func.func @expert_choice(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>)
 // CHECK-DAG: %[[TWO_EPS:.*]] = arith.constant 5.000000e-01 : f32
 // CHECK: %[[W:.*]] = memref.alloc(%{{.*}}) : memref<?x2xf32>
 // CHECK: %[[SCORES:.*]] = memref.alloc(%{{.*}}) : memref<?x4xf32>
+// CHECK: linalg.copy
 // CHECK: %[[AVAILABLE:.*]] = memref.alloca() : memref<4xi1>
-// CHECK: vector.fma
 // CHECK-NOT: math.exp
 // CHECK-NOT: arith.maximumf
 // CHECK: %[[BEST:.*]]:2 = scf.for {{.*}} -> (index, f32)

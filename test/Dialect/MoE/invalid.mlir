@@ -1570,3 +1570,102 @@ func.func @layer_swiglu_up_offset_finite(%x: tensor<?x16xf32>, %wr: tensor<4x16x
          {top_k = 2 : i64, activation = #moe.activation<clamped_swiglu>, swiglu_up_offset = 0x7F800000 : f32} : tensor<?x16xf32> -> tensor<?x16xf32>
   return
 }
+
+// -----
+
+func.func @select_dynamic_experts(%l: tensor<?x?xf32>, %i: tensor<?x2xi32>, %w: tensor<?x2xf32>) {
+  // expected-error @+1 {{'logits' must have a static number of experts (dimension 1)}}
+  %ids, %wt = moe.select %l outs(%i, %w : tensor<?x2xi32>, tensor<?x2xf32>) {top_k = 2 : i64} : tensor<?x?xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+  return
+}
+
+// -----
+
+func.func @select_selection_bias_size(%l: tensor<?x8xf32>, %sb: tensor<4xf32>, %i: tensor<?x2xi32>, %w: tensor<?x2xf32>) {
+  // expected-error @+1 {{'selection_bias' dimension 0 is 4 but must equal the number of experts (8)}}
+  %ids, %wt = moe.select %l selection_bias(%sb : tensor<4xf32>) outs(%i, %w : tensor<?x2xi32>, tensor<?x2xf32>) {top_k = 2 : i64} : tensor<?x8xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+  return
+}
+
+// -----
+
+func.func @select_top_k(%l: tensor<?x4xf32>, %i: tensor<?x5xi32>, %w: tensor<?x5xf32>) {
+  // expected-error @+1 {{'top_k' (5) must not exceed}}
+  %ids, %wt = moe.select %l outs(%i, %w : tensor<?x5xi32>, tensor<?x5xf32>) {top_k = 5 : i64} : tensor<?x4xf32> -> tensor<?x5xi32>, tensor<?x5xf32>
+  return
+}
+
+// -----
+
+func.func @select_destination_type(%l: tensor<?x8xf32>, %i: tensor<?x2xi32>, %w: tensor<?x2xf32>) {
+  // expected-error @+1 {{each result must have the type of its destination}}
+  %ids, %wt = moe.select %l outs(%i, %w : tensor<?x2xi32>, tensor<?x2xf32>) {top_k = 2 : i64} : tensor<?x8xf32> -> tensor<7x2xi32>, tensor<?x2xf32>
+  return
+}
+
+// -----
+
+func.func @select_ids_width(%l: tensor<?x8xf32>, %i: tensor<?x3xi32>, %w: tensor<?x3xf32>) {
+  // expected-error @+1 {{'ids' dimension 1 is 3 but must equal 'top_k' (2)}}
+  %ids, %wt = moe.select %l outs(%i, %w : tensor<?x3xi32>, tensor<?x3xf32>) {top_k = 2 : i64} : tensor<?x8xf32> -> tensor<?x3xi32>, tensor<?x3xf32>
+  return
+}
+
+// -----
+
+func.func @select_unordered_capacity(%l: tensor<?x8xf32>, %i: tensor<?x2xi32>, %w: tensor<?x2xf32>) {
+  // expected-error @+1 {{'unordered' cannot be set with a 'capacity_factor'}}
+  %ids, %wt = moe.select %l outs(%i, %w : tensor<?x2xi32>, tensor<?x2xf32>) {top_k = 2 : i64, capacity_factor = 1.0, unordered} : tensor<?x8xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+  return
+}
+
+// -----
+
+func.func @select_expert_choice_scoring(%l: tensor<?x8xf32>, %i: tensor<?x8xi32>, %w: tensor<?x8xf32>) {
+  // expected-error @+1 {{'routing' expert_choice needs softmax 'scoring'}}
+  %ids, %wt = moe.select %l outs(%i, %w : tensor<?x8xi32>, tensor<?x8xf32>) {top_k = 1 : i64, routing = #moe.routing<expert_choice>, capacity_factor = 1.0, scoring = #moe.scoring<sigmoid>} : tensor<?x8xf32> -> tensor<?x8xi32>, tensor<?x8xf32>
+  return
+}
+
+// -----
+
+// expected-error @+1 {{tile sizes must not be negative}}
+func.func @tiling_negative() attributes {c = #moe.tiling<distribution = [-1]>} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{'reduction' needs a 'registers' level of the same length}}
+func.func @tiling_reduction_rank() attributes {c = #moe.tiling<registers = [2, 4], reduction = [0, 0, 8]>} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{a loop is tiled by 'registers' or by 'reduction', not both}}
+func.func @tiling_both_levels() attributes {c = #moe.tiling<registers = [2, 4, 8], reduction = [0, 0, 8]>} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{unknown tiling level 'threads'}}
+func.func @tiling_unknown_level() attributes {c = #moe.tiling<threads = [2]>} {
+  return
+}
+
+// -----
+
+func.func @select_tiled_capacity(%l: tensor<?x8xf32>, %i: tensor<?x2xi32>, %w: tensor<?x2xf32>) {
+  // expected-error @+1 {{a 'lowering_config' that tiles the tokens needs token choice without a capacity}}
+  %ids, %wt = moe.select %l outs(%i, %w : tensor<?x2xi32>, tensor<?x2xf32>) {top_k = 2 : i64, capacity_factor = 1.0, lowering_config = #moe.tiling<distribution = [16]>} : tensor<?x8xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+  return
+}
+
+// -----
+
+// expected-error @+1 {{'interchange' must be a permutation of the 'registers' level's loops}}
+func.func @tiling_interchange() attributes {c = #moe.tiling<registers = [2, 4, 0], interchange = [1, 1, 2]>} {
+  return
+}

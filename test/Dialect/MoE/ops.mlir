@@ -1,6 +1,6 @@
-// RUN: moe-opt %s -split-input-file | FileCheck %s
+// RUN: moe-opt %s -split-input-file -allow-unregistered-dialect | FileCheck %s
 // Round trip: the printed form parses back to the same printed form.
-// RUN: moe-opt %s -split-input-file | moe-opt -split-input-file | FileCheck %s
+// RUN: moe-opt %s -split-input-file -allow-unregistered-dialect | moe-opt -split-input-file -allow-unregistered-dialect | FileCheck %s
 
 // CHECK-LABEL: func.func @layer_defaults
 // CHECK: %[[Y:.*]] = moe.layer %{{.*}} router(%{{.*}} : tensor<8x64xf32>) gate_proj(%{{.*}} : tensor<8x128x64xf32>) up_proj(%{{.*}} : tensor<8x128x64xf32>) down_proj(%{{.*}} : tensor<8x64x128xf32>) {top_k = 2 : i64} : tensor<?x64xf32> -> tensor<?x64xf32>
@@ -473,4 +473,19 @@ func.func @local_experts_family_rules(%rows: tensor<?x64xbf16>,
          : tensor<?x64xbf16>, tensor<?x1xi32>, tensor<?x1xf32>
          -> tensor<?x64xf32>
   return %r : tensor<?x64xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @select_tiled
+// CHECK: moe.select %{{.*}} selection_bias(%{{.*}} : tensor<8xbf16>) outs(%{{.*}}, %{{.*}} : tensor<?x2xi32>, tensor<?x2xf32>) {lowering_config = #moe.tiling<distribution = [16]>, top_k = 2 : i64} : tensor<?x8xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+// CHECK: "test.config"() {c = #moe.tiling<registers = [2, 4, 0], reduction = [0, 0, 8]>}
+func.func @select_tiled(%l: tensor<?x8xf32>, %sb: tensor<8xbf16>,
+    %i: tensor<?x2xi32>, %w: tensor<?x2xf32>) -> (tensor<?x2xi32>, tensor<?x2xf32>) {
+  %ids, %wt = moe.select %l selection_bias(%sb : tensor<8xbf16>)
+      outs(%i, %w : tensor<?x2xi32>, tensor<?x2xf32>)
+      {top_k = 2 : i64, lowering_config = #moe.tiling<distribution = [16]>}
+      : tensor<?x8xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+  "test.config"() {c = #moe.tiling<registers = [2, 4, 0], reduction = [0, 0, 8]>} : () -> ()
+  return %ids, %wt : tensor<?x2xi32>, tensor<?x2xf32>
 }

@@ -59,3 +59,90 @@ LoweringConfigAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                           "must not be negative";
   return success();
 }
+
+LogicalResult TilingAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                                 ArrayRef<int64_t> distribution,
+                                 ArrayRef<int64_t> registers,
+                                 ArrayRef<int64_t> reduction,
+                                 ArrayRef<int64_t> interchange) {
+  for (ArrayRef<int64_t> level :
+       {distribution, registers, reduction, interchange})
+    if (llvm::any_of(level, [](int64_t size) { return size < 0; }))
+      return emitError() << "tile sizes must not be negative";
+  if (!reduction.empty() && reduction.size() != registers.size())
+    return emitError() << "'reduction' needs a 'registers' level of the "
+                          "same length";
+  for (auto [parallel, step] : llvm::zip(registers, reduction))
+    if (parallel > 0 && step > 0)
+      return emitError() << "a loop is tiled by 'registers' or by "
+                            "'reduction', not both";
+  if (!interchange.empty()) {
+    SmallVector<int64_t> order(interchange);
+    llvm::sort(order);
+    if (interchange.size() != registers.size() ||
+        llvm::any_of(llvm::enumerate(order), [](auto entry) {
+          return entry.value() != static_cast<int64_t>(entry.index());
+        }))
+      return emitError() << "'interchange' must be a permutation of the "
+                            "'registers' level's loops";
+  }
+  return success();
+}
+
+SmallVector<int64_t> TilingAttr::getVectorSizes() const {
+  SmallVector<int64_t> sizes(getRegisters());
+  for (auto [size, step] : llvm::zip(sizes, getReduction()))
+    if (size == 0)
+      size = step;
+  return sizes;
+}
+
+/// `#moe.tiling<distribution = [16], registers = [2, 4, 0], ...>`, each
+/// level optional.
+Attribute TilingAttr::parse(AsmParser &parser, Type) {
+  static constexpr StringLiteral kLevels[] = {"distribution", "registers",
+                                              "reduction", "interchange"};
+  SmallVector<int64_t> levels[4];
+  if (parser.parseLess())
+    return {};
+  if (failed(parser.parseOptionalGreater())) {
+    do {
+      StringRef name;
+      SMLoc at = parser.getCurrentLocation();
+      if (parser.parseKeyword(&name) || parser.parseEqual())
+        return {};
+      auto *level = llvm::find(kLevels, name);
+      if (level == std::end(kLevels)) {
+        parser.emitError(at) << "unknown tiling level '" << name << "'";
+        return {};
+      }
+      SmallVector<int64_t> &sizes = levels[level - std::begin(kLevels)];
+      if (parser.parseCommaSeparatedList(
+              AsmParser::Delimiter::Square, [&]() {
+                return parser.parseInteger(sizes.emplace_back());
+              }))
+        return {};
+    } while (succeeded(parser.parseOptionalComma()));
+    if (parser.parseGreater())
+      return {};
+  }
+  return parser.getChecked<TilingAttr>(parser.getContext(), levels[0],
+                                       levels[1], levels[2], levels[3]);
+}
+
+void TilingAttr::print(AsmPrinter &printer) const {
+  printer << "<";
+  llvm::ListSeparator separator;
+  auto level = [&](StringRef name, ArrayRef<int64_t> sizes) {
+    if (sizes.empty())
+      return;
+    printer.getStream() << separator << name << " = [";
+    llvm::interleaveComma(sizes, printer);
+    printer << "]";
+  };
+  level("distribution", getDistribution());
+  level("registers", getRegisters());
+  level("reduction", getReduction());
+  level("interchange", getInterchange());
+  printer << ">";
+}

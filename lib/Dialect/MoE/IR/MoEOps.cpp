@@ -10,6 +10,7 @@
 
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
 
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/OpImplementation.h"
 #include "mlir/IR/TypeUtilities.h"
@@ -158,6 +159,10 @@ static LogicalResult verifySelectionRules(Operation *op, RulesT rules,
 }
 
 template <typename OpTy>
+static LogicalResult verifyChoiceRules(OpTy op, int64_t numExperts,
+                                       bool hasSelectionBias);
+
+template <typename OpTy>
 static LogicalResult verifyRouting(OpTy op, const RoutingOperands &operands) {
   Operation *raw = op.getOperation();
   Type dataType = getElementTypeOrSelf(operands.input.getType());
@@ -184,9 +189,16 @@ static LogicalResult verifyRouting(OpTy op, const RoutingOperands &operands) {
                        numExperts, "the number of experts")))
     return failure();
 
+  return verifyChoiceRules(op, numExperts, operands.selectionBias != nullptr);
+}
+
+/// The selection rules, the capacity and expert choice's restrictions.
+template <typename OpTy>
+static LogicalResult verifyChoiceRules(OpTy op, int64_t numExperts,
+                                       bool hasSelectionBias) {
   bool tokenChoice = op.getRouting() == Routing::token_choice;
-  if (failed(verifySelectionRules(raw, op, numExperts, tokenChoice,
-                                  operands.selectionBias != nullptr)))
+  if (failed(verifySelectionRules(op.getOperation(), op, numExperts,
+                                  tokenChoice, hasSelectionBias)))
     return failure();
   double capacity = op.getCapacityFactor().convertToDouble();
   if (!std::isfinite(capacity) || capacity < 0)
@@ -205,7 +217,7 @@ static LogicalResult verifyRouting(OpTy op, const RoutingOperands &operands) {
   if (op.getNGroup() != 1)
     return op.emitOpError("'routing' expert_choice does not take grouped "
                           "routing ('n_group' must be 1)");
-  if (operands.selectionBias)
+  if (hasSelectionBias)
     return op.emitOpError("'routing' expert_choice does not take a "
                           "'selection_bias'");
   return success();
@@ -488,6 +500,28 @@ LogicalResult LayerOp::verify() {
   return success();
 }
 
+/// The ids and weights of a gate or select: `[T, slots]` each, with the
+/// token count of `tokens`; `unordered` never with a capacity.
+template <typename OpTy>
+static LogicalResult verifySelectionResults(OpTy op, Value tokens,
+                                            int64_t numExperts) {
+  Value ids = op.getIds();
+  if (op.getIds().getType().getShape() != op.getWeights().getType().getShape())
+    return op.emitOpError("'ids' and 'weights' must have the same shape");
+  StringRef width = op.getRouting() == Routing::expert_choice
+                        ? "the number of experts (expert choice)"
+                        : "'top_k'";
+  if (failed(verifyTokens(op, "ids", ids, tokens)) ||
+      failed(verifyDim(op, "ids", ids, 1, slotsPerToken(op, numExperts),
+                       width)))
+    return failure();
+  if (op.getUnordered() && op.getCapacityFactor().convertToDouble() > 0)
+    return op.emitOpError("'unordered' cannot be set with a "
+                          "'capacity_factor': capacity grants slots in "
+                          "their order");
+  return success();
+}
+
 //===----------------------------------------------------------------------===//
 // GateOp
 //===----------------------------------------------------------------------===//
@@ -496,19 +530,89 @@ LogicalResult GateOp::verify() {
   if (failed(verifyRouting(*this, {getInput(), getRouter(), getRouterBias(),
                                    getSelectionBias()})))
     return failure();
-  if (getIds().getType().getShape() != getWeights().getType().getShape())
-    return emitOpError("'ids' and 'weights' must have the same shape");
-  int64_t numExperts = dimOf(getRouter(), 0);
-  StringRef width = getRouting() == Routing::expert_choice
-                        ? "the number of experts (expert choice)"
-                        : "'top_k'";
-  if (failed(verifyTokens(*this, "ids", getIds(), getInput())) ||
-      failed(verifyDim(*this, "ids", getIds(), 1,
-                       slotsPerToken(*this, numExperts), width)))
+  return verifySelectionResults(*this, getInput(), dimOf(getRouter(), 0));
+}
+
+//===----------------------------------------------------------------------===//
+// SelectOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult SelectOp::verify() {
+  Value logits = getLogits();
+  int64_t numExperts = dimOf(logits, 1);
+  if (ShapedType::isDynamic(numExperts))
+    return emitOpError("'logits' must have a static number of experts "
+                       "(dimension 1)");
+  if (Value bias = getSelectionBias())
+    if (failed(verifyStaticShape(*this, "selection_bias", bias)) ||
+        failed(verifyDim(*this, "selection_bias", bias, 0, numExperts,
+                         "the number of experts")))
+      return failure();
+  if (failed(verifyChoiceRules(*this, numExperts, getSelectionBias() != nullptr)))
     return failure();
-  if (getUnordered() && getCapacityFactor().convertToDouble() > 0)
-    return emitOpError("'unordered' cannot be set with a 'capacity_factor': "
-                       "capacity grants slots in their order");
+  if (auto tiling = (*this)->getAttrOfType<TilingAttr>(kLoweringConfigAttrName))
+    if (!tiling.getDistribution().empty() && !isTokenwise())
+      return emitOpError("a 'lowering_config' that tiles the tokens needs "
+                         "token choice without a capacity: expert choice and "
+                         "capacity compare tokens with each other");
+  if (getIdsInit().getType() != getIds().getType() ||
+      getWeightsInit().getType() != getWeights().getType())
+    return emitOpError("each result must have the type of its destination");
+  return verifySelectionResults(*this, logits, numExperts);
+}
+
+SmallVector<utils::IteratorType> SelectOp::getLoopIteratorTypes() {
+  return {utils::IteratorType::parallel};
+}
+
+SmallVector<Range> SelectOp::getIterationDomain(OpBuilder &b) {
+  Location loc = getLoc();
+  return {Range{b.getIndexAttr(0),
+                tensor::getMixedSize(b, loc, getLogits(), 0),
+                b.getIndexAttr(1)}};
+}
+
+/// Rows `[offset, offset + size)` of the 2-D tensor `value`.
+static Value sliceRows(OpBuilder &b, Location loc, Value value,
+                       OpFoldResult offset, OpFoldResult size) {
+  return tensor::ExtractSliceOp::create(
+      b, loc, value, {offset, b.getIndexAttr(0)},
+      {size, tensor::getMixedSize(b, loc, value, 1)},
+      {b.getIndexAttr(1), b.getIndexAttr(1)});
+}
+
+FailureOr<TilingResult>
+SelectOp::getTiledImplementation(OpBuilder &b, ArrayRef<OpFoldResult> offsets,
+                                 ArrayRef<OpFoldResult> sizes) {
+  if (!isTokenwise())
+    return emitOpError("expert choice and capacity compare tokens with each "
+                       "other: only a token-choice select without a capacity "
+                       "is tiled");
+  Location loc = getLoc();
+  SmallVector<Operation *> slices;
+  auto slice = [&](Value value) {
+    Value tile = sliceRows(b, loc, value, offsets[0], sizes[0]);
+    slices.push_back(tile.getDefiningOp());
+    return tile;
+  };
+  SmallVector<Value> operands = {slice(getLogits())};
+  if (Value bias = getSelectionBias())
+    operands.push_back(bias);
+  operands.push_back(slice(getIdsInit()));
+  operands.push_back(slice(getWeightsInit()));
+  SmallVector<Type> resultTypes = {operands[operands.size() - 2].getType(),
+                                   operands.back().getType()};
+  Operation *tiled = mlir::clone(b, getOperation(), resultTypes, operands);
+  return TilingResult{{tiled}, SmallVector<Value>(tiled->getResults()), slices};
+}
+
+LogicalResult SelectOp::getResultTilePosition(
+    OpBuilder &b, unsigned resultNumber, ArrayRef<OpFoldResult> offsets,
+    ArrayRef<OpFoldResult> sizes, SmallVector<OpFoldResult> &resultOffsets,
+    SmallVector<OpFoldResult> &resultSizes) {
+  resultOffsets = {offsets[0], b.getIndexAttr(0)};
+  resultSizes = {sizes[0],
+                 tensor::getMixedSize(b, getLoc(), getIds(), 1)};
   return success();
 }
 

@@ -157,17 +157,17 @@ def MoE_LoweringConfigAttr : AttrDef<MoE_Dialect, "LoweringConfig"> {
   let mnemonic = "lowering_config";
   let summary = "how the CPU lowering tiles one op";
   let description = [{
-    Attached as `lowering_config` to `moe.gate`, `moe.refine`, `moe.expert`
-    and `moe.shared_expert` by `moe-configure-cpu`; `moe-lower-gate` and
-    `moe-lower-experts` then take their tiling from it instead of from
-    their options. The parameters are those options (see
+    Attached as `lowering_config` to `moe.refine`, `moe.expert` and
+    `moe.shared_expert` by `moe-configure-cpu` (the ops of the linalg stage
+    get a `#moe.tiling` instead); `moe-lower-gate` and `moe-lower-experts`
+    then take their tiling from it instead of from their options. The parameters are those options (see
     `moe-lower-experts`): the f32 lanes of a vector, the dot-product
     register tile (`tile_rows` input rows × `tile_weight_rows` weight rows)
     and its reduction passes (`reduction_block` elements over blocks of
     `row_block` rows), the outer-product tile (`broadcast_weight_rows` weight
     rows, from `broadcast_min_rows` rows on; 0 weight rows: dot products
     only) and its passes (`broadcast_reduction_block`), and whether a
-    dot-product tile's columns are strided. The gate and refine use
+    dot-product tile's columns are strided. `moe.refine` uses
     `vector_lanes` only.
 
     ```mlir
@@ -191,6 +191,47 @@ def MoE_LoweringConfigAttr : AttrDef<MoE_Dialect, "LoweringConfig"> {
   );
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;
+}
+
+def MoE_TilingAttr : AttrDef<MoE_Dialect, "Tiling"> {
+  let mnemonic = "tiling";
+  let summary = "the tile sizes of one tensor op, per loop level";
+  let description = [{
+    The lowering config of an op of the linalg stage (a linalg contraction
+    or `moe.select`), attached as `lowering_config` by `moe-configure-cpu`
+    and applied by `moe-tile-cpu` through upstream's TilingInterface
+    drivers. Each level lists one tile size per loop of the op's iteration
+    space, 0 leaving that loop whole:
+
+    * `distribution`: the op is tiled by these sizes and its producers are
+      fused into the tile loop (`moe.select`'s tile of tokens);
+    * `registers`: the parallel loops' register tile;
+    * `reduction`: the reduction loops' step; the tile keeps one partial sum
+      per reduction element (a split reduction), merged after the loop;
+    * `interchange`: the order of the register tile's loops, outermost
+      first (by default the op's own).
+
+    The vector sizes are the register tile with the reduction step: a
+    `[2, 4, 0]` register tile over a `[0, 0, 8]` reduction computes
+    `vector<2x4x8xf32>` partial sums.
+
+    ```mlir
+    #moe.tiling<registers = [2, 4, 0], reduction = [0, 0, 8], interchange = [1, 0, 2]>
+    ```
+  }];
+  let parameters = (ins
+    OptionalArrayRefParameter<"int64_t">:$distribution,
+    OptionalArrayRefParameter<"int64_t">:$registers,
+    OptionalArrayRefParameter<"int64_t">:$reduction,
+    OptionalArrayRefParameter<"int64_t">:$interchange
+  );
+  let hasCustomAssemblyFormat = 1;
+  let genVerifyDecl = 1;
+  let extraClassDeclaration = [{
+    /// The vector sizes of a tile: `registers` with `reduction`'s steps in
+    /// its zeros; empty without a register level.
+    ::llvm::SmallVector<int64_t> getVectorSizes() const;
+  }];
 }
 
 def MoE_LevelArrayAttr

@@ -9,7 +9,9 @@
 
 include "moe-mlir/Dialect/MoE/IR/MoEAttrs.td"
 include "mlir/IR/OpBase.td"
+include "mlir/Interfaces/DestinationStyleOpInterface.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/Interfaces/TilingInterface.td"
 
 //===----------------------------------------------------------------------===//
 // Type and attribute constraints
@@ -230,6 +232,63 @@ def MoE_GateOp : MoE_Op<"gate", [AttrSizedOperandSegments]> {
     (`selection_bias` `(` $selection_bias^ `:` type($selection_bias) `)`)?
     attr-dict `:` type($input) `,` type($router) `->` type($ids) `,`
     type($weights)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// SelectOp
+//===----------------------------------------------------------------------===//
+
+def MoE_SelectOp : MoE_Op<"select", [
+    DestinationStyleOpInterface,
+    DeclareOpInterfaceMethods<TilingInterface,
+      ["getLoopIteratorTypes", "getIterationDomain", "getTiledImplementation",
+       "getResultTilePosition"]>]> {
+  let summary = "expert ids and routing weights from router logits";
+  let description = [{
+    `moe.gate` after its router contraction: `logits` (`[T, E]`, f32, the
+    router bias already added) become scores and the scores a selection,
+    by the rules and attributes of `moe.gate`, into the destinations
+    `ids_init` and `weights_init` (`[T, top_k]`, or `[T, E]` for expert
+    choice). `moe-decompose-gate` creates it.
+
+    Token choice without a capacity factor selects for each token from its
+    own row alone, so the op implements TilingInterface over its tokens:
+    tiled with its producers fused (the router contraction), only a tile's
+    rows of logits ever exist. Expert choice and capacity compare tokens
+    with each other and refuse to be tiled.
+
+    ```mlir
+    %ids, %w = moe.select %logits outs(%ids0, %w0 : tensor<?x2xi32>, tensor<?x2xf32>)
+                 {top_k = 2 : i64} : tensor<?x8xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+    ```
+  }];
+  let arguments = !con((ins
+    MoE_F32Tensor2D:$logits,
+    Optional<MoE_DataTensor1D>:$selection_bias,
+    MoE_I32Tensor2D:$ids_init,
+    MoE_F32Tensor2D:$weights_init),
+    MoE_RoutingAttributes,
+    (ins UnitAttr:$unordered));
+  let results = (outs MoE_I32Tensor2D:$ids, MoE_F32Tensor2D:$weights);
+  let assemblyFormat = [{
+    $logits
+    (`selection_bias` `(` $selection_bias^ `:` type($selection_bias) `)`)?
+    `outs` `(` $ids_init `,` $weights_init `:` type($ids_init) `,`
+    type($weights_init) `)`
+    attr-dict `:` type($logits) `->` type($ids) `,` type($weights)
+  }];
+  let extraClassDeclaration = [{
+    ::mlir::MutableOperandRange getDpsInitsMutable() {
+      return ::mlir::MutableOperandRange(
+          getOperation(), getIdsInitMutable().getOperandNumber(), 2);
+    }
+    /// Whether each token's selection depends on its own logits alone.
+    bool isTokenwise() {
+      return getRouting() == ::mlir::moe::Routing::token_choice &&
+             getCapacityFactor().convertToDouble() == 0;
+    }
   }];
   let hasVerifier = 1;
 }

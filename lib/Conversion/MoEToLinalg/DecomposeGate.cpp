@@ -1,0 +1,122 @@
+//===- DecomposeGate.cpp - moe.gate as a contraction and moe.select -------===//
+//
+// Part of the moe-mlir project.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe-mlir/Conversion/Passes.h"
+#include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
+
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_MOEDECOMPOSEGATE
+#include "moe-mlir/Conversion/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+struct DecomposeGate : OpRewritePattern<GateOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(GateOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    MLIRContext *context = op.getContext();
+    Value input = op.getInput(), router = op.getRouter();
+    int64_t numExperts =
+        cast<RankedTensorType>(router.getType()).getDimSize(0);
+    Type f32 = rewriter.getF32Type();
+    auto logitsType = RankedTensorType::get(
+        {cast<RankedTensorType>(input.getType()).getDimSize(0), numExperts},
+        f32);
+    SmallVector<Value> tokens;
+    if (logitsType.isDynamicDim(0))
+      tokens.push_back(tensor::DimOp::create(rewriter, loc, input, 0));
+    Value empty = tensor::EmptyOp::create(rewriter, loc, logitsType, tokens);
+
+    // The logits start from the router bias, widened to f32, or from zero.
+    AffineExpr m, n, k;
+    bindDims(context, m, n, k);
+    Value init;
+    if (Value bias = op.getRouterBias()) {
+      auto broadcast = linalg::GenericOp::create(
+          rewriter, loc, TypeRange{logitsType}, ValueRange{bias},
+          ValueRange{empty},
+          ArrayRef<AffineMap>{AffineMap::get(2, 0, {n}, context),
+                              AffineMap::getMultiDimIdentityMap(2, context)},
+          ArrayRef<utils::IteratorType>{utils::IteratorType::parallel,
+                                        utils::IteratorType::parallel},
+          [&](OpBuilder &b, Location loc, ValueRange args) {
+            Value widened = args[0];
+            if (widened.getType() != f32)
+              widened = arith::ExtFOp::create(b, loc, f32, widened);
+            linalg::YieldOp::create(b, loc, widened);
+          });
+      init = broadcast.getResult(0);
+    } else {
+      Value zero = arith::ConstantOp::create(rewriter, loc,
+                                             rewriter.getF32FloatAttr(0));
+      init = linalg::FillOp::create(rewriter, loc, ValueRange{zero},
+                                    ValueRange{empty})
+                 .getResult(0);
+    }
+    // logits[t, x] += Σ_h input[t, h] · router[x, h]: the router in its
+    // nn.Linear layout, products in f32.
+    ArrayAttr maps = rewriter.getAffineMapArrayAttr(
+        {AffineMap::get(3, 0, {m, k}, context),
+         AffineMap::get(3, 0, {n, k}, context),
+         AffineMap::get(3, 0, {m, n}, context)});
+    Value logits =
+        linalg::MatmulOp::create(
+            rewriter, loc, TypeRange{logitsType}, ValueRange{input, router},
+            ValueRange{init},
+            {rewriter.getNamedAttr("indexing_maps", maps)})
+            .getResult(0);
+
+    auto idsType = cast<RankedTensorType>(op.getIds().getType());
+    auto weightsType = cast<RankedTensorType>(op.getWeights().getType());
+    Value ids = tensor::EmptyOp::create(rewriter, loc, idsType,
+                                        idsType.isDynamicDim(0)
+                                            ? ValueRange(tokens)
+                                            : ValueRange());
+    Value weights = tensor::EmptyOp::create(rewriter, loc, weightsType,
+                                            weightsType.isDynamicDim(0)
+                                                ? ValueRange(tokens)
+                                                : ValueRange());
+    // Every routing attribute carries over; the operands are the select's.
+    SmallVector<NamedAttribute> attributes;
+    for (NamedAttribute attribute : op->getAttrs())
+      if (attribute.getName() != op.getOperandSegmentSizesAttrName() &&
+          attribute.getName() != kLoweringConfigAttrName)
+        attributes.push_back(attribute);
+    SmallVector<Value> operands = {logits};
+    if (Value bias = op.getSelectionBias())
+      operands.push_back(bias);
+    operands.append({ids, weights});
+    auto select = SelectOp::create(rewriter, loc,
+                                   TypeRange{idsType, weightsType}, operands,
+                                   attributes);
+    rewriter.replaceOp(op, select.getResults());
+    return success();
+  }
+};
+
+struct MoEDecomposeGatePass
+    : moe::impl::MoEDecomposeGateBase<MoEDecomposeGatePass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    RewritePatternSet patterns(&getContext());
+    populateDecomposeGatePatterns(patterns);
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+      signalPassFailure();
+  }
+};
+} // namespace
+
+void moe::populateDecomposeGatePatterns(RewritePatternSet &patterns) {
+  patterns.add<DecomposeGate>(patterns.getContext());
+}

@@ -1,0 +1,262 @@
+//===- TileCPU.cpp - Each #moe.tiling by upstream's drivers ---------------===//
+//
+// Part of the moe-mlir project.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe-mlir/Conversion/Passes.h"
+#include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
+
+#include "mlir/Dialect/Linalg/Transforms/Transforms.h"
+#include "mlir/Dialect/SCF/Transforms/TileUsingInterface.h"
+#include "mlir/Dialect/SCF/Transforms/Transforms.h"
+#include "mlir/Dialect/Tensor/Transforms/Transforms.h"
+#include "mlir/Transforms/Passes.h"
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_MOETILECPU
+#include "moe-mlir/Conversion/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+/// Marks the ops of a register tile between tiling and vectorization; the
+/// peeled copies of a tile loop carry it too.
+static constexpr llvm::StringLiteral kRegisterTileMarker = "moe.register_tile";
+
+static TilingAttr tilingOf(Operation *op) {
+  return op->getAttrOfType<TilingAttr>(kLoweringConfigAttrName);
+}
+
+static SmallVector<OpFoldResult> asFoldResults(OpBuilder &b,
+                                               ArrayRef<int64_t> sizes) {
+  return llvm::map_to_vector(sizes, [&](int64_t size) -> OpFoldResult {
+    return b.getIndexAttr(size);
+  });
+}
+
+/// Tiles `op` by its `distribution` sizes and fuses its producers into the
+/// tile loop.
+static LogicalResult distribute(RewriterBase &rewriter, TilingInterface op,
+                                TilingAttr tiling) {
+  scf::SCFTileAndFuseOptions options;
+  options.tilingOptions.setTileSizes(
+      asFoldResults(rewriter, tiling.getDistribution()));
+  rewriter.setInsertionPoint(op);
+  FailureOr<scf::SCFTileAndFuseResult> tiled =
+      scf::tileConsumerAndFuseProducersUsingSCF(rewriter, op, options);
+  if (failed(tiled))
+    return op->emitOpError("cannot be tiled by its lowering_config");
+  for (OpResult result : op->getResults())
+    if (Value replacement = tiled->replacements.lookup(result))
+      rewriter.replaceAllUsesWith(result, replacement);
+  rewriter.eraseOp(op);
+  for (Operation *producer : llvm::reverse(tiled->fusedProducers))
+    if (producer->use_empty())
+      rewriter.eraseOp(producer);
+  return success();
+}
+
+/// Peels the last, partial iteration off each loop of a tile loop nest, so
+/// that every full tile has static sizes.
+static void peelNest(RewriterBase &rewriter, scf::ForOp loop) {
+  scf::ForOp partial;
+  (void)scf::peelForLoopAndSimplifyBounds(rewriter, loop, partial);
+  for (scf::ForOp copy : {loop, partial}) {
+    if (!copy)
+      continue;
+    for (auto inner : llvm::to_vector(copy.getBody()->getOps<scf::ForOp>()))
+      peelNest(rewriter, inner);
+  }
+}
+
+/// Tiles `op`'s parallel loops by its `registers` sizes, peeling the
+/// partial tiles off, and marks the tiles.
+static LogicalResult tileRegisters(RewriterBase &rewriter, TilingInterface op,
+                                   TilingAttr tiling) {
+  scf::SCFTilingOptions options;
+  options.setTileSizes(asFoldResults(rewriter, tiling.getRegisters()));
+  options.setInterchange(tiling.getInterchange());
+  rewriter.setInsertionPoint(op);
+  FailureOr<scf::SCFTilingResult> tiled =
+      scf::tileUsingSCF(rewriter, op, options);
+  if (failed(tiled))
+    return op->emitOpError("cannot be tiled by its lowering_config");
+  rewriter.replaceOp(op, tiled->replacements);
+  tiled->tiledOps.back()->setAttr(kRegisterTileMarker,
+                                  rewriter.getUnitAttr());
+  if (!tiled->loops.empty())
+    peelNest(rewriter, cast<scf::ForOp>(tiled->loops.front().getOperation()));
+  return success();
+}
+
+/// Tiles the loops of `op` whose sizes are dynamic by one.
+static LogicalResult tileDynamicLoopsByOne(RewriterBase &rewriter,
+                                           linalg::LinalgOp op) {
+  SmallVector<int64_t> sizes = llvm::map_to_vector(
+      op.getStaticLoopRanges(),
+      [](int64_t range) -> int64_t { return ShapedType::isDynamic(range); });
+  scf::SCFTilingOptions options;
+  options.setTileSizes(asFoldResults(rewriter, sizes));
+  rewriter.setInsertionPoint(op);
+  FailureOr<scf::SCFTilingResult> tiled = scf::tileUsingSCF(
+      rewriter, cast<TilingInterface>(op.getOperation()), options);
+  if (failed(tiled))
+    return op->emitOpError("cannot tile its partial register tile");
+  rewriter.replaceOp(op, tiled->replacements);
+  return success();
+}
+
+/// Vectorizes `op` by the tile's vector sizes; a tile of static shape needs
+/// no masks, so it is vectorized at its own shape.
+static LogicalResult vectorizeTile(RewriterBase &rewriter, Operation *op,
+                                   ArrayRef<int64_t> vectorSizes) {
+  auto linalgOp = dyn_cast<linalg::LinalgOp>(op);
+  if (!linalgOp)
+    return failure();
+  SmallVector<int64_t> sizes;
+  if (linalgOp.hasDynamicShape()) {
+    if (vectorSizes.size() != linalgOp.getNumLoops())
+      return failure();
+    sizes.assign(vectorSizes.begin(), vectorSizes.end());
+  }
+  rewriter.setInsertionPoint(op);
+  FailureOr<linalg::VectorizationResult> vectorized =
+      linalg::vectorize(rewriter, op, sizes);
+  if (failed(vectorized))
+    return failure();
+  if (op->getNumResults())
+    rewriter.replaceOp(op, vectorized->replacements);
+  else
+    rewriter.eraseOp(op);
+  return success();
+}
+
+/// Splits a marked tile's reduction by its `reduction` steps (a partial sum
+/// per step element, merged after the loop) and vectorizes every op that
+/// results.
+static LogicalResult reduceAndVectorize(RewriterBase &rewriter,
+                                        linalg::LinalgOp op,
+                                        TilingAttr tiling) {
+  op->removeAttr(kRegisterTileMarker);
+  SmallVector<int64_t> vectorSizes = tiling.getVectorSizes();
+  SmallVector<Operation *> tiles = {op};
+  if (llvm::any_of(tiling.getReduction(), [](int64_t s) { return s > 0; })) {
+    rewriter.setInsertionPoint(op);
+    FailureOr<scf::SCFTilingResult> split = scf::tileReductionUsingScf(
+        rewriter, cast<PartialReductionOpInterface>(op.getOperation()),
+        asFoldResults(rewriter, tiling.getReduction()));
+    if (failed(split))
+      return op->emitOpError("cannot split its reduction by its "
+                             "lowering_config");
+    rewriter.replaceOp(op, split->replacements);
+    tiles.clear();
+    for (Value init : split->initialValues)
+      if (Operation *fill = init.getDefiningOp())
+        tiles.push_back(fill);
+    llvm::append_range(tiles, split->tiledOps);
+    llvm::append_range(tiles, split->mergeOps);
+  }
+  // Products and sums may contract into FMAs, as the hand-written tiles'
+  // vector.fma did. A tile the vectorizer does not take stays a linalg op,
+  // which the scalar lowering still runs correctly.
+  for (Operation *tile : tiles) {
+    tile->walk([](arith::ArithFastMathInterface op) {
+      arith::FastMathFlagsAttr flags = op.getFastMathFlagsAttr();
+      op->setAttr(op.getFastMathAttrName(),
+                  arith::FastMathFlagsAttr::get(
+                      op->getContext(),
+                      (flags ? flags.getValue() : arith::FastMathFlags::none) |
+                          arith::FastMathFlags::contract));
+    });
+    (void)vectorizeTile(rewriter, tile, vectorSizes);
+  }
+  return success();
+}
+
+namespace {
+struct MoETileCPUPass : moe::impl::MoETileCPUBase<MoETileCPUPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    Operation *root = getOperation();
+    IRRewriter rewriter(&getContext());
+
+    SmallVector<TilingInterface> distributed;
+    root->walk([&](TilingInterface op) {
+      if (TilingAttr tiling = tilingOf(op))
+        if (!tiling.getDistribution().empty())
+          distributed.push_back(op);
+    });
+    for (TilingInterface op : distributed)
+      if (failed(distribute(rewriter, op, tilingOf(op))))
+        return signalPassFailure();
+
+    // A tile loop's bounds then no longer read the untiled producers, which
+    // fold away.
+    if (failed(canonicalize()))
+      return signalPassFailure();
+
+    SmallVector<TilingInterface> registerTiled;
+    root->walk([&](TilingInterface op) {
+      if (TilingAttr tiling = tilingOf(op))
+        if (!tiling.getRegisters().empty())
+          registerTiled.push_back(op);
+    });
+    for (TilingInterface op : registerTiled)
+      if (failed(tileRegisters(rewriter, op, tilingOf(op))))
+        return signalPassFailure();
+
+    // Peeled full tiles get their static shapes.
+    if (failed(canonicalize()))
+      return signalPassFailure();
+
+    // A peeled partial tile is one loop iteration of a dynamic size below
+    // the register tile's: tiled again by one along those loops, every
+    // tile has a static shape and is vectorized without masks.
+    SmallVector<linalg::LinalgOp> partial;
+    root->walk([&](linalg::LinalgOp op) {
+      if (op->hasAttr(kRegisterTileMarker) && op.hasDynamicShape())
+        partial.push_back(op);
+    });
+    for (linalg::LinalgOp op : partial)
+      if (failed(tileDynamicLoopsByOne(rewriter, op)))
+        return signalPassFailure();
+    if (failed(canonicalize()))
+      return signalPassFailure();
+
+    SmallVector<linalg::LinalgOp> tiles;
+    root->walk([&](linalg::LinalgOp op) {
+      if (op->hasAttr(kRegisterTileMarker))
+        tiles.push_back(op);
+    });
+    for (linalg::LinalgOp op : tiles)
+      if (failed(reduceAndVectorize(rewriter, op, tilingOf(op))))
+        return signalPassFailure();
+
+    // The partial sums of a reduction loop stay in registers: their
+    // per-iteration read and write move out of the loop (upstream's
+    // subset hoisting, once CSE has made their indices the same values).
+    // A tile's slice of an empty tensor becomes an empty tensor of the
+    // tile's size, so only a tile's intermediate results are allocated.
+    if (failed(canonicalize(/*hoist=*/true)))
+      return signalPassFailure();
+    RewritePatternSet patterns(&getContext());
+    tensor::populateFoldTensorEmptyPatterns(patterns);
+    if (failed(applyPatternsGreedily(root, std::move(patterns))))
+      return signalPassFailure();
+  }
+
+  LogicalResult canonicalize(bool hoist = false) {
+    OpPassManager pm(getOperation()->getName());
+    pm.addPass(createCanonicalizerPass());
+    if (hoist) {
+      pm.addPass(createCSEPass());
+      pm.addPass(createLoopInvariantSubsetHoistingPass());
+      pm.addPass(createCanonicalizerPass());
+    }
+    return runPipeline(pm, getOperation());
+  }
+};
+} // namespace
