@@ -47,7 +47,8 @@ void moe::buildCPULinalgStage(OpPassManager &pm,
   auto overrideOf = [](const auto &option) -> int64_t {
     return option.hasValue() ? int64_t(option) : -1;
   };
-  configure.tokenTile = options.fuseGate ? kGateTokenTile : 0;
+  if (!options.fuseGate)
+    configure.tokenTile = 0;
   configure.stridedColumns = options.stridedColumns;
   configure.vectorLanes = overrideOf(options.vectorLanes);
   configure.tileRows = overrideOf(options.tileRows);
@@ -68,11 +69,6 @@ void moe::buildCPUPipeline(OpPassManager &pm,
   moe::MoELowerGateOptions gate;
   gate.vectorLanes = options.vectorLanes;
   pm.addPass(moe::createMoELowerGate(gate));
-  // The selection's stack scratch moves out of the gate's tile loop, so
-  // the stack does not grow with the tiles (the experts' loops, some of
-  // them parallel, are not lowered yet).
-  pm.addNestedPass<func::FuncOp>(
-      bufferization::createBufferLoopHoistingPass());
   pm.addPass(moe::createMoELowerDispatch());
   moe::MoELowerExpertsOptions experts;
   experts.fuseGather = options.fuseGather;

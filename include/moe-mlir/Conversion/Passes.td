@@ -42,16 +42,19 @@ def MoEConfigureCPU : Pass<"moe-configure-cpu", "::mlir::ModuleOp"> {
     without one that it tiles:
 
     * the linalg stage's ops get a `#moe.tiling`, which `moe-tile-cpu`
-      applies: a contraction with one M, N and K loop (the router logits) a
-      register tile of 2 × 4 over a split reduction one vector long, and a
-      token-choice `moe.select` without capacity its tile of `token-tile`
-      tokens (0: none, so the whole `[T, E]` logits exist at once);
+      applies: a contraction with one M, N and a static K loop (the router
+      logits) a register tile of 2 × 4, its N loop outermost, over a split
+      reduction of one vector's lanes (or the largest power of two below
+      that divides K), and a token-choice `moe.select` without capacity its
+      tile of `token-tile` tokens (0: none, so the whole `[T, E]` logits
+      exist at once);
     * `moe.refine`, `moe.expert` and `moe.shared_expert` get a
       `#moe.lowering_config`, by which `moe-lower-gate` and
       `moe-lower-experts` tile them.
 
-    A module without a target is left as it is (the lowerings use their
-    options).
+    A module without a target is left as it is: the lowerings use their
+    options, and the router contraction and select stay untiled (the
+    scalar lowering runs them).
 
     The choice: accumulators take half the vector registers and the rows
     loaded per step most of the rest, so a dot-product tile is 4 input rows
@@ -113,11 +116,14 @@ def MoETileCPU : Pass<"moe-tile-cpu"> {
     3. `reduction`: `scf::tileReductionUsingScf` splits each tile's
        reduction into one partial sum per step element, merged after the
        loop, and `linalg::vectorize` turns the tile's fill, partial sums and
-       merge into vector ops (masked only in the peeled partial tiles);
-       the partial sums' reads and writes are hoisted out of the reduction
-       loop, so they stay in registers.
+       merge into vector ops, their products and sums allowed to contract
+       into FMAs; a peeled partial tile is first tiled by one along its
+       dynamic loops, so no tile needs masks. The partial sums' reads and
+       writes are hoisted out of the reduction loop, so they stay in
+       registers.
 
-    An op without a `#moe.tiling` is left alone.
+    An applied config is removed; an op without a `#moe.tiling` is left
+    alone.
   }];
   let dependentDialects = !listconcat(MoELoweringDialects,
       ["::mlir::vector::VectorDialect", "::mlir::affine::AffineDialect"]);
@@ -150,8 +156,9 @@ def MoELowerGate : Pass<"moe-lower-gate"> {
     Weights are then normalized and scaled, and with a capacity factor a
     second loop grants slots slot-major in token order and drops the rest
     (id -1, weight 0). Expert choice selects, for each expert, its
-    highest-scoring tokens. A select tiled by tokens runs once per tile;
-    its stack scratch lives in a `memref.alloca_scope`.
+    highest-scoring tokens. A select tiled by tokens runs once per tile, so
+    its scratch is on the heap (the deallocation pipeline frees it) rather
+    than on a stack that would grow with the tiles.
 
     A dense mixture (`top_k` = E) whose gate is `unordered` skips selection
     altogether: slot e holds expert e, and only the scores' sum (for the

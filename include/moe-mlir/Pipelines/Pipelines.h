@@ -43,7 +43,8 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
   Option<int64_t> vectorLanes{
       *this, "vector-lanes",
       llvm::cl::desc("f32 lanes per accumulator of the router and expert "
-                     "kernels"),
+                     "kernels (with a target: the router contraction's "
+                     "split reduction)"),
       llvm::cl::init(16)};
   Option<int64_t> tileRows{*this, "tile-rows",
                            llvm::cl::desc("Input rows per register tile"),
@@ -74,10 +75,6 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
                      "over more than one tile of rows (0: one pass)"),
       llvm::cl::init(0)};
 };
-
-/// Tokens per tile of the CPU gate: its router logits exist for one tile
-/// of tokens at a time.
-inline constexpr int64_t kGateTokenTile = 16;
 
 /// The CPU pipeline up to the end of the linalg stage (what `moe-compile
 /// --emit=linalg` writes): expand, the gate's router contraction on

@@ -26,7 +26,8 @@ struct MoEBufferizePass : moe::impl::MoEBufferizeBase<MoEBufferizePass> {
     options.memCpyFn = [](OpBuilder &b, Location loc, Value from,
                           Value to) -> LogicalResult {
       auto identity = [](Value buffer) {
-        return cast<MemRefType>(buffer.getType()).getLayout().isIdentity();
+        auto type = dyn_cast<MemRefType>(buffer.getType());
+        return type && type.getLayout().isIdentity();
       };
       if (identity(from) && identity(to))
         memref::CopyOp::create(b, loc, from, to);

@@ -100,6 +100,11 @@ struct MoEConfigureCPUPass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
+    if (tokenTile < 0) {
+      module.emitError() << "moe-configure-cpu: 'token-tile' ("
+                         << tokenTile.getValue() << ") must not be negative";
+      return signalPassFailure();
+    }
     Attribute attr = module->getAttr(kTargetAttrName);
     if (!attr)
       return;
@@ -112,11 +117,6 @@ struct MoEConfigureCPUPass
     auto override = [](int64_t option, int64_t chosen) {
       return option == -1 ? chosen : option;
     };
-    if (tokenTile < 0) {
-      module.emitError() << "moe-configure-cpu: 'token-tile' ("
-                         << tokenTile.getValue() << ") must not be negative";
-      return signalPassFailure();
-    }
     int64_t lanes = override(vectorLanes,
                              target.hasFeature("avx512f") ? 16 : 8);
     if (lanes < 1) {

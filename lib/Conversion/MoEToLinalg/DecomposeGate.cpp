@@ -32,10 +32,15 @@ struct DecomposeGate : OpRewritePattern<GateOp> {
     auto logitsType = RankedTensorType::get(
         {cast<RankedTensorType>(input.getType()).getDimSize(0), numExperts},
         f32);
-    SmallVector<Value> tokens;
-    if (logitsType.isDynamicDim(0))
-      tokens.push_back(tensor::DimOp::create(rewriter, loc, input, 0));
-    Value empty = tensor::EmptyOp::create(rewriter, loc, logitsType, tokens);
+    // The input's token count, for every result whose own is dynamic (a
+    // static input may still have dynamic ids and weights).
+    Value numTokens = tensor::DimOp::create(rewriter, loc, input, 0);
+    auto emptyOf = [&](RankedTensorType type) -> Value {
+      return tensor::EmptyOp::create(rewriter, loc, type,
+                                     type.isDynamicDim(0) ? ValueRange(numTokens)
+                                                          : ValueRange());
+    };
+    Value empty = emptyOf(logitsType);
 
     // The logits start from the router bias, widened to f32, or from zero.
     AffineExpr m, n, k;
@@ -78,14 +83,8 @@ struct DecomposeGate : OpRewritePattern<GateOp> {
 
     auto idsType = cast<RankedTensorType>(op.getIds().getType());
     auto weightsType = cast<RankedTensorType>(op.getWeights().getType());
-    Value ids = tensor::EmptyOp::create(rewriter, loc, idsType,
-                                        idsType.isDynamicDim(0)
-                                            ? ValueRange(tokens)
-                                            : ValueRange());
-    Value weights = tensor::EmptyOp::create(rewriter, loc, weightsType,
-                                            weightsType.isDynamicDim(0)
-                                                ? ValueRange(tokens)
-                                                : ValueRange());
+    Value ids = emptyOf(idsType);
+    Value weights = emptyOf(weightsType);
     // Every routing attribute carries over; the operands are the select's.
     SmallVector<NamedAttribute> attributes;
     for (NamedAttribute attribute : op->getAttrs())

@@ -1,4 +1,4 @@
-//===- LowerGate.cpp - moe.gate to linalg, scf and memref -----------------===//
+//===- LowerGate.cpp - moe.select and moe.refine to scf and memref --------===//
 //
 // Part of the moe-mlir project.
 //
@@ -309,7 +309,8 @@ struct LowerSelect : OpRewritePattern<SelectOp> {
       buildExpertChoice(e, op, numTokens, numExperts, buffers);
     } else {
       SelectionRules rules = selectionRulesOf(op);
-      SelectionScratch scratch = allocSelectionScratch(e, rules, numExperts);
+      SelectionScratch scratch =
+          allocSelectionScratch(e, rules, numExperts, /*onHeap=*/true);
       e.forEach(e.index(0), numTokens, [&](Emitter &e, Value token) {
         buildTokenSelection(e, rules, numExperts, buffers, scratch, token,
                             [&](Emitter &e, Value expert) {

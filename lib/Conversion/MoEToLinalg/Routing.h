@@ -163,19 +163,28 @@ inline Value buildSparsemixerWeight(
   return arith::DivFOp::create(b, loc, e.f32(1), denominator);
 }
 
+/// The selection's scratch, on the stack, or on the heap where the code
+/// runs once per iteration of an enclosing loop (a tiled select), so that
+/// the stack does not grow with the iterations.
 inline SelectionScratch allocSelectionScratch(Emitter &e,
                                               const SelectionRules &rules,
-                                              int64_t numExperts) {
+                                              int64_t numExperts,
+                                              bool onHeap = false) {
   Type i1 = e.builder().getI1Type();
+  auto allocate = [&](int64_t size, Type type) -> Value {
+    if (!onHeap)
+      return e.stackAlloc({size}, type);
+    return memref::AllocOp::create(e.builder(), e.location(),
+                                   MemRefType::get({size}, type));
+  };
   SelectionScratch scratch;
   if (choosesAllUnordered(rules, numExperts))
     return scratch;
-  scratch.available = e.stackAlloc({numExperts}, i1);
+  scratch.available = allocate(numExperts, i1);
   if (rules.nGroup > 1) {
     int64_t numGroups = rules.nGroup;
-    scratch.groups.scores =
-        e.stackAlloc({numGroups}, e.builder().getF32Type());
-    scratch.groups.chosen = e.stackAlloc({numGroups}, i1);
+    scratch.groups.scores = allocate(numGroups, e.builder().getF32Type());
+    scratch.groups.chosen = allocate(numGroups, i1);
   }
   return scratch;
 }

@@ -52,9 +52,6 @@ static LogicalResult distribute(RewriterBase &rewriter, TilingInterface op,
     if (Value replacement = tiled->replacements.lookup(result))
       rewriter.replaceAllUsesWith(result, replacement);
   rewriter.eraseOp(op);
-  for (Operation *producer : llvm::reverse(tiled->fusedProducers))
-    if (producer->use_empty())
-      rewriter.eraseOp(producer);
   return success();
 }
 
@@ -158,9 +155,9 @@ static LogicalResult reduceAndVectorize(RewriterBase &rewriter,
     llvm::append_range(tiles, split->tiledOps);
     llvm::append_range(tiles, split->mergeOps);
   }
-  // Products and sums may contract into FMAs, as the hand-written tiles'
-  // vector.fma did. A tile the vectorizer does not take stays a linalg op,
-  // which the scalar lowering still runs correctly.
+  // Products and sums may contract into FMAs. A tile the vectorizer does
+  // not take stays a linalg op, which the scalar lowering still runs
+  // correctly.
   for (Operation *tile : tiles) {
     tile->walk([](arith::ArithFastMathInterface op) {
       arith::FastMathFlagsAttr flags = op.getFastMathFlagsAttr();
@@ -246,6 +243,14 @@ struct MoETileCPUPass : moe::impl::MoETileCPUBase<MoETileCPUPass> {
     tensor::populateFoldTensorEmptyPatterns(patterns);
     if (failed(applyPatternsGreedily(root, std::move(patterns))))
       return signalPassFailure();
+
+    // The tiles carry their op's config as clones do: applied, it goes, so
+    // that the pass tiles nothing twice.
+    root->walk([](Operation *op) {
+      op->removeAttr(kRegisterTileMarker);
+      if (tilingOf(op))
+        op->removeAttr(kLoweringConfigAttrName);
+    });
   }
 
   LogicalResult canonicalize(bool hoist = false) {

@@ -42,3 +42,19 @@ func.func @biases_expert_choice(%x: tensor<?x16xbf16>, %wr: tensor<8x16xbf16>,
       : tensor<?x16xbf16>, tensor<8x16xbf16> -> tensor<?x8xi32>, tensor<?x8xf32>
   return %ids, %w : tensor<?x8xi32>, tensor<?x8xf32>
 }
+
+// -----
+
+// A static input may route into dynamic results: their sizes come from
+// the input's token count.
+// CHECK-LABEL: func.func @static_input
+// CHECK: tensor.empty() : tensor<4x4xf32>
+// CHECK: tensor.empty(%c4) : tensor<?x2xi32>
+// CHECK: tensor.empty(%c4) : tensor<?x2xf32>
+// CHECK: moe.select %{{.*}} : tensor<4x4xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+func.func @static_input(%x: tensor<4x16xf32>, %wr: tensor<4x16xf32>)
+    -> (tensor<?x2xi32>, tensor<?x2xf32>) {
+  %ids, %w = moe.gate %x, %wr {top_k = 2 : i64}
+      : tensor<4x16xf32>, tensor<4x16xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
+  return %ids, %w : tensor<?x2xi32>, tensor<?x2xf32>
+}

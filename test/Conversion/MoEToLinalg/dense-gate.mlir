@@ -31,7 +31,7 @@ func.func @dense_forward(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>,
 // route() must report ids in descending choice order: its gate is not
 // 'unordered', so even a dense gate selects.
 // CHECK-LABEL: func.func @dense_route
-// CHECK: memref.alloca() : memref<4xi1>
+// CHECK: memref.alloc() : memref<4xi1>
 // CHECK: scf.for {{.*}} -> (index, f32)
 // CHECK: arith.cmpf ogt
 func.func @dense_route(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>)

@@ -50,8 +50,8 @@ func.func @softmax_top2(%x: tensor<?x16xbf16>, %wr: tensor<4x16xbf16>)
 // CHECK: %[[SB_BUF:.*]] = bufferization.to_buffer %[[SB]] read_only
 // CHECK: arith.negf
 // CHECK: math.exp
-// CHECK: %[[GROUP_SCORES:.*]] = memref.alloca() : memref<4xf32>
-// CHECK: %[[GROUP_CHOSEN:.*]] = memref.alloca() : memref<4xi1>
+// CHECK: %[[GROUP_SCORES:.*]] = memref.alloc() : memref<4xf32>
+// CHECK: %[[GROUP_CHOSEN:.*]] = memref.alloc() : memref<4xi1>
 // CHECK-NOT: arith.maximumf
 // CHECK: scf.for
 // The group score is the sum of the two best choice values.
@@ -133,7 +133,7 @@ func.func @expert_choice(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>)
 // CHECK: %[[W:.*]] = memref.alloc(%{{.*}}) : memref<?x2xf32>
 // CHECK: %[[SCORES:.*]] = memref.alloc(%{{.*}}) : memref<?x4xf32>
 // CHECK: linalg.copy
-// CHECK: %[[AVAILABLE:.*]] = memref.alloca() : memref<4xi1>
+// CHECK: %[[AVAILABLE:.*]] = memref.alloc() : memref<4xi1>
 // CHECK-NOT: math.exp
 // CHECK-NOT: arith.maximumf
 // CHECK: %[[BEST:.*]]:2 = scf.for {{.*}} -> (index, f32)
@@ -169,7 +169,7 @@ func.func @sparsemixer(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>)
 // A dense sparsemixer mixture still selects in order (its weights depend on
 // the slot order), even when the consumer takes the slots in any order.
 // CHECK-LABEL: func.func @sparsemixer_dense_unordered
-// CHECK: memref.alloca() : memref<4xi1>
+// CHECK: memref.alloc() : memref<4xi1>
 // CHECK: scf.for {{.*}} -> (index, f32)
 // CHECK: math.absf
 func.func @sparsemixer_dense_unordered(%x: tensor<?x16xf32>,

@@ -1669,3 +1669,10 @@ func.func @select_tiled_capacity(%l: tensor<?x8xf32>, %i: tensor<?x2xi32>, %w: t
 func.func @tiling_interchange() attributes {c = #moe.tiling<registers = [2, 4, 0], interchange = [1, 1, 2]>} {
   return
 }
+
+// -----
+
+// expected-error @+1 {{tiling level 'registers' given twice}}
+func.func @tiling_twice() attributes {c = #moe.tiling<registers = [2], registers = [4, 0]>} {
+  return
+}

@@ -117,6 +117,10 @@ Attribute TilingAttr::parse(AsmParser &parser, Type) {
         return {};
       }
       SmallVector<int64_t> &sizes = levels[level - std::begin(kLevels)];
+      if (!sizes.empty()) {
+        parser.emitError(at) << "tiling level '" << name << "' given twice";
+        return {};
+      }
       if (parser.parseCommaSeparatedList(
               AsmParser::Delimiter::Square, [&]() {
                 return parser.parseInteger(sizes.emplace_back());
