@@ -4,6 +4,12 @@
 // the lanes of the split reduction.
 // RUN: moe-opt %s -split-input-file -moe-decompose-gate -moe-configure-cpu | FileCheck %s --check-prefix=CONFIG
 // RUN: moe-opt %s -split-input-file -moe-decompose-gate -moe-configure-cpu -moe-tile-cpu | FileCheck %s
+// An applied config is removed, so a second run changes nothing.
+// RUN: moe-opt %s -split-input-file -moe-decompose-gate -moe-configure-cpu -moe-tile-cpu -o %t.once
+// RUN: moe-opt %s -split-input-file -moe-decompose-gate -moe-configure-cpu -moe-tile-cpu -moe-tile-cpu | diff %t.once -
+// RUN: FileCheck %s --check-prefix=APPLIED < %t.once
+// APPLIED-NOT: #moe.tiling
+// APPLIED-NOT: moe.register_tile
 // RUN: moe-opt %s -split-input-file -moe-decompose-gate -moe-configure-cpu=token-tile=0 -moe-tile-cpu | FileCheck %s --check-prefix=WHOLE
 // RUN: not moe-opt %s -split-input-file -moe-configure-cpu=token-tile=-1 -o /dev/null 2>&1 | FileCheck %s --check-prefix=BAD
 
