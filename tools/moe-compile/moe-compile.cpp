@@ -267,6 +267,17 @@ static int publish(const ScratchDir &scratch,
   return 0;
 }
 
+/// Writes `module` as `file` and publishes it.
+static int publishModule(const ScratchDir &scratch, ModuleOp module,
+                         const std::string &file) {
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  module.print(os);
+  if (!writeFile(scratch.file(file), text))
+    return fail("cannot write '" + file + "'");
+  return publish(scratch, {file});
+}
+
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   cl::HideUnrelatedOptions(moeCompileCategory);
@@ -344,14 +355,8 @@ int main(int argc, char **argv) {
     (*module)->setAttr(moe::kTargetAttrName, *target);
   }
 
-  if (emit == Stage::mlir) {
-    std::string text;
-    llvm::raw_string_ostream os(text);
-    module->print(os);
-    if (!writeFile(scratch.file(name + ".mlir"), text))
-      return fail("cannot write the MLIR module");
-    return publish(scratch, {name + ".mlir"});
-  }
+  if (emit == Stage::mlir)
+    return publishModule(scratch, *module, name + ".mlir");
 
   moe::CPUPipelineOptions pipelineOptions;
   for (Fusion fusion : disabledFusions) {
@@ -398,14 +403,8 @@ int main(int argc, char **argv) {
   }
   if (failed(pm.run(*module)))
     return fail("lowering '" + configPath + "' failed");
-  if (emit == Stage::linalg) {
-    std::string text;
-    llvm::raw_string_ostream os(text);
-    module->print(os);
-    if (!writeFile(scratch.file(name + ".linalg.mlir"), text))
-      return fail("cannot write the linalg stage");
-    return publish(scratch, {name + ".linalg.mlir"});
-  }
+  if (emit == Stage::linalg)
+    return publishModule(scratch, *module, name + ".linalg.mlir");
   if (emit == Stage::ptx) {
     std::string ptx = moe::newestPTX(*module);
     if (ptx.empty())

@@ -76,8 +76,25 @@ static void buildRouterLogits(Emitter &e, Value input, Value router,
                     });
 }
 
+/// Rows `[0, count)` of the logits in `tile` become scores in place:
+/// softmax or sigmoid per row (sparsemixer keeps the logits).
 static void buildScores(Emitter &e, Scoring scoring, Value tile, Value count,
-                        int64_t numExperts);
+                        int64_t numExperts) {
+  // Sparsemixer weighs by the logits themselves (Routing.h).
+  if (scoring == Scoring::sparsemixer)
+    return;
+  if (scoring == Scoring::sigmoid) {
+    e.genericInPlace(ValueRange{}, tile, {e.map(2, {0, 1})},
+                     {kParallel, kParallel},
+                     [](Emitter &e, ValueRange args) {
+                       return e.sigmoid(args[0]);
+                     });
+    return;
+  }
+  e.forEach(e.index(0), count, [&](Emitter &e, Value row) {
+    buildSoftmaxRow(e, tile, row, numExperts);
+  });
+}
 
 /// Scores of tokens `[first, first + count)` into rows `[0, count)` of
 /// `scores` (`[tile, E]`): the router logits (buildRouterLogits), then
@@ -104,26 +121,6 @@ static void buildTileScores(Emitter &e, Scoring scoring, int64_t lanes,
   buildRouterLogits(e, input, router, scores, first, count, numExperts, hidden,
                     lanes);
   buildScores(e, scoring, tile, count, numExperts);
-}
-
-/// Rows `[0, count)` of the logits in `tile` become scores in place:
-/// softmax or sigmoid per row (sparsemixer keeps the logits).
-static void buildScores(Emitter &e, Scoring scoring, Value tile, Value count,
-                        int64_t numExperts) {
-  // Sparsemixer weighs by the logits themselves (Routing.h).
-  if (scoring == Scoring::sparsemixer)
-    return;
-  if (scoring == Scoring::sigmoid) {
-    e.genericInPlace(ValueRange{}, tile, {e.map(2, {0, 1})},
-                     {kParallel, kParallel},
-                     [](Emitter &e, ValueRange args) {
-                       return e.sigmoid(args[0]);
-                     });
-    return;
-  }
-  e.forEach(e.index(0), count, [&](Emitter &e, Value row) {
-    buildSoftmaxRow(e, tile, row, numExperts);
-  });
 }
 
 /// Grants each expert at most C slots, slot 0 of every token first (token
@@ -296,14 +293,18 @@ struct LowerSelect : OpRewritePattern<SelectOp> {
       dynamicTokens.push_back(numTokens);
     buffers.ids = e.alloc(idsType, dynamicTokens);
     buffers.weights = e.alloc(weightsType, dynamicTokens);
-    Value scores = memref::AllocOp::create(
-        rewriter, loc,
-        MemRefType::get({ShapedType::kDynamic, numExperts},
-                        rewriter.getF32Type()),
-        ValueRange{numTokens});
-    linalg::CopyOp::create(rewriter, loc, logits, scores);
-
-    buildScores(e, op.getScoring(), scores, numTokens, numExperts);
+    // Scoring rewrites a copy of the logits; sparsemixer reads them as
+    // they are.
+    Value scores = logits;
+    if (op.getScoring() != Scoring::sparsemixer) {
+      scores = memref::AllocOp::create(
+          rewriter, loc,
+          MemRefType::get({ShapedType::kDynamic, numExperts},
+                          rewriter.getF32Type()),
+          ValueRange{numTokens});
+      linalg::CopyOp::create(rewriter, loc, logits, scores);
+      buildScores(e, op.getScoring(), scores, numTokens, numExperts);
+    }
     if (op.getRouting() == Routing::expert_choice) {
       buffers.scores = scores;
       buildExpertChoice(e, op, numTokens, numExperts, buffers);

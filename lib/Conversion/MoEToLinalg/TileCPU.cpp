@@ -68,19 +68,31 @@ static void peelNest(RewriterBase &rewriter, scf::ForOp loop) {
   }
 }
 
-/// Tiles `op`'s parallel loops by its `registers` sizes, peeling the
-/// partial tiles off, and marks the tiles.
-static LogicalResult tileRegisters(RewriterBase &rewriter, TilingInterface op,
-                                   TilingAttr tiling) {
+/// Tiles `op` by `sizes` in the loop order `interchange` (empty: its own)
+/// with upstream's driver, replacing it by the tile loops.
+static FailureOr<scf::SCFTilingResult>
+tileBy(RewriterBase &rewriter, TilingInterface op, ArrayRef<int64_t> sizes,
+       ArrayRef<int64_t> interchange = {}) {
   scf::SCFTilingOptions options;
-  options.setTileSizes(asFoldResults(rewriter, tiling.getRegisters()));
-  options.setInterchange(tiling.getInterchange());
+  options.setTileSizes(asFoldResults(rewriter, sizes));
+  options.setInterchange(interchange);
   rewriter.setInsertionPoint(op);
   FailureOr<scf::SCFTilingResult> tiled =
       scf::tileUsingSCF(rewriter, op, options);
   if (failed(tiled))
     return op->emitOpError("cannot be tiled by its lowering_config");
   rewriter.replaceOp(op, tiled->replacements);
+  return tiled;
+}
+
+/// Tiles `op`'s parallel loops by its `registers` sizes, peeling the
+/// partial tiles off, and marks the tiles.
+static LogicalResult tileRegisters(RewriterBase &rewriter, TilingInterface op,
+                                   TilingAttr tiling) {
+  FailureOr<scf::SCFTilingResult> tiled = tileBy(
+      rewriter, op, tiling.getRegisters(), tiling.getInterchange());
+  if (failed(tiled))
+    return failure();
   tiled->tiledOps.back()->setAttr(kRegisterTileMarker,
                                   rewriter.getUnitAttr());
   if (!tiled->loops.empty())
@@ -94,33 +106,18 @@ static LogicalResult tileDynamicLoopsByOne(RewriterBase &rewriter,
   SmallVector<int64_t> sizes = llvm::map_to_vector(
       op.getStaticLoopRanges(),
       [](int64_t range) -> int64_t { return ShapedType::isDynamic(range); });
-  scf::SCFTilingOptions options;
-  options.setTileSizes(asFoldResults(rewriter, sizes));
-  rewriter.setInsertionPoint(op);
-  FailureOr<scf::SCFTilingResult> tiled = scf::tileUsingSCF(
-      rewriter, cast<TilingInterface>(op.getOperation()), options);
-  if (failed(tiled))
-    return op->emitOpError("cannot tile its partial register tile");
-  rewriter.replaceOp(op, tiled->replacements);
-  return success();
+  return tileBy(rewriter, cast<TilingInterface>(op.getOperation()), sizes);
 }
 
-/// Vectorizes `op` by the tile's vector sizes; a tile of static shape needs
-/// no masks, so it is vectorized at its own shape.
-static LogicalResult vectorizeTile(RewriterBase &rewriter, Operation *op,
-                                   ArrayRef<int64_t> vectorSizes) {
+/// Vectorizes a tile of static shape at that shape, with no masks; a tile
+/// of dynamic shape is left to the scalar lowering.
+static LogicalResult vectorizeTile(RewriterBase &rewriter, Operation *op) {
   auto linalgOp = dyn_cast<linalg::LinalgOp>(op);
-  if (!linalgOp)
+  if (!linalgOp || linalgOp.hasDynamicShape())
     return failure();
-  SmallVector<int64_t> sizes;
-  if (linalgOp.hasDynamicShape()) {
-    if (vectorSizes.size() != linalgOp.getNumLoops())
-      return failure();
-    sizes.assign(vectorSizes.begin(), vectorSizes.end());
-  }
   rewriter.setInsertionPoint(op);
   FailureOr<linalg::VectorizationResult> vectorized =
-      linalg::vectorize(rewriter, op, sizes);
+      linalg::vectorize(rewriter, op);
   if (failed(vectorized))
     return failure();
   if (op->getNumResults())
@@ -137,7 +134,6 @@ static LogicalResult reduceAndVectorize(RewriterBase &rewriter,
                                         linalg::LinalgOp op,
                                         TilingAttr tiling) {
   op->removeAttr(kRegisterTileMarker);
-  SmallVector<int64_t> vectorSizes = tiling.getVectorSizes();
   SmallVector<Operation *> tiles = {op};
   if (llvm::any_of(tiling.getReduction(), [](int64_t s) { return s > 0; })) {
     rewriter.setInsertionPoint(op);
@@ -167,7 +163,7 @@ static LogicalResult reduceAndVectorize(RewriterBase &rewriter,
                       (flags ? flags.getValue() : arith::FastMathFlags::none) |
                           arith::FastMathFlags::contract));
     });
-    (void)vectorizeTile(rewriter, tile, vectorSizes);
+    (void)vectorizeTile(rewriter, tile);
   }
   return success();
 }

@@ -89,14 +89,6 @@ LogicalResult TilingAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   return success();
 }
 
-SmallVector<int64_t> TilingAttr::getVectorSizes() const {
-  SmallVector<int64_t> sizes(getRegisters());
-  for (auto [size, step] : llvm::zip(sizes, getReduction()))
-    if (size == 0)
-      size = step;
-  return sizes;
-}
-
 /// `#moe.tiling<distribution = [16], registers = [2, 4, 0], ...>`, each
 /// level optional.
 Attribute TilingAttr::parse(AsmParser &parser, Type) {

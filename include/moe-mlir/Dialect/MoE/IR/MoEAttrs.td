@@ -227,11 +227,6 @@ def MoE_TilingAttr : AttrDef<MoE_Dialect, "Tiling"> {
   );
   let hasCustomAssemblyFormat = 1;
   let genVerifyDecl = 1;
-  let extraClassDeclaration = [{
-    /// The vector sizes of a tile: `registers` with `reduction`'s steps in
-    /// its zeros; empty without a register level.
-    ::llvm::SmallVector<int64_t> getVectorSizes() const;
-  }];
 }
 
 def MoE_LevelArrayAttr
