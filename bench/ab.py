@@ -29,6 +29,13 @@ from run import abi  # noqa: E402
 
 HEADING = "## Compiler A/B"
 
+# Parts of a layer, timed alone, by --shapes as bench/run's shapes are:
+# DeepSeek-V2-Lite's shared expert with two routed experts of 16 columns.
+PARTS = {
+    "deepseek_shared": ("DeepSeek-V2-Lite shared expert", 2048, 16, 2, 1, 2816, False),
+}
+SHAPES = {**run.SHAPES, **PARTS}
+
 
 def compile_with(moe_compile, config, outdir):
     os.environ["MOE_COMPILE"] = str(moe_compile)
@@ -39,12 +46,12 @@ def measure(args, dtype, tokens):
     """Rows of the A/B table for `dtype`, printed as they come."""
     rows = []
     for key in args.shapes.split(","):
-        label, H, F, E, k, Fs, norm = run.SHAPES[key]
+        label, H, F, E, k, Fs, norm = SHAPES[key]
         config = {"name": f"ab_{key}", "hidden_size": H, "intermediate_size": F,
                   "num_experts": E, "top_k": k, "normalize_top_k": norm,
                   "dtype": dtype, "shared_intermediate_size": Fs}
         weights = {n: run.encode(a, dtype)
-                   for n, a in run.make_weights(run.SHAPES[key], seed=0).items()}
+                   for n, a in run.make_weights(SHAPES[key], seed=0).items()}
         with tempfile.TemporaryDirectory() as scratch:
             layers = [run.Layer(compile_with(c, config, Path(scratch) / tag),
                                 config["name"], config, weights)
@@ -76,7 +83,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--baseline", required=True, help="moe-compile A")
     p.add_argument("--candidate", required=True, help="moe-compile B")
-    p.add_argument("--shapes", default=",".join(run.SHAPES))
+    p.add_argument("--shapes", default=",".join(run.SHAPES),
+                   help=f"of {', '.join(SHAPES)}")
     p.add_argument("--tokens", default="1,8,32,128,512,2048")
     p.add_argument("--dtypes", default="f32,bf16")
     p.add_argument("--budget", type=float, default=2.0,

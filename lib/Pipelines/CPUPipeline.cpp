@@ -23,7 +23,8 @@ using namespace mlir;
 /// lower-affine removes before memrefs become LLVM structs. bf16 conversions are expanded to integer
 /// code (round to nearest even) because the C runtime need not have them.
 static constexpr const char *kLoopsToLLVM =
-    "convert-linalg-to-loops,convert-scf-to-openmp,canonicalize,"
+    "scf-forall-to-parallel,convert-linalg-to-loops,convert-scf-to-openmp,"
+    "canonicalize,"
     "func.func(lower-vector-multi-reduction),"
     "convert-vector-to-scf{full-unroll=true},"
     "convert-math-to-libm,"
@@ -40,6 +41,7 @@ void moe::buildCPULinalgStage(OpPassManager &pm,
   expand.rowTile = options.rowTile;
   pm.addPass(moe::createMoEExpand(expand));
   pm.addPass(moe::createMoEDecomposeGate());
+  pm.addPass(moe::createMoEDecomposeSharedExpert());
   // With a target on the module each op's tiling is chosen for it; the
   // tiling options given explicitly override that choice. Without one the
   // lowerings use the options.

@@ -35,6 +35,10 @@ namespace mlir::moe {
 /// moe.select (moe-decompose-gate).
 void populateDecomposeGatePatterns(RewritePatternSet &patterns);
 
+/// Patterns that split moe.shared_expert into linalg contractions
+/// (moe-decompose-shared-expert).
+void populateDecomposeSharedExpertPatterns(RewritePatternSet &patterns);
+
 } // namespace mlir::moe
 
 #endif // MOE_CONVERSION_PASSES_H

@@ -34,6 +34,39 @@ def MoEDecomposeGate : Pass<"moe-decompose-gate"> {
   let dependentDialects = MoELoweringDialects;
 }
 
+def MoEDecomposeSharedExpert : Pass<"moe-decompose-shared-expert"> {
+  let summary = "Split moe.shared_expert into linalg contractions";
+  let description = [{
+    On the linalg stage the shared expert is a dense FFN of every token,
+    products in f32, in one of two forms:
+
+    * row-wise, for fewer tokens than one vector of rows (two for bf16 and
+      f16 weights): each projection a `linalg.generic` contraction with the
+      weight (in its `nn.Linear` layout) viewed as 4 streams of rows,
+      `[4, N / 4, K]`, and its result as `[T, 4, N / 4]`, which lays out
+      `[T, N]`: a register tile takes one row of each stream, so each thread
+      reads its rows as 4 long sequential streams (a `linalg.matmul` where
+      4 does not divide N); the activation an elementwise `linalg.generic`;
+    * packed, for more: `linalg.pack` groups the token rows by the target's
+      vector lanes (`[⌈T / L⌉, H, L]`, zero rows padding the last group),
+      each projection is a `linalg.generic` contraction over that layout,
+      `out[g, n, l] += Σ_k rows[g, k, l] · w[n, k]`, whose register tiles
+      are outer products of a broadcast weight and vectors of rows, the
+      activation's packed result is the down projection's packed input,
+      and `linalg.unpack` restores the rows. bf16 and f16 weights are
+      widened by an elementwise generic that the tiling fuses into each
+      block of the reduction.
+
+    With a dynamic token count an `scf.if` chooses the form at run time.
+    With an `expert_gate`, `sigmoid(x_t · expert_gate)`, a reduction, then
+    scales the rows. The lanes are the module target's (`moe.target`): 16
+    with `avx512f`, 8 otherwise or without a target. `moe-configure-cpu`
+    gives each op its tiling and `moe-tile-cpu` tiles, fuses and
+    vectorizes it with upstream's drivers.
+  }];
+  let dependentDialects = MoELoweringDialects;
+}
+
 def MoEConfigureCPU : Pass<"moe-configure-cpu", "::mlir::ModuleOp"> {
   let summary = "Choose each op's CPU tiling from the module's target";
   let description = [{
@@ -42,15 +75,29 @@ def MoEConfigureCPU : Pass<"moe-configure-cpu", "::mlir::ModuleOp"> {
     without one that it tiles:
 
     * the linalg stage's ops get a `#moe.tiling`, which `moe-tile-cpu`
-      applies: a contraction with one M, N and a static K loop (the router
-      logits) a register tile of 2 × 4, its N loop outermost, over a split
-      reduction of one vector's lanes (or the largest power of two below
-      that divides K), and a token-choice `moe.select` without capacity its
-      tile of `token-tile` tokens (0: none, so the whole `[T, E]` logits
-      exist at once);
-    * `moe.refine`, `moe.expert` and `moe.shared_expert` get a
-      `#moe.lowering_config`, by which `moe-lower-gate` and
-      `moe-lower-experts` tile them.
+      applies:
+      - a row-wise contraction (one M, one N and a static K loop: the
+        router logits) a register tile of 2 × 4, its N loop outermost, over
+        a split reduction of one vector's lanes (or the largest power of
+        two below that divides K); one over streamed weight rows (N loops
+        (s, j): the shared expert's projections for few tokens) the same,
+        4 being one row of each stream;
+      - a packed contraction (M loops (g, l), l one vector's lanes) a
+        register tile of 6 columns (12 with `avx512f`) × 2 groups × the
+        lanes, one reduction step at a time, its groups' loop outside its
+        columns', in cache blocks of 256 rows and of the reduction, whose
+        slice of the tile's groups takes 16 KiB (a block divides K, or
+        there are none); the generic that widens its bf16 or f16 weights a
+        register tile of one row of lanes;
+      - a contraction not read by a `moe.select`: its columns distributed
+        across threads in at most 64 tiles of whole register tiles, through
+        its elementwise consumer (the activation) when it has one, so that
+        it is fused into that consumer's tiles;
+      - a token-choice `moe.select` without capacity its tile of
+        `token-tile` tokens (0: none, so the whole `[T, E]` logits exist at
+        once);
+    * `moe.refine` and `moe.expert` get a `#moe.lowering_config`, by which
+      `moe-lower-gate` and `moe-lower-experts` tile them.
 
     A module without a target is left as it is: the lowerings use their
     options, and the router contraction and select stay untiled (the
@@ -108,12 +155,20 @@ def MoETileCPU : Pass<"moe-tile-cpu"> {
     upstream's drivers, level by level:
 
     1. `distribution`: `scf::tileConsumerAndFuseProducersUsingSCF` tiles the
-       op and fuses its producers into the tile loop (a `moe.select`'s tile
-       of tokens computes only that tile's router logits);
-    2. `registers`: `scf::tileUsingSCF` tiles the parallel loops, and each
+       op in an `scf.forall`, whose tiles the threads share, and fuses into
+       the tiles the linalg ops it reads that are not distributed
+       themselves (a `moe.select`'s tile of tokens computes only that
+       tile's router logits; an activation's tile of columns, the gate and
+       up projections of those columns);
+    2. `cache`: the same driver tiles each tile again in `scf.for` loops
+       that carry the result (a contraction's reduction in blocks,
+       accumulated), fusing the elementwise ops the tile reads that are
+       neither contractions nor initial values (widened weights, then made
+       block by block);
+    3. `registers`: `scf::tileUsingSCF` tiles the parallel loops, and each
        loop's partial last tile is peeled off, so full tiles have static
        shapes;
-    3. `reduction`: `scf::tileReductionUsingScf` splits each tile's
+    4. `reduction`: `scf::tileReductionUsingScf` splits each tile's
        reduction into one partial sum per step element, merged after the
        loop, and `linalg::vectorize` turns the tile's fill, partial sums and
        merge into vector ops, their products and sums allowed to contract
@@ -122,8 +177,10 @@ def MoETileCPU : Pass<"moe-tile-cpu"> {
        writes are hoisted out of the reduction loop, so they stay in
        registers.
 
-    An applied config is removed; an op without a `#moe.tiling` is left
-    alone.
+    What is left of the packed form's `linalg.pack` and `linalg.unpack`
+    becomes a pad, a reshape and a transpose (`linalg::lowerPack`,
+    `linalg::lowerUnPack`), which bufferize. An applied config is removed;
+    an op without a `#moe.tiling` is left alone.
   }];
   let dependentDialects = !listconcat(MoELoweringDialects,
       ["::mlir::vector::VectorDialect", "::mlir::affine::AffineDialect"]);
@@ -196,7 +253,7 @@ def MoELowerDispatch : Pass<"moe-lower-dispatch"> {
 }
 
 def MoELowerExperts : Pass<"moe-lower-experts"> {
-  let summary = "Lower moe.expert (with its moe.combine) and moe.shared_expert";
+  let summary = "Lower moe.expert (with its moe.combine)";
   let description = [{
     `moe.expert` becomes a loop over experts on buffers; expert `e` runs its
     projections over its plan segment `[offsets[e], offsets[e+1])` as
@@ -260,10 +317,11 @@ def MoELowerExperts : Pass<"moe-lower-experts"> {
       sum is deterministic. Off, `moe.expert` writes its `[rows, H]` result
       and `moe-lower-combine` gathers it.
 
-    `moe.shared_expert` is the same FFN kernel over every token, scaled by
-    `sigmoid(x · expert_gate)` when that gate is present; the fused combine
-    adds the routed experts into the buffer it wrote, with no copy. Experts
-    without rows are skipped.
+    With a shared expert, the fused combine adds the routed experts into a
+    copy of its output. A `moe.shared_expert` still whole is decomposed here
+    as `moe-decompose-shared-expert` does, untiled (the CPU pipeline
+    decomposes it on the linalg stage, where it is tiled). Experts without
+    rows are skipped.
 
     With `parallel`, each projection's column tiles form an `scf.parallel`
     loop: threads own disjoint columns of the hidden block and of the

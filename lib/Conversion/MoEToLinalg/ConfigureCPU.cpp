@@ -48,49 +48,171 @@ static int64_t weightBytes(Operation *op) {
   Value weights = TypeSwitch<Operation *, Value>(op)
                       .Case([](RefineOp refine) { return refine.getRouter(); })
                       .Case([](ExpertOp expert) { return expert.getUpProj(); })
-                      .Case([](SharedExpertOp shared) {
-                        return shared.getUpProj();
-                      })
                       .Default([](Operation *) { return Value(); });
   return getElementTypeOrSelf(weights.getType()).getIntOrFloatBitWidth() / 8;
 }
 
-/// The router contraction's register tile: 2 tokens by 4 experts, with
+/// A row-wise contraction's register tile: 2 rows by 4 weight rows, with
 /// one f32 vector of partial sums each along the reduction.
 static constexpr int64_t kContractionRows = 2;
 static constexpr int64_t kContractionColumns = 4;
 
-/// A `[rows, columns]` register tile over a split reduction of up to
-/// `lanes` partial sums, for a contraction with one M, one N and one static
-/// K loop; null otherwise.
+/// A packed contraction's register tile: 6 broadcast weight rows by 2
+/// groups (vectors) of rows with AVX2's 16 vector registers, 12 with
+/// AVX-512's 32: 12 or 24 accumulators, the two groups and one broadcast.
+static constexpr int64_t kPackedGroups = 2;
+static int64_t packedColumns(int64_t lanes) { return lanes >= 16 ? 12 : 6; }
+
+/// A packed contraction's cache block of rows: the block's slice of one
+/// reduction block of the packed input, 256 rows × 1 KiB, stays in L2
+/// across the columns of a thread's tile.
+static constexpr int64_t kBlockRows = 256;
+
+/// A distributed contraction's columns are split into at most this many
+/// tiles, which the threads share.
+static constexpr int64_t kColumnTiles = 64;
+
+/// The tiling of a contraction with one static K loop, null for any other
+/// op:
+/// * row-wise (one M loop, one N loop): a `[rows, columns]` register tile
+///   over a split reduction of up to `lanes` partial sums, the columns'
+///   loop outermost;
+/// * row-wise over streamed weight rows (N loops (s, j)): the same, a tile
+///   taking one row of each of the s streams;
+/// * packed (M loops (g, l), the rows of a group innermost with one
+///   vector's lanes): a register tile of outer products of `lanes` wide
+///   groups of rows and broadcast weights over the reduction, one step at
+///   a time, in cache blocks of rows and of the reduction.
 static TilingAttr chooseContractionTiling(linalg::LinalgOp op,
                                           int64_t lanes) {
   FailureOr<linalg::ContractionDimensions> dims =
       linalg::inferContractionDims(op);
-  if (failed(dims) || dims->m.size() != 1 || dims->n.size() != 1 ||
+  if (failed(dims) || dims->n.empty() || dims->n.size() > 2 ||
       dims->k.size() != 1 || !dims->batch.empty())
+    return {};
+  SmallVector<int64_t> ranges = op.getStaticLoopRanges();
+  int64_t n = dims->n.back(), k = dims->k[0];
+  int64_t depth = ranges[k];
+  if (ShapedType::isDynamic(depth))
     return {};
   SmallVector<int64_t> registers(op.getNumLoops(), 0),
       reduction(op.getNumLoops(), 0);
-  // The reduction's step divides it, so that no partial step needs masks.
-  int64_t depth = op.getStaticLoopRanges()[dims->k[0]];
-  if (ShapedType::isDynamic(depth))
+  auto orderedFirst = [&](ArrayRef<int64_t> first) {
+    SmallVector<int64_t> order(first);
+    for (int64_t loop = 0, e = op.getNumLoops(); loop < e; ++loop)
+      if (!llvm::is_contained(first, loop))
+        order.push_back(loop);
+    return order;
+  };
+  if (dims->m.size() == 2 && dims->n.size() == 1) {
+    int64_t g = dims->m[0], l = dims->m[1];
+    if (ranges[l] != lanes)
+      return {};
+    registers[g] = kPackedGroups;
+    registers[n] = packedColumns(lanes);
+    registers[l] = lanes;
+    reduction[k] = 1;
+    // Cache blocks of kBlockRows rows and of the reduction, whose slice of
+    // the register tile's groups takes half of L1, so that it stays there
+    // across the tile's columns; a reduction block divides the reduction,
+    // or there are none.
+    SmallVector<int64_t> cache(op.getNumLoops(), 0);
+    cache[g] = kBlockRows / lanes;
+    int64_t block = kWeightTileBytes / (kPackedGroups * lanes * 4);
+    int64_t divisor = block;
+    while (depth % divisor != 0)
+      divisor /= 2;
+    if (depth > block && divisor >= block / 4)
+      cache[k] = divisor;
+    // The groups' tile loop is outside the columns', so that a tile of
+    // groups stays in L1 while the columns' weights pass.
+    return TilingAttr::get(op->getContext(), {}, cache, registers, reduction,
+                           orderedFirst({g, n}));
+  }
+  if (dims->m.size() != 1)
     return {};
+  // The reduction's step divides it, so that no partial step needs masks.
   int64_t step = lanes;
   while (depth % step != 0)
     step /= 2;
   registers[dims->m[0]] = kContractionRows;
-  registers[dims->n[0]] = kContractionColumns;
-  reduction[dims->k[0]] = step;
-  // A tile of weight rows (the router's experts) is the outer loop, so its
-  // rows stay in L1 while the tokens pass: the whole router need not fit
-  // L2 (Qwen3's is 1 MiB in f32).
-  SmallVector<int64_t> interchange = {static_cast<int64_t>(dims->n[0])};
-  for (int64_t loop = 0, e = op.getNumLoops(); loop < e; ++loop)
-    if (loop != static_cast<int64_t>(dims->n[0]))
-      interchange.push_back(loop);
-  return TilingAttr::get(op->getContext(), {}, registers, reduction,
-                         interchange);
+  reduction[k] = step;
+  if (dims->n.size() == 2) {
+    // Streamed weight rows: one row of each stream a tile.
+    int64_t stream = dims->n[0];
+    if (ShapedType::isDynamic(ranges[stream]))
+      return {};
+    registers[stream] = ranges[stream];
+    registers[n] = 1;
+  } else {
+    registers[n] = kContractionColumns;
+  }
+  // A tile of weight rows is the outer loop, so its rows stay in L1 while
+  // the rows of the input pass.
+  return TilingAttr::get(op->getContext(), {}, {}, registers, reduction,
+                         orderedFirst({n}));
+}
+
+/// Whether `op` is an elementwise linalg.generic: parallel loops and
+/// identity maps only.
+static bool isElementwise(Operation *op) {
+  auto generic = dyn_cast<linalg::GenericOp>(op);
+  return generic && generic.getNumLoops() == generic.getNumParallelLoops() &&
+         llvm::all_of(generic.getIndexingMapsArray(),
+                      [](AffineMap map) { return map.isIdentity(); });
+}
+
+/// Vectorizes the widening of a packed contraction's weights, which
+/// moe-tile-cpu fuses into each block of the reduction: a register tile of
+/// one row of `lanes` elements.
+static void vectorizeWidenedWeights(linalg::LinalgOp op, int64_t lanes) {
+  if (op.getNumLoops() != 4)
+    return;
+  auto widen = op.getDpsInputOperand(1)->get().getDefiningOp<linalg::GenericOp>();
+  if (!widen || !isElementwise(widen) || widen.getNumLoops() != 2 ||
+      widen->hasAttr(kLoweringConfigAttrName))
+    return;
+  widen->setAttr(kLoweringConfigAttrName,
+                 TilingAttr::get(op->getContext(), {}, {}, {1, lanes}, {}, {}));
+}
+
+/// Splits a configured contraction's columns across threads: its column
+/// loop is distributed in at most kColumnTiles tiles of whole register
+/// tiles. An elementwise consumer (the activation) is distributed in its
+/// place and the contraction fused into its tiles; a router contraction is
+/// fused into its moe.select's tiles instead.
+static void distributeColumns(linalg::LinalgOp op, TilingAttr tiling) {
+  Value result = op->getResult(0);
+  if (llvm::any_of(result.getUsers(),
+                   [](Operation *user) { return isa<SelectOp>(user); }))
+    return;
+  int64_t n = linalg::inferContractionDims(op)->n.back();
+  int64_t columns = op.getStaticLoopRanges()[n];
+  int64_t perTile = tiling.getRegisters()[n];
+  perTile *= llvm::divideCeil(llvm::divideCeil(columns, kColumnTiles), perTile);
+  // The position of the column loop among the result's dimensions.
+  AffineMap resultMap = op.getIndexingMapMatchingResult(cast<OpResult>(result));
+  int64_t column = *resultMap.getResultPosition(
+      getAffineDimExpr(n, op->getContext()));
+
+  MLIRContext *context = op->getContext();
+  Operation *user = result.hasOneUse() ? *result.getUsers().begin() : nullptr;
+  if (user && isElementwise(user)) {
+    if (user->hasAttr(kLoweringConfigAttrName))
+      return;
+    SmallVector<int64_t> distribution(resultMap.getNumResults(), 0);
+    distribution[column] = perTile;
+    user->setAttr(kLoweringConfigAttrName,
+                  TilingAttr::get(context, distribution, {}, {}, {}, {}));
+    return;
+  }
+  SmallVector<int64_t> distribution(op.getNumLoops(), 0);
+  distribution[n] = perTile;
+  op->setAttr(kLoweringConfigAttrName,
+              TilingAttr::get(context, distribution, tiling.getCache(),
+                              tiling.getRegisters(),
+                              tiling.getReduction(),
+                              tiling.getInterchange()));
 }
 
 namespace {
@@ -130,16 +252,21 @@ struct MoEConfigureCPUPass
       if (auto select = dyn_cast<SelectOp>(op)) {
         if (select.isTokenwise() && tokenTile > 0)
           op->setAttr(kLoweringConfigAttrName,
-                      TilingAttr::get(op->getContext(), {tokenTile}, {}, {}, {}));
+                      TilingAttr::get(op->getContext(), {tokenTile}, {}, {}, {},
+                                      {}));
         return WalkResult::advance();
       }
       if (auto linalgOp = dyn_cast<linalg::LinalgOp>(op)) {
-        if (linalg::isaContractionOpInterface(linalgOp))
-          if (TilingAttr tiling = chooseContractionTiling(linalgOp, lanes))
-            op->setAttr(kLoweringConfigAttrName, tiling);
+        if (!linalg::isaContractionOpInterface(linalgOp))
+          return WalkResult::advance();
+        if (TilingAttr tiling = chooseContractionTiling(linalgOp, lanes)) {
+          op->setAttr(kLoweringConfigAttrName, tiling);
+          distributeColumns(linalgOp, tiling);
+          vectorizeWidenedWeights(linalgOp, lanes);
+        }
         return WalkResult::advance();
       }
-      if (!isa<RefineOp, ExpertOp, SharedExpertOp>(op))
+      if (!isa<RefineOp, ExpertOp>(op))
         return WalkResult::advance();
       LoweringConfigAttr chosen = chooseConfig(
           op->getContext(), target, weightBytes(op),

@@ -4,6 +4,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "Contraction.h"
+
 #include "moe-mlir/Conversion/Passes.h"
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
 
@@ -40,18 +42,17 @@ struct DecomposeGate : OpRewritePattern<GateOp> {
                                      type.isDynamicDim(0) ? ValueRange(numTokens)
                                                           : ValueRange());
     };
-    Value empty = emptyOf(logitsType);
 
     // The logits start from the router bias, widened to f32, or from zero.
-    AffineExpr m, n, k;
-    bindDims(context, m, n, k);
     Value init;
     if (Value bias = op.getRouterBias()) {
+      Value empty = emptyOf(logitsType);
       auto broadcast = linalg::GenericOp::create(
           rewriter, loc, TypeRange{logitsType}, ValueRange{bias},
           ValueRange{empty},
-          ArrayRef<AffineMap>{AffineMap::get(2, 0, {n}, context),
-                              AffineMap::getMultiDimIdentityMap(2, context)},
+          ArrayRef<AffineMap>{
+              AffineMap::get(2, 0, {rewriter.getAffineDimExpr(1)}, context),
+              AffineMap::getMultiDimIdentityMap(2, context)},
           ArrayRef<utils::IteratorType>{utils::IteratorType::parallel,
                                         utils::IteratorType::parallel},
           [&](OpBuilder &b, Location loc, ValueRange args) {
@@ -62,24 +63,11 @@ struct DecomposeGate : OpRewritePattern<GateOp> {
           });
       init = broadcast.getResult(0);
     } else {
-      Value zero = arith::ConstantOp::create(rewriter, loc,
-                                             rewriter.getF32FloatAttr(0));
-      init = linalg::FillOp::create(rewriter, loc, ValueRange{zero},
-                                    ValueRange{empty})
-                 .getResult(0);
+      init = buildZeros(rewriter, loc, logitsType.getDimSize(0), numExperts,
+                        numTokens);
     }
-    // logits[t, x] += Σ_h input[t, h] · router[x, h]: the router in its
-    // nn.Linear layout, products in f32.
-    ArrayAttr maps = rewriter.getAffineMapArrayAttr(
-        {AffineMap::get(3, 0, {m, k}, context),
-         AffineMap::get(3, 0, {n, k}, context),
-         AffineMap::get(3, 0, {m, n}, context)});
-    Value logits =
-        linalg::MatmulOp::create(
-            rewriter, loc, TypeRange{logitsType}, ValueRange{input, router},
-            ValueRange{init},
-            {rewriter.getNamedAttr("indexing_maps", maps)})
-            .getResult(0);
+    // logits[t, x] += Σ_h input[t, h] · router[x, h].
+    Value logits = buildLinearContraction(rewriter, loc, input, router, init);
 
     auto idsType = cast<RankedTensorType>(op.getIds().getType());
     auto weightsType = cast<RankedTensorType>(op.getWeights().getType());

@@ -508,9 +508,9 @@ static void forEachProductTile(Emitter &e,
 }
 
 namespace {
-/// One FFN's weights: row `f` of a projection is `buffer[prefix..., f, :]`
-/// and its bias `bias[prefix..., f]`, so the stacked routed experts and the
-/// 2-D shared expert read alike.
+/// One expert's FFN weights: row `f` of a projection is
+/// `buffer[prefix..., f, :]` and its bias `bias[prefix..., f]`, the prefix
+/// the expert's index into the stacked weights.
 struct FFNWeights {
   Value gate, up, down;             // gate may be null
   Value gateBias, upBias, downBias; // each may be null
@@ -739,18 +739,6 @@ static bool isFusedIntoCombine(ExpertOp op) {
   return op->hasOneUse() && isa<CombineOp>(*op->getUsers().begin());
 }
 
-/// The buffer the lowered shared expert wrote, when combine is its only
-/// reader: the routed experts then add into it in place of a copy.
-static Value sharedOutputBuffer(CombineOp op, RankedTensorType type) {
-  Value shared = op.getShared();
-  if (!shared || !shared.hasOneUse() || shared.getType() != type)
-    return Value();
-  auto toTensor = shared.getDefiningOp<bufferization::ToTensorOp>();
-  if (!toTensor || !toTensor.getWritable())
-    return Value();
-  return toTensor.getBuffer();
-}
-
 /// `options` with the tiling of `op`'s `lowering_config`, when it has one
 /// (moe-configure-cpu).
 static MoELowerExpertsOptions tilingOf(Operation *op,
@@ -815,8 +803,6 @@ struct LowerExpertCombine : OpRewritePattern<CombineOp> {
     auto expert = op.getExpertOutput().getDefiningOp<ExpertOp>();
     if (!expert || !isFusedIntoCombine(expert))
       return rewriter.notifyMatchFailure(op, "not the only user of an expert");
-    if (op.getShared() && op.getShared().getDefiningOp<SharedExpertOp>())
-      return rewriter.notifyMatchFailure(op, "the shared expert goes first");
     Location loc = op.getLoc();
     Emitter e(rewriter, loc);
     auto resultType = cast<RankedTensorType>(op.getOutput().getType());
@@ -828,16 +814,12 @@ struct LowerExpertCombine : OpRewritePattern<CombineOp> {
 
     auto accumulatorType =
         RankedTensorType::get(resultType.getShape(), rewriter.getF32Type());
-    Value accumulator = sharedOutputBuffer(op, accumulatorType);
-    if (!accumulator) {
-      accumulator = e.alloc(accumulatorType, dynamicTokens);
-      if (Value shared = op.getShared())
-        memref::CopyOp::create(rewriter, loc, e.readBuffer(shared),
-                               accumulator);
-      else
-        linalg::FillOp::create(rewriter, loc, ValueRange{e.f32(0)},
-                               ValueRange{accumulator});
-    }
+    Value accumulator = e.alloc(accumulatorType, dynamicTokens);
+    if (Value shared = op.getShared())
+      memref::CopyOp::create(rewriter, loc, e.readBuffer(shared), accumulator);
+    else
+      linalg::FillOp::create(rewriter, loc, ValueRange{e.f32(0)},
+                             ValueRange{accumulator});
 
     ExpertBuffers buffers = readExpertBuffers(e, expert);
     // Without weights the expert rows arrive weighted.
@@ -879,64 +861,6 @@ struct LowerExpertCombine : OpRewritePattern<CombineOp> {
   MoELowerExpertsOptions options;
 };
 
-//===----------------------------------------------------------------------===//
-// The shared expert
-//===----------------------------------------------------------------------===//
-
-/// The dense FFN of every token, with the routed experts' kernels; with an
-/// expert gate each output row is scaled by sigmoid(x_t · gate).
-struct LowerSharedExpert : OpRewritePattern<SharedExpertOp> {
-  LowerSharedExpert(MLIRContext *context, MoELowerExpertsOptions options)
-      : OpRewritePattern(context), options(options) {}
-
-  LogicalResult matchAndRewrite(SharedExpertOp op,
-                                PatternRewriter &rewriter) const override {
-    Location loc = op.getLoc();
-    Emitter e(rewriter, loc);
-    auto resultType = cast<RankedTensorType>(op.getOutput().getType());
-    Value input = e.readBuffer(op.getInput());
-    Value numTokens = memref::DimOp::create(rewriter, loc, input, 0);
-    int64_t hidden = resultType.getDimSize(1);
-    SmallVector<Value> dynamicTokens;
-    if (resultType.isDynamicDim(0))
-      dynamicTokens.push_back(numTokens);
-    Value output = e.alloc(resultType, dynamicTokens);
-
-    Value scale;
-    if (Value expertGate = op.getExpertGate()) {
-      Value gate = e.readBuffer(expertGate);
-      scale = f32Buffer(e, {ShapedType::kDynamic}, numTokens);
-      e.forEach(e.index(0), numTokens, [&](Emitter &e, Value token) {
-        e.store(sharedExpertScale(e, input, gate, token, hidden), scale,
-                token);
-      });
-    }
-
-    FFNWeights weights{e.readOptionalBuffer(op.getGateProj()),
-                       e.readBuffer(op.getUpProj()),
-                       e.readBuffer(op.getDownProj()),
-                       Value(),
-                       Value(),
-                       Value(),
-                       {}};
-    buildFFN(
-        e, numTokens,
-        [&](Emitter &, Value token) -> DotRow { return {input, {token}}; },
-        weights, activationOf(op), tilingOf(op, options), InputScale(),
-        [&](Emitter &e, Value token, ArrayRef<Value> columns,
-            ArrayRef<Value> sums) {
-          Value factor = scale ? e.load(scale, token) : Value();
-          for (size_t n = 0; n < sums.size(); ++n)
-            e.store(factor ? e.mul(sums[n], factor) : sums[n], output,
-                    {token, columns[n]});
-        });
-    rewriter.replaceOp(op, e.asTensor(output, resultType));
-    return success();
-  }
-
-  MoELowerExpertsOptions options;
-};
-
 struct MoELowerExpertsPass
     : moe::impl::MoELowerExpertsBase<MoELowerExpertsPass> {
   using Base::Base;
@@ -957,12 +881,14 @@ struct MoELowerExpertsPass
         tileRows,       tileWeightRows,      reductionBlock,
         rowBlock,       broadcastWeightRows, broadcastMinRows,
         broadcastReductionBlock};
-    LogicalResult result =
-        fuseCombine ? applyLowering<LowerExpertCombine, LowerExpert,
-                                    LowerSharedExpert>(getOperation(), options)
-                    : applyLowering<LowerExpert, LowerSharedExpert>(
-                          getOperation(), options);
-    if (failed(result))
+    // A shared expert still whole is decomposed here (untiled); the
+    // pipeline decomposes it on the linalg stage, where it is tiled.
+    RewritePatternSet patterns(&getContext());
+    populateDecomposeSharedExpertPatterns(patterns);
+    if (fuseCombine)
+      patterns.add<LowerExpertCombine>(&getContext(), options);
+    patterns.add<LowerExpert>(&getContext(), options);
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }
 };

@@ -36,13 +36,41 @@ static SmallVector<OpFoldResult> asFoldResults(OpBuilder &b,
   });
 }
 
-/// Tiles `op` by its `distribution` sizes and fuses its producers into the
-/// tile loop.
-static LogicalResult distribute(RewriterBase &rewriter, TilingInterface op,
-                                TilingAttr tiling) {
+/// Whether a tile loop fuses `producer`: a distribution loop fuses every
+/// linalg op its op reads that is not distributed itself; a cache block
+/// fuses, of those, the ones that are neither a contraction nor an initial
+/// value (the widened weights), so that they are made block by block. A
+/// relayout (the packed rows) is made once, outside.
+static std::optional<scf::SCFTileAndFuseOptions::ControlFnResult>
+fusesInto(bool distribution, OpResult producer, bool isDestination) {
+  auto linalgOp = dyn_cast<linalg::LinalgOp>(producer.getOwner());
+  if (!linalgOp)
+    return std::nullopt;
+  TilingAttr tiling = tilingOf(linalgOp);
+  bool fused = distribution
+                   ? !tiling || tiling.getDistribution().empty()
+                   : !isDestination &&
+                         !linalg::isaContractionOpInterface(linalgOp);
+  if (!fused)
+    return std::nullopt;
+  return scf::SCFTileAndFuseOptions::ControlFnResult{};
+}
+
+/// Tiles `op` by `sizes` with upstream's tile-and-fuse driver, in an
+/// `scf.forall` whose tiles the threads share for the distribution level,
+/// in `scf.for` loops for a cache level.
+static LogicalResult tileAndFuse(RewriterBase &rewriter, TilingInterface op,
+                                 ArrayRef<int64_t> sizes, bool distribution) {
   scf::SCFTileAndFuseOptions options;
-  options.tilingOptions.setTileSizes(
-      asFoldResults(rewriter, tiling.getDistribution()));
+  options.tilingOptions.setTileSizes(asFoldResults(rewriter, sizes));
+  if (distribution)
+    options.tilingOptions.setLoopType(
+        scf::SCFTilingOptions::LoopType::ForallOp);
+  options.setFusionControlFn(
+      [distribution](tensor::ExtractSliceOp, OpResult producer,
+                     bool isDestination) {
+        return fusesInto(distribution, producer, isDestination);
+      });
   rewriter.setInsertionPoint(op);
   FailureOr<scf::SCFTileAndFuseResult> tiled =
       scf::tileConsumerAndFuseProducersUsingSCF(rewriter, op, options);
@@ -183,11 +211,48 @@ struct MoETileCPUPass : moe::impl::MoETileCPUBase<MoETileCPUPass> {
           distributed.push_back(op);
     });
     for (TilingInterface op : distributed)
-      if (failed(distribute(rewriter, op, tilingOf(op))))
+      if (failed(tileAndFuse(rewriter, op, tilingOf(op).getDistribution(),
+                             /*distribution=*/true)))
         return signalPassFailure();
 
     // A tile loop's bounds then no longer read the untiled producers, which
     // fold away.
+    if (failed(canonicalize()))
+      return signalPassFailure();
+
+    // The packed form's relayouts, which no tile loop fuses, become a pad,
+    // a reshape and a transpose, which bufferize.
+    SmallVector<Operation *> relayouts;
+    root->walk([&](Operation *op) {
+      if (isa<linalg::PackOp, linalg::UnPackOp>(op))
+        relayouts.push_back(op);
+    });
+    for (Operation *op : relayouts) {
+      rewriter.setInsertionPoint(op);
+      bool lowered =
+          isa<linalg::PackOp>(op)
+              ? succeeded(linalg::lowerPack(rewriter, cast<linalg::PackOp>(op)))
+              : succeeded(
+                    linalg::lowerUnPack(rewriter, cast<linalg::UnPackOp>(op)));
+      if (!lowered) {
+        op->emitOpError("cannot be lowered to a pad, a reshape and a "
+                        "transpose");
+        return signalPassFailure();
+      }
+    }
+
+    // Cache blocks: the tile loops carry the result, which each block
+    // accumulates into, and make the slices of the block's operands.
+    SmallVector<TilingInterface> blocked;
+    root->walk([&](TilingInterface op) {
+      if (TilingAttr tiling = tilingOf(op))
+        if (!tiling.getCache().empty())
+          blocked.push_back(op);
+    });
+    for (TilingInterface op : blocked)
+      if (failed(tileAndFuse(rewriter, op, tilingOf(op).getCache(),
+                             /*distribution=*/false)))
+        return signalPassFailure();
     if (failed(canonicalize()))
       return signalPassFailure();
 
@@ -233,11 +298,10 @@ struct MoETileCPUPass : moe::impl::MoETileCPUBase<MoETileCPUPass> {
     // subset hoisting, once CSE has made their indices the same values).
     // A tile's slice of an empty tensor becomes an empty tensor of the
     // tile's size, so only a tile's intermediate results are allocated.
-    if (failed(canonicalize(/*hoist=*/true)))
-      return signalPassFailure();
     RewritePatternSet patterns(&getContext());
     tensor::populateFoldTensorEmptyPatterns(patterns);
-    if (failed(applyPatternsGreedily(root, std::move(patterns))))
+    if (failed(applyPatternsGreedily(root, std::move(patterns))) ||
+        failed(canonicalize(/*hoist=*/true)))
       return signalPassFailure();
 
     // The tiles carry their op's config as clones do: applied, it goes, so
@@ -256,6 +320,7 @@ struct MoETileCPUPass : moe::impl::MoETileCPUBase<MoETileCPUPass> {
       pm.addPass(createCSEPass());
       pm.addPass(createLoopInvariantSubsetHoistingPass());
       pm.addPass(createCanonicalizerPass());
+      pm.addPass(createCSEPass());
     }
     return runPipeline(pm, getOperation());
   }

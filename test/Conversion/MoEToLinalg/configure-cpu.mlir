@@ -11,7 +11,8 @@
 // CHECK-LABEL: func.func @avx2
 // CHECK-NOT: moe.gate {{.*}}lowering_config
 // CHECK: moe.expert {{.*}}lowering_config = #moe.lowering_config<vector_lanes = 8, tile_rows = 2, tile_weight_rows = 4, reduction_block = 1024, row_block = 32, broadcast_weight_rows = 6, broadcast_min_rows = 8, broadcast_reduction_block = 256>
-// CHECK: moe.shared_expert {{.*}}lowering_config = #moe.lowering_config<vector_lanes = 8,
+// The shared expert is configured as linalg ops (decompose-shared-expert.mlir).
+// CHECK-NOT: moe.shared_expert {{.*}}lowering_config
 // OVERRIDE-LABEL: func.func @avx2
 // OVERRIDE: moe.expert {{.*}}lowering_config = #moe.lowering_config<vector_lanes = 4, tile_rows = 2, tile_weight_rows = 4, reduction_block = 1024, row_block = 32, broadcast_weight_rows = 0, broadcast_min_rows = 8, broadcast_reduction_block = 256, strided_columns = false>
 // BAD: error: moe-configure-cpu: tile_weight_rows must be even and at least 2

@@ -1,16 +1,16 @@
-// The gate's linalg stage per target: moe-configure-cpu's #moe.tiling, then
-// moe-tile-cpu's tiles. x86-64-v3 (AVX2) and x86-64-v4 (AVX-512, with or
+// The linalg stage per target: moe-configure-cpu's #moe.tiling, then
+// moe-tile-cpu's tiles, for the gate and the shared expert. x86-64-v3 (AVX2) and x86-64-v4 (AVX-512, with or
 // without avx512bf16: the router's tiling does not depend on it) differ in
 // the lanes of the split reduction.
-// RUN: moe-opt %s -split-input-file -moe-decompose-gate -moe-configure-cpu | FileCheck %s --check-prefix=CONFIG
-// RUN: moe-opt %s -split-input-file -moe-decompose-gate -moe-configure-cpu -moe-tile-cpu | FileCheck %s
+// RUN: moe-opt %s -split-input-file -moe-decompose-gate -moe-decompose-shared-expert -moe-configure-cpu | FileCheck %s --check-prefix=CONFIG
+// RUN: moe-opt %s -split-input-file -moe-decompose-gate -moe-decompose-shared-expert -moe-configure-cpu -moe-tile-cpu | FileCheck %s
 // An applied config is removed, so a second run changes nothing.
-// RUN: moe-opt %s -split-input-file -moe-decompose-gate -moe-configure-cpu -moe-tile-cpu -o %t.once
-// RUN: moe-opt %s -split-input-file -moe-decompose-gate -moe-configure-cpu -moe-tile-cpu -moe-tile-cpu | diff %t.once -
+// RUN: moe-opt %s -split-input-file -moe-decompose-gate -moe-decompose-shared-expert -moe-configure-cpu -moe-tile-cpu -o %t.once
+// RUN: moe-opt %s -split-input-file -moe-decompose-gate -moe-decompose-shared-expert -moe-configure-cpu -moe-tile-cpu -moe-tile-cpu | diff %t.once -
 // RUN: FileCheck %s --check-prefix=APPLIED < %t.once
 // APPLIED-NOT: #moe.tiling
 // APPLIED-NOT: moe.register_tile
-// RUN: moe-opt %s -split-input-file -moe-decompose-gate -moe-configure-cpu=token-tile=0 -moe-tile-cpu | FileCheck %s --check-prefix=WHOLE
+// RUN: moe-opt %s -split-input-file -moe-decompose-gate -moe-decompose-shared-expert -moe-configure-cpu=token-tile=0 -moe-tile-cpu | FileCheck %s --check-prefix=WHOLE
 // RUN: not moe-opt %s -split-input-file -moe-configure-cpu=token-tile=-1 -o /dev/null 2>&1 | FileCheck %s --check-prefix=BAD
 
 // CONFIG-LABEL: func.func @v3
@@ -18,8 +18,9 @@
 // CONFIG: moe.select {{.*}}lowering_config = #moe.tiling<distribution = [16]>
 // BAD: error: moe-configure-cpu: 'token-tile' (-1) must not be negative
 
-// The select is tiled by 16 tokens and the contraction fused into the tile
-// loop: only a tile's logits exist. In a tile, a tile of 4 experts is the
+// The select is tiled by 16 tokens in an scf.forall (the threads share the
+// tiles) and the contraction fused into the tiles: only a tile's logits
+// exist. In a tile, a tile of 4 experts is the
 // outer loop (its router rows stay in L1 while the tokens pass), and full
 // register tiles of 2 tokens × 4 experts keep 8 partial sums each in a
 // vector<2x4x8xf32>
@@ -28,7 +29,7 @@
 // and sums may contract into FMAs.
 // CHECK-LABEL: func.func @v3
 // CHECK-NOT: tensor<?x8xf32>{{.*}}= linalg.matmul
-// CHECK: scf.for %{{.*}} = %c0 to %{{.*}} step %c16 iter_args(%{{.*}}, %{{.*}}) -> (tensor<?x2xi32>, tensor<?x2xf32>)
+// CHECK: scf.forall (%{{.*}}) = (0) to (%{{.*}}) step (16) shared_outs(%{{.*}}, %{{.*}}) -> (tensor<?x2xi32>, tensor<?x2xf32>)
 // CHECK: %[[TILE:.*]] = affine.min
 // CHECK: tensor.empty(%[[TILE]]) : tensor<?x8xf32>
 // CHECK: scf.for %{{.*}} step %c4
@@ -46,7 +47,7 @@
 // Without a tile of tokens the select reads the whole [T, E] logits.
 // WHOLE-LABEL: func.func @v3
 // WHOLE: vector<2x4x8xf32>
-// WHOLE-NOT: step %c16
+// WHOLE-NOT: scf.forall
 // WHOLE: moe.select
 module attributes {moe.target = #moe.cpu_target<features = ["avx2", "fma"]>} {
 func.func @v3(%x: tensor<?x64xbf16>, %wr: tensor<8x64xbf16>)
@@ -86,7 +87,7 @@ func.func @v4(%x: tensor<?x64xf32>, %wr: tensor<6x64xf32>)
 // CONFIG-NOT: lowering_config
 // CONFIG-SAME: capacity_factor
 // CHECK-LABEL: func.func @odd_hidden_capacity
-// CHECK-NOT: step %c16
+// CHECK-NOT: scf.forall
 // CHECK: -> (vector<2x4x4xf32>)
 // CHECK: moe.select
 module attributes {moe.target = #moe.cpu_target<features = ["avx2", "fma"]>} {
@@ -95,5 +96,67 @@ func.func @odd_hidden_capacity(%x: tensor<?x12xf32>, %wr: tensor<8x12xf32>)
   %ids, %w = moe.gate %x, %wr {top_k = 2 : i64, capacity_factor = 1.5}
       : tensor<?x12xf32>, tensor<8x12xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
   return %ids, %w : tensor<?x2xi32>, tensor<?x2xf32>
+}
+}
+
+// -----
+
+// The shared expert in bf16. Row-wise (fewer than 16 tokens), each weight
+// is read as 4 streams of rows: the activation's 64 columns of each stream
+// are distributed across threads in tiles of 1 with the gate and up
+// contractions fused into them, the down projection's 128 in tiles of 2,
+// and a contraction's tile keeps the router's 2 × 4 register tiles over 8
+// partial sums, taking one row of each stream.
+// Packed, each contraction is a register tile of 6 columns × 2 groups of 8
+// rows, one reduction step at a time with its 6 × 2 × 8 sums carried in
+// registers, in cache blocks of 32 groups (256 rows); the gate and up
+// projections also in blocks of 256 of their reduction of 512, each block
+// widening its slice of the bf16 weights (8 lanes at a time) before the
+// register tiles read it.
+// CONFIG-LABEL: func.func @shared_bf16
+// CONFIG: scf.if
+// CONFIG: linalg.generic {{.*}}lowering_config = #moe.tiling<registers = [2, 4, 1, 0], reduction = [0, 0, 0, 8], interchange = [2, 0, 1, 3]>
+// CONFIG: linalg.generic {{.*}}lowering_config = #moe.tiling<distribution = [0, 0, 1]>
+// CONFIG: linalg.generic {{.*}}lowering_config = #moe.tiling<distribution = [0, 0, 2, 0], registers = [2, 4, 1, 0], reduction = [0, 0, 0, 8], interchange = [2, 0, 1, 3]>
+// CONFIG: } else {
+// CONFIG: linalg.generic {{.*}}lowering_config = #moe.tiling<registers = [1, 8]>
+// CONFIG: linalg.generic {{.*}}lowering_config = #moe.tiling<cache = [0, 32, 256, 0], registers = [6, 2, 0, 8], reduction = [0, 0, 1, 0], interchange = [1, 0, 2, 3]>
+// CONFIG: linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "parallel"]{{.*}}lowering_config = #moe.tiling<distribution = [0, 6, 0]>
+// CONFIG: linalg.generic {{.*}}lowering_config = #moe.tiling<distribution = [12, 0, 0, 0], cache = [0, 32, 0, 0], registers = [6, 2, 0, 8], reduction = [0, 0, 1, 0], interchange = [1, 0, 2, 3]>
+// CHECK-LABEL: func.func @shared_bf16
+// CHECK: scf.if
+// CHECK: scf.forall (%{{.*}}) in (64) {{.*}} -> (tensor<?x4x64xf32>)
+// CHECK: -> (vector<2x4x1x8xf32>)
+// CHECK: linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "parallel"]
+// CHECK: scf.forall.in_parallel
+// CHECK: scf.forall (%{{.*}}) = (0) to (128) step (2) {{.*}} -> (tensor<?x4x128xf32>)
+// CHECK: -> (vector<2x4x1x8xf32>)
+// CHECK: } else {
+// CHECK: tensor.pad
+// CHECK: linalg.transpose {{.*}} permutation = [0, 2, 1]
+// CHECK: scf.forall (%{{.*}}) = (0) to (256) step (6) {{.*}} -> (tensor<?x256x8xf32>)
+// CHECK: scf.for %{{.*}} step %c32
+// CHECK: scf.for %{{.*}} = %c0 to %c512 step %c256
+// CHECK: arith.extf %{{.*}} : vector<1x8xbf16> to vector<1x8xf32>
+// CHECK: scf.for %{{.*}} step %c2
+// CHECK: scf.for %{{.*}} step %c6
+// CHECK: scf.for %{{.*}} = %c0 to %c256 step %c1 iter_args(%{{.*}}) -> (vector<6x2x1x8xf32>)
+// CHECK: arith.mulf {{.*}} fastmath<contract> : vector<6x2x1x8xf32>
+// CHECK: arith.addf {{.*}} fastmath<contract> : vector<6x2x1x8xf32>
+// CHECK: linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "parallel"]
+// CHECK: scf.forall.in_parallel
+// CHECK: scf.forall (%{{.*}}) = (0) to (512) step (12) {{.*}} -> (tensor<?x512x8xf32>)
+// CHECK-NOT: step %c256
+// CHECK: -> (vector<6x2x1x8xf32>)
+// CHECK: scf.forall.in_parallel
+// CHECK: linalg.transpose {{.*}} permutation = [0, 2, 1]
+// CHECK: tensor.extract_slice
+module attributes {moe.target = #moe.cpu_target<features = ["avx2", "fma"]>} {
+func.func @shared_bf16(%x: tensor<?x512xbf16>, %sg: tensor<256x512xbf16>,
+    %su: tensor<256x512xbf16>, %sd: tensor<512x256xbf16>) -> tensor<?x512xf32> {
+  %s = moe.shared_expert %x gate_proj(%sg : tensor<256x512xbf16>)
+         up_proj(%su : tensor<256x512xbf16>) down_proj(%sd : tensor<512x256xbf16>)
+         : tensor<?x512xbf16> -> tensor<?x512xf32>
+  return %s : tensor<?x512xf32>
 }
 }

@@ -1630,7 +1630,7 @@ func.func @select_expert_choice_scoring(%l: tensor<?x8xf32>, %i: tensor<?x8xi32>
 // -----
 
 // expected-error @+1 {{tile sizes must not be negative}}
-func.func @tiling_negative() attributes {c = #moe.tiling<distribution = [-1]>} {
+func.func @tiling_negative() attributes {c = #moe.tiling<cache = [0, -1]>} {
   return
 }
 

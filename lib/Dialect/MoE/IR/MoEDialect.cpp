@@ -62,11 +62,12 @@ LoweringConfigAttr::verify(function_ref<InFlightDiagnostic()> emitError,
 
 LogicalResult TilingAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                                  ArrayRef<int64_t> distribution,
+                                 ArrayRef<int64_t> cache,
                                  ArrayRef<int64_t> registers,
                                  ArrayRef<int64_t> reduction,
                                  ArrayRef<int64_t> interchange) {
   for (ArrayRef<int64_t> level :
-       {distribution, registers, reduction, interchange})
+       {distribution, cache, registers, reduction, interchange})
     if (llvm::any_of(level, [](int64_t size) { return size < 0; }))
       return emitError() << "tile sizes must not be negative";
   if (!reduction.empty() && reduction.size() != registers.size())
@@ -92,9 +93,9 @@ LogicalResult TilingAttr::verify(function_ref<InFlightDiagnostic()> emitError,
 /// `#moe.tiling<distribution = [16], registers = [2, 4, 0], ...>`, each
 /// level optional.
 Attribute TilingAttr::parse(AsmParser &parser, Type) {
-  static constexpr StringLiteral kLevels[] = {"distribution", "registers",
-                                              "reduction", "interchange"};
-  SmallVector<int64_t> levels[4];
+  static constexpr StringLiteral kLevels[] = {
+      "distribution", "cache", "registers", "reduction", "interchange"};
+  SmallVector<int64_t> levels[5];
   if (parser.parseLess())
     return {};
   if (failed(parser.parseOptionalGreater())) {
@@ -123,7 +124,8 @@ Attribute TilingAttr::parse(AsmParser &parser, Type) {
       return {};
   }
   return parser.getChecked<TilingAttr>(parser.getContext(), levels[0],
-                                       levels[1], levels[2], levels[3]);
+                                       levels[1], levels[2], levels[3],
+                                       levels[4]);
 }
 
 void TilingAttr::print(AsmPrinter &printer) const {
@@ -137,6 +139,7 @@ void TilingAttr::print(AsmPrinter &printer) const {
     printer << "]";
   };
   level("distribution", getDistribution());
+  level("cache", getCache());
   level("registers", getRegisters());
   level("reduction", getReduction());
   level("interchange", getInterchange());

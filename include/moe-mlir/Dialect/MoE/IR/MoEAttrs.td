@@ -203,8 +203,13 @@ def MoE_TilingAttr : AttrDef<MoE_Dialect, "Tiling"> {
     drivers. Each level lists one tile size per loop of the op's iteration
     space, 0 leaving that loop whole:
 
-    * `distribution`: the op is tiled by these sizes and its producers are
-      fused into the tile loop (`moe.select`'s tile of tokens);
+    * `distribution`: the op is tiled by these sizes in an `scf.forall`
+      whose tiles the threads share, and its linalg producers are fused
+      into the tiles (`moe.select`'s tile of tokens, a contraction's
+      columns);
+    * `cache`: each tile is tiled again by these sizes, for the operands
+      of a tile loop's body to stay in cache (a contraction's reduction in
+      blocks, the result accumulated across them);
     * `registers`: the parallel loops' register tile;
     * `reduction`: the reduction loops' step; the tile keeps one partial sum
       per reduction element (a split reduction), merged after the loop;
@@ -221,6 +226,7 @@ def MoE_TilingAttr : AttrDef<MoE_Dialect, "Tiling"> {
   }];
   let parameters = (ins
     OptionalArrayRefParameter<"int64_t">:$distribution,
+    OptionalArrayRefParameter<"int64_t">:$cache,
     OptionalArrayRefParameter<"int64_t">:$registers,
     OptionalArrayRefParameter<"int64_t">:$reduction,
     OptionalArrayRefParameter<"int64_t">:$interchange
