@@ -45,8 +45,9 @@ def MoEDecomposeSharedExpert : Pass<"moe-decompose-shared-expert"> {
       weight (in its `nn.Linear` layout) viewed as 4 streams of rows,
       `[4, N / 4, K]`, and its result as `[T, 4, N / 4]`, which lays out
       `[T, N]`: a register tile takes one row of each stream, so each thread
-      reads its rows as 4 long sequential streams (a `linalg.matmul` where
-      4 does not divide N); the activation an elementwise `linalg.generic`;
+      reads its rows as 4 long sequential streams (`linalg.matmul`s where 4
+      does not divide both Fs and H); the activation an elementwise
+      `linalg.generic`;
     * packed, for more: `linalg.pack` groups the token rows by the target's
       vector lanes (`[⌈T / L⌉, H, L]`, zero rows padding the last group),
       each projection is a `linalg.generic` contraction over that layout,
@@ -100,8 +101,9 @@ def MoEConfigureCPU : Pass<"moe-configure-cpu", "::mlir::ModuleOp"> {
       `moe-lower-gate` and `moe-lower-experts` tile them.
 
     A module without a target is left as it is: the lowerings use their
-    options, and the router contraction and select stay untiled (the
-    scalar lowering runs them).
+    options, and the linalg stage's ops (the router contraction, the select,
+    the shared expert's contractions) stay untiled (the scalar lowering
+    runs them).
 
     The choice: accumulators take half the vector registers and the rows
     loaded per step most of the rest, so a dot-product tile is 4 input rows
@@ -162,9 +164,9 @@ def MoETileCPU : Pass<"moe-tile-cpu"> {
        up projections of those columns);
     2. `cache`: the same driver tiles each tile again in `scf.for` loops
        that carry the result (a contraction's reduction in blocks,
-       accumulated), fusing the elementwise ops the tile reads that are
-       neither contractions nor initial values (widened weights, then made
-       block by block);
+       accumulated), fusing the linalg ops the tile reads that have a tiling
+       of their own and are neither contractions nor initial values (the
+       widened weights, then made block by block);
     3. `registers`: `scf::tileUsingSCF` tiles the parallel loops, and each
        loop's partial last tile is peeled off, so full tiles have static
        shapes;

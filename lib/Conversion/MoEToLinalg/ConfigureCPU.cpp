@@ -105,8 +105,10 @@ static TilingAttr chooseContractionTiling(linalg::LinalgOp op,
     return order;
   };
   if (dims->m.size() == 2 && dims->n.size() == 1) {
+    // The rows of a group are the lanes the decomposition packed by.
     int64_t g = dims->m[0], l = dims->m[1];
-    if (ranges[l] != lanes)
+    lanes = ranges[l];
+    if (ShapedType::isDynamic(lanes))
       return {};
     registers[g] = kPackedGroups;
     registers[n] = packedColumns(lanes);

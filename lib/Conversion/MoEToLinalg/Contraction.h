@@ -9,6 +9,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Linalg/Transforms/Transforms.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 
 namespace mlir::moe {
@@ -141,6 +142,29 @@ inline Value buildZeros(OpBuilder &b, Location loc, int64_t rowsDim,
   Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
   return linalg::FillOp::create(b, loc, ValueRange{zero}, ValueRange{empty})
       .getResult(0);
+}
+
+/// Every `linalg.pack` and `linalg.unpack` under `root` as a pad, a
+/// reshape and a transpose (upstream's lowerPack and lowerUnPack), which
+/// bufferize; a failure is reported on the op.
+inline LogicalResult lowerRelayouts(RewriterBase &rewriter, Operation *root) {
+  SmallVector<Operation *> relayouts;
+  root->walk([&](Operation *op) {
+    if (isa<linalg::PackOp, linalg::UnPackOp>(op))
+      relayouts.push_back(op);
+  });
+  for (Operation *op : relayouts) {
+    rewriter.setInsertionPoint(op);
+    bool lowered =
+        isa<linalg::PackOp>(op)
+            ? succeeded(linalg::lowerPack(rewriter, cast<linalg::PackOp>(op)))
+            : succeeded(
+                  linalg::lowerUnPack(rewriter, cast<linalg::UnPackOp>(op)));
+    if (!lowered)
+      return op->emitOpError("cannot be lowered to a pad, a reshape and a "
+                             "transpose");
+  }
+  return success();
 }
 
 } // namespace mlir::moe

@@ -72,18 +72,26 @@ struct SharedFFN {
       if (Value gateProj = op.getGateProj())
         projections.push_back(buildLinearContraction(b, loc, input, gateProj,
                                                      zeros(intermediate)));
-      Value activated = activate(e, projections, zeros(intermediate));
-      return buildLinearContraction(b, loc, activated, op.getDownProj(),
-                                    zeros(hidden));
-    }
-    auto zeros = [&](int64_t columns) {
-      return e.fill(e.f32(0),
-                    e.emptyTensor({tokensDim, kWeightStreams,
-                                   columns / kWeightStreams},
+      Value activated = activate(
+          e, projections,
+          tensor::EmptyOp::create(b, loc,
+                                  ArrayRef<int64_t>{tokensDim, intermediate},
                                   b.getF32Type(),
                                   ShapedType::isDynamic(tokensDim)
                                       ? ValueRange(numTokens)
                                       : ValueRange()));
+      return buildLinearContraction(b, loc, activated, op.getDownProj(),
+                                    zeros(hidden));
+    }
+    auto empty = [&](int64_t columns) {
+      return e.emptyTensor(
+          {tokensDim, kWeightStreams, columns / kWeightStreams},
+          b.getF32Type(),
+          ShapedType::isDynamic(tokensDim) ? ValueRange(numTokens)
+                                           : ValueRange());
+    };
+    auto zeros = [&](int64_t columns) {
+      return e.fill(e.f32(0), empty(columns));
     };
     // `[T, S, N / S]` back to the `[T, N]` it lays out.
     auto rows = [&](Value streams) -> Value {
@@ -95,7 +103,7 @@ struct SharedFFN {
     if (Value gateProj = op.getGateProj())
       projections.push_back(buildStreamedContraction(b, loc, input, gateProj,
                                                      zeros(intermediate)));
-    Value activated = rows(activate(e, projections, zeros(intermediate)));
+    Value activated = rows(activate(e, projections, empty(intermediate)));
     return rows(buildStreamedContraction(b, loc, activated, op.getDownProj(),
                                          zeros(hidden)));
   }
@@ -110,8 +118,8 @@ struct SharedFFN {
     Location loc = e.location();
     Type f32 = b.getF32Type();
     // The products are in f32: bf16 and f16 weights are widened by a
-    // generic that the tiling fuses into each block of the reduction, so
-    // that every weight is widened once, not once per group of rows.
+    // generic that the tiling fuses into each cache block, so that a
+    // weight is widened once a block of rows, not once per group of rows.
     Value input = buildWidened(b, loc, op.getInput());
     int64_t groupsDim = ShapedType::isDynamic(tokensDim)
                             ? ShapedType::kDynamic

@@ -5,6 +5,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "Activation.h"
+#include "Contraction.h"
 #include "BroadcastTile.h"
 #include "Emitter.h"
 #include "TileLoops.h"
@@ -881,14 +882,17 @@ struct MoELowerExpertsPass
         tileRows,       tileWeightRows,      reductionBlock,
         rowBlock,       broadcastWeightRows, broadcastMinRows,
         broadcastReductionBlock};
-    // A shared expert still whole is decomposed here (untiled); the
-    // pipeline decomposes it on the linalg stage, where it is tiled.
+    // A shared expert still whole is decomposed here (untiled, its
+    // relayouts lowered); the pipeline decomposes it on the linalg stage,
+    // where it is tiled.
     RewritePatternSet patterns(&getContext());
     populateDecomposeSharedExpertPatterns(patterns);
     if (fuseCombine)
       patterns.add<LowerExpertCombine>(&getContext(), options);
     patterns.add<LowerExpert>(&getContext(), options);
-    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+    IRRewriter rewriter(&getContext());
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))) ||
+        failed(lowerRelayouts(rewriter, getOperation())))
       signalPassFailure();
   }
 };

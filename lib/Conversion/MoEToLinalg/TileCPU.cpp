@@ -4,6 +4,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "Contraction.h"
+
 #include "moe-mlir/Conversion/Passes.h"
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
 
@@ -38,9 +40,9 @@ static SmallVector<OpFoldResult> asFoldResults(OpBuilder &b,
 
 /// Whether a tile loop fuses `producer`: a distribution loop fuses every
 /// linalg op its op reads that is not distributed itself; a cache block
-/// fuses, of those, the ones that are neither a contraction nor an initial
-/// value (the widened weights), so that they are made block by block. A
-/// relayout (the packed rows) is made once, outside.
+/// fuses, of those, the ones with a tiling of their own that are neither
+/// contractions nor initial values (the widened weights), so that they are
+/// made block by block. A relayout (the packed rows) is made once, outside.
 static std::optional<scf::SCFTileAndFuseOptions::ControlFnResult>
 fusesInto(bool distribution, OpResult producer, bool isDestination) {
   auto linalgOp = dyn_cast<linalg::LinalgOp>(producer.getOwner());
@@ -49,7 +51,7 @@ fusesInto(bool distribution, OpResult producer, bool isDestination) {
   TilingAttr tiling = tilingOf(linalgOp);
   bool fused = distribution
                    ? !tiling || tiling.getDistribution().empty()
-                   : !isDestination &&
+                   : tiling && !isDestination &&
                          !linalg::isaContractionOpInterface(linalgOp);
   if (!fused)
     return std::nullopt;
@@ -222,24 +224,8 @@ struct MoETileCPUPass : moe::impl::MoETileCPUBase<MoETileCPUPass> {
 
     // The packed form's relayouts, which no tile loop fuses, become a pad,
     // a reshape and a transpose, which bufferize.
-    SmallVector<Operation *> relayouts;
-    root->walk([&](Operation *op) {
-      if (isa<linalg::PackOp, linalg::UnPackOp>(op))
-        relayouts.push_back(op);
-    });
-    for (Operation *op : relayouts) {
-      rewriter.setInsertionPoint(op);
-      bool lowered =
-          isa<linalg::PackOp>(op)
-              ? succeeded(linalg::lowerPack(rewriter, cast<linalg::PackOp>(op)))
-              : succeeded(
-                    linalg::lowerUnPack(rewriter, cast<linalg::UnPackOp>(op)));
-      if (!lowered) {
-        op->emitOpError("cannot be lowered to a pad, a reshape and a "
-                        "transpose");
-        return signalPassFailure();
-      }
-    }
+    if (failed(lowerRelayouts(rewriter, root)))
+      return signalPassFailure();
 
     // Cache blocks: the tile loops carry the result, which each block
     // accumulates into, and make the slices of the block's operands.

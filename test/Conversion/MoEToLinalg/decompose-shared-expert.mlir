@@ -9,13 +9,14 @@
 // contractions over rows packed 8 at a time, whose activation feeds the
 // down projection packed and whose result is unpacked.
 // CHECK-LABEL: func.func @dynamic
-// CHECK: %[[T:.*]] = tensor.dim %{{.*}}, %c0
+// CHECK-SAME: (%[[X:[^:]*]]: tensor<?x16xf32>, %[[SG:[^:]*]]: tensor<32x16xf32>, %[[SU:[^:]*]]: tensor<32x16xf32>, %[[SD:[^:]*]]: tensor<16x32xf32>)
+// CHECK: %[[T:.*]] = tensor.dim %[[X]], %c0
 // CHECK: %[[FEW:.*]] = arith.cmpi ult, %[[T]], %c8
 // CHECK: scf.if %[[FEW]] -> (tensor<?x16xf32>)
 // CHECK-NOT: linalg.pack
-// CHECK: %[[UP_W:.*]] = tensor.expand_shape %{{.*}} {{\[\[}}0, 1], [2]] output_shape [4, 8, 16] : tensor<32x16xf32> into tensor<4x8x16xf32>
+// CHECK: %[[UP_W:.*]] = tensor.expand_shape %[[SU]] {{\[\[}}0, 1], [2]] output_shape [4, 8, 16] : tensor<32x16xf32> into tensor<4x8x16xf32>
 // CHECK: linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "parallel", "reduction"]} ins(%{{.*}}, %[[UP_W]] : tensor<?x16xf32>, tensor<4x8x16xf32>) outs(%{{.*}} : tensor<?x4x8xf32>)
-// CHECK: tensor.expand_shape
+// CHECK: tensor.expand_shape %[[SG]]
 // CHECK: linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "parallel", "reduction"]
 // CHECK: %[[ACT:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "parallel"]
 // CHECK: %[[HIDDEN:.*]] = tensor.collapse_shape %[[ACT]] {{\[\[}}0], [1, 2]] : tensor<?x4x8xf32> into tensor<?x32xf32>
@@ -23,11 +24,11 @@
 // CHECK: tensor.collapse_shape %[[DOWN]] {{\[\[}}0], [1, 2]] : tensor<?x4x4xf32> into tensor<?x16xf32>
 // CHECK: } else {
 // CHECK: %[[ROWS:.*]] = linalg.pack %{{.*}} padding_value(%{{.*}} : f32) inner_dims_pos = [0] inner_tiles = [8] {{.*}} -> tensor<?x16x8xf32>
-// CHECK: %[[UP:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction", "parallel"]} ins(%[[ROWS]], %{{.*}} : tensor<?x16x8xf32>, tensor<32x16xf32>) outs(%{{.*}} : tensor<?x32x8xf32>)
-// CHECK: %[[GATE:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction", "parallel"]} ins(%[[ROWS]], %{{.*}} : tensor<?x16x8xf32>, tensor<32x16xf32>) outs(%{{.*}} : tensor<?x32x8xf32>)
+// CHECK: %[[UP:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction", "parallel"]} ins(%[[ROWS]], %[[SU]] : tensor<?x16x8xf32>, tensor<32x16xf32>) outs(%{{.*}} : tensor<?x32x8xf32>)
+// CHECK: %[[GATE:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction", "parallel"]} ins(%[[ROWS]], %[[SG]] : tensor<?x16x8xf32>, tensor<32x16xf32>) outs(%{{.*}} : tensor<?x32x8xf32>)
 // CHECK: %[[ACT:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "parallel"]} ins(%[[UP]], %[[GATE]] :
 // CHECK: math.exp
-// CHECK: %[[DOWN:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction", "parallel"]} ins(%[[ACT]], %{{.*}} : tensor<?x32x8xf32>, tensor<16x32xf32>) outs(%{{.*}} : tensor<?x16x8xf32>)
+// CHECK: %[[DOWN:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction", "parallel"]} ins(%[[ACT]], %[[SD]] : tensor<?x32x8xf32>, tensor<16x32xf32>) outs(%{{.*}} : tensor<?x16x8xf32>)
 // CHECK: linalg.unpack %[[DOWN]] inner_dims_pos = [0] inner_tiles = [8] {{.*}} -> tensor<?x16xf32>
 // CHECK-NOT: moe.shared_expert
 func.func @dynamic(%x: tensor<?x16xf32>, %sg: tensor<32x16xf32>,

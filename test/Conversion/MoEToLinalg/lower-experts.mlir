@@ -331,10 +331,13 @@ func.func @plain_activations(%x: tensor<?x16xf32>, %slots: tensor<?xi64>,
 
 // -----
 
-// A shared expert left whole is decomposed here into its linalg ops; the
-// routed experts add into a copy of its output.
+// A shared expert left whole is decomposed here into its linalg ops, the
+// packed form's relayouts lowered (nothing is left that does not
+// bufferize); the routed experts add into a copy of its output.
 // CHECK-LABEL: func.func @shared_then_routed
 // CHECK-NOT: moe.shared_expert
+// CHECK-NOT: linalg.pack
+// CHECK-NOT: linalg.unpack
 // CHECK: tensor.collapse_shape
 // CHECK: %[[ACC:.*]] = memref.alloc(%{{.*}}) : memref<?x16xf32>
 // CHECK: %[[SHARED:.*]] = bufferization.to_buffer

@@ -160,3 +160,26 @@ func.func @shared_bf16(%x: tensor<?x512xbf16>, %sg: tensor<256x512xbf16>,
   return %s : tensor<?x512xf32>
 }
 }
+
+// -----
+
+// A static token count: the packed rows are transposed once, outside the
+// threads' column tiles, whose cache blocks fuse only the weights'
+// widening (none in f32), not the relayout.
+// CHECK-LABEL: func.func @shared_static
+// CHECK-NOT: scf.if
+// CHECK: linalg.transpose {{.*}} permutation = [0, 2, 1]
+// CHECK: scf.forall
+// CHECK-NOT: linalg.transpose
+// CHECK: -> (vector<6x2x1x8xf32>)
+// CHECK-NOT: linalg.transpose
+// CHECK: scf.forall.in_parallel
+module attributes {moe.target = #moe.cpu_target<features = ["avx2", "fma"]>} {
+func.func @shared_static(%x: tensor<64x512xf32>, %sg: tensor<256x512xf32>,
+    %su: tensor<256x512xf32>, %sd: tensor<512x256xf32>) -> tensor<64x512xf32> {
+  %s = moe.shared_expert %x gate_proj(%sg : tensor<256x512xf32>)
+         up_proj(%su : tensor<256x512xf32>) down_proj(%sd : tensor<512x256xf32>)
+         : tensor<64x512xf32> -> tensor<64x512xf32>
+  return %s : tensor<64x512xf32>
+}
+}

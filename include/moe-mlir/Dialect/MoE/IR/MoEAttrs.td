@@ -157,9 +157,9 @@ def MoE_LoweringConfigAttr : AttrDef<MoE_Dialect, "LoweringConfig"> {
   let mnemonic = "lowering_config";
   let summary = "how the CPU lowering tiles one op";
   let description = [{
-    Attached as `lowering_config` to `moe.refine`, `moe.expert` and
-    `moe.shared_expert` by `moe-configure-cpu` (the ops of the linalg stage
-    get a `#moe.tiling` instead); `moe-lower-gate` and `moe-lower-experts`
+    Attached as `lowering_config` to `moe.refine` and `moe.expert` by
+    `moe-configure-cpu` (the ops of the linalg stage, the shared expert's
+    among them, get a `#moe.tiling` instead); `moe-lower-gate` and `moe-lower-experts`
     then take their tiling from it instead of from their options. The parameters are those options (see
     `moe-lower-experts`): the f32 lanes of a vector, the dot-product
     register tile (`tile_rows` input rows × `tile_weight_rows` weight rows)
