@@ -32,6 +32,29 @@ inline Value buildLinearContraction(OpBuilder &b, Location loc, Value lhs,
       .getResult(0);
 }
 
+/// `init[out] += Σ lhs[lhsMap] · rhs[rhsMap]` over `iterators` as a
+/// `linalg.generic`, the operands widened to f32 in its body.
+inline Value buildMulAddContraction(OpBuilder &b, Location loc, Value lhs,
+                                   Value rhs, Value init,
+                                   ArrayRef<AffineMap> maps,
+                                   ArrayRef<utils::IteratorType> iterators) {
+  Type f32 = b.getF32Type();
+  auto widen = [&](OpBuilder &b, Location loc, Value v) -> Value {
+    return v.getType() == f32 ? v : arith::ExtFOp::create(b, loc, f32, v);
+  };
+  return linalg::GenericOp::create(
+             b, loc, TypeRange{init.getType()}, ValueRange{lhs, rhs},
+             ValueRange{init}, maps, iterators,
+             [&](OpBuilder &b, Location loc, ValueRange args) {
+               Value product = arith::MulFOp::create(
+                   b, loc, widen(b, loc, args[0]), widen(b, loc, args[1]));
+               linalg::YieldOp::create(
+                   b, loc, arith::AddFOp::create(b, loc, args[2], product)
+                               .getResult());
+             })
+      .getResult(0);
+}
+
 /// The streams a row-wise contraction's weight rows are read in.
 inline constexpr int64_t kWeightStreams = 4;
 
@@ -53,27 +76,13 @@ inline Value buildStreamedContraction(OpBuilder &b, Location loc, Value lhs,
       rhs, ArrayRef<ReassociationIndices>{{0, 1}, {2}});
   AffineExpr m, s, j, k;
   bindDims(context, m, s, j, k);
-  Type f32 = b.getF32Type();
-  auto widen = [&](OpBuilder &b, Location loc, Value v) -> Value {
-    return v.getType() == f32 ? v : arith::ExtFOp::create(b, loc, f32, v);
-  };
-  return linalg::GenericOp::create(
-             b, loc, TypeRange{init.getType()}, ValueRange{lhs, streams},
-             ValueRange{init},
-             ArrayRef<AffineMap>{AffineMap::get(4, 0, {m, k}, context),
-                                 AffineMap::get(4, 0, {s, j, k}, context),
-                                 AffineMap::get(4, 0, {m, s, j}, context)},
-             ArrayRef<utils::IteratorType>{
-                 utils::IteratorType::parallel, utils::IteratorType::parallel,
-                 utils::IteratorType::parallel, utils::IteratorType::reduction},
-             [&](OpBuilder &b, Location loc, ValueRange args) {
-               Value product = arith::MulFOp::create(
-                   b, loc, widen(b, loc, args[0]), widen(b, loc, args[1]));
-               linalg::YieldOp::create(
-                   b, loc, arith::AddFOp::create(b, loc, args[2], product)
-                               .getResult());
-             })
-      .getResult(0);
+  return buildMulAddContraction(
+      b, loc, lhs, streams, init,
+      {AffineMap::get(4, 0, {m, k}, context),
+       AffineMap::get(4, 0, {s, j, k}, context),
+       AffineMap::get(4, 0, {m, s, j}, context)},
+      {utils::IteratorType::parallel, utils::IteratorType::parallel,
+       utils::IteratorType::parallel, utils::IteratorType::reduction});
 }
 
 /// `init + packed · weightᵀ` over rows packed in groups of `L`:
@@ -86,22 +95,13 @@ inline Value buildPackedContraction(OpBuilder &b, Location loc, Value packed,
   MLIRContext *context = b.getContext();
   AffineExpr n, g, k, l;
   bindDims(context, n, g, k, l);
-  return linalg::GenericOp::create(
-             b, loc, TypeRange{init.getType()}, ValueRange{packed, weight},
-             ValueRange{init},
-             ArrayRef<AffineMap>{AffineMap::get(4, 0, {g, k, l}, context),
-                                 AffineMap::get(4, 0, {n, k}, context),
-                                 AffineMap::get(4, 0, {g, n, l}, context)},
-             ArrayRef<utils::IteratorType>{
-                 utils::IteratorType::parallel, utils::IteratorType::parallel,
-                 utils::IteratorType::reduction, utils::IteratorType::parallel},
-             [&](OpBuilder &b, Location loc, ValueRange args) {
-               Value product = arith::MulFOp::create(b, loc, args[0], args[1]);
-               linalg::YieldOp::create(
-                   b, loc, arith::AddFOp::create(b, loc, args[2], product)
-                               .getResult());
-             })
-      .getResult(0);
+  return buildMulAddContraction(
+      b, loc, packed, weight, init,
+      {AffineMap::get(4, 0, {g, k, l}, context),
+       AffineMap::get(4, 0, {n, k}, context),
+       AffineMap::get(4, 0, {g, n, l}, context)},
+      {utils::IteratorType::parallel, utils::IteratorType::parallel,
+       utils::IteratorType::reduction, utils::IteratorType::parallel});
 }
 
 /// `value` widened to f32 elementwise by a `linalg.generic`, or `value`

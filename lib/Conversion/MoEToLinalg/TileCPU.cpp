@@ -198,6 +198,19 @@ static LogicalResult reduceAndVectorize(RewriterBase &rewriter,
   return success();
 }
 
+/// The ops under `root` whose #moe.tiling has a `level` (e.g.
+/// &TilingAttr::getCache), in walk order.
+static SmallVector<TilingInterface>
+opsWithLevel(Operation *root, ArrayRef<int64_t> (TilingAttr::*level)() const) {
+  SmallVector<TilingInterface> ops;
+  root->walk([&](TilingInterface op) {
+    if (TilingAttr tiling = tilingOf(op))
+      if (!(tiling.*level)().empty())
+        ops.push_back(op);
+  });
+  return ops;
+}
+
 namespace {
 struct MoETileCPUPass : moe::impl::MoETileCPUBase<MoETileCPUPass> {
   using Base::Base;
@@ -206,13 +219,7 @@ struct MoETileCPUPass : moe::impl::MoETileCPUBase<MoETileCPUPass> {
     Operation *root = getOperation();
     IRRewriter rewriter(&getContext());
 
-    SmallVector<TilingInterface> distributed;
-    root->walk([&](TilingInterface op) {
-      if (TilingAttr tiling = tilingOf(op))
-        if (!tiling.getDistribution().empty())
-          distributed.push_back(op);
-    });
-    for (TilingInterface op : distributed)
+    for (TilingInterface op : opsWithLevel(root, &TilingAttr::getDistribution))
       if (failed(tileAndFuse(rewriter, op, tilingOf(op).getDistribution(),
                              /*distribution=*/true)))
         return signalPassFailure();
@@ -229,26 +236,14 @@ struct MoETileCPUPass : moe::impl::MoETileCPUBase<MoETileCPUPass> {
 
     // Cache blocks: the tile loops carry the result, which each block
     // accumulates into, and make the slices of the block's operands.
-    SmallVector<TilingInterface> blocked;
-    root->walk([&](TilingInterface op) {
-      if (TilingAttr tiling = tilingOf(op))
-        if (!tiling.getCache().empty())
-          blocked.push_back(op);
-    });
-    for (TilingInterface op : blocked)
+    for (TilingInterface op : opsWithLevel(root, &TilingAttr::getCache))
       if (failed(tileAndFuse(rewriter, op, tilingOf(op).getCache(),
                              /*distribution=*/false)))
         return signalPassFailure();
     if (failed(canonicalize()))
       return signalPassFailure();
 
-    SmallVector<TilingInterface> registerTiled;
-    root->walk([&](TilingInterface op) {
-      if (TilingAttr tiling = tilingOf(op))
-        if (!tiling.getRegisters().empty())
-          registerTiled.push_back(op);
-    });
-    for (TilingInterface op : registerTiled)
+    for (TilingInterface op : opsWithLevel(root, &TilingAttr::getRegisters))
       if (failed(tileRegisters(rewriter, op, tilingOf(op))))
         return signalPassFailure();
 
