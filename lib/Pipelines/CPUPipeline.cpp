@@ -41,26 +41,21 @@ void moe::buildCPULinalgStage(OpPassManager &pm,
   expand.rowTile = options.rowTile;
   pm.addPass(moe::createMoEExpand(expand));
   pm.addPass(moe::createMoEDecomposeGate());
-  pm.addPass(moe::createMoEDecomposeSharedExpert());
-  // With a target on the module each op's tiling is chosen for it; the
-  // tiling options given explicitly override that choice. Without one the
-  // lowerings use the options.
+  moe::MoEDecomposeSharedExpertOptions shared;
+  shared.vectorLanes = options.vectorLanes;
+  pm.addPass(moe::createMoEDecomposeSharedExpert(shared));
+  moe::MoEDecomposeExpertsOptions experts;
+  experts.fuseGather = options.fuseGather;
+  experts.fuseCombine = options.fuseCombine;
+  experts.vectorLanes = options.vectorLanes;
+  pm.addPass(moe::createMoEDecomposeExperts(experts));
+  // With a target on the module each op's tiling is chosen for it. Without
+  // one the ops stay untiled.
   moe::MoEConfigureCPUOptions configure;
-  auto overrideOf = [](const auto &option) -> int64_t {
-    return option.hasValue() ? int64_t(option) : -1;
-  };
   if (!options.fuseGate)
     configure.tokenTile = 0;
-  configure.stridedColumns = options.stridedColumns;
-  configure.vectorLanes = overrideOf(options.vectorLanes);
-  configure.tileRows = overrideOf(options.tileRows);
-  configure.tileWeightRows = overrideOf(options.tileWeightRows);
-  configure.reductionBlock = overrideOf(options.reductionBlock);
-  configure.rowBlock = overrideOf(options.rowBlock);
-  configure.broadcastWeightRows = overrideOf(options.broadcastWeightRows);
-  configure.broadcastMinRows = overrideOf(options.broadcastMinRows);
-  configure.broadcastReductionBlock =
-      overrideOf(options.broadcastReductionBlock);
+  configure.fuseActivation = options.fuseActivation;
+  configure.vectorLanes = options.vectorLanes;
   pm.addPass(moe::createMoEConfigureCPU(configure));
 }
 
@@ -68,24 +63,8 @@ void moe::buildCPUPipeline(OpPassManager &pm,
                            const CPUPipelineOptions &options) {
   buildCPULinalgStage(pm, options);
   pm.addPass(moe::createMoETileCPU());
-  moe::MoELowerGateOptions gate;
-  gate.vectorLanes = options.vectorLanes;
-  pm.addPass(moe::createMoELowerGate(gate));
+  pm.addPass(moe::createMoELowerGate());
   pm.addPass(moe::createMoELowerDispatch());
-  moe::MoELowerExpertsOptions experts;
-  experts.fuseGather = options.fuseGather;
-  experts.fuseActivation = options.fuseActivation;
-  experts.fuseCombine = options.fuseCombine;
-  experts.stridedColumns = options.stridedColumns;
-  experts.vectorLanes = options.vectorLanes;
-  experts.tileRows = options.tileRows;
-  experts.tileWeightRows = options.tileWeightRows;
-  experts.reductionBlock = options.reductionBlock;
-  experts.rowBlock = options.rowBlock;
-  experts.broadcastWeightRows = options.broadcastWeightRows;
-  experts.broadcastMinRows = options.broadcastMinRows;
-  experts.broadcastReductionBlock = options.broadcastReductionBlock;
-  pm.addPass(moe::createMoELowerExperts(experts));
   pm.addPass(moe::createMoELowerCombine());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());

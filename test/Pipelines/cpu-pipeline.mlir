@@ -1,10 +1,12 @@
 // RUN: moe-opt %s -moe-cpu-pipeline | FileCheck %s \
 // RUN:   --implicit-check-not=memrefCopy --implicit-check-not=bufferization.
 
-// The whole layer reaches the LLVM dialect: nothing of moe, linalg, scf,
-// tensor or bufferization is left, no copy needs the runtime's memrefCopy,
-// the projections' column tiles run as OpenMP work-sharing loops, and the
-// kernel keeps a C interface.
+// The whole layer, tiled for its AVX2 target, reaches the LLVM dialect:
+// nothing of moe, linalg, scf, tensor or bufferization is left, no copy
+// needs the runtime's memrefCopy, the threads' tiles run as OpenMP
+// work-sharing loops over contractible products of 8 lanes, and the kernel
+// keeps a C interface.
+// CHECK: module attributes {moe.target = #moe.cpu_target
 // CHECK-NOT: moe.
 // CHECK-NOT: linalg.
 // CHECK-NOT: tensor.
@@ -13,8 +15,10 @@
 // CHECK: llvm.call @malloc
 // CHECK: omp.parallel
 // CHECK: omp.wsloop
+// CHECK: llvm.fadd {{.*}}fastmath<contract>{{.*}} : vector<8xf32>
 // CHECK: llvm.call @free
 // CHECK-LABEL: llvm.func @_mlir_ciface_layer(
+module attributes {moe.target = #moe.cpu_target<features = ["avx2", "fma"]>} {
 func.func @layer(%xm: memref<?x16xf32>, %wrm: memref<4x16xf32>,
     %wgm: memref<4x8x16xf32>, %wum: memref<4x8x16xf32>,
     %wdm: memref<4x16x8xf32>, %ym: memref<?x16xf32>)
@@ -33,4 +37,5 @@ func.func @layer(%xm: memref<?x16xf32>, %wrm: memref<4x16xf32>,
   bufferization.materialize_in_destination %y in restrict writable %ym
       : (tensor<?x16xf32>, memref<?x16xf32>) -> ()
   return
+}
 }

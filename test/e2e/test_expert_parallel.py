@@ -27,7 +27,7 @@ from expert_parallel_worker import case_inputs  # noqa: E402
 
 SMALL = {"hidden_size": 32, "intermediate_size": 48, "num_experts": 8}
 # Uneven token counts, none on some ranks; enough rows on some experts for
-# the outer-product tiles.
+# the packed form.
 UNEVEN = {"2": [37, 0], "4": [11, 0, 29, 3]}
 LARGE = {"2": [150, 90], "4": [70, 0, 120, 50]}
 V3 = {**SMALL, "top_k": 3, "scoring": "sigmoid", "n_group": 4, "topk_group": 2,

@@ -47,8 +47,8 @@ def rules(*names):
     return [next(c for c in RULES if c["name"] == name) for name in names]
 
 # --cpu-pipeline-options with each fusion turned off: the unfused forms
-# store whole projections, or lower combine apart from the experts, or
-# gather the rows first.
+# compute whole projections apart from the activation, or lower combine
+# apart from the experts, or copy the rows out before packing them.
 UNFUSED = ["fuse-activation=false", "fuse-combine=false", "fuse-gather=false"]
 
 

@@ -4,7 +4,7 @@
 //
 // moe-compile CONFIG.json -o DIR [--emit=mlir|linalg|llvm|obj|ptx]
 //             [--print-pipeline] [--march=CPU] [--emulate-gpu]
-//             [--cpu-pipeline-options="vector-lanes=8 tile-rows=2 ..."]
+//             [--cpu-pipeline-options="vector-lanes=16 ..."]
 //             [--disable-fusion=gate,gather,activation,combine]
 //             [--sanitize=address,undefined,thread]
 // moe-compile CONFIG.json --print-config   (CONFIG.json may be - for stdin)
@@ -88,8 +88,8 @@ static cl::opt<std::string>
 static cl::opt<std::string> cpuPipelineOptions(
     "cpu-pipeline-options", cl::cat(moeCompileCategory),
     cl::desc("Options of moe-opt's -moe-cpu-pipeline, applied over the "
-             "expert kernels' tiling chosen for -march, for tuning (e.g. "
-             "\"vector-lanes=8 broadcast-weight-rows=0\")"));
+             "tiling chosen for -march, for tuning (e.g. "
+             "\"vector-lanes=16\": AVX-512's tiles)"));
 static cl::opt<bool> emulateGPU(
     "emulate-gpu", cl::cat(moeCompileCategory),
     cl::desc("Build the CUDA target's kernels for this CPU instead (each "
@@ -376,7 +376,7 @@ int main(int argc, char **argv) {
     }
   }
   if (!cuda && !emulateGPU) {
-    // Tiling options given here override the target's choice.
+    // A vector-lanes given here overrides the target's.
     std::string error;
     llvm::raw_string_ostream errorStream(error);
     if (failed(pipelineOptions.parseFromString(cpuPipelineOptions,

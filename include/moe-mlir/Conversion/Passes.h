@@ -36,8 +36,17 @@ namespace mlir::moe {
 void populateDecomposeGatePatterns(RewritePatternSet &patterns);
 
 /// Patterns that split moe.shared_expert into linalg contractions
-/// (moe-decompose-shared-expert).
-void populateDecomposeSharedExpertPatterns(RewritePatternSet &patterns);
+/// (moe-decompose-shared-expert); the packed form groups rows by
+/// `vectorLanes`, or by the module target's lanes when it is -1.
+void populateDecomposeSharedExpertPatterns(RewritePatternSet &patterns,
+                                           int64_t vectorLanes = -1);
+
+/// Patterns that split moe.expert, and a moe.combine of it with
+/// `fuseCombine`, into linalg contractions over each expert's segment
+/// (moe-decompose-experts); lanes as for the shared expert.
+void populateDecomposeExpertsPatterns(RewritePatternSet &patterns,
+                                      bool fuseGather, bool fuseCombine,
+                                      int64_t vectorLanes = -1);
 
 } // namespace mlir::moe
 

@@ -20,7 +20,7 @@ defvar MoELoweringDialects = [
 ];
 
 def MoEDecomposeGate : Pass<"moe-decompose-gate"> {
-  let summary = "Split moe.gate into its router contraction and moe.select";
+  let summary = "Split moe.gate and moe.refine into their router contractions and selections";
   let description = [{
     The first half of the linalg stage: each `moe.gate` becomes the router
     logits as a `linalg.matmul` on tensors (`[T, H] × [E, H]^T` with the
@@ -30,6 +30,14 @@ def MoEDecomposeGate : Pass<"moe-decompose-gate"> {
     vectorize, and the select, which implements TilingInterface over its
     tokens, is where the gate's tile of tokens is chosen, its producers
     fused into the tile loop.
+
+    Each `moe.refine` (an inner level of a hierarchy, P parents of E
+    experts each) becomes the logits of every parent's router at once, a
+    `linalg.matmul` with the stacked routers viewed as `[P · E, H]` (their
+    biases as `[P · E]`), viewed as `[T, P, E]` by a `moe.refine_select`
+    that scores and selects each slot's children from its parent's row. A
+    token computes P · E logits where its parents need K · E: a small price
+    beside its experts' FFNs, for a contraction tiled like the gate's.
   }];
   let dependentDialects = MoELoweringDialects;
 }
@@ -56,15 +64,58 @@ def MoEDecomposeSharedExpert : Pass<"moe-decompose-shared-expert"> {
       activation's packed result is the down projection's packed input,
       and `linalg.unpack` restores the rows. bf16 and f16 weights are
       widened by an elementwise generic that the tiling fuses into each
-      block of the reduction.
+      cache block of rows.
 
     With a dynamic token count an `scf.if` chooses the form at run time.
     With an `expert_gate`, `sigmoid(x_t · expert_gate)`, a reduction, then
     scales the rows. The lanes are the module target's (`moe.target`): 16
-    with `avx512f`, 8 otherwise or without a target. `moe-configure-cpu`
+    with `avx512f`, 8 otherwise or without a target (`vector-lanes`
+    overrides them). `moe-configure-cpu`
     gives each op its tiling and `moe-tile-cpu` tiles, fuses and
     vectorizes it with upstream's drivers.
   }];
+  let options = [
+    Option<"vectorLanes", "vector-lanes", "int64_t", /*default=*/"-1",
+           "f32 lanes the packed form groups rows by (-1: the target's)">
+  ];
+  let dependentDialects = MoELoweringDialects;
+}
+
+def MoEDecomposeExperts : Pass<"moe-decompose-experts"> {
+  let summary = "Split moe.expert into linalg contractions, one segment at a time";
+  let description = [{
+    The routed experts on the linalg stage: an `scf.for` over the experts
+    takes each expert's plan segment `[offsets[e], offsets[e+1])`, skips it
+    when it is empty, and builds that expert's FFN over the segment's rows
+    in the forms `moe-decompose-shared-expert` uses (the weights and biases
+    of expert `e` are `tensor.extract_slice`s of the stacked ones, read in
+    place): row-wise below one vector of rows (two for bf16 and f16
+    weights), packed from there on. The rows are read through the plan,
+    `x[slots[r] / K]`, scaled by their routing weight with
+    `input_weights`, by a `linalg.generic` that writes them as the form
+    reads them: `[rows, H]` for the row-wise form, and with `fuse-gather`
+    straight into the packed `[⌈rows / L⌉, H, L]`; without it the rows are
+    copied out first and then packed. Each projection starts from its
+    bias, broadcast, or from zeros.
+
+    With `fuse-combine`, a `moe.combine` whose expert output is that of a
+    `moe.expert` alone is decomposed with it: each segment's rows, scaled
+    by their routing weights, are added into their tokens' f32 output rows
+    (`tensor.extract_slice`, an elementwise generic, `tensor.insert_slice`,
+    in place after bufferization), starting from the shared expert's output
+    or zeros, so that the `[rows, H]` expert output never exists. Experts
+    run in order, so the sum is deterministic. Otherwise each segment's
+    output, its padding rows zeroed, is inserted at its rows of the
+    `[rows, H]` result, and `moe-lower-combine` gathers it.
+  }];
+  let options = [
+    Option<"fuseGather", "fuse-gather", "bool", /*default=*/"true",
+           "Gather the packed form's rows straight into their layout">,
+    Option<"fuseCombine", "fuse-combine", "bool", /*default=*/"true",
+           "Add each segment's rows into the combined output">,
+    Option<"vectorLanes", "vector-lanes", "int64_t", /*default=*/"-1",
+           "f32 lanes the packed form groups rows by (-1: the target's)">
+  ];
   let dependentDialects = MoELoweringDialects;
 }
 
@@ -72,81 +123,50 @@ def MoEConfigureCPU : Pass<"moe-configure-cpu", "::mlir::ModuleOp"> {
   let summary = "Choose each op's CPU tiling from the module's target";
   let description = [{
     Reads the module's `moe.target` (`#moe.cpu_target`, which moe-compile
-    sets from `--march`) and attaches a `lowering_config` to every op
-    without one that it tiles:
+    sets from `--march`) and attaches a `#moe.tiling` as `lowering_config`
+    to every op of the linalg stage without one, which `moe-tile-cpu`
+    applies. The lanes are 16 with `avx512f`, 8 otherwise (`vector-lanes`
+    overrides them):
 
-    * the linalg stage's ops get a `#moe.tiling`, which `moe-tile-cpu`
-      applies:
-      - a row-wise contraction (one M, one N and a static K loop: the
-        router logits) a register tile of 2 × 4, its N loop outermost, over
-        a split reduction of one vector's lanes (or the largest power of
-        two below that divides K); one over streamed weight rows (N loops
-        (s, j): the shared expert's projections for few tokens) the same,
-        4 being one row of each stream;
-      - a packed contraction (M loops (g, l), l one vector's lanes) a
-        register tile of 6 columns (12 with `avx512f`) × 2 groups × the
-        lanes, one reduction step at a time, its groups' loop outside its
-        columns', in cache blocks of 256 rows and of the reduction, whose
-        slice of the tile's groups takes 16 KiB (a block divides K, or
-        there are none); the generic that widens its bf16 or f16 weights a
-        register tile of one row of lanes;
-      - a contraction not read by a `moe.select`: its columns distributed
-        across threads in at most 64 tiles of whole register tiles, through
-        its elementwise consumer (the activation) when it has one, so that
-        it is fused into that consumer's tiles;
-      - a token-choice `moe.select` without capacity its tile of
-        `token-tile` tokens (0: none, so the whole `[T, E]` logits exist at
-        once);
-    * `moe.refine` and `moe.expert` get a `#moe.lowering_config`, by which
-      `moe-lower-gate` and `moe-lower-experts` tile them.
+    * a row-wise contraction (one M, one N and a static K loop: the router
+      logits, the projections of a segment of few rows where 4 does not
+      divide them) a register tile of 2 × 4, its N loop outermost, over a
+      split reduction of one vector's lanes (or the largest power of two
+      below that divides K); one over streamed weight rows (N loops (s,
+      j): the projections of few rows) the same, 4 being one row of each
+      stream. Accumulators take half the vector registers and the rows
+      loaded per step most of the rest;
+    * a packed contraction (M loops (g, l), l one vector's lanes) a
+      register tile of 6 columns (12 with `avx512f`) × 2 groups × the lanes,
+      one reduction step at a time (2N accumulators, the two groups and one
+      broadcast weight), its groups' loop outside its columns', in cache
+      blocks of 256 rows whose packed input stays in L2 while a thread's
+      columns pass (the reduction is not blocked, so that each weight row
+      is read as one long run); the generic that widens its bf16 or f16
+      weights a register tile of one row of lanes;
+    * a contraction not read by a `moe.select`: its columns distributed
+      across threads in at most 64 tiles of whole register tiles. With
+      `fuse-activation` this goes through its elementwise consumer (the
+      activation) when it has one, so that it is fused into that
+      consumer's tiles; without, both are distributed on their own. A
+      linalg op that makes its rows (a segment's rows gathered through the
+      plan) is distributed along its columns on its own, so that the
+      column tiles do not each make it again;
+    * a token-choice `moe.select` without capacity its tile of
+      `token-tile` tokens (0: none, so the whole `[T, E]` logits exist at
+      once).
 
-    A module without a target is left as it is: the lowerings use their
-    options, and the linalg stage's ops (the router contraction, the select,
-    the shared expert's contractions) stay untiled (the scalar lowering
-    runs them).
-
-    The choice: accumulators take half the vector registers and the rows
-    loaded per step most of the rest, so a dot-product tile is 4 input rows
-    × 4 weight rows of 16 lanes with `avx512f` (32 zmm registers), 2 × 4 of
-    8 lanes otherwise (16 ymm). A tile's weight rows over one reduction pass
-    take half of a 32 KiB L1 (`reduction_block` = 16 KiB / (4 rows × the
-    weights' element size)), over blocks of 32 rows. Outer-product tiles
-    broadcast 12 weight rows across two vectors of rows with `avx512f`, 6
-    otherwise (2N accumulators, two input vectors and a broadcast), from one
-    vector of rows on (two for bf16 and f16 weights, which are widened to
-    f32 once per pass first), in reduction passes whose transposed input
-    slice takes the same half of L1.
-
-    Each option other than -1 overrides that part of the choice (tuning,
-    and tests of other targets' tiles); `strided-columns` is always taken
-    from its option.
+    A module without a target is left as it is: the linalg stage's ops
+    stay untiled (the scalar lowering runs them).
   }];
   let options = [
     Option<"tokenTile", "token-tile", "int64_t", /*default=*/"16",
            "Tokens per tile of moe.select, its router contraction fused in "
            "(0: all tokens at once)">,
-    Option<"stridedColumns", "strided-columns", "bool", /*default=*/"true",
-           "A dot-product tile's columns lie a tile count apart">,
+    Option<"fuseActivation", "fuse-activation", "bool", /*default=*/"true",
+           "Fuse the gate and up contractions into the activation's tiles">,
     Option<"vectorLanes", "vector-lanes", "int64_t", /*default=*/"-1",
-           "f32 lanes per vector accumulator (-1: the target's)">,
-    Option<"tileRows", "tile-rows", "int64_t", /*default=*/"-1",
-           "Input rows per register tile (-1: the target's)">,
-    Option<"tileWeightRows", "tile-weight-rows", "int64_t", /*default=*/"-1",
-           "Weight rows per register tile (-1: the target's)">,
-    Option<"reductionBlock", "reduction-block", "int64_t", /*default=*/"-1",
-           "Reduction elements per pass (-1: the target's)">,
-    Option<"rowBlock", "row-block", "int64_t", /*default=*/"-1",
-           "Input rows whose partial sums a pass keeps (-1: the target's)">,
-    Option<"broadcastWeightRows", "broadcast-weight-rows", "int64_t",
-           /*default=*/"-1",
-           "Weight rows per outer-product tile (-1: the target's)">,
-    Option<"broadcastMinRows", "broadcast-min-rows", "int64_t",
-           /*default=*/"-1",
-           "Rows from which outer-product tiles are taken (-1: the "
-           "target's)">,
-    Option<"broadcastReductionBlock", "broadcast-reduction-block", "int64_t",
-           /*default=*/"-1",
-           "Reduction elements per outer-product pass (-1: the target's)">
+           "f32 lanes of a vector (-1: the target's)">
   ];
 }
 
@@ -163,8 +183,8 @@ def MoETileCPU : Pass<"moe-tile-cpu"> {
        tile's router logits; an activation's tile of columns, the gate and
        up projections of those columns);
     2. `cache`: the same driver tiles each tile again in `scf.for` loops
-       that carry the result (a contraction's reduction in blocks,
-       accumulated), fusing the linalg ops the tile reads that have a tiling
+       that carry the result (a contraction's rows in blocks, or its
+       reduction, accumulated), fusing the linalg ops the tile reads that have a tiling
        of their own and are neither contractions nor initial values (the
        widened weights, then made block by block);
     3. `registers`: `scf::tileUsingSCF` tiles the parallel loops, and each
@@ -202,7 +222,7 @@ def MoEBufferize : Pass<"moe-bufferize", "::mlir::ModuleOp"> {
 }
 
 def MoELowerGate : Pass<"moe-lower-gate"> {
-  let summary = "Lower moe.gate, moe.select and moe.refine to scf and memref";
+  let summary = "Lower moe.gate, moe.select, moe.refine and moe.refine_select to scf and memref";
   let description = [{
     A `moe.gate` is first decomposed (`moe-decompose-gate`); its router
     contraction stays a linalg op, for `moe-tile-cpu` or the scalar
@@ -225,20 +245,15 @@ def MoELowerGate : Pass<"moe-lower-gate"> {
     `unordered` (the route kernel, capacity) the selection loop runs, so
     slots stay in descending choice order.
 
-    `moe.refine` (an inner level of a hierarchy) runs the same scoring and
-    selection per token and parent slot: the parent's `[E, H]` block of the
-    stacked router (a rank-reduced subview) scores the token into a
-    `[1, E]` row in register tiles of `vector-lanes`-wide f32 dot products,
-    the selection writes the slot's `top_k` children into their block of
-    the result, which then gets the parent's id offset and weight; a
-    dropped parent slot drops all its children.
+    A `moe.refine` (an inner level of a hierarchy) is decomposed too, and
+    its `moe.refine_select` runs the same scoring and selection per token
+    and parent slot: the parent's row of the token's logits is copied into
+    a `[1, E]` scratch row and scored there, the selection writes the
+    slot's `top_k` children into their block of the result, which then gets
+    the parent's id offset and weight; a dropped parent slot drops all its
+    children.
   }];
-  let dependentDialects = !listconcat(MoELoweringDialects,
-      ["::mlir::vector::VectorDialect"]);
-  let options = [
-    Option<"vectorLanes", "vector-lanes", "int64_t", /*default=*/"16",
-           "f32 lanes per accumulator of moe.refine's router logits">
-  ];
+  let dependentDialects = MoELoweringDialects;
 }
 
 def MoELowerDispatch : Pass<"moe-lower-dispatch"> {
@@ -252,120 +267,6 @@ def MoELowerDispatch : Pass<"moe-lower-dispatch"> {
     move; the plan is O(T·K) integers.
   }];
   let dependentDialects = MoELoweringDialects;
-}
-
-def MoELowerExperts : Pass<"moe-lower-experts"> {
-  let summary = "Lower moe.expert (with its moe.combine)";
-  let description = [{
-    `moe.expert` becomes a loop over experts on buffers; expert `e` runs its
-    projections over its plan segment `[offsets[e], offsets[e+1])` as
-    register-tiled dot products in the vector dialect: `tile-rows` input
-    rows by `tile-weight-rows` weight rows, `vector-lanes`-wide f32
-    accumulators along the reduction, each row loaded once per step, weights
-    read in place from the stacked `[E, F, H]` / `[E, H, F]` buffers in
-    their `nn.Linear` layout. Accumulation is in f32 whatever the data type.
-    With `reduction-block` > 0, a longer reduction is cut into passes over
-    blocks of `row-block` input rows, the accumulators kept between passes
-    in a buffer per chunk of column tiles, so that a tile's weight rows
-    stay in L1 while the block's input rows stream past them. With
-    `strided-columns` (the default) a dot-product tile's columns lie the
-    number of tiles apart rather than side by side, so that each thread,
-    walking its consecutive tiles, reads its weight rows as
-    `tile-weight-rows` long sequential streams rather than short runs of a
-    few rows (Qwen3-30B-A3B in bf16 at one token: 4.0 against 5.5 ms a
-    call on AVX2).
-
-    With `broadcast-weight-rows` > 0, an expert with at least
-    `broadcast-min-rows` rows takes outer-product tiles instead: its input
-    rows are transposed once into f32 vectors of `vector-lanes` rows,
-    `[rows / vector-lanes, k, vector-lanes]` (padded with zero rows to a
-    multiple of `vector-lanes`), shared by every column tile, and a tile
-    broadcasts one element of each of `broadcast-weight-rows` weight rows
-    across two vectors of input rows (one for the last rows), so that each
-    lane accumulates one row's sum and no horizontal sum is needed. Its
-    column tiles form chunks across threads, each chunk as many tiles as
-    keep one pass's weight rows within 64 KiB (but at least 64 chunks where
-    there are that many tiles); with `broadcast-reduction-block` > 0 and
-    more than one tile of rows (two vectors), a longer reduction runs in
-    passes, each taking every tile of rows through all of the chunk's
-    column tiles, the accumulators kept between passes in a buffer of the
-    chunk, so a tile of rows' slice of the input stays in L1 while the
-    chunk's weights stay in L2. One tile of rows takes one pass, which
-    reads each weight row as one run rather than many short ones. bf16 and
-    f16 weights are widened to f32 once per pass, into a buffer of the
-    chunk's weight rows that every tile of rows reads. Fewer rows (decode)
-    keep the dot products, which waste no lanes. Every dot-product column
-    tile streams the expert's whole input, and every chunk of outer-product
-    tiles its transposed copy, so an expert whose input passes 2 MiB as f32
-    runs as the fewest blocks of rows that fit (of up to 128 rows all the
-    same while their input fits 8 MiB, for long reductions), at most a row
-    apart in size: a last block of a few rows would stream the weights again
-    for little work.
-    An op's `lowering_config` (`moe-configure-cpu` picks one for the
-    module's target CPU) takes the place of these tiling options.
-
-    Three fusions, each with a flag:
-
-    * `fuse-gather`: the gate and up projections read their input rows
-      through the plan (`x[slots[r] / K]`), so no permuted copy of `x`
-      exists; off, each segment's rows are copied out first.
-    * `fuse-activation`: a tile computes matching gate and up sums together
-      and writes `act(gate) ⊙ up` straight into the `[rows, F]` hidden
-      block; off, both `[rows, F]` projections are stored whole first.
-    * `fuse-combine`: a `moe.combine` of a `moe.expert` is lowered with it:
-      the down projection's epilogue scales each tile's sums by the slot's
-      routing weight and adds them to the token's f32 output row, so the
-      `[rows, H]` expert output never exists. Experts run in order, so the
-      sum is deterministic. Off, `moe.expert` writes its `[rows, H]` result
-      and `moe-lower-combine` gathers it.
-
-    With a shared expert, the fused combine adds the routed experts into a
-    copy of its output. A `moe.shared_expert` still whole is decomposed here
-    as `moe-decompose-shared-expert` does, untiled (the CPU pipeline
-    decomposes it on the linalg stage, where it is tiled). Experts without
-    rows are skipped.
-
-    With `parallel`, each projection's column tiles form an `scf.parallel`
-    loop: threads own disjoint columns of the hidden block and of the
-    token outputs, so there are no races and no atomics, and every output
-    element is summed in the same order whatever the thread count.
-  }];
-  let dependentDialects = !listconcat(MoELoweringDialects,
-                                      ["::mlir::vector::VectorDialect"]);
-  let options = [
-    Option<"fuseGather", "fuse-gather", "bool", /*default=*/"true",
-           "Read expert input rows through the plan (no gathered copy)">,
-    Option<"fuseActivation", "fuse-activation", "bool", /*default=*/"true",
-           "Compute act(gate) * up per tile (no whole gate/up)">,
-    Option<"fuseCombine", "fuse-combine", "bool", /*default=*/"true",
-           "Accumulate the down projection into the token outputs">,
-    Option<"parallel", "parallel", "bool", /*default=*/"true",
-           "Split each projection's column tiles across threads "
-           "(scf.parallel)">,
-    Option<"stridedColumns", "strided-columns", "bool", /*default=*/"true",
-           "A dot-product tile's columns lie a tile count apart, not side "
-           "by side">,
-    Option<"vectorLanes", "vector-lanes", "int64_t", /*default=*/"16",
-           "f32 lanes per vector accumulator">,
-    Option<"tileRows", "tile-rows", "int64_t", /*default=*/"4",
-           "Input rows per register tile">,
-    Option<"tileWeightRows", "tile-weight-rows", "int64_t", /*default=*/"4",
-           "Weight rows per register tile (even: a gated tile pairs them)">,
-    Option<"reductionBlock", "reduction-block", "int64_t", /*default=*/"0",
-           "Reduction elements per pass over a block of rows; 0: one pass">,
-    Option<"rowBlock", "row-block", "int64_t", /*default=*/"64",
-           "Input rows whose partial sums one reduction pass keeps">,
-    Option<"broadcastWeightRows", "broadcast-weight-rows", "int64_t",
-           /*default=*/"0",
-           "Weight rows per outer-product tile (even); 0: dot products only">,
-    Option<"broadcastMinRows", "broadcast-min-rows", "int64_t",
-           /*default=*/"16",
-           "Rows from which an expert's projections take outer-product tiles">,
-    Option<"broadcastReductionBlock", "broadcast-reduction-block", "int64_t",
-           /*default=*/"0",
-           "Reduction elements per pass of the outer-product tiles over "
-           "more than one tile of rows; 0: one pass">
-  ];
 }
 
 def MoELowerCombine : Pass<"moe-lower-combine"> {

@@ -25,60 +25,30 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
   Option<bool> fuseGate{*this, "fuse-gate",
                         llvm::cl::desc("Score and select per token tile"),
                         llvm::cl::init(true)};
-  Option<bool> fuseGather{*this, "fuse-gather",
-                          llvm::cl::desc("Read expert rows through the plan"),
-                          llvm::cl::init(true)};
+  Option<bool> fuseGather{
+      *this, "fuse-gather",
+      llvm::cl::desc("Gather expert rows straight into the packed layout"),
+      llvm::cl::init(true)};
   Option<bool> fuseActivation{
       *this, "fuse-activation",
-      llvm::cl::desc("act(gate) * up in the projections' epilogue"),
+      llvm::cl::desc("Fuse the gate and up contractions into the "
+                     "activation's tiles"),
       llvm::cl::init(true)};
   Option<bool> fuseCombine{
       *this, "fuse-combine",
-      llvm::cl::desc("Accumulate the down projection into the outputs"),
-      llvm::cl::init(true)};
-  Option<bool> stridedColumns{
-      *this, "strided-columns",
-      llvm::cl::desc("A dot-product tile's columns lie a tile count apart"),
+      llvm::cl::desc("Add each expert's rows into the combined output"),
       llvm::cl::init(true)};
   Option<int64_t> vectorLanes{
       *this, "vector-lanes",
-      llvm::cl::desc("f32 lanes per accumulator of the router and expert "
-                     "kernels (with a target: the router contraction's "
-                     "split reduction)"),
-      llvm::cl::init(16)};
-  Option<int64_t> tileRows{*this, "tile-rows",
-                           llvm::cl::desc("Input rows per register tile"),
-                           llvm::cl::init(4)};
-  Option<int64_t> tileWeightRows{
-      *this, "tile-weight-rows",
-      llvm::cl::desc("Weight rows per register tile"), llvm::cl::init(4)};
-  Option<int64_t> reductionBlock{
-      *this, "reduction-block",
-      llvm::cl::desc("Reduction elements per pass (0: one pass)"),
-      llvm::cl::init(0)};
-  Option<int64_t> rowBlock{
-      *this, "row-block",
-      llvm::cl::desc("Input rows whose partial sums a pass keeps"),
-      llvm::cl::init(64)};
-  Option<int64_t> broadcastWeightRows{
-      *this, "broadcast-weight-rows",
-      llvm::cl::desc("Weight rows per outer-product tile (0: dot products "
-                     "only)"),
-      llvm::cl::init(0)};
-  Option<int64_t> broadcastMinRows{
-      *this, "broadcast-min-rows",
-      llvm::cl::desc("Rows from which an expert takes outer-product tiles"),
-      llvm::cl::init(16)};
-  Option<int64_t> broadcastReductionBlock{
-      *this, "broadcast-reduction-block",
-      llvm::cl::desc("Reduction elements per pass of the outer-product tiles "
-                     "over more than one tile of rows (0: one pass)"),
-      llvm::cl::init(0)};
+      llvm::cl::desc("f32 lanes of a vector, in place of the target's (-1: "
+                     "16 with avx512f, else 8)"),
+      llvm::cl::init(-1)};
 };
 
 /// The CPU pipeline up to the end of the linalg stage (what `moe-compile
-/// --emit=linalg` writes): expand, the gate's router contraction on
-/// tensors, and each op's lowering config for the module's target.
+/// --emit=linalg` writes): expand, the router contractions, the shared
+/// expert and the routed experts as linalg ops on tensors, and each op's
+/// lowering config for the module's target.
 void buildCPULinalgStage(OpPassManager &pm,
                          const CPUPipelineOptions &options);
 

@@ -36,12 +36,25 @@
 
 #include "Kernels.h"
 
-#include "../MoEToLinalg/Activation.h"
+#include "../Common/Activation.h"
 
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
 
 using namespace mlir;
 using namespace mlir::moe;
+
+/// The shared expert's scale for `token`: sigmoid(input[token] · gate) over
+/// the `hidden` elements of the row, in f32.
+static Value sharedExpertScale(Emitter &e, Value input, Value gate,
+                               Value token, int64_t hidden) {
+  Value logit = e.forEachCarrying(
+      e.index(0), e.index(hidden), ValueRange{e.f32(0)},
+      [&](Emitter &e, Value h, ValueRange acc) -> SmallVector<Value> {
+        return {e.multiplyAdd(acc[0], e.load(input, {token, h}),
+                              e.load(gate, h))};
+      })[0];
+  return e.sigmoid(logit);
+}
 
 /// Output columns per block and the reduction slice staged per step.
 static constexpr int64_t kGemmColumns = 64;

@@ -20,7 +20,7 @@
 
 #include "Kernels.h"
 
-#include "../MoEToLinalg/Routing.h"
+#include "../Common/Routing.h"
 
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
 

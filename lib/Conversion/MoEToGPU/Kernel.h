@@ -15,7 +15,7 @@
 #ifndef MOE_LIB_CONVERSION_MOETOGPU_KERNEL_H
 #define MOE_LIB_CONVERSION_MOETOGPU_KERNEL_H
 
-#include "../MoEToLinalg/Emitter.h"
+#include "../Common/Emitter.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"

@@ -7,8 +7,6 @@
 #include "moe-mlir/Conversion/Passes.h"
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
 
-#include "llvm/ADT/TypeSwitch.h"
-
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOECONFIGURECPU
 #include "moe-mlir/Conversion/Passes.h.inc"
@@ -16,41 +14,6 @@ namespace mlir::moe {
 
 using namespace mlir;
 using namespace mlir::moe;
-
-/// A register tile's weight rows, over one pass of the reduction, take
-/// about half of a 32 KiB L1 data cache; the other half holds the input
-/// rows streaming past.
-static constexpr int64_t kWeightTileBytes = 16 * 1024;
-
-/// The tiling of an op whose weights have `weightBytes` bytes an element on
-/// `target` (the pass's description says why).
-static LoweringConfigAttr chooseConfig(MLIRContext *context,
-                                       CPUTargetAttr target,
-                                       int64_t weightBytes,
-                                       bool stridedColumns) {
-  bool avx512 = target.hasFeature("avx512f");
-  int64_t lanes = avx512 ? 16 : 8;
-  int64_t tileRows = avx512 ? 4 : 2;
-  int64_t tileWeightRows = 4;
-  // bf16 and f16 weights are first widened into an f32 copy per pass, which
-  // one vector of rows does not repay.
-  int64_t broadcastMinRows = weightBytes < 4 ? 2 * lanes : lanes;
-  return LoweringConfigAttr::get(
-      context, lanes, tileRows, tileWeightRows,
-      kWeightTileBytes / (tileWeightRows * weightBytes), /*rowBlock=*/32,
-      /*broadcastWeightRows=*/avx512 ? 12 : 6, broadcastMinRows,
-      /*broadcastReductionBlock=*/kWeightTileBytes / (2 * lanes * 4),
-      stridedColumns);
-}
-
-/// The element size of the weights `op` multiplies by.
-static int64_t weightBytes(Operation *op) {
-  Value weights = TypeSwitch<Operation *, Value>(op)
-                      .Case([](RefineOp refine) { return refine.getRouter(); })
-                      .Case([](ExpertOp expert) { return expert.getUpProj(); })
-                      .Default([](Operation *) { return Value(); });
-  return getElementTypeOrSelf(weights.getType()).getIntOrFloatBitWidth() / 8;
-}
 
 /// A row-wise contraction's register tile: 2 rows by 4 weight rows, with
 /// one f32 vector of partial sums each along the reduction.
@@ -63,9 +26,11 @@ static constexpr int64_t kContractionColumns = 4;
 static constexpr int64_t kPackedGroups = 2;
 static int64_t packedColumns(int64_t lanes) { return lanes >= 16 ? 12 : 6; }
 
-/// A packed contraction's cache block of rows: the block's slice of one
-/// reduction block of the packed input, 256 rows × 1 KiB, stays in L2
-/// across the columns of a thread's tile.
+/// A packed contraction's cache block of rows, whose packed input stays in
+/// L2 (256 rows × 1 KiB a block of the reduction) while a thread's columns
+/// pass. The reduction is not blocked: each weight row is then read as one
+/// long run, which the prefetchers follow (blocks of the reduction
+/// measured slower: docs/PERFORMANCE.md).
 static constexpr int64_t kBlockRows = 256;
 
 /// A distributed contraction's columns are split into at most this many
@@ -114,18 +79,8 @@ static TilingAttr chooseContractionTiling(linalg::LinalgOp op,
     registers[n] = packedColumns(lanes);
     registers[l] = lanes;
     reduction[k] = 1;
-    // Cache blocks of kBlockRows rows and of the reduction, whose slice of
-    // the register tile's groups takes half of L1, so that it stays there
-    // across the tile's columns; a reduction block divides the reduction,
-    // or there are none.
     SmallVector<int64_t> cache(op.getNumLoops(), 0);
     cache[g] = kBlockRows / lanes;
-    int64_t block = kWeightTileBytes / (kPackedGroups * lanes * 4);
-    int64_t divisor = block;
-    while (depth % divisor != 0)
-      divisor /= 2;
-    if (depth > block && divisor >= block / 4)
-      cache[k] = divisor;
     // The groups' tile loop is outside the columns', so that a tile of
     // groups stays in L1 while the columns' weights pass.
     return TilingAttr::get(op->getContext(), {}, cache, registers, reduction,
@@ -178,43 +133,67 @@ static void vectorizeWidenedWeights(linalg::LinalgOp op, int64_t lanes) {
                  TilingAttr::get(op->getContext(), {}, {}, {1, lanes}, {}, {}));
 }
 
+/// A distribution of `op`'s loop `loop` in at most kColumnTiles tiles of
+/// whole multiples of `step`, over `columns`.
+static SmallVector<int64_t> columnDistribution(int64_t numLoops, int64_t loop,
+                                               int64_t columns, int64_t step) {
+  SmallVector<int64_t> distribution(numLoops, 0);
+  distribution[loop] =
+      step * llvm::divideCeil(llvm::divideCeil(columns, kColumnTiles), step);
+  return distribution;
+}
+
 /// Splits a configured contraction's columns across threads: its column
 /// loop is distributed in at most kColumnTiles tiles of whole register
-/// tiles. An elementwise consumer (the activation) is distributed in its
-/// place and the contraction fused into its tiles; a router contraction is
-/// fused into its moe.select's tiles instead.
-static void distributeColumns(linalg::LinalgOp op, TilingAttr tiling) {
+/// tiles. With `fuseActivation`, an elementwise consumer (the activation)
+/// is distributed in its place and the contraction fused into its tiles;
+/// without it the consumer is distributed on its own. A router contraction
+/// is fused into its moe.select's tiles instead. A linalg op that makes the
+/// contraction's rows (the rows gathered through the plan) is distributed
+/// along its columns on its own, so that the column tiles, which each read
+/// every row, do not each make it again.
+static void distributeColumns(linalg::LinalgOp op, TilingAttr tiling,
+                              bool fuseActivation) {
   Value result = op->getResult(0);
   if (llvm::any_of(result.getUsers(),
                    [](Operation *user) { return isa<SelectOp>(user); }))
     return;
+  MLIRContext *context = op->getContext();
+  auto rows = op.getDpsInputOperand(0)->get().getDefiningOp<linalg::LinalgOp>();
+  if (rows && !rows->hasAttr(kLoweringConfigAttrName) &&
+      !linalg::isaContractionOpInterface(rows) && rows.getNumLoops() >= 2) {
+    int64_t columns = rows.getStaticLoopRanges()[1];
+    if (!ShapedType::isDynamic(columns))
+      rows->setAttr(kLoweringConfigAttrName,
+                    TilingAttr::get(context,
+                                    columnDistribution(rows.getNumLoops(), 1,
+                                                       columns, 1),
+                                    {}, {}, {}, {}));
+  }
+
   int64_t n = linalg::inferContractionDims(op)->n.back();
   int64_t columns = op.getStaticLoopRanges()[n];
   int64_t perTile = tiling.getRegisters()[n];
-  perTile *= llvm::divideCeil(llvm::divideCeil(columns, kColumnTiles), perTile);
   // The position of the column loop among the result's dimensions.
   AffineMap resultMap = op.getIndexingMapMatchingResult(cast<OpResult>(result));
   int64_t column = *resultMap.getResultPosition(
       getAffineDimExpr(n, op->getContext()));
 
-  MLIRContext *context = op->getContext();
   Operation *user = result.hasOneUse() ? *result.getUsers().begin() : nullptr;
-  if (user && isElementwise(user)) {
-    if (user->hasAttr(kLoweringConfigAttrName))
-      return;
-    SmallVector<int64_t> distribution(resultMap.getNumResults(), 0);
-    distribution[column] = perTile;
+  if (user && isElementwise(user) && !user->hasAttr(kLoweringConfigAttrName))
     user->setAttr(kLoweringConfigAttrName,
-                  TilingAttr::get(context, distribution, {}, {}, {}, {}));
+                  TilingAttr::get(context,
+                                  columnDistribution(resultMap.getNumResults(),
+                                                     column, columns, perTile),
+                                  {}, {}, {}, {}));
+  if (user && isElementwise(user) && fuseActivation)
     return;
-  }
-  SmallVector<int64_t> distribution(op.getNumLoops(), 0);
-  distribution[n] = perTile;
   op->setAttr(kLoweringConfigAttrName,
-              TilingAttr::get(context, distribution, tiling.getCache(),
-                              tiling.getRegisters(),
-                              tiling.getReduction(),
-                              tiling.getInterchange()));
+              TilingAttr::get(context,
+                              columnDistribution(op.getNumLoops(), n, columns,
+                                                 perTile),
+                              tiling.getCache(), tiling.getRegisters(),
+                              tiling.getReduction(), tiling.getInterchange()));
 }
 
 namespace {
@@ -238,63 +217,33 @@ struct MoEConfigureCPUPass
                          << "' must be a #moe.cpu_target, got " << attr;
       return signalPassFailure();
     }
-    auto override = [](int64_t option, int64_t chosen) {
-      return option == -1 ? chosen : option;
-    };
-    int64_t lanes = override(vectorLanes,
-                             target.hasFeature("avx512f") ? 16 : 8);
+    int64_t lanes =
+        vectorLanes == -1 ? (target.hasFeature("avx512f") ? 16 : 8)
+                          : int64_t(vectorLanes);
     if (lanes < 1) {
       module.emitError() << "moe-configure-cpu: 'vector-lanes' (" << lanes
                          << ") must be positive";
       return signalPassFailure();
     }
-    WalkResult result = module.walk([&](Operation *op) {
+    module.walk([&](Operation *op) {
       if (op->hasAttr(kLoweringConfigAttrName))
-        return WalkResult::advance();
+        return;
       if (auto select = dyn_cast<SelectOp>(op)) {
         if (select.isTokenwise() && tokenTile > 0)
           op->setAttr(kLoweringConfigAttrName,
                       TilingAttr::get(op->getContext(), {tokenTile}, {}, {}, {},
                                       {}));
-        return WalkResult::advance();
+        return;
       }
-      if (auto linalgOp = dyn_cast<linalg::LinalgOp>(op)) {
-        if (!linalg::isaContractionOpInterface(linalgOp))
-          return WalkResult::advance();
-        if (TilingAttr tiling = chooseContractionTiling(linalgOp, lanes)) {
-          op->setAttr(kLoweringConfigAttrName, tiling);
-          distributeColumns(linalgOp, tiling);
-          vectorizeWidenedWeights(linalgOp, lanes);
-        }
-        return WalkResult::advance();
+      auto linalgOp = dyn_cast<linalg::LinalgOp>(op);
+      if (!linalgOp || !linalg::isaContractionOpInterface(linalgOp))
+        return;
+      if (TilingAttr tiling = chooseContractionTiling(linalgOp, lanes)) {
+        op->setAttr(kLoweringConfigAttrName, tiling);
+        distributeColumns(linalgOp, tiling, fuseActivation);
+        vectorizeWidenedWeights(linalgOp, lanes);
       }
-      if (!isa<RefineOp, ExpertOp>(op))
-        return WalkResult::advance();
-      LoweringConfigAttr chosen = chooseConfig(
-          op->getContext(), target, weightBytes(op),
-          static_cast<bool>(stridedColumns));
-      auto emitError = [&] {
-        return module.emitError() << "moe-configure-cpu: ";
-      };
-      LoweringConfigAttr config = LoweringConfigAttr::getChecked(
-          emitError, op->getContext(),
-          override(vectorLanes, chosen.getVectorLanes()),
-          override(tileRows, chosen.getTileRows()),
-          override(tileWeightRows, chosen.getTileWeightRows()),
-          override(reductionBlock, chosen.getReductionBlock()),
-          override(rowBlock, chosen.getRowBlock()),
-          override(broadcastWeightRows, chosen.getBroadcastWeightRows()),
-          override(broadcastMinRows, chosen.getBroadcastMinRows()),
-          override(broadcastReductionBlock,
-                   chosen.getBroadcastReductionBlock()),
-          static_cast<bool>(stridedColumns));
-      if (!config)
-        return WalkResult::interrupt();
-      op->setAttr(kLoweringConfigAttrName, config);
-      return WalkResult::advance();
     });
-    if (result.wasInterrupted())
-      signalPassFailure();
   }
 };
 } // namespace

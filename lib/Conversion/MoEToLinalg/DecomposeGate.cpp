@@ -19,6 +19,54 @@ namespace mlir::moe {
 using namespace mlir;
 using namespace mlir::moe;
 
+/// `init + input · routerᵀ` for the `[N, H]` router rows, from the
+/// `[N]` bias widened to f32 or from zero: logits of type `logitsType`
+/// (`[T, N]` f32).
+static Value buildRouterLogits(PatternRewriter &rewriter, Location loc,
+                               Value input, Value router, Value bias,
+                               RankedTensorType logitsType, Value numTokens) {
+  MLIRContext *context = rewriter.getContext();
+  Type f32 = rewriter.getF32Type();
+  Value init;
+  if (bias) {
+    Value empty = tensor::EmptyOp::create(
+        rewriter, loc, logitsType,
+        logitsType.isDynamicDim(0) ? ValueRange(numTokens) : ValueRange());
+    init = linalg::GenericOp::create(
+               rewriter, loc, TypeRange{logitsType}, ValueRange{bias},
+               ValueRange{empty},
+               ArrayRef<AffineMap>{
+                   AffineMap::get(2, 0, {rewriter.getAffineDimExpr(1)},
+                                  context),
+                   AffineMap::getMultiDimIdentityMap(2, context)},
+               ArrayRef<utils::IteratorType>{utils::IteratorType::parallel,
+                                             utils::IteratorType::parallel},
+               [&](OpBuilder &b, Location loc, ValueRange args) {
+                 Value widened = args[0];
+                 if (widened.getType() != f32)
+                   widened = arith::ExtFOp::create(b, loc, f32, widened);
+                 linalg::YieldOp::create(b, loc, widened);
+               })
+               .getResult(0);
+  } else {
+    init = buildZeros(rewriter, loc, logitsType.getDimSize(0),
+                      logitsType.getDimSize(1), numTokens);
+  }
+  // logits[t, x] += Σ_h input[t, h] · router[x, h].
+  return buildLinearContraction(rewriter, loc, input, router, init);
+}
+
+/// `op`'s attributes but its operand segments and lowering config: the
+/// routing attributes, which carry over to the selection.
+static SmallVector<NamedAttribute> routingAttributes(Operation *op) {
+  SmallVector<NamedAttribute> attributes;
+  for (NamedAttribute attribute : op->getAttrs())
+    if (attribute.getName() != "operandSegmentSizes" &&
+        attribute.getName() != kLoweringConfigAttrName)
+      attributes.push_back(attribute);
+  return attributes;
+}
+
 namespace {
 struct DecomposeGate : OpRewritePattern<GateOp> {
   using OpRewritePattern::OpRewritePattern;
@@ -26,14 +74,12 @@ struct DecomposeGate : OpRewritePattern<GateOp> {
   LogicalResult matchAndRewrite(GateOp op,
                                 PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
-    MLIRContext *context = op.getContext();
     Value input = op.getInput(), router = op.getRouter();
     int64_t numExperts =
         cast<RankedTensorType>(router.getType()).getDimSize(0);
-    Type f32 = rewriter.getF32Type();
     auto logitsType = RankedTensorType::get(
         {cast<RankedTensorType>(input.getType()).getDimSize(0), numExperts},
-        f32);
+        rewriter.getF32Type());
     // The input's token count, for every result whose own is dynamic (a
     // static input may still have dynamic ids and weights).
     Value numTokens = tensor::DimOp::create(rewriter, loc, input, 0);
@@ -42,50 +88,66 @@ struct DecomposeGate : OpRewritePattern<GateOp> {
                                      type.isDynamicDim(0) ? ValueRange(numTokens)
                                                           : ValueRange());
     };
-
-    // The logits start from the router bias, widened to f32, or from zero.
-    Value init;
-    if (Value bias = op.getRouterBias()) {
-      Value empty = emptyOf(logitsType);
-      auto broadcast = linalg::GenericOp::create(
-          rewriter, loc, TypeRange{logitsType}, ValueRange{bias},
-          ValueRange{empty},
-          ArrayRef<AffineMap>{
-              AffineMap::get(2, 0, {rewriter.getAffineDimExpr(1)}, context),
-              AffineMap::getMultiDimIdentityMap(2, context)},
-          ArrayRef<utils::IteratorType>{utils::IteratorType::parallel,
-                                        utils::IteratorType::parallel},
-          [&](OpBuilder &b, Location loc, ValueRange args) {
-            Value widened = args[0];
-            if (widened.getType() != f32)
-              widened = arith::ExtFOp::create(b, loc, f32, widened);
-            linalg::YieldOp::create(b, loc, widened);
-          });
-      init = broadcast.getResult(0);
-    } else {
-      init = buildZeros(rewriter, loc, logitsType.getDimSize(0), numExperts,
-                        numTokens);
-    }
-    // logits[t, x] += Σ_h input[t, h] · router[x, h].
-    Value logits = buildLinearContraction(rewriter, loc, input, router, init);
+    Value logits = buildRouterLogits(rewriter, loc, input, router,
+                                     op.getRouterBias(), logitsType, numTokens);
 
     auto idsType = cast<RankedTensorType>(op.getIds().getType());
     auto weightsType = cast<RankedTensorType>(op.getWeights().getType());
-    Value ids = emptyOf(idsType);
-    Value weights = emptyOf(weightsType);
-    // Every routing attribute carries over; the operands are the select's.
-    SmallVector<NamedAttribute> attributes;
-    for (NamedAttribute attribute : op->getAttrs())
-      if (attribute.getName() != op.getOperandSegmentSizesAttrName() &&
-          attribute.getName() != kLoweringConfigAttrName)
-        attributes.push_back(attribute);
     SmallVector<Value> operands = {logits};
     if (Value bias = op.getSelectionBias())
       operands.push_back(bias);
-    operands.append({ids, weights});
+    operands.append({emptyOf(idsType), emptyOf(weightsType)});
     auto select = SelectOp::create(rewriter, loc,
                                    TypeRange{idsType, weightsType}, operands,
-                                   attributes);
+                                   routingAttributes(op));
+    rewriter.replaceOp(op, select.getResults());
+    return success();
+  }
+};
+
+/// moe.refine: the logits of every parent's router at once, `[T, P · E]`
+/// from the stacked routers viewed as `[P · E, H]`, viewed as `[T, P, E]`
+/// by the selection. A token computes P · E logits where its K parents
+/// need K · E, a small price beside its experts' FFNs for one contraction
+/// that upstream tiles like the gate's.
+struct DecomposeRefine : OpRewritePattern<RefineOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(RefineOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value input = op.getInput();
+    auto routerType = cast<RankedTensorType>(op.getRouter().getType());
+    int64_t parents = routerType.getDimSize(0),
+            numExperts = routerType.getDimSize(1);
+    int64_t tokensDim = cast<RankedTensorType>(input.getType()).getDimSize(0);
+    auto flatten = [&](Value stacked) -> Value {
+      auto type = cast<RankedTensorType>(stacked.getType());
+      SmallVector<ReassociationIndices> groups = {{0, 1}};
+      for (int64_t dim = 2; dim < type.getRank(); ++dim)
+        groups.push_back({dim});
+      return tensor::CollapseShapeOp::create(rewriter, loc, stacked, groups);
+    };
+    Value bias = op.getRouterBias();
+    Value logits = buildRouterLogits(
+        rewriter, loc, input, flatten(op.getRouter()),
+        bias ? flatten(bias) : Value(),
+        RankedTensorType::get({tokensDim, parents * numExperts},
+                              rewriter.getF32Type()),
+        tensor::DimOp::create(rewriter, loc, input, 0));
+    Value perParent = tensor::ExpandShapeOp::create(
+        rewriter, loc,
+        RankedTensorType::get({tokensDim, parents, numExperts},
+                              rewriter.getF32Type()),
+        logits, ArrayRef<ReassociationIndices>{{0}, {1, 2}});
+    SmallVector<Value> operands = {perParent, op.getParentIds(),
+                                   op.getParentWeights()};
+    if (Value selectionBias = op.getSelectionBias())
+      operands.push_back(selectionBias);
+    auto select = RefineSelectOp::create(
+        rewriter, loc,
+        TypeRange{op.getIds().getType(), op.getWeights().getType()}, operands,
+        routingAttributes(op));
     rewriter.replaceOp(op, select.getResults());
     return success();
   }
@@ -105,5 +167,5 @@ struct MoEDecomposeGatePass
 } // namespace
 
 void moe::populateDecomposeGatePatterns(RewritePatternSet &patterns) {
-  patterns.add<DecomposeGate>(patterns.getContext());
+  patterns.add<DecomposeGate, DecomposeRefine>(patterns.getContext());
 }

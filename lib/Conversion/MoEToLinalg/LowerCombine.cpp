@@ -4,7 +4,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "Emitter.h"
+#include "Combine.h"
 
 #include "moe-mlir/Conversion/Passes.h"
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
@@ -26,23 +26,8 @@ struct LowerCombine : OpRewritePattern<CombineOp> {
                                 PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
     Emitter e(rewriter, loc);
-    auto resultType = cast<RankedTensorType>(op.getOutput().getType());
-    Type f32 = rewriter.getF32Type();
-    Value numTokens = tensor::DimOp::create(rewriter, loc, op.getSlotRows(), 0);
-    SmallVector<Value> dynamicTokens;
-    if (resultType.isDynamicDim(0))
-      dynamicTokens.push_back(numTokens);
-    auto accumulatorType = RankedTensorType::get(resultType.getShape(), f32);
-
-    Value init;
-    if (Value shared = op.getShared())
-      init = shared.getType() == accumulatorType
-                 ? shared
-                 : tensor::CastOp::create(rewriter, loc, accumulatorType,
-                                          shared);
-    else
-      init = e.fill(e.f32(0), e.emptyTensor(accumulatorType.getShape(), f32,
-                                            dynamicTokens));
+    SmallVector<Value> dynamicTokens = combineDynamicTokens(e, op);
+    Value init = buildCombineStart(e, op, dynamicTokens);
 
     Value expertOutput = op.getExpertOutput();
     // Without weights the expert rows arrive weighted.
@@ -77,13 +62,7 @@ struct LowerCombine : OpRewritePattern<CombineOp> {
           return ifOp.getResult(0);
         });
 
-    if (Value bias = op.getBias())
-      sum = e.generic(ValueRange{bias}, sum, {e.map(2, {1}), e.map(2, {0, 1})},
-                      {kParallel, kParallel},
-                      [](Emitter &e, ValueRange args) -> Value {
-                        return e.add(args[1], e.toF32(args[0]));
-                      });
-    rewriter.replaceOp(op, e.roundTo(sum, resultType, dynamicTokens));
+    rewriter.replaceOp(op, buildCombineEnd(e, op, sum, dynamicTokens));
     return success();
   }
 };

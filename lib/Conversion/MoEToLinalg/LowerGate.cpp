@@ -4,9 +4,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "DotTile.h"
-#include "Routing.h"
-#include "TileLoops.h"
+#include "../Common/Routing.h"
 
 #include "moe-mlir/Conversion/Passes.h"
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
@@ -26,56 +24,6 @@ using namespace mlir::moe;
 // per-token selection is Routing.h's
 //===----------------------------------------------------------------------===//
 
-namespace {
-/// What scoring reads, as buffers.
-struct ScoreOperands {
-  Value input, router, routerBias; // routerBias may be null
-};
-} // namespace
-
-template <typename OpTy>
-static ScoreOperands readScoreOperands(Emitter &e, OpTy op) {
-  return {e.readBuffer(op.getInput()), e.readBuffer(op.getRouter()),
-          e.readOptionalBuffer(op.getRouterBias())};
-}
-
-/// Router register tiles: 2 tokens by 4 experts, DotTile.h's dot products.
-static constexpr int64_t kLogitTileTokens = 2;
-static constexpr int64_t kLogitTileExperts = 4;
-
-/// `scores[r, x] += Σ_h input[first + r, h] · router[x, h]` for r in
-/// [0, count), in register tiles with `lanes`-wide f32 accumulators. A
-/// tile of experts is the outer loop, so its router rows stay in cache
-/// while the tokens pass.
-static void buildRouterLogits(Emitter &e, Value input, Value router,
-                              Value scores, Value first, Value count,
-                              int64_t numExperts, int64_t hidden,
-                              int64_t lanes) {
-  auto tile = [&](Emitter &e, ArrayRef<Value> rows, ArrayRef<Value> experts) {
-    SmallVector<DotRow> tokens, routerRows;
-    for (Value r : rows)
-      tokens.push_back({input, {e.add(first, r)}});
-    for (Value x : experts)
-      routerRows.push_back({router, {x}});
-    SmallVector<Value> sums =
-        emitDotTile(e, tokens, routerRows, hidden, lanes);
-    for (size_t m = 0; m < rows.size(); ++m)
-      for (size_t n = 0; n < experts.size(); ++n) {
-        SmallVector<Value> at = {rows[m], experts[n]};
-        e.store(e.add(e.load(scores, at), sums[m * experts.size() + n]),
-                scores, at);
-      }
-  };
-  forEachColumnTile(e, /*parallel=*/false, /*strided=*/false, numExperts,
-                    kLogitTileExperts,
-                    [&](Emitter &e, ArrayRef<Value> experts) {
-                      forEachRowTile(e, kLogitTileTokens, e.index(0), count,
-                                     [&](Emitter &e, ArrayRef<Value> rows) {
-                                       tile(e, rows, experts);
-                                     });
-                    });
-}
-
 /// Rows `[0, count)` of the logits in `tile` become scores in place:
 /// softmax or sigmoid per row (sparsemixer keeps the logits).
 static void buildScores(Emitter &e, Scoring scoring, Value tile, Value count,
@@ -94,33 +42,6 @@ static void buildScores(Emitter &e, Scoring scoring, Value tile, Value count,
   e.forEach(e.index(0), count, [&](Emitter &e, Value row) {
     buildSoftmaxRow(e, tile, row, numExperts);
   });
-}
-
-/// Scores of tokens `[first, first + count)` into rows `[0, count)` of
-/// `scores` (`[tile, E]`): the router logits (buildRouterLogits), then
-/// softmax or sigmoid per row (sparsemixer keeps the logits), all on
-/// buffers.
-static void buildTileScores(Emitter &e, Scoring scoring, int64_t lanes,
-                            const ScoreOperands &operands, Value scores,
-                            Value first, Value count, int64_t numExperts) {
-  OpBuilder &b = e.builder();
-  Value input = operands.input, router = operands.router,
-        routerBias = operands.routerBias;
-  int64_t hidden = cast<MemRefType>(router.getType()).getDimSize(1);
-  Value tile = e.subview(scores, {b.getIndexAttr(0), b.getIndexAttr(0)},
-                         {count, b.getIndexAttr(numExperts)});
-  if (routerBias)
-    e.genericInPlace(routerBias, tile, {e.map(2, {1}), e.map(2, {0, 1})},
-                     {kParallel, kParallel},
-                     [](Emitter &e, ValueRange args) {
-                       return e.toF32(args[0]);
-                     });
-  else
-    linalg::FillOp::create(b, e.location(), ValueRange{e.f32(0)},
-                           ValueRange{tile});
-  buildRouterLogits(e, input, router, scores, first, count, numExperts, hidden,
-                    lanes);
-  buildScores(e, scoring, tile, count, numExperts);
 }
 
 /// Grants each expert at most C slots, slot 0 of every token first (token
@@ -191,37 +112,27 @@ static void buildExpertChoice(Emitter &e, OpTy op, Value numTokens,
 // moe.refine: one inner level of a hierarchy
 //===----------------------------------------------------------------------===//
 
-/// The vector lanes of `op`'s `lowering_config` (moe-configure-cpu), or
-/// `lanes` without one.
-static int64_t lanesOf(Operation *op, int64_t lanes) {
-  auto config =
-      op->getAttrOfType<LoweringConfigAttr>(kLoweringConfigAttrName);
-  return config ? config.getVectorLanes() : lanes;
-}
-
 namespace {
 /// Routes each (token, parent slot) by Routing.h's `buildRefinedSlot`: the
-/// parent's block of the stacked router scores the token into a `[1, E]`
-/// scratch row.
-struct LowerRefine : OpRewritePattern<RefineOp> {
-  LowerRefine(MLIRContext *context, int64_t lanes)
-      : OpRewritePattern(context), lanes(lanes) {}
+/// parent's row of the token's logits is copied into a `[1, E]` scratch
+/// row and scored there.
+struct LowerRefineSelect : OpRewritePattern<RefineSelectOp> {
+  using OpRewritePattern::OpRewritePattern;
 
-  LogicalResult matchAndRewrite(RefineOp op,
+  LogicalResult matchAndRewrite(RefineSelectOp op,
                                 PatternRewriter &rewriter) const override {
-    int64_t lanes = lanesOf(op, this->lanes);
     Location loc = op.getLoc();
     Emitter e(rewriter, loc);
-    int64_t numExperts =
-        cast<RankedTensorType>(op.getRouter().getType()).getDimSize(1);
+    int64_t numExperts = op.getLogits().getType().getDimSize(2);
     SelectionRules rules = selectionRulesOf(op);
     RefineBuffers buffers;
     buffers.parentIds = e.readBuffer(op.getParentIds());
     buffers.parentWeights = e.readBuffer(op.getParentWeights());
-    Value numTokens = memref::DimOp::create(rewriter, loc, buffers.parentIds, 0);
+    Value logits = e.readBuffer(op.getLogits());
+    Value numTokens =
+        memref::DimOp::create(rewriter, loc, buffers.parentIds, 0);
     Value parentSlots =
         memref::DimOp::create(rewriter, loc, buffers.parentIds, 1);
-    ScoreOperands routers = readScoreOperands(e, op);
     if (op.getSelectionBias())
       buffers.selectionBiases = e.readBuffer(op.getSelectionBias());
 
@@ -243,12 +154,12 @@ struct LowerRefine : OpRewritePattern<RefineOp> {
         buildRefinedSlot(
             e, rules, numExperts, buffers, scratch, token, slot,
             [&](Emitter &e, Value parent) {
-              ScoreOperands level = {
-                  routers.input, e.sliceAt(routers.router, parent),
-                  routers.routerBias ? e.sliceAt(routers.routerBias, parent)
-                                     : Value()};
-              buildTileScores(e, rules.scoring, lanes, level, scores, token,
-                              e.index(1), numExperts);
+              e.forEach(e.index(0), e.index(numExperts),
+                        [&](Emitter &e, Value x) {
+                          e.store(e.load(logits, {token, parent, x}), scores,
+                                  {e.index(0), x});
+                        });
+              buildScores(e, rules.scoring, scores, e.index(1), numExperts);
             },
             [&](Emitter &e, Value expert) {
               return e.load(scores, {e.index(0), expert});
@@ -259,8 +170,6 @@ struct LowerRefine : OpRewritePattern<RefineOp> {
                             e.asTensor(buffers.weights, weightsType)});
     return success();
   }
-
-  int64_t lanes;
 };
 } // namespace
 
@@ -331,16 +240,10 @@ struct MoELowerGatePass : moe::impl::MoELowerGateBase<MoELowerGatePass> {
   using Base::Base;
 
   void runOnOperation() override {
-    if (vectorLanes < 1) {
-      getOperation()->emitError()
-          << "moe-lower-gate: 'vector-lanes' (" << vectorLanes.getValue()
-          << ") must be positive";
-      return signalPassFailure();
-    }
     RewritePatternSet patterns(&getContext());
     populateDecomposeGatePatterns(patterns);
     patterns.add<LowerSelect>(&getContext());
-    patterns.add<LowerRefine>(&getContext(), vectorLanes.getValue());
+    patterns.add<LowerRefineSelect>(&getContext());
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }

@@ -58,3 +58,25 @@ func.func @static_input(%x: tensor<4x16xf32>, %wr: tensor<4x16xf32>)
       : tensor<4x16xf32>, tensor<4x16xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
   return %ids, %w : tensor<?x2xi32>, tensor<?x2xf32>
 }
+
+// -----
+
+// moe.refine: the stacked routers viewed as [P · E, H] give every parent's
+// logits in one contraction, viewed as [T, P, E] by the selection, which
+// takes the selection bias and every routing attribute.
+// CHECK-LABEL: func.func @refine
+// CHECK-SAME: (%[[X:[^:]*]]: tensor<?x64xf32>, %[[IDS:[^:]*]]: tensor<?x2xi32>, %[[W:[^:]*]]: tensor<?x2xf32>, %[[WR:[^:]*]]: tensor<4x8x64xf32>, %[[SB:[^:]*]]: tensor<4x8xf32>)
+// CHECK-NOT: moe.refine %
+// CHECK: %[[ROUTERS:.*]] = tensor.collapse_shape %[[WR]] {{\[\[}}0, 1], [2]] : tensor<4x8x64xf32> into tensor<32x64xf32>
+// CHECK: %[[ZEROS:.*]] = linalg.fill {{.*}} -> tensor<?x32xf32>
+// CHECK: %[[LOGITS:.*]] = linalg.matmul {{.*}} ins(%[[X]], %[[ROUTERS]] : tensor<?x64xf32>, tensor<32x64xf32>) outs(%[[ZEROS]] : tensor<?x32xf32>)
+// CHECK: %[[PER_PARENT:.*]] = tensor.expand_shape %[[LOGITS]] {{\[\[}}0], [1, 2]] {{.*}} : tensor<?x32xf32> into tensor<?x4x8xf32>
+// CHECK: moe.refine_select %[[PER_PARENT]], %[[IDS]], %[[W]] selection_bias(%[[SB]] : tensor<4x8xf32>) {scoring = #moe.scoring<sigmoid>, top_k = 2 : i64} : tensor<?x4x8xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+func.func @refine(%x: tensor<?x64xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>,
+    %wr: tensor<4x8x64xf32>, %sb: tensor<4x8xf32>) -> (tensor<?x4xi32>, tensor<?x4xf32>) {
+  %ids2, %w2 = moe.refine %x, %ids, %w, %wr selection_bias(%sb : tensor<4x8xf32>)
+      {top_k = 2 : i64, scoring = #moe.scoring<sigmoid>}
+      : tensor<?x64xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<4x8x64xf32>
+      -> tensor<?x4xi32>, tensor<?x4xf32>
+  return %ids2, %w2 : tensor<?x4xi32>, tensor<?x4xf32>
+}

@@ -210,15 +210,15 @@ func.func @p_norm(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>)
 
 // -----
 
-// moe.refine with sparsemixer and p = 2: the parent's router scores the
-// token without a softmax, and the child slots take sparsemixer weights
-// normalized by their 2-norm.
+// moe.refine with sparsemixer and p = 2: the parent's logits are copied
+// as they are, without a softmax, and the child slots take sparsemixer
+// weights normalized by their 2-norm.
 // CHECK-LABEL: func.func @refine_sparsemixer_p_norm
 // CHECK-DAG: %[[HALF:.*]] = arith.constant 5.000000e-01 : f32
 // CHECK-DAG: %[[P:.*]] = arith.constant 2.000000e+00 : f32
 // CHECK-DAG: %[[TWO_EPS:.*]] = arith.constant 2.000000e-02 : f32
 // CHECK: scf.if
-// CHECK: vector.fma
+// CHECK: memref.store %{{.*}} : memref<1x4xf32>
 // CHECK-NOT: math.exp
 // CHECK: scf.for {{.*}} -> (index, f32)
 // CHECK: math.absf

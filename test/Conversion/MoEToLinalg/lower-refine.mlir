@@ -1,19 +1,25 @@
 // RUN: moe-opt %s -split-input-file -moe-lower-gate | FileCheck %s
 
-// moe.refine: for every token and parent slot, the parent's [E, H] block of
-// the stacked router (a rank-reduced subview, bf16 widened to f32) and its
-// bias rows score the token into a [1, E] scratch row; the gate's selection
-// writes top_k experts into the slot's block of the result; the block then
-// gets the parent's offset (parent · E) and weight. A dropped parent (-1)
-// gives top_k dropped slots.
+// moe.refine is decomposed first: the stacked routers viewed as [P · E, H]
+// and their biases as [P · E] give every parent's logits at once, a
+// linalg.matmul from the widened bias, viewed as [T, P, E]. Then for every
+// token and parent slot, the parent's row of the token's logits is copied
+// into a [1, E] scratch row and scored there; the gate's selection writes
+// top_k experts into the slot's block of the result; the block then gets
+// the parent's offset (parent · E) and weight. A dropped parent (-1) gives
+// top_k dropped slots.
 // CHECK-LABEL: func.func @refine
 // CHECK-SAME: (%[[X:[^:]*]]: {{.*}}, %[[IDS:[^:]*]]: {{.*}}, %[[W:[^:]*]]: {{.*}}, %[[WR:[^:]*]]: {{.*}}, %[[RB:[^:]*]]: {{.*}}, %[[SB:[^:]*]]: {{.*}})
 // CHECK-NOT: moe.refine
 // CHECK-DAG: %[[E:.*]] = arith.constant 8 : i32
+// CHECK-DAG: %[[ROUTERS:.*]] = tensor.collapse_shape %[[WR]] {{\[\[}}0, 1], [2]] : tensor<4x8x16xbf16> into tensor<32x16xbf16>
+// CHECK-DAG: %[[BIASES:.*]] = tensor.collapse_shape %[[RB]] {{\[\[}}0, 1]] : tensor<4x8xbf16> into tensor<32xbf16>
+// CHECK: %[[INIT:.*]] = linalg.generic {{.*}} ins(%[[BIASES]] : tensor<32xbf16>) outs(%{{.*}} : tensor<?x32xf32>)
+// CHECK: %[[LOGITS:.*]] = linalg.matmul {{.*}} ins(%[[X]], %[[ROUTERS]] : tensor<?x16xbf16>, tensor<32x16xbf16>) outs(%[[INIT]] : tensor<?x32xf32>)
+// CHECK: %[[PER_PARENT:.*]] = tensor.expand_shape %[[LOGITS]] {{\[\[}}0], [1, 2]] output_shape [%{{.*}}, 4, 8] : tensor<?x32xf32> into tensor<?x4x8xf32>
 // CHECK-DAG: %[[IDS_BUF:.*]] = bufferization.to_buffer %[[IDS]] read_only
 // CHECK-DAG: %[[W_BUF:.*]] = bufferization.to_buffer %[[W]] read_only
-// CHECK-DAG: %[[WR_BUF:.*]] = bufferization.to_buffer %[[WR]] read_only
-// CHECK-DAG: %[[RB_BUF:.*]] = bufferization.to_buffer %[[RB]] read_only
+// CHECK-DAG: %[[LOGITS_BUF:.*]] = bufferization.to_buffer %[[PER_PARENT]] read_only
 // CHECK-DAG: %[[SB_BUF:.*]] = bufferization.to_buffer %[[SB]] read_only
 // CHECK: %[[OUT_IDS:.*]] = memref.alloc(%{{.*}}) : memref<?x6xi32>
 // CHECK: %[[OUT_W:.*]] = memref.alloc(%{{.*}}) : memref<?x6xf32>
@@ -27,9 +33,9 @@
 // CHECK: %[[KEPT:.*]] = arith.cmpi sge, %[[PARENT]], %c0_i32
 // CHECK: scf.if %[[KEPT]] {
 // CHECK: %[[P:.*]] = arith.index_cast %[[PARENT]] : i32 to index
-// CHECK: %[[ROUTER:.*]] = memref.subview %[[WR_BUF]][%[[P]], 0, 0] [1, 8, 16] [1, 1, 1] : memref<4x8x16xbf16> to memref<8x16xbf16, strided<[16, 1], offset: ?>>
-// CHECK: memref.subview %[[RB_BUF]][%[[P]], 0] [1, 8] [1, 1] : memref<4x8xbf16> to memref<8xbf16
-// CHECK: vector.load %[[ROUTER]][%{{.*}}, %{{.*}}] : memref<8x16xbf16, strided<[16, 1], offset: ?>>, vector<16xbf16>
+// CHECK: scf.for %[[I:.*]] = %c0 to %c8
+// CHECK: %[[LOGIT:.*]] = memref.load %[[LOGITS_BUF]][%[[T]], %[[P]], %[[I]]]
+// CHECK: memref.store %[[LOGIT]], %[[SCORES]][%c0, %[[I]]]
 // CHECK: math.exp
 // CHECK: %[[SB_ROW:.*]] = memref.subview %[[SB_BUF]][%[[P]], 0] [1, 8] [1, 1]
 // CHECK: scf.for {{.*}} -> (index, f32)

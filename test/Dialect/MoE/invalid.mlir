@@ -1676,3 +1676,93 @@ func.func @tiling_interchange() attributes {c = #moe.tiling<registers = [2, 4, 0
 func.func @tiling_twice() attributes {c = #moe.tiling<registers = [2], registers = [4, 0]>} {
   return
 }
+
+// -----
+
+func.func @refine_select_static_experts(%l: tensor<?x4x?xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>) {
+  // expected-error @+1 {{'logits' must have a static number of parents (dimension 1) and of experts (dimension 2)}}
+  %ids2, %w2 = moe.refine_select %l, %ids, %w {top_k = 2 : i64}
+      : tensor<?x4x?xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+  return
+}
+
+// -----
+
+func.func @refine_select_bias_parents(%l: tensor<?x4x8xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %sb: tensor<3x8xf32>) {
+  // expected-error @+1 {{'selection_bias' dimension 0 is 3 but must equal the number of experts of the level above (4)}}
+  %ids2, %w2 = moe.refine_select %l, %ids, %w selection_bias(%sb : tensor<3x8xf32>) {top_k = 2 : i64}
+      : tensor<?x4x8xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+  return
+}
+
+// -----
+
+func.func @refine_select_slots(%l: tensor<?x4x8xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>) {
+  // expected-error @+1 {{'ids' dimension 1 is 6 but must equal 'parent_ids' dimension 1 times 'top_k' (4)}}
+  %ids2, %w2 = moe.refine_select %l, %ids, %w {top_k = 2 : i64}
+      : tensor<?x4x8xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x6xi32>, tensor<?x6xf32>
+  return
+}
+
+// -----
+
+func.func @refine_select_tokens(%l: tensor<3x4x8xf32>, %ids: tensor<5x2xi32>, %w: tensor<5x2xf32>) {
+  // expected-error @+1 {{'parent_ids' dimension 0 is 5 but must equal the number of tokens (3)}}
+  %ids2, %w2 = moe.refine_select %l, %ids, %w {top_k = 2 : i64}
+      : tensor<3x4x8xf32>, tensor<5x2xi32>, tensor<5x2xf32> -> tensor<3x4xi32>, tensor<3x4xf32>
+  return
+}
+
+// -----
+
+func.func @refine_select_top_k(%l: tensor<?x4x8xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>) {
+  // expected-error @+1 {{'top_k' (9) must not exceed the experts routing may choose from (8)}}
+  %ids2, %w2 = moe.refine_select %l, %ids, %w {top_k = 9 : i64}
+      : tensor<?x4x8xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x18xi32>, tensor<?x18xf32>
+  return
+}
+
+// -----
+
+func.func @refine_select_bias_static(%l: tensor<?x4x8xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %sb: tensor<?x8xf32>) {
+  // expected-error @+1 {{'selection_bias' must have a static shape}}
+  %ids2, %w2 = moe.refine_select %l, %ids, %w selection_bias(%sb : tensor<?x8xf32>) {top_k = 2 : i64}
+      : tensor<?x4x8xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+  return
+}
+
+// -----
+
+func.func @refine_select_bias_experts(%l: tensor<?x4x8xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %sb: tensor<4x6xf32>) {
+  // expected-error @+1 {{'selection_bias' dimension 1 is 6 but must equal the number of experts of the level (8)}}
+  %ids2, %w2 = moe.refine_select %l, %ids, %w selection_bias(%sb : tensor<4x6xf32>) {top_k = 2 : i64}
+      : tensor<?x4x8xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+  return
+}
+
+// -----
+
+func.func @refine_select_parent_shapes(%l: tensor<?x4x8xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x3xf32>) {
+  // expected-error @+1 {{'parent_ids' and 'parent_weights' must have the same shape}}
+  %ids2, %w2 = moe.refine_select %l, %ids, %w {top_k = 2 : i64}
+      : tensor<?x4x8xf32>, tensor<?x2xi32>, tensor<?x3xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+  return
+}
+
+// -----
+
+func.func @refine_select_result_shapes(%l: tensor<?x4x8xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>) {
+  // expected-error @+1 {{'ids' and 'weights' must have the same shape}}
+  %ids2, %w2 = moe.refine_select %l, %ids, %w {top_k = 2 : i64}
+      : tensor<?x4x8xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x4xi32>, tensor<?x5xf32>
+  return
+}
+
+// -----
+
+func.func @refine_select_result_tokens(%l: tensor<3x4x8xf32>, %ids: tensor<3x2xi32>, %w: tensor<3x2xf32>) {
+  // expected-error @+1 {{'ids' dimension 0 is 5 but must equal the number of tokens (3)}}
+  %ids2, %w2 = moe.refine_select %l, %ids, %w {top_k = 2 : i64}
+      : tensor<3x4x8xf32>, tensor<3x2xi32>, tensor<3x2xf32> -> tensor<5x4xi32>, tensor<5x4xf32>
+  return
+}

@@ -491,3 +491,16 @@ func.func @select_tiled(%l: tensor<?x8xf32>, %sb: tensor<8xbf16>,
   "test.config"() {c = #moe.tiling<cache = [0, 32, 256, 0], distribution = [0, 6, 0, 0], registers = [6, 2, 0, 8], reduction = [0, 0, 1, 0], interchange = [1, 0, 2, 3]>} : () -> ()
   return %ids, %wt : tensor<?x2xi32>, tensor<?x2xf32>
 }
+
+// -----
+
+// CHECK-LABEL: func.func @refine_select
+// CHECK: moe.refine_select %{{.*}}, %{{.*}}, %{{.*}} selection_bias(%{{.*}} : tensor<4x8xf32>) {scoring = #moe.scoring<sigmoid>, top_k = 2 : i64} : tensor<?x4x8xf32>, tensor<?x2xi32>, tensor<?x2xf32> -> tensor<?x4xi32>, tensor<?x4xf32>
+func.func @refine_select(%l: tensor<?x4x8xf32>, %ids: tensor<?x2xi32>,
+    %w: tensor<?x2xf32>, %sb: tensor<4x8xf32>) -> (tensor<?x4xi32>, tensor<?x4xf32>) {
+  %ids2, %w2 = moe.refine_select %l, %ids, %w selection_bias(%sb : tensor<4x8xf32>)
+      {top_k = 2 : i64, scoring = #moe.scoring<sigmoid>}
+      : tensor<?x4x8xf32>, tensor<?x2xi32>, tensor<?x2xf32>
+      -> tensor<?x4xi32>, tensor<?x4xf32>
+  return %ids2, %w2 : tensor<?x4xi32>, tensor<?x4xf32>
+}

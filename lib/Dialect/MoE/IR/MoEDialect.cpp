@@ -38,28 +38,6 @@ bool CPUTargetAttr::hasFeature(StringRef name) const {
   });
 }
 
-LogicalResult
-LoweringConfigAttr::verify(function_ref<InFlightDiagnostic()> emitError,
-                           int64_t vectorLanes, int64_t tileRows,
-                           int64_t tileWeightRows, int64_t reductionBlock,
-                           int64_t rowBlock, int64_t broadcastWeightRows,
-                           int64_t broadcastMinRows,
-                           int64_t broadcastReductionBlock, bool) {
-  // The rules of moe-lower-experts' options.
-  if (vectorLanes < 1 || tileRows < 1 || rowBlock < 1 || broadcastMinRows < 1)
-    return emitError() << "vector_lanes, tile_rows, row_block and "
-                          "broadcast_min_rows must be positive";
-  if (tileWeightRows < 2 || tileWeightRows % 2 != 0)
-    return emitError() << "tile_weight_rows must be even and at least 2";
-  if (broadcastWeightRows < 0 || broadcastWeightRows % 2 != 0)
-    return emitError() << "broadcast_weight_rows must be even and not "
-                          "negative";
-  if (reductionBlock < 0 || broadcastReductionBlock < 0)
-    return emitError() << "reduction_block and broadcast_reduction_block "
-                          "must not be negative";
-  return success();
-}
-
 LogicalResult TilingAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                                  ArrayRef<int64_t> distribution,
                                  ArrayRef<int64_t> cache,

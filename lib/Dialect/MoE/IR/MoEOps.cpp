@@ -620,6 +620,29 @@ LogicalResult SelectOp::getResultTilePosition(
 // RefineOp
 //===----------------------------------------------------------------------===//
 
+/// The slots of an inner level (`moe.refine`, `moe.refine_select`): the
+/// parents' ids and weights alike in shape, the results too, `top_k` of
+/// them per parent slot, for the tokens of `tokens`.
+template <typename OpTy>
+static LogicalResult verifyRefinedSlots(OpTy op, Value tokens) {
+  if (op.getParentIds().getType().getShape() !=
+      op.getParentWeights().getType().getShape())
+    return op.emitOpError(
+        "'parent_ids' and 'parent_weights' must have the same shape");
+  if (op.getIds().getType().getShape() != op.getWeights().getType().getShape())
+    return op.emitOpError("'ids' and 'weights' must have the same shape");
+  int64_t parentSlots = dimOf(op.getParentIds(), 1);
+  int64_t slots = ShapedType::isDynamic(parentSlots)
+                      ? parentSlots
+                      : parentSlots * static_cast<int64_t>(op.getTopK());
+  if (failed(verifyTokens(op, "parent_ids", op.getParentIds(), tokens)) ||
+      failed(verifyTokens(op, "ids", op.getIds(), tokens)) ||
+      failed(verifyDim(op, "ids", op.getIds(), 1, slots,
+                       "'parent_ids' dimension 1 times 'top_k'")))
+    return failure();
+  return success();
+}
+
 LogicalResult RefineOp::verify() {
   Value input = getInput(), router = getRouter();
   if (ShapedType::isDynamic(dimOf(input, 1)))
@@ -635,23 +658,33 @@ LogicalResult RefineOp::verify() {
        failed(verifyLevelBias(*this, "selection_bias", getSelectionBias(),
                               router, dataType))))
     return failure();
-  if (getParentIds().getType().getShape() !=
-      getParentWeights().getType().getShape())
-    return emitOpError(
-        "'parent_ids' and 'parent_weights' must have the same shape");
-  if (getIds().getType().getShape() != getWeights().getType().getShape())
-    return emitOpError("'ids' and 'weights' must have the same shape");
-  int64_t parentSlots = dimOf(getParentIds(), 1);
-  int64_t slots = ShapedType::isDynamic(parentSlots)
-                      ? parentSlots
-                      : parentSlots * static_cast<int64_t>(getTopK());
-  if (failed(verifyTokens(*this, "parent_ids", getParentIds(), input)) ||
-      failed(verifyTokens(*this, "ids", getIds(), input)) ||
-      failed(verifyDim(*this, "ids", getIds(), 1, slots,
-                       "'parent_ids' dimension 1 times 'top_k'")))
+  if (failed(verifyRefinedSlots(*this, input)))
     return failure();
   return verifySelectionRules(*this, *this, dimOf(router, 1),
                               /*tokenChoice=*/true,
+                              getSelectionBias() != nullptr);
+}
+
+//===----------------------------------------------------------------------===//
+// RefineSelectOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult RefineSelectOp::verify() {
+  Value logits = getLogits();
+  int64_t parents = dimOf(logits, 1), numExperts = dimOf(logits, 2);
+  if (ShapedType::isDynamic(parents) || ShapedType::isDynamic(numExperts))
+    return emitOpError("'logits' must have a static number of parents "
+                       "(dimension 1) and of experts (dimension 2)");
+  if (Value bias = getSelectionBias())
+    if (failed(verifyStaticShape(*this, "selection_bias", bias)) ||
+        failed(verifyDim(*this, "selection_bias", bias, 0, parents,
+                         "the number of experts of the level above")) ||
+        failed(verifyDim(*this, "selection_bias", bias, 1, numExperts,
+                         "the number of experts of the level")))
+      return failure();
+  if (failed(verifyRefinedSlots(*this, logits)))
+    return failure();
+  return verifySelectionRules(*this, *this, numExperts, /*tokenChoice=*/true,
                               getSelectionBias() != nullptr);
 }
 

@@ -139,7 +139,8 @@ def MoE_CPUTargetAttr : AttrDef<MoE_Dialect, "CPUTarget"> {
     Set on the module as `moe.target` (moe-compile sets it from `--march`):
     the instruction-set features of the target CPU that the kernels' tiling
     depends on, by their LLVM names (`avx2`, `fma`, `avx512f`, `avx512bw`,
-    `avx512vnni`, `avx512bf16`). `moe-configure-cpu` reads it.
+    `avx512vnni`, `avx512bf16`). The decompositions read it for the lanes
+    they pack rows by, and `moe-configure-cpu` for the tiles.
 
     ```mlir
     module attributes {moe.target = #moe.cpu_target<features = ["avx2", "fma"]>} {}
@@ -153,52 +154,12 @@ def MoE_CPUTargetAttr : AttrDef<MoE_Dialect, "CPUTarget"> {
   }];
 }
 
-def MoE_LoweringConfigAttr : AttrDef<MoE_Dialect, "LoweringConfig"> {
-  let mnemonic = "lowering_config";
-  let summary = "how the CPU lowering tiles one op";
-  let description = [{
-    Attached as `lowering_config` to `moe.refine` and `moe.expert` by
-    `moe-configure-cpu` (the ops of the linalg stage, the shared expert's
-    among them, get a `#moe.tiling` instead); `moe-lower-gate` and `moe-lower-experts`
-    then take their tiling from it instead of from their options. The parameters are those options (see
-    `moe-lower-experts`): the f32 lanes of a vector, the dot-product
-    register tile (`tile_rows` input rows × `tile_weight_rows` weight rows)
-    and its reduction passes (`reduction_block` elements over blocks of
-    `row_block` rows), the outer-product tile (`broadcast_weight_rows` weight
-    rows, from `broadcast_min_rows` rows on; 0 weight rows: dot products
-    only) and its passes (`broadcast_reduction_block`), and whether a
-    dot-product tile's columns are strided. `moe.refine` uses
-    `vector_lanes` only.
-
-    ```mlir
-    #moe.lowering_config<vector_lanes = 8, tile_rows = 2, tile_weight_rows = 4,
-                         reduction_block = 1024, row_block = 32,
-                         broadcast_weight_rows = 6, broadcast_min_rows = 8,
-                         broadcast_reduction_block = 256,
-                         strided_columns = true>
-    ```
-  }];
-  let parameters = (ins
-    "int64_t":$vector_lanes,
-    "int64_t":$tile_rows,
-    "int64_t":$tile_weight_rows,
-    "int64_t":$reduction_block,
-    "int64_t":$row_block,
-    "int64_t":$broadcast_weight_rows,
-    "int64_t":$broadcast_min_rows,
-    "int64_t":$broadcast_reduction_block,
-    MoE_BoolParameter<"true">:$strided_columns
-  );
-  let assemblyFormat = "`<` struct(params) `>`";
-  let genVerifyDecl = 1;
-}
-
 def MoE_TilingAttr : AttrDef<MoE_Dialect, "Tiling"> {
   let mnemonic = "tiling";
   let summary = "the tile sizes of one tensor op, per loop level";
   let description = [{
-    The lowering config of an op of the linalg stage (a linalg contraction
-    or `moe.select`), attached as `lowering_config` by `moe-configure-cpu`
+    The lowering config of an op of the linalg stage (a linalg contraction,
+    an elementwise or gathering `linalg.generic`, or `moe.select`), attached as `lowering_config` by `moe-configure-cpu`
     and applied by `moe-tile-cpu` through upstream's TilingInterface
     drivers. Each level lists one tile size per loop of the op's iteration
     space, 0 leaving that loop whole:

@@ -27,7 +27,7 @@
 namespace mlir::moe {
 /// The module attribute naming the target (a #moe.cpu_target).
 inline constexpr llvm::StringLiteral kTargetAttrName = "moe.target";
-/// The attribute of an op that holds its #moe.lowering_config.
+/// The attribute of an op that holds its lowering config, a #moe.tiling.
 inline constexpr llvm::StringLiteral kLoweringConfigAttrName =
     "lowering_config";
 } // namespace mlir::moe

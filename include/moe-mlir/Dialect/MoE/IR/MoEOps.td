@@ -22,6 +22,7 @@ def MoE_DataTensor1D : 1DTensorOf<[F32, BF16, F16]>;
 def MoE_DataTensor2D : 2DTensorOf<[F32, BF16, F16]>;
 def MoE_DataTensor3D : 3DTensorOf<[F32, BF16, F16]>;
 def MoE_F32Tensor2D : 2DTensorOf<[F32]>;
+def MoE_F32Tensor3D : 3DTensorOf<[F32]>;
 def MoE_I32Tensor2D : 2DTensorOf<[I32]>;
 // The routing plan's indices: 64-bit, since T·K slots may pass 2^31.
 def MoE_PlanTensor1D : 1DTensorOf<[I64]>;
@@ -344,6 +345,45 @@ def MoE_RefineOp : MoE_Op<"refine", [AttrSizedOperandSegments]> {
     attr-dict `:` type($input) `,` type($parent_ids) `,`
     type($parent_weights) `,` type($router) `->` type($ids) `,`
     type($weights)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// RefineSelectOp
+//===----------------------------------------------------------------------===//
+
+def MoE_RefineSelectOp : MoE_Op<"refine_select"> {
+  let summary = "one inner level's selection from its router logits";
+  let description = [{
+    `moe.refine` after its router contraction: `logits` (`[T, P, E]`, f32,
+    each parent's router bias already added) hold each token's logits under
+    every one of the P parents' routers. For each token `t` and slot `j`
+    with `p = parent_ids[t, j] >= 0`, row `logits[t, p]` becomes scores and
+    a selection by the rules and attributes of `moe.refine`, with row `p`
+    of `selection_bias` (`[P, E]`) when present, into slots `j·top_k` to
+    `(j+1)·top_k - 1` of the results, as `moe.refine` writes them.
+    `moe-decompose-gate` creates it.
+
+    ```mlir
+    %ids2, %w2 = moe.refine_select %logits, %ids, %w {top_k = 2 : i64}
+                   : tensor<?x4x8xf32>, tensor<?x2xi32>, tensor<?x2xf32>
+                   -> tensor<?x4xi32>, tensor<?x4xf32>
+    ```
+  }];
+  let arguments = !con((ins
+    MoE_F32Tensor3D:$logits,
+    MoE_I32Tensor2D:$parent_ids,
+    MoE_F32Tensor2D:$parent_weights,
+    Optional<MoE_DataTensor2D>:$selection_bias),
+    MoE_TokenChoiceAttributes,
+    (ins UnitAttr:$unordered));
+  let results = (outs MoE_I32Tensor2D:$ids, MoE_F32Tensor2D:$weights);
+  let assemblyFormat = [{
+    $logits `,` $parent_ids `,` $parent_weights
+    (`selection_bias` `(` $selection_bias^ `:` type($selection_bias) `)`)?
+    attr-dict `:` type($logits) `,` type($parent_ids) `,`
+    type($parent_weights) `->` type($ids) `,` type($weights)
   }];
   let hasVerifier = 1;
 }

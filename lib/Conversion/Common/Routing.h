@@ -10,8 +10,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef MOE_LIB_CONVERSION_MOETOLINALG_ROUTING_H
-#define MOE_LIB_CONVERSION_MOETOLINALG_ROUTING_H
+#ifndef MOE_LIB_CONVERSION_COMMON_ROUTING_H
+#define MOE_LIB_CONVERSION_COMMON_ROUTING_H
 
 #include "Emitter.h"
 
@@ -386,4 +386,4 @@ inline void buildPaddedOffsets(Emitter &e, Value counts, Value offsets,
 
 } // namespace mlir::moe
 
-#endif // MOE_LIB_CONVERSION_MOETOLINALG_ROUTING_H
+#endif // MOE_LIB_CONVERSION_COMMON_ROUTING_H

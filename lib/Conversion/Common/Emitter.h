@@ -8,8 +8,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef MOE_LIB_CONVERSION_MOETOLINALG_EMITTER_H
-#define MOE_LIB_CONVERSION_MOETOLINALG_EMITTER_H
+#ifndef MOE_LIB_CONVERSION_COMMON_EMITTER_H
+#define MOE_LIB_CONVERSION_COMMON_EMITTER_H
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
@@ -360,4 +360,4 @@ private:
 
 } // namespace mlir::moe
 
-#endif // MOE_LIB_CONVERSION_MOETOLINALG_EMITTER_H
+#endif // MOE_LIB_CONVERSION_COMMON_EMITTER_H

@@ -4,8 +4,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef MOE_LIB_CONVERSION_MOETOLINALG_ACTIVATION_H
-#define MOE_LIB_CONVERSION_MOETOLINALG_ACTIVATION_H
+#ifndef MOE_LIB_CONVERSION_COMMON_ACTIVATION_H
+#define MOE_LIB_CONVERSION_COMMON_ACTIVATION_H
 
 #include "Emitter.h"
 
@@ -81,19 +81,6 @@ inline Value applyGatedActivation(Emitter &e, const FFNActivation &activation,
   return e.mul(glu, e.add(clampedUp, e.f32(activation.swigluUpOffset)));
 }
 
-/// The shared expert's scale for `token`: sigmoid(input[token] · gate) over
-/// the `hidden` elements of the row, in f32.
-inline Value sharedExpertScale(Emitter &e, Value input, Value gate,
-                               Value token, int64_t hidden) {
-  Value logit = e.forEachCarrying(
-      e.index(0), e.index(hidden), ValueRange{e.f32(0)},
-      [&](Emitter &e, Value h, ValueRange acc) -> SmallVector<Value> {
-        return {e.multiplyAdd(acc[0], e.load(input, {token, h}),
-                              e.load(gate, h))};
-      })[0];
-  return e.sigmoid(logit);
-}
-
 } // namespace mlir::moe
 
-#endif // MOE_LIB_CONVERSION_MOETOLINALG_ACTIVATION_H
+#endif // MOE_LIB_CONVERSION_COMMON_ACTIVATION_H
