@@ -142,19 +142,6 @@ public:
                        });
   }
 
-  /// `scf.parallel` over `[lower, upper)` by `step`: iterations may run on
-  /// different threads, so `body` must write disjoint memory per iteration.
-  void parallelForEachStep(Value lower, Value upper, Value step,
-                           function_ref<void(Emitter &, Value)> body) {
-    scf::ParallelOp::create(b, loc, ValueRange{lower}, ValueRange{upper},
-                            ValueRange{step},
-                            [&](OpBuilder &nested, Location nestedLoc,
-                                ValueRange ivs) {
-                              Emitter inner(nested, nestedLoc);
-                              body(inner, ivs[0]);
-                            });
-  }
-
   /// A loop carrying `init` through `body`, which returns the next values.
   SmallVector<Value>
   forEachCarrying(Value lower, Value upper, ValueRange init,
@@ -196,6 +183,22 @@ public:
           elseBody(inner);
           scf::YieldOp::create(nested, l);
         });
+  }
+  /// `cond ? thenValue() : elseValue()` as an `scf.if`, of the type of
+  /// what the branches yield.
+  Value ifElse(Value cond, function_ref<Value(Emitter &)> thenValue,
+               function_ref<Value(Emitter &)> elseValue) {
+    auto branch = scf::IfOp::create(
+        b, loc, cond,
+        [&](OpBuilder &nested, Location l) {
+          Emitter inner(nested, l);
+          scf::YieldOp::create(nested, l, thenValue(inner));
+        },
+        [&](OpBuilder &nested, Location l) {
+          Emitter inner(nested, l);
+          scf::YieldOp::create(nested, l, elseValue(inner));
+        });
+    return branch.getResult(0);
   }
 
   /// A buffer for a result tensor of `type`; `dynamicSizes` gives its
@@ -277,26 +280,46 @@ public:
     SmallVector<OpFoldResult> strides(offsets.size(), b.getIndexAttr(1));
     return memref::SubViewOp::create(b, loc, source, offsets, sizes, strides);
   }
-  /// `source[index]`: the slice at `index` of dimension 0, one rank less
-  /// (the other dimensions must be static).
-  Value sliceAt(Value source, Value index) {
-    auto type = cast<MemRefType>(source.getType());
-    SmallVector<OpFoldResult> offsets(type.getRank(), b.getIndexAttr(0));
-    offsets[0] = index;
-    SmallVector<OpFoldResult> sizes = {b.getIndexAttr(1)};
+  /// Offsets, sizes and strides of the slice at `index` of dimension 0 of
+  /// `type` (whose other dimensions must be static).
+  struct Slice {
+    SmallVector<OpFoldResult> offsets, sizes, strides;
+  };
+  Slice sliceBounds(ShapedType type, Value index) {
+    Slice slice{SmallVector<OpFoldResult>(type.getRank(), b.getIndexAttr(0)),
+                {b.getIndexAttr(1)},
+                SmallVector<OpFoldResult>(type.getRank(), b.getIndexAttr(1))};
+    slice.offsets[0] = index;
     for (int64_t size : type.getShape().drop_front())
-      sizes.push_back(b.getIndexAttr(size));
-    SmallVector<OpFoldResult> strides(type.getRank(), b.getIndexAttr(1));
+      slice.sizes.push_back(b.getIndexAttr(size));
+    return slice;
+  }
+  /// `source[index]`: the slice at `index` of dimension 0, one rank less
+  /// (the other dimensions must be static), of a memref or a tensor.
+  Value sliceAt(Value source, Value index) {
+    auto type = cast<ShapedType>(source.getType());
+    Slice slice = sliceBounds(type, index);
+    if (isa<RankedTensorType>(type))
+      return tensor::ExtractSliceOp::create(
+          b, loc,
+          RankedTensorType::get(type.getShape().drop_front(),
+                                type.getElementType()),
+          source, slice.offsets, slice.sizes, slice.strides);
     MemRefType sliceType = memref::SubViewOp::inferRankReducedResultType(
-        type.getShape().drop_front(), type, offsets, sizes, strides);
-    return memref::SubViewOp::create(b, loc, sliceType, source, offsets,
-                                     sizes, strides);
+        type.getShape().drop_front(), cast<MemRefType>(type), slice.offsets,
+        slice.sizes, slice.strides);
+    return memref::SubViewOp::create(b, loc, sliceType, source, slice.offsets,
+                                     slice.sizes, slice.strides);
+  }
+  /// `dest` with `slice` in place of `dest[index]`, the tensor slice that
+  /// sliceAt reads.
+  Value insertAt(Value slice, Value dest, Value index) {
+    Slice bounds = sliceBounds(cast<ShapedType>(dest.getType()), index);
+    return tensor::InsertSliceOp::create(b, loc, slice, dest, bounds.offsets,
+                                         bounds.sizes, bounds.strides);
   }
   Value minIndex(Value lhs, Value rhs) {
     return arith::MinUIOp::create(b, loc, lhs, rhs);
-  }
-  Value maxIndex(Value lhs, Value rhs) {
-    return arith::MaxUIOp::create(b, loc, lhs, rhs);
   }
   Value divIndex(Value lhs, Value rhs) {
     return arith::DivUIOp::create(b, loc, lhs, rhs);

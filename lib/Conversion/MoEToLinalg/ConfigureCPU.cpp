@@ -4,6 +4,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "Target.h"
+
 #include "moe-mlir/Conversion/Passes.h"
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
 
@@ -26,11 +28,11 @@ static constexpr int64_t kContractionColumns = 4;
 static constexpr int64_t kPackedGroups = 2;
 static int64_t packedColumns(int64_t lanes) { return lanes >= 16 ? 12 : 6; }
 
-/// A packed contraction's cache block of rows, whose packed input stays in
-/// L2 (256 rows × 1 KiB a block of the reduction) while a thread's columns
-/// pass. The reduction is not blocked: each weight row is then read as one
-/// long run, which the prefetchers follow (blocks of the reduction
-/// measured slower: docs/PERFORMANCE.md).
+/// A packed contraction runs in cache blocks of this many rows, each of
+/// which widens its slice of bf16 or f16 weights (moe-tile-cpu fuses the
+/// widening into it). The reduction is not blocked, so that each weight
+/// row is read as one long run, which the prefetchers follow. Both choices
+/// were measured against the alternative (docs/PERFORMANCE.md).
 static constexpr int64_t kBlockRows = 256;
 
 /// A distributed contraction's columns are split into at most this many
@@ -47,7 +49,7 @@ static constexpr int64_t kColumnTiles = 64;
 /// * packed (M loops (g, l), the rows of a group innermost with one
 ///   vector's lanes): a register tile of outer products of `lanes` wide
 ///   groups of rows and broadcast weights over the reduction, one step at
-///   a time, in cache blocks of rows and of the reduction.
+///   a time, in cache blocks of rows.
 static TilingAttr chooseContractionTiling(linalg::LinalgOp op,
                                           int64_t lanes) {
   FailureOr<linalg::ContractionDimensions> dims =
@@ -120,8 +122,8 @@ static bool isElementwise(Operation *op) {
 }
 
 /// Vectorizes the widening of a packed contraction's weights, which
-/// moe-tile-cpu fuses into each block of the reduction: a register tile of
-/// one row of `lanes` elements.
+/// moe-tile-cpu fuses into each cache block of rows: a register tile of one
+/// row of `lanes` elements.
 static void vectorizeWidenedWeights(linalg::LinalgOp op, int64_t lanes) {
   if (op.getNumLoops() != 4)
     return;
@@ -208,6 +210,8 @@ struct MoEConfigureCPUPass
                          << tokenTile.getValue() << ") must not be negative";
       return signalPassFailure();
     }
+    if (failed(checkVectorLanes(module, getArgument(), vectorLanes)))
+      return signalPassFailure();
     Attribute attr = module->getAttr(kTargetAttrName);
     if (!attr)
       return;
@@ -217,14 +221,7 @@ struct MoEConfigureCPUPass
                          << "' must be a #moe.cpu_target, got " << attr;
       return signalPassFailure();
     }
-    int64_t lanes =
-        vectorLanes == -1 ? (target.hasFeature("avx512f") ? 16 : 8)
-                          : int64_t(vectorLanes);
-    if (lanes < 1) {
-      module.emitError() << "moe-configure-cpu: 'vector-lanes' (" << lanes
-                         << ") must be positive";
-      return signalPassFailure();
-    }
+    int64_t lanes = targetLanes(target, vectorLanes);
     module.walk([&](Operation *op) {
       if (op->hasAttr(kLoweringConfigAttrName))
         return;

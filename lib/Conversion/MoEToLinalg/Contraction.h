@@ -132,15 +132,35 @@ inline Value buildWidened(OpBuilder &b, Location loc, Value value) {
       .getResult(0);
 }
 
-/// A `[rows, columns]` f32 tensor of zeros; `rows` is the dynamic size of a
-/// dynamic first dimension.
-inline Value buildZeros(OpBuilder &b, Location loc, int64_t rowsDim,
-                        int64_t columns, Value rows) {
-  auto type = RankedTensorType::get({rowsDim, columns}, b.getF32Type());
-  Value empty = tensor::EmptyOp::create(
-      b, loc, type, type.isDynamicDim(0) ? ValueRange(rows) : ValueRange());
-  Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
-  return linalg::FillOp::create(b, loc, ValueRange{zero}, ValueRange{empty})
+/// The initial value of a contraction's f32 result `empty`: `bias` widened
+/// to f32 and broadcast along the result dimensions `biasDims` (one per
+/// dimension of `bias`), or zeros without a bias.
+inline Value buildBiasInit(OpBuilder &b, Location loc, Value empty,
+                           Value bias, ArrayRef<unsigned> biasDims) {
+  if (!bias) {
+    Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
+    return linalg::FillOp::create(b, loc, ValueRange{zero}, ValueRange{empty})
+        .getResult(0);
+  }
+  unsigned rank = cast<RankedTensorType>(empty.getType()).getRank();
+  MLIRContext *context = b.getContext();
+  AffineMap biasMap = AffineMap::getMultiDimMapWithTargets(rank, biasDims,
+                                                           context);
+  Type f32 = b.getF32Type();
+  return linalg::GenericOp::create(
+             b, loc, TypeRange{empty.getType()}, ValueRange{bias},
+             ValueRange{empty},
+             ArrayRef<AffineMap>{biasMap,
+                                 AffineMap::getMultiDimIdentityMap(rank,
+                                                                   context)},
+             SmallVector<utils::IteratorType>(rank,
+                                              utils::IteratorType::parallel),
+             [&](OpBuilder &b, Location loc, ValueRange args) {
+               Value widened = args[0];
+               if (widened.getType() != f32)
+                 widened = arith::ExtFOp::create(b, loc, f32, widened);
+               linalg::YieldOp::create(b, loc, widened);
+             })
       .getResult(0);
 }
 

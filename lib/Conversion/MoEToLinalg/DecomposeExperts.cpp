@@ -97,121 +97,71 @@ struct ExpertSegments {
         });
   }
 
-  /// Expert `expert`'s slice of an `[E, ...]` weight or bias, or null.
-  static Value sliceOf(Emitter &e, Value stacked, Value expert) {
-    if (!stacked)
-      return stacked;
+  /// Row `row` of the packed `[⌈rows / lanes⌉, H, lanes]` rows: `[1, H, 1]`
+  /// at `(row / lanes, 0, row % lanes)`, as `[H]`.
+  Value packedRow(Emitter &e, Value packed, Value row) {
     OpBuilder &b = e.builder();
-    auto type = cast<RankedTensorType>(stacked.getType());
-    SmallVector<OpFoldResult> offsets(type.getRank(), b.getIndexAttr(0));
-    offsets[0] = expert;
-    SmallVector<OpFoldResult> sizes = {b.getIndexAttr(1)};
-    for (int64_t size : type.getShape().drop_front())
-      sizes.push_back(b.getIndexAttr(size));
-    SmallVector<OpFoldResult> strides(type.getRank(), b.getIndexAttr(1));
-    auto sliceType = RankedTensorType::get(type.getShape().drop_front(),
-                                           type.getElementType());
-    return tensor::ExtractSliceOp::create(b, e.location(), sliceType, stacked,
-                                          offsets, sizes, strides);
-  }
-
-  /// `[1, H]` at row `row` of a rank-2 `source` with `H` columns, or
-  /// `[1, H, 1]` at `(row / lanes, 0, row % lanes)` of a packed one, as
-  /// `[H]`.
-  Value rowSlice(Emitter &e, Value source, Value row, bool packed) {
-    OpBuilder &b = e.builder();
-    auto f32Row = RankedTensorType::get({hidden()}, b.getF32Type());
-    SmallVector<OpFoldResult> offsets = {row, b.getIndexAttr(0)};
+    Value lanesValue = e.index(lanes);
+    SmallVector<OpFoldResult> offsets = {e.divIndex(row, lanesValue),
+                                         b.getIndexAttr(0),
+                                         e.remIndex(row, lanesValue)};
     SmallVector<OpFoldResult> sizes = {b.getIndexAttr(1),
-                                       b.getIndexAttr(hidden())};
-    if (packed) {
-      Value lanesValue = e.index(lanes);
-      offsets = {e.divIndex(row, lanesValue), b.getIndexAttr(0),
-                 e.remIndex(row, lanesValue)};
-      sizes.push_back(b.getIndexAttr(1));
-    }
-    SmallVector<OpFoldResult> strides(offsets.size(), b.getIndexAttr(1));
-    return tensor::ExtractSliceOp::create(b, e.location(), f32Row, source,
-                                          offsets, sizes, strides);
+                                       b.getIndexAttr(hidden()),
+                                       b.getIndexAttr(1)};
+    SmallVector<OpFoldResult> strides(3, b.getIndexAttr(1));
+    return tensor::ExtractSliceOp::create(
+        b, e.location(), RankedTensorType::get({hidden()}, b.getF32Type()),
+        packed, offsets, sizes, strides);
   }
 
   /// Every expert with rows in turn, carrying `init`: the segment's FFN in
   /// the row-wise form below packedMinRows rows, packed otherwise, handed
   /// to `epilogue`.
   Value build(Emitter &e, Value init, SegmentEpilogue epilogue) {
-    OpBuilder &b = e.builder();
-    Location loc = e.location();
     int64_t numExperts =
         cast<RankedTensorType>(op.getUpProj().getType()).getDimSize(0);
     int64_t minRows = packedMinRows(op.getUpProj(), lanes);
-    auto loop = scf::ForOp::create(
-        b, loc, e.index(0), e.index(numExperts), e.index(1), ValueRange{init},
-        [&](OpBuilder &b, Location loc, Value expert, ValueRange carried) {
-          Emitter e(b, loc);
-          auto offsetAt = [&](Value i) {
-            return e.toIndex(tensor::ExtractOp::create(b, loc, op.getOffsets(),
-                                                       ValueRange{i}));
-          };
-          Value start = offsetAt(expert);
-          Value count = e.sub(offsetAt(e.add(expert, e.index(1))), start);
-          FFNBuilder ffn{sliceOf(e, op.getGateProj(), expert),
-                         sliceOf(e, op.getUpProj(), expert),
-                         sliceOf(e, op.getDownProj(), expert),
-                         sliceOf(e, op.getGateBias(), expert),
-                         sliceOf(e, op.getUpBias(), expert),
-                         sliceOf(e, op.getDownBias(), expert),
-                         activationOf(op),
-                         count,
-                         ShapedType::kDynamic};
-          auto rowwise = [&](Emitter &e) -> Value {
-            Value rows = ffn.rowwise(e, gatherRows(e, start, count));
-            return epilogue(
-                e, carried[0], start, count,
-                [&](Emitter &e, Value r) {
-                  return rowSlice(e, rows, r, false);
-                },
-                [&](Emitter &) { return rows; });
-          };
-          auto packed = [&](Emitter &e) -> Value {
-            Value input = fuseGather
-                              ? gatherPacked(e, ffn, start, count)
-                              : ffn.pack(e, gatherRows(e, start, count), lanes);
-            Value rows = ffn.packed(e, input, lanes);
-            return epilogue(
-                e, carried[0], start, count,
-                [&](Emitter &e, Value r) { return rowSlice(e, rows, r, true); },
-                [&](Emitter &e) { return ffn.unpack(e, rows, lanes); });
-          };
-          Value few =
-              e.cmpi(arith::CmpIPredicate::ult, count, e.index(minRows));
-          Value some = e.cmpi(arith::CmpIPredicate::ugt, count, e.index(0));
-          Value next = ifElse(
-              e, some, carried[0].getType(),
-              [&](Emitter &e) {
-                return ifElse(e, few, carried[0].getType(), rowwise, packed);
-              },
-              [&](Emitter &) { return carried[0]; });
-          scf::YieldOp::create(b, loc, next);
-        });
-    return loop.getResult(0);
-  }
-
-  /// `cond ? thenValue : elseValue` as an `scf.if` yielding `type`.
-  static Value ifElse(Emitter &e, Value cond, Type type,
-                      function_ref<Value(Emitter &)> thenValue,
-                      function_ref<Value(Emitter &)> elseValue) {
-    OpBuilder &b = e.builder();
-    Location loc = e.location();
-    auto branch = scf::IfOp::create(b, loc, TypeRange{type}, cond,
-                                    /*withElseRegion=*/true);
-    for (auto [block, value] : {std::pair(branch.thenBlock(), thenValue),
-                                std::pair(branch.elseBlock(), elseValue)}) {
-      OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPointToStart(block);
-      Emitter inner(b, loc);
-      scf::YieldOp::create(b, loc, value(inner));
-    }
-    return branch.getResult(0);
+    auto segment = [&](Emitter &e, Value expert,
+                       ValueRange carried) -> SmallVector<Value> {
+      auto offsetAt = [&](Value i) {
+        return e.toIndex(tensor::ExtractOp::create(
+            e.builder(), e.location(), op.getOffsets(), ValueRange{i}));
+      };
+      Value start = offsetAt(expert);
+      Value count = e.sub(offsetAt(e.add(expert, e.index(1))), start);
+      auto sliceOf = [&](Value stacked) {
+        return stacked ? e.sliceAt(stacked, expert) : Value();
+      };
+      FFNBuilder ffn{sliceOf(op.getGateProj()), sliceOf(op.getUpProj()),
+                     sliceOf(op.getDownProj()), sliceOf(op.getGateBias()),
+                     sliceOf(op.getUpBias()),   sliceOf(op.getDownBias()),
+                     activationOf(op),          count,
+                     ShapedType::kDynamic};
+      auto rowwise = [&](Emitter &e) -> Value {
+        Value rows = ffn.rowwise(e, gatherRows(e, start, count));
+        return epilogue(
+            e, carried[0], start, count,
+            [&](Emitter &e, Value r) { return e.sliceAt(rows, r); },
+            [&](Emitter &) { return rows; });
+      };
+      auto packed = [&](Emitter &e) -> Value {
+        Value input = fuseGather
+                          ? gatherPacked(e, ffn, start, count)
+                          : ffn.pack(e, gatherRows(e, start, count), lanes);
+        Value rows = ffn.packed(e, input, lanes);
+        return epilogue(
+            e, carried[0], start, count,
+            [&](Emitter &e, Value r) { return packedRow(e, rows, r); },
+            [&](Emitter &e) { return ffn.unpack(e, rows, lanes); });
+      };
+      Value few = e.cmpi(arith::CmpIPredicate::ult, count, e.index(minRows));
+      Value some = e.cmpi(arith::CmpIPredicate::ugt, count, e.index(0));
+      return {e.ifElse(
+          some, [&](Emitter &e) { return e.ifElse(few, rowwise, packed); },
+          [&](Emitter &) { return carried[0]; })};
+    };
+    return e.forEachCarrying(e.index(0), e.index(numExperts), init,
+                             segment)[0];
   }
 };
 
@@ -252,13 +202,17 @@ struct DecomposeExpert : OpRewritePattern<ExpertOp> {
         e, zeros,
         [&](Emitter &e, Value carried, Value start, Value count, RowOf,
             function_ref<Value(Emitter &)> rows) -> Value {
+          // Written in place into the result's rows, which bufferization
+          // keeps in place, so no copy of the segment is made.
           OpBuilder &b = e.builder();
-          Value segment = rows(e);
+          SmallVector<OpFoldResult> offsets = {start, b.getIndexAttr(0)};
+          SmallVector<OpFoldResult> sizes = {count, b.getIndexAttr(hidden)};
+          SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
+          Value dest = tensor::ExtractSliceOp::create(
+              b, e.location(), carried, offsets, sizes, strides);
           Value kept = e.generic(
-              {segment},
-              e.emptyTensor({ShapedType::kDynamic, hidden}, b.getF32Type(),
-                            count),
-              {e.map(2, {0, 1}), e.map(2, {0, 1})}, {kParallel, kParallel},
+              {rows(e)}, dest, {e.map(2, {0, 1}), e.map(2, {0, 1})},
+              {kParallel, kParallel},
               [&](Emitter &e, ValueRange args) {
                 Value slot = tensor::ExtractOp::create(
                     e.builder(), e.location(), op.getSlots(),
@@ -267,9 +221,6 @@ struct DecomposeExpert : OpRewritePattern<ExpertOp> {
                     e.cmpi(arith::CmpIPredicate::sge, slot, e.i64(0)), args[0],
                     e.f32(0));
               });
-          SmallVector<OpFoldResult> offsets = {start, b.getIndexAttr(0)};
-          SmallVector<OpFoldResult> sizes = {count, b.getIndexAttr(hidden)};
-          SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
           return tensor::InsertSliceOp::create(b, e.location(), kept, carried,
                                                offsets, sizes, strides);
         });
@@ -303,57 +254,38 @@ struct DecomposeExpertCombine : OpRewritePattern<CombineOp> {
     Value init = buildCombineStart(e, op, dynamicTokens);
 
     ExpertSegments segments{expert, fuseGather, targetLanes(op, vectorLanes)};
-    int64_t hidden =
-        cast<RankedTensorType>(op.getOutput().getType()).getDimSize(1);
     // Without weights the expert rows arrive weighted.
     Value weights = op.getWeights();
     Value sum = segments.build(
         e, init,
         [&](Emitter &e, Value carried, Value start, Value count, RowOf rowOf,
             function_ref<Value(Emitter &)>) -> Value {
-          OpBuilder &b = e.builder();
-          auto loop = scf::ForOp::create(
-              b, e.location(), e.index(0), count, e.index(1),
-              ValueRange{carried},
-              [&](OpBuilder &b, Location loc, Value r, ValueRange acc) {
-                Emitter e(b, loc);
-                Value row = e.add(start, r);
-                Value slot = tensor::ExtractOp::create(
-                    b, loc, expert.getSlots(), ValueRange{row});
-                Value kept = e.cmpi(arith::CmpIPredicate::sge, slot, e.i64(0));
-                Value next = ExpertSegments::ifElse(
-                    e, kept, acc[0].getType(),
-                    [&](Emitter &e) -> Value {
-                      auto [token, j] = segments.slotOf(e, row);
-                      Value weight =
-                          weights ? Value(tensor::ExtractOp::create(
-                                        b, loc, weights, ValueRange{token, j}))
-                                  : Value();
-                      SmallVector<OpFoldResult> offsets = {token,
-                                                           b.getIndexAttr(0)};
-                      SmallVector<OpFoldResult> sizes = {
-                          b.getIndexAttr(1), b.getIndexAttr(hidden)};
-                      SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
-                      Value tokenRow = tensor::ExtractSliceOp::create(
-                          b, loc,
-                          RankedTensorType::get({hidden}, b.getF32Type()),
-                          acc[0], offsets, sizes, strides);
-                      Value added =
-                          e.generic({rowOf(e, r)}, tokenRow,
-                                    {e.map(1, {0}), e.map(1, {0})}, {kParallel},
-                                    [&](Emitter &e, ValueRange args) {
-                                      Value term = weight
-                                                       ? e.mul(weight, args[0])
-                                                       : args[0];
-                                      return e.add(args[1], term);
-                                    });
-                      return tensor::InsertSliceOp::create(
-                          b, loc, added, acc[0], offsets, sizes, strides);
-                    },
-                    [&](Emitter &) { return acc[0]; });
-                scf::YieldOp::create(b, loc, next);
-              });
-          return loop.getResult(0);
+          auto addRow = [&](Emitter &e, Value r,
+                            ValueRange acc) -> SmallVector<Value> {
+            Value row = e.add(start, r);
+            Value slot = tensor::ExtractOp::create(e.builder(), e.location(),
+                                                   expert.getSlots(), row);
+            Value kept = e.cmpi(arith::CmpIPredicate::sge, slot, e.i64(0));
+            return {e.ifElse(
+                kept,
+                [&](Emitter &e) -> Value {
+                  auto [token, j] = segments.slotOf(e, row);
+                  Value weight = weights ? Value(tensor::ExtractOp::create(
+                                               e.builder(), e.location(),
+                                               weights, ValueRange{token, j}))
+                                         : Value();
+                  Value added = e.generic(
+                      {rowOf(e, r)}, e.sliceAt(acc[0], token),
+                      {e.map(1, {0}), e.map(1, {0})}, {kParallel},
+                      [&](Emitter &e, ValueRange args) {
+                        Value term = weight ? e.mul(weight, args[0]) : args[0];
+                        return e.add(args[1], term);
+                      });
+                  return e.insertAt(added, acc[0], token);
+                },
+                [&](Emitter &) { return acc[0]; })};
+          };
+          return e.forEachCarrying(e.index(0), count, carried, addRow)[0];
         });
 
     rewriter.replaceOp(op, buildCombineEnd(e, op, sum, dynamicTokens));
@@ -370,12 +302,8 @@ struct MoEDecomposeExpertsPass
   using Base::Base;
 
   void runOnOperation() override {
-    if (vectorLanes == 0 || vectorLanes < -1) {
-      getOperation()->emitError()
-          << "moe-decompose-experts: 'vector-lanes' (" << vectorLanes.getValue()
-          << ") must be positive or -1";
+    if (failed(checkVectorLanes(getOperation(), getArgument(), vectorLanes)))
       return signalPassFailure();
-    }
     RewritePatternSet patterns(&getContext());
     populateDecomposeExpertsPatterns(patterns, fuseGather, fuseCombine,
                                      vectorLanes);

@@ -25,33 +25,10 @@ using namespace mlir::moe;
 static Value buildRouterLogits(PatternRewriter &rewriter, Location loc,
                                Value input, Value router, Value bias,
                                RankedTensorType logitsType, Value numTokens) {
-  MLIRContext *context = rewriter.getContext();
-  Type f32 = rewriter.getF32Type();
-  Value init;
-  if (bias) {
-    Value empty = tensor::EmptyOp::create(
-        rewriter, loc, logitsType,
-        logitsType.isDynamicDim(0) ? ValueRange(numTokens) : ValueRange());
-    init = linalg::GenericOp::create(
-               rewriter, loc, TypeRange{logitsType}, ValueRange{bias},
-               ValueRange{empty},
-               ArrayRef<AffineMap>{
-                   AffineMap::get(2, 0, {rewriter.getAffineDimExpr(1)},
-                                  context),
-                   AffineMap::getMultiDimIdentityMap(2, context)},
-               ArrayRef<utils::IteratorType>{utils::IteratorType::parallel,
-                                             utils::IteratorType::parallel},
-               [&](OpBuilder &b, Location loc, ValueRange args) {
-                 Value widened = args[0];
-                 if (widened.getType() != f32)
-                   widened = arith::ExtFOp::create(b, loc, f32, widened);
-                 linalg::YieldOp::create(b, loc, widened);
-               })
-               .getResult(0);
-  } else {
-    init = buildZeros(rewriter, loc, logitsType.getDimSize(0),
-                      logitsType.getDimSize(1), numTokens);
-  }
+  Value empty = tensor::EmptyOp::create(
+      rewriter, loc, logitsType,
+      logitsType.isDynamicDim(0) ? ValueRange(numTokens) : ValueRange());
+  Value init = buildBiasInit(rewriter, loc, empty, bias, {1});
   // logits[t, x] += Σ_h input[t, h] · router[x, h].
   return buildLinearContraction(rewriter, loc, input, router, init);
 }

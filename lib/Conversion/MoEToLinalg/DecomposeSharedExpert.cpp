@@ -43,24 +43,14 @@ struct DecomposeSharedExpert : OpRewritePattern<SharedExpertOp> {
                                  lanes)
                     : ffn.rowwise(e, input);
     };
-    Value output;
-    if (!ShapedType::isDynamic(tokensDim)) {
-      output = build(e, tokensDim >= minRows);
-    } else {
-      Value few =
-          e.cmpi(arith::CmpIPredicate::ult, numTokens, e.index(minRows));
-      auto branch = scf::IfOp::create(rewriter, loc, TypeRange{resultType},
-                                      few, /*withElseRegion=*/true);
-      for (auto [block, packed] :
-           {std::pair(branch.thenBlock(), false),
-            std::pair(branch.elseBlock(), true)}) {
-        OpBuilder::InsertionGuard guard(rewriter);
-        rewriter.setInsertionPointToStart(block);
-        Emitter inner(rewriter, loc);
-        scf::YieldOp::create(rewriter, loc, build(inner, packed));
-      }
-      output = branch.getResult(0);
-    }
+    Value output =
+        ShapedType::isDynamic(tokensDim)
+            ? e.ifElse(
+                  e.cmpi(arith::CmpIPredicate::ult, numTokens,
+                         e.index(minRows)),
+                  [&](Emitter &e) { return build(e, /*packed=*/false); },
+                  [&](Emitter &e) { return build(e, /*packed=*/true); })
+            : build(e, tokensDim >= minRows);
 
     // Scaled by sigmoid(x_t · expert_gate), summed in f32.
     if (Value expertGate = op.getExpertGate()) {
@@ -95,12 +85,8 @@ struct MoEDecomposeSharedExpertPass
   using Base::Base;
 
   void runOnOperation() override {
-    if (vectorLanes == 0 || vectorLanes < -1) {
-      getOperation()->emitError()
-          << "moe-decompose-shared-expert: 'vector-lanes' ("
-          << vectorLanes.getValue() << ") must be positive or -1";
+    if (failed(checkVectorLanes(getOperation(), getArgument(), vectorLanes)))
       return signalPassFailure();
-    }
     RewritePatternSet patterns(&getContext());
     populateDecomposeSharedExpertPatterns(patterns, vectorLanes);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))

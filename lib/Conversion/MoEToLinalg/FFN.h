@@ -10,23 +10,11 @@
 #include "../Common/Activation.h"
 #include "../Common/Emitter.h"
 #include "Contraction.h"
+#include "Target.h"
 
 #include <numeric>
 
 namespace mlir::moe {
-
-/// The f32 lanes of the module target's vectors (`moe.target`), which the
-/// packed form groups rows by: 16 with `avx512f`, else 8; `override`
-/// instead when it is positive.
-inline int64_t targetLanes(Operation *op, int64_t override) {
-  if (override > 0)
-    return override;
-  auto module = op->getParentOfType<ModuleOp>();
-  auto target =
-      module ? dyn_cast_or_null<CPUTargetAttr>(module->getAttr(kTargetAttrName))
-             : CPUTargetAttr();
-  return target && target.hasFeature("avx512f") ? 16 : 8;
-}
 
 /// The fewest rows the packed form takes: packing pays from one vector of
 /// rows on, two when the weights are bf16 or f16, whose widening once per
@@ -73,29 +61,22 @@ struct FFNBuilder {
         });
   }
 
-  /// `empty` filled with `bias` along the dimensions `columns` picks
-  /// (`bias` viewed as `biasShape`), or with zeros without a bias.
+  /// `empty` filled with `bias` (viewed as `biasShape`) along the
+  /// dimensions `columns` (buildBiasInit), or with zeros without a bias.
   static Value initial(Emitter &e, Value empty, Value bias,
-                       ArrayRef<int64_t> biasShape, ArrayRef<int> columns) {
-    if (!bias)
-      return e.fill(e.f32(0), empty);
-    OpBuilder &b = e.builder();
-    auto biasType = cast<RankedTensorType>(bias.getType());
-    if (biasType.getShape() != biasShape) {
+                       ArrayRef<int64_t> biasShape,
+                       ArrayRef<unsigned> columns) {
+    auto biasType = bias ? cast<RankedTensorType>(bias.getType())
+                         : RankedTensorType();
+    if (biasType && biasType.getShape() != biasShape) {
       ReassociationIndices all(biasShape.size());
       std::iota(all.begin(), all.end(), 0);
       bias = tensor::ExpandShapeOp::create(
-          b, e.location(),
+          e.builder(), e.location(),
           RankedTensorType::get(biasShape, biasType.getElementType()), bias,
           ArrayRef<ReassociationIndices>{all});
     }
-    unsigned rank = cast<RankedTensorType>(empty.getType()).getRank();
-    SmallVector<int> all(rank);
-    std::iota(all.begin(), all.end(), 0);
-    return e.generic(
-        {bias}, empty, {e.map(rank, columns), e.map(rank, all)},
-        SmallVector<utils::IteratorType>(rank, kParallel),
-        [](Emitter &e, ValueRange args) { return e.toF32(args[0]); });
+    return buildBiasInit(e.builder(), e.location(), empty, bias, columns);
   }
 
   /// Rows as they are (`input`, `[rows, H]`): each projection a contraction

@@ -44,22 +44,15 @@ struct LowerCombine : OpRewritePattern<CombineOp> {
           Value weight = weights ? args[1] : Value();
           Value column = e.loopIndex(1);
           Value kept = e.cmpi(arith::CmpIPredicate::sge, row, e.i64(0));
-          auto ifOp = scf::IfOp::create(
-              e.builder(), e.location(), TypeRange{e.builder().getF32Type()},
-              kept, /*withElseRegion=*/true);
-          {
-            OpBuilder::InsertionGuard guard(e.builder());
-            e.builder().setInsertionPointToStart(ifOp.thenBlock());
-            Value value = tensor::ExtractOp::create(
-                e.builder(), e.location(), expertOutput,
-                ValueRange{e.toIndex(row), column});
-            scf::YieldOp::create(
-                e.builder(), e.location(),
-                e.add(acc, weight ? e.mul(weight, value) : value));
-            e.builder().setInsertionPointToStart(ifOp.elseBlock());
-            scf::YieldOp::create(e.builder(), e.location(), acc);
-          }
-          return ifOp.getResult(0);
+          return e.ifElse(
+              kept,
+              [&](Emitter &e) {
+                Value value = tensor::ExtractOp::create(
+                    e.builder(), e.location(), expertOutput,
+                    ValueRange{e.toIndex(row), column});
+                return e.add(acc, weight ? e.mul(weight, value) : value);
+              },
+              [&](Emitter &) { return acc; });
         });
 
     rewriter.replaceOp(op, buildCombineEnd(e, op, sum, dynamicTokens));

@@ -154,11 +154,10 @@ struct LowerRefineSelect : OpRewritePattern<RefineSelectOp> {
         buildRefinedSlot(
             e, rules, numExperts, buffers, scratch, token, slot,
             [&](Emitter &e, Value parent) {
-              e.forEach(e.index(0), e.index(numExperts),
-                        [&](Emitter &e, Value x) {
-                          e.store(e.load(logits, {token, parent, x}), scores,
-                                  {e.index(0), x});
-                        });
+              linalg::CopyOp::create(
+                  e.builder(), e.location(),
+                  e.sliceAt(e.sliceAt(logits, token), parent),
+                  e.sliceAt(scores, e.index(0)));
               buildScores(e, rules.scoring, scores, e.index(1), numExperts);
             },
             [&](Emitter &e, Value expert) {

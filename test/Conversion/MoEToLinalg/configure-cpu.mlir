@@ -8,7 +8,7 @@
 // RUN: not moe-opt %s -split-input-file -moe-configure-cpu=vector-lanes=0 2>&1 | FileCheck %s --check-prefix=BAD-LANES
 
 // BAD-TOKENS: error: moe-configure-cpu: 'token-tile' (-1) must not be negative
-// BAD-LANES: error: moe-configure-cpu: 'vector-lanes' (0) must be positive
+// BAD-LANES: error: moe-configure-cpu: 'vector-lanes' (0) must be positive or -1
 
 // x86-64-v3 (AVX2, 8 lanes). The router contraction: 2 × 4 register tiles
 // over an 8-lane split reduction, fused into the select's tiles of 16

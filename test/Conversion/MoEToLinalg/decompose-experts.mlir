@@ -102,8 +102,8 @@ func.func @expert(%x: tensor<?x16xf32>, %slots: tensor<?xi64>,
 // CHECK: %[[KEPT:.*]] = arith.cmpi sge, %[[SLOT]], %c0_i64
 // CHECK: scf.if %[[KEPT]] -> (tensor<?x16xf32>)
 // CHECK: %[[W:.*]] = tensor.extract %[[WEIGHTS]]
-// CHECK: %[[TOKEN_ROW:.*]] = tensor.extract_slice %[[ROW_ACC]][%[[TOKEN:.*]], 0] [1, 16] [1, 1] : tensor<?x16xf32> to tensor<16xf32>
-// CHECK: %[[ROW:.*]] = tensor.extract_slice %[[ROWS]][%[[R]], 0] [1, 16] [1, 1] : tensor<?x16xf32> to tensor<16xf32>
+// CHECK-DAG: %[[TOKEN_ROW:.*]] = tensor.extract_slice %[[ROW_ACC]][%[[TOKEN:.*]], 0] [1, 16] [1, 1] : tensor<?x16xf32> to tensor<16xf32>
+// CHECK-DAG: %[[ROW:.*]] = tensor.extract_slice %[[ROWS]][%[[R]], 0] [1, 16] [1, 1] : tensor<?x16xf32> to tensor<16xf32>
 // CHECK: %[[ADDED:.*]] = linalg.generic {{.*}} ins(%[[ROW]] : tensor<16xf32>) outs(%[[TOKEN_ROW]] : tensor<16xf32>)
 // CHECK: arith.mulf %[[W]]
 // CHECK: tensor.insert_slice %[[ADDED]] into %[[ROW_ACC]][%[[TOKEN]], 0] [1, 16] [1, 1]

@@ -218,7 +218,7 @@ func.func @p_norm(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>)
 // CHECK-DAG: %[[P:.*]] = arith.constant 2.000000e+00 : f32
 // CHECK-DAG: %[[TWO_EPS:.*]] = arith.constant 2.000000e-02 : f32
 // CHECK: scf.if
-// CHECK: memref.store %{{.*}} : memref<1x4xf32>
+// CHECK: linalg.copy ins(%{{.*}} : memref<4xf32, {{.*}}>) outs(%{{.*}} : memref<4xf32, {{.*}}>)
 // CHECK-NOT: math.exp
 // CHECK: scf.for {{.*}} -> (index, f32)
 // CHECK: math.absf

@@ -33,9 +33,10 @@
 // CHECK: %[[KEPT:.*]] = arith.cmpi sge, %[[PARENT]], %c0_i32
 // CHECK: scf.if %[[KEPT]] {
 // CHECK: %[[P:.*]] = arith.index_cast %[[PARENT]] : i32 to index
-// CHECK: scf.for %[[I:.*]] = %c0 to %c8
-// CHECK: %[[LOGIT:.*]] = memref.load %[[LOGITS_BUF]][%[[T]], %[[P]], %[[I]]]
-// CHECK: memref.store %[[LOGIT]], %[[SCORES]][%c0, %[[I]]]
+// CHECK: %[[TOKEN_LOGITS:.*]] = memref.subview %[[LOGITS_BUF]][%[[T]], 0, 0] [1, 4, 8] [1, 1, 1]
+// CHECK: %[[PARENT_LOGITS:.*]] = memref.subview %[[TOKEN_LOGITS]][%[[P]], 0] [1, 8] [1, 1]
+// CHECK: %[[SCORE_ROW:.*]] = memref.subview %[[SCORES]][%c0, 0] [1, 8] [1, 1]
+// CHECK: linalg.copy ins(%[[PARENT_LOGITS]] : {{.*}}) outs(%[[SCORE_ROW]] :
 // CHECK: math.exp
 // CHECK: %[[SB_ROW:.*]] = memref.subview %[[SB_BUF]][%[[P]], 0] [1, 8] [1, 1]
 // CHECK: scf.for {{.*}} -> (index, f32)
