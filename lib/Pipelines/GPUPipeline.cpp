@@ -24,11 +24,21 @@ using namespace mlir;
 /// gpu.module (the order of upstream's gpu-lower-to-nvvm-pipeline). bf16
 /// conversions become integer code, as on the CPU: sm_80 has no
 /// bf16-to-f32 instruction.
+/// The tiled linalg stage's loops as kernels: the outer `scf.forall` of a
+/// tile nest over blocks, the inner over threads, their vector ops unrolled
+/// to 1-D ones first (as on the CPU).
+static constexpr const char *kLoopsToKernels =
+    "scf-forall-to-parallel,convert-linalg-to-loops,canonicalize,"
+    "func.func(lower-vector-multi-reduction),"
+    "convert-vector-to-scf{full-unroll=true},"
+    "func.func(moe-map-kernel-loops),convert-parallel-loops-to-gpu,"
+    "func.func(moe-name-kernels)";
 static constexpr const char *kHostToLLVM =
     "arith-expand{include-bf16=true},convert-scf-to-cf,convert-func-to-llvm,"
     "expand-strided-metadata";
 static constexpr const char *kKernelsToNVVM =
-    "lower-affine,convert-arith-to-llvm,convert-index-to-llvm,canonicalize,"
+    "lower-affine,gpu.module(convert-vector-to-llvm),convert-arith-to-llvm,"
+    "convert-index-to-llvm,canonicalize,"
     "cse,gpu.module(strip-debuginfo,convert-gpu-to-nvvm,"
     "llvm-optimize-for-nvvm-target,canonicalize,cse,"
     "reconcile-unrealized-casts)";
@@ -40,11 +50,23 @@ static void addParsed(OpPassManager &pm, StringRef pipeline) {
     llvm::report_fatal_error("moe-gpu-pipeline: upstream passes missing");
 }
 
-void moe::buildGPUPipeline(OpPassManager &pm,
-                           const GPUPipelineOptions &options) {
+void moe::buildGPULinalgStage(OpPassManager &pm,
+                              const GPUPipelineOptions &options) {
   moe::MoEExpandOptions expand;
   expand.rowTile = options.rowTile;
   pm.addPass(moe::createMoEExpand(expand));
+  moe::MoEDecomposeGroupedOptions grouped;
+  grouped.rowTile = options.rowTile;
+  pm.addPass(moe::createMoEDecomposeGrouped(grouped));
+  moe::MoEConfigureGPUOptions configure;
+  configure.rowTile = options.rowTile;
+  pm.addPass(moe::createMoEConfigureGPU(configure));
+}
+
+void moe::buildGPUPipeline(OpPassManager &pm,
+                           const GPUPipelineOptions &options) {
+  buildGPULinalgStage(pm, options);
+  pm.addPass(moe::createMoETileGPU());
   moe::MoELowerToGPUOptions kernels;
   kernels.emulate = options.emulate;
   kernels.rowTile = options.rowTile;
@@ -52,11 +74,21 @@ void moe::buildGPUPipeline(OpPassManager &pm,
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
   pm.addPass(bufferization::createOneShotBufferizePass());
+  // Bufferization leaves copies between equal subviews; CSE makes them self
+  // copies, which canonicalization erases.
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
+  pm.addPass(createCanonicalizerPass());
+  moe::MoEPlaceBuffersOptions place;
+  place.emulate = options.emulate;
+  pm.addNestedPass<func::FuncOp>(moe::createMoEPlaceBuffers(place));
   pm.addNestedPass<func::FuncOp>(moe::createMoEFreeWorkspace());
-  if (options.emulate)
+  if (options.emulate) {
+    pm.addNestedPass<func::FuncOp>(moe::createMoENameKernels());
     return buildHostLoopsToLLVM(pm);
+  }
+
+  addParsed(pm, kLoopsToKernels);
 
   pm.addPass(createGpuKernelOutliningPass());
   pm.addNestedPass<func::FuncOp>(createGpuAsyncRegionPass());

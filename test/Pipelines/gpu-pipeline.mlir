@@ -23,14 +23,14 @@
 // CHECK: llvm.return
 
 // Kernels: one gpu.module with a target per chip, in NVVM: thread ids,
-// shared memory (address space 3), barriers, libdevice's erf for gelu.
+// shared memory (address space 3), barriers, libdevice's erf for gelu in
+// the experts' kernels from the linalg stage.
 // CHECK: gpu.module @moe_kernels [#nvvm.target<O = 3, chip = "sm_80">, #nvvm.target<O = 3, chip = "sm_90">]
 // CHECK: llvm.func @layer_gate_logits({{.*}}) attributes {gpu.kernel, gpu.known_block_size = array<i32: 256, 1, 1>, nvvm.kernel
 // CHECK: nvvm.read.ptx.sreg.ctaid.x
 // CHECK: nvvm.read.ptx.sreg.tid.x range <i32, 0, 256>
 // CHECK: llvm.mlir.global internal @__wg_layer_gate_capacity_0() {addr_space = 3 : i32} : !llvm.array<257 x i64>
 // CHECK: nvvm.barrier0
-// CHECK: llvm.mlir.global internal @__wg_layer_expert_up_1() {addr_space = 3 : i32} : !llvm.array<1040 x f32>
 // CHECK: llvm.func @__nv_erff(f32) -> f32
 // CHECK: llvm.func @layer_expert_up(
 // CHECK: llvm.call @__nv_erff

@@ -29,7 +29,7 @@ CONFIGS = {
                          capacity_factor=1.25, shared_intermediate_size=48,
                          shared_expert_gate=True, gpu_arch="sm_80,sm_86,sm_90"),
                      ["sm_80", "sm_86", "sm_90"],
-                     ROUTED + ["gate_capacity", "shared_scale", "shared_up",
+                     ROUTED + ["gate_capacity", "shared_up",
                                "shared_down"]),
     "cu_expert_choice_f16": (cfg("cu_expert_choice_f16", 24, 20, 8, 1, target="cuda",
                                  dtype="f16", routing="expert_choice",

@@ -27,8 +27,10 @@ FRONTEND = HERE.parents[1] / "python_frontend"
 CONFIG = cfg("rt_layer", 32, 48, 8, 2, target="cuda", shared_intermediate_size=16,
              shared_expert_gate=True, capacity_factor=1.0)
 FORWARD = ["gate_logits", "gate_select", "gate_capacity", "plan_fill", "plan_count",
-           "plan_offsets", "plan_place", "expert_up", "expert_down", "shared_scale",
-           "shared_up", "shared_down", "combine"]
+           "plan_offsets", "plan_place", "expert_up", "expert_down", "shared_up",
+           "shared_down", "combine"]
+# The FFNs' kernels, tiled on the linalg stage: 16 × 16 threads a block.
+GROUPED = {"expert_up", "expert_down", "shared_up", "shared_down"}
 STREAM = "0xabc000"
 T = 300
 
@@ -151,17 +153,22 @@ def test_forward_async_runs_on_the_callers_stream(built):
     names = [c[2] for c in launches(work)]
     assert names == [f"rt_layer_forward_{k}" for k in FORWARD]
     for call in launches(work):
-        assert call[6:10] == ["256", "1", "1", "0"], call  # block, no dynamic smem
+        block = ["16", "16"] if call[2].removeprefix("rt_layer_forward_") in GROUPED \
+            else ["256", "1"]
+        assert call[6:10] == block + ["1", "0"], call  # block, no dynamic smem
         assert call[10] == STREAM and call[11] == "params", call
     # One thread per (token, expert) for the logits; one block per expert
-    # for the scans; the expert GEMM's grid covers the plan's most rows.
+    # for the scans; the expert FFN's grid covers the plan's most rows, in
+    # tiles of 64 rows and of the most columns up to 64 that divide F (48)
+    # or H (32).
     grid = {c[2].removeprefix("rt_layer_forward_"): tuple(map(int, c[3:6]))
             for c in launches(work)}
     assert grid["gate_logits"] == (-(-T * 8 // 256), 1, 1)
     assert grid["gate_capacity"] == grid["plan_count"] == (8, 1, 1)
     max_rows = T * 2 + min(8, T * 2) * 63
-    assert grid["expert_up"] == (-(-max_rows // 64), 1, 1)
+    assert grid["expert_up"] == (-(-max_rows // 64), 3, 1)
     assert grid["expert_down"] == (-(-max_rows // 64), 1, 1)
+    assert grid["shared_up"] == grid["shared_down"] == (-(-T // 64), 1, 1)
     assert grid["combine"] == (-(-T * 32 // 256), 1, 1)
     check_workspace(work, STREAM)
     assert not [c for c in work if c[1] == "sync"], "forward_async waited"

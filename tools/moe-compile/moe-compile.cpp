@@ -306,9 +306,6 @@ int main(int argc, char **argv) {
   bool cuda = config->isCUDA();
   if (emit == Stage::ptx && !cuda)
     return fail("--emit=ptx needs \"target\": \"cuda\"");
-  if (emit == Stage::linalg && (cuda || emulateGPU))
-    return fail("--emit=linalg is for the CPU target: the cuda target's "
-                "kernels do not come off the linalg stage yet");
   if (emulateGPU && cuda)
     return fail("--emulate-gpu builds a library for this CPU: it needs "
                 "\"target\": \"cpu\"");
@@ -391,7 +388,10 @@ int main(int argc, char **argv) {
     gpuOptions.toolkit = toolkit;
     gpuOptions.binary = emit == Stage::ptx ? "ptx" : "fatbin";
     gpuOptions.chips = config->gpuArch;
-    moe::buildGPUPipeline(pm, gpuOptions);
+    if (emit == Stage::linalg)
+      moe::buildGPULinalgStage(pm, gpuOptions);
+    else
+      moe::buildGPUPipeline(pm, gpuOptions);
   } else if (emit == Stage::linalg) {
     moe::buildCPULinalgStage(pm, pipelineOptions);
   } else {

@@ -48,6 +48,11 @@ void populateDecomposeExpertsPatterns(RewritePatternSet &patterns,
                                       bool fuseGather, bool fuseCombine,
                                       int64_t vectorLanes = -1);
 
+/// Patterns that split moe.expert and moe.shared_expert into grouped
+/// contractions over `[tiles, rowTile]` rows (moe-decompose-grouped).
+void populateDecomposeGroupedPatterns(RewritePatternSet &patterns,
+                                      int64_t rowTile);
+
 } // namespace mlir::moe
 
 #endif // MOE_CONVERSION_PASSES_H

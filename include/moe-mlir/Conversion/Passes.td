@@ -119,6 +119,39 @@ def MoEDecomposeExperts : Pass<"moe-decompose-experts"> {
   let dependentDialects = MoELoweringDialects;
 }
 
+def MoEDecomposeGrouped : Pass<"moe-decompose-grouped"> {
+  let summary = "Split moe.expert and moe.shared_expert into grouped contractions over all their rows";
+  let description = [{
+    The GPU's form of the linalg stage: each FFN runs over all its rows at
+    once, viewed as `[tiles, row-tile]`, so that a tile of rows is one
+    block's work and has a static size.
+
+    * `moe.expert`: the plan's rows (the plan pads every segment to whole
+      row tiles, and its rows are a whole number of them); a row `(t, i)`
+      reads input row `slots[r] / K` (-1 for a padding row) and tile `t`
+      the weights of its expert, the number of segments that end at or
+      before its first row;
+    * `moe.shared_expert`: the tokens, padded to whole row tiles; the
+      result is the first `T` rows.
+
+    Each projection is one `linalg.generic` contraction over `(t, i, n, k)`
+    whose body reads the row's input and its expert's weights with
+    `tensor.extract`, so neither the rows nor an expert's weights are
+    copied; the row's token, routing weight (`input_weights`) and expert
+    are small generics that the tiling fuses into each tile. The
+    activation (with the routing weight and the biases) and the down
+    projection's epilogue (its bias, the shared expert's `expert_gate`
+    sigmoid, zero for a row without input) are elementwise generics.
+    `moe-configure-gpu` gives each its tiling and `moe-tile-gpu` applies
+    it.
+  }];
+  let options = [
+    Option<"rowTile", "row-tile", "int64_t", /*default=*/"64",
+           "Rows per tile: the plan's row_tile">
+  ];
+  let dependentDialects = MoELoweringDialects;
+}
+
 def MoEConfigureCPU : Pass<"moe-configure-cpu", "::mlir::ModuleOp"> {
   let summary = "Choose each op's CPU tiling from the module's target";
   let description = [{
@@ -208,6 +241,54 @@ def MoETileCPU : Pass<"moe-tile-cpu"> {
       ["::mlir::vector::VectorDialect", "::mlir::affine::AffineDialect"]);
 }
 
+def MoEConfigureGPU : Pass<"moe-configure-gpu", "::mlir::ModuleOp"> {
+  let summary = "Choose the GPU tiling of each grouped FFN's kernels";
+  let description = [{
+    Attaches a `#moe.tiling` as `lowering_config` to the ops of the grouped
+    form (`moe-decompose-grouped`) for `moe-tile-gpu`. A kernel ends at a
+    linalg op whose result another linalg op reads along a reduction loop
+    (the activation, which the down projection reads whole rows of) or
+    that no linalg op reads; every other linalg op is fused into its
+    readers' tiles. Over `(t, i, n)`, a kernel's op gets:
+
+    * `distribution = [1, R, C]`: a block takes one tile of `R` rows (the
+      row tile) and `C` columns, the largest power of two up to 64 that
+      divides them, so that every tile is whole;
+    * `threads = [1, R / 16, C / 16]` (at least one column): 16 × `C / (C /
+      16)` threads, 256 for 64 columns, each a register tile;
+
+    and each contraction over `(t, i, n, k)` `registers = [1, R / 16, C /
+    16, 0]` and `reduction = [0, 0, 0, 1]`, a thread's register tile over
+    one reduction step at a time (SIMT: no shared memory).
+  }];
+  let options = [
+    Option<"rowTile", "row-tile", "int64_t", /*default=*/"64",
+           "Rows per block: the plan's row_tile, a multiple of 16">
+  ];
+}
+
+def MoETileGPU : Pass<"moe-tile-gpu"> {
+  let summary = "Tile the grouped FFNs into blocks and threads, and vectorize each thread's tile";
+  let description = [{
+    Applies the `#moe.tiling` of `moe-configure-gpu` with upstream's
+    drivers: `scf::tileConsumerAndFuseProducersUsingSCF` tiles each kernel's
+    op by its `distribution` in an `scf.forall` (the blocks) and each block's
+    tile by its `threads` in a nested `scf.forall` (the threads), fusing the
+    ops it reads into both; each thread's contraction is split by its
+    `reduction` step (`scf::tileReductionUsingScf`) and, like the thread's
+    other ops, vectorized by `linalg::vectorize`, the bodies'
+    `tensor.extract`s becoming gathers. The sums' reads and writes are
+    hoisted out of the reduction loop, so they stay in registers. A linalg
+    op left outside the thread loops is an error.
+
+    After bufferization the loops become GPU kernels (`scf.forall` to
+    `scf.parallel`, mapped to blocks and threads by `gpu-map-parallel-loops`,
+    `convert-parallel-loops-to-gpu`), or OpenMP loops when emulated.
+  }];
+  let dependentDialects = !listconcat(MoELoweringDialects,
+      ["::mlir::vector::VectorDialect", "::mlir::affine::AffineDialect"]);
+}
+
 def MoEBufferize : Pass<"moe-bufferize", "::mlir::ModuleOp"> {
   let summary = "One-Shot Bufferize, copying strided buffers with loops";
   let description = [{
@@ -288,8 +369,7 @@ def MoELowerCombine : Pass<"moe-lower-combine"> {
 def MoELowerToGPU : Pass<"moe-lower-to-gpu", "::mlir::ModuleOp"> {
   let summary = "Lower the moe stage ops to GPU kernels over device buffers";
   let description = [{
-    Replaces `moe.gate`, `moe.refine`, `moe.dispatch`, `moe.expert`,
-    `moe.shared_expert` and `moe.combine` by `gpu.launch` kernels of 256
+    Replaces `moe.gate`, `moe.refine`, `moe.dispatch` and `moe.combine` by `gpu.launch` kernels of 256
     threads per block, in host code that allocates their device buffers
     (`gpu.alloc`, freed by `moe-free-workspace`) and never waits for them:
     every size is known on the host, so the kernels run back to back on one
@@ -304,12 +384,10 @@ def MoELowerToGPU : Pass<"moe-lower-to-gpu", "::mlir::ModuleOp"> {
     * refine (an inner level of a hierarchy): one thread per (token, parent
       slot) scores the token with the parent's router block and runs the
       same selection, composed with the parent.
-    * experts: the plan's row tiles are the blocks: a block computes
-      `row-tile` rows × 64 columns of one expert's projection, staging
-      16-wide slices of input and weight rows in shared memory, each thread
-      a register tile, all in f32. Gate and up share a kernel whose
-      epilogue writes `act(gate) ⊙ up`; the down projection writes f32 rows.
-      The shared expert runs the same kernels over the tokens.
+    * experts: `moe.expert` and `moe.shared_expert` are not lowered here
+      but on the linalg stage (`moe-decompose-grouped`, `moe-configure-gpu`,
+      `moe-tile-gpu`), whose tiled loops become kernels after
+      bufferization.
     * combine: one thread per output element sums the shared row and the
       token's weighted expert rows in slot order and rounds once, so the
       result's bits do not depend on scheduling.
@@ -333,6 +411,48 @@ def MoELowerToGPU : Pass<"moe-lower-to-gpu", "::mlir::ModuleOp"> {
     Option<"rowTile", "row-tile", "int64_t", /*default=*/"64",
            "Plan rows per block of the expert kernels (a multiple of 16)">
   ];
+}
+
+def MoEPlaceBuffers : Pass<"moe-place-buffers", "::mlir::func::FuncOp"> {
+  let summary = "Put the bufferized linalg stage's buffers where its GPU kernels can use them";
+  let description = [{
+    After bufferization, a buffer that a tile of a thread loop allocates
+    becomes the thread's own (`memref.alloca`), and one that host code
+    allocates a device buffer (`gpu.alloc`, or `memref.alloc` when
+    emulated) marked for `moe-free-workspace`.
+  }];
+  let options = [
+    Option<"emulate", "emulate", "bool", /*default=*/"false",
+           "Host buffers, for kernels emulated on the CPU">
+  ];
+  let dependentDialects = ["::mlir::gpu::GPUDialect",
+                           "::mlir::memref::MemRefDialect"];
+}
+
+def MoEMapKernelLoops : Pass<"moe-map-kernel-loops", "::mlir::func::FuncOp"> {
+  let summary = "Map the tiled linalg stage's parallel loops to blocks and threads";
+  let description = [{
+    Gives each `scf.parallel` of a tile nest its `gpu.loop_dim_map`s for
+    `convert-parallel-loops-to-gpu`: an outermost loop's dimensions are the
+    blocks' x, y and z in order (the row tiles along x); the loop nested in
+    it is the threads', its last dimension (the columns, contiguous in the
+    result) along x, so that consecutive threads write consecutive
+    columns; deeper loops stay sequential.
+  }];
+  let dependentDialects = ["::mlir::gpu::GPUDialect"];
+}
+
+def MoENameKernels : Pass<"moe-name-kernels", "::mlir::func::FuncOp"> {
+  let summary = "Put the linalg stage's kernels into the moe_kernels module";
+  let description = [{
+    Names each `gpu.launch` that `convert-parallel-loops-to-gpu` made from
+    the tiled linalg stage after the kernel it is (`<function>_expert_up`,
+    `_expert_down`, `_shared_up`, `_shared_down`: the names `moe-tile-gpu`
+    recorded on the function as `moe.kernels`, in order) in the
+    `moe_kernels` module, where `moe-lower-to-gpu` puts its kernels, so that
+    outlining makes one module of them all.
+  }];
+  let dependentDialects = ["::mlir::gpu::GPUDialect"];
 }
 
 def MoEFreeWorkspace : Pass<"moe-free-workspace", "::mlir::func::FuncOp"> {

@@ -87,9 +87,15 @@ struct GPUPipelineOptions : public PassPipelineOptions<GPUPipelineOptions> {
                           llvm::cl::init(kGPURowTile)};
 };
 
+/// The GPU's linalg stage of moe.layer, before tiling: expand, the expert
+/// FFNs as grouped contractions with each kernel's block and thread tiles
+/// (moe-decompose-grouped, moe-configure-gpu).
+void buildGPULinalgStage(OpPassManager &pm, const GPUPipelineOptions &options);
+
 /// moe.layer (and any stage op) down to the LLVM dialect with NVIDIA GPU
-/// kernels: expand, lower each stage to kernels over device buffers,
-/// bufferize, outline the kernels, run them on the function's stream, then
+/// kernels: the linalg stage tiled into blocks and threads, the other
+/// stages lowered to kernels over device buffers, bufferize, the tile loops
+/// mapped to kernels, outline them, run them on the function's stream, then
 /// NVVM, and a fat binary of cubins the host code launches. With
 /// `emulate`, the kernels are lowered for the CPU instead.
 void buildGPUPipeline(OpPassManager &pm, const GPUPipelineOptions &options);

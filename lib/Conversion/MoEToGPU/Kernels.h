@@ -3,9 +3,10 @@
 // Part of the moe-mlir project.
 //
 // `moe-lower-to-gpu` is split by op family: the gate (GateKernels.cpp), the
-// routing plan (PlanKernels.cpp), and the expert FFNs with combine
-// (FFNKernels.cpp). Each pattern replaces one stage op by kernel launches
-// at its place in the host code, reading and writing device buffers.
+// routing plan (PlanKernels.cpp) and combine (CombineKernels.cpp); the
+// expert FFNs are kernels of the linalg stage (moe-tile-gpu). Each pattern
+// replaces one stage op by kernel launches at its place in the host code,
+// reading and writing device buffers.
 //
 //===----------------------------------------------------------------------===//
 
@@ -40,8 +41,8 @@ void populateGateKernelPatterns(RewritePatternSet &patterns,
                                 const GPULoweringOptions &options);
 void populatePlanKernelPatterns(RewritePatternSet &patterns,
                                 const GPULoweringOptions &options);
-void populateFFNKernelPatterns(RewritePatternSet &patterns,
-                               const GPULoweringOptions &options);
+void populateCombineKernelPatterns(RewritePatternSet &patterns,
+                                   const GPULoweringOptions &options);
 
 /// A KernelBuilder before `op`, naming kernels after the function around it
 /// (`<function>_<kernel>`, without a trailing `_kernel`).

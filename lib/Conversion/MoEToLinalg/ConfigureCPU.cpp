@@ -85,8 +85,8 @@ static TilingAttr chooseContractionTiling(linalg::LinalgOp op,
     cache[g] = kBlockRows / lanes;
     // The groups' tile loop is outside the columns', so that a tile of
     // groups stays in L1 while the columns' weights pass.
-    return TilingAttr::get(op->getContext(), {}, cache, registers, reduction,
-                           orderedFirst({g, n}));
+    return TilingAttr::get(op->getContext(), {}, {}, cache, registers,
+                           reduction, orderedFirst({g, n}));
   }
   if (dims->m.size() != 1)
     return {};
@@ -108,7 +108,7 @@ static TilingAttr chooseContractionTiling(linalg::LinalgOp op,
   }
   // A tile of weight rows is the outer loop, so its rows stay in L1 while
   // the rows of the input pass.
-  return TilingAttr::get(op->getContext(), {}, {}, registers, reduction,
+  return TilingAttr::get(op->getContext(), {}, {}, {}, registers, reduction,
                          orderedFirst({n}));
 }
 
@@ -131,8 +131,9 @@ static void vectorizeWidenedWeights(linalg::LinalgOp op, int64_t lanes) {
   if (!widen || !isElementwise(widen) || widen.getNumLoops() != 2 ||
       widen->hasAttr(kLoweringConfigAttrName))
     return;
-  widen->setAttr(kLoweringConfigAttrName,
-                 TilingAttr::get(op->getContext(), {}, {}, {1, lanes}, {}, {}));
+  widen->setAttr(
+      kLoweringConfigAttrName,
+      TilingAttr::get(op->getContext(), {}, {}, {}, {1, lanes}, {}, {}));
 }
 
 /// A distribution of `op`'s loop `loop` in at most kColumnTiles tiles of
@@ -166,11 +167,11 @@ static void distributeColumns(linalg::LinalgOp op, TilingAttr tiling,
       !linalg::isaContractionOpInterface(rows) && rows.getNumLoops() >= 2) {
     int64_t columns = rows.getStaticLoopRanges()[1];
     if (!ShapedType::isDynamic(columns))
-      rows->setAttr(kLoweringConfigAttrName,
-                    TilingAttr::get(context,
-                                    columnDistribution(rows.getNumLoops(), 1,
-                                                       columns, 1),
-                                    {}, {}, {}, {}));
+      rows->setAttr(
+          kLoweringConfigAttrName,
+          TilingAttr::get(context,
+                          columnDistribution(rows.getNumLoops(), 1, columns, 1),
+                          {}, {}, {}, {}, {}));
   }
 
   int64_t n = linalg::inferContractionDims(op)->n.back();
@@ -187,15 +188,15 @@ static void distributeColumns(linalg::LinalgOp op, TilingAttr tiling,
                   TilingAttr::get(context,
                                   columnDistribution(resultMap.getNumResults(),
                                                      column, columns, perTile),
-                                  {}, {}, {}, {}));
+                                  {}, {}, {}, {}, {}));
   if (user && isElementwise(user) && fuseActivation)
     return;
-  op->setAttr(kLoweringConfigAttrName,
-              TilingAttr::get(context,
-                              columnDistribution(op.getNumLoops(), n, columns,
-                                                 perTile),
-                              tiling.getCache(), tiling.getRegisters(),
-                              tiling.getReduction(), tiling.getInterchange()));
+  op->setAttr(
+      kLoweringConfigAttrName,
+      TilingAttr::get(context,
+                      columnDistribution(op.getNumLoops(), n, columns, perTile),
+                      {}, tiling.getCache(), tiling.getRegisters(),
+                      tiling.getReduction(), tiling.getInterchange()));
 }
 
 namespace {
@@ -229,7 +230,7 @@ struct MoEConfigureCPUPass
         if (select.isTokenwise() && tokenTile > 0)
           op->setAttr(kLoweringConfigAttrName,
                       TilingAttr::get(op->getContext(), {tokenTile}, {}, {}, {},
-                                      {}));
+                                      {}, {}));
         return;
       }
       auto linalgOp = dyn_cast<linalg::LinalgOp>(op);

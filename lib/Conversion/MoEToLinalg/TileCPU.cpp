@@ -5,6 +5,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "Contraction.h"
+#include "Tiling.h"
 
 #include "moe-mlir/Conversion/Passes.h"
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
@@ -23,68 +24,6 @@ namespace mlir::moe {
 using namespace mlir;
 using namespace mlir::moe;
 
-/// Marks the ops of a register tile between tiling and vectorization; the
-/// peeled copies of a tile loop carry it too.
-static constexpr llvm::StringLiteral kRegisterTileMarker = "moe.register_tile";
-
-static TilingAttr tilingOf(Operation *op) {
-  return op->getAttrOfType<TilingAttr>(kLoweringConfigAttrName);
-}
-
-static SmallVector<OpFoldResult> asFoldResults(OpBuilder &b,
-                                               ArrayRef<int64_t> sizes) {
-  return llvm::map_to_vector(sizes, [&](int64_t size) -> OpFoldResult {
-    return b.getIndexAttr(size);
-  });
-}
-
-/// Whether a tile loop fuses `producer`: a distribution loop fuses every
-/// linalg op its op reads that is not distributed itself; a cache block
-/// fuses, of those, the ones with a tiling of their own that are neither
-/// contractions nor initial values (the widened weights), so that they are
-/// made block by block. A relayout (the packed rows) is made once, outside.
-static std::optional<scf::SCFTileAndFuseOptions::ControlFnResult>
-fusesInto(bool distribution, OpResult producer, bool isDestination) {
-  auto linalgOp = dyn_cast<linalg::LinalgOp>(producer.getOwner());
-  if (!linalgOp)
-    return std::nullopt;
-  TilingAttr tiling = tilingOf(linalgOp);
-  bool fused = distribution
-                   ? !tiling || tiling.getDistribution().empty()
-                   : tiling && !isDestination &&
-                         !linalg::isaContractionOpInterface(linalgOp);
-  if (!fused)
-    return std::nullopt;
-  return scf::SCFTileAndFuseOptions::ControlFnResult{};
-}
-
-/// Tiles `op` by `sizes` with upstream's tile-and-fuse driver, in an
-/// `scf.forall` whose tiles the threads share for the distribution level,
-/// in `scf.for` loops for a cache level.
-static LogicalResult tileAndFuse(RewriterBase &rewriter, TilingInterface op,
-                                 ArrayRef<int64_t> sizes, bool distribution) {
-  scf::SCFTileAndFuseOptions options;
-  options.tilingOptions.setTileSizes(asFoldResults(rewriter, sizes));
-  if (distribution)
-    options.tilingOptions.setLoopType(
-        scf::SCFTilingOptions::LoopType::ForallOp);
-  options.setFusionControlFn(
-      [distribution](tensor::ExtractSliceOp, OpResult producer,
-                     bool isDestination) {
-        return fusesInto(distribution, producer, isDestination);
-      });
-  rewriter.setInsertionPoint(op);
-  FailureOr<scf::SCFTileAndFuseResult> tiled =
-      scf::tileConsumerAndFuseProducersUsingSCF(rewriter, op, options);
-  if (failed(tiled))
-    return op->emitOpError("cannot be tiled by its lowering_config");
-  for (OpResult result : op->getResults())
-    if (Value replacement = tiled->replacements.lookup(result))
-      rewriter.replaceAllUsesWith(result, replacement);
-  rewriter.eraseOp(op);
-  return success();
-}
-
 /// Peels the last, partial iteration off each loop of a tile loop nest, so
 /// that every full tile has static sizes.
 static void peelNest(RewriterBase &rewriter, scf::ForOp loop) {
@@ -96,23 +35,6 @@ static void peelNest(RewriterBase &rewriter, scf::ForOp loop) {
     for (auto inner : llvm::to_vector(copy.getBody()->getOps<scf::ForOp>()))
       peelNest(rewriter, inner);
   }
-}
-
-/// Tiles `op` by `sizes` in the loop order `interchange` (empty: its own)
-/// with upstream's driver, replacing it by the tile loops.
-static FailureOr<scf::SCFTilingResult>
-tileBy(RewriterBase &rewriter, TilingInterface op, ArrayRef<int64_t> sizes,
-       ArrayRef<int64_t> interchange = {}) {
-  scf::SCFTilingOptions options;
-  options.setTileSizes(asFoldResults(rewriter, sizes));
-  options.setInterchange(interchange);
-  rewriter.setInsertionPoint(op);
-  FailureOr<scf::SCFTilingResult> tiled =
-      scf::tileUsingSCF(rewriter, op, options);
-  if (failed(tiled))
-    return op->emitOpError("cannot be tiled by its lowering_config");
-  rewriter.replaceOp(op, tiled->replacements);
-  return tiled;
 }
 
 /// Tiles `op`'s parallel loops by its `registers` sizes, peeling the
@@ -137,24 +59,6 @@ static LogicalResult tileDynamicLoopsByOne(RewriterBase &rewriter,
       op.getStaticLoopRanges(),
       [](int64_t range) -> int64_t { return ShapedType::isDynamic(range); });
   return tileBy(rewriter, cast<TilingInterface>(op.getOperation()), sizes);
-}
-
-/// Vectorizes a tile of static shape at that shape, with no masks; a tile
-/// of dynamic shape is left to the scalar lowering.
-static LogicalResult vectorizeTile(RewriterBase &rewriter, Operation *op) {
-  auto linalgOp = dyn_cast<linalg::LinalgOp>(op);
-  if (!linalgOp || linalgOp.hasDynamicShape())
-    return failure();
-  rewriter.setInsertionPoint(op);
-  FailureOr<linalg::VectorizationResult> vectorized =
-      linalg::vectorize(rewriter, op);
-  if (failed(vectorized))
-    return failure();
-  if (op->getNumResults())
-    rewriter.replaceOp(op, vectorized->replacements);
-  else
-    rewriter.eraseOp(op);
-  return success();
 }
 
 /// Splits a marked tile's reduction by its `reduction` steps (a partial sum
@@ -185,30 +89,10 @@ static LogicalResult reduceAndVectorize(RewriterBase &rewriter,
   // not take stays a linalg op, which the scalar lowering still runs
   // correctly.
   for (Operation *tile : tiles) {
-    tile->walk([](arith::ArithFastMathInterface op) {
-      arith::FastMathFlagsAttr flags = op.getFastMathFlagsAttr();
-      op->setAttr(op.getFastMathAttrName(),
-                  arith::FastMathFlagsAttr::get(
-                      op->getContext(),
-                      (flags ? flags.getValue() : arith::FastMathFlags::none) |
-                          arith::FastMathFlags::contract));
-    });
+    allowContraction(tile);
     (void)vectorizeTile(rewriter, tile);
   }
   return success();
-}
-
-/// The ops under `root` whose #moe.tiling has a `level` (e.g.
-/// &TilingAttr::getCache), in walk order.
-static SmallVector<TilingInterface>
-opsWithLevel(Operation *root, ArrayRef<int64_t> (TilingAttr::*level)() const) {
-  SmallVector<TilingInterface> ops;
-  root->walk([&](TilingInterface op) {
-    if (TilingAttr tiling = tilingOf(op))
-      if (!(tiling.*level)().empty())
-        ops.push_back(op);
-  });
-  return ops;
 }
 
 namespace {

@@ -5,10 +5,9 @@
 // named after the function, over device buffers the host allocates
 // (moe.workspace, freed by moe-free-workspace): router logits, selection
 // with per-thread scratch, capacity and the plan as per-expert block scans
-// in shared memory, the projections as tiled GEMMs staging 16-wide slices
-// of their input and weights in shared memory (the plan's row tile of 64
-// rows per block), and combine per output element, rounded to bf16. The
-// plan (counts, offsets, slots, slot rows) is 64-bit.
+// in shared memory, and combine per output element, rounded to bf16. The
+// plan (counts, offsets, slots, slot rows) is 64-bit. (The experts are
+// kernels of the linalg stage: test/Conversion/MoEToLinalg/tile-gpu.mlir.)
 // CHECK-LABEL: func.func @layer
 // CHECK-NOT: moe.
 // CHECK: gpu.alloc (%{{.*}}) {moe.workspace} : memref<?x2xi32>
@@ -31,16 +30,6 @@
 // CHECK: gpu.launch {{.*}} function(@layer_plan_count) workgroup(
 // CHECK: gpu.launch {{.*}} function(@layer_plan_offsets)
 // CHECK: gpu.launch {{.*}} function(@layer_plan_place) workgroup(
-// CHECK: %[[HIDDEN:.*]] = gpu.alloc (%{{.*}}) {moe.workspace} : memref<?x8xf32>
-// CHECK: gpu.launch {{.*}} function(@layer_expert_up) workgroup(%{{.*}} : memref<64xindex, #gpu.address_space<workgroup>>, %{{.*}} : memref<16x65xf32, #gpu.address_space<workgroup>>, %{{.*}} : memref<16x65xf32, #gpu.address_space<workgroup>>, %{{.*}} : memref<16x65xf32, #gpu.address_space<workgroup>>)
-// CHECK: gpu.barrier
-// CHECK: scf.for {{.*}} iter_args({{.*}}) -> (f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32)
-// CHECK: gpu.barrier
-// CHECK: memref.store %{{.*}}, %[[HIDDEN]]
-// CHECK: gpu.launch {{.*}} function(@layer_expert_down) workgroup(%{{.*}} : memref<64xindex, #gpu.address_space<workgroup>>, %{{.*}} : memref<16x65xf32, #gpu.address_space<workgroup>>, %{{.*}} : memref<16x65xf32, #gpu.address_space<workgroup>>)
-// CHECK: gpu.launch {{.*}} function(@layer_shared_scale)
-// CHECK: gpu.launch {{.*}} function(@layer_shared_up)
-// CHECK: gpu.launch {{.*}} function(@layer_shared_down)
 // CHECK: %[[Y:.*]] = gpu.alloc (%{{.*}}) {moe.workspace} : memref<?x16xbf16>
 // CHECK: gpu.launch {{.*}} function(@layer_combine)
 // CHECK: arith.truncf %{{.*}} : f32 to bf16
@@ -61,23 +50,27 @@
 // EMULATED: omp.parallel
 // EMULATED: omp.barrier
 func.func @layer(%x: tensor<?x16xbf16>, %wr: tensor<8x16xbf16>,
-    %wg: tensor<8x8x16xbf16>, %wu: tensor<8x8x16xbf16>, %wd: tensor<8x16x8xbf16>,
-    %sg: tensor<24x16xbf16>, %su: tensor<24x16xbf16>, %sd: tensor<16x24xbf16>,
-    %g: tensor<16xbf16>) -> tensor<?x16xbf16> {
+    %out: tensor<?x16xf32>, %s: tensor<?x16xf32>) -> tensor<?x16xbf16> {
   %ids, %w = moe.gate %x, %wr {top_k = 2 : i64, capacity_factor = 1.0 : f64}
       : tensor<?x16xbf16>, tensor<8x16xbf16> -> tensor<?x2xi32>, tensor<?x2xf32>
   %counts, %offsets, %slots, %rows = moe.dispatch %ids {num_experts = 8 : i64, row_tile = 64 : i64}
       : tensor<?x2xi32> -> tensor<8xi64>, tensor<9xi64>, tensor<?xi64>, tensor<?x2xi64>
-  %out = moe.expert %x, %slots, %offsets gate_proj(%wg : tensor<8x8x16xbf16>)
-      up_proj(%wu : tensor<8x8x16xbf16>) down_proj(%wd : tensor<8x16x8xbf16>)
-      {slots_per_token = 2 : i64}
-      : tensor<?x16xbf16>, tensor<?xi64>, tensor<9xi64> -> tensor<?x16xf32>
-  %s = moe.shared_expert %x gate_proj(%sg : tensor<24x16xbf16>) up_proj(%su : tensor<24x16xbf16>)
-      down_proj(%sd : tensor<16x24xbf16>) expert_gate(%g : tensor<16xbf16>)
-      : tensor<?x16xbf16> -> tensor<?x16xf32>
   %y = moe.combine %out, %rows, %w shared(%s : tensor<?x16xf32>)
       : tensor<?x16xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x16xbf16>
   return %y : tensor<?x16xbf16>
+}
+
+// -----
+
+// The experts come off the linalg stage.
+func.func @expert(%x: tensor<?x16xf32>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>,
+    %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) -> tensor<?x16xf32> {
+  // expected-error @+1 {{'moe.expert' op is lowered on the linalg stage: run moe-decompose-grouped, moe-configure-gpu and moe-tile-gpu first}}
+  %out = moe.expert %x, %slots, %offsets
+      up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+      {slots_per_token = 2 : i64}
+      : tensor<?x16xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
+  return %out : tensor<?x16xf32>
 }
 
 // -----

@@ -1650,8 +1650,15 @@ func.func @tiling_both_levels() attributes {c = #moe.tiling<registers = [2, 4, 8
 
 // -----
 
-// expected-error @+1 {{unknown tiling level 'threads'}}
-func.func @tiling_unknown_level() attributes {c = #moe.tiling<threads = [2]>} {
+// expected-error @+1 {{unknown tiling level 'warps'}}
+func.func @tiling_unknown_level() attributes {c = #moe.tiling<warps = [2]>} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{'threads' needs a 'distribution' level of the same length}}
+func.func @tiling_threads_without_blocks() attributes {c = #moe.tiling<threads = [1, 4, 1]>} {
   return
 }
 

@@ -38,16 +38,18 @@ bool CPUTargetAttr::hasFeature(StringRef name) const {
   });
 }
 
-LogicalResult TilingAttr::verify(function_ref<InFlightDiagnostic()> emitError,
-                                 ArrayRef<int64_t> distribution,
-                                 ArrayRef<int64_t> cache,
-                                 ArrayRef<int64_t> registers,
-                                 ArrayRef<int64_t> reduction,
-                                 ArrayRef<int64_t> interchange) {
+LogicalResult
+TilingAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                   ArrayRef<int64_t> distribution, ArrayRef<int64_t> threads,
+                   ArrayRef<int64_t> cache, ArrayRef<int64_t> registers,
+                   ArrayRef<int64_t> reduction, ArrayRef<int64_t> interchange) {
   for (ArrayRef<int64_t> level :
-       {distribution, cache, registers, reduction, interchange})
+       {distribution, threads, cache, registers, reduction, interchange})
     if (llvm::any_of(level, [](int64_t size) { return size < 0; }))
       return emitError() << "tile sizes must not be negative";
+  if (!threads.empty() && threads.size() != distribution.size())
+    return emitError() << "'threads' needs a 'distribution' level of the "
+                          "same length";
   if (!reduction.empty() && reduction.size() != registers.size())
     return emitError() << "'reduction' needs a 'registers' level of the "
                           "same length";
@@ -71,9 +73,10 @@ LogicalResult TilingAttr::verify(function_ref<InFlightDiagnostic()> emitError,
 /// `#moe.tiling<distribution = [16], registers = [2, 4, 0], ...>`, each
 /// level optional.
 Attribute TilingAttr::parse(AsmParser &parser, Type) {
-  static constexpr StringLiteral kLevels[] = {
-      "distribution", "cache", "registers", "reduction", "interchange"};
-  SmallVector<int64_t> levels[5];
+  static constexpr StringLiteral kLevels[] = {"distribution", "threads",
+                                              "cache",        "registers",
+                                              "reduction",    "interchange"};
+  SmallVector<int64_t> levels[6];
   if (parser.parseLess())
     return {};
   if (failed(parser.parseOptionalGreater())) {
@@ -103,7 +106,7 @@ Attribute TilingAttr::parse(AsmParser &parser, Type) {
   }
   return parser.getChecked<TilingAttr>(parser.getContext(), levels[0],
                                        levels[1], levels[2], levels[3],
-                                       levels[4]);
+                                       levels[4], levels[5]);
 }
 
 void TilingAttr::print(AsmPrinter &printer) const {
@@ -117,6 +120,7 @@ void TilingAttr::print(AsmPrinter &printer) const {
     printer << "]";
   };
   level("distribution", getDistribution());
+  level("threads", getThreads());
   level("cache", getCache());
   level("registers", getRegisters());
   level("reduction", getReduction());

@@ -159,15 +159,18 @@ def MoE_TilingAttr : AttrDef<MoE_Dialect, "Tiling"> {
   let summary = "the tile sizes of one tensor op, per loop level";
   let description = [{
     The lowering config of an op of the linalg stage (a linalg contraction,
-    an elementwise or gathering `linalg.generic`, or `moe.select`), attached as `lowering_config` by `moe-configure-cpu`
-    and applied by `moe-tile-cpu` through upstream's TilingInterface
-    drivers. Each level lists one tile size per loop of the op's iteration
+    an elementwise or gathering `linalg.generic`, or `moe.select`),
+    attached as `lowering_config` by `moe-configure-cpu` or
+    `moe-configure-gpu` and applied by `moe-tile-cpu` or `moe-tile-gpu`
+    through upstream's TilingInterface drivers. Each level lists one tile size per loop of the op's iteration
     space, 0 leaving that loop whole:
 
     * `distribution`: the op is tiled by these sizes in an `scf.forall`
       whose tiles the threads share, and its linalg producers are fused
       into the tiles (`moe.select`'s tile of tokens, a contraction's
-      columns);
+      columns); on a GPU, the tiles are the thread blocks;
+    * `threads`: each block's tile is tiled again by these sizes in a nested
+      `scf.forall`, one tile per GPU thread, its producers fused likewise;
     * `cache`: each tile is tiled again by these sizes, for the operands
       of a tile loop's body to stay in cache (a contraction's reduction in
       blocks, the result accumulated across them);
@@ -187,6 +190,7 @@ def MoE_TilingAttr : AttrDef<MoE_Dialect, "Tiling"> {
   }];
   let parameters = (ins
     OptionalArrayRefParameter<"int64_t">:$distribution,
+    OptionalArrayRefParameter<"int64_t">:$threads,
     OptionalArrayRefParameter<"int64_t">:$cache,
     OptionalArrayRefParameter<"int64_t">:$registers,
     OptionalArrayRefParameter<"int64_t">:$reduction,

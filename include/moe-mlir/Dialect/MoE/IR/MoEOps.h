@@ -30,6 +30,11 @@ inline constexpr llvm::StringLiteral kTargetAttrName = "moe.target";
 /// The attribute of an op that holds its lowering config, a #moe.tiling.
 inline constexpr llvm::StringLiteral kLoweringConfigAttrName =
     "lowering_config";
+/// The name of the GPU kernel an op of the linalg stage ends (a string),
+/// and, on a function, the names of its tiled kernels in order (an array),
+/// which the kernels get once they are `gpu.launch`es.
+inline constexpr llvm::StringLiteral kKernelNameAttrName = "moe.kernel";
+inline constexpr llvm::StringLiteral kKernelNamesAttrName = "moe.kernels";
 } // namespace mlir::moe
 
 #endif // MOE_DIALECT_MOE_IR_MOEOPS_H

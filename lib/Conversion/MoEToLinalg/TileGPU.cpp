@@ -1,0 +1,144 @@
+//===- TileGPU.cpp - Grouped FFNs into blocks and threads -----------------===//
+//
+// Part of the moe-mlir project.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Tiling.h"
+
+#include "moe-mlir/Conversion/Passes.h"
+
+#include "mlir/Dialect/Tensor/Transforms/Transforms.h"
+#include "mlir/Interfaces/FunctionInterfaces.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+#include "mlir/Transforms/Passes.h"
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_MOETILEGPU
+#include "moe-mlir/Conversion/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+/// Whether `op` is inside a thread's tile: two nested `scf.forall`s.
+static bool inThreadTile(Operation *op) {
+  auto block = op->getParentOfType<scf::ForallOp>();
+  return block && block->getParentOfType<scf::ForallOp>();
+}
+
+/// Appends the name of the kernel `op` ends ("grouped" when it has none)
+/// to its function's kernel names.
+static void recordKernelName(Operation *op) {
+  auto function = op->getParentOfType<FunctionOpInterface>();
+  if (!function)
+    return;
+  Builder b(op->getContext());
+  SmallVector<Attribute> names;
+  if (auto known = function->getAttrOfType<ArrayAttr>(kKernelNamesAttrName))
+    names.assign(known.begin(), known.end());
+  auto name = op->getAttrOfType<StringAttr>(kKernelNameAttrName);
+  names.push_back(name ? name : b.getStringAttr("grouped"));
+  function->setAttr(kKernelNamesAttrName, b.getArrayAttr(names));
+}
+
+namespace {
+struct MoETileGPUPass : moe::impl::MoETileGPUBase<MoETileGPUPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    Operation *root = getOperation();
+    IRRewriter rewriter(&getContext());
+
+    // Blocks, then each block's threads, their producers fused into both.
+    for (TilingInterface op :
+         opsWithLevel(root, &TilingAttr::getDistribution)) {
+      recordKernelName(op);
+      if (failed(tileAndFuse(rewriter, op, tilingOf(op).getDistribution(),
+                             /*distribution=*/true)))
+        return signalPassFailure();
+    }
+    if (failed(canonicalize()))
+      return signalPassFailure();
+    for (TilingInterface op : opsWithLevel(root, &TilingAttr::getThreads))
+      if (failed(tileAndFuse(rewriter, op, tilingOf(op).getThreads(),
+                             /*distribution=*/true)))
+        return signalPassFailure();
+    if (failed(canonicalize()))
+      return signalPassFailure();
+
+    // A thread's reductions step by step (`scf::tileUsingSCF` along their
+    // reduction loops, the tile carried), then its ops, steps included, as
+    // vector ops.
+    SmallVector<TilingInterface> reductions;
+    root->walk([&](TilingInterface op) {
+      TilingAttr tiling = tilingOf(op);
+      if (inThreadTile(op) && tiling && !tiling.getReduction().empty())
+        reductions.push_back(op);
+    });
+    for (TilingInterface op : reductions)
+      if (failed(tileBy(rewriter, op, tilingOf(op).getReduction())))
+        return signalPassFailure();
+    SmallVector<linalg::LinalgOp> tiles;
+    root->walk([&](linalg::LinalgOp op) {
+      if (inThreadTile(op))
+        tiles.push_back(op);
+    });
+    for (linalg::LinalgOp op : tiles) {
+      if (op.getNumReductionLoops() > 0)
+        allowContraction(op);
+      (void)vectorizeTile(rewriter, op, /*gathers=*/true);
+    }
+
+    // As on the CPU: the sums stay in registers across the reduction loop,
+    // and only a tile's intermediate results are allocated.
+    RewritePatternSet patterns(&getContext());
+    tensor::populateFoldTensorEmptyPatterns(patterns);
+    if (failed(applyPatternsGreedily(root, std::move(patterns))) ||
+        failed(canonicalize(/*hoist=*/true)))
+      return signalPassFailure();
+
+    // A tile's scratch tensor made outside the threads would be one buffer
+    // that a block's threads share: each thread makes its own.
+    root->walk([&](tensor::EmptyOp empty) {
+      if (inThreadTile(empty))
+        return;
+      for (OpOperand &use : llvm::make_early_inc_range(empty->getUses())) {
+        if (!inThreadTile(use.getOwner()))
+          continue;
+        rewriter.setInsertionPoint(use.getOwner());
+        use.set(rewriter.clone(*empty)->getResult(0));
+      }
+      if (empty->use_empty())
+        rewriter.eraseOp(empty);
+    });
+
+    WalkResult outside = root->walk([](linalg::LinalgOp op) {
+      if (inThreadTile(op))
+        return WalkResult::advance();
+      op->emitOpError("was not tiled into GPU threads: no kernel of the "
+                      "grouped form reads it");
+      return WalkResult::interrupt();
+    });
+    if (outside.wasInterrupted())
+      return signalPassFailure();
+    root->walk([](Operation *op) {
+      if (tilingOf(op))
+        op->removeAttr(kLoweringConfigAttrName);
+      op->removeAttr(kKernelNameAttrName);
+    });
+  }
+
+  LogicalResult canonicalize(bool hoist = false) {
+    OpPassManager pm(getOperation()->getName());
+    pm.addPass(createCanonicalizerPass());
+    if (hoist) {
+      pm.addPass(createCSEPass());
+      pm.addPass(createLoopInvariantSubsetHoistingPass());
+      pm.addPass(createCanonicalizerPass());
+      pm.addPass(createCSEPass());
+    }
+    return runPipeline(pm, getOperation());
+  }
+};
+} // namespace

@@ -1,0 +1,29 @@
+// RUN: moe-opt %s -moe-place-buffers | FileCheck %s
+// RUN: moe-opt %s -moe-place-buffers=emulate | FileCheck %s --check-prefix=EMULATED
+
+// After bufferization: a buffer host code allocates becomes a device
+// buffer that moe-free-workspace frees; one a tile allocates inside the
+// tile loops becomes the thread's own, on its stack, and is not freed.
+// CHECK-LABEL: func.func @buffers
+// CHECK: %[[HOST:.*]] = gpu.alloc (%{{.*}}) {moe.workspace} : memref<?x8xf32>
+// CHECK: scf.forall
+// CHECK: memref.alloca() {alignment = 64 : i64} : memref<4xf32>
+// CHECK-NOT: memref.dealloc
+// CHECK: return
+// EMULATED-LABEL: func.func @buffers
+// EMULATED: memref.alloc(%{{.*}}) {moe.workspace} : memref<?x8xf32>
+// EMULATED: memref.alloca() {alignment = 64 : i64} : memref<4xf32>
+// EMULATED-NOT: memref.dealloc
+func.func @buffers(%n: index) -> memref<?x8xf32> {
+  %zero = arith.constant 0.0 : f32
+  %c0 = arith.constant 0 : index
+  %host = memref.alloc(%n) : memref<?x8xf32>
+  scf.forall (%i) in (%n) {
+    %tile = memref.alloc() {alignment = 64 : i64} : memref<4xf32>
+    memref.store %zero, %tile[%c0] : memref<4xf32>
+    %v = memref.load %tile[%c0] : memref<4xf32>
+    memref.store %v, %host[%i, %c0] : memref<?x8xf32>
+    memref.dealloc %tile : memref<4xf32>
+  }
+  return %host : memref<?x8xf32>
+}
