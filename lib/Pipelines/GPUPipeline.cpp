@@ -20,10 +20,6 @@
 
 using namespace mlir;
 
-/// Host and kernels after outlining, up to the NVVM dialect inside each
-/// gpu.module (the order of upstream's gpu-lower-to-nvvm-pipeline). bf16
-/// conversions become integer code, as on the CPU: sm_80 has no
-/// bf16-to-f32 instruction.
 /// The tiled linalg stage's loops as kernels: the outer `scf.forall` of a
 /// tile nest over blocks, the inner over threads, their vector ops unrolled
 /// to 1-D ones first (as on the CPU).
@@ -33,13 +29,17 @@ static constexpr const char *kLoopsToKernels =
     "convert-vector-to-scf{full-unroll=true},"
     "func.func(moe-map-kernel-loops),convert-parallel-loops-to-gpu,"
     "func.func(moe-name-kernels)";
+/// Host and kernels after outlining, up to the NVVM dialect inside each
+/// gpu.module (the order of upstream's gpu-lower-to-nvvm-pipeline), the
+/// kernels' vector ops first. bf16 conversions become integer code, as on
+/// the CPU: sm_80 has no bf16-to-f32 instruction.
 static constexpr const char *kHostToLLVM =
     "arith-expand{include-bf16=true},convert-scf-to-cf,convert-func-to-llvm,"
     "expand-strided-metadata";
 static constexpr const char *kKernelsToNVVM =
     "lower-affine,gpu.module(convert-vector-to-llvm),convert-arith-to-llvm,"
-    "convert-index-to-llvm,canonicalize,"
-    "cse,gpu.module(strip-debuginfo,convert-gpu-to-nvvm,"
+    "convert-index-to-llvm,canonicalize,cse,"
+    "gpu.module(strip-debuginfo,convert-gpu-to-nvvm,"
     "llvm-optimize-for-nvvm-target,canonicalize,cse,"
     "reconcile-unrealized-casts)";
 static constexpr const char *kFinish =
@@ -69,7 +69,6 @@ void moe::buildGPUPipeline(OpPassManager &pm,
   pm.addPass(moe::createMoETileGPU());
   moe::MoELowerToGPUOptions kernels;
   kernels.emulate = options.emulate;
-  kernels.rowTile = options.rowTile;
   pm.addPass(moe::createMoELowerToGPU(kernels));
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());

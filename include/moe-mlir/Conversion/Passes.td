@@ -127,7 +127,9 @@ def MoEDecomposeGrouped : Pass<"moe-decompose-grouped"> {
     block's work and has a static size.
 
     * `moe.expert`: the plan's rows (the plan pads every segment to whole
-      row tiles, and its rows are a whole number of them); a row `(t, i)`
+      row tiles, and its rows are a whole number of them: a `moe.dispatch`
+      must have the pass's `row-tile`, which `moe-expand{row-tile}` sets;
+      a plan from elsewhere must keep to it); a row `(t, i)`
       reads input row `slots[r] / K` (-1 for a padding row) and tile `t`
       the weights of its expert, the number of segments that end at or
       before its first row;
@@ -249,17 +251,21 @@ def MoEConfigureGPU : Pass<"moe-configure-gpu", "::mlir::ModuleOp"> {
     linalg op whose result another linalg op reads along a reduction loop
     (the activation, which the down projection reads whole rows of) or
     that no linalg op reads; every other linalg op is fused into its
-    readers' tiles. Over `(t, i, n)`, a kernel's op gets:
+    readers' tiles. An op that ends a kernel must have the loops `(t, i,
+    n)` (or `(t, i, n, k)`) of `row-tile` rows and static `N`, and gets:
 
     * `distribution = [1, R, C]`: a block takes one tile of `R` rows (the
       row tile) and `C` columns, the largest power of two up to 64 that
-      divides them, so that every tile is whole;
-    * `threads = [1, R / 16, C / 16]` (at least one column): 16 × `C / (C /
-      16)` threads, 256 for 64 columns, each a register tile;
+      divides `N`, so that every tile is whole;
+    * `threads = [1, R / 16, max(1, C / 16)]`: 16 threads along the rows
+      and `min(C, 16)` along the columns (256 for 64 columns), each a
+      register tile.
 
-    and each contraction over `(t, i, n, k)` `registers = [1, R / 16, C /
-    16, 0]` and `reduction = [0, 0, 0, 1]`, a thread's register tile over
-    one reduction step at a time (SIMT: no shared memory).
+    Every op with reduction loops (a projection's contraction, a tile's
+    expert, the shared expert's gate) gets `reduction` steps of one along
+    them: a thread steps through its reduction carrying its tile's sums.
+    The tiling reads no target: the SIMT kernels are the same on every
+    `gpu_arch`.
   }];
   let options = [
     Option<"rowTile", "row-tile", "int64_t", /*default=*/"64",
@@ -274,16 +280,19 @@ def MoETileGPU : Pass<"moe-tile-gpu"> {
     drivers: `scf::tileConsumerAndFuseProducersUsingSCF` tiles each kernel's
     op by its `distribution` in an `scf.forall` (the blocks) and each block's
     tile by its `threads` in a nested `scf.forall` (the threads), fusing the
-    ops it reads into both; each thread's contraction is split by its
-    `reduction` step (`scf::tileReductionUsingScf`) and, like the thread's
-    other ops, vectorized by `linalg::vectorize`, the bodies'
-    `tensor.extract`s becoming gathers. The sums' reads and writes are
-    hoisted out of the reduction loop, so they stay in registers. A linalg
-    op left outside the thread loops is an error.
+    ops it reads into both; a scratch tensor made outside a thread's loop
+    is made in it, so that no two threads share one. Each of a thread's
+    reductions is tiled by its `reduction` steps (`scf::tileUsingSCF`, the
+    tile carried through the loop) and the thread's ops, steps included,
+    are vectorized by `linalg::vectorize`, the bodies' `tensor.extract`s
+    becoming gathers. The sums' reads and writes are hoisted out of the
+    reduction loop, so they stay in registers. The kernels' names
+    (`moe.kernel`) are recorded on the function, in order, as
+    `moe.kernels`. A linalg op left outside the thread loops is an error.
 
     After bufferization the loops become GPU kernels (`scf.forall` to
-    `scf.parallel`, mapped to blocks and threads by `gpu-map-parallel-loops`,
-    `convert-parallel-loops-to-gpu`), or OpenMP loops when emulated.
+    `scf.parallel`, mapped to blocks and threads by `moe-map-kernel-loops`,
+    then `convert-parallel-loops-to-gpu`), or OpenMP loops when emulated.
   }];
   let dependentDialects = !listconcat(MoELoweringDialects,
       ["::mlir::vector::VectorDialect", "::mlir::affine::AffineDialect"]);
@@ -394,8 +403,6 @@ def MoELowerToGPU : Pass<"moe-lower-to-gpu", "::mlir::ModuleOp"> {
 
     The plan (i64, as on the CPU) has its buffers sized for the most rows
     any routing can need, so that no kernel's grid depends on device data.
-    `moe.dispatch` must pad to the kernels' `row-tile` (run
-    `moe-expand{row-tile=64}`).
 
     With `emulate`, each kernel becomes a loop over its blocks whose
     threads run as an OpenMP team of 256 (`omp.barrier` for the barrier,
@@ -407,19 +414,20 @@ def MoELowerToGPU : Pass<"moe-lower-to-gpu", "::mlir::ModuleOp"> {
     "::mlir::omp::OpenMPDialect"]);
   let options = [
     Option<"emulate", "emulate", "bool", /*default=*/"false",
-           "Run each block's threads as an OpenMP team on the CPU">,
-    Option<"rowTile", "row-tile", "int64_t", /*default=*/"64",
-           "Plan rows per block of the expert kernels (a multiple of 16)">
+           "Run each block's threads as an OpenMP team on the CPU">
   ];
 }
 
 def MoEPlaceBuffers : Pass<"moe-place-buffers", "::mlir::func::FuncOp"> {
   let summary = "Put the bufferized linalg stage's buffers where its GPU kernels can use them";
   let description = [{
-    After bufferization, a buffer that a tile of a thread loop allocates
-    becomes the thread's own (`memref.alloca`), and one that host code
+    After bufferization, a buffer that a thread's tile allocates (inside
+    two nested `scf.forall`s, the blocks' and the threads') becomes the
+    thread's own (`memref.alloca`), and one that the function's body
     allocates a device buffer (`gpu.alloc`, or `memref.alloc` when
-    emulated) marked for `moe-free-workspace`.
+    emulated) marked for `moe-free-workspace`. A buffer in a block's tile
+    outside its threads' is an error (the threads would share it); any
+    other is left to `moe-free-workspace`, which refuses host allocations.
   }];
   let options = [
     Option<"emulate", "emulate", "bool", /*default=*/"false",

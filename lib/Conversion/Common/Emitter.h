@@ -239,6 +239,13 @@ public:
                               : b.getAffineDimExpr(dim));
     return AffineMap::get(numDims, 0, exprs, b.getContext());
   }
+  /// `value` as `type` (a tensor type that differs at most in which sizes
+  /// are static).
+  Value castTo(Value value, Type type) {
+    if (value.getType() == type)
+      return value;
+    return tensor::CastOp::create(b, loc, type, value);
+  }
   Value emptyTensor(ArrayRef<int64_t> shape, Type elementType,
                     ValueRange dynamicSizes) {
     return tensor::EmptyOp::create(b, loc, shape, elementType, dynamicSizes);

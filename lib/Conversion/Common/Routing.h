@@ -353,6 +353,17 @@ inline void buildSoftmaxRow(Emitter &e, Value scores, Value row,
   });
 }
 
+/// The token and the slot within it (indices) that a plan row serving
+/// flat slot `slot` (i64, `t·K + j` with K `slotsPerToken`) reads; a
+/// padding row's -1 reads as slot 0 of token 0.
+inline std::pair<Value, Value> planSlotOf(Emitter &e, Value slot,
+                                          int64_t slotsPerToken) {
+  Value clamped = e.toIndex(
+      arith::MaxSIOp::create(e.builder(), e.location(), slot, e.i64(0)));
+  Value perToken = e.index(slotsPerToken);
+  return {e.divIndex(clamped, perToken), e.remIndex(clamped, perToken)};
+}
+
 /// `ceil(factor · T · slots / E)` as an index (SPEC §1 step 7).
 inline Value buildCapacity(Emitter &e, double factor, Value numTokens,
                            int64_t slots, int64_t numExperts) {

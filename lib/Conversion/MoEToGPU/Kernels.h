@@ -22,8 +22,6 @@ namespace mlir::moe {
 struct GPULoweringOptions {
   /// Kernels as OpenMP teams on the CPU instead of gpu.launch.
   bool emulate = false;
-  /// Rows per block of the expert kernels: the plan's row tile.
-  int64_t rowTile = 64;
 };
 
 /// The values of `sizes` (one per dimension of `type`) that its dynamic

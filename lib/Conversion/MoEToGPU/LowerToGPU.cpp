@@ -33,23 +33,6 @@ struct MoELowerToGPUPass : moe::impl::MoELowerToGPUBase<MoELowerToGPUPass> {
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    if (rowTile < 16 || rowTile > 128 || rowTile % 16 != 0) {
-      module.emitError() << "moe-lower-to-gpu: 'row-tile' ("
-                         << rowTile.getValue()
-                         << ") must be a multiple of 16 from 16 to 128";
-      return signalPassFailure();
-    }
-    WalkResult planTiles = module.walk([&](DispatchOp op) {
-      if (op.getRowTile() == rowTile)
-        return WalkResult::advance();
-      op.emitOpError("row_tile (")
-          << op.getRowTile() << ") must be the GPU kernels' row tile ("
-          << rowTile.getValue()
-          << "): run moe-expand with the same row-tile";
-      return WalkResult::interrupt();
-    });
-    if (planTiles.wasInterrupted())
-      return signalPassFailure();
     if (emulate) {
       OpBuilder b = OpBuilder::atBlockBegin(module.getBody());
       Type i32 = b.getI32Type();
@@ -59,7 +42,7 @@ struct MoELowerToGPUPass : moe::impl::MoELowerToGPUBase<MoELowerToGPUPass> {
                       b.getFunctionType({i32}, {}));
     }
 
-    GPULoweringOptions options{emulate, rowTile};
+    GPULoweringOptions options{emulate};
     RewritePatternSet patterns(&getContext());
     populateGateKernelPatterns(patterns, options);
     populatePlanKernelPatterns(patterns, options);

@@ -26,14 +26,23 @@ struct MoEPlaceBuffersPass
   void runOnOperation() override {
     func::FuncOp function = getOperation();
     SmallVector<memref::AllocOp> threadBuffers, hostBuffers;
-    function.walk([&](memref::AllocOp alloc) {
+    WalkResult result = function.walk([&](memref::AllocOp alloc) {
       if (alloc->hasAttr(kWorkspaceAttrName))
-        return;
-      if (alloc->getParentOfType<scf::ForallOp>())
+        return WalkResult::advance();
+      auto block = alloc->getParentOfType<scf::ForallOp>();
+      if (block && block->getParentOfType<scf::ForallOp>()) {
         threadBuffers.push_back(alloc);
-      else if (alloc->getParentOp() == function)
+      } else if (block) {
+        alloc.emitOpError("in a block's tile but outside its threads': the "
+                          "block's threads would share it");
+        return WalkResult::interrupt();
+      } else if (alloc->getParentOp() == function) {
         hostBuffers.push_back(alloc);
+      }
+      return WalkResult::advance();
     });
+    if (result.wasInterrupted())
+      return signalPassFailure();
     IRRewriter rewriter(&getContext());
     // A tile's buffer is the thread's own: the tiles of one thread never
     // share it.

@@ -34,10 +34,7 @@ inline Value buildCombineStart(Emitter &e, CombineOp op,
   if (!shared)
     return e.fill(e.f32(0),
                   e.emptyTensor(resultType.getShape(), f32, dynamicTokens));
-  if (shared.getType() == accumulatorType)
-    return shared;
-  return tensor::CastOp::create(e.builder(), e.location(), accumulatorType,
-                                shared);
+  return e.castTo(shared, accumulatorType);
 }
 
 /// `op`'s result from the f32 `sum` of its rows: plus its bias, rounded

@@ -41,53 +41,51 @@ static bool endsKernel(linalg::LinalgOp op) {
 }
 
 namespace {
-/// The tiles of an op over `(t, i, n[, k])`, `[tiles, rowTile, N]` rows.
-struct GroupedTiles {
-  SmallVector<int64_t> distribution, threads, registers, reduction;
+/// A kernel's tiles over `(t, i, n[, k])`: its blocks and its threads.
+struct KernelTiles {
+  SmallVector<int64_t> blocks, threads;
 };
 } // namespace
 
 /// The tiles of `op` if its loops are `(t, i, n)` or `(t, i, n, k)` with
 /// `rowTile` rows and static `N`; none otherwise.
-static std::optional<GroupedTiles> groupedTiles(linalg::LinalgOp op,
-                                                int64_t rowTile) {
+static std::optional<KernelTiles> kernelTiles(linalg::LinalgOp op,
+                                              int64_t rowTile) {
   SmallVector<int64_t> ranges = op.getStaticLoopRanges();
   SmallVector<utils::IteratorType> iterators = op.getIteratorTypesArray();
+  auto reduces = [](utils::IteratorType type) {
+    return type == utils::IteratorType::reduction;
+  };
   bool contraction = ranges.size() == 4;
   if ((ranges.size() != 3 && !contraction) || ranges[1] != rowTile ||
       ShapedType::isDynamic(ranges[2]) ||
-      llvm::any_of(
-          ArrayRef(iterators).take_front(3),
-          [](auto type) { return type == utils::IteratorType::reduction; }) ||
-      (contraction && iterators[3] != utils::IteratorType::reduction))
+      llvm::any_of(ArrayRef(iterators).take_front(3), reduces) ||
+      (contraction && !reduces(iterators[3])))
     return std::nullopt;
   // The largest power of two up to kBlockColumns that divides N, so that
   // every tile is whole.
   int64_t columns = kBlockColumns;
   while (ranges[2] % columns != 0)
     columns /= 2;
-  int64_t perThread = std::max<int64_t>(1, columns / kThreadSide);
-  GroupedTiles tiles{{1, rowTile, columns},
-                     {1, rowTile / kThreadSide, perThread},
-                     {1, rowTile / kThreadSide, perThread},
-                     {0, 0, 0}};
+  KernelTiles tiles{
+      {1, rowTile, columns},
+      {1, rowTile / kThreadSide, std::max<int64_t>(1, columns / kThreadSide)}};
   if (contraction) {
-    for (SmallVector<int64_t> *level :
-         {&tiles.distribution, &tiles.threads, &tiles.registers})
-      level->push_back(0);
-    tiles.reduction.push_back(1);
+    tiles.blocks.push_back(0);
+    tiles.threads.push_back(0);
   }
   return tiles;
 }
 
-/// A tiling that steps through `op`'s reduction loops one element at a
-/// time, its parallel loops whole.
-static TilingAttr reductionSteps(linalg::LinalgOp op) {
-  SmallVector<int64_t> registers(op.getNumLoops(), 0), reduction;
-  for (utils::IteratorType type : op.getIteratorTypesArray())
-    reduction.push_back(type == utils::IteratorType::reduction ? 1 : 0);
-  return TilingAttr::get(op->getContext(), {}, {}, {}, registers, reduction,
-                         {});
+/// Steps of one along `op`'s reduction loops, none along the others; empty
+/// without reduction loops.
+static SmallVector<int64_t> reductionSteps(linalg::LinalgOp op) {
+  if (op.getNumReductionLoops() == 0)
+    return {};
+  return llvm::map_to_vector(op.getIteratorTypesArray(),
+                             [](utils::IteratorType type) -> int64_t {
+                               return type == utils::IteratorType::reduction;
+                             });
 }
 
 namespace {
@@ -106,34 +104,27 @@ struct MoEConfigureGPUPass
     WalkResult result = module.walk([&](linalg::LinalgOp op) {
       if (op->hasAttr(kLoweringConfigAttrName))
         return WalkResult::advance();
-      bool end = endsKernel(op);
-      std::optional<GroupedTiles> tiles = groupedTiles(op, rowTile);
+      // A reduction (a projection, a tile's expert, the shared expert's
+      // gate) is stepped through one element at a time in a thread, its
+      // sums in registers.
+      SmallVector<int64_t> steps = reductionSteps(op);
       MLIRContext *context = op->getContext();
-      if (end && !tiles) {
+      if (!endsKernel(op)) {
+        if (!steps.empty())
+          op->setAttr(kLoweringConfigAttrName,
+                      TilingAttr::get(context, {}, {}, {}, {}, steps, {}));
+        return WalkResult::advance();
+      }
+      std::optional<KernelTiles> tiles = kernelTiles(op, rowTile);
+      if (!tiles) {
         op->emitOpError("ends a GPU kernel but its loops are not a grouped "
                         "FFN's (t, i, n) over ")
             << rowTile.getValue() << "-row tiles";
         return WalkResult::interrupt();
       }
-      // Any other reduction fused into a thread's tile (a tile's expert,
-      // the shared expert's gate) is vectorized one reduction step at a
-      // time, so that its sums stay in registers.
-      if (!tiles) {
-        if (!end && op.getNumReductionLoops() > 0)
-          op->setAttr(kLoweringConfigAttrName, reductionSteps(op));
-        return WalkResult::advance();
-      }
-      // A contraction is vectorized as the register tile of its thread; an
-      // elementwise op fused into a thread's tile is vectorized whole.
-      bool contraction = tiles->distribution.size() == 4;
-      if (!end && !contraction)
-        return WalkResult::advance();
-      SmallVector<int64_t> none;
       op->setAttr(kLoweringConfigAttrName,
-                  TilingAttr::get(context, end ? tiles->distribution : none,
-                                  end ? tiles->threads : none, {},
-                                  contraction ? tiles->registers : none,
-                                  contraction ? tiles->reduction : none, {}));
+                  TilingAttr::get(context, tiles->blocks, tiles->threads, {},
+                                  {}, steps, {}));
       return WalkResult::advance();
     });
     if (result.wasInterrupted())

@@ -4,6 +4,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "../Common/Routing.h"
 #include "Combine.h"
 #include "FFN.h"
 
@@ -47,12 +48,9 @@ struct ExpertSegments {
   /// padding row (-1) computes on slot 0 of token 0, and its output is
   /// zeroed or skipped.
   std::pair<Value, Value> slotOf(Emitter &e, Value row) {
-    Value slot = e.toIndex(tensor::ExtractOp::create(
-        e.builder(), e.location(), op.getSlots(), ValueRange{row}));
-    Value clamped =
-        arith::MaxSIOp::create(e.builder(), e.location(), slot, e.index(0));
-    Value perToken = e.index(op.getSlotsPerToken());
-    return {e.divIndex(clamped, perToken), e.remIndex(clamped, perToken)};
+    Value slot = tensor::ExtractOp::create(e.builder(), e.location(),
+                                           op.getSlots(), ValueRange{row});
+    return planSlotOf(e, slot, op.getSlotsPerToken());
   }
 
   /// Element `h` of plan row `row`'s input in f32, scaled by its routing

@@ -6,6 +6,7 @@
 
 #include "../Common/Activation.h"
 #include "../Common/Emitter.h"
+#include "../Common/Routing.h"
 
 #include "moe-mlir/Conversion/Passes.h"
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
@@ -222,12 +223,6 @@ Value rowGeneric(Emitter &e, const GroupedRows &rows, Type element,
 }
 
 /// Casts `value` to `type` where only static sizes differ.
-Value castTo(Emitter &e, Value value, Type type) {
-  if (value.getType() == type)
-    return value;
-  return tensor::CastOp::create(e.builder(), e.location(), type, value);
-}
-
 /// moe.expert over the plan's rows, whose segments the plan pads to whole
 /// row tiles: a tile's expert is the number of segments that end at or
 /// before its first row.
@@ -239,14 +234,20 @@ struct DecomposeExpert : OpRewritePattern<ExpertOp> {
                                 PatternRewriter &rewriter) const override {
     Emitter e(rewriter, op.getLoc());
     Type i64 = rewriter.getI64Type();
-    Value planRows =
-        tensor::DimOp::create(rewriter, op.getLoc(), op.getSlots(), 0);
+    // The plan pads every segment to whole row tiles of its own row_tile,
+    // which must be the tiles', and its rows are a whole number of tiles.
+    if (auto dispatch = op.getSlots().getDefiningOp<DispatchOp>();
+        dispatch && dispatch.getRowTile() != rowTile)
+      return rewriter.notifyMatchFailure(op, "the plan's row tile differs");
+    auto planType = RankedTensorType::get({ShapedType::kDynamic}, i64);
+    Value plan = e.castTo(op.getSlots(), planType);
+    Value planRows = tensor::DimOp::create(rewriter, op.getLoc(), plan, 0);
     GroupedRows rows{
         e.divIndex(planRows, e.index(rowTile)), rowTile, {}, {}, {}};
     Value slots = tensor::ExpandShapeOp::create(
         rewriter, op.getLoc(),
-        RankedTensorType::get({ShapedType::kDynamic, rowTile}, i64),
-        op.getSlots(), ArrayRef<ReassociationIndices>{{0, 1}},
+        RankedTensorType::get({ShapedType::kDynamic, rowTile}, i64), plan,
+        ArrayRef<ReassociationIndices>{{0, 1}},
         ArrayRef<OpFoldResult>{rows.tiles, rewriter.getIndexAttr(rowTile)});
     Value perToken = e.i64(op.getSlotsPerToken());
     rows.token = rowGeneric(e, rows, i64, slots, {e.map(2, {0, 1})},
@@ -263,13 +264,11 @@ struct DecomposeExpert : OpRewritePattern<ExpertOp> {
                      [&](Emitter &e, ValueRange args) {
                        Value real =
                            e.cmpi(arith::CmpIPredicate::sge, args[0], e.i64(0));
-                       Value slot = e.toIndex(arith::MaxSIOp::create(
-                           e.builder(), e.location(), args[0], e.i64(0)));
-                       Value perTokenIndex = e.index(op.getSlotsPerToken());
+                       auto [token, slot] =
+                           planSlotOf(e, args[0], op.getSlotsPerToken());
                        Value weight = tensor::ExtractOp::create(
                            e.builder(), e.location(), weights,
-                           ValueRange{e.divIndex(slot, perTokenIndex),
-                                      e.remIndex(slot, perTokenIndex)});
+                           ValueRange{token, slot});
                        return e.select(real, weight, e.f32(0));
                      });
 
@@ -298,7 +297,7 @@ struct DecomposeExpert : OpRewritePattern<ExpertOp> {
                    op.getGateProj(), op.getUpProj(), op.getDownProj(),
                    op.getGateBias(), op.getUpBias(), op.getDownBias(),
                    activationOf(op)};
-    rewriter.replaceOp(op, castTo(e, ffn.build(e), op.getOutput().getType()));
+    rewriter.replaceOp(op, e.castTo(ffn.build(e), op.getOutput().getType()));
     return success();
   }
 
@@ -354,7 +353,7 @@ struct DecomposeSharedExpert : OpRewritePattern<SharedExpertOp> {
     SmallVector<OpFoldResult> strides(2, rewriter.getIndexAttr(1));
     output = tensor::ExtractSliceOp::create(rewriter, op.getLoc(), output,
                                             offsets, sizes, strides);
-    rewriter.replaceOp(op, castTo(e, output, resultType));
+    rewriter.replaceOp(op, e.castTo(output, resultType));
     return success();
   }
 
@@ -371,6 +370,16 @@ struct MoEDecomposeGroupedPass
                                   << rowTile.getValue() << ") must be positive";
       return signalPassFailure();
     }
+    WalkResult planTiles = getOperation()->walk([&](DispatchOp op) {
+      if (op.getRowTile() == rowTile)
+        return WalkResult::advance();
+      op.emitOpError("row_tile (")
+          << op.getRowTile() << ") must be the grouped form's row tile ("
+          << rowTile.getValue() << "): run moe-expand with the same row-tile";
+      return WalkResult::interrupt();
+    });
+    if (planTiles.wasInterrupted())
+      return signalPassFailure();
     RewritePatternSet patterns(&getContext());
     populateDecomposeGroupedPatterns(patterns, rowTile);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))

@@ -24,6 +24,10 @@ namespace mlir::moe {
 using namespace mlir;
 using namespace mlir::moe;
 
+/// Marks the ops of a register tile between tiling and vectorization; the
+/// peeled copies of a tile loop carry it too.
+static constexpr llvm::StringLiteral kRegisterTileMarker = "moe.register_tile";
+
 /// Peels the last, partial iteration off each loop of a tile loop nest, so
 /// that every full tile has static sizes.
 static void peelNest(RewriterBase &rewriter, scf::ForOp loop) {
@@ -180,13 +184,7 @@ struct MoETileCPUPass : moe::impl::MoETileCPUBase<MoETileCPUPass> {
 
   LogicalResult canonicalize(bool hoist = false) {
     OpPassManager pm(getOperation()->getName());
-    pm.addPass(createCanonicalizerPass());
-    if (hoist) {
-      pm.addPass(createCSEPass());
-      pm.addPass(createLoopInvariantSubsetHoistingPass());
-      pm.addPass(createCanonicalizerPass());
-      pm.addPass(createCSEPass());
-    }
+    addTileCleanup(pm, hoist);
     return runPipeline(pm, getOperation());
   }
 };

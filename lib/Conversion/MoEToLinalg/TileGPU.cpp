@@ -131,13 +131,7 @@ struct MoETileGPUPass : moe::impl::MoETileGPUBase<MoETileGPUPass> {
 
   LogicalResult canonicalize(bool hoist = false) {
     OpPassManager pm(getOperation()->getName());
-    pm.addPass(createCanonicalizerPass());
-    if (hoist) {
-      pm.addPass(createCSEPass());
-      pm.addPass(createLoopInvariantSubsetHoistingPass());
-      pm.addPass(createCanonicalizerPass());
-      pm.addPass(createCSEPass());
-    }
+    addTileCleanup(pm, hoist);
     return runPipeline(pm, getOperation());
   }
 };

@@ -3,8 +3,8 @@
 // Part of the moe-mlir project.
 //
 // The steps `moe-tile-cpu` and `moe-tile-gpu` share: tile-and-fuse in
-// `scf.forall` or `scf.for` loops, split a reduction into partial sums and
-// vectorize a tile.
+// `scf.forall` or `scf.for` loops, tile by sizes, vectorize a tile, and the
+// cleanup between steps.
 //
 //===----------------------------------------------------------------------===//
 
@@ -16,12 +16,10 @@
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
 #include "mlir/Dialect/SCF/Transforms/TileUsingInterface.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Transforms/Passes.h"
 
 namespace mlir::moe {
-
-/// Marks the ops of a register tile between tiling and vectorization; the
-/// peeled copies of a tile loop carry it too.
-inline constexpr llvm::StringLiteral kRegisterTileMarker = "moe.register_tile";
 
 inline TilingAttr tilingOf(Operation *op) {
   return op->getAttrOfType<TilingAttr>(kLoweringConfigAttrName);
@@ -142,6 +140,18 @@ opsWithLevel(Operation *root, ArrayRef<int64_t> (TilingAttr::*level)() const) {
         ops.push_back(op);
   });
   return ops;
+}
+
+/// Canonicalization between tiling steps; with `hoist`, CSE and upstream's
+/// subset hoisting too.
+inline void addTileCleanup(OpPassManager &pm, bool hoist) {
+  pm.addPass(createCanonicalizerPass());
+  if (!hoist)
+    return;
+  pm.addPass(createCSEPass());
+  pm.addPass(createLoopInvariantSubsetHoistingPass());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
 }
 
 } // namespace mlir::moe

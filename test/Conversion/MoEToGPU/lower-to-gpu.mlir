@@ -75,16 +75,6 @@ func.func @expert(%x: tensor<?x16xf32>, %slots: tensor<?xi64>, %offsets: tensor<
 
 // -----
 
-// The plan's row tile must be the kernels'.
-func.func @plan(%ids: tensor<?x2xi32>) -> tensor<?xi64> {
-  // expected-error @+1 {{'moe.dispatch' op row_tile (16) must be the GPU kernels' row tile (64): run moe-expand with the same row-tile}}
-  %counts, %offsets, %slots, %rows = moe.dispatch %ids {num_experts = 8 : i64, row_tile = 16 : i64}
-      : tensor<?x2xi32> -> tensor<8xi64>, tensor<9xi64>, tensor<?xi64>, tensor<?x2xi64>
-  return %slots : tensor<?xi64>
-}
-
-// -----
-
 func.func @unexpanded(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>,
     %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) -> tensor<?x16xf32> {
   // expected-error @+1 {{'moe.layer' op has no GPU kernels: run moe-expand first}}

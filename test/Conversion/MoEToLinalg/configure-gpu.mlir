@@ -5,15 +5,15 @@
 // it along its reduction) and at the down projection's epilogue (read by
 // no linalg op): a block takes a row tile and the most columns up to 64
 // that divide N (16 of F = 48, 32 of H = 32), 16 threads along the rows
-// and up to 16 along the columns. The contractions fused into a thread are
-// its register tile, one reduction step at a time; a tile's expert (a
-// reduction over the offsets) steps through it too. The configuration
-// reads no target: the SIMT kernels are the same on sm_80 and sm_90.
+// and up to 16 along the columns. Every reduction (the contractions, a
+// tile's expert over the offsets) steps through its reduction loops one
+// element at a time. The configuration reads no target: the SIMT kernels
+// are the same on sm_80 and sm_90.
 // CHECK-LABEL: func.func @routed
-// CHECK: linalg.generic {{.*}}iterator_types = ["parallel", "reduction"]{{.*}}lowering_config = #moe.tiling<registers = [0, 0], reduction = [0, 1]>
-// CHECK: linalg.generic {{.*}}tensor<?x64x48xf32>) attrs = {lowering_config = #moe.tiling<registers = [1, 4, 1, 0], reduction = [0, 0, 0, 1]>}
+// CHECK: linalg.generic {{.*}}iterator_types = ["parallel", "reduction"]{{.*}}lowering_config = #moe.tiling<reduction = [0, 1]>
+// CHECK: linalg.generic {{.*}}tensor<?x64x48xf32>) attrs = {lowering_config = #moe.tiling<reduction = [0, 0, 0, 1]>}
 // CHECK: linalg.generic {{.*}}lowering_config = #moe.tiling<distribution = [1, 64, 16], threads = [1, 4, 1]>, moe.kernel = "expert_up"
-// CHECK: linalg.generic {{.*}}tensor<?x64x32xf32>) attrs = {lowering_config = #moe.tiling<registers = [1, 4, 2, 0], reduction = [0, 0, 0, 1]>}
+// CHECK: linalg.generic {{.*}}tensor<?x64x32xf32>) attrs = {lowering_config = #moe.tiling<reduction = [0, 0, 0, 1]>}
 // CHECK: linalg.generic {{.*}}lowering_config = #moe.tiling<distribution = [1, 64, 32], threads = [1, 4, 2]>, moe.kernel = "expert_down"
 // ROWS32-LABEL: func.func @routed
 // ROWS32: lowering_config = #moe.tiling<distribution = [1, 32, 16], threads = [1, 2, 1]>, moe.kernel = "expert_up"
@@ -30,10 +30,10 @@ func.func @routed(%x: tensor<?x32xf32>, %slots: tensor<?xi64>, %offsets: tensor<
 // -----
 
 // H = 17 has no power of two but 1 dividing it: a block takes one column,
-// a thread one row of 4 along it. The gate's reduction over the row's
+// 16 threads 4 rows of it each. The gate's reduction over the row's
 // input steps through it.
 // CHECK-LABEL: func.func @odd_columns
-// CHECK: iterator_types = ["parallel", "parallel", "reduction"]{{.*}}lowering_config = #moe.tiling<registers = [0, 0, 0], reduction = [0, 0, 1]>
+// CHECK: iterator_types = ["parallel", "parallel", "reduction"]{{.*}}lowering_config = #moe.tiling<reduction = [0, 0, 1]>
 // CHECK: lowering_config = #moe.tiling<distribution = [1, 64, 8], threads = [1, 4, 1]>, moe.kernel = "shared_up"
 // CHECK: lowering_config = #moe.tiling<distribution = [1, 64, 1], threads = [1, 4, 1]>, moe.kernel = "shared_down"
 func.func @odd_columns(%x: tensor<?x17xf32>, %su: tensor<8x17xf32>, %sd: tensor<17x8xf32>,

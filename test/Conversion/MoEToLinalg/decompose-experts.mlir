@@ -30,9 +30,9 @@
 // CHECK: scf.if %[[FEW]] -> (tensor<?x16xf32>)
 // CHECK: %[[ROWS:.*]] = linalg.generic {{.*}} outs(%{{.*}} : tensor<?x16xf32>)
 // CHECK: %[[SLOT:.*]] = tensor.extract %[[SLOTS]]
-// CHECK: %[[SLOT_INDEX:.*]] = arith.index_cast %[[SLOT]]
-// CHECK: %[[CLAMPED:.*]] = arith.maxsi %[[SLOT_INDEX]], %c0
-// CHECK: %[[TOKEN:.*]] = arith.divui %[[CLAMPED]], %c2
+// CHECK: %[[CLAMPED:.*]] = arith.maxsi %[[SLOT]], %c0_i64
+// CHECK: %[[SLOT_INDEX:.*]] = arith.index_cast %[[CLAMPED]]
+// CHECK: %[[TOKEN:.*]] = arith.divui %[[SLOT_INDEX]], %c2
 // CHECK: tensor.extract %[[X]][%[[TOKEN]], %{{.*}}]
 // CHECK: tensor.expand_shape %[[UP_W]] {{\[\[}}0, 1], [2]] output_shape [4, 8, 16]
 // CHECK: linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "parallel", "reduction"]} ins(%[[ROWS]], %{{.*}} : tensor<?x16xf32>, tensor<4x8x16xf32>)

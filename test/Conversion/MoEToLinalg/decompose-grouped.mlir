@@ -1,4 +1,4 @@
-// RUN: moe-opt %s -split-input-file -moe-decompose-grouped | FileCheck %s
+// RUN: moe-opt %s -split-input-file -moe-decompose-grouped -verify-diagnostics | FileCheck %s
 
 // The routed experts over the plan's rows as [tiles, 64]: a row's token
 // (slot / K, -1 for a padding row) and routing weight, and a tile's expert
@@ -13,15 +13,16 @@
 // CHECK-LABEL: func.func @rules
 // CHECK-DAG: %[[ALPHA:.*]] = arith.constant 1.500000e+00 : f32
 // CHECK-DAG: %[[LIMIT:.*]] = arith.constant 6.000000e+00 : f32
-// CHECK: %[[TILES:.*]] = arith.divui %{{.*}}, %c64 : index
-// CHECK: %[[SLOTS:.*]] = tensor.expand_shape %arg1 {{\[\[}}0, 1]] output_shape [%[[TILES]], 64] : tensor<?xi64> into tensor<?x64xi64>
-// CHECK: %[[TOKEN:.*]] = linalg.generic {{.*}} ins(%[[SLOTS]] : tensor<?x64xi64>)
-// CHECK: arith.divsi %{{.*}}, %c2_i64 : i64
-// CHECK: %[[SCALE:.*]] = linalg.generic {{.*}} ins(%[[SLOTS]] : tensor<?x64xi64>)
-// CHECK: tensor.extract %arg4[%{{.*}}, %{{.*}}] : tensor<?x2xf32>
-// CHECK: %[[ENDS:.*]] = tensor.extract_slice %arg2[1] [7] [1] : tensor<9xi64> to tensor<7xi64>
-// CHECK: %[[EXPERT:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "reduction"]} ins(%[[ENDS]] : tensor<7xi64>)
-// CHECK: arith.cmpi ule
+// CHECK: %[[SLOTS:.*]] = tensor.expand_shape %arg1 {{.*}} : tensor<?xi64> into tensor<?x64xi64>
+// CHECK: %[[TOKEN:.*]] = linalg.generic {{.*}} ins(%[[SLOTS]] : tensor<?x64xi64>) outs(%{{.*}} : tensor<?x64xi64>)
+// CHECK: arith.divsi
+// CHECK: %[[SCALE:.*]] = linalg.generic {{.*}} ins(%[[SLOTS]] : tensor<?x64xi64>) outs(%{{.*}} : tensor<?x64xf32>)
+// CHECK: tensor.extract %arg4[
+// CHECK: %[[ENDS:.*]] = tensor.extract_slice %arg2{{.*}} : tensor<9xi64> to tensor<7xi64>
+// CHECK: %[[EXPERT:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "reduction"]} ins(%[[ENDS]] : tensor<7xi64>) outs(%{{.*}} : tensor<?xindex>)
+// CHECK: %[[TILE:.*]] = linalg.index 0
+// CHECK: %[[FIRST:.*]] = arith.muli %[[TILE]], %c64
+// CHECK: arith.cmpi ule, %{{.*}}, %[[FIRST]]
 // CHECK: %[[UPSUM:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "parallel", "reduction"]} ins(%[[TOKEN]], %[[EXPERT]], %{{.*}} : tensor<?x64xi64>, tensor<?xindex>, tensor<16xf32>) outs(%{{.*}} : tensor<?x64x8xf32>)
 // CHECK: tensor.extract %arg0[%{{.*}}, %{{.*}}] : tensor<?x16xbf16>
 // CHECK: tensor.extract %arg6[%{{.*}}, %{{.*}}, %{{.*}}] : tensor<8x8x16xbf16>
@@ -105,4 +106,36 @@ func.func @shared(%x: tensor<?x16xf32>, %sg: tensor<24x16xf32>, %su: tensor<24x1
       down_proj(%sd : tensor<16x24xf32>) expert_gate(%g : tensor<16xf32>)
       : tensor<?x16xf32> -> tensor<?x16xf32>
   return %s : tensor<?x16xf32>
+}
+
+// -----
+
+// A static plan is viewed as a dynamic one, whose rows are whole tiles.
+// CHECK-LABEL: func.func @static_plan
+// CHECK: %[[PLAN:.*]] = tensor.cast %arg1 : tensor<128xi64> to tensor<?xi64>
+// CHECK: tensor.expand_shape %[[PLAN]] {{.*}} : tensor<?xi64> into tensor<?x64xi64>
+// CHECK: %[[OUT:.*]] = tensor.cast %{{.*}} : tensor<?x8xf32> to tensor<128x8xf32>
+// CHECK: return %[[OUT]]
+func.func @static_plan(%x: tensor<?x8xf32>, %slots: tensor<128xi64>, %offsets: tensor<3xi64>,
+    %wu: tensor<2x4x8xf32>, %wd: tensor<2x8x4xf32>) -> tensor<128x8xf32> {
+  %out = moe.expert %x, %slots, %offsets
+      up_proj(%wu : tensor<2x4x8xf32>) down_proj(%wd : tensor<2x8x4xf32>)
+      {slots_per_token = 2 : i64}
+      : tensor<?x8xf32>, tensor<128xi64>, tensor<3xi64> -> tensor<128x8xf32>
+  return %out : tensor<128x8xf32>
+}
+
+// -----
+
+// The plan's segments must be padded to the tiles' rows.
+func.func @plan_row_tile(%x: tensor<?x8xf32>, %ids: tensor<?x2xi32>, %wu: tensor<2x4x8xf32>,
+    %wd: tensor<2x8x4xf32>) -> tensor<?x8xf32> {
+  // expected-error @+1 {{'moe.dispatch' op row_tile (16) must be the grouped form's row tile (64): run moe-expand with the same row-tile}}
+  %counts, %offsets, %slots, %rows = moe.dispatch %ids {num_experts = 2 : i64, row_tile = 16 : i64}
+      : tensor<?x2xi32> -> tensor<2xi64>, tensor<3xi64>, tensor<?xi64>, tensor<?x2xi64>
+  %out = moe.expert %x, %slots, %offsets
+      up_proj(%wu : tensor<2x4x8xf32>) down_proj(%wd : tensor<2x8x4xf32>)
+      {slots_per_token = 2 : i64}
+      : tensor<?x8xf32>, tensor<?xi64>, tensor<3xi64> -> tensor<?x8xf32>
+  return %out : tensor<?x8xf32>
 }

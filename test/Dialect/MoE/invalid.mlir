@@ -1636,7 +1636,7 @@ func.func @tiling_negative() attributes {c = #moe.tiling<cache = [0, -1]>} {
 
 // -----
 
-// expected-error @+1 {{'reduction' needs a 'registers' level of the same length}}
+// expected-error @+1 {{'reduction' and 'registers' must have the same length}}
 func.func @tiling_reduction_rank() attributes {c = #moe.tiling<registers = [2, 4], reduction = [0, 0, 8]>} {
   return
 }

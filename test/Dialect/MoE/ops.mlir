@@ -481,6 +481,7 @@ func.func @local_experts_family_rules(%rows: tensor<?x64xbf16>,
 // CHECK: moe.select %{{.*}} selection_bias(%{{.*}} : tensor<8xbf16>) outs(%{{.*}}, %{{.*}} : tensor<?x2xi32>, tensor<?x2xf32>) {lowering_config = #moe.tiling<distribution = [16]>, top_k = 2 : i64} : tensor<?x8xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
 // CHECK: "test.config"() {c = #moe.tiling<registers = [2, 4, 0], reduction = [0, 0, 8]>}
 // CHECK: "test.config"() {c = #moe.tiling<distribution = [1, 64, 16], threads = [1, 4, 1]>}
+// CHECK: "test.config"() {c = #moe.tiling<reduction = [0, 0, 0, 1]>}
 // CHECK: "test.config"() {c = #moe.tiling<distribution = [0, 6, 0, 0], cache = [0, 32, 256, 0], registers = [6, 2, 0, 8], reduction = [0, 0, 1, 0], interchange = [1, 0, 2, 3]>}
 func.func @select_tiled(%l: tensor<?x8xf32>, %sb: tensor<8xbf16>,
     %i: tensor<?x2xi32>, %w: tensor<?x2xf32>) -> (tensor<?x2xi32>, tensor<?x2xf32>) {
@@ -490,6 +491,7 @@ func.func @select_tiled(%l: tensor<?x8xf32>, %sb: tensor<8xbf16>,
       : tensor<?x8xf32> -> tensor<?x2xi32>, tensor<?x2xf32>
   "test.config"() {c = #moe.tiling<registers = [2, 4, 0], reduction = [0, 0, 8]>} : () -> ()
   "test.config"() {c = #moe.tiling<distribution = [1, 64, 16], threads = [1, 4, 1]>} : () -> ()
+  "test.config"() {c = #moe.tiling<reduction = [0, 0, 0, 1]>} : () -> ()
   "test.config"() {c = #moe.tiling<cache = [0, 32, 256, 0], distribution = [0, 6, 0, 0], registers = [6, 2, 0, 8], reduction = [0, 0, 1, 0], interchange = [1, 0, 2, 3]>} : () -> ()
   return %ids, %wt : tensor<?x2xi32>, tensor<?x2xf32>
 }

@@ -50,9 +50,10 @@ TilingAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   if (!threads.empty() && threads.size() != distribution.size())
     return emitError() << "'threads' needs a 'distribution' level of the "
                           "same length";
-  if (!reduction.empty() && reduction.size() != registers.size())
-    return emitError() << "'reduction' needs a 'registers' level of the "
-                          "same length";
+  if (!reduction.empty() && !registers.empty() &&
+      reduction.size() != registers.size())
+    return emitError() << "'reduction' and 'registers' must have the same "
+                          "length";
   for (auto [parallel, step] : llvm::zip(registers, reduction))
     if (parallel > 0 && step > 0)
       return emitError() << "a loop is tiled by 'registers' or by "

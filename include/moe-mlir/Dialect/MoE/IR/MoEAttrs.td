@@ -162,8 +162,8 @@ def MoE_TilingAttr : AttrDef<MoE_Dialect, "Tiling"> {
     an elementwise or gathering `linalg.generic`, or `moe.select`),
     attached as `lowering_config` by `moe-configure-cpu` or
     `moe-configure-gpu` and applied by `moe-tile-cpu` or `moe-tile-gpu`
-    through upstream's TilingInterface drivers. Each level lists one tile size per loop of the op's iteration
-    space, 0 leaving that loop whole:
+    through upstream's TilingInterface drivers. Each level lists one tile
+    size per loop of the op's iteration space, 0 leaving that loop whole:
 
     * `distribution`: the op is tiled by these sizes in an `scf.forall`
       whose tiles the threads share, and its linalg producers are fused
@@ -175,8 +175,11 @@ def MoE_TilingAttr : AttrDef<MoE_Dialect, "Tiling"> {
       of a tile loop's body to stay in cache (a contraction's reduction in
       blocks, the result accumulated across them);
     * `registers`: the parallel loops' register tile;
-    * `reduction`: the reduction loops' step; the tile keeps one partial sum
-      per reduction element (a split reduction), merged after the loop;
+    * `reduction`: the reduction loops' step. On the CPU the register tile
+      keeps one partial sum per reduction element (a split reduction),
+      merged after the loop; in a GPU thread, whose tile is its register
+      tile (there is no `registers` level), a loop steps through the
+      reduction carrying the tile's sums;
     * `interchange`: the order of the register tile's loops, outermost
       first (by default the op's own).
 
