@@ -58,6 +58,9 @@ void moe::buildGPULinalgStage(OpPassManager &pm,
   moe::MoEDecomposeGroupedOptions grouped;
   grouped.rowTile = options.rowTile;
   pm.addPass(moe::createMoEDecomposeGrouped(grouped));
+  moe::MoELowerCombineOptions combine;
+  combine.accumulateIntoShared = false;
+  pm.addPass(moe::createMoELowerCombine(combine));
   moe::MoEConfigureGPUOptions configure;
   configure.rowTile = options.rowTile;
   pm.addPass(moe::createMoEConfigureGPU(configure));
@@ -72,6 +75,8 @@ void moe::buildGPUPipeline(OpPassManager &pm,
   pm.addPass(moe::createMoELowerToGPU(kernels));
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
+  // The combine's result is written into the function's output buffer.
+  pm.addPass(bufferization::createEmptyTensorEliminationPass());
   pm.addPass(bufferization::createOneShotBufferizePass());
   // Bufferization leaves copies between equal subviews; CSE makes them self
   // copies, which canonicalization erases.

@@ -29,8 +29,11 @@ CONFIG = cfg("rt_layer", 32, 48, 8, 2, target="cuda", shared_intermediate_size=1
 FORWARD = ["gate_logits", "gate_select", "gate_capacity", "plan_fill", "plan_count",
            "plan_offsets", "plan_place", "expert_up", "expert_down", "shared_up",
            "shared_down", "combine"]
-# The FFNs' kernels, tiled on the linalg stage: 16 × 16 threads a block.
-GROUPED = {"expert_up", "expert_down", "shared_up", "shared_down"}
+# The kernels tiled on the linalg stage: the FFNs' 16 × 16 threads a
+# block, combine's H = 32 columns × 8 tokens; the others 256 × 1.
+BLOCKS = {"expert_up": ["16", "16"], "expert_down": ["16", "16"],
+          "shared_up": ["16", "16"], "shared_down": ["16", "16"],
+          "combine": ["32", "8"]}
 STREAM = "0xabc000"
 T = 300
 
@@ -153,14 +156,13 @@ def test_forward_async_runs_on_the_callers_stream(built):
     names = [c[2] for c in launches(work)]
     assert names == [f"rt_layer_forward_{k}" for k in FORWARD]
     for call in launches(work):
-        block = ["16", "16"] if call[2].removeprefix("rt_layer_forward_") in GROUPED \
-            else ["256", "1"]
+        block = BLOCKS.get(call[2].removeprefix("rt_layer_forward_"), ["256", "1"])
         assert call[6:10] == block + ["1", "0"], call  # block, no dynamic smem
         assert call[10] == STREAM and call[11] == "params", call
     # One thread per (token, expert) for the logits; one block per expert
     # for the scans; the expert FFN's grid covers the plan's most rows, in
     # tiles of 64 rows and of the most columns up to 64 that divide F (48)
-    # or H (32).
+    # or H (32); combine's covers the tokens, 8 a block.
     grid = {c[2].removeprefix("rt_layer_forward_"): tuple(map(int, c[3:6]))
             for c in launches(work)}
     assert grid["gate_logits"] == (-(-T * 8 // 256), 1, 1)
@@ -169,7 +171,7 @@ def test_forward_async_runs_on_the_callers_stream(built):
     assert grid["expert_up"] == (-(-max_rows // 64), 3, 1)
     assert grid["expert_down"] == (-(-max_rows // 64), 1, 1)
     assert grid["shared_up"] == grid["shared_down"] == (-(-T // 64), 1, 1)
-    assert grid["combine"] == (-(-T * 32 // 256), 1, 1)
+    assert grid["combine"] == (-(-T // 8), 1, 1)
     check_workspace(work, STREAM)
     assert not [c for c in work if c[1] == "sync"], "forward_async waited"
     check_balanced(calls)

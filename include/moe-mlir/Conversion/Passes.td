@@ -251,15 +251,21 @@ def MoEConfigureGPU : Pass<"moe-configure-gpu", "::mlir::ModuleOp"> {
     linalg op whose result another linalg op reads along a reduction loop
     (the activation, which the down projection reads whole rows of) or
     that no linalg op reads; every other linalg op is fused into its
-    readers' tiles. An op that ends a kernel must have the loops `(t, i,
-    n)` (or `(t, i, n, k)`) of `row-tile` rows and static `N`, and gets:
+    readers' tiles. An op that ends a kernel gets, with loops `(t, i, n)`
+    (or `(t, i, n, k)`) of `row-tile` rows and static `N` (an FFN's):
 
     * `distribution = [1, R, C]`: a block takes one tile of `R` rows (the
       row tile) and `C` columns, the largest power of two up to 64 that
       divides `N`, so that every tile is whole;
     * `threads = [1, R / 16, max(1, C / 16)]`: 16 threads along the rows
       and `min(C, 16)` along the columns (256 for 64 columns), each a
-      register tile.
+      register tile;
+
+    with loops `(t, n)` (or `(t, n, j)`) over dynamic tokens and static
+    `N` (combine's, token-wise): `distribution = [256 / C, C]`, `C` the
+    largest power of two up to 256 that divides `N`, and `threads = [1,
+    1]`, an element a thread (the last block may have fewer tokens; a
+    thread's tile is whole). Any other op that ends a kernel is an error.
 
     Every op with reduction loops (a projection's contraction, a tile's
     expert, the shared expert's gate) gets `reduction` steps of one along
@@ -367,7 +373,19 @@ def MoELowerCombine : Pass<"moe-lower-combine"> {
     f32, on top of the shared expert's output when there is one; dropped
     slots (-1) add nothing. No scatter-add, no atomics: every output row has
     one writer. The f32 sum is rounded once to the result's element type.
+    The op that makes the result is named `combine` (`moe.kernel`), the
+    GPU kernel it ends there.
+
+    Without `accumulate-into-shared` the sum starts from zero and the
+    shared expert's row is added after it, with the bias: the GPU's tiles
+    then read the shared output rather than write it, so no thread copies
+    its slice of it.
   }];
+  let options = [
+    Option<"accumulateIntoShared", "accumulate-into-shared", "bool",
+           /*default=*/"true",
+           "Sum the expert rows into the shared expert's output in place">
+  ];
   let dependentDialects = MoELoweringDialects;
 }
 
@@ -378,8 +396,8 @@ def MoELowerCombine : Pass<"moe-lower-combine"> {
 def MoELowerToGPU : Pass<"moe-lower-to-gpu", "::mlir::ModuleOp"> {
   let summary = "Lower the moe stage ops to GPU kernels over device buffers";
   let description = [{
-    Replaces `moe.gate`, `moe.refine`, `moe.dispatch` and `moe.combine` by `gpu.launch` kernels of 256
-    threads per block, in host code that allocates their device buffers
+    Replaces `moe.gate`, `moe.refine` and `moe.dispatch` by `gpu.launch`
+    kernels of 256 threads per block, in host code that allocates their device buffers
     (`gpu.alloc`, freed by `moe-free-workspace`) and never waits for them:
     every size is known on the host, so the kernels run back to back on one
     stream.
@@ -393,13 +411,11 @@ def MoELowerToGPU : Pass<"moe-lower-to-gpu", "::mlir::ModuleOp"> {
     * refine (an inner level of a hierarchy): one thread per (token, parent
       slot) scores the token with the parent's router block and runs the
       same selection, composed with the parent.
-    * experts: `moe.expert` and `moe.shared_expert` are not lowered here
-      but on the linalg stage (`moe-decompose-grouped`, `moe-configure-gpu`,
+    * experts and combine: `moe.expert`, `moe.shared_expert` and
+      `moe.combine` are not lowered here but on the linalg stage
+      (`moe-decompose-grouped`, `moe-lower-combine`, `moe-configure-gpu`,
       `moe-tile-gpu`), whose tiled loops become kernels after
       bufferization.
-    * combine: one thread per output element sums the shared row and the
-      token's weighted expert rows in slot order and rounds once, so the
-      result's bits do not depend on scheduling.
 
     The plan (i64, as on the CPU) has its buffers sized for the most rows
     any routing can need, so that no kernel's grid depends on device data.
@@ -423,7 +439,9 @@ def MoEPlaceBuffers : Pass<"moe-place-buffers", "::mlir::func::FuncOp"> {
   let description = [{
     After bufferization, a buffer that a thread's tile allocates (inside
     two nested `scf.forall`s, the blocks' and the threads') becomes the
-    thread's own (`memref.alloca`), and one that the function's body
+    thread's own (`memref.alloca`; emulated, a heap buffer freed at the end
+    of its block, since OpenMP loops' `memref.alloca_scope`s do not take
+    loops lowered to branches), and one that the function's body
     allocates a device buffer (`gpu.alloc`, or `memref.alloc` when
     emulated) marked for `moe-free-workspace`. A buffer in a block's tile
     outside its threads' is an error (the threads would share it); any

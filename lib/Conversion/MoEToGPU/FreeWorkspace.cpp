@@ -8,6 +8,8 @@
 
 #include "moe-mlir/Conversion/Passes.h"
 
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOEFREEWORKSPACE
 #include "moe-mlir/Conversion/Passes.h.inc"
@@ -30,8 +32,11 @@ struct MoEFreeWorkspacePass
     });
     if (buffers.empty() && !kernels)
       return;
-    // Host code of a GPU function must leave device memory to the kernels.
+    // Host code of a GPU function must leave device memory to the kernels;
+    // the tile loops of the linalg stage are kernels.
     WalkResult hostTouch = function.walk([&](Operation *op) {
+      if (op->getParentOfType<scf::ForallOp>())
+        return WalkResult::advance();
       bool strayAlloc =
           isa<memref::AllocOp>(op) && !op->hasAttr(kWorkspaceAttrName);
       if (!strayAlloc && !isa<memref::CopyOp>(op))

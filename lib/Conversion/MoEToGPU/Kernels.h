@@ -2,11 +2,11 @@
 //
 // Part of the moe-mlir project.
 //
-// `moe-lower-to-gpu` is split by op family: the gate (GateKernels.cpp), the
-// routing plan (PlanKernels.cpp) and combine (CombineKernels.cpp); the
-// expert FFNs are kernels of the linalg stage (moe-tile-gpu). Each pattern
-// replaces one stage op by kernel launches at its place in the host code,
-// reading and writing device buffers.
+// `moe-lower-to-gpu` is split by op family: the gate (GateKernels.cpp) and
+// the routing plan (PlanKernels.cpp); the expert FFNs and combine are
+// kernels of the linalg stage (moe-tile-gpu). Each pattern replaces one
+// stage op by kernel launches at its place in the host code, reading and
+// writing device buffers.
 //
 //===----------------------------------------------------------------------===//
 
@@ -39,8 +39,6 @@ void populateGateKernelPatterns(RewritePatternSet &patterns,
                                 const GPULoweringOptions &options);
 void populatePlanKernelPatterns(RewritePatternSet &patterns,
                                 const GPULoweringOptions &options);
-void populateCombineKernelPatterns(RewritePatternSet &patterns,
-                                   const GPULoweringOptions &options);
 
 /// A KernelBuilder before `op`, naming kernels after the function around it
 /// (`<function>_<kernel>`, without a trailing `_kernel`).

@@ -46,16 +46,15 @@ struct MoELowerToGPUPass : moe::impl::MoELowerToGPUBase<MoELowerToGPUPass> {
     RewritePatternSet patterns(&getContext());
     populateGateKernelPatterns(patterns, options);
     populatePlanKernelPatterns(patterns, options);
-    populateCombineKernelPatterns(patterns, options);
     if (failed(applyPatternsGreedily(module, std::move(patterns))))
       return signalPassFailure();
     WalkResult left = module.walk([&](Operation *op) {
       if (!isa<MoEDialect>(op->getDialect()))
         return WalkResult::advance();
-      if (isa<ExpertOp, SharedExpertOp>(op))
+      if (isa<ExpertOp, SharedExpertOp, CombineOp>(op))
         op->emitOpError("is lowered on the linalg stage: run "
-                        "moe-decompose-grouped, moe-configure-gpu and "
-                        "moe-tile-gpu first");
+                        "moe-decompose-grouped, moe-lower-combine, "
+                        "moe-configure-gpu and moe-tile-gpu first");
       else
         op->emitOpError("has no GPU kernels: run moe-expand first");
       return WalkResult::interrupt();

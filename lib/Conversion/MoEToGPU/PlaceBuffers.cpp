@@ -45,11 +45,18 @@ struct MoEPlaceBuffersPass
       return signalPassFailure();
     IRRewriter rewriter(&getContext());
     // A tile's buffer is the thread's own: the tiles of one thread never
-    // share it.
+    // share it. Emulated, it stays on the heap, freed at the end of its
+    // block: OpenMP loops put their bodies in `memref.alloca_scope`s, which
+    // upstream's lowering of the loops inside to branches does not accept.
     for (memref::AllocOp alloc : threadBuffers) {
       for (Operation *user : llvm::make_early_inc_range(alloc->getUsers()))
         if (isa<memref::DeallocOp>(user))
           rewriter.eraseOp(user);
+      if (emulate) {
+        rewriter.setInsertionPoint(alloc->getBlock()->getTerminator());
+        memref::DeallocOp::create(rewriter, alloc.getLoc(), alloc);
+        continue;
+      }
       rewriter.setInsertionPoint(alloc);
       rewriter.replaceOpWithNewOp<memref::AllocaOp>(alloc, alloc.getType(),
                                                     alloc.getDynamicSizes(),

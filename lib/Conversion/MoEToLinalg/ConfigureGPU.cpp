@@ -20,6 +20,8 @@ using namespace mlir::moe;
 /// A block's most columns, and the threads along each side of its tile.
 static constexpr int64_t kBlockColumns = 64;
 static constexpr int64_t kThreadSide = 16;
+/// A token-wise kernel's threads a block, one element each.
+static constexpr int64_t kTokenwiseThreads = 256;
 
 /// Whether a kernel ends at `op`: a linalg op must read its result along
 /// a reduction loop (so all of it must exist first), or no linalg op reads
@@ -41,14 +43,30 @@ static bool endsKernel(linalg::LinalgOp op) {
 }
 
 namespace {
-/// A kernel's tiles over `(t, i, n[, k])`: its blocks and its threads.
+/// A kernel's tiles, one size per loop: its blocks and its threads.
 struct KernelTiles {
   SmallVector<int64_t> blocks, threads;
 };
 } // namespace
 
-/// The tiles of `op` if its loops are `(t, i, n)` or `(t, i, n, k)` with
-/// `rowTile` rows and static `N`; none otherwise.
+/// The largest power of two up to `most` that divides `size`.
+static int64_t largestDividingPowerOfTwo(int64_t size, int64_t most) {
+  int64_t tile = most;
+  while (size % tile != 0)
+    tile /= 2;
+  return tile;
+}
+
+/// The tiles of `op` if it is a kernel of the grouped form or a token-wise
+/// one; none otherwise:
+/// * loops `(t, i, n)` (or `(t, i, n, k)`) of `rowTile` rows and static N
+///   (an FFN's): a row tile × the most columns up to 64 that divide N (so
+///   that every tile is whole) a block, 16 threads along the rows and up
+///   to 16 along the columns;
+/// * loops `(t, n)` (or `(t, n, j)`) over dynamic tokens and static N
+///   (combine's): the most columns up to 256 that divide N, C, × 256 / C
+///   tokens a block, one element a thread (the last block's tokens may be
+///   fewer: a thread's tile is whole all the same).
 static std::optional<KernelTiles> kernelTiles(linalg::LinalgOp op,
                                               int64_t rowTile) {
   SmallVector<int64_t> ranges = op.getStaticLoopRanges();
@@ -56,21 +74,27 @@ static std::optional<KernelTiles> kernelTiles(linalg::LinalgOp op,
   auto reduces = [](utils::IteratorType type) {
     return type == utils::IteratorType::reduction;
   };
-  bool contraction = ranges.size() == 4;
-  if ((ranges.size() != 3 && !contraction) || ranges[1] != rowTile ||
-      ShapedType::isDynamic(ranges[2]) ||
-      llvm::any_of(ArrayRef(iterators).take_front(3), reduces) ||
-      (contraction && !reduces(iterators[3])))
+  unsigned parallel = op.getNumParallelLoops();
+  if ((parallel != 2 && parallel != 3) || ranges.size() > parallel + 1 ||
+      llvm::any_of(ArrayRef(iterators).take_front(parallel), reduces) ||
+      ShapedType::isDynamic(ranges[parallel - 1]))
     return std::nullopt;
-  // The largest power of two up to kBlockColumns that divides N, so that
-  // every tile is whole.
-  int64_t columns = kBlockColumns;
-  while (ranges[2] % columns != 0)
-    columns /= 2;
-  KernelTiles tiles{
-      {1, rowTile, columns},
-      {1, rowTile / kThreadSide, std::max<int64_t>(1, columns / kThreadSide)}};
-  if (contraction) {
+  int64_t columns = ranges[parallel - 1];
+  KernelTiles tiles;
+  if (parallel == 3) {
+    if (ranges[1] != rowTile)
+      return std::nullopt;
+    int64_t perBlock = largestDividingPowerOfTwo(columns, kBlockColumns);
+    tiles = {{1, rowTile, perBlock},
+             {1, rowTile / kThreadSide,
+              std::max<int64_t>(1, perBlock / kThreadSide)}};
+  } else {
+    if (!ShapedType::isDynamic(ranges[0]))
+      return std::nullopt;
+    int64_t perBlock = largestDividingPowerOfTwo(columns, kTokenwiseThreads);
+    tiles = {{kTokenwiseThreads / perBlock, perBlock}, {1, 1}};
+  }
+  if (ranges.size() > parallel) {
     tiles.blocks.push_back(0);
     tiles.threads.push_back(0);
   }
@@ -117,9 +141,9 @@ struct MoEConfigureGPUPass
       }
       std::optional<KernelTiles> tiles = kernelTiles(op, rowTile);
       if (!tiles) {
-        op->emitOpError("ends a GPU kernel but its loops are not a grouped "
-                        "FFN's (t, i, n) over ")
-            << rowTile.getValue() << "-row tiles";
+        op->emitOpError("ends a GPU kernel but its loops are neither a "
+                        "grouped FFN's (t, i, n) over ")
+            << rowTile.getValue() << "-row tiles nor a token-wise op's (t, n)";
         return WalkResult::interrupt();
       }
       op->setAttr(kLoweringConfigAttrName,

@@ -20,14 +20,15 @@ using namespace mlir::moe;
 
 namespace {
 struct LowerCombine : OpRewritePattern<CombineOp> {
-  using OpRewritePattern::OpRewritePattern;
+  LowerCombine(MLIRContext *context, bool accumulateIntoShared)
+      : OpRewritePattern(context), accumulateIntoShared(accumulateIntoShared) {}
 
   LogicalResult matchAndRewrite(CombineOp op,
                                 PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
     Emitter e(rewriter, loc);
     SmallVector<Value> dynamicTokens = combineDynamicTokens(e, op);
-    Value init = buildCombineStart(e, op, dynamicTokens);
+    Value init = buildCombineStart(e, op, dynamicTokens, accumulateIntoShared);
 
     Value expertOutput = op.getExpertOutput();
     // Without weights the expert rows arrive weighted.
@@ -55,15 +56,25 @@ struct LowerCombine : OpRewritePattern<CombineOp> {
               [&](Emitter &) { return acc; });
         });
 
-    rewriter.replaceOp(op, buildCombineEnd(e, op, sum, dynamicTokens));
+    Value result =
+        buildCombineEnd(e, op, sum, dynamicTokens, !accumulateIntoShared);
+    // On a GPU, the kernel this op ends.
+    result.getDefiningOp()->setAttr(kKernelNameAttrName,
+                                    rewriter.getStringAttr("combine"));
+    rewriter.replaceOp(op, result);
     return success();
   }
+
+  bool accumulateIntoShared;
 };
 
 struct MoELowerCombinePass
     : moe::impl::MoELowerCombineBase<MoELowerCombinePass> {
+  using Base::Base;
+
   void runOnOperation() override {
-    if (failed(applyLowering<LowerCombine>(getOperation())))
+    if (failed(applyLowering<LowerCombine>(getOperation(),
+                                           bool(accumulateIntoShared))))
       signalPassFailure();
   }
 };

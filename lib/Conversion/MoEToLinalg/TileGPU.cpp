@@ -42,6 +42,39 @@ static void recordKernelName(Operation *op) {
   function->setAttr(kKernelNamesAttrName, b.getArrayAttr(names));
 }
 
+/// Fills each shared output of `loop` that a `linalg.fill` initializes
+/// slice by slice inside it, so that a tile fills its own slice (the tile
+/// loops fuse the producers a tile reads, not those of the loop's own
+/// outputs). An output read other than through slices is left as it is.
+static void fuseOutputFills(RewriterBase &rewriter, scf::ForallOp loop) {
+  for (auto [init, output] :
+       llvm::zip(loop.getOutputsMutable(), loop.getRegionIterArgs())) {
+    auto fill = init.get().getDefiningOp<linalg::FillOp>();
+    if (!fill || !fill->hasOneUse())
+      continue;
+    SmallVector<tensor::ExtractSliceOp> slices;
+    bool slicesOnly = llvm::all_of(output.getUses(), [&](OpOperand &use) {
+      if (auto slice = dyn_cast<tensor::ExtractSliceOp>(use.getOwner())) {
+        slices.push_back(slice);
+        return true;
+      }
+      return isa<tensor::ParallelInsertSliceOp>(use.getOwner());
+    });
+    if (!slicesOnly)
+      continue;
+    for (tensor::ExtractSliceOp slice : slices) {
+      rewriter.setInsertionPointAfter(slice);
+      auto filled =
+          linalg::FillOp::create(rewriter, fill.getLoc(), fill.getInputs(),
+                                 ValueRange{slice.getResult()});
+      rewriter.replaceAllUsesExcept(slice.getResult(), filled.getResult(0),
+                                    filled);
+    }
+    init.set(fill.getOutputs()[0]);
+    rewriter.eraseOp(fill);
+  }
+}
+
 namespace {
 struct MoETileGPUPass : moe::impl::MoETileGPUBase<MoETileGPUPass> {
   using Base::Base;
@@ -58,12 +91,14 @@ struct MoETileGPUPass : moe::impl::MoETileGPUBase<MoETileGPUPass> {
                              /*distribution=*/true)))
         return signalPassFailure();
     }
+    root->walk([&](scf::ForallOp loop) { fuseOutputFills(rewriter, loop); });
     if (failed(canonicalize()))
       return signalPassFailure();
     for (TilingInterface op : opsWithLevel(root, &TilingAttr::getThreads))
       if (failed(tileAndFuse(rewriter, op, tilingOf(op).getThreads(),
                              /*distribution=*/true)))
         return signalPassFailure();
+    root->walk([&](scf::ForallOp loop) { fuseOutputFills(rewriter, loop); });
     if (failed(canonicalize()))
       return signalPassFailure();
 

@@ -5,9 +5,9 @@
 // named after the function, over device buffers the host allocates
 // (moe.workspace, freed by moe-free-workspace): router logits, selection
 // with per-thread scratch, capacity and the plan as per-expert block scans
-// in shared memory, and combine per output element, rounded to bf16. The
-// plan (counts, offsets, slots, slot rows) is 64-bit. (The experts are
-// kernels of the linalg stage: test/Conversion/MoEToLinalg/tile-gpu.mlir.)
+// in shared memory. The plan (counts, offsets, slots, slot rows) is
+// 64-bit. (The experts and combine are kernels of the linalg stage:
+// test/Conversion/MoEToLinalg/tile-gpu.mlir.)
 // CHECK-LABEL: func.func @layer
 // CHECK-NOT: moe.
 // CHECK: gpu.alloc (%{{.*}}) {moe.workspace} : memref<?x2xi32>
@@ -30,12 +30,8 @@
 // CHECK: gpu.launch {{.*}} function(@layer_plan_count) workgroup(
 // CHECK: gpu.launch {{.*}} function(@layer_plan_offsets)
 // CHECK: gpu.launch {{.*}} function(@layer_plan_place) workgroup(
-// CHECK: %[[Y:.*]] = gpu.alloc (%{{.*}}) {moe.workspace} : memref<?x16xbf16>
-// CHECK: gpu.launch {{.*}} function(@layer_combine)
-// CHECK: arith.truncf %{{.*}} : f32 to bf16
-// CHECK: memref.store %{{.*}}, %[[Y]]
-// CHECK: %[[RESULT:.*]] = bufferization.to_tensor %[[Y]]
-// CHECK: return %[[RESULT]]
+// CHECK: %[[ROWS:.*]] = bufferization.to_tensor {{.*}} : memref<?x2xi64> to tensor<?x2xi64>
+// CHECK: return %{{.*}}, %{{.*}}, %[[ROWS]]
 
 // Emulated: the same kernels, each one OpenMP team of 256 threads looping
 // over the blocks, with omp.barrier for gpu.barrier and the shared buffers
@@ -49,23 +45,29 @@
 // EMULATED: memref.alloca() : memref<257xindex>
 // EMULATED: omp.parallel
 // EMULATED: omp.barrier
-func.func @layer(%x: tensor<?x16xbf16>, %wr: tensor<8x16xbf16>,
-    %out: tensor<?x16xf32>, %s: tensor<?x16xf32>) -> tensor<?x16xbf16> {
+func.func @layer(%x: tensor<?x16xbf16>, %wr: tensor<8x16xbf16>)
+    -> (tensor<?x2xf32>, tensor<?xi64>, tensor<?x2xi64>) {
   %ids, %w = moe.gate %x, %wr {top_k = 2 : i64, capacity_factor = 1.0 : f64}
       : tensor<?x16xbf16>, tensor<8x16xbf16> -> tensor<?x2xi32>, tensor<?x2xf32>
   %counts, %offsets, %slots, %rows = moe.dispatch %ids {num_experts = 8 : i64, row_tile = 64 : i64}
       : tensor<?x2xi32> -> tensor<8xi64>, tensor<9xi64>, tensor<?xi64>, tensor<?x2xi64>
-  %y = moe.combine %out, %rows, %w shared(%s : tensor<?x16xf32>)
-      : tensor<?x16xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x16xbf16>
-  return %y : tensor<?x16xbf16>
+  return %w, %slots, %rows : tensor<?x2xf32>, tensor<?xi64>, tensor<?x2xi64>
 }
 
 // -----
 
-// The experts come off the linalg stage.
+// The experts and combine come off the linalg stage.
+func.func @combine(%out: tensor<?x16xf32>, %rows: tensor<?x2xi64>) -> tensor<?x16xf32> {
+  // expected-error @+1 {{'moe.combine' op is lowered on the linalg stage: run moe-decompose-grouped, moe-lower-combine, moe-configure-gpu and moe-tile-gpu first}}
+  %y = moe.combine %out, %rows : tensor<?x16xf32>, tensor<?x2xi64> -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
+}
+
+// -----
+
 func.func @expert(%x: tensor<?x16xf32>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>,
     %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>) -> tensor<?x16xf32> {
-  // expected-error @+1 {{'moe.expert' op is lowered on the linalg stage: run moe-decompose-grouped, moe-configure-gpu and moe-tile-gpu first}}
+  // expected-error @+1 {{'moe.expert' op is lowered on the linalg stage: run moe-decompose-grouped, moe-lower-combine, moe-configure-gpu and moe-tile-gpu first}}
   %out = moe.expert %x, %slots, %offsets
       up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
       {slots_per_token = 2 : i64}

@@ -2,8 +2,9 @@
 // RUN: moe-opt %s -split-input-file -moe-place-buffers=emulate -verify-diagnostics | FileCheck %s --check-prefix=EMULATED
 
 // After bufferization: a buffer host code allocates becomes a device
-// buffer that moe-free-workspace frees; one a tile allocates inside the
-// tile loops becomes the thread's own, on its stack, and is not freed.
+// buffer that moe-free-workspace frees; one a thread's tile allocates
+// becomes the thread's own, on its stack (emulated, on the heap, freed at
+// the end of its block).
 // CHECK-LABEL: func.func @buffers
 // CHECK: %[[HOST:.*]] = gpu.alloc (%{{.*}}) {moe.workspace} : memref<?x8xf32>
 // CHECK: scf.forall
@@ -12,8 +13,9 @@
 // CHECK: return
 // EMULATED-LABEL: func.func @buffers
 // EMULATED: memref.alloc(%{{.*}}) {moe.workspace} : memref<?x8xf32>
-// EMULATED: memref.alloca() {alignment = 64 : i64} : memref<4xf32>
-// EMULATED-NOT: memref.dealloc
+// EMULATED: %[[TILE:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4xf32>
+// EMULATED: memref.dealloc %[[TILE]]
+// EMULATED-NEXT: }
 func.func @buffers(%n: index) -> memref<?x8xf32> {
   %zero = arith.constant 0.0 : f32
   %c0 = arith.constant 0 : index

@@ -1,5 +1,5 @@
-// RUN: moe-opt %s -split-input-file -moe-decompose-grouped -moe-configure-gpu -verify-diagnostics | FileCheck %s
-// RUN: moe-opt %s -split-input-file -moe-decompose-grouped=row-tile=32 -moe-configure-gpu=row-tile=32 -verify-diagnostics | FileCheck %s --check-prefix=ROWS32
+// RUN: moe-opt %s -split-input-file -moe-decompose-grouped -moe-lower-combine=accumulate-into-shared=false -moe-configure-gpu -verify-diagnostics | FileCheck %s
+// RUN: moe-opt %s -split-input-file -moe-decompose-grouped=row-tile=32 -moe-lower-combine=accumulate-into-shared=false -moe-configure-gpu=row-tile=32 -verify-diagnostics | FileCheck %s --check-prefix=ROWS32
 
 // A kernel ends at the activation (the down projection reads whole rows of
 // it along its reduction) and at the down projection's epilogue (read by
@@ -45,11 +45,30 @@ func.func @odd_columns(%x: tensor<?x17xf32>, %su: tensor<8x17xf32>, %sd: tensor<
 
 // -----
 
+// Combine's gather-reduction over (t, n, j) is a token-wise kernel: the
+// most columns up to 256 that divide H (16) × 256 / 16 tokens a block, one
+// element a thread, its slots one at a time; with a bf16 result the
+// rounding ends the kernel and the sum is fused into it.
+// CHECK-LABEL: func.func @combine
+// CHECK: linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction"]{{.*}}lowering_config = #moe.tiling<reduction = [0, 0, 1]>
+// CHECK: linalg.generic {{.*}}outs(%{{.*}} : tensor<?x16xbf16>) attrs = {lowering_config = #moe.tiling<distribution = [16, 16], threads = [1, 1]>, moe.kernel = "combine"}
+// CHECK: arith.truncf
+// ROWS32-LABEL: func.func @combine
+// ROWS32: lowering_config = #moe.tiling<distribution = [16, 16], threads = [1, 1]>, moe.kernel = "combine"
+func.func @combine(%out: tensor<?x16xf32>, %rows: tensor<?x2xi64>, %w: tensor<?x2xf32>)
+    -> tensor<?x16xbf16> {
+  %y = moe.combine %out, %rows, %w
+      : tensor<?x16xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x16xbf16>
+  return %y : tensor<?x16xbf16>
+}
+
+// -----
+
 // An op whose result no linalg op reads ends a kernel, so it must be a
 // grouped FFN's.
 func.func @not_grouped(%t: tensor<8x8xf32>) -> tensor<8x8xf32> {
   %zero = arith.constant 0.0 : f32
-  // expected-error @+1 {{ends a GPU kernel but its loops are not a grouped FFN's (t, i, n) over}}
+  // expected-error @+1 {{ends a GPU kernel but its loops are neither a grouped FFN's (t, i, n) over}}
   %f = linalg.fill ins(%zero : f32) outs(%t : tensor<8x8xf32>) -> tensor<8x8xf32>
   return %f : tensor<8x8xf32>
 }

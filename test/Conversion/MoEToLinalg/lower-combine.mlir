@@ -1,4 +1,5 @@
 // RUN: moe-opt %s -split-input-file -moe-lower-combine | FileCheck %s
+// RUN: moe-opt %s -split-input-file -moe-lower-combine=accumulate-into-shared=false | FileCheck %s --check-prefix=AFTER
 
 // A gather-reduction: every (token, column) sums its slots' expert rows,
 // read through slot_rows, on top of the shared expert's output; a dropped
@@ -109,4 +110,31 @@ func.func @no_weights_bias_f32(%out: tensor<?x16xf32>, %rows: tensor<?x2xi64>,
   %y = moe.combine %out, %rows bias(%b : tensor<16xf32>)
          : tensor<?x16xf32>, tensor<?x2xi64> -> tensor<?x16xf32>
   return %y : tensor<?x16xf32>
+}
+
+// -----
+
+// The op that makes the result is the GPU's `combine` kernel. Without
+// accumulate-into-shared the sum starts from zero and one elementwise
+// generic adds the shared row, then the bias, before the rounding: the
+// shared output is read, not written.
+// CHECK-LABEL: func.func @kernel_name
+// CHECK: outs(%{{.*}} : tensor<?x16xbf16>) attrs = {moe.kernel = "combine"}
+// CHECK: arith.truncf
+// AFTER-LABEL: func.func @kernel_name
+// AFTER-SAME: (%[[OUT:[^:]*]]: {{.*}}, %[[ROWS:[^:]*]]: {{.*}}, %[[W:[^:]*]]: {{.*}}, %[[SHARED:[^:]*]]: {{.*}}, %[[B:[^:]*]]: tensor<16xbf16>)
+// AFTER: %[[ZERO:.*]] = linalg.fill
+// AFTER: %[[SUM:.*]] = linalg.generic {{.*}} ins(%[[ROWS]], %[[W]] : tensor<?x2xi64>, tensor<?x2xf32>) outs(%[[ZERO]] : tensor<?x16xf32>)
+// AFTER: %[[TOTAL:.*]] = linalg.generic {{.*}} ins(%[[SHARED]], %[[B]] : tensor<?x16xf32>, tensor<16xbf16>) outs(%[[SUM]] : tensor<?x16xf32>)
+// AFTER-NEXT: ^bb0(%[[S:.*]]: f32, %[[BIAS:.*]]: bf16, %[[ACC:.*]]: f32):
+// AFTER-NEXT: %[[PLUS:.*]] = arith.addf %[[ACC]], %[[S]]
+// AFTER-NEXT: %[[BF:.*]] = arith.extf %[[BIAS]]
+// AFTER-NEXT: arith.addf %[[PLUS]], %[[BF]]
+// AFTER: linalg.generic {{.*}} ins(%[[TOTAL]] : tensor<?x16xf32>) outs(%{{.*}} : tensor<?x16xbf16>) attrs = {moe.kernel = "combine"}
+// AFTER: arith.truncf
+func.func @kernel_name(%out: tensor<?x16xf32>, %rows: tensor<?x2xi64>, %w: tensor<?x2xf32>,
+    %s: tensor<?x16xf32>, %b: tensor<16xbf16>) -> tensor<?x16xbf16> {
+  %y = moe.combine %out, %rows, %w shared(%s : tensor<?x16xf32>) bias(%b : tensor<16xbf16>)
+         : tensor<?x16xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x16xbf16>
+  return %y : tensor<?x16xbf16>
 }

@@ -1,4 +1,4 @@
-// RUN: moe-opt %s -moe-decompose-grouped -moe-configure-gpu -moe-tile-gpu | FileCheck %s --implicit-check-not=linalg.
+// RUN: moe-opt %s -moe-decompose-grouped -moe-lower-combine=accumulate-into-shared=false -moe-configure-gpu -moe-tile-gpu | FileCheck %s --implicit-check-not=linalg.generic --implicit-check-not=linalg.fill
 
 // Each kernel is an scf.forall over blocks (a row tile × 16 of F = 48
 // columns; one tile of all H = 32 columns) with a nested scf.forall over
@@ -42,3 +42,27 @@ func.func @routed(%x: tensor<?x32xbf16>, %slots: tensor<?xi64>, %offsets: tensor
   return %out : tensor<?x32xf32>
 }
 
+
+// Combine: blocks of 16 tokens (fewer in the last) × the 16 columns, a
+// thread per element; the thread's sum starts from zero in its own tile
+// and steps through the slots; the gather-reduction's branch on a dropped
+// slot keeps it a scalar linalg op; the shared row is added and the sum
+// rounded as vector ops.
+// CHECK-LABEL: func.func @combine
+// CHECK-SAME: attributes {moe.kernels = ["combine"]}
+// CHECK: scf.forall ({{.*}}) = (0) to (%{{.*}}) step (16) shared_outs
+// CHECK: scf.forall ({{.*}}) in (%{{.*}}, 16) shared_outs
+// CHECK: %[[EMPTY:.*]] = tensor.empty() : tensor<1x1xf32>
+// CHECK: %[[ZERO:.*]] = vector.transfer_write %{{.*}}, %[[EMPTY]]
+// CHECK: scf.for {{.*}} iter_args(%{{.*}} = %[[ZERO]]) -> (tensor<1x1xf32>)
+// CHECK: linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction"]
+// CHECK: scf.if
+// CHECK: arith.addf {{.*}} : vector<1x1xf32>
+// CHECK: arith.truncf {{.*}} : vector<1x1xf32> to vector<1x1xbf16>
+// CHECK: tensor.parallel_insert_slice
+func.func @combine(%out: tensor<?x16xf32>, %rows: tensor<?x2xi64>, %w: tensor<?x2xf32>,
+    %s: tensor<?x16xf32>) -> tensor<?x16xbf16> {
+  %y = moe.combine %out, %rows, %w shared(%s : tensor<?x16xf32>)
+      : tensor<?x16xf32>, tensor<?x2xi64>, tensor<?x2xf32> -> tensor<?x16xbf16>
+  return %y : tensor<?x16xbf16>
+}
