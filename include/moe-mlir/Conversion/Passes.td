@@ -244,7 +244,7 @@ def MoETileCPU : Pass<"moe-tile-cpu"> {
 }
 
 def MoEConfigureGPU : Pass<"moe-configure-gpu", "::mlir::ModuleOp"> {
-  let summary = "Choose the GPU tiling of each grouped FFN's kernels";
+  let summary = "Choose the GPU tiling of the grouped FFNs' and combine's kernels";
   let description = [{
     Attaches a `#moe.tiling` as `lowering_config` to the ops of the grouped
     form (`moe-decompose-grouped`) for `moe-tile-gpu`. A kernel ends at a
@@ -261,8 +261,8 @@ def MoEConfigureGPU : Pass<"moe-configure-gpu", "::mlir::ModuleOp"> {
       and `min(C, 16)` along the columns (256 for 64 columns), each a
       register tile;
 
-    with loops `(t, n)` (or `(t, n, j)`) over dynamic tokens and static
-    `N` (combine's, token-wise): `distribution = [256 / C, C]`, `C` the
+    with loops `(t, n)` (or `(t, n, j)`) over the tokens and static `N`
+    (combine's, token-wise): `distribution = [256 / C, C]`, `C` the
     largest power of two up to 256 that divides `N`, and `threads = [1,
     1]`, an element a thread (the last block may have fewer tokens; a
     thread's tile is whole). Any other op that ends a kernel is an error.
@@ -280,14 +280,15 @@ def MoEConfigureGPU : Pass<"moe-configure-gpu", "::mlir::ModuleOp"> {
 }
 
 def MoETileGPU : Pass<"moe-tile-gpu"> {
-  let summary = "Tile the grouped FFNs into blocks and threads, and vectorize each thread's tile";
+  let summary = "Tile each GPU kernel into blocks and threads, and vectorize each thread's tile";
   let description = [{
     Applies the `#moe.tiling` of `moe-configure-gpu` with upstream's
     drivers: `scf::tileConsumerAndFuseProducersUsingSCF` tiles each kernel's
     op by its `distribution` in an `scf.forall` (the blocks) and each block's
     tile by its `threads` in a nested `scf.forall` (the threads), fusing the
-    ops it reads into both; a scratch tensor made outside a thread's loop
-    is made in it, so that no two threads share one. Each of a thread's
+    ops it reads into both, and a fill of a loop's own output made slice by
+    slice in it; a scratch tensor made outside a thread's loop is made in
+    it, so that no two threads share one. Each of a thread's
     reductions is tiled by its `reduction` steps (`scf::tileUsingSCF`, the
     tile carried through the loop) and the thread's ops, steps included,
     are vectorized by `linalg::vectorize`, the bodies' `tensor.extract`s
@@ -301,7 +302,8 @@ def MoETileGPU : Pass<"moe-tile-gpu"> {
     then `convert-parallel-loops-to-gpu`), or OpenMP loops when emulated.
   }];
   let dependentDialects = !listconcat(MoELoweringDialects,
-      ["::mlir::vector::VectorDialect", "::mlir::affine::AffineDialect"]);
+      ["::mlir::vector::VectorDialect", "::mlir::affine::AffineDialect",
+       "::mlir::gpu::GPUDialect"]);
 }
 
 def MoEBufferize : Pass<"moe-bufferize", "::mlir::ModuleOp"> {
@@ -473,7 +475,7 @@ def MoENameKernels : Pass<"moe-name-kernels", "::mlir::func::FuncOp"> {
   let description = [{
     Names each `gpu.launch` that `convert-parallel-loops-to-gpu` made from
     the tiled linalg stage after the kernel it is (`<function>_expert_up`,
-    `_expert_down`, `_shared_up`, `_shared_down`: the names `moe-tile-gpu`
+    `_expert_down`, `_shared_up`, `_shared_down`, `_combine`: the names `moe-tile-gpu`
     recorded on the function as `moe.kernels`, in order) in the
     `moe_kernels` module, where `moe-lower-to-gpu` puts its kernels, so that
     outlining makes one module of them all.

@@ -88,8 +88,9 @@ struct GPUPipelineOptions : public PassPipelineOptions<GPUPipelineOptions> {
 };
 
 /// The GPU's linalg stage of moe.layer, before tiling: expand, the expert
-/// FFNs as grouped contractions with each kernel's block and thread tiles
-/// (moe-decompose-grouped, moe-configure-gpu).
+/// FFNs as grouped contractions and combine as a gather-reduction, with
+/// each kernel's block and thread tiles (moe-decompose-grouped,
+/// moe-lower-combine, moe-configure-gpu).
 void buildGPULinalgStage(OpPassManager &pm, const GPUPipelineOptions &options);
 
 /// moe.layer (and any stage op) down to the LLVM dialect with NVIDIA GPU

@@ -32,13 +32,14 @@ struct MoEFreeWorkspacePass
     });
     if (buffers.empty() && !kernels)
       return;
-    // Host code of a GPU function must leave device memory to the kernels;
-    // the tile loops of the linalg stage are kernels.
+    // Host code of a GPU function must leave device memory to the kernels.
+    // A thread's own buffer in a tile of the linalg stage (on the heap when
+    // emulated) is the kernel's.
     WalkResult hostTouch = function.walk([&](Operation *op) {
-      if (op->getParentOfType<scf::ForallOp>())
-        return WalkResult::advance();
-      bool strayAlloc =
-          isa<memref::AllocOp>(op) && !op->hasAttr(kWorkspaceAttrName);
+      auto block = op->getParentOfType<scf::ForallOp>();
+      bool threadBuffer = block && block->getParentOfType<scf::ForallOp>();
+      bool strayAlloc = isa<memref::AllocOp>(op) && !threadBuffer &&
+                        !op->hasAttr(kWorkspaceAttrName);
       if (!strayAlloc && !isa<memref::CopyOp>(op))
         return WalkResult::advance();
       op->emitOpError("in a function with GPU kernels: host code may not "

@@ -63,7 +63,7 @@ static int64_t largestDividingPowerOfTwo(int64_t size, int64_t most) {
 ///   (an FFN's): a row tile × the most columns up to 64 that divide N (so
 ///   that every tile is whole) a block, 16 threads along the rows and up
 ///   to 16 along the columns;
-/// * loops `(t, n)` (or `(t, n, j)`) over dynamic tokens and static N
+/// * loops `(t, n)` (or `(t, n, j)`) over the tokens and static N
 ///   (combine's): the most columns up to 256 that divide N, C, × 256 / C
 ///   tokens a block, one element a thread (the last block's tokens may be
 ///   fewer: a thread's tile is whole all the same).
@@ -89,8 +89,6 @@ static std::optional<KernelTiles> kernelTiles(linalg::LinalgOp op,
              {1, rowTile / kThreadSide,
               std::max<int64_t>(1, perBlock / kThreadSide)}};
   } else {
-    if (!ShapedType::isDynamic(ranges[0]))
-      return std::nullopt;
     int64_t perBlock = largestDividingPowerOfTwo(columns, kTokenwiseThreads);
     tiles = {{kTokenwiseThreads / perBlock, perBlock}, {1, 1}};
   }

@@ -1,4 +1,4 @@
-//===- TileGPU.cpp - Grouped FFNs into blocks and threads -----------------===//
+//===- TileGPU.cpp - GPU kernels' blocks and threads ----------------------===//
 //
 // Part of the moe-mlir project.
 //
@@ -8,6 +8,7 @@
 
 #include "moe-mlir/Conversion/Passes.h"
 
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/Tensor/Transforms/Transforms.h"
 #include "mlir/Interfaces/FunctionInterfaces.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
@@ -45,7 +46,8 @@ static void recordKernelName(Operation *op) {
 /// Fills each shared output of `loop` that a `linalg.fill` initializes
 /// slice by slice inside it, so that a tile fills its own slice (the tile
 /// loops fuse the producers a tile reads, not those of the loop's own
-/// outputs). An output read other than through slices is left as it is.
+/// outputs). The tiles' slices cover a tile loop's output; an output read
+/// other than through slices, or not read, is left as it is.
 static void fuseOutputFills(RewriterBase &rewriter, scf::ForallOp loop) {
   for (auto [init, output] :
        llvm::zip(loop.getOutputsMutable(), loop.getRegionIterArgs())) {
@@ -60,7 +62,7 @@ static void fuseOutputFills(RewriterBase &rewriter, scf::ForallOp loop) {
       }
       return isa<tensor::ParallelInsertSliceOp>(use.getOwner());
     });
-    if (!slicesOnly)
+    if (!slicesOnly || slices.empty())
       continue;
     for (tensor::ExtractSliceOp slice : slices) {
       rewriter.setInsertionPointAfter(slice);
@@ -75,6 +77,25 @@ static void fuseOutputFills(RewriterBase &rewriter, scf::ForallOp loop) {
   }
 }
 
+/// The GPU processors of a tile loop over `sizes`' tiled loops (blocks or
+/// threads x, y, z in order). They keep canonicalization from folding a
+/// loop of one iteration away (one block of a static size, say), which
+/// would take a tile out of its block or thread; moe-map-kernel-loops
+/// replaces them once the loops are `scf.parallel`s.
+static SmallVector<Attribute>
+processorsOf(MLIRContext *context, ArrayRef<int64_t> sizes, bool threads) {
+  SmallVector<Attribute> mapping;
+  for (int64_t size : sizes) {
+    if (size == 0)
+      continue;
+    auto dim = static_cast<gpu::MappingId>(mapping.size());
+    mapping.push_back(
+        threads ? Attribute(gpu::GPUThreadMappingAttr::get(context, dim))
+                : Attribute(gpu::GPUBlockMappingAttr::get(context, dim)));
+  }
+  return mapping;
+}
+
 namespace {
 struct MoETileGPUPass : moe::impl::MoETileGPUBase<MoETileGPUPass> {
   using Base::Base;
@@ -87,17 +108,22 @@ struct MoETileGPUPass : moe::impl::MoETileGPUBase<MoETileGPUPass> {
     for (TilingInterface op :
          opsWithLevel(root, &TilingAttr::getDistribution)) {
       recordKernelName(op);
-      if (failed(tileAndFuse(rewriter, op, tilingOf(op).getDistribution(),
-                             /*distribution=*/true)))
+      ArrayRef<int64_t> sizes = tilingOf(op).getDistribution();
+      if (failed(tileAndFuse(rewriter, op, sizes, /*distribution=*/true,
+                             processorsOf(&getContext(), sizes,
+                                          /*threads=*/false))))
         return signalPassFailure();
     }
     root->walk([&](scf::ForallOp loop) { fuseOutputFills(rewriter, loop); });
     if (failed(canonicalize()))
       return signalPassFailure();
-    for (TilingInterface op : opsWithLevel(root, &TilingAttr::getThreads))
-      if (failed(tileAndFuse(rewriter, op, tilingOf(op).getThreads(),
-                             /*distribution=*/true)))
+    for (TilingInterface op : opsWithLevel(root, &TilingAttr::getThreads)) {
+      ArrayRef<int64_t> sizes = tilingOf(op).getThreads();
+      if (failed(tileAndFuse(rewriter, op, sizes, /*distribution=*/true,
+                             processorsOf(&getContext(), sizes,
+                                          /*threads=*/true))))
         return signalPassFailure();
+    }
     root->walk([&](scf::ForallOp loop) { fuseOutputFills(rewriter, loop); });
     if (failed(canonicalize()))
       return signalPassFailure();

@@ -53,11 +53,14 @@ fusesInto(bool distribution, OpResult producer, bool isDestination) {
 
 /// Tiles `op` by `sizes` with upstream's tile-and-fuse driver, in an
 /// `scf.forall` whose tiles the threads share for the distribution level,
-/// in `scf.for` loops for a cache level.
+/// in `scf.for` loops for a cache level. A `mapping` is the forall's, one
+/// attribute per tiled loop.
 inline LogicalResult tileAndFuse(RewriterBase &rewriter, TilingInterface op,
-                                 ArrayRef<int64_t> sizes, bool distribution) {
+                                 ArrayRef<int64_t> sizes, bool distribution,
+                                 ArrayRef<Attribute> mapping = {}) {
   scf::SCFTileAndFuseOptions options;
   options.tilingOptions.setTileSizes(asFoldResults(rewriter, sizes));
+  options.tilingOptions.setMapping(mapping);
   if (distribution)
     options.tilingOptions.setLoopType(
         scf::SCFTilingOptions::LoopType::ForallOp);

@@ -64,13 +64,25 @@ func.func @combine(%out: tensor<?x16xf32>, %rows: tensor<?x2xi64>, %w: tensor<?x
 
 // -----
 
+// A static token count tiles the same (here one block of the 5 tokens).
+// CHECK-LABEL: func.func @combine_static
+// CHECK: lowering_config = #moe.tiling<distribution = [16, 16], threads = [1, 1]>, moe.kernel = "combine"
+func.func @combine_static(%out: tensor<?x16xf32>, %rows: tensor<5x2xi64>, %w: tensor<5x2xf32>)
+    -> tensor<5x16xbf16> {
+  %y = moe.combine %out, %rows, %w
+      : tensor<?x16xf32>, tensor<5x2xi64>, tensor<5x2xf32> -> tensor<5x16xbf16>
+  return %y : tensor<5x16xbf16>
+}
+
+// -----
+
 // An op whose result no linalg op reads ends a kernel, so it must be a
 // grouped FFN's.
-func.func @not_grouped(%t: tensor<8x8xf32>) -> tensor<8x8xf32> {
+func.func @not_grouped(%t: tensor<8xf32>) -> tensor<8xf32> {
   %zero = arith.constant 0.0 : f32
   // expected-error @+1 {{ends a GPU kernel but its loops are neither a grouped FFN's (t, i, n) over}}
-  %f = linalg.fill ins(%zero : f32) outs(%t : tensor<8x8xf32>) -> tensor<8x8xf32>
-  return %f : tensor<8x8xf32>
+  %f = linalg.fill ins(%zero : f32) outs(%t : tensor<8xf32>) -> tensor<8xf32>
+  return %f : tensor<8xf32>
 }
 
 // -----

@@ -3,7 +3,8 @@
 // Each kernel is an scf.forall over blocks (a row tile × 16 of F = 48
 // columns; one tile of all H = 32 columns) with a nested scf.forall over
 // threads (4 rows × 1 or 2 columns each), every producer fused into both:
-// no linalg op is left. A thread computes its tile's expert and its rows'
+// no linalg op is left. The loops carry GPU processors, so that none of
+// one iteration folds away. A thread computes its tile's expert and its rows'
 // tokens, then each projection as a loop over the reduction whose sums
 // are vectors carried in registers, its input rows and its expert's
 // weights read by gathers, products allowed to contract into FMAs; the
@@ -11,8 +12,8 @@
 // records its kernels' names.
 // CHECK-LABEL: func.func @routed
 // CHECK-SAME: attributes {moe.kernels = ["expert_up", "expert_down"]}
-// CHECK: %[[HIDDEN:.*]] = scf.forall ({{.*}}) = (0, 0) to (%{{.*}}, 48) step (1, 16) shared_outs
-// CHECK: scf.forall ({{.*}}) = (0, 0) to (64, 16) step (4, 1) shared_outs
+// CHECK: %[[HIDDEN:.*]] = scf.forall ({{.*}}) = (0, 0, 0) to (%{{.*}}, 64, 48) step (1, 64, 16) shared_outs
+// CHECK: scf.forall ({{.*}}) = (0, 0, 0) to (1, 64, 16) step (1, 4, 1) shared_outs
 // CHECK: scf.for {{.*}} -> (vector<1xindex>)
 // CHECK: scf.for {{.*}} -> (vector<1x4x1xf32>)
 // CHECK: vector.gather %arg0
@@ -23,10 +24,12 @@
 // CHECK: math.exp {{.*}} : vector<1x4x1xf32>
 // CHECK: vector.transfer_write
 // CHECK: tensor.parallel_insert_slice
+// CHECK: } {mapping = [#gpu.thread<x>, #gpu.thread<y>, #gpu.thread<z>]}
 // CHECK: tensor.parallel_insert_slice
-// CHECK: scf.forall ({{.*}}) in (%{{.*}}) shared_outs
+// CHECK: } {mapping = [#gpu.block<x>, #gpu.block<y>, #gpu.block<z>]}
+// CHECK: scf.forall ({{.*}}) = (0, 0, 0) to (%{{.*}}, 64, 32) step (1, 64, 32) shared_outs
 // CHECK: tensor.extract_slice %[[HIDDEN]]
-// CHECK: scf.forall ({{.*}}) = (0, 0) to (64, 32) step (4, 2) shared_outs
+// CHECK: scf.forall ({{.*}}) = (0, 0, 0) to (1, 64, 32) step (1, 4, 2) shared_outs
 // CHECK: scf.for {{.*}} -> (vector<1x4x2xf32>)
 // CHECK: vector.transfer_read
 // CHECK: vector.gather %arg5
@@ -50,7 +53,7 @@ func.func @routed(%x: tensor<?x32xbf16>, %slots: tensor<?xi64>, %offsets: tensor
 // rounded as vector ops.
 // CHECK-LABEL: func.func @combine
 // CHECK-SAME: attributes {moe.kernels = ["combine"]}
-// CHECK: scf.forall ({{.*}}) = (0) to (%{{.*}}) step (16) shared_outs
+// CHECK: scf.forall ({{.*}}) = (0, 0) to (%{{.*}}, 16) step (16, 16) shared_outs
 // CHECK: scf.forall ({{.*}}) in (%{{.*}}, 16) shared_outs
 // CHECK: %[[EMPTY:.*]] = tensor.empty() : tensor<1x1xf32>
 // CHECK: %[[ZERO:.*]] = vector.transfer_write %{{.*}}, %[[EMPTY]]
