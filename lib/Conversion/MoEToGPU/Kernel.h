@@ -40,7 +40,7 @@ inline constexpr const char *kSetBlocktimeFunction = "kmp_set_blocktime";
 
 /// What one thread of a block sees.
 struct KernelThread {
-  Value blockX, blockY; // index
+  Value blockX;         // index
   Value thread;         // index in [0, kBlockThreads)
   SmallVector<Value> shared;
   bool emulated;
@@ -88,12 +88,11 @@ public:
     return alloc->getResult(0);
   }
 
-  /// Runs `body` on `gridX` × `gridY` blocks of kBlockThreads threads.
-  void launch(StringRef name, Value gridX, Value gridY,
-              ArrayRef<SharedBufferType> shared,
+  /// Runs `body` on `gridX` blocks of kBlockThreads threads.
+  void launch(StringRef name, Value gridX, ArrayRef<SharedBufferType> shared,
               function_ref<void(Emitter &, const KernelThread &)> body) {
     if (emulate)
-      return launchEmulated(gridX, gridY, shared, body);
+      return launchEmulated(gridX, shared, body);
     MLIRContext *context = b.getContext();
     Emitter e(b, loc);
     auto workgroup = gpu::AddressSpaceAttr::get(
@@ -105,7 +104,7 @@ public:
                                             workgroup));
     Value one = e.index(1);
     auto op = gpu::LaunchOp::create(
-        b, loc, gridX, gridY, one, e.index(kBlockThreads), one, one,
+        b, loc, gridX, one, one, e.index(kBlockThreads), one, one,
         /*dynamicSharedMemorySize=*/Value(), /*asyncTokenType=*/Type(),
         /*asyncDependencies=*/ValueRange{}, sharedTypes,
         /*privateAttributions=*/TypeRange{}, Value(), Value(), Value(),
@@ -113,8 +112,7 @@ public:
         FlatSymbolRefAttr::get(context, prefix + "_" + name.str()));
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(&op.getBody().front());
-    KernelThread thread{op.getBlockIds().x, op.getBlockIds().y,
-                        op.getThreadIds().x,
+    KernelThread thread{op.getBlockIds().x, op.getThreadIds().x,
                         SmallVector<Value>(op.getWorkgroupAttributions()),
                         /*emulated=*/false};
     Emitter inner(b, loc);
@@ -128,13 +126,11 @@ public:
                      function_ref<void(Emitter &, Value)> body) {
     Emitter e(b, loc);
     Value blocks = blocksFor(e, count);
-    launch(name, blocks, e.index(1), {},
-           [&](Emitter &e, const KernelThread &t) {
-             Value item = e.add(e.mul(t.blockX, e.index(kBlockThreads)),
-                                t.thread);
-             e.ifThen(e.cmpi(arith::CmpIPredicate::ult, item, count),
-                      [&](Emitter &e) { body(e, item); });
-           });
+    launch(name, blocks, {}, [&](Emitter &e, const KernelThread &t) {
+      Value item = e.add(e.mul(t.blockX, e.index(kBlockThreads)), t.thread);
+      e.ifThen(e.cmpi(arith::CmpIPredicate::ult, item, count),
+               [&](Emitter &e) { body(e, item); });
+    });
   }
 
   /// `ceil(count / kBlockThreads)`.
@@ -149,9 +145,9 @@ private:
   /// (blocktime 0): its threads outnumber the cores. A thread's stack
   /// allocations (the selection's scratch) are made per block and freed
   /// with the team, which the test sizes this is meant for afford.
-  void launchEmulated(Value gridX, Value gridY,
-                      ArrayRef<SharedBufferType> shared,
-                      function_ref<void(Emitter &, const KernelThread &)> body) {
+  void
+  launchEmulated(Value gridX, ArrayRef<SharedBufferType> shared,
+                 function_ref<void(Emitter &, const KernelThread &)> body) {
     Emitter e(b, loc);
     SmallVector<Value> sharedBuffers;
     for (const SharedBufferType &buffer : shared)
@@ -167,13 +163,11 @@ private:
                                         TypeRange{b.getI32Type()}, ValueRange{})
                        .getResult(0);
     Value thread = e.toIndex(number);
-    e.forEach(e.index(0), gridY, [&](Emitter &e, Value blockY) {
-      e.forEach(e.index(0), gridX, [&](Emitter &e, Value blockX) {
-        KernelThread kernelThread{blockX, blockY, thread, sharedBuffers,
-                                  /*emulated=*/true};
-        body(e, kernelThread);
-        kernelThread.barrier(e);
-      });
+    e.forEach(e.index(0), gridX, [&](Emitter &e, Value blockX) {
+      KernelThread kernelThread{blockX, thread, sharedBuffers,
+                                /*emulated=*/true};
+      body(e, kernelThread);
+      kernelThread.barrier(e);
     });
     omp::TerminatorOp::create(b, loc);
   }

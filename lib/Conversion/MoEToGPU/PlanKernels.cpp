@@ -29,8 +29,7 @@ void mlir::moe::buildExpertScan(
   Emitter host = kernels.host();
   Type index = host.builder().getIndexType();
   kernels.launch(
-      name, host.index(numExperts), host.index(1),
-      {{{kBlockThreads + 1}, index}},
+      name, host.index(numExperts), {{{kBlockThreads + 1}, index}},
       [&](Emitter &e, const KernelThread &t) {
         Value firstRanks = t.shared[0];
         Value expert = e.toI32(t.blockX);
@@ -134,7 +133,7 @@ struct LowerDispatchToKernels : KernelPattern<DispatchOp> {
                     nullptr, [&](Emitter &e, Value expert, Value total) {
                       e.store(e.toI64(total), counts, expert);
                     });
-    kernels.launch("plan_offsets", e.index(1), e.index(1), {},
+    kernels.launch("plan_offsets", e.index(1), {},
                    [&](Emitter &e, const KernelThread &t) {
                      e.ifThen(e.cmpi(arith::CmpIPredicate::eq, t.thread,
                                      e.index(0)),

@@ -105,28 +105,21 @@ struct MoETileGPUPass : moe::impl::MoETileGPUBase<MoETileGPUPass> {
     IRRewriter rewriter(&getContext());
 
     // Blocks, then each block's threads, their producers fused into both.
-    for (TilingInterface op :
-         opsWithLevel(root, &TilingAttr::getDistribution)) {
-      recordKernelName(op);
-      ArrayRef<int64_t> sizes = tilingOf(op).getDistribution();
-      if (failed(tileAndFuse(rewriter, op, sizes, /*distribution=*/true,
-                             processorsOf(&getContext(), sizes,
-                                          /*threads=*/false))))
+    for (bool threads : {false, true}) {
+      auto level =
+          threads ? &TilingAttr::getThreads : &TilingAttr::getDistribution;
+      for (TilingInterface op : opsWithLevel(root, level)) {
+        if (!threads)
+          recordKernelName(op);
+        ArrayRef<int64_t> sizes = (tilingOf(op).*level)();
+        if (failed(tileAndFuse(rewriter, op, sizes, /*distribution=*/true,
+                               processorsOf(&getContext(), sizes, threads))))
+          return signalPassFailure();
+      }
+      root->walk([&](scf::ForallOp loop) { fuseOutputFills(rewriter, loop); });
+      if (failed(canonicalize()))
         return signalPassFailure();
     }
-    root->walk([&](scf::ForallOp loop) { fuseOutputFills(rewriter, loop); });
-    if (failed(canonicalize()))
-      return signalPassFailure();
-    for (TilingInterface op : opsWithLevel(root, &TilingAttr::getThreads)) {
-      ArrayRef<int64_t> sizes = tilingOf(op).getThreads();
-      if (failed(tileAndFuse(rewriter, op, sizes, /*distribution=*/true,
-                             processorsOf(&getContext(), sizes,
-                                          /*threads=*/true))))
-        return signalPassFailure();
-    }
-    root->walk([&](scf::ForallOp loop) { fuseOutputFills(rewriter, loop); });
-    if (failed(canonicalize()))
-      return signalPassFailure();
 
     // A thread's reductions step by step (`scf::tileUsingSCF` along their
     // reduction loops, the tile carried), then its ops, steps included, as
