@@ -82,18 +82,41 @@ static std::string cString(const std::string &text) {
   return out + "\"";
 }
 
+/// How a quantized projection's arrays hold its weights
+/// (docs/QUANTIZATION.md), for the header.
+static std::string quantizedLayout(const ExpertWeights &q) {
+  if (!q.isQuantized())
+    return "";
+  std::string group = q.groupSize
+                          ? "each group of " + std::to_string(q.groupSize) +
+                                " consecutive elements of a row"
+                          : "each row";
+  std::string text =
+      "\n * Projections (*_proj, [..][N][K] in nn.Linear layout) are " +
+      std::string(weightFormatName(q.format)) + " with an f32 scale for " +
+      group + " (*_proj_scales): w = (q - zero) * scale.";
+  if (q.format == ExpertWeights::Format::int8)
+    return text + "\n * q is a signed byte; zero is 0.";
+  return text +
+         "\n * q is 0 to 15, two a byte: within each group, byte b holds "
+         "element b in\n * its low nibble and element b + group/2 in its "
+         "high nibble. zero is " +
+         (q.zeroPoints ? "*_proj_zeros[..][N][group], one byte each." : "8.");
+}
+
 std::string mlir::moe::emitHeader(const LayerConfig &c) {
   std::string text;
   llvm::raw_string_ostream os(text);
   const std::string &n = c.name;
   std::string guard = upper(n) + "_H";
-  os << "/* " << n << ".h: a Mixture-of-Experts layer compiled by moe-compile.\n"
+  os << "/* " << n
+     << ".h: a Mixture-of-Experts layer compiled by moe-compile.\n"
      << " * Config: " << c.toJSON() << "\n"
      << " * Weights are row-major arrays of " << dataTypeName(c.dtype)
-     << "; x and y are [num_tokens][" << c.hiddenSize << "]."
+     << " unless marked; x and y are [num_tokens][" << c.hiddenSize << "]."
      << (c.isCUDA() ? "\n * CUDA: every array pointer is a device pointer."
                     : "")
-     << " */\n"
+     << quantizedLayout(c.expertWeights) << " */\n"
      << "#ifndef " << guard << "\n#define " << guard << "\n\n"
      << "#include <stdint.h>\n\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n";
   os << "#define " << upper(n) << "_HIDDEN_SIZE " << c.hiddenSize << "\n"
@@ -149,6 +172,8 @@ std::string mlir::moe::emitHeader(const LayerConfig &c) {
     }
     for (int64_t size : field.shape)
       os << "[" << size << "]";
+    if (field.type != FieldType::data)
+      os << " " << field.elementName(c.dtype);
     os << " */\n";
   }
   os << "} " << n << "_weights;\n"
@@ -489,8 +514,9 @@ const char *)" << n << R"(_strerror(int code) {
   if (cuda) {
     for (const WeightField &field : fields)
       if (field.used)
-        os << "  if (misaligned(w->" << field.name << ", " << elementSize
-           << ")) return " << N << "_ERROR_MISALIGNED;\n";
+        os << "  if (misaligned(w->" << field.name << ", "
+           << field.elementBytes(c.dtype) << ")) return " << N
+           << "_ERROR_MISALIGNED;\n";
     os << "  int status = moeCudaInit();\n"
        << "  if (status) return " << n << "_status(status);\n";
   }
@@ -500,13 +526,13 @@ const char *)" << n << R"(_strerror(int code) {
   for (auto [index, field] : llvm::enumerate(fields)) {
     if (!field.used || cuda)
       continue;
-    int64_t bytes = elementSize;
+    int64_t fieldSize = field.elementBytes(c.dtype);
+    int64_t bytes = fieldSize;
     for (int64_t size : field.shape)
       bytes *= size; // bounded by kMaxWeightBytes: the config was validated
-    os << "  if (misaligned(w->" << field.name << ", " << elementSize
+    os << "  if (misaligned(w->" << field.name << ", " << fieldSize
        << ") &&\n      !(c->w." << field.name << " = aligned_copy(w->"
-       << field.name << ", " << bytes << "u, &c->owned[" << index
-       << "]))) {\n"
+       << field.name << ", " << bytes << "u, &c->owned[" << index << "]))) {\n"
        << "    " << n << "_destroy(c);\n    return " << N
        << "_ERROR_OUT_OF_MEMORY;\n  }\n";
   }

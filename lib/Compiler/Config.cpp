@@ -32,6 +32,45 @@ int64_t mlir::moe::elementBytes(DataType type) {
   return type == DataType::f32 ? 4 : 2;
 }
 
+const char *mlir::moe::weightFormatName(ExpertWeights::Format format) {
+  switch (format) {
+  case ExpertWeights::Format::dense:
+    return "dense";
+  case ExpertWeights::Format::int8:
+    return "int8";
+  case ExpertWeights::Format::int4:
+    return "int4";
+  }
+  return "?";
+}
+
+int64_t WeightField::elementBytes(DataType dtype) const {
+  switch (type) {
+  case FieldType::data:
+    return moe::elementBytes(dtype);
+  case FieldType::int8:
+  case FieldType::uint8:
+    return 1;
+  case FieldType::f32:
+    return 4;
+  }
+  return 0;
+}
+
+const char *WeightField::elementName(DataType dtype) const {
+  switch (type) {
+  case FieldType::data:
+    return dataTypeName(dtype);
+  case FieldType::int8:
+    return "int8";
+  case FieldType::uint8:
+    return "uint8";
+  case FieldType::f32:
+    return "f32";
+  }
+  return "?";
+}
+
 std::vector<int64_t> WeightField::kernelShape() const {
   if (shape.size() <= kernelRank)
     return shape;
@@ -59,16 +98,52 @@ mlir::moe::weightFields(const LayerConfig &c) {
     shape.push_back(columns);
     return shape;
   };
+  // A projection's `[..][N][K]` weight; quantized, its integers (int4:
+  // two per byte) and its scales and zero points per group along K.
+  const ExpertWeights &q = c.expertWeights;
+  FieldType projectionType = q.format == ExpertWeights::Format::int8
+                                 ? FieldType::int8
+                             : q.isQuantized() ? FieldType::uint8
+                                               : FieldType::data;
+  auto packed = [&](std::vector<int64_t> prefix, int64_t n, int64_t k) {
+    prefix.push_back(n);
+    prefix.push_back(q.format == ExpertWeights::Format::int4 ? k / 2 : k);
+    return prefix;
+  };
+  auto grouped = [&](std::vector<int64_t> prefix, int64_t n, int64_t k) {
+    prefix.push_back(n);
+    prefix.push_back(q.groups(k));
+    return prefix;
+  };
+  struct Projection {
+    const char *name;
+    bool used;
+    std::vector<int64_t> prefix;
+    int64_t n, k;
+  };
+  Projection projections[] = {
+      {"gate_proj", c.gated, leaves, f, h},
+      {"up_proj", true, leaves, f, h},
+      {"down_proj", true, leaves, h, f},
+      {"shared_gate_proj", shared && c.gated, {}, fs, h},
+      {"shared_up_proj", shared, {}, fs, h},
+      {"shared_down_proj", shared, {}, h, fs},
+  };
+  auto projection = [&](const Projection &p) {
+    unsigned rank = p.prefix.empty() ? 2 : 3;
+    return WeightField{p.name, p.used, packed(p.prefix, p.n, p.k),
+                       false,  rank,   projectionType};
+  };
   std::vector<WeightField> fields = {
       {"router", true, {e, h}, true, 2},
       {"router_bias", c.routerBias, {e}, true, 1},
       {"selection_bias", c.selectionBias, {e}, true, 1},
-      {"gate_proj", c.gated, leafShape(f, h), false, 3},
-      {"up_proj", true, leafShape(f, h), false, 3},
-      {"down_proj", true, leafShape(h, f), false, 3},
-      {"shared_gate_proj", shared && c.gated, {fs, h}, false, 2},
-      {"shared_up_proj", shared, {fs, h}, false, 2},
-      {"shared_down_proj", shared, {h, fs}, false, 2},
+      projection(projections[0]),
+      projection(projections[1]),
+      projection(projections[2]),
+      projection(projections[3]),
+      projection(projections[4]),
+      projection(projections[5]),
       {"shared_expert_gate", c.sharedExpertGate, {h}, false, 1},
   };
   // Level l's router is one [El][H] matrix per expert of the levels above:
@@ -95,6 +170,15 @@ mlir::moe::weightFields(const LayerConfig &c) {
   fields.push_back({"up_proj_bias", c.expertBias, gateBiasShape, false, 2});
   fields.push_back({"down_proj_bias", c.expertBias, downBiasShape, false, 2});
   fields.push_back({"output_bias", c.outputBias, {h}, false, 1});
+  for (const char *suffix : {"_scales", "_zeros"}) {
+    bool zeros = std::string(suffix) == "_zeros";
+    for (const Projection &p : projections)
+      fields.push_back({p.name + std::string(suffix),
+                        p.used && q.isQuantized() && (!zeros || q.zeroPoints),
+                        grouped(p.prefix, p.n, p.k), false,
+                        p.prefix.empty() ? 2u : 3u,
+                        zeros ? FieldType::uint8 : FieldType::f32});
+  }
   return fields;
 }
 
@@ -532,13 +616,72 @@ static void checkExpertShard(KeyReader &reader, const LayerConfig &c) {
                        "is not supported for \"target\": \"cuda\" yet");
 }
 
+/// "expert_weights": {"format": "int8" | "int4", "group_size": g,
+/// "zero_points": z} (docs/QUANTIZATION.md).
+static void readExpertWeights(KeyReader &parent, ExpertWeights &weights) {
+  const json &value = parent.at("expert_weights");
+  if (!value.is_object())
+    return parent.fail("expert_weights",
+                       "must be an object {\"format\": ...}, got " +
+                           value.dump());
+  KeyReader reader = parent.nested(value, "expert_weights");
+  for (const auto &item : value.items())
+    if (item.key() != "format" && item.key() != "group_size" &&
+        item.key() != "zero_points")
+      return reader.failDocument("unknown key '" + reader.pathOf(item.key()) +
+                                 "'");
+  std::string format;
+  reader.readString("format", format, /*required=*/true,
+                    {"dense", "int8", "int4"});
+  reader.readInteger("group_size", weights.groupSize, false, 0);
+  reader.readBool("zero_points", weights.zeroPoints);
+  if (reader.failed())
+    return;
+  weights.format = format == "int8"   ? ExpertWeights::Format::int8
+                   : format == "int4" ? ExpertWeights::Format::int4
+                                      : ExpertWeights::Format::dense;
+  if (!weights.isQuantized() && reader.has("group_size"))
+    return reader.fail("group_size", "is only used by quantized formats");
+  if (weights.zeroPoints && weights.format != ExpertWeights::Format::int4)
+    return reader.fail("zero_points", "is only used by \"int4\"");
+}
+
+/// Each projection's reduction must split into whole groups, and int4's
+/// into whole bytes.
+static void checkExpertWeights(KeyReader &reader, const LayerConfig &c) {
+  const ExpertWeights &q = c.expertWeights;
+  if (!q.isQuantized())
+    return;
+  if (c.isCUDA())
+    return reader.fail("expert_weights",
+                       "quantized formats are not supported for \"target\": "
+                       "\"cuda\" yet");
+  std::vector<std::pair<const char *, int64_t>> depths = {
+      {"hidden_size", c.hiddenSize}, {"intermediate_size", c.intermediateSize}};
+  if (c.hasSharedExpert())
+    depths.push_back({"shared_intermediate_size", c.sharedIntermediateSize});
+  for (auto [key, depth] : depths) {
+    if (q.groupSize && depth % q.groupSize != 0)
+      return reader.fail("expert_weights.group_size",
+                         "(" + std::to_string(q.groupSize) + ") must divide '" +
+                             key + "' (" + std::to_string(depth) + ")");
+    int64_t group = q.groupSize ? q.groupSize : depth;
+    if (q.format == ExpertWeights::Format::int4 && group % 2 != 0)
+      return reader.fail(
+          q.groupSize ? "expert_weights.group_size" : "expert_weights.format",
+          "\"int4\" packs two values a byte within a group, "
+          "so groups must be even, but '" +
+              std::string(key) + "' gives groups of " + std::to_string(group));
+  }
+}
+
 /// Sizes whose product no 64-bit offset can hold would make the kernels'
 /// address arithmetic wrap.
 static void checkWeightSizes(KeyReader &reader, const LayerConfig &c) {
   for (const WeightField &field : weightFields(c)) {
     if (!field.used)
       continue;
-    int64_t bytes = elementBytes(c.dtype);
+    int64_t bytes = field.elementBytes(c.dtype);
     for (int64_t size : field.shape)
       if (__builtin_mul_overflow(bytes, size, &bytes) ||
           bytes > kMaxWeightBytes)
@@ -559,16 +702,39 @@ mlir::moe::parseLayerConfig(llvm::StringRef text, llvm::StringRef fileName) {
   if (!object.is_object())
     return error(fileName.str() + ": must hold one JSON object");
 
-  static const std::set<std::string> known = {
-      "name", "hidden_size", "intermediate_size", "num_experts", "top_k",
-      "dtype", "activation", "gated", "scoring", "normalize_top_k",
-      "routed_scaling_factor", "router_bias", "selection_bias", "n_group",
-      "topk_group", "group_score", "routing", "capacity_factor",
-      "shared_intermediate_size", "shared_expert_gate", "target", "gpu_arch",
-      "expert", "expert_shard", "normalize_p", "sparsemixer_eps",
-      "swiglu_alpha", "swiglu_limit", "swiglu_up_offset",
-      "router_weight_on_input",
-      "expert_bias", "output_bias"};
+  static const std::set<std::string> known = {"name",
+                                              "hidden_size",
+                                              "intermediate_size",
+                                              "num_experts",
+                                              "top_k",
+                                              "dtype",
+                                              "activation",
+                                              "gated",
+                                              "scoring",
+                                              "normalize_top_k",
+                                              "routed_scaling_factor",
+                                              "router_bias",
+                                              "selection_bias",
+                                              "n_group",
+                                              "topk_group",
+                                              "group_score",
+                                              "routing",
+                                              "capacity_factor",
+                                              "shared_intermediate_size",
+                                              "shared_expert_gate",
+                                              "target",
+                                              "gpu_arch",
+                                              "expert",
+                                              "expert_shard",
+                                              "normalize_p",
+                                              "sparsemixer_eps",
+                                              "swiglu_alpha",
+                                              "swiglu_limit",
+                                              "swiglu_up_offset",
+                                              "router_weight_on_input",
+                                              "expert_bias",
+                                              "output_bias",
+                                              "expert_weights"};
   for (const auto &item : object.items())
     if (!known.count(item.key()))
       return error(fileName.str() + ": unknown key '" + item.key() + "'");
@@ -606,6 +772,8 @@ mlir::moe::parseLayerConfig(llvm::StringRef text, llvm::StringRef fileName) {
     readInnerLevel(reader, c);
   if (reader.has("expert_shard") && !reader.failed())
     readExpertShard(reader, c);
+  if (reader.has("expert_weights") && !reader.failed())
+    readExpertWeights(reader, c.expertWeights);
   if (!reader.failed()) {
     c.dtype = dtype == "bf16"  ? DataType::bf16
               : dtype == "f16" ? DataType::f16
@@ -613,6 +781,8 @@ mlir::moe::parseLayerConfig(llvm::StringRef text, llvm::StringRef fileName) {
     checkConsistency(reader, c);
     if (!reader.failed())
       checkExpertShard(reader, c);
+    if (!reader.failed())
+      checkExpertWeights(reader, c);
     if (!reader.failed())
       checkWeightSizes(reader, c);
   }
@@ -679,5 +849,12 @@ std::string LayerConfig::toJSON() const {
                   {"swiglu_up_offset", swigluUpOffset}});
   if (isShard())
     object["expert_shard"] = {{"first", shardFirst}, {"count", shardCount}};
+  if (expertWeights.isQuantized()) {
+    object["expert_weights"] = {
+        {"format", weightFormatName(expertWeights.format)},
+        {"group_size", expertWeights.groupSize}};
+    if (expertWeights.format == ExpertWeights::Format::int4)
+      object["expert_weights"]["zero_points"] = expertWeights.zeroPoints;
+  }
   return object.dump();
 }

@@ -28,6 +28,40 @@ static Type elementType(MLIRContext &context, DataType type) {
   llvm_unreachable("unknown data type");
 }
 
+/// The element type of a weight field's kernel argument.
+static Type fieldElementType(MLIRContext &context, const WeightField &field,
+                             Type data) {
+  switch (field.type) {
+  case FieldType::data:
+    return data;
+  case FieldType::int8:
+  case FieldType::uint8:
+    return IntegerType::get(&context, 8);
+  case FieldType::f32:
+    return Float32Type::get(&context);
+  }
+  llvm_unreachable("unknown field type");
+}
+
+/// The weight field `name` as a kernel reads it (`get`), null where
+/// absent: a quantized projection as the moe.dequantize of its integers,
+/// scales and zero points.
+static Value weightOperand(OpBuilder &b, const LayerConfig &config,
+                           StringRef name,
+                           llvm::function_ref<Value(StringRef)> get) {
+  Value value = get(name);
+  const ExpertWeights &q = config.expertWeights;
+  if (!value || !q.isQuantized() || !name.ends_with("_proj"))
+    return value;
+  auto packed = cast<RankedTensorType>(value.getType());
+  SmallVector<int64_t> shape(packed.getShape());
+  shape.back() = shape.back() * 8 / q.bits();
+  return DequantizeOp::create(
+      b, b.getUnknownLoc(), RankedTensorType::get(shape, b.getF32Type()), value,
+      get((name + "_scales").str()), get((name + "_zeros").str()), q.bits(),
+      q.groupSize ? q.groupSize : shape.back());
+}
+
 namespace {
 /// Builds one kernel function: memref arguments, each read as a tensor.
 class KernelBuilder {
@@ -119,12 +153,16 @@ static void buildShardKernels(OpBuilder &b, ModuleOp module,
     for (const WeightField &field : fields)
       if (field.used && field.isRoutedExpert())
         index[field.name] =
-            kernel.addArgument(field.name, field.kernelShape(), data);
+            kernel.addArgument(field.name, field.kernelShape(),
+                               fieldElementType(*b.getContext(), field, data));
     unsigned out = kernel.addArgument("out", {dynamic, hidden}, f32);
     SmallVector<Value> args = kernel.begin();
-    auto get = [&](StringRef name) -> Value {
+    auto arg = [&](StringRef name) -> Value {
       auto it = index.find(name);
       return it == index.end() ? Value() : args[it->second];
+    };
+    auto get = [&](StringRef name) {
+      return weightOperand(b, config, name, arg);
     };
     auto experts = LocalExpertsOp::create(
         b, loc, RankedTensorType::get({dynamic, hidden}, f32), args[rows],
@@ -143,7 +181,8 @@ static void buildShardKernels(OpBuilder &b, ModuleOp module,
     for (const WeightField &field : fields)
       if (field.used && field.isCombineWeight())
         index[field.name] =
-            kernel.addArgument(field.name, field.kernelShape(), data);
+            kernel.addArgument(field.name, field.kernelShape(),
+                               fieldElementType(*b.getContext(), field, data));
     unsigned expertOutput =
         kernel.addArgument("expert_out", {dynamic, hidden}, f32);
     int64_t slots = config.slotsPerToken();
@@ -151,9 +190,12 @@ static void buildShardKernels(OpBuilder &b, ModuleOp module,
         kernel.addArgument("slot_rows", {dynamic, slots}, b.getI64Type());
     unsigned y = kernel.addArgument("y", {dynamic, hidden}, data);
     SmallVector<Value> args = kernel.begin();
-    auto get = [&](StringRef name) -> Value {
+    auto arg = [&](StringRef name) -> Value {
       auto it = index.find(name);
       return it == index.end() ? Value() : args[it->second];
+    };
+    auto get = [&](StringRef name) {
+      return weightOperand(b, config, name, arg);
     };
     Value shared;
     if (config.hasSharedExpert()) {
@@ -223,7 +265,8 @@ OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext &context,
     for (const WeightField &field : fields)
       if (field.used && (field.routing || !routingOnly))
         index[field.name] =
-            kernel.addArgument(field.name, field.kernelShape(), data);
+            kernel.addArgument(field.name, field.kernelShape(),
+                               fieldElementType(context, field, data));
     return index;
   };
   // The operands of the inner levels, level 2 first.
@@ -250,9 +293,12 @@ OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext &context,
     llvm::StringMap<unsigned> index = operandsOf(kernel, false);
     unsigned y = kernel.addArgument("y", {dynamic, hidden}, data);
     SmallVector<Value> args = kernel.begin();
-    auto get = [&](StringRef fieldName) -> Value {
+    auto arg = [&](StringRef fieldName) -> Value {
       auto it = index.find(fieldName);
       return it == index.end() ? Value() : args[it->second];
+    };
+    auto get = [&](StringRef fieldName) {
+      return weightOperand(b, config, fieldName, arg);
     };
     LevelOperands levels = levelOperands(get);
     SmallVector<Attribute> levelAttrs;

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .reference import (BIAS_KEYS, WEIGHT_KEYS, route_width, weight_keys, weight_shapes,
-                        with_defaults)
+from .reference import (BIAS_KEYS, QUANT_KEYS, WEIGHT_KEYS, route_width, weight_keys,
+                        weight_shapes, weight_types, with_defaults)
 
 # The source checkout this package sits in (python_frontend/moe_mlir/abi.py);
 # meaningful only when it is used from one.
@@ -101,7 +101,7 @@ def weights_struct_type(name, config=None):
     ten of every layer, then three per inner level of a hierarchical
     `config`, then docs/FAMILY-RULES.md's four biases (see
     reference.weight_keys); without a config, a flat layer's."""
-    keys = WEIGHT_KEYS + BIAS_KEYS if config is None else weight_keys(config)
+    keys = WEIGHT_KEYS + BIAS_KEYS + QUANT_KEYS if config is None else weight_keys(config)
     return type(f"{name}_weights", (ctypes.Structure,),
                 {"_fields_": [(key, ctypes.c_void_p) for key in keys]})
 
@@ -226,13 +226,15 @@ class Library:
         """C-contiguous copies of the given weights in the library's storage
         type, keyed as the struct's fields."""
         shapes = weight_shapes(self.config)
+        types = weight_types(self.config)
         arrays = {}
         for key, value in (weights or {}).items():
             if key not in self.weight_keys:
                 raise KeyError(f"unknown weight {key!r}")
             if value is None:
                 continue
-            arr = encode(value, self.dtype)
+            arr = (np.ascontiguousarray(value, dtype=types[key]) if key in types
+                   else encode(value, self.dtype))
             if check_shapes and key in shapes and arr.shape != shapes[key]:
                 raise ValueError(f"{key} has shape {arr.shape}, want {shapes[key]}")
             arrays[key] = arr

@@ -145,6 +145,9 @@ class MoEConfig:
     # Expert parallelism: {"first": f, "count": n}, the library then holds
     # leaf experts [f, f + n) only (docs/EXPERT_PARALLEL.md).
     expert_shard: Optional[dict] = dataclasses.field(default=None, hash=False)
+    # Quantized expert weights: {"format": "int8" | "int4", "group_size": g,
+    # "zero_points": z} (docs/QUANTIZATION.md); None for weights in dtype.
+    expert_weights: Optional[dict] = dataclasses.field(default=None, hash=False)
     # docs/FAMILY-RULES.md: the routing weights' p-norm (level 1's), the
     # sparsemixer's ε (None unless "scoring": "sparsemixer"), the routing
     # weight multiplying the experts' input, clamped_swiglu's alpha, limit and
@@ -167,6 +170,8 @@ class MoEConfig:
             data["expert"] = self.expert
         if self.expert_shard is not None:
             data["expert_shard"] = self.expert_shard
+        if self.expert_weights is not None:
+            data["expert_weights"] = self.expert_weights
         self._set(normalized(data))
 
     def _set(self, config):
@@ -186,6 +191,8 @@ class MoEConfig:
         object.__setattr__(self, "expert", None if expert is None else _in_spec_order(expert))
         shard = config.get("expert_shard")
         object.__setattr__(self, "expert_shard", None if shard is None else dict(shard))
+        quantized = config.get("expert_weights")
+        object.__setattr__(self, "expert_weights", None if quantized is None else dict(quantized))
 
     # -- conversions ---------------------------------------------------------
 
@@ -229,6 +236,8 @@ class MoEConfig:
             data["expert"] = copy.deepcopy(self.expert)
         if self.expert_shard is not None:
             data["expert_shard"] = dict(self.expert_shard)
+        if self.expert_weights is not None:
+            data["expert_weights"] = dict(self.expert_weights)
         return data
 
     def to_json(self, indent=None):

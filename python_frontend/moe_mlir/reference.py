@@ -75,6 +75,13 @@ WEIGHT_KEYS = (
 # them).
 BIAS_KEYS = ("gate_proj_bias", "up_proj_bias", "down_proj_bias", "output_bias")
 
+# docs/QUANTIZATION.md: with "expert_weights", each projection's scales and
+# zero points, appended after everything above (NULL when unused).
+PROJECTIONS = ("gate_proj", "up_proj", "down_proj",
+               "shared_gate_proj", "shared_up_proj", "shared_down_proj")
+QUANT_KEYS = (tuple(p + "_scales" for p in PROJECTIONS)
+              + tuple(p + "_zeros" for p in PROJECTIONS))
+
 
 def _conditional_defaults(full, leaf):
     """Adds the keys that exist only with their rule on (sparsemixer_eps in a
@@ -155,7 +162,7 @@ def weight_keys(config):
     keys = list(WEIGHT_KEYS)
     for l in range(2, len(levels(config)) + 1):
         keys += [f"level{l}_router", f"level{l}_router_bias", f"level{l}_selection_bias"]
-    return tuple(keys) + BIAS_KEYS
+    return tuple(keys) + BIAS_KEYS + QUANT_KEYS
 
 
 def weight_shapes(config):
@@ -203,7 +210,69 @@ def weight_shapes(config):
         shapes["down_proj_bias"] = leaves + (H,)
     if c["output_bias"]:
         shapes["output_bias"] = (H,)
+    q = c.get("expert_weights")
+    if q is not None and q["format"] != "dense":
+        for p in PROJECTIONS:
+            if p not in shapes:
+                continue
+            *rows, K = shapes[p]
+            groups = K // q["group_size"] if q.get("group_size") else 1
+            shapes[p] = tuple(rows) + ((K // 2,) if q["format"] == "int4" else (K,))
+            shapes[p + "_scales"] = tuple(rows) + (groups,)
+            if q.get("zero_points"):
+                shapes[p + "_zeros"] = tuple(rows) + (groups,)
     return shapes
+
+
+def weight_types(config):
+    """The arrays of a config that are not in its dtype, and their numpy
+    types: a quantized layer's projections (int8, or uint8 holding two int4),
+    scales (float32) and zero points (uint8)."""
+    c = with_defaults(config)
+    q = c.get("expert_weights")
+    if q is None or q["format"] == "dense":
+        return {}
+    types = {}
+    for key in weight_shapes(c):
+        if key in PROJECTIONS:
+            types[key] = np.int8 if q["format"] == "int8" else np.uint8
+        elif key.endswith("_scales"):
+            types[key] = np.float32
+        elif key.endswith("_zeros"):
+            types[key] = np.uint8
+    return types
+
+
+def dequantize(config, weights):
+    """`weights` with each quantized projection replaced by the float64 values
+    it stands for (docs/QUANTIZATION.md): w = (q - zero) * scale, one scale and
+    zero per group of group_size elements along a row (a whole row for 0).
+    int8: q is a signed byte, zero 0. int4: within a group of g, byte b holds
+    element b in its low nibble and element b + g/2 in its high one, q is 0 to
+    15 and zero is 8 or the group's zero point."""
+    c = with_defaults(config)
+    q = c.get("expert_weights")
+    if q is None or q["format"] == "dense":
+        return weights
+    out = dict(weights)
+    for p in PROJECTIONS:
+        if weights.get(p) is None:
+            continue
+        packed = np.asarray(weights[p])
+        scales = np.asarray(weights[p + "_scales"], dtype=np.float64)
+        groups = scales.shape[-1]
+        if q["format"] == "int8":
+            values = packed.astype(np.int8).astype(np.float64)
+            values = values.reshape(packed.shape[:-1] + (groups, -1))
+            zero = 0.0
+        else:
+            nibbles = packed.astype(np.uint8).reshape(packed.shape[:-1] + (groups, -1))
+            values = np.concatenate([nibbles & 15, nibbles >> 4], axis=-1).astype(np.float64)
+            zeros = weights.get(p + "_zeros")
+            zero = 8.0 if zeros is None else np.asarray(zeros, dtype=np.float64)[..., None]
+        w = (values - zero) * scales[..., None]
+        out[p] = w.reshape(w.shape[:-2] + (-1,))
+    return out
 
 
 def route_width(config):
@@ -585,6 +654,7 @@ def reference(config, weights, x, forced_ids=None):
     hierarchical = "expert" in c
     if hierarchical and forced_ids is not None:
         raise ValueError("forced_ids is for flat layers only")
+    weights = dequantize(c, weights)
 
     ids, w, choice = _route(c, weights, x, forced_ids)
     if hierarchical:
@@ -753,6 +823,12 @@ def random_weights(config, seed):
     full["up_proj_bias"] = normal(Es + (F,), 0.5)
     full["down_proj_bias"] = normal(Es + (H,), 0.5)
     full["output_bias"] = normal((H,), 0.5)
+    q = c.get("expert_weights")
+    if q is not None and q["format"] != "dense":
+        # The projections rounded to the format (docs/QUANTIZATION.md).
+        from .quantize import quantize_weights
+        full = quantize_weights(c, {key: full[key] for key in full
+                                    if key in shapes})
     return {key: full[key] for key in weight_keys(c) if key in shapes}
 
 

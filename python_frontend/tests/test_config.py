@@ -223,9 +223,9 @@ def test_hierarchical_round_trip_and_shapes():
     assert len(c.levels) == 3
     assert c.weight_shapes()["up_proj"] == (4, 3, 2, 5, 8)
     # The level fields, then FAMILY-RULES' four biases, last in every struct.
-    assert c.weight_keys()[-7:] == ("level3_router", "level3_router_bias",
-                                    "level3_selection_bias", "gate_proj_bias",
-                                    "up_proj_bias", "down_proj_bias", "output_bias")
+    assert c.weight_keys()[-19:-12] == ("level3_router", "level3_router_bias",
+                                        "level3_selection_bias", "gate_proj_bias",
+                                        "up_proj_bias", "down_proj_bias", "output_bias")
     # Constructed directly, the leaf keys come from the innermost level.
     d = MoEConfig("h", 8, None, 4, 2, expert=HIERARCHICAL["expert"])
     assert d == c
@@ -272,8 +272,8 @@ def test_family_rule_weight_shapes():
     assert (shapes["gate_proj_bias"], shapes["up_proj_bias"], shapes["down_proj_bias"],
             shapes["output_bias"]) == ((4, 4), (4, 4), (4, 8), (8,))
     assert "gate_proj_bias" not in c.replace(gated=False).weight_shapes()
-    assert c.weight_keys()[10:] == ("gate_proj_bias", "up_proj_bias", "down_proj_bias",
-                                    "output_bias")
+    assert c.weight_keys()[10:14] == ("gate_proj_bias", "up_proj_bias", "down_proj_bias",
+                                      "output_bias")
     # Stacked over a hierarchy's levels like the leaf FFNs; a shard's own.
     h = MoEConfig.from_dict({**HIERARCHICAL, "expert_bias": True})
     assert h.weight_shapes()["up_proj_bias"] == (4, 3, 2, 5)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from moe_mlir.reference import (
+    QUANT_KEYS,
     near_ties,
     random_input,
     random_weights,
@@ -530,10 +531,11 @@ def test_hierarchical_defaults_shapes_and_keys():
     assert c["expert"]["scoring"] == "softmax" and "gated" not in c["expert"]
     assert c["expert"]["expert"]["activation"] == "silu"
     assert route_width(config) == 4 and route_width({**config, "top_k": 2}) == 8
-    assert weight_keys(config)[10:] == (
+    assert weight_keys(config)[10:20] == (
         "level2_router", "level2_router_bias", "level2_selection_bias",
         "level3_router", "level3_router_bias", "level3_selection_bias",
         "gate_proj_bias", "up_proj_bias", "down_proj_bias", "output_bias")
+    assert weight_keys(config)[20:] == QUANT_KEYS
     assert weight_shapes(config) == {
         "router": (2, 8), "up_proj": (2, 3, 4, 5, 8), "down_proj": (2, 3, 4, 8, 5),
         "shared_up_proj": (4, 8), "shared_down_proj": (8, 4),

@@ -21,6 +21,27 @@ namespace mlir::moe {
 
 enum class DataType { f32, bf16, f16 };
 
+/// How the experts' projection weights are stored ("expert_weights"):
+/// in the layer's dtype, or as integers with f32 scales (and zero points)
+/// per group of `groupSize` along the reduction, 0 meaning one group per
+/// row (docs/QUANTIZATION.md).
+struct ExpertWeights {
+  enum class Format { dense, int8, int4 };
+  Format format = Format::dense;
+  int64_t groupSize = 0;
+  bool zeroPoints = false;
+
+  bool isQuantized() const { return format != Format::dense; }
+  int64_t bits() const { return format == Format::int4 ? 4 : 8; }
+  /// The groups of a row of `depth` elements.
+  int64_t groups(int64_t depth) const {
+    return groupSize ? depth / groupSize : 1;
+  }
+};
+
+/// The element type of one weight array of the C ABI.
+enum class FieldType { data, int8, uint8, f32 };
+
 /// How the experts of one level are chosen: the routing keys of SPEC §2
 /// that every level of a hierarchical layer has (token choice, steps 1-6).
 struct LevelRouting {
@@ -73,6 +94,7 @@ struct LayerConfig : LevelRouting {
   /// [shardFirst, shardFirst + shardCount) only; 0 experts means all.
   int64_t shardFirst = 0;
   int64_t shardCount = 0;
+  ExpertWeights expertWeights;
 
   bool hasSharedExpert() const { return sharedIntermediateSize > 0; }
   bool isExpertChoice() const { return routing == "expert_choice"; }
@@ -118,6 +140,9 @@ const char *dataTypeName(DataType type);
 /// Bytes per element of a data type.
 int64_t elementBytes(DataType type);
 
+/// The config's name for a weight format ("dense", "int8", "int4").
+const char *weightFormatName(ExpertWeights::Format format);
+
 /// The largest weight array a config may ask for, in bytes: its offsets
 /// then fit 64-bit arithmetic with room to spare.
 constexpr int64_t kMaxWeightBytes = int64_t(1) << 48;
@@ -129,6 +154,12 @@ struct WeightField {
   std::vector<int64_t> shape; // row-major, in elements
   bool routing;               // read by route() as well as forward()
   unsigned kernelRank;        // the rank of the kernel's memref argument
+  FieldType type = FieldType::data;
+
+  /// Bytes per element in a layer of `dtype`.
+  int64_t elementBytes(DataType dtype) const;
+  /// The C type of an element in a layer of `dtype`, for the header.
+  const char *elementName(DataType dtype) const;
 
   /// The shape the kernel sees: the leading dimensions of `shape` collapsed
   /// into one, so that it has `kernelRank` dimensions (the same memory).
@@ -137,9 +168,11 @@ struct WeightField {
   /// gate_proj, up_proj, down_proj and their biases: the routed experts'
   /// weights, which an expert shard holds its rows of.
   bool isRoutedExpert() const {
-    return name == "gate_proj" || name == "up_proj" || name == "down_proj" ||
-           name == "gate_proj_bias" || name == "up_proj_bias" ||
-           name == "down_proj_bias";
+    for (const char *projection : {"gate_proj", "up_proj", "down_proj"})
+      for (const char *suffix : {"", "_bias", "_scales", "_zeros"})
+        if (name == std::string(projection) + suffix)
+          return true;
+    return false;
   }
   /// The shared expert's weights (shared_*).
   bool isSharedExpert() const { return name.rfind("shared_", 0) == 0; }
@@ -154,7 +187,8 @@ struct WeightField {
 /// each inner level l of a hierarchical layer, `level<l>_router`,
 /// `level<l>_router_bias` and `level<l>_selection_bias`, then
 /// docs/FAMILY-RULES.md's `gate_proj_bias`, `up_proj_bias`,
-/// `down_proj_bias` and `output_bias`.
+/// `down_proj_bias` and `output_bias`, then docs/QUANTIZATION.md's
+/// `<projection>_scales` and `<projection>_zeros` of the six projections.
 std::vector<WeightField> weightFields(const LayerConfig &config);
 
 /// Parses and validates `text`; errors name `fileName` and the key.

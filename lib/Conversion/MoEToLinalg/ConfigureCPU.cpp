@@ -4,6 +4,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "Dequantize.h"
 #include "Target.h"
 
 #include "moe-mlir/Conversion/Passes.h"
@@ -52,18 +53,22 @@ static constexpr int64_t kColumnTiles = 64;
 ///   a time, in cache blocks of rows.
 static TilingAttr chooseContractionTiling(linalg::LinalgOp op,
                                           int64_t lanes) {
-  FailureOr<linalg::ContractionDimensions> dims =
-      linalg::inferContractionDims(op);
+  FailureOr<linalg::ContractionDimensions> dims = contractionDims(op);
   if (failed(dims) || dims->n.empty() || dims->n.size() > 2 ||
-      dims->k.size() != 1 || !dims->batch.empty())
+      dims->k.empty() || !dims->batch.empty())
     return {};
   SmallVector<int64_t> ranges = op.getStaticLoopRanges();
-  int64_t n = dims->n.back(), k = dims->k[0];
+  // A reduction split into groups (quantized weights) steps its outer
+  // loops one at a time and vectorizes the innermost.
+  int64_t n = dims->n.back(), k = dims->k.back();
   int64_t depth = ranges[k];
   if (ShapedType::isDynamic(depth))
     return {};
   SmallVector<int64_t> registers(op.getNumLoops(), 0),
       reduction(op.getNumLoops(), 0);
+  for (auto [loop, iterator] : llvm::enumerate(op.getIteratorTypesArray()))
+    if (iterator == utils::IteratorType::reduction)
+      reduction[loop] = 1;
   auto orderedFirst = [&](ArrayRef<int64_t> first) {
     SmallVector<int64_t> order(first);
     for (int64_t loop = 0, e = op.getNumLoops(); loop < e; ++loop)
@@ -121,19 +126,19 @@ static bool isElementwise(Operation *op) {
                       [](AffineMap map) { return map.isIdentity(); });
 }
 
-/// Vectorizes the widening of a packed contraction's weights, which
-/// moe-tile-cpu fuses into each cache block of rows: a register tile of one
-/// row of `lanes` elements.
+/// Vectorizes the widening or dequantization of a packed contraction's
+/// weights, which moe-tile-cpu fuses into each cache block of rows: a
+/// register tile of `lanes` elements along the innermost loop.
 static void vectorizeWidenedWeights(linalg::LinalgOp op, int64_t lanes) {
-  if (op.getNumLoops() != 4)
-    return;
   auto widen = op.getDpsInputOperand(1)->get().getDefiningOp<linalg::GenericOp>();
-  if (!widen || !isElementwise(widen) || widen.getNumLoops() != 2 ||
+  if (!widen || widen.getNumLoops() != widen.getNumParallelLoops() ||
       widen->hasAttr(kLoweringConfigAttrName))
     return;
+  SmallVector<int64_t> registers(widen.getNumLoops(), 1);
+  registers.back() = lanes;
   widen->setAttr(
       kLoweringConfigAttrName,
-      TilingAttr::get(op->getContext(), {}, {}, {}, {1, lanes}, {}, {}));
+      TilingAttr::get(op->getContext(), {}, {}, {}, registers, {}, {}));
 }
 
 /// A distribution of `op`'s loop `loop` in at most kColumnTiles tiles of
@@ -174,7 +179,7 @@ static void distributeColumns(linalg::LinalgOp op, TilingAttr tiling,
                           {}, {}, {}, {}, {}));
   }
 
-  int64_t n = linalg::inferContractionDims(op)->n.back();
+  int64_t n = contractionDims(op)->n.back();
   int64_t columns = op.getStaticLoopRanges()[n];
   int64_t perTile = tiling.getRegisters()[n];
   // The position of the column loop among the result's dimensions.
@@ -234,12 +239,13 @@ struct MoEConfigureCPUPass
         return;
       }
       auto linalgOp = dyn_cast<linalg::LinalgOp>(op);
-      if (!linalgOp || !linalg::isaContractionOpInterface(linalgOp))
+      if (!linalgOp || !isContraction(linalgOp))
         return;
       if (TilingAttr tiling = chooseContractionTiling(linalgOp, lanes)) {
         op->setAttr(kLoweringConfigAttrName, tiling);
         distributeColumns(linalgOp, tiling, fuseActivation);
-        vectorizeWidenedWeights(linalgOp, lanes);
+        if (!tiling.getCache().empty())
+          vectorizeWidenedWeights(linalgOp, lanes);
       }
     });
   }

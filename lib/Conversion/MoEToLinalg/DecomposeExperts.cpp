@@ -128,7 +128,7 @@ struct ExpertSegments {
       Value start = offsetAt(expert);
       Value count = e.sub(offsetAt(e.add(expert, e.index(1))), start);
       auto sliceOf = [&](Value stacked) {
-        return stacked ? e.sliceAt(stacked, expert) : Value();
+        return sliceWeight(e, stacked, expert);
       };
       FFNBuilder ffn{sliceOf(op.getGateProj()), sliceOf(op.getUpProj()),
                      sliceOf(op.getDownProj()), sliceOf(op.getGateBias()),
@@ -305,7 +305,11 @@ struct MoEDecomposeExpertsPass
     RewritePatternSet patterns(&getContext());
     populateDecomposeExpertsPatterns(patterns, fuseGather, fuseCombine,
                                      vectorLanes);
-    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))) ||
+        failed(checkDequantizeConsumed(
+            getOperation(), getArgument(),
+            "only moe.expert and moe.shared_expert (decomposed by "
+            "moe-decompose-shared-expert before it) read quantized weights")))
       signalPassFailure();
   }
 };

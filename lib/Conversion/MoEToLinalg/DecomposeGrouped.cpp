@@ -7,6 +7,7 @@
 #include "../Common/Activation.h"
 #include "../Common/Emitter.h"
 #include "../Common/Routing.h"
+#include "Dequantize.h"
 
 #include "moe-mlir/Conversion/Passes.h"
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
@@ -378,7 +379,10 @@ struct MoEDecomposeGroupedPass
           << rowTile.getValue() << "): run moe-expand with the same row-tile";
       return WalkResult::interrupt();
     });
-    if (planTiles.wasInterrupted())
+    if (planTiles.wasInterrupted() ||
+        failed(checkDequantizeConsumed(getOperation(), getArgument(),
+                                       "the grouped form takes no quantized "
+                                       "weights yet")))
       return signalPassFailure();
     RewritePatternSet patterns(&getContext());
     populateDecomposeGroupedPatterns(patterns, rowTile);

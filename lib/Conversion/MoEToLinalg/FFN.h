@@ -10,6 +10,7 @@
 #include "../Common/Activation.h"
 #include "../Common/Emitter.h"
 #include "Contraction.h"
+#include "Dequantize.h"
 #include "Target.h"
 
 #include <numeric>
@@ -17,10 +18,12 @@
 namespace mlir::moe {
 
 /// The fewest rows the packed form takes: packing pays from one vector of
-/// rows on, two when the weights are bf16 or f16, whose widening once per
-/// cache block one vector of rows does not repay.
+/// rows on, two when the weights are bf16, f16 or quantized, whose
+/// widening once per cache block one vector of rows does not repay.
 inline int64_t packedMinRows(Value weight, int64_t lanes) {
-  return getElementTypeOrSelf(weight.getType()).isF32() ? lanes : 2 * lanes;
+  bool dense = getElementTypeOrSelf(weight.getType()).isF32() &&
+               !QuantizedWeight::of(weight);
+  return dense ? lanes : 2 * lanes;
 }
 
 /// One expert's FFN over `numRows` rows (`rowsDim`, static or dynamic):
@@ -95,13 +98,16 @@ struct FFNBuilder {
       auto init = [&](int64_t columns, Value bias) {
         return initial(e, empty(columns), bias, {columns}, {1});
       };
-      SmallVector<Value> projections = {
-          buildLinearContraction(b, loc, input, up, init(F, upBias))};
+      auto linear = [&](Value lhs, Value weight, Value init) {
+        if (std::optional<QuantizedWeight> q = QuantizedWeight::of(weight))
+          return buildDequantizingContraction(e, lhs, *q, init, 1);
+        return buildLinearContraction(b, loc, lhs, weight, init);
+      };
+      SmallVector<Value> projections = {linear(input, up, init(F, upBias))};
       if (gate)
-        projections.push_back(
-            buildLinearContraction(b, loc, input, gate, init(F, gateBias)));
+        projections.push_back(linear(input, gate, init(F, gateBias)));
       Value activated = activate(e, projections, empty(F));
-      return buildLinearContraction(b, loc, activated, down, init(H, downBias));
+      return linear(activated, down, init(H, downBias));
     }
     auto empty = [&](int64_t columns) {
       return e.emptyTensor({rowsDim, kWeightStreams, columns / kWeightStreams},
@@ -116,14 +122,16 @@ struct FFNBuilder {
       return tensor::CollapseShapeOp::create(
           b, loc, streams, ArrayRef<ReassociationIndices>{{0}, {1, 2}});
     };
-    SmallVector<Value> projections = {
-        buildStreamedContraction(b, loc, input, up, init(F, upBias))};
+    auto streamed = [&](Value lhs, Value weight, Value init) {
+      if (std::optional<QuantizedWeight> q = QuantizedWeight::of(weight))
+        return buildDequantizingContraction(e, lhs, *q, init, kWeightStreams);
+      return buildStreamedContraction(b, loc, lhs, weight, init);
+    };
+    SmallVector<Value> projections = {streamed(input, up, init(F, upBias))};
     if (gate)
-      projections.push_back(
-          buildStreamedContraction(b, loc, input, gate, init(F, gateBias)));
+      projections.push_back(streamed(input, gate, init(F, gateBias)));
     Value activated = rows(activate(e, projections, empty(F)));
-    return rows(
-        buildStreamedContraction(b, loc, activated, down, init(H, downBias)));
+    return rows(streamed(activated, down, init(H, downBias)));
   }
 
   /// The rows packed `lanes` at a time, `[⌈rows / lanes⌉, H, lanes]`
@@ -167,14 +175,17 @@ struct FFNBuilder {
     auto init = [&](int64_t columns, Value bias) {
       return initial(e, packedEmpty(e, columns, lanes), bias, {columns}, {1});
     };
-    SmallVector<Value> projections = {buildPackedContraction(
-        b, loc, rows, buildWidened(b, loc, up), init(F, upBias))};
+    auto contract = [&](Value lhs, Value weight, Value init) {
+      if (std::optional<QuantizedWeight> q = QuantizedWeight::of(weight))
+        return buildDequantizedPackedContraction(e, lhs, *q, init);
+      return buildPackedContraction(b, loc, lhs, buildWidened(b, loc, weight),
+                                    init);
+    };
+    SmallVector<Value> projections = {contract(rows, up, init(F, upBias))};
     if (gate)
-      projections.push_back(buildPackedContraction(
-          b, loc, rows, buildWidened(b, loc, gate), init(F, gateBias)));
+      projections.push_back(contract(rows, gate, init(F, gateBias)));
     Value activated = activate(e, projections, packedEmpty(e, F, lanes));
-    return buildPackedContraction(b, loc, activated, buildWidened(b, loc, down),
-                                  init(H, downBias));
+    return contract(activated, down, init(H, downBias));
   }
 
   /// The packed `[⌈rows / lanes⌉, H, lanes]` f32 rows back as `[rows, H]`.

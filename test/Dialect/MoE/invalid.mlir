@@ -1773,3 +1773,92 @@ func.func @refine_select_result_tokens(%l: tensor<3x4x8xf32>, %ids: tensor<3x2xi
       : tensor<3x4x8xf32>, tensor<3x2xi32>, tensor<3x2xf32> -> tensor<5x4xi32>, tensor<5x4xf32>
   return
 }
+
+// -----
+
+func.func @dequantize_rank(%q: tensor<32xi8>, %s: tensor<1xf32>) {
+  // expected-error @+1 {{result must have a rank of at least 2, got 1}}
+  %w = moe.dequantize %q, %s {bits = 8 : i64, group_size = 32 : i64} : tensor<32xi8>, tensor<1xf32> -> tensor<32xf32>
+  return
+}
+
+// -----
+
+func.func @dequantize_operand_rank(%q: tensor<4x8x32xi8>, %s: tensor<8x1xf32>) {
+  // expected-error @+1 {{'scales' must have the result's rank (3)}}
+  %w = moe.dequantize %q, %s {bits = 8 : i64, group_size = 32 : i64} : tensor<4x8x32xi8>, tensor<8x1xf32> -> tensor<4x8x32xf32>
+  return
+}
+
+// -----
+
+func.func @dequantize_static(%q: tensor<?x32xi8>, %s: tensor<?x1xf32>) {
+  // expected-error @+1 {{'packed' must have a static shape}}
+  %w = moe.dequantize %q, %s {bits = 8 : i64, group_size = 32 : i64} : tensor<?x32xi8>, tensor<?x1xf32> -> tensor<?x32xf32>
+  return
+}
+
+// -----
+
+func.func @dequantize_bits(%q: tensor<8x32xi8>, %s: tensor<8x1xf32>) {
+  // expected-error @+1 {{attribute 'bits' failed to satisfy constraint}}
+  %w = moe.dequantize %q, %s {bits = 2 : i64, group_size = 32 : i64} : tensor<8x32xi8>, tensor<8x1xf32> -> tensor<8x32xf32>
+  return
+}
+
+// -----
+
+func.func @dequantize_group_divides(%q: tensor<8x30xi8>, %s: tensor<8x1xf32>) {
+  // expected-error @+1 {{'group_size' (32) must divide the rows' length (30)}}
+  %w = moe.dequantize %q, %s {bits = 8 : i64, group_size = 32 : i64} : tensor<8x30xi8>, tensor<8x1xf32> -> tensor<8x30xf32>
+  return
+}
+
+// -----
+
+func.func @dequantize_odd_nibble_group(%q: tensor<8x15xi8>, %s: tensor<8x10xf32>) {
+  // expected-error @+1 {{'group_size' (3) must be even with 4-bit integers}}
+  %w = moe.dequantize %q, %s {bits = 4 : i64, group_size = 3 : i64} : tensor<8x15xi8>, tensor<8x10xf32> -> tensor<8x30xf32>
+  return
+}
+
+// -----
+
+func.func @dequantize_packed_bytes(%q: tensor<8x32xi8>, %s: tensor<8x2xf32>) {
+  // expected-error @+1 {{'packed' type 'tensor<8x32xi8>' must hold the result's 32 columns in 16 bytes a row}}
+  %w = moe.dequantize %q, %s {bits = 4 : i64, group_size = 16 : i64} : tensor<8x32xi8>, tensor<8x2xf32> -> tensor<8x32xf32>
+  return
+}
+
+// -----
+
+func.func @dequantize_scales(%q: tensor<8x32xi8>, %s: tensor<8x1xf32>) {
+  // expected-error @+1 {{'scales' type 'tensor<8x1xf32>' must hold one scale per group: 2 a row}}
+  %w = moe.dequantize %q, %s {bits = 8 : i64, group_size = 16 : i64} : tensor<8x32xi8>, tensor<8x1xf32> -> tensor<8x32xf32>
+  return
+}
+
+// -----
+
+func.func @dequantize_zeros_shape(%q: tensor<8x16xi8>, %s: tensor<8x2xf32>, %z: tensor<8x1xi8>) {
+  // expected-error @+1 {{'zeros' must have the shape of 'scales'}}
+  %w = moe.dequantize %q, %s zeros(%z : tensor<8x1xi8>) {bits = 4 : i64, group_size = 16 : i64} : tensor<8x16xi8>, tensor<8x2xf32> -> tensor<8x32xf32>
+  return
+}
+
+// -----
+
+func.func @dequantize_int8_zeros(%q: tensor<8x32xi8>, %s: tensor<8x1xf32>, %z: tensor<8x1xi8>) {
+  // expected-error @+1 {{'zeros' are only for 4-bit integers}}
+  %w = moe.dequantize %q, %s zeros(%z : tensor<8x1xi8>) {bits = 8 : i64, group_size = 32 : i64} : tensor<8x32xi8>, tensor<8x1xf32> -> tensor<8x32xf32>
+  return
+}
+
+// -----
+
+func.func @expert_projection_type(%x: tensor<?x16xbf16>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>, %wu: tensor<4x8x16xf16>, %wd: tensor<4x16x8xbf16>) {
+  // expected-error @+1 {{'up_proj' element type 'f16' must equal the input's element type 'bf16'}}
+  %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf16>) down_proj(%wd : tensor<4x16x8xbf16>)
+         {slots_per_token = 2 : i64} : tensor<?x16xbf16>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
+  return
+}

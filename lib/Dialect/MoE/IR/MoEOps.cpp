@@ -66,6 +66,15 @@ static LogicalResult verifyWeight(Operation *op, StringRef name, Value value,
   return verifyElementType(op, name, value, dataType);
 }
 
+/// A projection weight: a weight in the input's data type, or f32
+/// (weights a moe.dequantize stands for).
+static LogicalResult verifyProjection(Operation *op, StringRef name,
+                                      Value value, Type dataType) {
+  if (!value || getElementTypeOrSelf(value.getType()).isF32())
+    return value ? verifyStaticShape(op, name, value) : success();
+  return verifyWeight(op, name, value, dataType);
+}
+
 static int64_t dimOf(Value value, unsigned dim) {
   return cast<RankedTensorType>(value.getType()).getDimSize(dim);
 }
@@ -274,9 +283,9 @@ static LogicalResult verifyExpertWeights(Operation *op, const ExpertWeights &w,
                                              "the number of experts") {
   Type dataType = getElementTypeOrSelf(input.getType());
   StringRef gate = "gate_proj", up = "up_proj", down = "down_proj";
-  if (failed(verifyWeight(op, gate, w.gate, dataType)) ||
-      failed(verifyWeight(op, up, w.up, dataType)) ||
-      failed(verifyWeight(op, down, w.down, dataType)))
+  if (failed(verifyProjection(op, gate, w.gate, dataType)) ||
+      failed(verifyProjection(op, up, w.up, dataType)) ||
+      failed(verifyProjection(op, down, w.down, dataType)))
     return failure();
   int64_t hidden = dimOf(input, 1);
   int64_t intermediate = dimOf(w.up, 1);
@@ -326,9 +335,9 @@ static LogicalResult verifySharedWeights(Operation *op,
   std::string down = (prefix + "down_proj").str();
   std::string expertGate =
       prefix.empty() ? "expert_gate" : (prefix + "expert_gate").str();
-  if (failed(verifyWeight(op, gate, w.gate, dataType)) ||
-      failed(verifyWeight(op, up, w.up, dataType)) ||
-      failed(verifyWeight(op, down, w.down, dataType)) ||
+  if (failed(verifyProjection(op, gate, w.gate, dataType)) ||
+      failed(verifyProjection(op, up, w.up, dataType)) ||
+      failed(verifyProjection(op, down, w.down, dataType)) ||
       failed(verifyWeight(op, expertGate, w.expertGate, dataType)))
     return failure();
   int64_t hidden = dimOf(input, 1);
@@ -691,6 +700,54 @@ LogicalResult RefineSelectOp::verify() {
 //===----------------------------------------------------------------------===//
 // DispatchOp
 //===----------------------------------------------------------------------===//
+
+LogicalResult DequantizeOp::verify() {
+  auto packedType = cast<RankedTensorType>(getPacked().getType());
+  auto scalesType = cast<RankedTensorType>(getScales().getType());
+  auto resultType = cast<RankedTensorType>(getResult().getType());
+  int64_t rank = resultType.getRank();
+  if (rank < 2)
+    return emitOpError() << "result must have a rank of at least 2, got "
+                         << rank;
+  for (auto [name, value] : {std::pair<StringRef, Value>{"packed", getPacked()},
+                             {"scales", getScales()},
+                             {"zeros", getZeros()},
+                             {"result", getResult()}}) {
+    if (!value)
+      continue;
+    if (cast<RankedTensorType>(value.getType()).getRank() != rank)
+      return emitOpError() << "'" << name << "' must have the result's rank ("
+                           << rank << ")";
+    if (failed(verifyStaticShape(*this, name, value)))
+      return failure();
+  }
+  if (getZeros() && getZeros().getType() !=
+                        scalesType.clone(IntegerType::get(getContext(), 8)))
+    return emitOpError("'zeros' must have the shape of 'scales'");
+  if (getZeros() && getBits() != 4)
+    return emitOpError("'zeros' are only for 4-bit integers");
+  int64_t depth = resultType.getDimSize(rank - 1);
+  int64_t group = getGroupSize();
+  if (depth % group != 0)
+    return emitOpError() << "'group_size' (" << group
+                         << ") must divide the rows' length (" << depth << ")";
+  if (getBits() == 4 && group % 2 != 0)
+    return emitOpError() << "'group_size' (" << group
+                         << ") must be even with 4-bit integers";
+  SmallVector<int64_t> packedShape(resultType.getShape());
+  packedShape.back() = depth * getBits() / 8;
+  SmallVector<int64_t> scalesShape(resultType.getShape());
+  scalesShape.back() = depth / group;
+  if (packedType.getShape() != ArrayRef<int64_t>(packedShape))
+    return emitOpError() << "'packed' type " << packedType
+                         << " must hold the result's " << depth << " columns "
+                         << "in " << packedShape.back() << " bytes a row";
+  if (scalesType.getShape() != ArrayRef<int64_t>(scalesShape))
+    return emitOpError() << "'scales' type " << scalesType
+                         << " must hold one scale per group: "
+                         << scalesShape.back() << " a row";
+  return success();
+}
 
 LogicalResult DispatchOp::verify() {
   int64_t numExperts = getNumExperts();

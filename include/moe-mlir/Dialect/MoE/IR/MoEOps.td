@@ -67,6 +67,53 @@ defvar MoE_RoutingAttributes = !con(MoE_TokenChoiceAttributes, (ins
 ));
 
 //===----------------------------------------------------------------------===//
+// DequantizeOp
+//===----------------------------------------------------------------------===//
+
+def MoE_DequantizeOp : MoE_Op<"dequantize"> {
+  let summary = "quantized projection weights as the f32 values they stand for";
+  let description = [{
+    The weights `[..., N, K]` that integers, scales and zero points stand
+    for, with one scale and zero point per group of `group_size`
+    consecutive elements along K (a row of the `nn.Linear` layout):
+    `w[..., n, k] = (q[..., n, k] - zero[..., n, k / group_size]) ·
+    scales[..., n, k / group_size]`.
+
+    * `bits = 8`: `packed` (`[..., N, K]`, i8) holds q as signed bytes; the
+      zero point is 0.
+    * `bits = 4`: `packed` (`[..., N, K / 2]`, i8) holds q as unsigned
+      nibbles, 0 to 15: within each group, byte b holds element b in its
+      low nibble and element b + group_size / 2 in its high nibble. The
+      zero point is 8 without `zeros`.
+
+    `scales` is `[..., N, K / group_size]` f32 and `zeros`, when present,
+    `[..., N, K / group_size]` i8 (unsigned 4-bit values).
+
+    The op only names the weights: the expert decompositions read the
+    integers inside their contractions, and no dequantized weight is ever
+    stored. A `moe.dequantize` that an expert op does not consume is an
+    error when the experts are decomposed.
+
+    ```mlir
+    %w = moe.dequantize %q, %scales {bits = 4 : i64, group_size = 32 : i64}
+           : tensor<8x128x32xi8>, tensor<8x128x2xf32> -> tensor<8x128x64xf32>
+    ```
+  }];
+  let arguments = (ins
+    RankedTensorOf<[I8]>:$packed,
+    RankedTensorOf<[F32]>:$scales,
+    Optional<RankedTensorOf<[I8]>>:$zeros,
+    ConfinedAttr<I64Attr, [IntIsOneOf<[4, 8]>]>:$bits,
+    MoE_PositiveI64Attr:$group_size);
+  let results = (outs RankedTensorOf<[F32]>:$result);
+  let assemblyFormat = [{
+    $packed `,` $scales (`zeros` `(` $zeros^ `:` type($zeros) `)`)? attr-dict
+    `:` type($packed) `,` type($scales) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
 // LayerOp
 //===----------------------------------------------------------------------===//
 

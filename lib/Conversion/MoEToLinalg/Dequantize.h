@@ -1,0 +1,314 @@
+//===- Dequantize.h - Quantized weights inside the contractions -*- C++ -*-===//
+//
+// Part of the moe-mlir project.
+//
+// A projection weight that a moe.dequantize stands for is never stored
+// dequantized: each contraction reads its integers and scales and
+// dequantizes in its body (the row-wise forms), or through a producer that
+// the tiling fuses into each cache block (the packed form). The reduction
+// over K runs as loops over groups and within them, (kg, kb) for 8 bits and
+// (kg, h, kb) for 4 bits, where h picks a byte's nibble: every operand is
+// then read through a projected permutation, which the vectorizer takes.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_LIB_CONVERSION_MOETOLINALG_DEQUANTIZE_H
+#define MOE_LIB_CONVERSION_MOETOLINALG_DEQUANTIZE_H
+
+#include "../Common/Emitter.h"
+
+#include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
+
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+
+#include <numeric>
+
+namespace mlir::moe {
+
+/// The integers, scales and zero points of a `[N, K]` projection weight.
+struct QuantizedWeight {
+  Value packed, scales, zeros;
+  int64_t bits, groupSize;
+
+  /// `weight`'s moe.dequantize operands, or nothing for a dense weight.
+  static std::optional<QuantizedWeight> of(Value weight) {
+    auto op = weight ? weight.getDefiningOp<DequantizeOp>() : DequantizeOp();
+    if (!op)
+      return std::nullopt;
+    return QuantizedWeight{op.getPacked(), op.getScales(), op.getZeros(),
+                           static_cast<int64_t>(op.getBits()),
+                           static_cast<int64_t>(op.getGroupSize())};
+  }
+
+  int64_t rows() const { return shape()[0]; }
+  int64_t depth() const { return shape()[1] * 8 / bits; }
+  int64_t groups() const { return depth() / groupSize; }
+  /// The loops within a group: (kb) for 8 bits, (h, kb) for 4.
+  SmallVector<int64_t> inGroup() const {
+    if (bits == 8)
+      return {groupSize};
+    return {2, groupSize / 2};
+  }
+  /// The reduction loops, (kg, kb) or (kg, h, kb).
+  unsigned depthLoops() const { return 1 + inGroup().size(); }
+
+private:
+  ArrayRef<int64_t> shape() const {
+    return cast<RankedTensorType>(packed.getType()).getShape();
+  }
+};
+
+/// `stacked[index]` for a weight stacked along dimension 0: a dense weight
+/// sliced, or the moe.dequantize of its integers', scales' and zero
+/// points' slices.
+inline Value sliceWeight(Emitter &e, Value stacked, Value index) {
+  if (!stacked)
+    return Value();
+  std::optional<QuantizedWeight> q = QuantizedWeight::of(stacked);
+  if (!q)
+    return e.sliceAt(stacked, index);
+  auto type = cast<RankedTensorType>(stacked.getType());
+  return DequantizeOp::create(
+      e.builder(), e.location(),
+      RankedTensorType::get(type.getShape().drop_front(),
+                            type.getElementType()),
+      e.sliceAt(q->packed, index), e.sliceAt(q->scales, index),
+      q->zeros ? e.sliceAt(q->zeros, index) : Value(), q->bits, q->groupSize);
+}
+
+/// `value` (`[..., K, ...]`, K at `dim`) with K split as the reduction
+/// loops split it: `[..., K / g, g, ...]` or `[..., K / g, 2, g / 2, ...]`.
+inline Value splitDepth(Emitter &e, Value value, unsigned dim,
+                        const QuantizedWeight &q) {
+  OpBuilder &b = e.builder();
+  auto type = cast<RankedTensorType>(value.getType());
+  SmallVector<int64_t> inner = {q.groups()};
+  llvm::append_range(inner, q.inGroup());
+  SmallVector<int64_t> shape;
+  SmallVector<OpFoldResult> sizes;
+  SmallVector<ReassociationIndices> groups;
+  for (unsigned d = 0; d < type.getRank(); ++d) {
+    ArrayRef<int64_t> split =
+        d == dim ? ArrayRef<int64_t>(inner) : type.getShape().slice(d, 1);
+    ReassociationIndices group;
+    for (int64_t size : split) {
+      group.push_back(shape.size());
+      shape.push_back(size);
+      sizes.push_back(ShapedType::isDynamic(size)
+                          ? tensor::getMixedSize(b, e.location(), value, d)
+                          : OpFoldResult(b.getIndexAttr(size)));
+    }
+    groups.push_back(group);
+  }
+  return tensor::ExpandShapeOp::create(
+      b, e.location(), RankedTensorType::get(shape, type.getElementType()),
+      value, groups, sizes);
+}
+
+/// The integers viewed by group, `[N, K / g, bytes of a group]`, and the
+/// scales and zero points, `[N, K / g]`, with N split into
+/// `[streams, N / streams]` when `streams` > 1.
+inline SmallVector<Value> groupedOperands(Emitter &e, const QuantizedWeight &q,
+                                          int64_t streams) {
+  OpBuilder &b = e.builder();
+  int64_t bytes = q.groupSize * q.bits / 8;
+  SmallVector<int64_t> rows = {q.rows()};
+  SmallVector<ReassociationIndices> rowGroups = {{0}};
+  if (streams > 1) {
+    rows = {streams, q.rows() / streams};
+    rowGroups = {{0, 1}};
+  }
+  auto expand = [&](Value value, ArrayRef<int64_t> tail,
+                    ReassociationIndices last) {
+    SmallVector<int64_t> shape(rows);
+    llvm::append_range(shape, tail);
+    SmallVector<ReassociationIndices> groups(rowGroups);
+    groups.push_back(last);
+    auto type = cast<RankedTensorType>(value.getType());
+    return tensor::ExpandShapeOp::create(
+        b, e.location(), RankedTensorType::get(shape, type.getElementType()),
+        value, groups);
+  };
+  unsigned r = rows.size();
+  SmallVector<Value> operands = {
+      expand(q.packed, {q.groups(), bytes}, {r, r + 1})};
+  for (Value value : {q.scales, q.zeros})
+    if (value)
+      operands.push_back(streams > 1 ? expand(value, {q.groups()}, {r})
+                                     : value);
+  return operands;
+}
+
+/// The shifts of a byte's two nibbles, `[0, 4]` (i32), which a 4-bit
+/// contraction reads along its h loop: an operand rather than the loop's
+/// index, which the split-reduction tiling does not offset.
+inline Value nibbleShifts(Emitter &e) {
+  OpBuilder &b = e.builder();
+  auto type = RankedTensorType::get({2}, b.getI32Type());
+  return arith::ConstantOp::create(
+      b, e.location(), type,
+      DenseElementsAttr::get(type, ArrayRef<int32_t>{0, 4}));
+}
+
+/// The dequantized weight element in f32 from its block arguments: the
+/// byte, the scale, the zero point if any and, for 4 bits, the nibble's
+/// shift. A nibble is shifted out as a 32-bit lane: x86 has no 8-bit
+/// vector shifts, and the lanes widen to f32 anyway.
+inline Value dequantizeElement(Emitter &e, const QuantizedWeight &q,
+                               ValueRange args) {
+  OpBuilder &b = e.builder();
+  Location loc = e.location();
+  Type f32 = b.getF32Type(), i32 = b.getI32Type();
+  Value byte = args[0], scale = args[1];
+  if (q.bits == 8)
+    return e.mul(arith::SIToFPOp::create(b, loc, f32, byte), scale);
+  Value shift = args.back();
+  Value nibble = arith::AndIOp::create(
+      b, loc,
+      arith::ShRUIOp::create(b, loc, arith::ExtUIOp::create(b, loc, i32, byte),
+                             shift),
+      arith::ConstantIntOp::create(b, loc, i32, 15));
+  Value zero =
+      q.zeros ? Value(arith::UIToFPOp::create(b, loc, f32, args[2])) : e.f32(8);
+  Value centered = arith::SubFOp::create(
+      b, loc, arith::SIToFPOp::create(b, loc, f32, nibble), zero);
+  return e.mul(centered, scale);
+}
+
+/// `init[rows..., columns...] += Σ_k lhs[rows..., k] · w[n, k]` with `w`
+/// dequantized in the body: `lhs` is `[M, K]` and `init` `[M, N]`, or
+/// `[M, S, N / S]` with `streams` S > 1, whose weight rows are read as
+/// S streams (buildStreamedContraction). Loops: (m, n, kg, [h,] kb) or
+/// (m, s, j, kg, [h,] kb).
+inline Value buildDequantizingContraction(Emitter &e, Value lhs,
+                                          const QuantizedWeight &q, Value init,
+                                          int64_t streams) {
+  unsigned columns = streams > 1 ? 2 : 1;
+  unsigned depth = q.depthLoops();
+  unsigned loops = 1 + columns + depth;
+  SmallVector<int> lhsDims = {0}, byteDims, groupDims, outDims = {0};
+  for (unsigned c = 0; c < columns; ++c) {
+    byteDims.push_back(1 + c);
+    groupDims.push_back(1 + c);
+    outDims.push_back(1 + c);
+  }
+  for (unsigned d = 0; d < depth; ++d)
+    lhsDims.push_back(1 + columns + d);
+  groupDims.push_back(1 + columns);
+  byteDims.push_back(1 + columns);
+  byteDims.push_back(loops - 1);
+  SmallVector<Value> inputs = {splitDepth(e, lhs, 1, q)};
+  llvm::append_range(inputs, groupedOperands(e, q, streams));
+  SmallVector<AffineMap> maps = {e.map(loops, lhsDims), e.map(loops, byteDims)};
+  for (size_t i = 2; i < inputs.size(); ++i)
+    maps.push_back(e.map(loops, groupDims));
+  if (q.bits == 4) {
+    inputs.push_back(nibbleShifts(e));
+    maps.push_back(e.map(loops, {int(1 + columns + 1)}));
+  }
+  maps.push_back(e.map(loops, outDims));
+  SmallVector<utils::IteratorType> iterators(1 + columns, kParallel);
+  iterators.append(depth, kReduction);
+  return e.generic(
+      inputs, init, maps, iterators, [&](Emitter &e, ValueRange args) {
+        Value weight = dequantizeElement(e, q, args.drop_front().drop_back());
+        return e.multiplyAdd(args.back(), args[0], weight);
+      });
+}
+
+/// The weight dequantized in f32 by a `linalg.generic`, laid out as the
+/// reduction loops split K: `[N, K / g, g]` or `[N, K / g, 2, g / 2]`.
+/// The packed form's tiling fuses it into each cache block.
+inline Value buildDequantized(Emitter &e, const QuantizedWeight &q) {
+  unsigned loops = 1 + q.depthLoops();
+  SmallVector<int64_t> shape = {q.rows(), q.groups()};
+  llvm::append_range(shape, q.inGroup());
+  Value empty = e.emptyTensor(shape, e.builder().getF32Type(), {});
+  SmallVector<Value> inputs = groupedOperands(e, q, 1);
+  SmallVector<AffineMap> maps = {e.map(loops, {0, 1, int(loops) - 1})};
+  for (size_t i = 1; i < inputs.size(); ++i)
+    maps.push_back(e.map(loops, {0, 1}));
+  if (q.bits == 4) {
+    inputs.push_back(nibbleShifts(e));
+    maps.push_back(e.map(loops, {2}));
+  }
+  SmallVector<int> identity(loops);
+  std::iota(identity.begin(), identity.end(), 0);
+  maps.push_back(e.map(loops, identity));
+  return e.generic(inputs, empty, maps,
+                   SmallVector<utils::IteratorType>(loops, kParallel),
+                   [&](Emitter &e, ValueRange args) {
+                     return dequantizeElement(e, q, args.drop_back());
+                   });
+}
+
+/// `init[g, n, l] += Σ_k packed[g, k, l] · w[n, k]` over rows packed in
+/// groups of L (buildPackedContraction) with `w` dequantized by
+/// buildDequantized. Loops: (n, g, kg, [h,] kb, l).
+inline Value buildDequantizedPackedContraction(Emitter &e, Value packed,
+                                               const QuantizedWeight &q,
+                                               Value init) {
+  unsigned depth = q.depthLoops();
+  unsigned loops = 3 + depth;
+  SmallVector<int> packedDims = {1}, weightDims = {0};
+  for (unsigned d = 0; d < depth; ++d) {
+    packedDims.push_back(2 + d);
+    weightDims.push_back(2 + d);
+  }
+  packedDims.push_back(loops - 1);
+  SmallVector<utils::IteratorType> iterators = {kParallel, kParallel};
+  iterators.append(depth, kReduction);
+  iterators.push_back(kParallel);
+  return e.generic({splitDepth(e, packed, 1, q), buildDequantized(e, q)}, init,
+                   {e.map(loops, packedDims), e.map(loops, weightDims),
+                    e.map(loops, {1, 0, int(loops) - 1})},
+                   iterators, [](Emitter &e, ValueRange args) {
+                     return e.multiplyAdd(args[2], args[0], args[1]);
+                   });
+}
+
+/// The m, n and k loops of a contraction, read off its first two inputs
+/// and its output, so that a dequantizing contraction's scales and zero
+/// points do not count.
+inline FailureOr<linalg::ContractionDimensions>
+contractionDims(linalg::LinalgOp op) {
+  if (op.getNumDpsInputs() < 2 || op.getNumDpsInits() != 1)
+    return failure();
+  return linalg::inferContractionDims(
+      {op.getMatchingIndexingMap(op.getDpsInputOperand(0)),
+       op.getMatchingIndexingMap(op.getDpsInputOperand(1)),
+       op.getMatchingIndexingMap(op.getDpsInitOperand(0))});
+}
+
+/// Whether `op` is a contraction (ContractionOpInterface), or one that
+/// buildDequantizingContraction built: more inputs, an m, n and k, and a
+/// body that ends in `out + a · b`.
+inline bool isContraction(linalg::LinalgOp op) {
+  if (linalg::isaContractionOpInterface(op))
+    return true;
+  auto generic = dyn_cast<linalg::GenericOp>(op.getOperation());
+  if (!generic || generic.getNumDpsInputs() < 3 || failed(contractionDims(op)))
+    return false;
+  auto yield = cast<linalg::YieldOp>(generic.getBody()->getTerminator());
+  auto add = yield.getValues()[0].getDefiningOp<arith::AddFOp>();
+  Value out = generic.getBody()->getArguments().back();
+  return add && (add.getLhs() == out || add.getRhs() == out) &&
+         (add.getLhs().getDefiningOp<arith::MulFOp>() ||
+          add.getRhs().getDefiningOp<arith::MulFOp>());
+}
+
+/// Fails, on the op, if a moe.dequantize under `root` is left: no expert
+/// op that `pass` decomposed read it, so it would be stored dequantized.
+inline LogicalResult checkDequantizeConsumed(Operation *root, StringRef pass,
+                                             StringRef reason) {
+  WalkResult walk = root->walk([&](DequantizeOp op) {
+    op.emitOpError() << "is left after " << pass << ": " << reason;
+    return WalkResult::interrupt();
+  });
+  return failure(walk.wasInterrupted());
+}
+
+} // namespace mlir::moe
+
+#endif // MOE_LIB_CONVERSION_MOETOLINALG_DEQUANTIZE_H

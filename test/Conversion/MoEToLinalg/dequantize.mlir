@@ -1,0 +1,89 @@
+// Quantized projections on the CPU's linalg stage: moe-decompose-experts
+// and moe-decompose-shared-expert read a moe.dequantize's integers, scales
+// and zero points inside each contraction, so no dequantized weight is
+// stored. The reduction over K runs as loops over groups and within them:
+// (kg, h, kb) for 4 bits, h the nibble, whose shift is read from a constant
+// [0, 4]; (kg, kb) for 8 bits.
+// RUN: moe-opt %s -split-input-file -moe-decompose-shared-expert -moe-decompose-experts=fuse-combine=false | FileCheck %s --implicit-check-not=moe.dequantize
+// RUN: moe-opt %s -split-input-file -moe-decompose-shared-expert -moe-decompose-experts=fuse-combine=false -moe-configure-cpu | FileCheck %s --check-prefix=CONFIG
+// RUN: moe-opt %s -split-input-file -moe-decompose-shared-expert -moe-decompose-experts=fuse-combine=false -moe-configure-cpu -moe-tile-cpu | FileCheck %s --check-prefix=TILED
+// RUN: not moe-opt %s -split-input-file -moe-decompose-grouped=row-tile=16 2>&1 | FileCheck %s --check-prefix=GROUPED
+
+// Row-wise (fewer rows than 16): each projection is one contraction over
+// (m, s, j, kg, h, kb) reading the rows, the bytes by group, the scales,
+// the zero points and the nibble shifts. Packed: a dequantizing generic
+// over [N, K / g, 2, g / 2] feeds a contraction over (n, g, kg, h, kb, l).
+// CHECK-LABEL: func.func @expert_int4
+// CHECK: %[[SHIFTS:.*]] = arith.constant dense<[0, 4]> : tensor<2xi32>
+// CHECK: scf.for
+// CHECK: %[[UP_Q:.*]] = tensor.extract_slice %{{.*}}[%{{.*}}, 0, 0] [1, 32, 32] [1, 1, 1] : tensor<4x32x32xi8> to tensor<32x32xi8>
+// CHECK: scf.if
+// CHECK: tensor.expand_shape %{{.*}} {{\[\[}}0], [1, 2, 3]] output_shape [%{{.*}}, 2, 2, 16] : tensor<?x64xf32> into tensor<?x2x2x16xf32>
+// CHECK: tensor.expand_shape %[[UP_Q]] {{\[\[}}0, 1], [2, 3]] output_shape [4, 8, 2, 16] : tensor<32x32xi8> into tensor<4x8x2x16xi8>
+// CHECK: linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "parallel", "reduction", "reduction", "reduction"]} ins(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %[[SHIFTS]] : tensor<?x2x2x16xf32>, tensor<4x8x2x16xi8>, tensor<4x8x2xf32>, tensor<4x8x2xi8>, tensor<2xi32>) outs(%{{.*}} : tensor<?x4x8xf32>)
+// CHECK: ^bb0(%[[X:.*]]: f32, %[[BYTE:.*]]: i8, %[[SCALE:.*]]: f32, %[[ZERO:.*]]: i8, %[[SHIFT:.*]]: i32, %[[ACC:.*]]: f32):
+// CHECK: %[[WIDE:.*]] = arith.extui %[[BYTE]] : i8 to i32
+// CHECK: %[[SHIFTED:.*]] = arith.shrui %[[WIDE]], %[[SHIFT]] : i32
+// CHECK: %[[NIBBLE:.*]] = arith.andi %[[SHIFTED]], %c15_i32
+// CHECK: %[[Z:.*]] = arith.uitofp %[[ZERO]] : i8 to f32
+// CHECK: %[[Q:.*]] = arith.sitofp %[[NIBBLE]] : i32 to f32
+// CHECK: %[[CENTERED:.*]] = arith.subf %[[Q]], %[[Z]]
+// CHECK: %[[W:.*]] = arith.mulf %[[CENTERED]], %[[SCALE]]
+// CHECK: %[[P:.*]] = arith.mulf %[[X]], %[[W]]
+// CHECK: arith.addf %[[ACC]], %[[P]]
+// CHECK: } else {
+// CHECK: %[[DEQUANTIZED:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%{{.*}}, %{{.*}}, %{{.*}}, %[[SHIFTS]] : tensor<32x2x16xi8>, tensor<32x2xf32>, tensor<32x2xi8>, tensor<2xi32>) outs(%{{.*}} : tensor<32x2x2x16xf32>)
+// CHECK: linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction", "reduction", "reduction", "parallel"]} ins(%{{.*}}, %[[DEQUANTIZED]] : tensor<?x2x2x16x8xf32>, tensor<32x2x2x16xf32>) outs(%{{.*}} : tensor<?x32x8xf32>)
+
+// The row-wise contraction steps its groups and nibbles one at a time and
+// vectorizes within a group; the packed one steps every reduction loop, and
+// the dequantization gets a register tile of a vector within a group.
+// CONFIG-LABEL: func.func @expert_int4
+// CONFIG: tensor<4x8x2x16xi8>, tensor<4x8x2xf32>, tensor<4x8x2xi8>, tensor<2xi32>) {{.*}}lowering_config = #moe.tiling<registers = [2, 4, 1, 0, 0, 0], reduction = [0, 0, 0, 1, 1, 8]
+// CONFIG: tensor<32x2x16xi8>, tensor<32x2xf32>, tensor<32x2xi8>, tensor<2xi32>) {{.*}}lowering_config = #moe.tiling<registers = [1, 1, 1, 8]>
+// CONFIG: tensor<?x2x2x16x8xf32>, tensor<32x2x2x16xf32>) {{.*}}lowering_config = #moe.tiling<cache = [0, 32, 0, 0, 0, 0], registers = [6, 2, 0, 0, 0, 8], reduction = [0, 0, 1, 1, 1, 0]
+
+// Vectorized: nibbles are shifted out of 32-bit lanes.
+// TILED-LABEL: func.func @expert_int4
+// TILED: vector.transfer_read {{.*}} : tensor<4x1x1x8xi8>, vector<2x4x1x1x1x8xi8>
+// TILED: arith.extui {{.*}} : vector<2x4x1x1x1x8xi8> to vector<2x4x1x1x1x8xi32>
+// TILED: arith.shrui {{.*}} : vector<2x4x1x1x1x8xi32>
+// TILED: arith.sitofp {{.*}} : vector<2x4x1x1x1x8xi32> to vector<2x4x1x1x1x8xf32>
+// TILED: } else {
+// TILED: arith.shrui {{.*}} : vector<1x1x1x8xi32>
+
+// GROUPED: error: 'moe.dequantize' op is left after moe-decompose-grouped: the grouped form takes no quantized weights yet
+module attributes {moe.target = #moe.cpu_target<features = ["avx2", "fma"]>} {
+func.func @expert_int4(%x: tensor<?x64xf32>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>,
+                       %qg: tensor<4x32x32xi8>, %sg: tensor<4x32x2xf32>, %zg: tensor<4x32x2xi8>,
+                       %qu: tensor<4x32x32xi8>, %su: tensor<4x32x2xf32>, %zu: tensor<4x32x2xi8>,
+                       %qd: tensor<4x64x16xi8>, %sd: tensor<4x64x1xf32>, %zd: tensor<4x64x1xi8>) -> tensor<?x64xf32> {
+  %wg = moe.dequantize %qg, %sg zeros(%zg : tensor<4x32x2xi8>) {bits = 4 : i64, group_size = 32 : i64} : tensor<4x32x32xi8>, tensor<4x32x2xf32> -> tensor<4x32x64xf32>
+  %wu = moe.dequantize %qu, %su zeros(%zu : tensor<4x32x2xi8>) {bits = 4 : i64, group_size = 32 : i64} : tensor<4x32x32xi8>, tensor<4x32x2xf32> -> tensor<4x32x64xf32>
+  %wd = moe.dequantize %qd, %sd zeros(%zd : tensor<4x64x1xi8>) {bits = 4 : i64, group_size = 32 : i64} : tensor<4x64x16xi8>, tensor<4x64x1xf32> -> tensor<4x64x32xf32>
+  %out = moe.expert %x, %slots, %offsets gate_proj(%wg : tensor<4x32x64xf32>) up_proj(%wu : tensor<4x32x64xf32>) down_proj(%wd : tensor<4x64x32xf32>) {slots_per_token = 2 : i64} : tensor<?x64xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x64xf32>
+  return %out : tensor<?x64xf32>
+}
+}
+
+// -----
+
+// 8 bits, one scale per row: the shared expert reads its integers the same
+// way; a sign-extended byte times its scale.
+// CHECK-LABEL: func.func @shared_int8
+// CHECK: linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "parallel", "reduction", "reduction"]} ins(%{{.*}}, %{{.*}}, %{{.*}} : tensor<?x1x16xf32>, tensor<4x8x1x16xi8>, tensor<4x8x1xf32>) outs(%{{.*}} : tensor<?x4x8xf32>)
+// CHECK: ^bb0(%[[X:.*]]: f32, %[[BYTE:.*]]: i8, %[[SCALE:.*]]: f32, %[[ACC:.*]]: f32):
+// CHECK: %[[Q:.*]] = arith.sitofp %[[BYTE]] : i8 to f32
+// CHECK: %[[W:.*]] = arith.mulf %[[Q]], %[[SCALE]]
+// CHECK: arith.mulf %[[X]], %[[W]]
+// CONFIG-LABEL: func.func @shared_int8
+// CONFIG: lowering_config = #moe.tiling<{{.*}}registers = [2, 4, 1, 0, 0], reduction = [0, 0, 0, 1, 8]
+module attributes {moe.target = #moe.cpu_target<features = ["avx2", "fma"]>} {
+func.func @shared_int8(%x: tensor<?x16xf32>, %qu: tensor<32x16xi8>, %su: tensor<32x1xf32>,
+                       %qd: tensor<16x32xi8>, %sd: tensor<16x1xf32>) -> tensor<?x16xf32> {
+  %wu = moe.dequantize %qu, %su {bits = 8 : i64, group_size = 16 : i64} : tensor<32x16xi8>, tensor<32x1xf32> -> tensor<32x16xf32>
+  %wd = moe.dequantize %qd, %sd {bits = 8 : i64, group_size = 32 : i64} : tensor<16x32xi8>, tensor<16x1xf32> -> tensor<16x32xf32>
+  %y = moe.shared_expert %x up_proj(%wu : tensor<32x16xf32>) down_proj(%wd : tensor<16x32xf32>) {activation = #moe.activation<gelu>} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
+}
+}

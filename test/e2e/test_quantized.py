@@ -1,0 +1,143 @@
+"""Quantized expert weights (docs/QUANTIZATION.md) end to end: int8 and int4
+projections with f32 scales per group, dequantized inside the contractions,
+judged against the f64 reference evaluated on the dequantized weights with
+SPEC §1's tolerance of the activations' dtype."""
+
+import ctypes
+
+import numpy as np
+import pytest
+
+from moe_mlir.abi import (ERROR_MISSING_WEIGHT, ERROR_UNUSED_WEIGHT, OK, Library,
+                          compile_config, ptr)
+from moe_mlir.reference import (dequantize, random_input, random_weights, weight_shapes,
+                                weight_types)
+from test_abi_errors import unaligned_copy
+from test_conformance import cfg, check_token_counts
+
+
+def quantized(fmt, group_size=0, zero_points=None):
+    q = {"format": fmt, "group_size": group_size}
+    if zero_points is not None:
+        q["zero_points"] = zero_points
+    return {"expert_weights": q}
+
+
+# (config, token counts). Row-wise and packed forms both run: fewer rows
+# than 16 per expert take the row-wise one, more the packed one; sizes whose
+# rows 4 does not divide take the plain contraction.
+CONFIGS = [
+    (cfg("q8_channel", 64, 96, 8, 2, **quantized("int8")), [0, 1, 3, 64, 257]),
+    (cfg("q8_g16_rules_bf16", 32, 48, 16, 4, dtype="bf16", scoring="sigmoid",
+         selection_bias=True, n_group=4, topk_group=2, routed_scaling_factor=2.5,
+         shared_intermediate_size=32, shared_expert_gate=True,
+         **quantized("int8", 16)), [1, 64, 257]),
+    (cfg("q8_g6_h18", 18, 30, 4, 2, activation="gelu", gated=False,
+         **quantized("int8", 6)), [3, 100]),
+    (cfg("q4_g32", 64, 32, 8, 2, **quantized("int4", 32)), [0, 1, 3, 64, 257]),
+    (cfg("q4_g32_zeros_shared", 64, 64, 8, 2, shared_intermediate_size=96,
+         **quantized("int4", 32, True)), [1, 17, 129]),
+    (cfg("q4_channel_h18_f10", 18, 10, 4, 1, **quantized("int4", 0, True)), [1, 3, 64]),
+    (cfg("q4_g8_expert_choice", 24, 16, 8, 1, routing="expert_choice",
+         capacity_factor=1.5, activation="gelu_tanh", **quantized("int4", 8)), [64]),
+    (cfg("q4_g16_f16_swiglu", 32, 48, 8, 2, dtype="f16", activation="clamped_swiglu",
+         expert_bias=True, router_weight_on_input=True, **quantized("int4", 16, True)),
+     [1, 64]),
+    (dict(cfg("q4_hier", 32, 0, 4, 2, **quantized("int4", 16)),
+          expert={"num_experts": 2, "top_k": 1, "intermediate_size": 16}), [1, 3, 64]),
+]
+
+
+def params():
+    out = []
+    for c, ts in CONFIGS:
+        if "expert" in c:
+            c = {key: v for key, v in c.items() if key != "intermediate_size"}
+        out.append(pytest.param(c, ts, id=c["name"]))
+    return out
+
+
+def tolerance(config):
+    return 1e-4 if config.get("dtype", "f32") == "f32" else 2e-2
+
+
+@pytest.mark.parametrize("config,token_counts", params())
+def test_quantized_conformance(libraries, config, token_counts):
+    check_token_counts(libraries(config), config, token_counts, tolerance(config))
+
+
+def test_weights_are_read_as_quantized(libraries):
+    """The library reads each nibble where docs/QUANTIZATION.md puts it:
+    swapping a group's two halves (the other common int4 order) changes y."""
+    config = params()[3].values[0]
+    lib = libraries(config)
+    weights = random_weights(config, 5)
+    x = random_input(3, config["hidden_size"], 6)
+    swapped = dict(weights)
+    up = weights["up_proj"]
+    swapped["up_proj"] = ((up & 15) << 4) | (up >> 4)
+    with lib.create(weights) as ctx, lib.create(swapped) as other:
+        assert not np.allclose(lib.forward(ctx, x), lib.forward(other, x), atol=1e-3)
+
+
+def test_unaligned_scales_are_copied(libraries):
+    config = params()[4].values[0]
+    lib = libraries(config)
+    weights = random_weights(config, 7)
+    x = random_input(5, config["hidden_size"], 8)
+    with lib.create(weights) as aligned:
+        expected = lib.forward(aligned, x)
+    arrays = lib.prepare_weights(weights)
+    shifted = {key: unaligned_copy(a) if key.endswith("_scales") else a
+               for key, a in arrays.items()}
+    handle = ctypes.c_void_p()
+    assert lib.c_create(ctypes.byref(lib.make_struct(shifted)), ctypes.byref(handle)) == OK
+    try:
+        y = np.full(expected.shape, np.nan, dtype=np.float32)
+        assert lib.c_forward(handle.value, ptr(x), len(x), ptr(y)) == OK
+        assert np.array_equal(y, expected)
+    finally:
+        lib.c_destroy(handle.value)
+
+
+@pytest.mark.parametrize("index,key", [(0, "up_proj_scales"), (4, "shared_down_proj_zeros"),
+                                       (4, "gate_proj_zeros")])
+def test_missing_scales_or_zeros(libraries, index, key):
+    config = params()[index].values[0]
+    lib = libraries(config)
+    weights = random_weights(config, 0)
+    del weights[key]
+    code, ctx = lib.try_create(weights)
+    assert code == ERROR_MISSING_WEIGHT and ctx is None
+
+
+def test_unused_zeros(libraries):
+    config = params()[3].values[0]
+    lib = libraries(config)
+    weights = random_weights(config, 0)
+    weights["up_proj_zeros"] = np.zeros(weight_shapes(config)["up_proj_scales"], np.uint8)
+    code, ctx = lib.try_create(weights, check_shapes=False)
+    assert code == ERROR_UNUSED_WEIGHT and ctx is None
+
+
+def test_header_states_the_layout(tmp_path):
+    config = params()[4].values[0]
+    compile_config(config, tmp_path)
+    header = (tmp_path / f"{config['name']}.h").read_text()
+    assert "int4 with an f32 scale for each group of 32" in header
+    assert "byte b holds element b in" in header
+    assert "const void *up_proj; /* [8][64][32] uint8 */" in header
+    assert "const void *up_proj_scales; /* [8][64][2] f32 */" in header
+    assert "const void *shared_down_proj_zeros; /* [64][3] uint8 */" in header
+
+
+def test_arrays_are_packed_as_documented():
+    """weight_shapes and weight_types agree with the header's layout."""
+    config = params()[4].values[0]
+    shapes, types = weight_shapes(config), weight_types(config)
+    assert shapes["gate_proj"] == (8, 64, 32) and types["gate_proj"] == np.uint8
+    assert shapes["down_proj"] == (8, 64, 32) and shapes["down_proj_scales"] == (8, 64, 2)
+    assert shapes["shared_down_proj"] == (64, 48) and shapes["shared_down_proj_zeros"] == (64, 3)
+    assert "router" not in types
+    w = random_weights(config, 0)
+    assert dequantize(config, w)["up_proj"].shape == (8, 64, 64)
