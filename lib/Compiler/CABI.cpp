@@ -85,23 +85,37 @@ static std::string cString(const std::string &text) {
 /// How a quantized projection's arrays hold its weights
 /// (docs/QUANTIZATION.md), for the header.
 static std::string quantizedLayout(const ExpertWeights &q) {
+  if (q.format == ExpertWeights::Format::bf16 ||
+      q.format == ExpertWeights::Format::f16)
+    return std::string("\n * Projections (*_proj) are ") +
+           weightFormatName(q.format) + ".";
   if (!q.isQuantized())
     return "";
   std::string group = q.groupSize
                           ? "each group of " + std::to_string(q.groupSize) +
                                 " consecutive elements of a row"
                           : "each row";
+  using Format = ExpertWeights::Format;
   std::string text =
       "\n * Projections (*_proj, [..][N][K] in nn.Linear layout) are " +
-      std::string(weightFormatName(q.format)) + " with an f32 scale for " +
-      group + " (*_proj_scales): w = (q - zero) * scale.";
-  if (q.format == ExpertWeights::Format::int8)
+      std::string(weightFormatName(q.format)) + " with " +
+      (q.format == Format::mxfp4 ? "an e8m0 exponent" : "an f32 scale") +
+      " for " + group + " (*_proj_scales): w = (q - zero) * scale.";
+  std::string nibbles =
+      "two a byte: within each group, byte b holds element b in\n * its low "
+      "nibble and element b + group/2 in its high nibble. ";
+  switch (q.format) {
+  case Format::int8:
     return text + "\n * q is a signed byte; zero is 0.";
-  return text +
-         "\n * q is 0 to 15, two a byte: within each group, byte b holds "
-         "element b in\n * its low nibble and element b + group/2 in its "
-         "high nibble. zero is " +
-         (q.zeroPoints ? "*_proj_zeros[..][N][group], one byte each." : "8.");
+  case Format::fp8e4m3:
+    return text + "\n * q is a float8 e4m3fn byte; zero is 0.";
+  case Format::mxfp4:
+    return text + "\n * q is a float4 e2m1 value, " + nibbles +
+           "zero is 0;\n * scale is 2^(e - 127), and 0 for e = 0.";
+  default:
+    return text + "\n * q is 0 to 15, " + nibbles + "zero is " +
+           (q.zeroPoints ? "*_proj_zeros[..][N][group], one byte each." : "8.");
+  }
 }
 
 std::string mlir::moe::emitHeader(const LayerConfig &c) {

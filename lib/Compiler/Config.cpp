@@ -36,10 +36,18 @@ const char *mlir::moe::weightFormatName(ExpertWeights::Format format) {
   switch (format) {
   case ExpertWeights::Format::dense:
     return "dense";
+  case ExpertWeights::Format::bf16:
+    return "bf16";
+  case ExpertWeights::Format::f16:
+    return "f16";
   case ExpertWeights::Format::int8:
     return "int8";
   case ExpertWeights::Format::int4:
     return "int4";
+  case ExpertWeights::Format::fp8e4m3:
+    return "fp8_e4m3";
+  case ExpertWeights::Format::mxfp4:
+    return "mxfp4";
   }
   return "?";
 }
@@ -50,7 +58,12 @@ int64_t WeightField::elementBytes(DataType dtype) const {
     return moe::elementBytes(dtype);
   case FieldType::int8:
   case FieldType::uint8:
+  case FieldType::fp8e4m3:
+  case FieldType::e8m0:
     return 1;
+  case FieldType::bf16:
+  case FieldType::f16:
+    return 2;
   case FieldType::f32:
     return 4;
   }
@@ -67,6 +80,14 @@ const char *WeightField::elementName(DataType dtype) const {
     return "uint8";
   case FieldType::f32:
     return "f32";
+  case FieldType::bf16:
+    return "bf16";
+  case FieldType::f16:
+    return "f16";
+  case FieldType::fp8e4m3:
+    return "float8_e4m3fn";
+  case FieldType::e8m0:
+    return "e8m0";
   }
   return "?";
 }
@@ -101,13 +122,34 @@ mlir::moe::weightFields(const LayerConfig &c) {
   // A projection's `[..][N][K]` weight; quantized, its integers (int4:
   // two per byte) and its scales and zero points per group along K.
   const ExpertWeights &q = c.expertWeights;
-  FieldType projectionType = q.format == ExpertWeights::Format::int8
-                                 ? FieldType::int8
-                             : q.isQuantized() ? FieldType::uint8
-                                               : FieldType::data;
+  using Format = ExpertWeights::Format;
+  FieldType projectionType = FieldType::data, scaleType = FieldType::f32;
+  switch (q.format) {
+  case Format::dense:
+    break;
+  case Format::bf16:
+    projectionType = FieldType::bf16;
+    break;
+  case Format::f16:
+    projectionType = FieldType::f16;
+    break;
+  case Format::int8:
+    projectionType = FieldType::int8;
+    break;
+  case Format::int4:
+    projectionType = FieldType::uint8;
+    break;
+  case Format::fp8e4m3:
+    projectionType = FieldType::fp8e4m3;
+    break;
+  case Format::mxfp4:
+    projectionType = FieldType::uint8;
+    scaleType = FieldType::e8m0;
+    break;
+  }
   auto packed = [&](std::vector<int64_t> prefix, int64_t n, int64_t k) {
     prefix.push_back(n);
-    prefix.push_back(q.format == ExpertWeights::Format::int4 ? k / 2 : k);
+    prefix.push_back(q.isNibbles() ? k / 2 : k);
     return prefix;
   };
   auto grouped = [&](std::vector<int64_t> prefix, int64_t n, int64_t k) {
@@ -177,7 +219,7 @@ mlir::moe::weightFields(const LayerConfig &c) {
                         p.used && q.isQuantized() && (!zeros || q.zeroPoints),
                         grouped(p.prefix, p.n, p.k), false,
                         p.prefix.empty() ? 2u : 3u,
-                        zeros ? FieldType::uint8 : FieldType::f32});
+                        zeros ? FieldType::uint8 : scaleType});
   }
   return fields;
 }
@@ -631,31 +673,43 @@ static void readExpertWeights(KeyReader &parent, ExpertWeights &weights) {
       return reader.failDocument("unknown key '" + reader.pathOf(item.key()) +
                                  "'");
   std::string format;
-  reader.readString("format", format, /*required=*/true,
-                    {"dense", "int8", "int4"});
+  reader.readString(
+      "format", format, /*required=*/true,
+      {"dense", "bf16", "f16", "int8", "int4", "fp8_e4m3", "mxfp4"});
   reader.readInteger("group_size", weights.groupSize, false, 0);
   reader.readBool("zero_points", weights.zeroPoints);
   if (reader.failed())
     return;
-  weights.format = format == "int8"   ? ExpertWeights::Format::int8
-                   : format == "int4" ? ExpertWeights::Format::int4
-                                      : ExpertWeights::Format::dense;
+  using Format = ExpertWeights::Format;
+  for (Format candidate :
+       {Format::dense, Format::bf16, Format::f16, Format::int8, Format::int4,
+        Format::fp8e4m3, Format::mxfp4})
+    if (format == weightFormatName(candidate))
+      weights.format = candidate;
   if (!weights.isQuantized() && reader.has("group_size"))
     return reader.fail("group_size", "is only used by quantized formats");
-  if (weights.zeroPoints && weights.format != ExpertWeights::Format::int4)
+  if (weights.zeroPoints && weights.format != Format::int4)
     return reader.fail("zero_points", "is only used by \"int4\"");
+  // MX formats scale blocks of 32 (OCP MX v1.0).
+  if (weights.format == Format::mxfp4) {
+    if (reader.has("group_size") && weights.groupSize != 32)
+      return reader.fail("group_size", "must be 32 for \"mxfp4\", got " +
+                                           std::to_string(weights.groupSize));
+    weights.groupSize = 32;
+  }
 }
 
 /// Each projection's reduction must split into whole groups, and int4's
 /// into whole bytes.
 static void checkExpertWeights(KeyReader &reader, const LayerConfig &c) {
   const ExpertWeights &q = c.expertWeights;
-  if (!q.isQuantized())
+  if (q.format == ExpertWeights::Format::dense)
     return;
   if (c.isCUDA())
     return reader.fail("expert_weights",
-                       "quantized formats are not supported for \"target\": "
-                       "\"cuda\" yet");
+                       "is not supported for \"target\": \"cuda\" yet");
+  if (!q.isQuantized())
+    return;
   std::vector<std::pair<const char *, int64_t>> depths = {
       {"hidden_size", c.hiddenSize}, {"intermediate_size", c.intermediateSize}};
   if (c.hasSharedExpert())
@@ -666,11 +720,12 @@ static void checkExpertWeights(KeyReader &reader, const LayerConfig &c) {
                          "(" + std::to_string(q.groupSize) + ") must divide '" +
                              key + "' (" + std::to_string(depth) + ")");
     int64_t group = q.groupSize ? q.groupSize : depth;
-    if (q.format == ExpertWeights::Format::int4 && group % 2 != 0)
+    if (q.isNibbles() && group % 2 != 0)
       return reader.fail(
           q.groupSize ? "expert_weights.group_size" : "expert_weights.format",
-          "\"int4\" packs two values a byte within a group, "
-          "so groups must be even, but '" +
+          "\"" + std::string(weightFormatName(q.format)) +
+              "\" packs two values a byte within a group, "
+              "so groups must be even, but '" +
               std::string(key) + "' gives groups of " + std::to_string(group));
   }
 }
@@ -849,12 +904,13 @@ std::string LayerConfig::toJSON() const {
                   {"swiglu_up_offset", swigluUpOffset}});
   if (isShard())
     object["expert_shard"] = {{"first", shardFirst}, {"count", shardCount}};
-  if (expertWeights.isQuantized()) {
-    object["expert_weights"] = {
-        {"format", weightFormatName(expertWeights.format)},
-        {"group_size", expertWeights.groupSize}};
+  if (expertWeights.format != ExpertWeights::Format::dense) {
+    json &weights = object["expert_weights"];
+    weights = {{"format", weightFormatName(expertWeights.format)}};
+    if (expertWeights.isQuantized())
+      weights["group_size"] = expertWeights.groupSize;
     if (expertWeights.format == ExpertWeights::Format::int4)
-      object["expert_weights"]["zero_points"] = expertWeights.zeroPoints;
+      weights["zero_points"] = expertWeights.zeroPoints;
   }
   return object.dump();
 }

@@ -36,9 +36,15 @@ static Type fieldElementType(MLIRContext &context, const WeightField &field,
     return data;
   case FieldType::int8:
   case FieldType::uint8:
+  case FieldType::fp8e4m3:
+  case FieldType::e8m0:
     return IntegerType::get(&context, 8);
   case FieldType::f32:
     return Float32Type::get(&context);
+  case FieldType::bf16:
+    return BFloat16Type::get(&context);
+  case FieldType::f16:
+    return Float16Type::get(&context);
   }
   llvm_unreachable("unknown field type");
 }
@@ -56,9 +62,23 @@ static Value weightOperand(OpBuilder &b, const LayerConfig &config,
   auto packed = cast<RankedTensorType>(value.getType());
   SmallVector<int64_t> shape(packed.getShape());
   shape.back() = shape.back() * 8 / q.bits();
+  WeightFormat format = WeightFormat::int8;
+  switch (q.format) {
+  case ExpertWeights::Format::int4:
+    format = WeightFormat::int4;
+    break;
+  case ExpertWeights::Format::fp8e4m3:
+    format = WeightFormat::f8e4m3;
+    break;
+  case ExpertWeights::Format::mxfp4:
+    format = WeightFormat::f4e2m1;
+    break;
+  default:
+    break;
+  }
   return DequantizeOp::create(
       b, b.getUnknownLoc(), RankedTensorType::get(shape, b.getF32Type()), value,
-      get((name + "_scales").str()), get((name + "_zeros").str()), q.bits(),
+      get((name + "_scales").str()), get((name + "_zeros").str()), format,
       q.groupSize ? q.groupSize : shape.back());
 }
 

@@ -233,8 +233,9 @@ class Library:
                 raise KeyError(f"unknown weight {key!r}")
             if value is None:
                 continue
-            arr = (np.ascontiguousarray(value, dtype=types[key]) if key in types
-                   else encode(value, self.dtype))
+            kind = types.get(key, self.dtype)
+            arr = (encode(value, kind) if isinstance(kind, str)
+                   else np.ascontiguousarray(value, dtype=kind))
             if check_shapes and key in shapes and arr.shape != shapes[key]:
                 raise ValueError(f"{key} has shape {arr.shape}, want {shapes[key]}")
             arrays[key] = arr

@@ -1,19 +1,24 @@
-"""Quantized expert weights in the layout of docs/QUANTIZATION.md, made from
-float weights by rounding to nearest (per group of `group_size` along a
-row, a whole row for 0).
+"""Expert weights in the formats of docs/QUANTIZATION.md, made from float
+weights by rounding to nearest (per group of `group_size` along a row, a
+whole row for 0).
 
 int8: q = round(w / s), s = max|w| / 127 over the group.
 int4 without zero points: q = round(w / s) + 8, s = max|w| / 7 (q clipped to
 0..15); with them: s = (max - min) / 15 over the group (its range widened to
 take 0), zero = round(-min / s), q = round(w / s) + zero.
+fp8_e4m3: q = e4m3(w / s), s = max|w| / 448.
+mxfp4: s = 2^e with e the least exponent that brings max|w| / s to 6 or
+below, q = the nearest e2m1 value of w / s.
+bf16, f16: w rounded to the type (to nearest even).
 """
 
+import ml_dtypes
 import numpy as np
 
-from .reference import PROJECTIONS, with_defaults
+from .reference import E2M1, PROJECTIONS, group_size, with_defaults
 
 
-def _pack_int4(q, group):
+def pack_int4(q, group):
     """[..., K] values 0..15 as [..., K / 2] bytes: within each group of
     `group`, byte b holds element b (low nibble) and b + group / 2 (high)."""
     grouped = q.reshape(q.shape[:-1] + (-1, group))
@@ -22,17 +27,30 @@ def _pack_int4(q, group):
     return packed.reshape(q.shape[:-1] + (-1,)).astype(np.uint8)
 
 
-def quantize_projection(w, fmt, group_size=0, zero_points=False):
+def quantize_projection(w, fmt, group=0, zero_points=False):
     """(packed, scales, zeros or None) for one projection `w` [..., N, K]."""
     w = np.asarray(w, dtype=np.float64)
     K = w.shape[-1]
-    group = group_size or K
+    group = group or K
     grouped = w.reshape(w.shape[:-1] + (K // group, group))
     if fmt == "int8":
         amax = np.abs(grouped).max(axis=-1)
         scale = np.where(amax > 0, amax / 127, 1.0)
         q = np.clip(np.rint(grouped / scale[..., None]), -127, 127)
         return q.astype(np.int8).reshape(w.shape), scale.astype(np.float32), None
+    if fmt == "fp8_e4m3":
+        amax = np.abs(grouped).max(axis=-1)
+        scale = np.where(amax > 0, amax / 448, 1.0).astype(np.float32)
+        q = (grouped / scale[..., None]).astype(ml_dtypes.float8_e4m3fn)
+        return q.view(np.uint8).reshape(w.shape), scale, None
+    if fmt == "mxfp4":
+        amax = np.abs(grouped).max(axis=-1)
+        exponent = np.ceil(np.log2(np.where(amax > 0, amax, 1.0) / 6.0))
+        e = np.clip(exponent + 127, 1, 254)
+        scaled = grouped / (2.0 ** (e - 127))[..., None]
+        codes = np.abs(np.abs(scaled)[..., None] - E2M1[:8]).argmin(axis=-1)
+        codes = np.where(scaled < 0, codes + 8, codes).astype(np.uint8)
+        return pack_int4(codes.reshape(w.shape), group), e.astype(np.uint8), None
     if fmt != "int4":
         raise ValueError(f"unknown quantized format {fmt!r}")
     if zero_points:
@@ -45,15 +63,16 @@ def quantize_projection(w, fmt, group_size=0, zero_points=False):
         scale = np.where(amax > 0, amax / 7, 1.0)
         zero = np.full(scale.shape, 8.0)
     q = np.clip(np.rint(grouped / scale[..., None]) + zero[..., None], 0, 15)
-    packed = _pack_int4(q.astype(np.uint8).reshape(w.shape), group)
+    packed = pack_int4(q.astype(np.uint8).reshape(w.shape), group)
     zeros = zero.astype(np.uint8) if zero_points else None
     return packed, scale.astype(np.float32), zeros
 
 
 def quantize_weights(config, weights):
     """`weights` (float, in the layout of SPEC §4) for a config with
-    "expert_weights": each projection replaced by its integers, with its
-    `<projection>_scales` (and `<projection>_zeros`) added."""
+    "expert_weights": each projection replaced by its quantized elements,
+    with its `<projection>_scales` (and `<projection>_zeros`) added, or for
+    bf16 and f16 by its values rounded to the type (float32)."""
     c = with_defaults(config)
     q = c.get("expert_weights")
     if q is None or q["format"] == "dense":
@@ -62,8 +81,12 @@ def quantize_weights(config, weights):
     for p in PROJECTIONS:
         if weights.get(p) is None:
             continue
+        if q["format"] in ("bf16", "f16"):
+            kind = ml_dtypes.bfloat16 if q["format"] == "bf16" else np.float16
+            out[p] = np.asarray(weights[p], np.float32).astype(kind).astype(np.float32)
+            continue
         packed, scales, zeros = quantize_projection(
-            weights[p], q["format"], q.get("group_size", 0), q.get("zero_points", False))
+            weights[p], q["format"], group_size(q), q.get("zero_points", False))
         out[p] = packed
         out[p + "_scales"] = scales
         if zeros is not None:

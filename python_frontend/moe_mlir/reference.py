@@ -79,6 +79,15 @@ BIAS_KEYS = ("gate_proj_bias", "up_proj_bias", "down_proj_bias", "output_bias")
 # zero points, appended after everything above (NULL when unused).
 PROJECTIONS = ("gate_proj", "up_proj", "down_proj",
                "shared_gate_proj", "shared_up_proj", "shared_down_proj")
+# The "expert_weights" formats with scales; "bf16" and "f16" projections are
+# plain floats in that type.
+QUANTIZED_FORMATS = ("int8", "int4", "fp8_e4m3", "mxfp4")
+
+
+def group_size(quantized):
+    """An "expert_weights" object's group size: its group_size, 0 (whole
+    rows) by default, and always 32 for mxfp4."""
+    return 32 if quantized["format"] == "mxfp4" else quantized.get("group_size", 0)
 QUANT_KEYS = (tuple(p + "_scales" for p in PROJECTIONS)
               + tuple(p + "_zeros" for p in PROJECTIONS))
 
@@ -211,13 +220,14 @@ def weight_shapes(config):
     if c["output_bias"]:
         shapes["output_bias"] = (H,)
     q = c.get("expert_weights")
-    if q is not None and q["format"] != "dense":
+    if q is not None and q["format"] in QUANTIZED_FORMATS:
         for p in PROJECTIONS:
             if p not in shapes:
                 continue
             *rows, K = shapes[p]
-            groups = K // q["group_size"] if q.get("group_size") else 1
-            shapes[p] = tuple(rows) + ((K // 2,) if q["format"] == "int4" else (K,))
+            groups = K // group_size(q) if group_size(q) else 1
+            nibbles = q["format"] in ("int4", "mxfp4")
+            shapes[p] = tuple(rows) + ((K // 2,) if nibbles else (K,))
             shapes[p + "_scales"] = tuple(rows) + (groups,)
             if q.get("zero_points"):
                 shapes[p + "_zeros"] = tuple(rows) + (groups,)
@@ -225,51 +235,82 @@ def weight_shapes(config):
 
 
 def weight_types(config):
-    """The arrays of a config that are not in its dtype, and their numpy
-    types: a quantized layer's projections (int8, or uint8 holding two int4),
-    scales (float32) and zero points (uint8)."""
+    """The arrays of a config that are not in its dtype, and their types:
+    numpy types for a quantized layer's projections (int8, or uint8 bytes
+    holding two int4 or e2m1 values, or float8_e4m3fn bits), scales
+    (float32, or uint8 e8m0 exponents) and zero points (uint8); "bf16" or
+    "f16" for projections in that type."""
     c = with_defaults(config)
     q = c.get("expert_weights")
     if q is None or q["format"] == "dense":
         return {}
+    fmt = q["format"]
     types = {}
     for key in weight_shapes(c):
         if key in PROJECTIONS:
-            types[key] = np.int8 if q["format"] == "int8" else np.uint8
+            types[key] = (fmt if fmt in ("bf16", "f16") else
+                          np.int8 if fmt == "int8" else np.uint8)
         elif key.endswith("_scales"):
-            types[key] = np.float32
+            types[key] = np.uint8 if fmt == "mxfp4" else np.float32
         elif key.endswith("_zeros"):
             types[key] = np.uint8
     return types
+
+
+# e2m1's sixteen values (OCP MX v1.0): sign, two exponent bits, one mantissa bit.
+E2M1 = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0,
+                 -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0])
+
+
+def _fp8_e4m3(bits):
+    """float8 e4m3fn bytes as float64: 1 sign, 4 exponent bits biased by 7,
+    3 mantissa bits, subnormal below exponent 1."""
+    b = np.asarray(bits).astype(np.int64)
+    sign = np.where(b & 0x80, -1.0, 1.0)
+    exponent, mantissa = (b >> 3) & 15, b & 7
+    return sign * np.where(exponent == 0, mantissa / 8.0 * 2.0 ** -6,
+                           (1 + mantissa / 8.0) * 2.0 ** (exponent - 7))
 
 
 def dequantize(config, weights):
     """`weights` with each quantized projection replaced by the float64 values
     it stands for (docs/QUANTIZATION.md): w = (q - zero) * scale, one scale and
     zero per group of group_size elements along a row (a whole row for 0).
-    int8: q is a signed byte, zero 0. int4: within a group of g, byte b holds
-    element b in its low nibble and element b + g/2 in its high one, q is 0 to
-    15 and zero is 8 or the group's zero point."""
+    int8: q is a signed byte, zero 0. fp8_e4m3: q is a float8 e4m3fn byte.
+    int4 and mxfp4: within a group of g, byte b holds element b in its low
+    nibble and element b + g/2 in its high one; int4's q is 0 to 15 and zero
+    is 8 or the group's zero point; mxfp4's q is an e2m1 value and its scale
+    an e8m0 exponent e, 2^(e - 127) (0 for e = 0)."""
     c = with_defaults(config)
     q = c.get("expert_weights")
-    if q is None or q["format"] == "dense":
+    if q is None or q["format"] not in QUANTIZED_FORMATS:
         return weights
+    fmt = q["format"]
     out = dict(weights)
     for p in PROJECTIONS:
         if weights.get(p) is None:
             continue
         packed = np.asarray(weights[p])
-        scales = np.asarray(weights[p + "_scales"], dtype=np.float64)
+        scales = np.asarray(weights[p + "_scales"])
         groups = scales.shape[-1]
-        if q["format"] == "int8":
-            values = packed.astype(np.int8).astype(np.float64)
+        if fmt == "mxfp4":
+            e = scales.astype(np.float64)
+            scales = np.where(e == 0, 0.0, 2.0 ** (e - 127))
+        scales = scales.astype(np.float64)
+        zero = 0.0
+        if fmt in ("int8", "fp8_e4m3"):
+            values = (packed.astype(np.int8).astype(np.float64) if fmt == "int8"
+                      else _fp8_e4m3(packed.astype(np.uint8)))
             values = values.reshape(packed.shape[:-1] + (groups, -1))
-            zero = 0.0
         else:
             nibbles = packed.astype(np.uint8).reshape(packed.shape[:-1] + (groups, -1))
-            values = np.concatenate([nibbles & 15, nibbles >> 4], axis=-1).astype(np.float64)
-            zeros = weights.get(p + "_zeros")
-            zero = 8.0 if zeros is None else np.asarray(zeros, dtype=np.float64)[..., None]
+            codes = np.concatenate([nibbles & 15, nibbles >> 4], axis=-1)
+            if fmt == "mxfp4":
+                values = E2M1[codes]
+            else:
+                values = codes.astype(np.float64)
+                zeros = weights.get(p + "_zeros")
+                zero = 8.0 if zeros is None else np.asarray(zeros, dtype=np.float64)[..., None]
         w = (values - zero) * scales[..., None]
         out[p] = w.reshape(w.shape[:-2] + (-1,))
     return out

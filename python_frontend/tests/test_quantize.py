@@ -84,3 +84,34 @@ def test_random_weights_are_quantized():
         assert w[key].shape == shape, key
     assert w["shared_down_proj"].dtype == np.uint8 and w["up_proj_scales"].dtype == np.float32
     assert quantize_weights(BASE, {"up_proj": 1})["up_proj"] == 1
+
+
+def test_small_float_codes_match_ml_dtypes():
+    """The reference's e4m3fn and e2m1 decoders agree with ml_dtypes' on
+    every code (NaN aside)."""
+    import ml_dtypes
+    from moe_mlir.reference import E2M1, _fp8_e4m3
+    codes = np.arange(256, dtype=np.uint8)
+    expected = codes.view(ml_dtypes.float8_e4m3fn).astype(np.float64)
+    finite = ~np.isnan(expected)
+    np.testing.assert_array_equal(_fp8_e4m3(codes)[finite], expected[finite])
+    # ml_dtypes keeps float4_e2m1fn in a byte's low bits.
+    fp4 = np.arange(16, dtype=np.uint8).view(ml_dtypes.float4_e2m1fn).astype(np.float64)
+    np.testing.assert_array_equal(E2M1, fp4)
+
+
+def test_mxfp4_and_fp8_round_trip():
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((2, 4, 64))
+    packed, scales, zeros = quantize_projection(w, "mxfp4", 32)
+    assert packed.shape == (2, 4, 32) and scales.dtype == np.uint8 and zeros is None
+    config = dict(BASE, expert_weights={"format": "mxfp4"})
+    back = dequantize(config, {"up_proj": packed, "up_proj_scales": scales})["up_proj"]
+    # e2m1's steps are at most a third of the value (4 to 6), and the block's
+    # largest magnitude maps to at most 6.
+    step = 2.0 ** (scales.astype(np.float64) - 127)
+    assert (np.abs(back - w).reshape(2, 4, 2, 32) <= step[..., None] + 1e-12).all()
+    packed, scales, _ = quantize_projection(w, "fp8_e4m3", 16)
+    config = dict(BASE, expert_weights={"format": "fp8_e4m3", "group_size": 16})
+    back = dequantize(config, {"up_proj": packed, "up_proj_scales": scales})["up_proj"]
+    assert np.abs(back - w).max() <= 2.0 ** -4 * np.abs(w).max()

@@ -45,6 +45,16 @@ CONFIGS = [
      [1, 64]),
     (dict(cfg("q4_hier", 32, 0, 4, 2, **quantized("int4", 16)),
           expert={"num_experts": 2, "top_k": 1, "intermediate_size": 16}), [1, 3, 64]),
+    (cfg("f8_g32_shared", 64, 32, 8, 2, shared_intermediate_size=64,
+         **quantized("fp8_e4m3", 32)), [1, 17, 129]),
+    (cfg("f8_rows_bf16", 48, 24, 4, 2, dtype="bf16", **quantized("fp8_e4m3")), [3, 64]),
+    (cfg("mx_swiglu_bias", 64, 64, 8, 2, activation="clamped_swiglu", expert_bias=True,
+         expert_weights={"format": "mxfp4"}), [1, 64]),
+    (cfg("mx_sigmoid_e16", 32, 32, 16, 4, scoring="sigmoid",
+         expert_weights={"format": "mxfp4"}), [1, 257]),
+    (cfg("w_bf16_h17", 17, 100, 8, 2, expert_weights={"format": "bf16"}), [1, 3, 64]),
+    (cfg("w_f16_shared", 32, 48, 8, 2, shared_intermediate_size=32,
+         expert_weights={"format": "f16"}), [1, 64]),
 ]
 
 
@@ -64,6 +74,24 @@ def tolerance(config):
 @pytest.mark.parametrize("config,token_counts", params())
 def test_quantized_conformance(libraries, config, token_counts):
     check_token_counts(libraries(config), config, token_counts, tolerance(config))
+
+
+def test_bf16_weights_route_as_f32(libraries):
+    """bf16 projections with f32 activations and router: the same routing,
+    bit for bit, as the f32 layer on the same weights, and the same output
+    but for the order of f32 sums."""
+    config = next(p.values[0] for p in params() if p.values[0]["name"] == "w_bf16_h17")
+    dense = {key: v for key, v in config.items() if key != "expert_weights"}
+    dense["name"] = "w_bf16_h17_as_f32"
+    weights = random_weights(config, 9)
+    x = random_input(64, config["hidden_size"], 10)
+    lib, f32 = libraries(config), libraries(dense)
+    with lib.create(weights) as ctx, f32.create(weights) as ref:
+        ids, w = lib.route(ctx, x)
+        ids_f32, w_f32 = f32.route(ref, x)
+        assert np.array_equal(ids, ids_f32) and np.array_equal(w, w_f32)
+        y, y_f32 = lib.forward(ctx, x), f32.forward(ref, x)
+        assert np.abs(y - y_f32).max() <= 1e-5 * max(1.0, np.abs(y_f32).max())
 
 
 def test_weights_are_read_as_quantized(libraries):

@@ -22,25 +22,34 @@ namespace mlir::moe {
 enum class DataType { f32, bf16, f16 };
 
 /// How the experts' projection weights are stored ("expert_weights"):
-/// in the layer's dtype, or as integers with f32 scales (and zero points)
-/// per group of `groupSize` along the reduction, 0 meaning one group per
-/// row (docs/QUANTIZATION.md).
+/// in the layer's dtype, in bf16 or f16, or quantized with scales (and
+/// zero points) per group of `groupSize` along the reduction, 0 meaning
+/// one group per row (docs/QUANTIZATION.md).
 struct ExpertWeights {
-  enum class Format { dense, int8, int4 };
+  enum class Format { dense, bf16, f16, int8, int4, fp8e4m3, mxfp4 };
   Format format = Format::dense;
   int64_t groupSize = 0;
   bool zeroPoints = false;
 
-  bool isQuantized() const { return format != Format::dense; }
-  int64_t bits() const { return format == Format::int4 ? 4 : 8; }
+  bool isQuantized() const {
+    return format != Format::dense && format != Format::bf16 &&
+           format != Format::f16;
+  }
+  /// Two elements a byte.
+  bool isNibbles() const {
+    return format == Format::int4 || format == Format::mxfp4;
+  }
+  int64_t bits() const { return isNibbles() ? 4 : 8; }
   /// The groups of a row of `depth` elements.
   int64_t groups(int64_t depth) const {
     return groupSize ? depth / groupSize : 1;
   }
 };
 
-/// The element type of one weight array of the C ABI.
-enum class FieldType { data, int8, uint8, f32 };
+/// The element type of one weight array of the C ABI: the config's dtype,
+/// or another. fp8e4m3 and e8m0 are bytes holding float8 e4m3fn values
+/// and e8m0 exponents.
+enum class FieldType { data, int8, uint8, f32, bf16, f16, fp8e4m3, e8m0 };
 
 /// How the experts of one level are chosen: the routing keys of SPEC §2
 /// that every level of a hierarchical layer has (token choice, steps 1-6).
@@ -140,7 +149,7 @@ const char *dataTypeName(DataType type);
 /// Bytes per element of a data type.
 int64_t elementBytes(DataType type);
 
-/// The config's name for a weight format ("dense", "int8", "int4").
+/// The config's name for a weight format ("dense", "int8", ...).
 const char *weightFormatName(ExpertWeights::Format format);
 
 /// The largest weight array a config may ask for, in bytes: its offsets

@@ -22,13 +22,16 @@
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 
+#include <cmath>
 #include <numeric>
 
 namespace mlir::moe {
 
-/// The integers, scales and zero points of a `[N, K]` projection weight.
+/// The quantized elements, scales and zero points of a `[N, K]`
+/// projection weight.
 struct QuantizedWeight {
   Value packed, scales, zeros;
+  WeightFormat format;
   int64_t bits, groupSize;
 
   /// `weight`'s moe.dequantize operands, or nothing for a dense weight.
@@ -36,9 +39,10 @@ struct QuantizedWeight {
     auto op = weight ? weight.getDefiningOp<DequantizeOp>() : DequantizeOp();
     if (!op)
       return std::nullopt;
-    return QuantizedWeight{op.getPacked(), op.getScales(), op.getZeros(),
-                           static_cast<int64_t>(op.getBits()),
-                           static_cast<int64_t>(op.getGroupSize())};
+    return QuantizedWeight{
+        op.getPacked(), op.getScales(),
+        op.getZeros(),  op.getFormat(),
+        op.getBits(),   static_cast<int64_t>(op.getGroupSize())};
   }
 
   int64_t rows() const { return shape()[0]; }
@@ -74,7 +78,7 @@ inline Value sliceWeight(Emitter &e, Value stacked, Value index) {
       RankedTensorType::get(type.getShape().drop_front(),
                             type.getElementType()),
       e.sliceAt(q->packed, index), e.sliceAt(q->scales, index),
-      q->zeros ? e.sliceAt(q->zeros, index) : Value(), q->bits, q->groupSize);
+      q->zeros ? e.sliceAt(q->zeros, index) : Value(), q->format, q->groupSize);
 }
 
 /// `value` (`[..., K, ...]`, K at `dim`) with K split as the reduction
@@ -151,29 +155,69 @@ inline Value nibbleShifts(Emitter &e) {
       DenseElementsAttr::get(type, ArrayRef<int32_t>{0, 4}));
 }
 
+/// `bits` (i32) as the f32 it holds, times 2^`exponent`: how a small
+/// float's sign, exponent and mantissa, placed where f32 keeps them, become
+/// its value (the product rebiases the exponent, and turns its subnormals
+/// into f32 normals exactly).
+inline Value floatFromBits(Emitter &e, Value bits, int exponent) {
+  OpBuilder &b = e.builder();
+  Value value = arith::BitcastOp::create(b, e.location(), b.getF32Type(), bits);
+  return e.mul(value, e.f32(std::ldexp(1.0f, exponent)));
+}
+
 /// The dequantized weight element in f32 from its block arguments: the
 /// byte, the scale, the zero point if any and, for 4 bits, the nibble's
-/// shift. A nibble is shifted out as a 32-bit lane: x86 has no 8-bit
+/// shift. A byte is widened to a 32-bit lane first: x86 has no 8-bit
 /// vector shifts, and the lanes widen to f32 anyway.
 inline Value dequantizeElement(Emitter &e, const QuantizedWeight &q,
                                ValueRange args) {
   OpBuilder &b = e.builder();
   Location loc = e.location();
   Type f32 = b.getF32Type(), i32 = b.getI32Type();
+  auto i32Constant = [&](int32_t value) {
+    return arith::ConstantIntOp::create(b, loc, i32, value);
+  };
+  auto bitsOf = [&](Value word, int32_t mask, int shift) -> Value {
+    return arith::ShLIOp::create(
+        b, loc, arith::AndIOp::create(b, loc, word, i32Constant(mask)),
+        i32Constant(shift));
+  };
   Value byte = args[0], scale = args[1];
-  if (q.bits == 8)
+  if (q.format == WeightFormat::int8)
     return e.mul(arith::SIToFPOp::create(b, loc, f32, byte), scale);
-  Value shift = args.back();
-  Value nibble = arith::AndIOp::create(
-      b, loc,
-      arith::ShRUIOp::create(b, loc, arith::ExtUIOp::create(b, loc, i32, byte),
-                             shift),
-      arith::ConstantIntOp::create(b, loc, i32, 15));
-  Value zero =
-      q.zeros ? Value(arith::UIToFPOp::create(b, loc, f32, args[2])) : e.f32(8);
-  Value centered = arith::SubFOp::create(
-      b, loc, arith::SIToFPOp::create(b, loc, f32, nibble), zero);
-  return e.mul(centered, scale);
+  Value word = arith::ExtUIOp::create(b, loc, i32, byte);
+  if (q.bits == 4)
+    word = arith::AndIOp::create(
+        b, loc, arith::ShRUIOp::create(b, loc, word, args.back()),
+        i32Constant(15));
+  switch (q.format) {
+  case WeightFormat::int4: {
+    Value zero = q.zeros ? Value(arith::UIToFPOp::create(b, loc, f32, args[2]))
+                         : e.f32(8);
+    Value centered = arith::SubFOp::create(
+        b, loc, arith::SIToFPOp::create(b, loc, f32, word), zero);
+    return e.mul(centered, scale);
+  }
+  case WeightFormat::f8e4m3: {
+    // s eeee mmm: exponent and mantissa to bits 30-20, the sign to 31.
+    Value bits = arith::OrIOp::create(b, loc, bitsOf(word, 0x7F, 20),
+                                      bitsOf(word, 0x80, 24));
+    return e.mul(floatFromBits(e, bits, 127 - 7), scale);
+  }
+  case WeightFormat::f4e2m1: {
+    // s ee m: exponent and mantissa to bits 30-22, the sign to 31; the
+    // e8m0 scale's exponent to f32's exponent bits.
+    Value bits = arith::OrIOp::create(b, loc, bitsOf(word, 0x7, 22),
+                                      bitsOf(word, 0x8, 28));
+    Value exponent = arith::ShLIOp::create(
+        b, loc, arith::ExtUIOp::create(b, loc, i32, scale), i32Constant(23));
+    return e.mul(floatFromBits(e, bits, 127 - 1),
+                 arith::BitcastOp::create(b, loc, f32, exponent));
+  }
+  case WeightFormat::int8:
+    break;
+  }
+  llvm_unreachable("unknown weight format");
 }
 
 /// `init[rows..., columns...] += Σ_k lhs[rows..., k] · w[n, k]` with `w`

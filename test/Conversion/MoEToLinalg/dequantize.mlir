@@ -58,9 +58,9 @@ func.func @expert_int4(%x: tensor<?x64xf32>, %slots: tensor<?xi64>, %offsets: te
                        %qg: tensor<4x32x32xi8>, %sg: tensor<4x32x2xf32>, %zg: tensor<4x32x2xi8>,
                        %qu: tensor<4x32x32xi8>, %su: tensor<4x32x2xf32>, %zu: tensor<4x32x2xi8>,
                        %qd: tensor<4x64x16xi8>, %sd: tensor<4x64x1xf32>, %zd: tensor<4x64x1xi8>) -> tensor<?x64xf32> {
-  %wg = moe.dequantize %qg, %sg zeros(%zg : tensor<4x32x2xi8>) {bits = 4 : i64, group_size = 32 : i64} : tensor<4x32x32xi8>, tensor<4x32x2xf32> -> tensor<4x32x64xf32>
-  %wu = moe.dequantize %qu, %su zeros(%zu : tensor<4x32x2xi8>) {bits = 4 : i64, group_size = 32 : i64} : tensor<4x32x32xi8>, tensor<4x32x2xf32> -> tensor<4x32x64xf32>
-  %wd = moe.dequantize %qd, %sd zeros(%zd : tensor<4x64x1xi8>) {bits = 4 : i64, group_size = 32 : i64} : tensor<4x64x16xi8>, tensor<4x64x1xf32> -> tensor<4x64x32xf32>
+  %wg = moe.dequantize %qg, %sg zeros(%zg : tensor<4x32x2xi8>) {format = #moe.weight_format<int4>, group_size = 32 : i64} : tensor<4x32x32xi8>, tensor<4x32x2xf32> -> tensor<4x32x64xf32>
+  %wu = moe.dequantize %qu, %su zeros(%zu : tensor<4x32x2xi8>) {format = #moe.weight_format<int4>, group_size = 32 : i64} : tensor<4x32x32xi8>, tensor<4x32x2xf32> -> tensor<4x32x64xf32>
+  %wd = moe.dequantize %qd, %sd zeros(%zd : tensor<4x64x1xi8>) {format = #moe.weight_format<int4>, group_size = 32 : i64} : tensor<4x64x16xi8>, tensor<4x64x1xf32> -> tensor<4x64x32xf32>
   %out = moe.expert %x, %slots, %offsets gate_proj(%wg : tensor<4x32x64xf32>) up_proj(%wu : tensor<4x32x64xf32>) down_proj(%wd : tensor<4x64x32xf32>) {slots_per_token = 2 : i64} : tensor<?x64xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x64xf32>
   return %out : tensor<?x64xf32>
 }
@@ -81,8 +81,52 @@ func.func @expert_int4(%x: tensor<?x64xf32>, %slots: tensor<?xi64>, %offsets: te
 module attributes {moe.target = #moe.cpu_target<features = ["avx2", "fma"]>} {
 func.func @shared_int8(%x: tensor<?x16xf32>, %qu: tensor<32x16xi8>, %su: tensor<32x1xf32>,
                        %qd: tensor<16x32xi8>, %sd: tensor<16x1xf32>) -> tensor<?x16xf32> {
-  %wu = moe.dequantize %qu, %su {bits = 8 : i64, group_size = 16 : i64} : tensor<32x16xi8>, tensor<32x1xf32> -> tensor<32x16xf32>
-  %wd = moe.dequantize %qd, %sd {bits = 8 : i64, group_size = 32 : i64} : tensor<16x32xi8>, tensor<16x1xf32> -> tensor<16x32xf32>
+  %wu = moe.dequantize %qu, %su {format = #moe.weight_format<int8>, group_size = 16 : i64} : tensor<32x16xi8>, tensor<32x1xf32> -> tensor<32x16xf32>
+  %wd = moe.dequantize %qd, %sd {format = #moe.weight_format<int8>, group_size = 32 : i64} : tensor<16x32xi8>, tensor<16x1xf32> -> tensor<16x32xf32>
+  %y = moe.shared_expert %x up_proj(%wu : tensor<32x16xf32>) down_proj(%wd : tensor<16x32xf32>) {activation = #moe.activation<gelu>} : tensor<?x16xf32> -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
+}
+}
+
+// -----
+
+// Small floats: an f8e4m3 byte's exponent and mantissa move to bits 30-20
+// and its sign to 31, and the f32 they make is scaled by 2^120, which
+// rebiases the exponent; an e2m1 nibble's go to bits 30-22 and 31, scaled
+// by 2^126, and its group's e8m0 scale is the exponent byte moved to f32's
+// exponent bits.
+// CHECK-LABEL: func.func @shared_small_floats
+// CHECK: ins(%{{.*}}, %{{.*}}, %{{.*}} : tensor<?x1x16xf32>, tensor<4x8x1x16xi8>, tensor<4x8x1xf32>)
+// CHECK: ^bb0(%{{.*}}: f32, %[[BYTE:.*]]: i8, %[[SCALE:.*]]: f32, %{{.*}}: f32):
+// CHECK: %[[WORD:.*]] = arith.extui %[[BYTE]] : i8 to i32
+// CHECK: %[[MAG:.*]] = arith.andi %[[WORD]], %c127_i32
+// CHECK: %[[MAG_BITS:.*]] = arith.shli %[[MAG]], %c20_i32
+// CHECK: %[[SIGN:.*]] = arith.andi %[[WORD]], %c128_i32
+// CHECK: %[[SIGN_BITS:.*]] = arith.shli %[[SIGN]], %c24_i32
+// CHECK: %[[BITS:.*]] = arith.ori %[[MAG_BITS]], %[[SIGN_BITS]]
+// CHECK: %[[RAW:.*]] = arith.bitcast %[[BITS]] : i32 to f32
+// CHECK: %[[VALUE:.*]] = arith.mulf %[[RAW]], %cst{{.*}} : f32
+// CHECK: arith.mulf %[[VALUE]], %[[SCALE]]
+// CHECK: ins(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x1x2x16xf32>, tensor<4x4x1x16xi8>, tensor<4x4x1xi8>, tensor<2xi32>)
+// CHECK: ^bb0(%{{.*}}: f32, %[[NIBBLES:.*]]: i8, %[[EXPONENT:.*]]: i8, %[[SHIFT:.*]]: i32, %{{.*}}: f32):
+// CHECK: %[[WORD:.*]] = arith.extui %[[NIBBLES]] : i8 to i32
+// CHECK: %[[SHIFTED:.*]] = arith.shrui %[[WORD]], %[[SHIFT]]
+// CHECK: %[[CODE:.*]] = arith.andi %[[SHIFTED]], %c15_i32
+// CHECK: arith.andi %[[CODE]], %c7_i32
+// CHECK: arith.shli %{{.*}}, %c22_i32
+// CHECK: arith.andi %[[CODE]], %c8_i32
+// CHECK: arith.shli %{{.*}}, %c28_i32
+// CHECK: %[[E:.*]] = arith.extui %[[EXPONENT]] : i8 to i32
+// CHECK: %[[E_BITS:.*]] = arith.shli %[[E]], %c23_i32
+// CHECK: arith.bitcast %{{.*}} : i32 to f32
+// CHECK: arith.mulf
+// CHECK: %[[S:.*]] = arith.bitcast %[[E_BITS]] : i32 to f32
+// CHECK: arith.mulf %{{.*}}, %[[S]]
+module attributes {moe.target = #moe.cpu_target<features = ["avx2", "fma"]>} {
+func.func @shared_small_floats(%x: tensor<?x16xf32>, %qu: tensor<32x16xi8>, %su: tensor<32x1xf32>,
+                               %qd: tensor<16x16xi8>, %sd: tensor<16x1xi8>) -> tensor<?x16xf32> {
+  %wu = moe.dequantize %qu, %su {format = #moe.weight_format<f8e4m3>, group_size = 16 : i64} : tensor<32x16xi8>, tensor<32x1xf32> -> tensor<32x16xf32>
+  %wd = moe.dequantize %qd, %sd {format = #moe.weight_format<f4e2m1>, group_size = 32 : i64} : tensor<16x16xi8>, tensor<16x1xi8> -> tensor<16x32xf32>
   %y = moe.shared_expert %x up_proj(%wu : tensor<32x16xf32>) down_proj(%wd : tensor<16x32xf32>) {activation = #moe.activation<gelu>} : tensor<?x16xf32> -> tensor<?x16xf32>
   return %y : tensor<?x16xf32>
 }

@@ -261,8 +261,10 @@ func.func @layer_gate_proj_type(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg
 
 // -----
 
+// Projections may be in another type than the input's (bf16 weights with
+// f32 activations), but gate and up in the same one.
 func.func @layer_up_proj_element_type(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xbf16>, %wd: tensor<4x16x8xf32>) {
-  // expected-error @+1 {{'up_proj' element type 'bf16' must equal the input's element type 'f32'}}
+  // expected-error @+1 {{'gate_proj' type 'tensor<4x8x16xf32>' must equal 'up_proj' type 'tensor<4x8x16xbf16>'}}
   %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xbf16>)
          down_proj(%wd : tensor<4x16x8xf32>)
          {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
@@ -371,10 +373,10 @@ func.func @layer_shared_expert_gate_hidden(%x: tensor<?x16xf32>, %wr: tensor<4x1
 
 // -----
 
-func.func @layer_shared_element_type(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>, %su: tensor<32x16xf16>, %sd: tensor<16x32xf32>) {
-  // expected-error @+1 {{'shared_up_proj' element type 'f16' must equal the input's element type 'f32'}}
-  %y = moe.layer %x router(%wr : tensor<4x16xf32>) up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
-         shared_up_proj(%su : tensor<32x16xf16>) shared_down_proj(%sd : tensor<16x32xf32>)
+func.func @layer_shared_element_type(%x: tensor<?x16xf32>, %wr: tensor<4x16xf32>, %wg: tensor<4x8x16xf32>, %wu: tensor<4x8x16xf32>, %wd: tensor<4x16x8xf32>, %sg: tensor<32x16xf32>, %su: tensor<32x16xf16>, %sd: tensor<16x32xf32>) {
+  // expected-error @+1 {{'shared_gate_proj' type 'tensor<32x16xf32>' must equal 'shared_up_proj' type 'tensor<32x16xf16>'}}
+  %y = moe.layer %x router(%wr : tensor<4x16xf32>) gate_proj(%wg : tensor<4x8x16xf32>) up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
+         shared_gate_proj(%sg : tensor<32x16xf32>) shared_up_proj(%su : tensor<32x16xf16>) shared_down_proj(%sd : tensor<16x32xf32>)
          {top_k = 2 : i64} : tensor<?x16xf32> -> tensor<?x16xf32>
   return
 }
@@ -971,15 +973,6 @@ func.func @local_experts_static_hidden(%x: tensor<?x?xf32>, %ids: tensor<?x1xi32
 func.func @local_experts_down_proj_static(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>, %w: tensor<?x1xf32>, %wu: tensor<2x8x16xf32>, %wd: tensor<2x16x?xf32>) {
   // expected-error @+1 {{'down_proj' must have a static shape}}
   %r = moe.local_experts %x, %ids, %w up_proj(%wu : tensor<2x8x16xf32>) down_proj(%wd : tensor<2x16x?xf32>)
-      : tensor<?x16xf32>, tensor<?x1xi32>, tensor<?x1xf32> -> tensor<?x16xf32>
-  return
-}
-
-// -----
-
-func.func @local_experts_up_proj_element_type(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>, %w: tensor<?x1xf32>, %wu: tensor<2x8x16xbf16>, %wd: tensor<2x16x8xf32>) {
-  // expected-error @+1 {{'up_proj' element type 'bf16' must equal the input's element type 'f32'}}
-  %r = moe.local_experts %x, %ids, %w up_proj(%wu : tensor<2x8x16xbf16>) down_proj(%wd : tensor<2x16x8xf32>)
       : tensor<?x16xf32>, tensor<?x1xi32>, tensor<?x1xf32> -> tensor<?x16xf32>
   return
 }
@@ -1778,7 +1771,7 @@ func.func @refine_select_result_tokens(%l: tensor<3x4x8xf32>, %ids: tensor<3x2xi
 
 func.func @dequantize_rank(%q: tensor<32xi8>, %s: tensor<1xf32>) {
   // expected-error @+1 {{result must have a rank of at least 2, got 1}}
-  %w = moe.dequantize %q, %s {bits = 8 : i64, group_size = 32 : i64} : tensor<32xi8>, tensor<1xf32> -> tensor<32xf32>
+  %w = moe.dequantize %q, %s {format = #moe.weight_format<int8>, group_size = 32 : i64} : tensor<32xi8>, tensor<1xf32> -> tensor<32xf32>
   return
 }
 
@@ -1786,7 +1779,7 @@ func.func @dequantize_rank(%q: tensor<32xi8>, %s: tensor<1xf32>) {
 
 func.func @dequantize_operand_rank(%q: tensor<4x8x32xi8>, %s: tensor<8x1xf32>) {
   // expected-error @+1 {{'scales' must have the result's rank (3)}}
-  %w = moe.dequantize %q, %s {bits = 8 : i64, group_size = 32 : i64} : tensor<4x8x32xi8>, tensor<8x1xf32> -> tensor<4x8x32xf32>
+  %w = moe.dequantize %q, %s {format = #moe.weight_format<int8>, group_size = 32 : i64} : tensor<4x8x32xi8>, tensor<8x1xf32> -> tensor<4x8x32xf32>
   return
 }
 
@@ -1794,15 +1787,23 @@ func.func @dequantize_operand_rank(%q: tensor<4x8x32xi8>, %s: tensor<8x1xf32>) {
 
 func.func @dequantize_static(%q: tensor<?x32xi8>, %s: tensor<?x1xf32>) {
   // expected-error @+1 {{'packed' must have a static shape}}
-  %w = moe.dequantize %q, %s {bits = 8 : i64, group_size = 32 : i64} : tensor<?x32xi8>, tensor<?x1xf32> -> tensor<?x32xf32>
+  %w = moe.dequantize %q, %s {format = #moe.weight_format<int8>, group_size = 32 : i64} : tensor<?x32xi8>, tensor<?x1xf32> -> tensor<?x32xf32>
   return
 }
 
 // -----
 
-func.func @dequantize_bits(%q: tensor<8x32xi8>, %s: tensor<8x1xf32>) {
-  // expected-error @+1 {{attribute 'bits' failed to satisfy constraint}}
-  %w = moe.dequantize %q, %s {bits = 2 : i64, group_size = 32 : i64} : tensor<8x32xi8>, tensor<8x1xf32> -> tensor<8x32xf32>
+func.func @dequantize_e8m0_scales(%q: tensor<8x16xi8>, %s: tensor<8x1xf32>) {
+  // expected-error @+1 {{'scales' must be i8 (e8m0 exponents) for f4e2m1, got 'f32'}}
+  %w = moe.dequantize %q, %s {format = #moe.weight_format<f4e2m1>, group_size = 32 : i64} : tensor<8x16xi8>, tensor<8x1xf32> -> tensor<8x32xf32>
+  return
+}
+
+// -----
+
+func.func @dequantize_f32_scales(%q: tensor<8x32xi8>, %s: tensor<8x1xi8>) {
+  // expected-error @+1 {{'scales' must be f32 for f8e4m3, got 'i8'}}
+  %w = moe.dequantize %q, %s {format = #moe.weight_format<f8e4m3>, group_size = 32 : i64} : tensor<8x32xi8>, tensor<8x1xi8> -> tensor<8x32xf32>
   return
 }
 
@@ -1810,15 +1811,15 @@ func.func @dequantize_bits(%q: tensor<8x32xi8>, %s: tensor<8x1xf32>) {
 
 func.func @dequantize_group_divides(%q: tensor<8x30xi8>, %s: tensor<8x1xf32>) {
   // expected-error @+1 {{'group_size' (32) must divide the rows' length (30)}}
-  %w = moe.dequantize %q, %s {bits = 8 : i64, group_size = 32 : i64} : tensor<8x30xi8>, tensor<8x1xf32> -> tensor<8x30xf32>
+  %w = moe.dequantize %q, %s {format = #moe.weight_format<int8>, group_size = 32 : i64} : tensor<8x30xi8>, tensor<8x1xf32> -> tensor<8x30xf32>
   return
 }
 
 // -----
 
 func.func @dequantize_odd_nibble_group(%q: tensor<8x15xi8>, %s: tensor<8x10xf32>) {
-  // expected-error @+1 {{'group_size' (3) must be even with 4-bit integers}}
-  %w = moe.dequantize %q, %s {bits = 4 : i64, group_size = 3 : i64} : tensor<8x15xi8>, tensor<8x10xf32> -> tensor<8x30xf32>
+  // expected-error @+1 {{'group_size' (3) must be even with 4-bit elements}}
+  %w = moe.dequantize %q, %s {format = #moe.weight_format<int4>, group_size = 3 : i64} : tensor<8x15xi8>, tensor<8x10xf32> -> tensor<8x30xf32>
   return
 }
 
@@ -1826,7 +1827,7 @@ func.func @dequantize_odd_nibble_group(%q: tensor<8x15xi8>, %s: tensor<8x10xf32>
 
 func.func @dequantize_packed_bytes(%q: tensor<8x32xi8>, %s: tensor<8x2xf32>) {
   // expected-error @+1 {{'packed' type 'tensor<8x32xi8>' must hold the result's 32 columns in 16 bytes a row}}
-  %w = moe.dequantize %q, %s {bits = 4 : i64, group_size = 16 : i64} : tensor<8x32xi8>, tensor<8x2xf32> -> tensor<8x32xf32>
+  %w = moe.dequantize %q, %s {format = #moe.weight_format<int4>, group_size = 16 : i64} : tensor<8x32xi8>, tensor<8x2xf32> -> tensor<8x32xf32>
   return
 }
 
@@ -1834,7 +1835,7 @@ func.func @dequantize_packed_bytes(%q: tensor<8x32xi8>, %s: tensor<8x2xf32>) {
 
 func.func @dequantize_scales(%q: tensor<8x32xi8>, %s: tensor<8x1xf32>) {
   // expected-error @+1 {{'scales' type 'tensor<8x1xf32>' must hold one scale per group: 2 a row}}
-  %w = moe.dequantize %q, %s {bits = 8 : i64, group_size = 16 : i64} : tensor<8x32xi8>, tensor<8x1xf32> -> tensor<8x32xf32>
+  %w = moe.dequantize %q, %s {format = #moe.weight_format<int8>, group_size = 16 : i64} : tensor<8x32xi8>, tensor<8x1xf32> -> tensor<8x32xf32>
   return
 }
 
@@ -1842,23 +1843,23 @@ func.func @dequantize_scales(%q: tensor<8x32xi8>, %s: tensor<8x1xf32>) {
 
 func.func @dequantize_zeros_shape(%q: tensor<8x16xi8>, %s: tensor<8x2xf32>, %z: tensor<8x1xi8>) {
   // expected-error @+1 {{'zeros' must have the shape of 'scales'}}
-  %w = moe.dequantize %q, %s zeros(%z : tensor<8x1xi8>) {bits = 4 : i64, group_size = 16 : i64} : tensor<8x16xi8>, tensor<8x2xf32> -> tensor<8x32xf32>
+  %w = moe.dequantize %q, %s zeros(%z : tensor<8x1xi8>) {format = #moe.weight_format<int4>, group_size = 16 : i64} : tensor<8x16xi8>, tensor<8x2xf32> -> tensor<8x32xf32>
   return
 }
 
 // -----
 
 func.func @dequantize_int8_zeros(%q: tensor<8x32xi8>, %s: tensor<8x1xf32>, %z: tensor<8x1xi8>) {
-  // expected-error @+1 {{'zeros' are only for 4-bit integers}}
-  %w = moe.dequantize %q, %s zeros(%z : tensor<8x1xi8>) {bits = 8 : i64, group_size = 32 : i64} : tensor<8x32xi8>, tensor<8x1xf32> -> tensor<8x32xf32>
+  // expected-error @+1 {{'zeros' are only for int4}}
+  %w = moe.dequantize %q, %s zeros(%z : tensor<8x1xi8>) {format = #moe.weight_format<int8>, group_size = 32 : i64} : tensor<8x32xi8>, tensor<8x1xf32> -> tensor<8x32xf32>
   return
 }
 
 // -----
 
-func.func @expert_projection_type(%x: tensor<?x16xbf16>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>, %wu: tensor<4x8x16xf16>, %wd: tensor<4x16x8xbf16>) {
-  // expected-error @+1 {{'up_proj' element type 'f16' must equal the input's element type 'bf16'}}
-  %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf16>) down_proj(%wd : tensor<4x16x8xbf16>)
+func.func @expert_projection_types(%x: tensor<?x16xbf16>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>, %wg: tensor<4x8x16xbf16>, %wu: tensor<4x8x16xf16>, %wd: tensor<4x16x8xbf16>) {
+  // expected-error @+1 {{'gate_proj' type 'tensor<4x8x16xbf16>' must equal 'up_proj' type 'tensor<4x8x16xf16>'}}
+  %r = moe.expert %x, %slots, %offsets gate_proj(%wg : tensor<4x8x16xbf16>) up_proj(%wu : tensor<4x8x16xf16>) down_proj(%wd : tensor<4x16x8xbf16>)
          {slots_per_token = 2 : i64} : tensor<?x16xbf16>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
   return
 }

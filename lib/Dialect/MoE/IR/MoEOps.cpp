@@ -66,13 +66,11 @@ static LogicalResult verifyWeight(Operation *op, StringRef name, Value value,
   return verifyElementType(op, name, value, dataType);
 }
 
-/// A projection weight: a weight in the input's data type, or f32
-/// (weights a moe.dequantize stands for).
+/// A projection weight: static, in any data type (bf16 weights with f32
+/// activations, f32 weights a moe.dequantize stands for, ...).
 static LogicalResult verifyProjection(Operation *op, StringRef name,
-                                      Value value, Type dataType) {
-  if (!value || getElementTypeOrSelf(value.getType()).isF32())
-    return value ? verifyStaticShape(op, name, value) : success();
-  return verifyWeight(op, name, value, dataType);
+                                      Value value) {
+  return value ? verifyStaticShape(op, name, value) : success();
 }
 
 static int64_t dimOf(Value value, unsigned dim) {
@@ -283,9 +281,9 @@ static LogicalResult verifyExpertWeights(Operation *op, const ExpertWeights &w,
                                              "the number of experts") {
   Type dataType = getElementTypeOrSelf(input.getType());
   StringRef gate = "gate_proj", up = "up_proj", down = "down_proj";
-  if (failed(verifyProjection(op, gate, w.gate, dataType)) ||
-      failed(verifyProjection(op, up, w.up, dataType)) ||
-      failed(verifyProjection(op, down, w.down, dataType)))
+  if (failed(verifyProjection(op, gate, w.gate)) ||
+      failed(verifyProjection(op, up, w.up)) ||
+      failed(verifyProjection(op, down, w.down)))
     return failure();
   int64_t hidden = dimOf(input, 1);
   int64_t intermediate = dimOf(w.up, 1);
@@ -335,9 +333,9 @@ static LogicalResult verifySharedWeights(Operation *op,
   std::string down = (prefix + "down_proj").str();
   std::string expertGate =
       prefix.empty() ? "expert_gate" : (prefix + "expert_gate").str();
-  if (failed(verifyProjection(op, gate, w.gate, dataType)) ||
-      failed(verifyProjection(op, up, w.up, dataType)) ||
-      failed(verifyProjection(op, down, w.down, dataType)) ||
+  if (failed(verifyProjection(op, gate, w.gate)) ||
+      failed(verifyProjection(op, up, w.up)) ||
+      failed(verifyProjection(op, down, w.down)) ||
       failed(verifyWeight(op, expertGate, w.expertGate, dataType)))
     return failure();
   int64_t hidden = dimOf(input, 1);
@@ -724,8 +722,15 @@ LogicalResult DequantizeOp::verify() {
   if (getZeros() && getZeros().getType() !=
                         scalesType.clone(IntegerType::get(getContext(), 8)))
     return emitOpError("'zeros' must have the shape of 'scales'");
-  if (getZeros() && getBits() != 4)
-    return emitOpError("'zeros' are only for 4-bit integers");
+  if (getZeros() && getFormat() != WeightFormat::int4)
+    return emitOpError("'zeros' are only for int4");
+  Type scaleType = scalesType.getElementType();
+  bool exponents = getFormat() == WeightFormat::f4e2m1;
+  if (exponents != scaleType.isInteger(8))
+    return emitOpError() << "'scales' must be "
+                         << (exponents ? "i8 (e8m0 exponents)" : "f32")
+                         << " for " << stringifyWeightFormat(getFormat())
+                         << ", got " << scaleType;
   int64_t depth = resultType.getDimSize(rank - 1);
   int64_t group = getGroupSize();
   if (depth % group != 0)
@@ -733,7 +738,7 @@ LogicalResult DequantizeOp::verify() {
                          << ") must divide the rows' length (" << depth << ")";
   if (getBits() == 4 && group % 2 != 0)
     return emitOpError() << "'group_size' (" << group
-                         << ") must be even with 4-bit integers";
+                         << ") must be even with 4-bit elements";
   SmallVector<int64_t> packedShape(resultType.getShape());
   packedShape.back() = depth * getBits() / 8;
   SmallVector<int64_t> scalesShape(resultType.getShape());

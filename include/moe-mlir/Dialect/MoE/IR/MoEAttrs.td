@@ -27,6 +27,18 @@ def MoE_Scoring : I32EnumAttr<"Scoring",
 }
 def MoE_ScoringAttr : MoE_EnumAttr<MoE_Scoring, "scoring">;
 
+def MoE_WeightFormat : I32EnumAttr<"WeightFormat",
+    "how moe.dequantize's bytes hold a weight element", [
+      I32EnumAttrCase<"int8", 0>,
+      I32EnumAttrCase<"int4", 1>,
+      I32EnumAttrCase<"f8e4m3", 2>,
+      I32EnumAttrCase<"f4e2m1", 3>
+    ]> {
+  let cppNamespace = "::mlir::moe";
+  let genSpecializedAttr = 0;
+}
+def MoE_WeightFormatAttr : MoE_EnumAttr<MoE_WeightFormat, "weight_format">;
+
 def MoE_GroupScore : I32EnumAttr<"GroupScore",
     "how a group of experts is scored in grouped routing", [
       I32EnumAttrCase<"top2_sum", 0>,

@@ -73,21 +73,25 @@ defvar MoE_RoutingAttributes = !con(MoE_TokenChoiceAttributes, (ins
 def MoE_DequantizeOp : MoE_Op<"dequantize"> {
   let summary = "quantized projection weights as the f32 values they stand for";
   let description = [{
-    The weights `[..., N, K]` that integers, scales and zero points stand
-    for, with one scale and zero point per group of `group_size`
-    consecutive elements along K (a row of the `nn.Linear` layout):
-    `w[..., n, k] = (q[..., n, k] - zero[..., n, k / group_size]) ·
-    scales[..., n, k / group_size]`.
+    The weights `[..., N, K]` that quantized elements, scales and zero
+    points stand for, with one scale and zero point per group of
+    `group_size` consecutive elements along K (a row of the `nn.Linear`
+    layout): `w[..., n, k] = (q[..., n, k] - zero[..., n, k / group_size]) ·
+    scale[..., n, k / group_size]`. `format` says how `packed`'s bytes
+    (i8) hold q:
 
-    * `bits = 8`: `packed` (`[..., N, K]`, i8) holds q as signed bytes; the
-      zero point is 0.
-    * `bits = 4`: `packed` (`[..., N, K / 2]`, i8) holds q as unsigned
-      nibbles, 0 to 15: within each group, byte b holds element b in its
-      low nibble and element b + group_size / 2 in its high nibble. The
-      zero point is 8 without `zeros`.
+    * `int8`: `[..., N, K]`, a signed byte; the zero point is 0.
+    * `f8e4m3`: `[..., N, K]`, float8 e4m3fn bits (1 sign, 4 exponent
+      bits biased by 7, 3 mantissa bits; NaN is not given a meaning).
+    * `int4`: `[..., N, K / 2]`, unsigned nibbles, 0 to 15; the zero point
+      is 8 without `zeros` (unsigned bytes).
+    * `f4e2m1`: `[..., N, K / 2]`, float4 e2m1 nibbles (1 sign, 2 exponent
+      bits biased by 1, 1 mantissa bit: ±0 to ±6).
 
-    `scales` is `[..., N, K / group_size]` f32 and `zeros`, when present,
-    `[..., N, K / group_size]` i8 (unsigned 4-bit values).
+    Nibbles are ordered within each group: byte b holds element b in its
+    low nibble and element b + group_size / 2 in its high nibble. `scales`
+    is `[..., N, K / group_size]`: f32, or for `f4e2m1` i8 holding e8m0
+    exponents, 2^(e - 127) (an exponent of 0 stands for 0).
 
     The op only names the weights: the expert decompositions read the
     integers inside their contractions, and no dequantized weight is ever
@@ -95,17 +99,27 @@ def MoE_DequantizeOp : MoE_Op<"dequantize"> {
     error when the experts are decomposed.
 
     ```mlir
-    %w = moe.dequantize %q, %scales {bits = 4 : i64, group_size = 32 : i64}
+    %w = moe.dequantize %q, %scales
+           {format = #moe.weight_format<int4>, group_size = 32 : i64}
            : tensor<8x128x32xi8>, tensor<8x128x2xf32> -> tensor<8x128x64xf32>
     ```
   }];
   let arguments = (ins
     RankedTensorOf<[I8]>:$packed,
-    RankedTensorOf<[F32]>:$scales,
+    RankedTensorOf<[F32, I8]>:$scales,
     Optional<RankedTensorOf<[I8]>>:$zeros,
-    ConfinedAttr<I64Attr, [IntIsOneOf<[4, 8]>]>:$bits,
+    MoE_WeightFormatAttr:$format,
     MoE_PositiveI64Attr:$group_size);
   let results = (outs RankedTensorOf<[F32]>:$result);
+  let extraClassDeclaration = [{
+    /// Bits a quantized element takes: 4 or 8.
+    int64_t getBits() {
+      return getFormat() == WeightFormat::int4 ||
+                     getFormat() == WeightFormat::f4e2m1
+                 ? 4
+                 : 8;
+    }
+  }];
   let assemblyFormat = [{
     $packed `,` $scales (`zeros` `(` $zeros^ `:` type($zeros) `)`)? attr-dict
     `:` type($packed) `,` type($scales) `->` type($result)
