@@ -631,6 +631,10 @@ def from_hf_config(path_or_dict, *, name=None, dtype=None, capacity_factor=None,
     dtype: "f32" | "bf16" | "f16"; default the config's `torch_dtype` (or
     `dtype`, as transformers 5 writes it; f32 when absent).
 
+    A `quantization_config` (FP8 with block scales, MXFP4, 4-bit GPTQ or
+    AWQ) gives the layer its "expert_weights" (docs/QUANTIZATION.md), which
+    load_layer_weights reads from the checkpoint's own layout.
+
     Switch Transformers give a fixed `expert_capacity` per expert, which SPEC §1
     expresses as `capacity_factor` relative to the token count: pass
     `capacity_factor=` directly, or `tokens_per_batch=` (T) to get exactly
@@ -673,6 +677,12 @@ def from_hf_config(path_or_dict, *, name=None, dtype=None, capacity_factor=None,
             keys = _MAPPERS[model_type](f)
 
     keys.update(name=name or _name_for(model_type), dtype=dtype)
+    if f.present("quantization_config"):
+        from .quantized_checkpoints import expert_weights_of
+        depths = [keys[k] for k in ("hidden_size", "intermediate_size",
+                                    "shared_intermediate_size") if keys.get(k)]
+        keys["expert_weights"] = expert_weights_of(f.get("quantization_config"), source,
+                                                   depths)
     try:
         return MoEConfig.from_dict(keys, source)
     except ConfigError as e:

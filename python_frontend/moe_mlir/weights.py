@@ -41,6 +41,9 @@ import numpy as np
 from .config import as_config
 
 _DTYPES = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2")}
+# Quantized checkpoints' tensors, read as stored: float8 e4m3fn as its bytes.
+_RAW_DTYPES = dict(_DTYPES, U8=np.dtype("u1"), I8=np.dtype("i1"), I32=np.dtype("<i4"),
+                   F8_E4M3=np.dtype("u1"))
 
 
 class WeightError(ValueError):
@@ -77,22 +80,31 @@ class SafetensorsFile:
 
     def get(self, key):
         """The tensor as float32 (exact for F16 and BF16)."""
-        info = self.header[key]
-        dtype = info["dtype"]
+        dtype = self.header[key]["dtype"]
         if dtype not in _DTYPES:
             raise WeightError(f"{self.path}: tensor '{key}' has dtype {dtype}; "
                               "only F32, F16 and BF16 are supported")
-        begin, end = info["data_offsets"]
-        shape = tuple(info["shape"])
-        count = int(np.prod(shape, dtype=np.int64))
-        if end - begin != count * _DTYPES[dtype].itemsize:
-            raise WeightError(f"{self.path}: tensor '{key}' has {end - begin} bytes "
-                              f"for shape {list(shape)} {dtype}")
-        raw = np.fromfile(self.path, dtype=_DTYPES[dtype], count=count,
-                          offset=self.data_start + begin).reshape(shape)
+        raw = self.get_raw(key)
         if dtype == "BF16":
             return _bf16_bits_to_f32(raw)
         return raw.astype(np.float32)
+
+    def get_raw(self, key):
+        """The tensor as stored: F8_E4M3 as its bytes (uint8), U8, I8 and I32
+        as such, BF16 as its bits (uint16)."""
+        info = self.header[key]
+        dtype = info["dtype"]
+        if dtype not in _RAW_DTYPES:
+            raise WeightError(f"{self.path}: tensor '{key}' has dtype {dtype}; "
+                              f"only {', '.join(_RAW_DTYPES)} are supported")
+        begin, end = info["data_offsets"]
+        shape = tuple(info["shape"])
+        count = int(np.prod(shape, dtype=np.int64))
+        if end - begin != count * _RAW_DTYPES[dtype].itemsize:
+            raise WeightError(f"{self.path}: tensor '{key}' has {end - begin} bytes "
+                              f"for shape {list(shape)} {dtype}")
+        return np.fromfile(self.path, dtype=_RAW_DTYPES[dtype], count=count,
+                           offset=self.data_start + begin).reshape(shape)
 
 
 class Checkpoint:
@@ -118,6 +130,20 @@ class Checkpoint:
         if key not in self.where:
             raise WeightError(f"{self.path}: no tensor '{key}'")
         return self.where[key].get(key)
+
+    def get_raw(self, key):
+        if key not in self.where:
+            raise WeightError(f"{self.path}: no tensor '{key}'")
+        return self.where[key].get_raw(key)
+
+    def config_json(self):
+        """The config.json beside the checkpoint, or {}."""
+        folder = self.path if self.path.is_dir() else self.path.parent
+        try:
+            data = json.loads((folder / "config.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
 
 
 # Where a family's MoE block sits in decoder layer i, in the order tried
@@ -170,11 +196,7 @@ def _detect_family(ckpt):
         return "switch_transformers"
     if any(k.startswith("transformer.blocks.") and ".ffn.router." in k for k in keys):
         return "dbrx"
-    folder = ckpt.path if ckpt.path.is_dir() else ckpt.path.parent
-    try:
-        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError, AttributeError):
-        return None
+    model_type = ckpt.config_json().get("model_type")
     return model_type if isinstance(model_type, str) else None
 
 
@@ -340,7 +362,7 @@ def _shared_expert(ckpt, p, layer_prefix, c):
                       "needs")
 
 
-def load_layer_weights(path, config, layer, family=None):
+def load_layer_weights(path, config, layer, family=None, quantization=None):
     """The weights of MoE layer `layer` of a checkpoint, as {ABI field: float32
     array} in the SPEC §4 layout, holding exactly the weights `config` uses.
 
@@ -351,6 +373,13 @@ def load_layer_weights(path, config, layer, family=None):
     interleaved gate/up columns need one of the two). For
     switch_transformers, `layer` is an encoder block number or "encoder.N" /
     "decoder.N".
+
+    A config with quantized "expert_weights" (from_hf_config reads them from
+    `quantization_config`) reads its experts from the checkpoint's own
+    quantized layout (moe_mlir.quantized_checkpoints) and returns the arrays
+    of docs/QUANTIZATION.md for them. quantization: the checkpoint's
+    `quantization_config` (GPTQ's checkpoint_format, FP8's block size);
+    default the one in the config.json beside the checkpoint.
     """
     c = as_config(config)
     ckpt = Checkpoint(path)
@@ -390,16 +419,27 @@ def load_layer_weights(path, config, layer, family=None):
         name = _first(ckpt, p, _SELECTION_BIASES) or p + _SELECTION_BIASES[0]
         # Ernie 4.5 keeps it as [1, E].
         out["selection_bias"] = _check(name, ckpt.get(name).reshape(-1), (E,))
-    gate, up, down = _routed_experts(ckpt, p, c, family)
-    if gate is not None:
-        out["gate_proj"] = gate
-    out["up_proj"], out["down_proj"] = up, down
+    quantized = c.expert_weights is not None and c.expert_weights["format"] in (
+        "int8", "int4", "fp8_e4m3", "mxfp4")
+    if quantized:
+        from . import quantized_checkpoints
+        if quantization is None:
+            quantization = ckpt.config_json().get("quantization_config", {})
+        out.update(quantized_checkpoints.routed_experts(ckpt, p, c, quantization))
+    else:
+        gate, up, down = _routed_experts(ckpt, p, c, family)
+        if gate is not None:
+            out["gate_proj"] = gate
+        out["up_proj"], out["down_proj"] = up, down
     if c.expert_bias:
         out.update(_expert_biases(ckpt, p, c, family))
     if c.output_bias:
         name = f"{p}bias"  # JetMoeMoE.bias
         out["output_bias"] = _check(name, ckpt.get(name), (H,))
-    if Fs > 0:
+    if Fs > 0 and quantized:
+        out.update(quantized_checkpoints.shared_expert(
+            ckpt, [p + s for s in _SHARED], c, quantization))
+    elif Fs > 0:
         out.update(_shared_expert(ckpt, p, layer_prefix, c))
         if c.shared_expert_gate:
             name = f"{p}shared_expert_gate.weight"

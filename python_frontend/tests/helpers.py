@@ -14,9 +14,14 @@ def to_bf16_bits(a):
     return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
 
 
+# Stored as given: integers, and float8 e4m3fn as its bytes.
+RAW = {"U8": "u1", "I8": "i1", "I32": "<i4", "F8_E4M3": "u1"}
+
+
 def write_safetensors(path, tensors, dtype="F32"):
     """tensors: {name: float array}; every tensor stored as `dtype`
-    (F32, F16 or BF16), or per tensor with {name: (array, dtype)}."""
+    (F32, F16 or BF16), or per tensor with {name: (array, dtype)}, dtype
+    also one of RAW's."""
     header, blobs, offset = {}, [], 0
     for name, value in tensors.items():
         array, dt = value if isinstance(value, tuple) else (value, dtype)
@@ -26,6 +31,8 @@ def write_safetensors(path, tensors, dtype="F32"):
             raw = np.ascontiguousarray(array, dtype="<f2").tobytes()
         elif dt == "BF16":
             raw = to_bf16_bits(array).astype("<u2").tobytes()
+        elif dt in RAW:
+            raw = np.ascontiguousarray(array, dtype=RAW[dt]).tobytes()
         else:
             raise ValueError(dt)
         header[name] = {"dtype": dt, "shape": list(np.shape(array)),
