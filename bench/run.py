@@ -13,7 +13,10 @@ library's forward call and puts beside it, measured in the same process:
 - PyTorch's eager HF-style loop over experts, where torch is installed.
 
 It prints one markdown table per section and writes the same markdown to
-docs/PERFORMANCE.md (docs/PERFORMANCE-bf16.md with --dtype bf16). Run it
+docs/PERFORMANCE.md (docs/PERFORMANCE-<dtype>.md for another --dtype). A
+--dtype of WEIGHT_FORMATS keeps f32 activations and stores the experts'
+projections in that format (docs/QUANTIZATION.md); decode is then judged on
+the bytes streamed: packed weights plus scales and zero points. Run it
 through bench/run, which installs what it needs.
 """
 
@@ -52,6 +55,17 @@ ABLATION_TOKENS = 128
 THREAD_TOKENS = (1, 128)
 DISABLE_ALL = "gate,gather,activation,combine"
 BYTES = {"f32": 4, "bf16": 2, "f16": 2}
+# --dtype values that store the experts' projections in another format,
+# beside f32 activations: their "expert_weights" (docs/QUANTIZATION.md).
+WEIGHT_FORMATS = {
+    "bf16-weights": {"format": "bf16"},
+    "f16-weights": {"format": "f16"},
+    "int8": {"format": "int8"},
+    "int4": {"format": "int4", "group_size": 128},
+    "int4-zp": {"format": "int4", "group_size": 128, "zero_points": True},
+    "fp8_e4m3": {"format": "fp8_e4m3", "group_size": 128},
+    "mxfp4": {"format": "mxfp4"},
+}
 PREFILL_TARGET = 0.9  # ours / OpenBLAS
 DECODE_TARGET = 0.8  # weight bandwidth / triad
 PEAK_SGEMM_SIZE = 2048  # the decode roofline's compute limit: an n³ sgemm
@@ -149,10 +163,45 @@ def make_weights(shape, seed):
 # timing
 
 
-def weight_bytes(r, T, dtype):
-    """Bytes of the experts that received a token at T, plus the shared one."""
-    _, H, F, _, _, Fs, _ = r["shape"]
-    return (r["active"][T] * 3 * H * F + 3 * H * Fs) * BYTES[dtype]
+def weight_bytes(r, T):
+    """Bytes of the experts that received a token at T, plus the shared one:
+    what the library's arrays hold (packed weights, scales, zero points)."""
+    return r["active"][T] * r["expert_bytes"] + r["shared_bytes"]
+
+
+def expert_arrays(config, weights):
+    """The library's arrays for `weights` (float32): encoded in the
+    activations' dtype, or with a weight format, each expert's projections
+    rounded to it (moe_mlir.quantize) one expert at a time."""
+    from moe_mlir.quantize import quantize_weights
+    fmt = config.get("expert_weights")
+    if fmt is None:
+        return {key: encode(v, config["dtype"]) for key, v in weights.items()}
+    out = {"router": weights["router"]}
+    routed = [quantize_weights(config, {p: weights[p][e] for p in
+                                        ("gate_proj", "up_proj", "down_proj")})
+              for e in range(weights["up_proj"].shape[0])]
+    for key in routed[0]:
+        out[key] = np.stack([part[key] for part in routed])
+        for part in routed:
+            del part[key]
+    shared = {key: v for key, v in weights.items() if key.startswith("shared_")}
+    out.update(quantize_weights(config, shared))
+    from moe_mlir.reference import weight_types
+    for key, kind in weight_types(config).items():
+        if isinstance(kind, str):
+            out[key] = encode(out[key], kind)
+    return out
+
+
+def array_bytes(arrays, shared):
+    """Bytes of one routed expert's arrays, or of the shared expert's."""
+    total = 0
+    for key, a in arrays.items():
+        if key == "router" or key.startswith("shared_") != shared:
+            continue
+        total += a.nbytes if shared else a.nbytes // a.shape[0]
+    return total
 
 
 def time_calls(fn, budget, min_reps, max_reps=15):
@@ -420,14 +469,20 @@ def parse_args():
                    help="comma-separated subset of " + ", ".join(SHAPES))
     p.add_argument("--tokens", default=None,
                    help=f"comma-separated token counts (default {DEFAULT_TOKENS})")
-    p.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
+    p.add_argument("--dtype", choices=["f32", "bf16"] + list(WEIGHT_FORMATS),
+                   default="f32",
+                   help="the activations' dtype, or a weight format with f32 "
+                        "activations: " + ", ".join(WEIGHT_FORMATS))
     p.add_argument("--threads", type=int, default=None,
                    help="threads for every measurement (default: OMP_NUM_THREADS, "
                         "else every CPU)")
+    p.add_argument("--no-ggml", action="store_true",
+                   help="skip llama.cpp's ggml (built from the llama-cpp-python sdist)")
     p.add_argument("--output", default=None,
                    help="markdown file to write (default docs/PERFORMANCE.md, "
                         "docs/PERFORMANCE-bf16.md for bf16; '' writes none)")
     args = p.parse_args()
+    args.act = "f32" if args.dtype in WEIGHT_FORMATS else args.dtype
     if args.output is None:
         suffix = "" if args.dtype == "f32" else "-" + args.dtype
         args.output = str(ROOT / "docs" / f"PERFORMANCE{suffix}.md")
@@ -485,6 +540,16 @@ def main():
     except ImportError:
         have_torch = False
         torch_note = "torch not installed: skipped"
+    ggml_note = None
+    if args.no_ggml:
+        ggml_note = "skipped (--no-ggml)"
+    else:
+        import ggml_peer as ggml
+        try:
+            print("building llama.cpp's ggml (once) ...", file=sys.stderr, flush=True)
+            ggml.tool()
+        except (OSError, subprocess.CalledProcessError) as e:
+            ggml_note = f"not built: {e}"
 
     model = cpu_model()
     cores = physical_cores()
@@ -502,8 +567,11 @@ def main():
                f"`openblas_set_num_threads` for OpenBLAS)")
     report.add(f"- Data type: {args.dtype}"
                + ("" if args.dtype == "f32" else
-                  " for the libraries; the OpenBLAS column is f32 `cblas_sgemm` on the "
-                  "same FLOPs (weight bandwidth counts bf16 bytes)"))
+                  (f" expert weights ({json.dumps(WEIGHT_FORMATS[args.dtype])}) with f32 "
+                   "activations" if args.dtype in WEIGHT_FORMATS else "")
+                  + " for the libraries; the OpenBLAS column is f32 `cblas_sgemm` on the "
+                  "same FLOPs (weight bandwidth counts the bytes the library's arrays "
+                  "hold: packed weights, scales and zero points)"))
     report.add(f"- OpenBLAS: `{OPENBLAS}`, core `{blas.corename}` ({blas.config}). "
                + coretype_note)
     report.add(f"- Shapes: {', '.join(SHAPES[s][0] for s in args.shapes)}; token counts "
@@ -553,11 +621,12 @@ def main():
     for short in args.shapes:
         shape = SHAPES[short]
         label, H, F, E, k, Fs, normalize = shape
-        bpe = BYTES[args.dtype]
         config = {"name": f"bench_{short}", "hidden_size": H, "intermediate_size": F,
-                  "num_experts": E, "top_k": k, "dtype": args.dtype,
+                  "num_experts": E, "top_k": k, "dtype": args.act,
                   "activation": "silu", "gated": True, "scoring": "softmax",
                   "normalize_top_k": normalize}
+        if args.dtype in WEIGHT_FORMATS:
+            config["expert_weights"] = WEIGHT_FORMATS[args.dtype]
         if Fs:
             config["shared_intermediate_size"] = Fs
         print(f"\n### {label}: compiling, generating weights ...", file=sys.stderr,
@@ -567,7 +636,7 @@ def main():
         so_unfused = abi.compile_config(config, Path(scratch) / (short + "_unfused"),
                                         extra_args=[f"--disable-fusion={DISABLE_ALL}"])
         weights = make_weights(shape, seed=0)
-        encoded = {key: encode(v, args.dtype) for key, v in weights.items()}
+        encoded = expert_arrays(config, weights)
         fused = Layer(so, config["name"], config, encoded)
         unfused = Layer(so_unfused, config["name"], config, encoded)
         if omp is None:
@@ -578,7 +647,7 @@ def main():
         xs, ys, counts, active = {}, {}, {}, {}
         for T in args.tokens:
             x = rng.standard_normal((T, H), dtype=np.float32)
-            xs[T] = encode(x, args.dtype)
+            xs[T] = encode(x, args.act)
             ys[T] = np.empty_like(xs[T])
             ids, _ = fused.route(xs[T])
             valid = ids[ids >= 0]
@@ -586,7 +655,9 @@ def main():
             active[T] = int((counts[T] > 0).sum())
 
         flops = {T: 2 * T * 3 * H * (k * F + Fs) for T in args.tokens}
-        r = results[short] = {"shape": shape, "flops": flops, "active": active}
+        r = results[short] = {"shape": shape, "flops": flops, "active": active,
+                              "expert_bytes": array_bytes(encoded, shared=False),
+                              "shared_bytes": array_bytes(encoded, shared=True)}
 
         # Ours on `threads` threads and OpenBLAS on the same FLOPs, one token
         # count after the other so that both see the machine in the same state.
@@ -606,18 +677,18 @@ def main():
         # Fusion ablation, fused and unfused back to back.
         Ta = ABLATION_TOKENS
         xa = encode(np.random.default_rng(2).standard_normal((Ta, H), dtype=np.float32),
-                    args.dtype)
+                    args.act)
         ya, yb = np.empty_like(xa), np.empty_like(xa)
         t_fused = time_calls(lambda: fused.forward(xa, ya), budget, min_reps)
         t_unfused = time_calls(lambda: unfused.forward(xa, yb), budget, min_reps)
-        diff = float(np.max(np.abs(decode(ya, args.dtype) - decode(yb, args.dtype))))
+        diff = float(np.max(np.abs(decode(ya, args.act) - decode(yb, args.act))))
         r["ablation"] = (Ta, t_fused, t_unfused, diff)
 
         # 1 thread against `threads`.
         r["threads"] = {}
         for T in THREAD_TOKENS:
             xt = encode(np.random.default_rng(3).standard_normal((T, H), dtype=np.float32),
-                        args.dtype)
+                        args.act)
             yt = np.empty_like(xt)
             omp.omp_set_num_threads(threads)
             t_n = time_calls(lambda: fused.forward(xt, yt), budget, min_reps)[0]
@@ -631,11 +702,23 @@ def main():
                 t_1 = t_n
             r["threads"][T] = (t_1, t_n)
 
+        # llama.cpp's ggml: its MoE block in each weight type.
+        r["ggml"] = {}
+        if ggml_note is None:
+            for T in args.tokens:
+                for kind in ggml.TYPES:
+                    r["ggml"][(T, kind)] = ggml.time_block(shape, T, kind, threads,
+                                                           min_reps + 2)
+                    settle()
+                print(f"    T={T}: ggml " + ", ".join(
+                    f"{kind} {fmt_ms(r['ggml'][(T, kind)][0])} ms" for kind in ggml.TYPES),
+                    file=sys.stderr, flush=True)
+
         # PyTorch eager.
         r["torch"] = {}
         if have_torch and args.dtype == "f32":
             for T in args.tokens:
-                r["torch"][T] = torch_eager(shape, weights, decode(xs[T], args.dtype),
+                r["torch"][T] = torch_eager(shape, weights, decode(xs[T], args.act),
                                             threads, budget, min_reps)
 
         fused.close()
@@ -692,7 +775,7 @@ def main():
     decode_runs = []
     for r in results.values():
         for T in decode_tokens:
-            nbytes = weight_bytes(r, T, args.dtype)
+            nbytes = weight_bytes(r, T)
             decode_runs.append((r, T, nbytes, nbytes / r["ours"][T][0] / 1e9,
                                 best_gflops * nbytes / r["flops"][T]))
 
@@ -758,6 +841,38 @@ def main():
     report.add(f"Triad for comparison: {triad_best_1:.1f} GB/s on 1 thread, "
                f"{triad_best:.1f} GB/s on {threads} (best rates): "
                "decode cannot scale further than the memory system does.")
+    report.add()
+
+    report.add("## llama.cpp's ggml (its MoE block, same shapes, same run)")
+    report.add()
+    if ggml_note is not None:
+        report.add(f"ggml: {ggml_note}")
+    else:
+        import ggml_peer as ggml
+        rows = []
+        for short, r in results.items():
+            for T in args.tokens:
+                t = r["ours"][T][0]
+                row = [r["shape"][0], T, fmt_ms(t)]
+                for kind in ggml.TYPES:
+                    tg, nbytes = r["ggml"][(T, kind)]
+                    row += [fmt_ms(tg), f"{tg / t:.2f}"]
+                rows.append(row)
+        header = ["shape", "T", f"ours ({args.dtype}) ms"]
+        for kind in ggml.TYPES:
+            header += [f"ggml {kind} ms", f"ours speedup vs {kind}"]
+        report.add(table(header, rows))
+        report.add()
+        report.add(
+            f"ggml from llama-cpp-python {ggml.VERSION}'s sdist (PyPI), built with "
+            "`-DGGML_NATIVE=ON -DGGML_OPENMP=ON`, clang-22; `bench/ggml_moe.c` builds "
+            "llama.cpp's `build_moe_ffn` graph (router in f32, softmax, top-k, "
+            "renormalized weights, `ggml_mul_mat_id` for the three projections, "
+            "`ggml_swiglu_split`) over f32 activations, weights in each type, and times "
+            f"`ggml_graph_compute_with_ctx` on {threads} thread(s). Its blocks have no "
+            "shared expert: for a shape with one, ggml does less work than ours. The "
+            "weights are in plain ggml tensors, so ggml's CPU repacking (its "
+            "extra buffer types) does not apply. A speedup above 1 means ours is faster.")
     report.add()
 
     report.add("## PyTorch eager (HF Mixtral-style loop over experts)")

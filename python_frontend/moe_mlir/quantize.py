@@ -48,7 +48,9 @@ def quantize_projection(w, fmt, group=0, zero_points=False):
         exponent = np.ceil(np.log2(np.where(amax > 0, amax, 1.0) / 6.0))
         e = np.clip(exponent + 127, 1, 254)
         scaled = grouped / (2.0 ** (e - 127))[..., None]
-        codes = np.abs(np.abs(scaled)[..., None] - E2M1[:8]).argmin(axis=-1)
+        # The nearest of e2m1's magnitudes: which midpoints lie below.
+        midpoints = (E2M1[1:8] + E2M1[:7]) / 2
+        codes = np.searchsorted(midpoints, np.abs(scaled)).astype(np.uint8)
         codes = np.where(scaled < 0, codes + 8, codes).astype(np.uint8)
         return pack_int4(codes.reshape(w.shape), group), e.astype(np.uint8), None
     if fmt != "int4":

@@ -66,9 +66,11 @@ static TilingAttr chooseContractionTiling(linalg::LinalgOp op,
     return {};
   SmallVector<int64_t> registers(op.getNumLoops(), 0),
       reduction(op.getNumLoops(), 0);
-  for (auto [loop, iterator] : llvm::enumerate(op.getIteratorTypesArray()))
-    if (iterator == utils::IteratorType::reduction)
-      reduction[loop] = 1;
+  // A reduction loop that the weight does not index (a 4-bit contraction's
+  // nibble loop, whose two halves come from one byte) stays whole inside
+  // each step, so that the byte is loaded once for both.
+  for (unsigned outer : dims->k)
+    reduction[outer] = 1;
   auto orderedFirst = [&](ArrayRef<int64_t> first) {
     SmallVector<int64_t> order(first);
     for (int64_t loop = 0, e = op.getNumLoops(); loop < e; ++loop)

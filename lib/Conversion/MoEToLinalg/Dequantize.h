@@ -144,25 +144,28 @@ inline SmallVector<Value> groupedOperands(Emitter &e, const QuantizedWeight &q,
   return operands;
 }
 
-/// The shifts of a byte's two nibbles, `[0, 4]` (i32), which a 4-bit
-/// contraction reads along its h loop: an operand rather than the loop's
-/// index, which the split-reduction tiling does not offset.
-inline Value nibbleShifts(Emitter &e) {
+/// The shifts of a byte's two nibbles (i32), which a 4-bit contraction
+/// reads along its h loop: an operand rather than the loop's index, which
+/// the split-reduction tiling does not offset. int4 shifts a nibble down to
+/// bits 3-0 (0, 4); f4e2m1 up to bits 31-28 (28, 24).
+inline Value nibbleShifts(Emitter &e, const QuantizedWeight &q) {
   OpBuilder &b = e.builder();
   auto type = RankedTensorType::get({2}, b.getI32Type());
-  return arith::ConstantOp::create(
-      b, e.location(), type,
-      DenseElementsAttr::get(type, ArrayRef<int32_t>{0, 4}));
+  static constexpr int32_t down[] = {0, 4}, up[] = {28, 24};
+  ArrayRef<int32_t> shifts(q.format == WeightFormat::f4e2m1 ? up : down);
+  return arith::ConstantOp::create(b, e.location(), type,
+                                   DenseElementsAttr::get(type, shifts));
 }
 
-/// `bits` (i32) as the f32 it holds, times 2^`exponent`: how a small
-/// float's sign, exponent and mantissa, placed where f32 keeps them, become
-/// its value (the product rebiases the exponent, and turns its subnormals
-/// into f32 normals exactly).
-inline Value floatFromBits(Emitter &e, Value bits, int exponent) {
+/// `bits` (i32) as the f32 it holds, times `scale` · 2^`exponent`: how a
+/// small float's sign, exponent and mantissa, placed where f32 keeps them,
+/// become its value (the power of two rebiases the exponent, and turns its
+/// subnormals into f32 normals exactly). The scale and the power of two
+/// multiply first: both are the group's.
+inline Value floatFromBits(Emitter &e, Value bits, int exponent, Value scale) {
   OpBuilder &b = e.builder();
   Value value = arith::BitcastOp::create(b, e.location(), b.getF32Type(), bits);
-  return e.mul(value, e.f32(std::ldexp(1.0f, exponent)));
+  return e.mul(value, e.mul(scale, e.f32(std::ldexp(1.0f, exponent))));
 }
 
 /// The dequantized weight element in f32 from its block arguments: the
@@ -174,48 +177,53 @@ inline Value dequantizeElement(Emitter &e, const QuantizedWeight &q,
   OpBuilder &b = e.builder();
   Location loc = e.location();
   Type f32 = b.getF32Type(), i32 = b.getI32Type();
-  auto i32Constant = [&](int32_t value) {
-    return arith::ConstantIntOp::create(b, loc, i32, value);
-  };
-  auto bitsOf = [&](Value word, int32_t mask, int shift) -> Value {
-    return arith::ShLIOp::create(
-        b, loc, arith::AndIOp::create(b, loc, word, i32Constant(mask)),
-        i32Constant(shift));
+  auto i32Constant = [&](uint32_t value) {
+    return arith::ConstantIntOp::create(b, loc, i32,
+                                        static_cast<int32_t>(value));
   };
   Value byte = args[0], scale = args[1];
-  if (q.format == WeightFormat::int8)
-    return e.mul(arith::SIToFPOp::create(b, loc, f32, byte), scale);
-  Value word = arith::ExtUIOp::create(b, loc, i32, byte);
-  if (q.bits == 4)
-    word = arith::AndIOp::create(
-        b, loc, arith::ShRUIOp::create(b, loc, word, args.back()),
-        i32Constant(15));
   switch (q.format) {
+  case WeightFormat::int8:
+    return e.mul(arith::SIToFPOp::create(b, loc, f32, byte), scale);
   case WeightFormat::int4: {
+    Value nibble = arith::AndIOp::create(
+        b, loc,
+        arith::ShRUIOp::create(
+            b, loc, arith::ExtUIOp::create(b, loc, i32, byte), args.back()),
+        i32Constant(15));
     Value zero = q.zeros ? Value(arith::UIToFPOp::create(b, loc, f32, args[2]))
                          : e.f32(8);
-    Value centered = arith::SubFOp::create(
-        b, loc, arith::SIToFPOp::create(b, loc, f32, word), zero);
-    return e.mul(centered, scale);
+    // (q - z) · s as q · s - z · s: a fused multiply-add an element, z · s
+    // the group's.
+    return arith::SubFOp::create(
+        b, loc, e.mul(arith::SIToFPOp::create(b, loc, f32, nibble), scale),
+        e.mul(zero, scale));
   }
   case WeightFormat::f8e4m3: {
-    // s eeee mmm: exponent and mantissa to bits 30-20, the sign to 31.
-    Value bits = arith::OrIOp::create(b, loc, bitsOf(word, 0x7F, 20),
-                                      bitsOf(word, 0x80, 24));
-    return e.mul(floatFromBits(e, bits, 127 - 7), scale);
+    // s eeee mmm, sign-extended and shifted left by 20: the exponent and
+    // mantissa land in bits 26-20 and the sign in 31 (and 30-27, cleared).
+    Value bits = arith::AndIOp::create(
+        b, loc,
+        arith::ShLIOp::create(b, loc, arith::ExtSIOp::create(b, loc, i32, byte),
+                              i32Constant(20)),
+        i32Constant(0x87F00000u));
+    return floatFromBits(e, bits, 127 - 7, scale);
   }
   case WeightFormat::f4e2m1: {
-    // s ee m: exponent and mantissa to bits 30-22, the sign to 31; the
-    // e8m0 scale's exponent to f32's exponent bits.
-    Value bits = arith::OrIOp::create(b, loc, bitsOf(word, 0x7, 22),
-                                      bitsOf(word, 0x8, 28));
+    // s ee m shifted up to bits 31-28, then arithmetically down by 6: the
+    // exponent and mantissa land in bits 24-22 and the sign in 31 (and
+    // 30-25, cleared with the other nibble's bits). The e8m0 scale's byte
+    // is f32's exponent field.
+    Value top = arith::ShLIOp::create(
+        b, loc, arith::ExtUIOp::create(b, loc, i32, byte), args.back());
+    Value bits = arith::AndIOp::create(
+        b, loc, arith::ShRSIOp::create(b, loc, top, i32Constant(6)),
+        i32Constant(0x81C00000u));
     Value exponent = arith::ShLIOp::create(
         b, loc, arith::ExtUIOp::create(b, loc, i32, scale), i32Constant(23));
-    return e.mul(floatFromBits(e, bits, 127 - 1),
-                 arith::BitcastOp::create(b, loc, f32, exponent));
+    return floatFromBits(e, bits, 127 - 1,
+                         arith::BitcastOp::create(b, loc, f32, exponent));
   }
-  case WeightFormat::int8:
-    break;
   }
   llvm_unreachable("unknown weight format");
 }
@@ -248,7 +256,7 @@ inline Value buildDequantizingContraction(Emitter &e, Value lhs,
   for (size_t i = 2; i < inputs.size(); ++i)
     maps.push_back(e.map(loops, groupDims));
   if (q.bits == 4) {
-    inputs.push_back(nibbleShifts(e));
+    inputs.push_back(nibbleShifts(e, q));
     maps.push_back(e.map(loops, {int(1 + columns + 1)}));
   }
   maps.push_back(e.map(loops, outDims));
@@ -274,7 +282,7 @@ inline Value buildDequantized(Emitter &e, const QuantizedWeight &q) {
   for (size_t i = 1; i < inputs.size(); ++i)
     maps.push_back(e.map(loops, {0, 1}));
   if (q.bits == 4) {
-    inputs.push_back(nibbleShifts(e));
+    inputs.push_back(nibbleShifts(e, q));
     maps.push_back(e.map(loops, {2}));
   }
   SmallVector<int> identity(loops);

@@ -27,28 +27,31 @@
 // CHECK: %[[NIBBLE:.*]] = arith.andi %[[SHIFTED]], %c15_i32
 // CHECK: %[[Z:.*]] = arith.uitofp %[[ZERO]] : i8 to f32
 // CHECK: %[[Q:.*]] = arith.sitofp %[[NIBBLE]] : i32 to f32
-// CHECK: %[[CENTERED:.*]] = arith.subf %[[Q]], %[[Z]]
-// CHECK: %[[W:.*]] = arith.mulf %[[CENTERED]], %[[SCALE]]
+// CHECK: %[[QS:.*]] = arith.mulf %[[Q]], %[[SCALE]]
+// CHECK: %[[ZS:.*]] = arith.mulf %[[Z]], %[[SCALE]]
+// CHECK: %[[W:.*]] = arith.subf %[[QS]], %[[ZS]]
 // CHECK: %[[P:.*]] = arith.mulf %[[X]], %[[W]]
 // CHECK: arith.addf %[[ACC]], %[[P]]
 // CHECK: } else {
 // CHECK: %[[DEQUANTIZED:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%{{.*}}, %{{.*}}, %{{.*}}, %[[SHIFTS]] : tensor<32x2x16xi8>, tensor<32x2xf32>, tensor<32x2xi8>, tensor<2xi32>) outs(%{{.*}} : tensor<32x2x2x16xf32>)
 // CHECK: linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction", "reduction", "reduction", "parallel"]} ins(%{{.*}}, %[[DEQUANTIZED]] : tensor<?x2x2x16x8xf32>, tensor<32x2x2x16xf32>) outs(%{{.*}} : tensor<?x32x8xf32>)
 
-// The row-wise contraction steps its groups and nibbles one at a time and
-// vectorizes within a group; the packed one steps every reduction loop, and
-// the dequantization gets a register tile of a vector within a group.
+// The row-wise contraction steps its groups one at a time, keeps a byte's
+// two nibbles in each step (one load for both) and vectorizes within a
+// group; the packed one steps every reduction loop, and the dequantization
+// gets a register tile of a vector within a group.
 // CONFIG-LABEL: func.func @expert_int4
-// CONFIG: tensor<4x8x2x16xi8>, tensor<4x8x2xf32>, tensor<4x8x2xi8>, tensor<2xi32>) {{.*}}lowering_config = #moe.tiling<registers = [2, 4, 1, 0, 0, 0], reduction = [0, 0, 0, 1, 1, 8]
+// CONFIG: tensor<4x8x2x16xi8>, tensor<4x8x2xf32>, tensor<4x8x2xi8>, tensor<2xi32>) {{.*}}lowering_config = #moe.tiling<registers = [2, 4, 1, 0, 0, 0], reduction = [0, 0, 0, 1, 0, 8]
 // CONFIG: tensor<32x2x16xi8>, tensor<32x2xf32>, tensor<32x2xi8>, tensor<2xi32>) {{.*}}lowering_config = #moe.tiling<registers = [1, 1, 1, 8]>
 // CONFIG: tensor<?x2x2x16x8xf32>, tensor<32x2x2x16xf32>) {{.*}}lowering_config = #moe.tiling<cache = [0, 32, 0, 0, 0, 0], registers = [6, 2, 0, 0, 0, 8], reduction = [0, 0, 1, 1, 1, 0]
 
-// Vectorized: nibbles are shifted out of 32-bit lanes.
+// Vectorized: a vector of bytes is read once for both its nibbles, which
+// are shifted out of 32-bit lanes.
 // TILED-LABEL: func.func @expert_int4
-// TILED: vector.transfer_read {{.*}} : tensor<4x1x1x8xi8>, vector<2x4x1x1x1x8xi8>
-// TILED: arith.extui {{.*}} : vector<2x4x1x1x1x8xi8> to vector<2x4x1x1x1x8xi32>
-// TILED: arith.shrui {{.*}} : vector<2x4x1x1x1x8xi32>
-// TILED: arith.sitofp {{.*}} : vector<2x4x1x1x1x8xi32> to vector<2x4x1x1x1x8xf32>
+// TILED: vector.transfer_read {{.*}} : tensor<4x1x1x8xi8>, vector<2x4x1x1x2x8xi8>
+// TILED: arith.extui {{.*}} : vector<2x4x1x1x2x8xi8> to vector<2x4x1x1x2x8xi32>
+// TILED: arith.shrui {{.*}} : vector<2x4x1x1x2x8xi32>
+// TILED: arith.sitofp {{.*}} : vector<2x4x1x1x2x8xi32> to vector<2x4x1x1x2x8xf32>
 // TILED: } else {
 // TILED: arith.shrui {{.*}} : vector<1x1x1x8xi32>
 
@@ -90,38 +93,34 @@ func.func @shared_int8(%x: tensor<?x16xf32>, %qu: tensor<32x16xi8>, %su: tensor<
 
 // -----
 
-// Small floats: an f8e4m3 byte's exponent and mantissa move to bits 30-20
-// and its sign to 31, and the f32 they make is scaled by 2^120, which
-// rebiases the exponent; an e2m1 nibble's go to bits 30-22 and 31, scaled
-// by 2^126, and its group's e8m0 scale is the exponent byte moved to f32's
-// exponent bits.
+// Small floats: an f8e4m3 byte, sign-extended and shifted left by 20, has
+// its exponent and mantissa in bits 26-20 and its sign in 31 once the
+// copies of the sign between are cleared; the f32 they make times 2^120
+// (rebiasing the exponent) and the scale is the weight. An e2m1 nibble
+// shifted up to bits 31-28 and arithmetically down by 6 lands in bits
+// 24-22 and 31, times 2^126; its group's e8m0 scale is the exponent byte
+// moved to f32's exponent bits.
 // CHECK-LABEL: func.func @shared_small_floats
 // CHECK: ins(%{{.*}}, %{{.*}}, %{{.*}} : tensor<?x1x16xf32>, tensor<4x8x1x16xi8>, tensor<4x8x1xf32>)
 // CHECK: ^bb0(%{{.*}}: f32, %[[BYTE:.*]]: i8, %[[SCALE:.*]]: f32, %{{.*}}: f32):
-// CHECK: %[[WORD:.*]] = arith.extui %[[BYTE]] : i8 to i32
-// CHECK: %[[MAG:.*]] = arith.andi %[[WORD]], %c127_i32
-// CHECK: %[[MAG_BITS:.*]] = arith.shli %[[MAG]], %c20_i32
-// CHECK: %[[SIGN:.*]] = arith.andi %[[WORD]], %c128_i32
-// CHECK: %[[SIGN_BITS:.*]] = arith.shli %[[SIGN]], %c24_i32
-// CHECK: %[[BITS:.*]] = arith.ori %[[MAG_BITS]], %[[SIGN_BITS]]
+// CHECK: %[[WORD:.*]] = arith.extsi %[[BYTE]] : i8 to i32
+// CHECK: %[[SHIFTED:.*]] = arith.shli %[[WORD]], %c20_i32
+// CHECK: %[[BITS:.*]] = arith.andi %[[SHIFTED]], %c-2014314496_i32
 // CHECK: %[[RAW:.*]] = arith.bitcast %[[BITS]] : i32 to f32
-// CHECK: %[[VALUE:.*]] = arith.mulf %[[RAW]], %cst{{.*}} : f32
-// CHECK: arith.mulf %[[VALUE]], %[[SCALE]]
+// CHECK: %[[SCALED:.*]] = arith.mulf %[[SCALE]], %cst{{.*}} : f32
+// CHECK: arith.mulf %[[RAW]], %[[SCALED]]
 // CHECK: ins(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x1x2x16xf32>, tensor<4x4x1x16xi8>, tensor<4x4x1xi8>, tensor<2xi32>)
 // CHECK: ^bb0(%{{.*}}: f32, %[[NIBBLES:.*]]: i8, %[[EXPONENT:.*]]: i8, %[[SHIFT:.*]]: i32, %{{.*}}: f32):
 // CHECK: %[[WORD:.*]] = arith.extui %[[NIBBLES]] : i8 to i32
-// CHECK: %[[SHIFTED:.*]] = arith.shrui %[[WORD]], %[[SHIFT]]
-// CHECK: %[[CODE:.*]] = arith.andi %[[SHIFTED]], %c15_i32
-// CHECK: arith.andi %[[CODE]], %c7_i32
-// CHECK: arith.shli %{{.*}}, %c22_i32
-// CHECK: arith.andi %[[CODE]], %c8_i32
-// CHECK: arith.shli %{{.*}}, %c28_i32
+// CHECK: %[[TOP:.*]] = arith.shli %[[WORD]], %[[SHIFT]]
+// CHECK: %[[DOWN:.*]] = arith.shrsi %[[TOP]], %c6_i32
+// CHECK: %[[BITS:.*]] = arith.andi %[[DOWN]], %c-2118123520_i32
 // CHECK: %[[E:.*]] = arith.extui %[[EXPONENT]] : i8 to i32
 // CHECK: %[[E_BITS:.*]] = arith.shli %[[E]], %c23_i32
-// CHECK: arith.bitcast %{{.*}} : i32 to f32
-// CHECK: arith.mulf
 // CHECK: %[[S:.*]] = arith.bitcast %[[E_BITS]] : i32 to f32
-// CHECK: arith.mulf %{{.*}}, %[[S]]
+// CHECK: %[[RAW:.*]] = arith.bitcast %[[BITS]] : i32 to f32
+// CHECK: %[[SCALED:.*]] = arith.mulf %[[S]], %cst{{.*}} : f32
+// CHECK: arith.mulf %[[RAW]], %[[SCALED]]
 module attributes {moe.target = #moe.cpu_target<features = ["avx2", "fma"]>} {
 func.func @shared_small_floats(%x: tensor<?x16xf32>, %qu: tensor<32x16xi8>, %su: tensor<32x1xf32>,
                                %qd: tensor<16x16xi8>, %sd: tensor<16x1xi8>) -> tensor<?x16xf32> {
