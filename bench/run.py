@@ -181,7 +181,7 @@ def expert_arrays(config, weights):
     routed = [quantize_weights(config, {p: weights[p][e] for p in
                                         ("gate_proj", "up_proj", "down_proj")})
               for e in range(weights["up_proj"].shape[0])]
-    for key in routed[0]:
+    for key in list(routed[0]):
         out[key] = np.stack([part[key] for part in routed])
         for part in routed:
             del part[key]
