@@ -12,10 +12,20 @@ below, q = the nearest e2m1 value of w / s.
 bf16, f16: w rounded to the type (to nearest even).
 """
 
-import ml_dtypes
 import numpy as np
 
 from .reference import E2M1, PROJECTIONS, group_size, with_defaults
+
+
+def _ml_dtypes():
+    """ml_dtypes (float8 and bf16 arrays), which rounding to fp8_e4m3 and
+    bf16 needs."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise ImportError("rounding to fp8_e4m3 or bf16 needs ml_dtypes "
+                          "(pip install ml_dtypes)") from None
+    return ml_dtypes
 
 
 def pack_int4(q, group):
@@ -39,6 +49,7 @@ def quantize_projection(w, fmt, group=0, zero_points=False):
         q = np.clip(np.rint(grouped / scale[..., None]), -127, 127)
         return q.astype(np.int8).reshape(w.shape), scale.astype(np.float32), None
     if fmt == "fp8_e4m3":
+        ml_dtypes = _ml_dtypes()
         amax = np.abs(grouped).max(axis=-1)
         scale = np.where(amax > 0, amax / 448, 1.0).astype(np.float32)
         q = (grouped / scale[..., None]).astype(ml_dtypes.float8_e4m3fn)
@@ -84,7 +95,7 @@ def quantize_weights(config, weights):
         if weights.get(p) is None:
             continue
         if q["format"] in ("bf16", "f16"):
-            kind = ml_dtypes.bfloat16 if q["format"] == "bf16" else np.float16
+            kind = _ml_dtypes().bfloat16 if q["format"] == "bf16" else np.float16
             out[p] = np.asarray(weights[p], np.float32).astype(kind).astype(np.float32)
             continue
         packed, scales, zeros = quantize_projection(
