@@ -114,7 +114,7 @@ static std::string quantizedLayout(const ExpertWeights &q) {
            "zero is 0;\n * scale is 2^(e - 127), and 0 for e = 0.";
   default:
     return text + "\n * q is 0 to 15, " + nibbles + "zero is " +
-           (q.zeroPoints ? "*_proj_zeros[..][N][group], one byte each." : "8.");
+           (q.zeroPoints ? "*_proj_zeros[..][N][K/group], one byte each." : "8.");
   }
 }
 
