@@ -17,6 +17,13 @@ config.substitutions.append(("%moe_src_root", config.moe_src_root))
 config.substitutions.append(("%moe_obj_root", config.moe_obj_root))
 
 path = [os.path.join(config.moe_obj_root, "bin"), config.llvm_tools_dir]
+
+# mlir-runner's C runtime (vector.print), for tests that run lowered code.
+runner_utils = os.path.join(os.path.dirname(config.llvm_tools_dir), "lib",
+                            "libmlir_c_runner_utils.so")
+if os.path.exists(runner_utils):
+    config.available_features.add("mlir-runner")
+    config.substitutions.append(("%mlir_c_runner_utils", runner_utils))
 config.environment["PATH"] = os.pathsep.join(path + [config.environment["PATH"]])
 
 # The CUDA toolkit moe-compile uses for "target": "cuda" (its search order):

@@ -37,7 +37,8 @@ static constexpr const char *kHostToLLVM =
     "arith-expand{include-bf16=true},convert-scf-to-cf,convert-func-to-llvm,"
     "expand-strided-metadata";
 static constexpr const char *kKernelsToNVVM =
-    "lower-affine,gpu.module(convert-vector-to-llvm),convert-arith-to-llvm,"
+    "lower-affine,gpu.module(moe-mma-sync-to-nvvm,convert-nvgpu-to-nvvm,"
+    "convert-vector-to-llvm),convert-arith-to-llvm,"
     "convert-index-to-llvm,canonicalize,cse,"
     "gpu.module(strip-debuginfo,convert-gpu-to-nvvm,"
     "llvm-optimize-for-nvvm-target,canonicalize,cse,"
@@ -48,6 +49,19 @@ static constexpr const char *kFinish =
 static void addParsed(OpPassManager &pm, StringRef pipeline) {
   if (failed(parsePassPipeline(pipeline, pm)))
     llvm::report_fatal_error("moe-gpu-pipeline: upstream passes missing");
+}
+
+/// Whether every chip of `chips` (`sm_XY`, comma-separated) has mma.sync on
+/// 16-bit floats: sm_80 and newer.
+static bool tensorCoresOn(StringRef chips) {
+  SmallVector<StringRef> names;
+  chips.split(names, ',', -1, /*KeepEmpty=*/false);
+  return !names.empty() && llvm::all_of(names, [](StringRef name) {
+    unsigned number = 0;
+    name = name.trim();
+    return name.consume_front("sm_") && !name.consumeInteger(10, number) &&
+           number >= 80;
+  });
 }
 
 void moe::buildGPULinalgStage(OpPassManager &pm,
@@ -63,6 +77,7 @@ void moe::buildGPULinalgStage(OpPassManager &pm,
   pm.addPass(moe::createMoELowerCombine(combine));
   moe::MoEConfigureGPUOptions configure;
   configure.rowTile = options.rowTile;
+  configure.tensorCores = tensorCoresOn(options.chips);
   pm.addPass(moe::createMoEConfigureGPU(configure));
 }
 
@@ -83,6 +98,14 @@ void moe::buildGPUPipeline(OpPassManager &pm,
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
   pm.addPass(createCanonicalizerPass());
+  moe::MoEGPUMMASyncOptions mma;
+  mma.permuteFragments = options.permuteFragments;
+  pm.addNestedPass<func::FuncOp>(moe::createMoEGPUMMASync(mma));
+  // The lanes' code repeats its index arithmetic element by element.
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  if (options.emulate)
+    pm.addPass(moe::createMoEEmulateWarps());
   moe::MoEPlaceBuffersOptions place;
   place.emulate = options.emulate;
   pm.addNestedPass<func::FuncOp>(moe::createMoEPlaceBuffers(place));

@@ -19,10 +19,13 @@ biases (gated and not) and the output bias, alone and together, in f32,
 bf16 and f16, with capacity, expert choice and a hierarchy;
 test_gpu_conformance.py runs the same cases on a GPU."""
 
+import json
+import subprocess
+
 import numpy as np
 import pytest
 
-from moe_mlir.abi import Library, compile_config, representable
+from moe_mlir.abi import Library, compile_config, moe_compile_path, representable
 from moe_mlir.reference import random_input, random_weights, reference
 from test_conformance import ALL, cfg, check_token_counts
 from test_dtypes import CONFIGS as DTYPE_CONFIGS
@@ -166,12 +169,65 @@ def test_subset_names_exist():
     assert set(HIERARCHICAL) <= {c["name"] for c, _, _ in HIERARCHICAL_CASES}
 
 
+def tensor_core_params():
+    """The whole conformance suite in bf16 and f16 (alternately), each config
+    at its largest token count (the most row tiles, partial ones included):
+    with the default gpu_arch (sm_80, sm_90) every grouped FFN kernel whose
+    projections have whole 8-column fragments runs mma.sync, each warp's
+    lanes emulated with the PTX ISA's fragment layouts. (The emulated
+    blocks' OpenMP teams make every call slow, so one count a config keeps
+    the round short.)"""
+    out = []
+    for index, (c, counts) in enumerate(ALL):
+        dtype = ("bf16", "f16")[index % 2]
+        name = f"{c['name']}_tc_{dtype}"
+        out.append(pytest.param(dict(c, name=name, dtype=dtype), counts[-1:], id=name))
+    return out
+
+
 @pytest.mark.parametrize("config,token_counts", params())
 def test_emulated_gpu_kernels_conform(tmp_path, config, token_counts):
     so = compile_config(config, tmp_path, extra_args=("--emulate-gpu",))
     tolerance = 1e-4 if config.get("dtype", "f32") == "f32" else 2e-2
     check_token_counts(Library(so, config["name"], config), config, token_counts,
                        tolerance)
+
+
+@pytest.mark.parametrize("config,token_counts", tensor_core_params())
+def test_emulated_tensor_core_kernels_conform(tmp_path, config, token_counts):
+    so = compile_config(config, tmp_path, extra_args=("--emulate-gpu",))
+    check_token_counts(Library(so, config["name"], config), config, token_counts, 2e-2)
+
+
+TENSOR_CORES = cfg("tc_layout", 48, 40, 8, 2, dtype="bf16", shared_intermediate_size=32)
+
+
+def test_tensor_core_kernels_are_chosen(tmp_path):
+    """The layout test's kernels do run on tensor cores: expert_up,
+    expert_down and shared_up, the last op of each marked for mma.sync."""
+    config = dict(TENSOR_CORES, target="cuda")
+    path = tmp_path / "tc_layout.json"
+    path.write_text(json.dumps(config))
+    subprocess.run([str(moe_compile_path()), str(path), "-o", str(tmp_path), "--emit=linalg"],
+                   check=True)
+    text = (tmp_path / "tc_layout.linalg.mlir").read_text()
+    for kernel in ("expert_up", "expert_down", "shared_up", "shared_down"):
+        assert f'moe.kernel = "{kernel}", moe.mma_sync = array<i64: 16, 8, 16>' in text
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "f16"])
+def test_misplaced_fragment_fails(tmp_path, dtype):
+    """Two registers of the A fragments swapped (moe-compile's hidden
+    --permute-mma-fragments) put elements where mma.sync's layout does not
+    take them: the emulated kernels then miss the reference by far more
+    than the tolerance, while the same layer built right conforms."""
+    config = dict(TENSOR_CORES, name=f"tc_layout_{dtype}", dtype=dtype)
+    right = compile_config(config, tmp_path / "right", extra_args=("--emulate-gpu",))
+    check_token_counts(Library(right, config["name"], config), config, [3, 64], 2e-2)
+    wrong = compile_config(config, tmp_path / "wrong",
+                           extra_args=("--emulate-gpu", "--permute-mma-fragments"))
+    with pytest.raises(AssertionError, match=r"max\|y - ref\|"):
+        check_token_counts(Library(wrong, config["name"], config), config, [3, 64], 2e-2)
 
 
 @pytest.mark.parametrize("config,tolerance",

@@ -272,10 +272,21 @@ def MoEConfigureGPU : Pass<"moe-configure-gpu", "::mlir::ModuleOp"> {
     them: a thread steps through its reduction carrying its tile's sums.
     The tiling reads no target: the SIMT kernels are the same on every
     `gpu_arch`.
+
+    With `tensor-cores` (every `gpu_arch` sm_80 or newer), a grouped FFN
+    kernel whose every projection multiplies 16-bit floats (bf16 or f16
+    weights, the input in that type or f32) runs on tensor cores instead:
+    its projections and its last op are marked `moe.mma_sync = [16, 8,
+    16]` (the `mma.sync` shape) and the projections get no lowering
+    config (they are fused whole into the warps' tiles). The last op gets
+    the same `distribution` and `threads = [1, 16, min(C, 32)]`, each
+    thread level tile a warp's: 16 rows and up to four 8-column fragments.
   }];
   let options = [
     Option<"rowTile", "row-tile", "int64_t", /*default=*/"64",
-           "Rows per block: the plan's row_tile, a multiple of 16">
+           "Rows per block: the plan's row_tile, a multiple of 16">,
+    Option<"tensorCores", "tensor-cores", "bool", /*default=*/"false",
+           "Run 16-bit projections as mma.sync (sm_80 and newer)">
   ];
 }
 
@@ -434,6 +445,93 @@ def MoELowerToGPU : Pass<"moe-lower-to-gpu", "::mlir::ModuleOp"> {
     Option<"emulate", "emulate", "bool", /*default=*/"false",
            "Run each block's threads as an OpenMP team on the CPU">
   ];
+}
+
+def MoEGPUMMASync : Pass<"moe-gpu-mma-sync", "::mlir::func::FuncOp"> {
+  let summary = "Write the warps of tensor-core kernels as lanes that run mma.sync";
+  let description = [{
+    After bufferization, each `scf.forall` over warps (`#gpu.warp`
+    mapping, made by `moe-tile-gpu` for a kernel `moe-configure-gpu`
+    marked `moe.mma_sync`) becomes one over `(warp, lane)`: 32 lanes a
+    warp along the threads' x, marked `moe.warp_lanes`. In it the warp's
+    projections and the op that ends the kernel become lane code:
+
+    * each projection's sums are `[16, 8]` fragments (`vector<2x2xf32>`,
+      from its output's fill) carried through an `scf.for` over the
+      reduction in steps of 16, each step one `nvgpu.mma.sync` (m16n8k16)
+      a fragment;
+    * a lane reads the elements of its A (`vector<4x2>`) and B
+      (`vector<2x2>`) fragments itself, where upstream's
+      `nvgpu::getLaneIdAndValueIdToOperandCoord` places them, by cloning
+      the projection's body at each element's loops (its gathers
+      included); an f32 multiplicand (the activation) is rounded to the
+      weights' 16-bit type, and a partial last step reads zeros;
+    * the op that ends the kernel runs its body on each element of the
+      sums' fragments and stores where it stored.
+
+    `permute-fragments` swaps two registers of the A fragments' layout;
+    it exists so that tests can show the emulated kernels fail with a
+    misplaced fragment.
+  }];
+  let options = [
+    Option<"permuteFragments", "permute-fragments", "bool",
+           /*default=*/"false",
+           "Misplace A fragments' registers 1 and 2 (for tests)">
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::gpu::GPUDialect",
+                           "::mlir::memref::MemRefDialect",
+                           "::mlir::nvgpu::NVGPUDialect",
+                           "::mlir::scf::SCFDialect",
+                           "::mlir::vector::VectorDialect"];
+}
+
+def MoEEmulateWarps : Pass<"moe-emulate-warps", "::mlir::ModuleOp"> {
+  let summary = "Run each warp's lanes together on the CPU, warp-level ops as the PTX ISA defines them";
+  let description = [{
+    Rewrites each `scf.forall` over `(warp, lane)` (`moe.warp_lanes`) into
+    one over warps whose body runs the 32 lanes at once: a value that
+    depends on the lane becomes a vector with a trailing dimension of 32
+    lanes (a scalar `vector<32xT>`, a `vector<4x2xT>` fragment
+    `vector<4x2x32xT>`), elementwise ops apply to it as they are, and
+    loads and stores at lane-dependent places become a loop over the
+    lanes. Values that do not depend on the lane stay scalar, so the
+    warp's shared work runs once. The lanes hold 16-bit floats in f32,
+    exactly: they are loaded, stored, selected, moved and rounded to
+    (`arith.truncf`), other arithmetic on them is an error.
+
+    `nvgpu.mma.sync` m16n8k16 (f16 or bf16 with f32 sums) becomes a call
+    of the module's `moe_emulated_mma_m16n8k16` (made once, not inlined;
+    each product of two 16-bit floats is exact in f32), which gathers its operands from the lanes' registers with the
+    fragment layouts of the PTX ISA's `mma.sync` section, written out here
+    independently of the layouts the kernels are built with: a fragment
+    element in the wrong lane or register changes the result. A `gpu.shuffle` moves values
+    between lanes as the `shfl.sync` that upstream lowers it to: lane l
+    reads lane l ^ offset, l + offset, l - offset or offset, valid below
+    `width` (for `up`, from 32 - `width` on), else its own value.
+
+    Anything else that depends on the lane is an error: the warp's code
+    must not branch on it.
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::func::FuncDialect",
+                           "::mlir::memref::MemRefDialect",
+                           "::mlir::scf::SCFDialect",
+                           "::mlir::vector::VectorDialect"];
+}
+
+def MoEMMASyncToNVVM : Pass<"moe-mma-sync-to-nvvm"> {
+  let summary = "Lower bf16 nvgpu.mma.sync to nvvm.mma.sync";
+  let description = [{
+    Upstream's `convert-nvgpu-to-nvvm` takes `nvgpu.mma.sync` on f16, tf32,
+    f64 and integers, not bf16. This pass lowers the bf16 m16n8k16 form
+    (f32 sums) to `nvvm.mma.sync` with bf16 multiplicands: each register a
+    pair of bf16 in an i32, the sums four f32. Run it before upstream's
+    conversion, which lowers the rest.
+  }];
+  let dependentDialects = ["::mlir::LLVM::LLVMDialect",
+                           "::mlir::NVVM::NVVMDialect",
+                           "::mlir::vector::VectorDialect"];
 }
 
 def MoEPlaceBuffers : Pass<"moe-place-buffers", "::mlir::func::FuncOp"> {

@@ -85,6 +85,11 @@ struct GPUPipelineOptions : public PassPipelineOptions<GPUPipelineOptions> {
   Option<int64_t> rowTile{*this, "row-tile",
                           llvm::cl::desc("Plan rows per expert kernel block"),
                           llvm::cl::init(kGPURowTile)};
+  Option<bool> permuteFragments{
+      *this, "permute-fragments",
+      llvm::cl::desc("Misplace the tensor-core kernels' A fragment "
+                     "registers 1 and 2 (to test the emulation)"),
+      llvm::cl::init(false)};
 };
 
 /// The GPU's linalg stage of moe.layer, before tiling: expand, the expert

@@ -4,6 +4,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "MMA.h"
+
 #include "moe-mlir/Conversion/Passes.h"
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.h"
 
@@ -110,6 +112,29 @@ static SmallVector<int64_t> reductionSteps(linalg::LinalgOp op) {
                              });
 }
 
+/// The tensor-core projections `op` reads (through the identity map) if it
+/// ends a kernel of the grouped form whose every projection is one; none
+/// otherwise.
+static SmallVector<linalg::LinalgOp> mmaProjections(linalg::LinalgOp op,
+                                                    int64_t rowTile) {
+  SmallVector<int64_t> ranges = op.getStaticLoopRanges();
+  if (op.getNumLoops() != 3 || op.getNumParallelLoops() != 3 ||
+      ranges[1] != rowTile || ShapedType::isDynamic(ranges[2]) ||
+      ranges[2] % kMMAShape[1] != 0)
+    return {};
+  SmallVector<linalg::LinalgOp> projections;
+  for (OpOperand *input : op.getDpsInputOperands()) {
+    auto producer = input->get().getDefiningOp<linalg::LinalgOp>();
+    if (!producer || producer.getNumReductionLoops() == 0)
+      continue;
+    if (!matchMMAContraction(producer) ||
+        !op.getMatchingIndexingMap(input).isIdentity())
+      return {};
+    projections.push_back(producer);
+  }
+  return projections;
+}
+
 namespace {
 struct MoEConfigureGPUPass
     : moe::impl::MoEConfigureGPUBase<MoEConfigureGPUPass> {
@@ -123,14 +148,36 @@ struct MoEConfigureGPUPass
                          << kThreadSide;
       return signalPassFailure();
     }
+    MLIRContext *context = &getContext();
+    auto mmaShape = DenseI64ArrayAttr::get(context, kMMAShape);
+    if (tensorCores) {
+      module.walk([&](linalg::LinalgOp op) {
+        if (!endsKernel(op))
+          return;
+        SmallVector<linalg::LinalgOp> projections = mmaProjections(op, rowTile);
+        if (projections.empty())
+          return;
+        // A block's tile as on SIMT, each warp's 16 rows and up to 32
+        // columns of it.
+        int64_t columns = op.getStaticLoopRanges()[2];
+        int64_t perBlock = largestDividingPowerOfTwo(columns, kBlockColumns);
+        op->setAttr(
+            kLoweringConfigAttrName,
+            TilingAttr::get(context, {1, rowTile, perBlock},
+                            {1, kMMAShape[0], std::min<int64_t>(perBlock, 32)},
+                            {}, {}, {}, {}));
+        op->setAttr(kMMAAttrName, mmaShape);
+        for (linalg::LinalgOp projection : projections)
+          projection->setAttr(kMMAAttrName, mmaShape);
+      });
+    }
     WalkResult result = module.walk([&](linalg::LinalgOp op) {
-      if (op->hasAttr(kLoweringConfigAttrName))
+      if (op->hasAttr(kLoweringConfigAttrName) || op->hasAttr(kMMAAttrName))
         return WalkResult::advance();
       // A reduction (a projection, a tile's expert, the shared expert's
       // gate) is stepped through one element at a time in a thread, its
       // sums in registers.
       SmallVector<int64_t> steps = reductionSteps(op);
-      MLIRContext *context = op->getContext();
       if (!endsKernel(op)) {
         if (!steps.empty())
           op->setAttr(kLoweringConfigAttrName,

@@ -4,6 +4,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "MMA.h"
 #include "Tiling.h"
 
 #include "moe-mlir/Conversion/Passes.h"
@@ -77,21 +78,25 @@ static void fuseOutputFills(RewriterBase &rewriter, scf::ForallOp loop) {
   }
 }
 
-/// The GPU processors of a tile loop over `sizes`' tiled loops (blocks or
-/// threads x, y, z in order). They keep canonicalization from folding a
-/// loop of one iteration away (one block of a static size, say), which
-/// would take a tile out of its block or thread; moe-map-kernel-loops
-/// replaces them once the loops are `scf.parallel`s.
-static SmallVector<Attribute>
-processorsOf(MLIRContext *context, ArrayRef<int64_t> sizes, bool threads) {
+/// The GPU processors of a tile loop over `sizes`' tiled loops (blocks,
+/// threads or warps x, y, z in order). They keep canonicalization from folding
+/// a loop of one iteration away (one block of a static size, say), which would
+/// take a tile out of its block or thread; moe-map-kernel-loops replaces them
+/// once the loops are `scf.parallel`s.
+static SmallVector<Attribute> processorsOf(MLIRContext *context,
+                                           ArrayRef<int64_t> sizes,
+                                           bool threads, bool warps) {
   SmallVector<Attribute> mapping;
   for (int64_t size : sizes) {
     if (size == 0)
       continue;
     auto dim = static_cast<gpu::MappingId>(mapping.size());
-    mapping.push_back(
-        threads ? Attribute(gpu::GPUThreadMappingAttr::get(context, dim))
-                : Attribute(gpu::GPUBlockMappingAttr::get(context, dim)));
+    if (warps)
+      mapping.push_back(gpu::GPUWarpMappingAttr::get(context, dim));
+    else if (threads)
+      mapping.push_back(gpu::GPUThreadMappingAttr::get(context, dim));
+    else
+      mapping.push_back(gpu::GPUBlockMappingAttr::get(context, dim));
   }
   return mapping;
 }
@@ -112,8 +117,10 @@ struct MoETileGPUPass : moe::impl::MoETileGPUBase<MoETileGPUPass> {
         if (!threads)
           recordKernelName(op);
         ArrayRef<int64_t> sizes = (tilingOf(op).*level)();
-        if (failed(tileAndFuse(rewriter, op, sizes, /*distribution=*/true,
-                               processorsOf(&getContext(), sizes, threads))))
+        bool warps = threads && op->hasAttr(kMMAAttrName);
+        if (failed(tileAndFuse(
+                rewriter, op, sizes, /*distribution=*/true,
+                processorsOf(&getContext(), sizes, threads, warps))))
           return signalPassFailure();
       }
       root->walk([&](scf::ForallOp loop) { fuseOutputFills(rewriter, loop); });
@@ -133,9 +140,11 @@ struct MoETileGPUPass : moe::impl::MoETileGPUBase<MoETileGPUPass> {
     for (TilingInterface op : reductions)
       if (failed(tileBy(rewriter, op, tilingOf(op).getReduction())))
         return signalPassFailure();
+    // A warp's projections and its last op stay whole for
+    // moe-gpu-mma-sync.
     SmallVector<linalg::LinalgOp> tiles;
     root->walk([&](linalg::LinalgOp op) {
-      if (inThreadTile(op))
+      if (inThreadTile(op) && !op->hasAttr(kMMAAttrName))
         tiles.push_back(op);
     });
     for (linalg::LinalgOp op : tiles) {

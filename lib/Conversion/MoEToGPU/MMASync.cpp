@@ -1,0 +1,530 @@
+//===- MMASync.cpp - The warps' projections as mma.sync -------------------===//
+//
+// Part of the moe-mlir project.
+//
+//===----------------------------------------------------------------------===//
+
+#include "../MoEToLinalg/MMA.h"
+
+#include "moe-mlir/Conversion/Passes.h"
+
+#include "mlir/Dialect/Affine/Utils.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/Dialect/NVGPU/Utils/MMAUtils.h"
+
+#include "llvm/ADT/SetVector.h"
+
+#include <map>
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_MOEGPUMMASYNC
+#include "moe-mlir/Conversion/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+using nvgpu::MatMulOperandRole;
+
+/// `map`'s results at the loop values `at`: each must be a loop or a
+/// constant.
+static FailureOr<SmallVector<Value>>
+applyProjection(OpBuilder &b, Location loc, AffineMap map, ArrayRef<Value> at) {
+  SmallVector<Value> values;
+  for (AffineExpr expr : map.getResults()) {
+    if (auto dim = dyn_cast<AffineDimExpr>(expr))
+      values.push_back(at[dim.getPosition()]);
+    else if (auto constant = dyn_cast<AffineConstantExpr>(expr))
+      values.push_back(
+          arith::ConstantIndexOp::create(b, loc, constant.getValue()));
+    else
+      return failure();
+  }
+  return values;
+}
+
+/// `op`'s operand `operand` at the loop values `at`: a load from its
+/// buffer, or the scalar itself.
+static FailureOr<Value> readOperand(OpBuilder &b, Location loc,
+                                    linalg::LinalgOp op, OpOperand *operand,
+                                    ArrayRef<Value> at) {
+  Value source = operand->get();
+  if (!isa<MemRefType>(source.getType()))
+    return source;
+  FailureOr<SmallVector<Value>> indices =
+      applyProjection(b, loc, op.getMatchingIndexingMap(operand), at);
+  if (failed(indices))
+    return failure();
+  return memref::LoadOp::create(b, loc, source, *indices).getResult();
+}
+
+/// Clones the ops of `op`'s body that `values` depend on, at the loop
+/// values `at`: a block argument not in `mapping` yet becomes a read of its
+/// operand, a `linalg.index` its loop's value. Returns the clones' values.
+static FailureOr<SmallVector<Value>> cloneAt(OpBuilder &b, linalg::LinalgOp op,
+                                             ArrayRef<Value> at,
+                                             ValueRange values,
+                                             IRMapping &mapping) {
+  Block *body = op.getBlock();
+  Location loc = op.getLoc();
+  llvm::DenseSet<Operation *> slice;
+  SmallVector<Value> work(values);
+  while (!work.empty()) {
+    Value value = work.pop_back_val();
+    if (mapping.contains(value))
+      continue;
+    if (auto arg = dyn_cast<BlockArgument>(value)) {
+      if (arg.getOwner() != body)
+        continue;
+      FailureOr<Value> read =
+          readOperand(b, loc, op, op.getMatchingOpOperand(arg), at);
+      if (failed(read))
+        return failure();
+      mapping.map(arg, *read);
+      continue;
+    }
+    Operation *def = value.getDefiningOp();
+    if (def->getBlock() != body || !slice.insert(def).second)
+      continue;
+    llvm::append_range(work, def->getOperands());
+  }
+  for (Operation &inner : body->without_terminator()) {
+    if (!slice.contains(&inner))
+      continue;
+    if (auto index = dyn_cast<linalg::IndexOp>(inner)) {
+      mapping.map(index.getResult(), at[index.getDim()]);
+      continue;
+    }
+    // Tiling offsets indices by affine maps: the lanes' code is arith.
+    if (auto apply = dyn_cast<affine::AffineApplyOp>(inner)) {
+      SmallVector<Value> operands =
+          llvm::map_to_vector(apply.getOperands(), [&](Value operand) {
+            return mapping.lookupOrDefault(operand);
+          });
+      std::optional<SmallVector<Value>> expanded =
+          affine::expandAffineMap(b, loc, apply.getAffineMap(), operands);
+      if (!expanded)
+        return failure();
+      mapping.map(apply.getResult(), (*expanded)[0]);
+      continue;
+    }
+    b.clone(inner, mapping);
+  }
+  return llvm::map_to_vector(
+      values, [&](Value value) { return mapping.lookupOrDefault(value); });
+}
+
+namespace {
+/// A tensor-core projection of a warp's tile and its result buffer.
+struct Projection {
+  linalg::LinalgOp op;
+  MMAContraction contraction;
+  Value result;
+};
+
+/// Writes one warp's lane code: lane `lane` holds, of each fragment, the
+/// elements upstream's `nvgpu` utilities place there for `mma.sync`.
+class LaneCode {
+public:
+  LaneCode(OpBuilder &b, Location loc, Value lane, bool permute)
+      : b(b), loc(loc), lane(lane), permute(permute) {}
+
+  /// The `(row, column)` of value `value` of a fragment of `role` at this
+  /// lane: A is `[M, K]`, B `[N, K]` and C `[M, N]`, for mma.sync's
+  /// m16n8k16 shape. Computed once a lane code, where it starts.
+  std::pair<Value, Value> coordinate(MatMulOperandRole role, int64_t value) {
+    // A test's misplaced fragment: A's registers 1 and 2 swapped.
+    if (permute && role == MatMulOperandRole::A && value >= 2 && value < 6)
+      value = value < 4 ? value + 2 : value - 2;
+    auto key = std::make_pair(static_cast<int>(role), value);
+    auto known = coordinates.find(key);
+    if (known != coordinates.end())
+      return known->second;
+    // The layout of 16-bit multiplicands is the same for f16 and bf16;
+    // upstream describes it for f16.
+    Type f16 = b.getF16Type();
+    VectorType type;
+    switch (role) {
+    case MatMulOperandRole::A:
+      type = VectorType::get({kMMAShape[0], kMMAShape[2]}, f16);
+      break;
+    case MatMulOperandRole::B:
+      type = VectorType::get({kMMAShape[1], kMMAShape[2]}, f16);
+      break;
+    case MatMulOperandRole::C:
+      type = VectorType::get({kMMAShape[0], kMMAShape[1]}, b.getF32Type());
+      break;
+    }
+    FailureOr<AffineMap> map = nvgpu::getLaneIdAndValueIdToOperandCoord(
+        b, loc, nvgpu::WarpMatrixInfo{type, role});
+    assert(succeeded(map) && "mma.sync m16n8k16 has a fragment layout");
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointAfterValue(lane);
+    AffineExpr valueId = getAffineConstantExpr(value, b.getContext());
+    auto at = [&](AffineExpr expr) {
+      expr = expr.replace(getAffineDimExpr(1, b.getContext()), valueId);
+      return expand(simplifyAffineExpr(expr, 2, 0));
+    };
+    return coordinates[key] = {at(map->getResult(0)), at(map->getResult(1))};
+  }
+
+  /// `expr` of the lane (dimension 0) as arith: a fragment coordinate
+  /// divides and takes remainders of the lane only (non-negative, so
+  /// unsigned), and its sums and products wrap as signed ones do.
+  Value expand(AffineExpr expr) {
+    if (auto constant = dyn_cast<AffineConstantExpr>(expr))
+      return index(constant.getValue());
+    if (isa<AffineDimExpr>(expr))
+      return lane;
+    auto binary = cast<AffineBinaryOpExpr>(expr);
+    Value lhs = expand(binary.getLHS()), rhs = expand(binary.getRHS());
+    switch (expr.getKind()) {
+    case AffineExprKind::Add:
+      return arith::AddIOp::create(b, loc, lhs, rhs);
+    case AffineExprKind::Mul:
+      return arith::MulIOp::create(b, loc, lhs, rhs);
+    case AffineExprKind::FloorDiv:
+      return arith::DivUIOp::create(b, loc, lhs, rhs);
+    case AffineExprKind::Mod:
+      return arith::RemUIOp::create(b, loc, lhs, rhs);
+    default:
+      llvm_unreachable("a fragment coordinate has no ceildiv");
+    }
+  }
+
+  /// The fragment `[registers, elements]` of `role` whose value at
+  /// `(row, column)` is `element(row, column)`.
+  Value fragment(MatMulOperandRole role, VectorType type,
+                 function_ref<Value(Value, Value)> element) {
+    SmallVector<Value> values;
+    for (int64_t value = 0; value < type.getNumElements(); ++value) {
+      auto [row, column] = coordinate(role, value);
+      values.push_back(element(row, column));
+    }
+    return vector::FromElementsOp::create(b, loc, type, values);
+  }
+
+  Value index(int64_t value) {
+    return arith::ConstantIndexOp::create(b, loc, value);
+  }
+  Value add(Value lhs, int64_t offset) {
+    return offset
+               ? arith::AddIOp::create(b, loc, lhs, index(offset)).getResult()
+               : lhs;
+  }
+
+  OpBuilder &b;
+  Location loc;
+  Value lane;
+  bool permute;
+  std::map<std::pair<int, int64_t>, std::pair<Value, Value>> coordinates;
+};
+} // namespace
+
+/// The element of `projection`'s multiplicand `value` (its lhs or rhs) at
+/// `at`, in the tensor cores' 16-bit type. Past the reduction's end `depth`
+/// (a partial last step) it is zero, read at 0.
+static FailureOr<Value> multiplicandAt(LaneCode &lanes,
+                                       const Projection &projection,
+                                       Value value, SmallVector<Value> at,
+                                       int64_t depth) {
+  OpBuilder &b = lanes.b;
+  Location loc = lanes.loc;
+  FloatType element = projection.contraction.element;
+  Value inRange;
+  if (depth % kMMAShape[2] != 0) {
+    Value last = lanes.index(depth - 1);
+    inRange =
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, at[3], last);
+    at[3] = arith::MinUIOp::create(b, loc, at[3], last);
+  }
+  auto ext = value.getDefiningOp<arith::ExtFOp>();
+  bool widened = ext && ext.getIn().getType() == element;
+  IRMapping mapping;
+  FailureOr<SmallVector<Value>> cloned =
+      cloneAt(b, projection.op, at, widened ? ext.getIn() : value, mapping);
+  if (failed(cloned))
+    return failure();
+  Value result = (*cloned)[0];
+  if (!widened)
+    result = arith::TruncFOp::create(b, loc, element, result);
+  if (inRange)
+    result = arith::SelectOp::create(
+        b, loc, inRange, result,
+        arith::ConstantOp::create(b, loc, b.getFloatAttr(element, 0.0)));
+  return result;
+}
+
+/// The value a fill, or a vectorized one, writes all over the buffer
+/// `buffer` allocates, or over the buffer copied into it; null if none
+/// does.
+static Value filledWith(Value buffer) {
+  if (!buffer.getDefiningOp<memref::AllocOp>())
+    return {};
+  for (Operation *user : buffer.getUsers()) {
+    if (auto fill = dyn_cast<linalg::FillOp>(user))
+      return fill.getInputs()[0];
+    if (auto copy = dyn_cast<memref::CopyOp>(user);
+        copy && copy.getTarget() == buffer)
+      return filledWith(copy.getSource());
+    auto write = dyn_cast<vector::TransferWriteOp>(user);
+    if (!write || write.getVectorType().getShape() !=
+                      cast<MemRefType>(buffer.getType()).getShape())
+      continue;
+    DenseElementsAttr splat;
+    if (matchPattern(write.getVector(), m_Constant(&splat)) &&
+        splat.isSplat()) {
+      OpBuilder b(write);
+      return arith::ConstantOp::create(
+          b, write.getLoc(), cast<TypedAttr>(splat.getSplatValue<Attribute>()));
+    }
+  }
+  return {};
+}
+
+/// Replaces `last` (the op that ends a warp's kernel) and `projections` by
+/// lane code: the projections' sums in `mma.sync` fragments over the
+/// reduction, `last`'s body on each fragment element, stored where `last`
+/// stores it.
+static LogicalResult writeLaneCode(LaneCode &lanes, linalg::LinalgOp last,
+                                   ArrayRef<Projection> projections) {
+  OpBuilder &b = lanes.b;
+  Location loc = lanes.loc;
+  linalg::LinalgOp first = projections.front().op;
+  SmallVector<int64_t> ranges = first.getStaticLoopRanges();
+  int64_t rows = ranges[1], columns = ranges[2], depth = ranges[3];
+  for (const Projection &projection : projections)
+    if (linalg::LinalgOp(projection.op).getStaticLoopRanges() != ranges ||
+        ranges[0] != 1 || rows % kMMAShape[0] != 0 ||
+        columns % kMMAShape[1] != 0 || ShapedType::isDynamic(depth))
+      return projection.op->emitOpError(
+          "is not a warp's tile of whole mma.sync fragments");
+  int64_t rowFragments = rows / kMMAShape[0];
+  int64_t columnFragments = columns / kMMAShape[1];
+  Value zero = lanes.index(0);
+
+  auto aType = VectorType::get({4, 2}, projections.front().contraction.element);
+  auto bType = VectorType::get({2, 2}, aType.getElementType());
+  auto cType = VectorType::get({2, 2}, b.getF32Type());
+  auto fragmentAt = [&](int64_t projection, int64_t row, int64_t column) {
+    return (projection * rowFragments + row) * columnFragments + column;
+  };
+
+  // The sums start from the projections' outputs: their fills' values.
+  SmallVector<Value> sums;
+  for (const Projection &projection : projections) {
+    Value start = filledWith(projection.result);
+    if (!start)
+      return projection.op->emitOpError(
+          "sums into a buffer that no fill initializes");
+    start = vector::BroadcastOp::create(b, loc, cType, start);
+    sums.append(rowFragments * columnFragments, start);
+  }
+
+  bool failedRead = false;
+  int64_t steps = llvm::divideCeil(depth, kMMAShape[2]) * kMMAShape[2];
+  auto loop = scf::ForOp::create(b, loc, zero, lanes.index(steps),
+                                 lanes.index(kMMAShape[2]), sums);
+  b.setInsertionPointToStart(loop.getBody());
+  Value k = loop.getInductionVar();
+  SmallVector<Value> next(loop.getRegionIterArgs());
+  for (int64_t p = 0, e = projections.size(); p < e; ++p) {
+    const Projection &projection = projections[p];
+    auto read = [&](Value value, Value row, Value column, bool lhs) {
+      SmallVector<Value> at = {zero, zero, zero,
+                               arith::AddIOp::create(b, loc, k, column)};
+      at[lhs ? 1 : 2] = row;
+      FailureOr<Value> element =
+          multiplicandAt(lanes, projection, value, at, depth);
+      failedRead |= failed(element);
+      return succeeded(element) ? *element : zero;
+    };
+    SmallVector<Value> aFragments, bFragments;
+    for (int64_t m = 0; m < rowFragments; ++m)
+      aFragments.push_back(lanes.fragment(
+          MatMulOperandRole::A, aType, [&](Value row, Value column) {
+            return read(projection.contraction.lhs, lanes.add(row, m * 16),
+                        column, true);
+          }));
+    for (int64_t n = 0; n < columnFragments; ++n)
+      bFragments.push_back(lanes.fragment(
+          MatMulOperandRole::B, bType, [&](Value row, Value column) {
+            return read(projection.contraction.rhs, lanes.add(row, n * 8),
+                        column, false);
+          }));
+    if (failedRead)
+      return last->emitOpError("reads its projections' operands other than "
+                               "through loops and constants");
+    for (int64_t m = 0; m < rowFragments; ++m)
+      for (int64_t n = 0; n < columnFragments; ++n) {
+        int64_t at = fragmentAt(p, m, n);
+        next[at] =
+            nvgpu::MmaSyncOp::create(b, loc, aFragments[m], bFragments[n],
+                                     next[at], ArrayRef<int64_t>(kMMAShape));
+      }
+  }
+  scf::YieldOp::create(b, loc, next);
+
+  // `last`'s body on each element of the sums' fragments.
+  b.setInsertionPointAfter(loop);
+  for (int64_t m = 0; m < rowFragments; ++m)
+    for (int64_t n = 0; n < columnFragments; ++n)
+      for (int64_t value = 0; value < cType.getNumElements(); ++value) {
+        auto [row, column] = lanes.coordinate(MatMulOperandRole::C, value);
+        SmallVector<Value> at = {zero, lanes.add(row, m * 16),
+                                 lanes.add(column, n * 8)};
+        IRMapping mapping;
+        for (OpOperand *input : last.getDpsInputOperands())
+          for (auto [p, projection] : llvm::enumerate(projections))
+            if (input->get() == projection.result)
+              mapping.map(last.getMatchingBlockArgument(input),
+                          vector::ExtractOp::create(
+                              b, loc, loop.getResult(fragmentAt(p, m, n)),
+                              ArrayRef<int64_t>{value / 2, value % 2}));
+        auto yield = cast<linalg::YieldOp>(last.getBlock()->getTerminator());
+        FailureOr<SmallVector<Value>> results =
+            cloneAt(b, last, at, yield.getValues(), mapping);
+        if (failed(results))
+          return last->emitOpError("reads an operand other than through "
+                                   "loops and constants");
+        for (auto [result, init] :
+             llvm::zip(*results, last.getDpsInitsMutable())) {
+          FailureOr<SmallVector<Value>> indices =
+              applyProjection(b, loc, last.getMatchingIndexingMap(&init), at);
+          if (failed(indices))
+            return last->emitOpError("writes other than through loops");
+          memref::StoreOp::create(b, loc, result, init.get(), *indices);
+        }
+      }
+  return success();
+}
+
+/// Erases `buffer` if nothing reads it, and the fills and copies that
+/// write it; then the buffers copied into it, likewise.
+static void eraseUnread(RewriterBase &rewriter, Value buffer) {
+  auto alloc = buffer.getDefiningOp<memref::AllocOp>();
+  if (!alloc)
+    return;
+  SmallVector<Value> sources;
+  for (Operation *user : buffer.getUsers()) {
+    auto copy = dyn_cast<memref::CopyOp>(user);
+    if (copy && copy.getTarget() == buffer)
+      sources.push_back(copy.getSource());
+    else if (!isa<linalg::FillOp, vector::TransferWriteOp, memref::DeallocOp>(
+                 user))
+      return;
+  }
+  for (Operation *user : llvm::make_early_inc_range(buffer.getUsers()))
+    rewriter.eraseOp(user);
+  rewriter.eraseOp(alloc);
+  for (Value source : sources)
+    eraseUnread(rewriter, source);
+}
+
+/// Rewrites the warps' loop `loop` into one over `(warp, lane)` whose lanes
+/// run the kernel's tensor-core code.
+static LogicalResult rewriteWarps(RewriterBase &rewriter, scf::ForallOp loop,
+                                  bool permute) {
+  Location loc = loop.getLoc();
+  Block *body = loop.getBody();
+  linalg::LinalgOp last;
+  SmallVector<Projection> projections;
+  for (Operation &op : *body) {
+    auto linalgOp = dyn_cast<linalg::LinalgOp>(op);
+    if (!linalgOp || !op.hasAttr(kMMAAttrName))
+      continue;
+    if (linalgOp.getNumReductionLoops() == 0) {
+      last = linalgOp;
+      continue;
+    }
+    std::optional<MMAContraction> contraction = matchMMAContraction(linalgOp);
+    if (!contraction || !linalgOp.hasPureBufferSemantics())
+      return op.emitOpError("is marked for mma.sync but is not a 16-bit "
+                            "projection on buffers");
+    projections.push_back(
+        {linalgOp, *contraction, linalgOp.getDpsInitOperand(0)->get()});
+  }
+  if (!last || projections.empty() || !last.hasPureBufferSemantics())
+    return loop.emitOpError("is a warps' loop without tensor-core "
+                            "projections and the op that ends them");
+
+  // The warps' loop as one over warps and lanes: lanes run along x.
+  std::optional<SmallVector<int64_t>> lower =
+      getConstantIntValues(loop.getMixedLowerBound());
+  std::optional<SmallVector<int64_t>> upper =
+      getConstantIntValues(loop.getMixedUpperBound());
+  std::optional<SmallVector<int64_t>> steps =
+      getConstantIntValues(loop.getMixedStep());
+  if (!lower || !upper || !steps || !loop.getOutputs().empty())
+    return loop.emitOpError("is a warps' loop of dynamic bounds");
+  SmallVector<int64_t> counts;
+  int64_t warps = 1;
+  for (auto [low, high, step] : llvm::zip(*lower, *upper, *steps)) {
+    counts.push_back(llvm::divideCeil(high - low, step));
+    warps *= counts.back();
+  }
+  MLIRContext *context = rewriter.getContext();
+  rewriter.setInsertionPoint(loop);
+  auto lanesLoop = scf::ForallOp::create(
+      rewriter, loc,
+      ArrayRef<OpFoldResult>{rewriter.getIndexAttr(warps),
+                             rewriter.getIndexAttr(kWarpLanes)},
+      ValueRange{},
+      rewriter.getArrayAttr(
+          {gpu::GPUThreadMappingAttr::get(context, gpu::MappingId::DimY),
+           gpu::GPUThreadMappingAttr::get(context, gpu::MappingId::DimX)}));
+  lanesLoop->setAttr(kWarpLanesAttrName, rewriter.getUnitAttr());
+  Block *lanesBody = lanesLoop.getBody();
+  rewriter.setInsertionPointToStart(lanesBody);
+  Value warp = lanesBody->getArgument(0);
+  Value lane = lanesBody->getArgument(1);
+  SmallVector<Value> ivs;
+  int64_t stride = warps;
+  for (auto [count, low, step] : llvm::zip(counts, *lower, *steps)) {
+    stride /= count;
+    auto index = [&](int64_t value) {
+      return arith::ConstantIndexOp::create(rewriter, loc, value);
+    };
+    Value tile = arith::RemUIOp::create(
+        rewriter, loc,
+        arith::DivUIOp::create(rewriter, loc, warp, index(stride)),
+        index(count));
+    ivs.push_back(arith::AddIOp::create(
+        rewriter, loc, index(low),
+        arith::MulIOp::create(rewriter, loc, tile, index(step))));
+  }
+  rewriter.eraseOp(body->getTerminator());
+  rewriter.inlineBlockBefore(body, lanesBody->getTerminator(), ivs);
+  rewriter.eraseOp(loop);
+
+  rewriter.setInsertionPoint(last);
+  LaneCode lanes(rewriter, last.getLoc(), lane, permute);
+  if (failed(writeLaneCode(lanes, last, projections)))
+    return failure();
+  rewriter.eraseOp(last);
+  for (const Projection &projection : llvm::reverse(projections)) {
+    rewriter.eraseOp(projection.op);
+    eraseUnread(rewriter, projection.result);
+  }
+  return success();
+}
+
+namespace {
+struct MoEGPUMMASyncPass : moe::impl::MoEGPUMMASyncBase<MoEGPUMMASyncPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    SmallVector<scf::ForallOp> loops;
+    getOperation()->walk([&](scf::ForallOp loop) {
+      std::optional<ArrayAttr> mapping = loop.getMapping();
+      if (mapping && !mapping->empty() &&
+          isa<gpu::GPUWarpMappingAttr>((*mapping)[0]))
+        loops.push_back(loop);
+    });
+    IRRewriter rewriter(&getContext());
+    for (scf::ForallOp loop : loops)
+      if (failed(rewriteWarps(rewriter, loop, permuteFragments)))
+        return signalPassFailure();
+  }
+};
+} // namespace
