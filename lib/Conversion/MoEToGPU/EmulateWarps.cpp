@@ -242,24 +242,24 @@ private:
       return success();
     }
     if (auto extract = dyn_cast<vector::ExtractOp>(op)) {
-      SmallVector<OpFoldResult> position;
-      if (failed(uniformPosition(extract.getMixedPosition(), position)))
-        return op->emitOpError("at a lane-dependent position cannot be "
-                               "emulated");
+      FailureOr<SmallVector<OpFoldResult>> position =
+          uniformPosition(op, extract.getMixedPosition());
+      if (failed(position))
+        return failure();
       setLanes(extract.getResult(),
                vector::ExtractOp::create(b, loc, lanesOf(extract.getSource()),
-                                         position));
+                                         *position));
       return success();
     }
     if (auto insert = dyn_cast<vector::InsertOp>(op)) {
-      SmallVector<OpFoldResult> position;
-      if (failed(uniformPosition(insert.getMixedPosition(), position)))
-        return op->emitOpError("at a lane-dependent position cannot be "
-                               "emulated");
+      FailureOr<SmallVector<OpFoldResult>> position =
+          uniformPosition(op, insert.getMixedPosition());
+      if (failed(position))
+        return failure();
       setLanes(insert.getResult(),
                vector::InsertOp::create(b, loc,
                                         lanesOf(insert.getValueToStore()),
-                                        lanesOf(insert.getDest()), position));
+                                        lanesOf(insert.getDest()), *position));
       return success();
     }
     if (auto broadcast = dyn_cast<vector::BroadcastOp>(op)) {
@@ -277,19 +277,23 @@ private:
     return op->emitOpError("depends on the lane and cannot be emulated");
   }
 
-  LogicalResult uniformPosition(ArrayRef<OpFoldResult> position,
-                                SmallVector<OpFoldResult> &result) {
+  /// `op`'s position in a vector, which must not depend on the lane.
+  FailureOr<SmallVector<OpFoldResult>>
+  uniformPosition(Operation *op, ArrayRef<OpFoldResult> position) {
+    SmallVector<OpFoldResult> result;
     for (OpFoldResult at : position) {
-      if (auto value = dyn_cast<Value>(at)) {
-        Value same = uniformOf(value);
-        if (!same)
-          return failure();
-        result.push_back(same);
-      } else {
+      auto value = dyn_cast<Value>(at);
+      if (!value) {
         result.push_back(at);
+        continue;
       }
+      Value same = uniformOf(value);
+      if (!same)
+        return op->emitOpError("at a lane-dependent position cannot be "
+                               "emulated");
+      result.push_back(same);
     }
-    return success();
+    return result;
   }
 
   /// A load, or a store, whose place or value depends on the lane: each

@@ -12,8 +12,6 @@
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/NVGPU/Utils/MMAUtils.h"
 
-#include "llvm/ADT/SetVector.h"
-
 #include <map>
 
 namespace mlir::moe {
@@ -163,33 +161,10 @@ public:
     AffineExpr valueId = getAffineConstantExpr(value, b.getContext());
     auto at = [&](AffineExpr expr) {
       expr = expr.replace(getAffineDimExpr(1, b.getContext()), valueId);
-      return expand(simplifyAffineExpr(expr, 2, 0));
+      return affine::expandAffineExpr(b, loc, simplifyAffineExpr(expr, 2, 0),
+                                      ValueRange{lane, lane}, ValueRange{});
     };
     return coordinates[key] = {at(map->getResult(0)), at(map->getResult(1))};
-  }
-
-  /// `expr` of the lane (dimension 0) as arith: a fragment coordinate
-  /// divides and takes remainders of the lane only (non-negative, so
-  /// unsigned), and its sums and products wrap as signed ones do.
-  Value expand(AffineExpr expr) {
-    if (auto constant = dyn_cast<AffineConstantExpr>(expr))
-      return index(constant.getValue());
-    if (isa<AffineDimExpr>(expr))
-      return lane;
-    auto binary = cast<AffineBinaryOpExpr>(expr);
-    Value lhs = expand(binary.getLHS()), rhs = expand(binary.getRHS());
-    switch (expr.getKind()) {
-    case AffineExprKind::Add:
-      return arith::AddIOp::create(b, loc, lhs, rhs);
-    case AffineExprKind::Mul:
-      return arith::MulIOp::create(b, loc, lhs, rhs);
-    case AffineExprKind::FloorDiv:
-      return arith::DivUIOp::create(b, loc, lhs, rhs);
-    case AffineExprKind::Mod:
-      return arith::RemUIOp::create(b, loc, lhs, rhs);
-    default:
-      llvm_unreachable("a fragment coordinate has no ceildiv");
-    }
   }
 
   /// The fragment `[registers, elements]` of `role` whose value at

@@ -30,27 +30,33 @@ namespace mlir::moe {
 /// The quantized elements, scales and zero points of a `[N, K]`
 /// projection weight.
 struct QuantizedWeight {
+  DequantizeOp op;
   Value packed, scales, zeros;
   WeightFormat format;
-  int64_t bits, groupSize;
+  int64_t groupSize;
 
   /// `weight`'s moe.dequantize operands, or nothing for a dense weight.
   static std::optional<QuantizedWeight> of(Value weight) {
     auto op = weight ? weight.getDefiningOp<DequantizeOp>() : DequantizeOp();
     if (!op)
       return std::nullopt;
-    return QuantizedWeight{
-        op.getPacked(), op.getScales(),
-        op.getZeros(),  op.getFormat(),
-        op.getBits(),   static_cast<int64_t>(op.getGroupSize())};
+    return QuantizedWeight{op,
+                           op.getPacked(),
+                           op.getScales(),
+                           op.getZeros(),
+                           op.getFormat(),
+                           static_cast<int64_t>(op.getGroupSize())};
   }
 
+  /// Bits an element takes: 4 or 8.
+  int64_t bits() const { return DequantizeOp(op).getBits(); }
+
   int64_t rows() const { return shape()[0]; }
-  int64_t depth() const { return shape()[1] * 8 / bits; }
+  int64_t depth() const { return shape()[1] * 8 / bits(); }
   int64_t groups() const { return depth() / groupSize; }
   /// The loops within a group: (kb) for 8 bits, (h, kb) for 4.
   SmallVector<int64_t> inGroup() const {
-    if (bits == 8)
+    if (bits() == 8)
       return {groupSize};
     return {2, groupSize / 2};
   }
@@ -116,7 +122,7 @@ inline Value splitDepth(Emitter &e, Value value, unsigned dim,
 inline SmallVector<Value> groupedOperands(Emitter &e, const QuantizedWeight &q,
                                           int64_t streams) {
   OpBuilder &b = e.builder();
-  int64_t bytes = q.groupSize * q.bits / 8;
+  int64_t bytes = q.groupSize * q.bits() / 8;
   SmallVector<int64_t> rows = {q.rows()};
   SmallVector<ReassociationIndices> rowGroups = {{0}};
   if (streams > 1) {
@@ -255,7 +261,7 @@ inline Value buildDequantizingContraction(Emitter &e, Value lhs,
   SmallVector<AffineMap> maps = {e.map(loops, lhsDims), e.map(loops, byteDims)};
   for (size_t i = 2; i < inputs.size(); ++i)
     maps.push_back(e.map(loops, groupDims));
-  if (q.bits == 4) {
+  if (q.bits() == 4) {
     inputs.push_back(nibbleShifts(e, q));
     maps.push_back(e.map(loops, {int(1 + columns + 1)}));
   }
@@ -281,7 +287,7 @@ inline Value buildDequantized(Emitter &e, const QuantizedWeight &q) {
   SmallVector<AffineMap> maps = {e.map(loops, {0, 1, int(loops) - 1})};
   for (size_t i = 1; i < inputs.size(); ++i)
     maps.push_back(e.map(loops, {0, 1}));
-  if (q.bits == 4) {
+  if (q.bits() == 4) {
     inputs.push_back(nibbleShifts(e, q));
     maps.push_back(e.map(loops, {2}));
   }
