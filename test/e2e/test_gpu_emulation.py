@@ -1,15 +1,15 @@
 """The CUDA target's kernels, run on this CPU: `moe-compile --emulate-gpu`
-builds them with each thread block an OpenMP team of its 256 threads
-(omp.barrier for the barriers, the shared memory on the stack), and the
-result is judged like the CPU libraries, by SPEC §1's conformance rule.
+builds them with each thread block's 256 threads as loops, one per stretch
+between two barriers, the shared memory on the stack, and the result is
+judged like the CPU libraries, by SPEC §1's conformance rule.
 
 This tests, without a GPU, what the kernels compute: the tiling, the plan's
 scans, the masks of ragged sizes, the epilogues and the rounding. What it
 cannot test is the NVVM code generation, the driver, and timing-dependent
-behavior (test_gpu_conformance.py runs on a GPU). A subset of the
-conformance configs, covering every routing feature, and of the
-hierarchical configs (moe.refine's kernel, dense levels) keeps it short:
-the emulation runs 256 threads per block on a few cores.
+behavior (test_gpu_conformance.py runs on a GPU). The whole conformance
+suite runs on the SIMT kernels in f32 and again on the tensor-core kernels
+in bf16 and f16, and so do the hierarchical configs (moe.refine's kernel,
+dense levels) and the dtype configs in bf16 and f16.
 
 FAMILY covers docs/FAMILY-RULES.md's rules in the kernels: the p-norm and
 sparsemixer routing, the routing weight on the experts' input (the
@@ -31,44 +31,6 @@ from test_conformance import ALL, cfg, check_layer, check_token_counts, draw_x, 
 from test_dtypes import CONFIGS as DTYPE_CONFIGS
 from test_expert_shard import shard_of, sharded_forward
 from test_hierarchical import CASES as HIERARCHICAL_CASES, check_hierarchical, hier, level
-
-# name -> token counts (the conformance suite's counts, trimmed).
-SUBSET = {
-    "tc_e1_k1_h17": [1, 257],
-    "tc_e8_k2_h17": [3, 257],
-    "tc_e8_k4_scaled": [64],
-    "tc_e16_k4_sigmoid": [64],
-    "tc_e16_k4_router_bias": [1, 64],
-    "tc_e16_k2_sigmoid_selbias": [64],
-    "tc_e16_group_top2_sum": [64],
-    "tc_e16_group_max": [64],
-    "tc_e64_k8_v3": [64],
-    "dense_e16_sigmoid_groups": [64],
-    "tc_plain_gelu": [64],
-    "tc_gated_gelu_tanh": [3],
-    "tc_shared_gate_qwen": [64],
-    "tc_shared_plain_gate_relu": [64],
-    "cap_e8_k2": [0, 64],
-    "cap_e16_k4_sigmoid": [64],
-    "cap_e8_k2_shared": [64],
-    "ec_e8": [64],
-    "ec_e4_bias_shared": [64],
-    "ec_e16_plain_gelu": [64],
-}
-HIERARCHICAL = {
-    "h2_sigmoid_groups": [64],
-    "h3_plain_leaves": [0, 3],
-    "h2_capacity_shared": [64],
-    "h2_expert_choice": [64],
-    "h2_dense": [64],
-    "h3_bf16": [64],
-}
-LOW_PRECISION = {
-    ("dt_e16_group_shared", "bf16"): [64],
-    ("dt_e16_group_shared", "f16"): [64],
-    ("dt_plain_gelu_h17", "f16"): [3],
-    ("dt_expert_choice", "bf16"): [64],
-}
 
 # docs/FAMILY-RULES.md: (config, token counts, tolerance). Sizes are off
 # tile multiples; 257 tokens fill several row tiles of one expert.
@@ -151,37 +113,24 @@ def test_family_names_are_unique_identifiers():
 
 
 def params():
-    out = [pytest.param(c, SUBSET[c["name"]], id=c["name"])
-           for c, _ in ALL if c["name"] in SUBSET]
-    for c, _ in DTYPE_CONFIGS:
+    out = [pytest.param(c, counts, id=c["name"]) for c, counts in ALL]
+    for c, counts in DTYPE_CONFIGS:
         for dtype in ("bf16", "f16"):
-            counts = LOW_PRECISION.get((c["name"], dtype))
-            if counts:
-                name = f"{c['name']}_{dtype}"
-                out.append(pytest.param(dict(c, name=name, dtype=dtype), counts, id=name))
+            name = f"{c['name']}_{dtype}"
+            out.append(pytest.param(dict(c, name=name, dtype=dtype), counts, id=name))
     return out
 
 
-def test_subset_names_exist():
-    names = {c["name"] for c, _ in ALL}
-    assert set(SUBSET) <= names
-    assert {name for name, _ in LOW_PRECISION} <= {c["name"] for c, _ in DTYPE_CONFIGS}
-    assert set(HIERARCHICAL) <= {c["name"] for c, _, _ in HIERARCHICAL_CASES}
-
-
 def tensor_core_params():
-    """The whole conformance suite in bf16 and f16 (alternately), each config
-    at its largest token count (the most row tiles, partial ones included):
-    with the default gpu_arch (sm_80, sm_90) every grouped FFN kernel whose
-    projections have whole 8-column fragments runs mma.sync, each warp's
-    lanes emulated with the PTX ISA's fragment layouts. (The emulated
-    blocks' OpenMP teams make every call slow, so one count a config keeps
-    the round short.)"""
+    """The whole conformance suite in bf16 and f16 (alternately), at its
+    token counts: with the default gpu_arch (sm_80, sm_90) every grouped FFN
+    kernel whose projections have whole 8-column fragments runs mma.sync,
+    each warp's lanes emulated with the PTX ISA's fragment layouts."""
     out = []
     for index, (c, counts) in enumerate(ALL):
         dtype = ("bf16", "f16")[index % 2]
         name = f"{c['name']}_tc_{dtype}"
-        out.append(pytest.param(dict(c, name=name, dtype=dtype), counts[-1:], id=name))
+        out.append(pytest.param(dict(c, name=name, dtype=dtype), counts, id=name))
     return out
 
 
@@ -239,13 +188,13 @@ def test_misplaced_fragment_fails(tmp_path, dtype):
         check_token_counts(Library(wrong, config["name"], config), config, [3, 64], 2e-2)
 
 
-@pytest.mark.parametrize("config,tolerance",
-                         [pytest.param(c, tol, id=c["name"])
-                          for c, _, tol in HIERARCHICAL_CASES if c["name"] in HIERARCHICAL])
-def test_emulated_gpu_hierarchies_conform(tmp_path, config, tolerance):
+@pytest.mark.parametrize("config,token_counts,tolerance",
+                         [pytest.param(c, counts, tol, id=c["name"])
+                          for c, counts, tol in HIERARCHICAL_CASES])
+def test_emulated_gpu_hierarchies_conform(tmp_path, config, token_counts, tolerance):
     so = compile_config(config, tmp_path, extra_args=("--emulate-gpu",))
-    check_hierarchical(Library(so, config["name"], config), config,
-                       HIERARCHICAL[config["name"]], tolerance)
+    check_hierarchical(Library(so, config["name"], config), config, token_counts,
+                       tolerance)
 
 
 @pytest.mark.parametrize("config,token_counts,tolerance",

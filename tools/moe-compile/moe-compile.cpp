@@ -93,8 +93,8 @@ static cl::opt<std::string> cpuPipelineOptions(
 static cl::opt<bool> emulateGPU(
     "emulate-gpu", cl::cat(moeCompileCategory),
     cl::desc("Build the CUDA target's kernels for this CPU instead (each "
-             "thread block an OpenMP team): a host library for testing the "
-             "kernels without a GPU; needs \"target\": \"cpu\""));
+             "thread block's threads as loops): a host library for testing "
+             "the kernels without a GPU; needs \"target\": \"cpu\""));
 
 static cl::opt<bool> permuteFragments(
     "permute-mma-fragments", cl::cat(moeCompileCategory), cl::Hidden,

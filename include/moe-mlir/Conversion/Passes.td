@@ -433,17 +433,19 @@ def MoELowerToGPU : Pass<"moe-lower-to-gpu", "::mlir::ModuleOp"> {
     The plan (i64, as on the CPU) has its buffers sized for the most rows
     any routing can need, so that no kernel's grid depends on device data.
 
-    With `emulate`, each kernel becomes a loop over its blocks whose
-    threads run as an OpenMP team of 256 (`omp.barrier` for the barrier,
-    shared memory on the stack): the same kernels run on the CPU, which is
-    how the suite tests them without a GPU.
+    With `emulate`, each kernel becomes loops on the host: its blocks one
+    after the other, and in each block one loop over its 256 threads per
+    stretch between two barriers (a schedule the barriers allow), the last
+    thread first, so that a missing barrier before a read of what a lower
+    thread wrote gives a wrong result. What a stretch uses of an earlier
+    one is recomputed; shared memory is on the stack. The same kernels run
+    on the CPU, which is how the suite tests them without a GPU.
   }];
   let dependentDialects = !listconcat(MoELoweringDialects, [
-    "::mlir::func::FuncDialect", "::mlir::gpu::GPUDialect",
-    "::mlir::omp::OpenMPDialect"]);
+    "::mlir::func::FuncDialect", "::mlir::gpu::GPUDialect"]);
   let options = [
     Option<"emulate", "emulate", "bool", /*default=*/"false",
-           "Run each block's threads as an OpenMP team on the CPU">
+           "Run each block's threads as loops on the CPU">
   ];
 }
 

@@ -80,7 +80,8 @@ struct GPUPipelineOptions : public PassPipelineOptions<GPUPipelineOptions> {
   Option<bool> emulate{
       *this, "emulate",
       llvm::cl::desc("The same kernels for the CPU: each block's threads "
-                     "an OpenMP team (testing without a GPU)"),
+                     "as loops split at its barriers (testing without a "
+                     "GPU)"),
       llvm::cl::init(false)};
   Option<int64_t> rowTile{*this, "row-tile",
                           llvm::cl::desc("Plan rows per expert kernel block"),

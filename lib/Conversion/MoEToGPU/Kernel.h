@@ -6,9 +6,9 @@
 // block runs: it sees its block and thread ids, the block's shared buffers
 // and a barrier. `KernelBuilder` turns that code into a `gpu.launch` for the
 // CUDA target or, so that the very same kernels can be run and tested on a
-// machine without a GPU, into a loop over the blocks whose threads run as
-// an OpenMP team of the same size (the barrier an `omp.barrier`, the shared
-// buffers on the stack of the loop, each thread's locals its own).
+// machine without a GPU, into loops: the blocks one after the other, and in
+// each block one loop over its threads per stretch between two barriers
+// (the shared buffers on the stack, each thread's locals its own).
 //
 //===----------------------------------------------------------------------===//
 
@@ -19,7 +19,8 @@
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
-#include "mlir/Dialect/OpenMP/OpenMPDialect.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/PatternMatch.h"
 
 namespace mlir::moe {
 
@@ -33,26 +34,24 @@ inline constexpr const char *kKernelModuleName = "moe_kernels";
 /// frees them when their function returns.
 inline constexpr const char *kWorkspaceAttrName = "moe.workspace";
 
-/// The OpenMP runtime calls of emulated kernels: the thread's number in its
-/// block, and how long a thread spins at a barrier before it sleeps.
-inline constexpr const char *kThreadNumFunction = "omp_get_thread_num";
-inline constexpr const char *kSetBlocktimeFunction = "kmp_set_blocktime";
-
 /// What one thread of a block sees.
 struct KernelThread {
   Value blockX;         // index
   Value thread;         // index in [0, kBlockThreads)
   SmallVector<Value> shared;
-  bool emulated;
 
   /// Every thread of the block waits here for the others.
   void barrier(Emitter &e) const {
-    if (emulated)
-      omp::BarrierOp::create(e.builder(), e.location());
-    else
-      gpu::BarrierOp::create(e.builder(), e.location());
+    gpu::BarrierOp::create(e.builder(), e.location());
   }
 };
+
+/// Splits `threads`, a loop over a block's threads whose body has its
+/// barriers at the top, into one loop per stretch between barriers, in
+/// order; a value one stretch defines and a later one uses is recomputed
+/// there. Fails, changing nothing, where a barrier is nested or such a
+/// value is not pure (a kernel keeps those in shared buffers).
+LogicalResult splitAtBarriers(RewriterBase &rewriter, scf::ForOp threads);
 
 /// A buffer each block shares among its threads.
 struct SharedBufferType {
@@ -64,7 +63,7 @@ struct SharedBufferType {
 class KernelBuilder {
 public:
   /// Kernels are named `<prefix>_<name>`.
-  KernelBuilder(OpBuilder &builder, Location loc, bool emulate,
+  KernelBuilder(RewriterBase &builder, Location loc, bool emulate,
                 std::string prefix)
       : b(builder), loc(loc), emulate(emulate), prefix(std::move(prefix)) {}
 
@@ -113,8 +112,7 @@ public:
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(&op.getBody().front());
     KernelThread thread{op.getBlockIds().x, op.getThreadIds().x,
-                        SmallVector<Value>(op.getWorkgroupAttributions()),
-                        /*emulated=*/false};
+                        SmallVector<Value>(op.getWorkgroupAttributions())};
     Emitter inner(b, loc);
     body(inner, thread);
     gpu::TerminatorOp::create(b, loc);
@@ -139,12 +137,12 @@ public:
   }
 
 private:
-  /// One OpenMP team of kBlockThreads threads runs the blocks one after
-  /// the other, with a barrier between two blocks; the shared buffers are
-  /// allocated once for all of them. The team does not spin at barriers
-  /// (blocktime 0): its threads outnumber the cores. A thread's stack
-  /// allocations (the selection's scratch) are made per block and freed
-  /// with the team, which the test sizes this is meant for afford.
+  /// The blocks run one after the other, each as loops over its threads
+  /// split at its barriers (`splitAtBarriers`), a schedule the barriers
+  /// allow. The threads run last first, so that a barrier missing before a
+  /// read of what a lower thread wrote shows as a wrong result. The shared
+  /// buffers are allocated once for all blocks. A failed split leaves its
+  /// barrier for moe-lower-to-gpu to report.
   void
   launchEmulated(Value gridX, ArrayRef<SharedBufferType> shared,
                  function_ref<void(Emitter &, const KernelThread &)> body) {
@@ -152,27 +150,19 @@ private:
     SmallVector<Value> sharedBuffers;
     for (const SharedBufferType &buffer : shared)
       sharedBuffers.push_back(e.stackAlloc(buffer.shape, buffer.elementType));
-    func::CallOp::create(b, loc, kSetBlocktimeFunction, TypeRange{},
-                         ValueRange{e.i32(0)});
-    omp::ParallelOperands clauses;
-    clauses.numThreads = e.i32(kBlockThreads);
-    auto team = omp::ParallelOp::create(b, loc, clauses);
+    auto blocks = scf::ForOp::create(b, loc, e.index(0), gridX, e.index(1));
     OpBuilder::InsertionGuard guard(b);
-    b.createBlock(&team.getRegion());
-    Value number = func::CallOp::create(b, loc, kThreadNumFunction,
-                                        TypeRange{b.getI32Type()}, ValueRange{})
-                       .getResult(0);
-    Value thread = e.toIndex(number);
-    e.forEach(e.index(0), gridX, [&](Emitter &e, Value blockX) {
-      KernelThread kernelThread{blockX, thread, sharedBuffers,
-                                /*emulated=*/true};
-      body(e, kernelThread);
-      kernelThread.barrier(e);
-    });
-    omp::TerminatorOp::create(b, loc);
+    b.setInsertionPointToStart(blocks.getBody());
+    Value last = e.index(kBlockThreads - 1);
+    auto threads = scf::ForOp::create(b, loc, e.index(0),
+                                      e.index(kBlockThreads), e.index(1));
+    b.setInsertionPointToStart(threads.getBody());
+    Value thread = e.sub(last, threads.getInductionVar());
+    body(e, KernelThread{blocks.getInductionVar(), thread, sharedBuffers});
+    (void)splitAtBarriers(b, threads);
   }
 
-  OpBuilder &b;
+  RewriterBase &b;
   Location loc;
   bool emulate;
   std::string prefix;

@@ -20,7 +20,7 @@
 namespace mlir::moe {
 
 struct GPULoweringOptions {
-  /// Kernels as OpenMP teams on the CPU instead of gpu.launch.
+  /// Kernels as loops on the CPU instead of gpu.launch.
   bool emulate = false;
 };
 

@@ -19,29 +19,12 @@ namespace mlir::moe {
 using namespace mlir;
 using namespace mlir::moe;
 
-/// Declares the external function `name` unless the module has it.
-static void declareFunction(ModuleOp module, OpBuilder &b, StringRef name,
-                            FunctionType type) {
-  if (module.lookupSymbol(name))
-    return;
-  func::FuncOp::create(b, module.getLoc(), name, type).setPrivate();
-}
-
 namespace {
 struct MoELowerToGPUPass : moe::impl::MoELowerToGPUBase<MoELowerToGPUPass> {
   using Base::Base;
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    if (emulate) {
-      OpBuilder b = OpBuilder::atBlockBegin(module.getBody());
-      Type i32 = b.getI32Type();
-      declareFunction(module, b, kThreadNumFunction,
-                      b.getFunctionType({}, {i32}));
-      declareFunction(module, b, kSetBlocktimeFunction,
-                      b.getFunctionType({i32}, {}));
-    }
-
     GPULoweringOptions options{emulate};
     RewritePatternSet patterns(&getContext());
     populateGateKernelPatterns(patterns, options);
@@ -60,6 +43,11 @@ struct MoELowerToGPUPass : moe::impl::MoELowerToGPUBase<MoELowerToGPUPass> {
       return WalkResult::interrupt();
     });
     if (left.wasInterrupted())
+      return signalPassFailure();
+    // splitAtBarriers said why it left a barrier in an emulated kernel.
+    if (emulate &&
+        module.walk([](gpu::BarrierOp) { return WalkResult::interrupt(); })
+            .wasInterrupted())
       signalPassFailure();
   }
 };

@@ -33,18 +33,33 @@
 // CHECK: %[[ROWS:.*]] = bufferization.to_tensor {{.*}} : memref<?x2xi64> to tensor<?x2xi64>
 // CHECK: return %{{.*}}, %{{.*}}, %[[ROWS]]
 
-// Emulated: the same kernels, each one OpenMP team of 256 threads looping
-// over the blocks, with omp.barrier for gpu.barrier and the shared buffers
-// on the stack.
+// Emulated: the same kernels as loops. The blocks run one after the other;
+// a block runs one loop over its 256 threads per stretch between two
+// barriers, the last thread first, with what a stretch uses of an earlier
+// one recomputed. The shared buffers are on the stack, a thread's scratch in
+// an alloca_scope.
 // EMULATED-LABEL: func.func @layer
 // EMULATED-NOT: gpu.
 // EMULATED: memref.alloc(%{{.*}}) {moe.workspace} : memref<?x2xi32>
-// EMULATED: call @kmp_set_blocktime(%{{.*}}) : (i32) -> ()
-// EMULATED: omp.parallel num_threads(%{{.*}} : i32) {
-// EMULATED: call @omp_get_thread_num() : () -> i32
-// EMULATED: memref.alloca() : memref<257xindex>
-// EMULATED: omp.parallel
-// EMULATED: omp.barrier
+// EMULATED: scf.for
+// EMULATED-NEXT: scf.for %[[T:.*]] = %c0 to %c256 step %c1 {
+// EMULATED-NEXT: arith.subi %c255, %[[T]]
+// EMULATED: scf.for %[[T0:.*]] = %c0 to %c256 step %c1 {
+// EMULATED-NEXT: memref.alloca_scope {
+// EMULATED-NEXT: arith.subi %c255, %[[T0]]
+// EMULATED: memref.alloca() : memref<8xi1>
+// The capacity's scan: three stretches.
+// EMULATED: %[[SHARED:.*]] = memref.alloca() : memref<257xindex>
+// EMULATED-NEXT: scf.for %{{.*}} = %c0 to %c8 step %c1 {
+// EMULATED-NEXT: scf.for %{{.*}} = %c0 to %c256 step %c1 {
+// EMULATED: memref.store %{{.*}}, %[[SHARED]]
+// EMULATED: scf.for %[[T1:.*]] = %c0 to %c256 step %c1 {
+// EMULATED-NEXT: arith.subi %c255, %[[T1]]
+// EMULATED: scf.for %[[T2:.*]] = %c0 to %c256 step %c1 {
+// EMULATED-NEXT: arith.subi %c255, %[[T2]]
+// EMULATED: memref.load %[[SHARED]]
+// EMULATED-NOT: omp.
+// EMULATED-NOT: gpu.barrier
 func.func @layer(%x: tensor<?x16xbf16>, %wr: tensor<8x16xbf16>)
     -> (tensor<?x2xf32>, tensor<?xi64>, tensor<?x2xi64>) {
   %ids, %w = moe.gate %x, %wr {top_k = 2 : i64, capacity_factor = 1.0 : f64}
