@@ -10,6 +10,9 @@ of that file (docs/PERFORMANCE.md), which bench/run keeps.
 
     bench/ab.py --baseline OLD/moe-compile --candidate build/bin/moe-compile \\
         --shapes qwen3,olmoe --tokens 1,8,32,128,512 --dtypes f32,bf16
+
+--dtypes takes bench/run's weight formats too (int4, mxfp4, ...): the
+experts' projections in that format, f32 activations.
 """
 
 import argparse
@@ -47,18 +50,21 @@ def measure(args, dtype, tokens):
     rows = []
     for key in args.shapes.split(","):
         label, H, F, E, k, Fs, norm = SHAPES[key]
+        fmt = run.WEIGHT_FORMATS.get(dtype)
+        act = "f32" if fmt else dtype
         config = {"name": f"ab_{key}", "hidden_size": H, "intermediate_size": F,
                   "num_experts": E, "top_k": k, "normalize_top_k": norm,
-                  "dtype": dtype, "shared_intermediate_size": Fs}
-        weights = {n: run.encode(a, dtype)
-                   for n, a in run.make_weights(SHAPES[key], seed=0).items()}
+                  "dtype": act, "shared_intermediate_size": Fs}
+        if fmt:
+            config["expert_weights"] = fmt
+        weights = run.expert_arrays(config, run.make_weights(SHAPES[key], seed=0))
         with tempfile.TemporaryDirectory() as scratch:
             layers = [run.Layer(compile_with(c, config, Path(scratch) / tag),
                                 config["name"], config, weights)
                       for tag, c in (("a", args.baseline), ("b", args.candidate))]
             rng = np.random.default_rng(1)
             for T in tokens:
-                x = run.encode(rng.standard_normal((T, H), dtype=np.float32), dtype)
+                x = run.encode(rng.standard_normal((T, H), dtype=np.float32), act)
                 ys = [np.empty_like(x) for _ in layers]
                 times = [[], []]
                 for i, layer in enumerate(layers):
@@ -86,7 +92,9 @@ def main():
     p.add_argument("--shapes", default=",".join(run.SHAPES),
                    help=f"of {', '.join(SHAPES)}")
     p.add_argument("--tokens", default="1,8,32,128,512,2048")
-    p.add_argument("--dtypes", default="f32,bf16")
+    p.add_argument("--dtypes", default="f32,bf16",
+                   help="activation dtypes, or bench/run's weight formats "
+                        "(with f32 activations): " + ", ".join(run.WEIGHT_FORMATS))
     p.add_argument("--budget", type=float, default=2.0,
                    help="seconds of calls per library and cell (at least 3)")
     p.add_argument("--output", type=Path, default=None,

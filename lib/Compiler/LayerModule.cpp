@@ -40,11 +40,11 @@ static Type fieldElementType(MLIRContext &context, const WeightField &field,
   case FieldType::e8m0:
     return IntegerType::get(&context, 8);
   case FieldType::f32:
-    return Float32Type::get(&context);
+    return elementType(context, DataType::f32);
   case FieldType::bf16:
-    return BFloat16Type::get(&context);
+    return elementType(context, DataType::bf16);
   case FieldType::f16:
-    return Float16Type::get(&context);
+    return elementType(context, DataType::f16);
   }
   llvm_unreachable("unknown field type");
 }

@@ -118,7 +118,8 @@ private:
     IRMapping carried;
     OpBuilder::InsertionGuard guard(rewriter);
     rewriter.setInsertionPointToStart(phases[p].getBody());
-    for (auto [use, q] : uses) {
+    for (auto [operand, q] : uses) {
+      OpOperand *use = operand;
       Value value = materialize(use->get(), q, p, carried);
       rewriter.modifyOpInPlace(use->getOwner(), [&] { use->set(value); });
     }

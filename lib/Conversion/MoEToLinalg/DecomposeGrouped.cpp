@@ -142,8 +142,9 @@ struct GroupedFFN {
     SmallVector<Value> extra;
     if (rows.scale)
       extra.push_back(rows.scale);
-    auto [expertAt, scaleAt] =
+    std::pair<int, int> at =
         epilogueOperands(e, upBias || gateBias, extra, inputs, maps);
+    int expertAt = at.first, scaleAt = at.second;
     maps.push_back(e.map(3, {0, 1, 2}));
     Type f32 = e.builder().getF32Type();
     return e.generic(
@@ -173,8 +174,9 @@ struct GroupedFFN {
     SmallVector<Value> extra = {rows.token};
     if (logit)
       extra.push_back(logit);
-    auto [expertAt, tokenAt] =
+    std::pair<int, int> at =
         epilogueOperands(e, downBias != nullptr, extra, inputs, maps);
+    int expertAt = at.first, tokenAt = at.second;
     maps.push_back(e.map(3, {0, 1, 2}));
     Type f32 = e.builder().getF32Type();
     return e.generic(

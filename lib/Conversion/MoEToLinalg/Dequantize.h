@@ -150,17 +150,20 @@ inline SmallVector<Value> groupedOperands(Emitter &e, const QuantizedWeight &q,
   return operands;
 }
 
-/// The shifts of a byte's two nibbles (i32), which a 4-bit contraction
-/// reads along its h loop: an operand rather than the loop's index, which
-/// the split-reduction tiling does not offset. int4 shifts a nibble down to
-/// bits 3-0 (0, 4); f4e2m1 up to bits 31-28 (28, 24).
+/// The shifts of a byte's two nibbles, which a 4-bit contraction reads
+/// along its h loop: an operand rather than the loop's index, which the
+/// split-reduction tiling does not offset. int4 shifts a nibble down to
+/// bits 3-0 of an i32 (0, 4); f4e2m1 up to bits 15-12 of an i16 (12, 8).
 inline Value nibbleShifts(Emitter &e, const QuantizedWeight &q) {
   OpBuilder &b = e.builder();
-  auto type = RankedTensorType::get({2}, b.getI32Type());
-  static constexpr int32_t down[] = {0, 4}, up[] = {28, 24};
-  ArrayRef<int32_t> shifts(q.format == WeightFormat::f4e2m1 ? up : down);
-  return arith::ConstantOp::create(b, e.location(), type,
-                                   DenseElementsAttr::get(type, shifts));
+  bool up = q.format == WeightFormat::f4e2m1;
+  auto type = RankedTensorType::get({2}, b.getIntegerType(up ? 16 : 32));
+  static constexpr int32_t down32[] = {0, 4};
+  static constexpr int16_t up16[] = {12, 8};
+  return arith::ConstantOp::create(
+      b, e.location(), type,
+      up ? DenseElementsAttr::get(type, ArrayRef<int16_t>(up16))
+         : DenseElementsAttr::get(type, ArrayRef<int32_t>(down32)));
 }
 
 /// `bits` (i32) as the f32 it holds, times `scale` · 2^`exponent`: how a
@@ -174,10 +177,26 @@ inline Value floatFromBits(Emitter &e, Value bits, int exponent, Value scale) {
   return e.mul(value, e.mul(scale, e.f32(std::ldexp(1.0f, exponent))));
 }
 
+/// As floatFromBits, with the bits (i16) where f16 keeps them: the small
+/// float's subnormals are then f16's, which the widening (vcvtph2ps on x86)
+/// makes exact f32 normals, where floatFromBits multiplies an f32
+/// subnormal. e2m1's one subnormal, 0.5, is an eighth of its codes, and
+/// multiplying subnormals is slow enough that the extra conversion pays;
+/// e4m3's subnormals are rare in real weights, and for them it does not.
+inline Value floatFromHalfBits(Emitter &e, Value bits, int exponent,
+                               Value scale) {
+  OpBuilder &b = e.builder();
+  Location loc = e.location();
+  Value half = arith::BitcastOp::create(b, loc, b.getF16Type(), bits);
+  Value value = arith::ExtFOp::create(b, loc, b.getF32Type(), half);
+  return e.mul(value, e.mul(scale, e.f32(std::ldexp(1.0f, exponent))));
+}
+
 /// The dequantized weight element in f32 from its block arguments: the
 /// byte, the scale, the zero point if any and, for 4 bits, the nibble's
-/// shift. A byte is widened to a 32-bit lane first: x86 has no 8-bit
-/// vector shifts, and the lanes widen to f32 anyway.
+/// shift. A byte is widened first, since x86 has no 8-bit vector shifts:
+/// to a 32-bit lane, which widens to f32 anyway, or for e2m1, which takes
+/// f16's layout, to a 16-bit lane.
 inline Value dequantizeElement(Emitter &e, const QuantizedWeight &q,
                                ValueRange args) {
   OpBuilder &b = e.builder();
@@ -186,6 +205,10 @@ inline Value dequantizeElement(Emitter &e, const QuantizedWeight &q,
   auto i32Constant = [&](uint32_t value) {
     return arith::ConstantIntOp::create(b, loc, i32,
                                         static_cast<int32_t>(value));
+  };
+  auto i16Constant = [&](uint16_t value) {
+    return arith::ConstantIntOp::create(b, loc, b.getI16Type(),
+                                        static_cast<int16_t>(value));
   };
   Value byte = args[0], scale = args[1];
   switch (q.format) {
@@ -216,19 +239,20 @@ inline Value dequantizeElement(Emitter &e, const QuantizedWeight &q,
     return floatFromBits(e, bits, 127 - 7, scale);
   }
   case WeightFormat::f4e2m1: {
-    // s ee m shifted up to bits 31-28, then arithmetically down by 6: the
-    // exponent and mantissa land in bits 24-22 and the sign in 31 (and
-    // 30-25, cleared with the other nibble's bits). The e8m0 scale's byte
+    // s ee m shifted up to bits 15-12, then arithmetically down by 3: the
+    // exponent and mantissa land in bits 11-9 and the sign in 15 (and
+    // 14-12, cleared with the other nibble's bits). The e8m0 scale's byte
     // is f32's exponent field.
+    Type i16 = b.getI16Type();
     Value top = arith::ShLIOp::create(
-        b, loc, arith::ExtUIOp::create(b, loc, i32, byte), args.back());
+        b, loc, arith::ExtUIOp::create(b, loc, i16, byte), args.back());
     Value bits = arith::AndIOp::create(
-        b, loc, arith::ShRSIOp::create(b, loc, top, i32Constant(6)),
-        i32Constant(0x81C00000u));
+        b, loc, arith::ShRSIOp::create(b, loc, top, i16Constant(3)),
+        i16Constant(0x8E00u));
     Value exponent = arith::ShLIOp::create(
         b, loc, arith::ExtUIOp::create(b, loc, i32, scale), i32Constant(23));
-    return floatFromBits(e, bits, 127 - 1,
-                         arith::BitcastOp::create(b, loc, f32, exponent));
+    return floatFromHalfBits(e, bits, 15 - 1,
+                             arith::BitcastOp::create(b, loc, f32, exponent));
   }
   }
   llvm_unreachable("unknown weight format");

@@ -97,9 +97,10 @@ func.func @shared_int8(%x: tensor<?x16xf32>, %qu: tensor<32x16xi8>, %su: tensor<
 // its exponent and mantissa in bits 26-20 and its sign in 31 once the
 // copies of the sign between are cleared; the f32 they make times 2^120
 // (rebiasing the exponent) and the scale is the weight. An e2m1 nibble
-// shifted up to bits 31-28 and arithmetically down by 6 lands in bits
-// 24-22 and 31, times 2^126; its group's e8m0 scale is the exponent byte
-// moved to f32's exponent bits.
+// takes f16's layout, so that its subnormal is f16's and widens to an f32
+// normal: shifted up to bits 15-12 of 16 and arithmetically down by 3, it
+// lands in bits 11-9 and 15, and the widened f16 is taken times 2^14; its
+// group's e8m0 scale is the exponent byte moved to f32's exponent bits.
 // CHECK-LABEL: func.func @shared_small_floats
 // CHECK: ins(%{{.*}}, %{{.*}}, %{{.*}} : tensor<?x1x16xf32>, tensor<4x8x1x16xi8>, tensor<4x8x1xf32>)
 // CHECK: ^bb0(%{{.*}}: f32, %[[BYTE:.*]]: i8, %[[SCALE:.*]]: f32, %{{.*}}: f32):
@@ -109,16 +110,17 @@ func.func @shared_int8(%x: tensor<?x16xf32>, %qu: tensor<32x16xi8>, %su: tensor<
 // CHECK: %[[RAW:.*]] = arith.bitcast %[[BITS]] : i32 to f32
 // CHECK: %[[SCALED:.*]] = arith.mulf %[[SCALE]], %cst{{.*}} : f32
 // CHECK: arith.mulf %[[RAW]], %[[SCALED]]
-// CHECK: ins(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x1x2x16xf32>, tensor<4x4x1x16xi8>, tensor<4x4x1xi8>, tensor<2xi32>)
-// CHECK: ^bb0(%{{.*}}: f32, %[[NIBBLES:.*]]: i8, %[[EXPONENT:.*]]: i8, %[[SHIFT:.*]]: i32, %{{.*}}: f32):
-// CHECK: %[[WORD:.*]] = arith.extui %[[NIBBLES]] : i8 to i32
+// CHECK: ins(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x1x2x16xf32>, tensor<4x4x1x16xi8>, tensor<4x4x1xi8>, tensor<2xi16>)
+// CHECK: ^bb0(%{{.*}}: f32, %[[NIBBLES:.*]]: i8, %[[EXPONENT:.*]]: i8, %[[SHIFT:.*]]: i16, %{{.*}}: f32):
+// CHECK: %[[WORD:.*]] = arith.extui %[[NIBBLES]] : i8 to i16
 // CHECK: %[[TOP:.*]] = arith.shli %[[WORD]], %[[SHIFT]]
-// CHECK: %[[DOWN:.*]] = arith.shrsi %[[TOP]], %c6_i32
-// CHECK: %[[BITS:.*]] = arith.andi %[[DOWN]], %c-2118123520_i32
+// CHECK: %[[DOWN:.*]] = arith.shrsi %[[TOP]], %c3_i16
+// CHECK: %[[BITS:.*]] = arith.andi %[[DOWN]], %c-29184_i16
 // CHECK: %[[E:.*]] = arith.extui %[[EXPONENT]] : i8 to i32
 // CHECK: %[[E_BITS:.*]] = arith.shli %[[E]], %c23_i32
 // CHECK: %[[S:.*]] = arith.bitcast %[[E_BITS]] : i32 to f32
-// CHECK: %[[RAW:.*]] = arith.bitcast %[[BITS]] : i32 to f32
+// CHECK: %[[HALF:.*]] = arith.bitcast %[[BITS]] : i16 to f16
+// CHECK: %[[RAW:.*]] = arith.extf %[[HALF]] : f16 to f32
 // CHECK: %[[SCALED:.*]] = arith.mulf %[[S]], %cst{{.*}} : f32
 // CHECK: arith.mulf %[[RAW]], %[[SCALED]]
 module attributes {moe.target = #moe.cpu_target<features = ["avx2", "fma"]>} {
