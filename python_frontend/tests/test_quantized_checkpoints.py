@@ -1,7 +1,9 @@
 """Quantized checkpoints in their own layouts (moe_mlir.quantized_checkpoints):
 tiny DeepSeek-V3 FP8, GPT-OSS MXFP4, GPTQ and AWQ checkpoints written here,
 read by from_hf_config and load_layer_weights, and judged by what transformers'
-own dequantization (or the format's definition) says they hold."""
+own dequantization (or the format's definition) says they hold; GPTQ and AWQ
+also by GPTQModel's and AutoAWQ's dequantization, written out here after
+their code."""
 
 import json
 
@@ -140,16 +142,22 @@ def pack_words(values, axis, order=range(8)):
     return np.moveaxis(words.view(np.int32), -1, axis)
 
 
-@pytest.mark.parametrize("method", ["gptq", "awq"])
-def test_gptq_and_awq(tmp_path, method):
+def gptq_or_awq_config(tmp_path, method, group):
+    """Qwen3-MoE's config with a 4-bit GPTQ (checkpoint_format "gptq") or
+    AWQ quantization_config, written to tmp_path and read back."""
     hf = json.loads((HF_CONFIGS / "qwen3_moe.json").read_text())
-    group = 16
     hf["quantization_config"] = {"quant_method": method, "bits": 4, "group_size": group,
                                  "desc_act": False, "sym": False}
     if method == "gptq":
         hf["quantization_config"]["checkpoint_format"] = "gptq"
     (tmp_path / "config.json").write_text(json.dumps(hf))
-    config = from_hf_config(tmp_path)
+    return from_hf_config(tmp_path)
+
+
+@pytest.mark.parametrize("method", ["gptq", "awq"])
+def test_gptq_and_awq(tmp_path, method):
+    group = 16
+    config = gptq_or_awq_config(tmp_path, method, group)
     assert config.expert_weights == {"format": "int4", "group_size": group,
                                      "zero_points": True}
     E, H, F = config.num_experts, config.hidden_size, config.intermediate_size
@@ -182,6 +190,80 @@ def test_gptq_and_awq(tmp_path, method):
     got = dequantize(config.to_dict(), w)
     for name, parts in expected.items():
         np.testing.assert_allclose(got[name], np.stack(parts), rtol=0, atol=0, err_msg=name)
+
+
+def gptqmodel_dequantize(qweight, qzeros, scales, g_idx):
+    """[K, N] as GPTQModel's torch QuantLinear.dequantize_weight computes it
+    for 4 bits, after its conversion of checkpoint_format "gptq" (v1), which
+    adds 1 to every packed zero point: the shifts 0, 4, ..., 28 unpack
+    qweight along K (word i, shift j: row 8i + j) and qzeros along N, and a
+    row's group is g_idx's."""
+    wf = torch.arange(0, 32, 4, dtype=torch.int32)
+    qweight, qzeros = torch.from_numpy(qweight), torch.from_numpy(qzeros)
+    zeros = torch.bitwise_right_shift(qzeros.unsqueeze(2).expand(-1, -1, 8), wf.unsqueeze(0))
+    zeros = (torch.bitwise_and(zeros, 15) + 1).reshape(scales.shape)
+    weight = torch.bitwise_right_shift(qweight.unsqueeze(1).expand(-1, 8, -1), wf.unsqueeze(-1))
+    weight = torch.bitwise_and(weight, 15).reshape(-1, weight.shape[2])
+    g = torch.from_numpy(np.asarray(g_idx, dtype=np.int64))
+    scales = torch.from_numpy(scales.astype(np.float64))
+    return (scales[g] * (weight - zeros[g])).numpy()
+
+
+AUTOAWQ_REVERSE_ORDER = [0, 4, 1, 5, 2, 6, 3, 7]
+
+
+def autoawq_dequantize(qweight, qzeros, scales, group):
+    """[K, N] as AutoAWQ's dequantize_gemm computes it for 4 bits: the
+    shifts 0, 4, ..., 28 unpack qweight and qzeros along N, then each run of
+    eight columns is reordered by AWQ_REVERSE_ORDER."""
+    def unpack(words):
+        w = torch.from_numpy(words)
+        values = torch.bitwise_right_shift(w[:, :, None], torch.arange(0, 32, 4)[None, None, :])
+        return values.reshape(w.shape[0], -1)
+    iweight, izeros = unpack(qweight), unpack(qzeros)
+    order = torch.arange(iweight.shape[-1]).view(-1, 8)[:, AUTOAWQ_REVERSE_ORDER].reshape(-1)
+    iweight = torch.bitwise_and(iweight[:, order], 15)
+    izeros = torch.bitwise_and(izeros[:, order], 15)
+    scales = torch.from_numpy(scales.astype(np.float64)).repeat_interleave(group, dim=0)
+    return ((iweight - izeros.repeat_interleave(group, dim=0)) * scales).numpy()
+
+
+@pytest.mark.parametrize("method", ["gptq", "awq"])
+def test_gptq_and_awq_match_their_libraries(tmp_path, method):
+    """Random packed words, loaded and dequantized as the library takes them,
+    against GPTQModel's and AutoAWQ's own unpacking (written here after
+    their code, not after this package's reading of the layouts)."""
+    group = 16
+    config = gptq_or_awq_config(tmp_path, method, group)
+    E, H, F = config.num_experts, config.hidden_size, config.intermediate_size
+    rng = np.random.default_rng(3)
+    words = lambda shape: rng.integers(-2**31, 2**31, shape, dtype=np.int64).astype(np.int32)
+    p = f"model.layers.{LAYER}.mlp."
+    tensors = {f"{p}gate.weight": rng.standard_normal((E, H)).astype(np.float32)}
+    expected = {}
+    for e in range(E):
+        for name, (N, K) in (("gate_proj", (F, H)), ("up_proj", (F, H)), ("down_proj", (H, F))):
+            s = rng.uniform(0.01, 0.1, (K // group, N)).astype(np.float16).astype(np.float32)
+            prefix = f"{p}experts.{e}.{name}"
+            if method == "gptq":
+                # v1 zero points are stored minus one; GPTQModel's +1 carries
+                # out of a nibble of 15, which real checkpoints never hold.
+                qweight = words((K // 8, N))
+                qzeros = words((K // group, N // 8)) & np.int32(0x77777777)
+                g_idx = np.arange(K, dtype=np.int32) // group
+                tensors[prefix + ".g_idx"] = (g_idx, "I32")
+                deq = gptqmodel_dequantize(qweight, qzeros, s, g_idx)
+            else:
+                qweight, qzeros = words((K, N // 8)), words((K // group, N // 8))
+                deq = autoawq_dequantize(qweight, qzeros, s, group)
+            tensors[prefix + ".qweight"] = (qweight, "I32")
+            tensors[prefix + ".qzeros"] = (qzeros, "I32")
+            tensors[prefix + ".scales"] = (s, "F16")
+            expected.setdefault(name, []).append(deq.T)
+    write_safetensors(tmp_path / "model.safetensors", tensors)
+    got = dequantize(config.to_dict(), load_layer_weights(tmp_path, config, LAYER))
+    for name, parts in expected.items():
+        np.testing.assert_array_equal(got[name], np.stack(parts), err_msg=name)
 
 
 def test_refused_quantization_configs(tmp_path):
