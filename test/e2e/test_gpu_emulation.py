@@ -8,8 +8,8 @@ scans, the masks of ragged sizes, the epilogues and the rounding. What it
 cannot test is the NVVM code generation, the driver, and timing-dependent
 behavior (test_gpu_conformance.py runs on a GPU). The whole conformance
 suite runs on the SIMT kernels in f32 and again on the tensor-core kernels
-in bf16 and f16, and so do the hierarchical configs (moe.refine's kernel,
-dense levels) and the dtype configs in bf16 and f16.
+in bf16 and f16; the hierarchical configs (moe.refine's kernel, dense
+levels) run at their own dtypes, and the dtype configs in bf16 and f16.
 
 FAMILY covers docs/FAMILY-RULES.md's rules in the kernels: the p-norm and
 sparsemixer routing, the routing weight on the experts' input (the

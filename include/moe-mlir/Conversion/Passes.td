@@ -438,8 +438,10 @@ def MoELowerToGPU : Pass<"moe-lower-to-gpu", "::mlir::ModuleOp"> {
     stretch between two barriers (a schedule the barriers allow), the last
     thread first, so that a missing barrier before a read of what a lower
     thread wrote gives a wrong result. What a stretch uses of an earlier
-    one is recomputed; shared memory is on the stack. The same kernels run
-    on the CPU, which is how the suite tests them without a GPU.
+    one is recomputed; shared memory is on the stack, and so is a thread's
+    scratch, hoisted before the blocks for the threads to take turns with.
+    The same kernels run on the CPU, which is how the suite tests them
+    without a GPU.
   }];
   let dependentDialects = !listconcat(MoELoweringDialects, [
     "::mlir::func::FuncDialect", "::mlir::gpu::GPUDialect"]);

@@ -12,12 +12,14 @@ using namespace mlir;
 using namespace mlir::moe;
 
 namespace {
-/// Splits a loop over a block's threads at its barriers, and recomputes
-/// in a phase what it uses of an earlier one.
+/// Splits a loop over a block's threads at its barriers, recomputes in a
+/// phase what it uses of an earlier one, and hoists the threads' stack
+/// buffers before `hoistPoint`.
 class PhaseSplitter {
 public:
-  PhaseSplitter(RewriterBase &rewriter, scf::ForOp threads)
-      : rewriter(rewriter) {
+  PhaseSplitter(RewriterBase &rewriter, scf::ForOp threads,
+                Operation *hoistPoint)
+      : rewriter(rewriter), hoistPoint(hoistPoint) {
     phases.push_back(threads);
   }
 
@@ -31,33 +33,56 @@ public:
     });
     if (nested.wasInterrupted() || failed(checkCarried()))
       return failure();
+    SmallVector<memref::AllocaOp> buffers;
+    WalkResult dynamic = phases[0].getBody()->walk([&](memref::AllocaOp op) {
+      buffers.push_back(op);
+      if (op->getNumOperands() == 0)
+        return WalkResult::advance();
+      op->emitOpError("is a thread's stack buffer of dynamic size, which "
+                      "an emulated block cannot hoist");
+      return WalkResult::interrupt();
+    });
+    if (dynamic.wasInterrupted())
+      return failure();
     while (gpu::BarrierOp barrier = firstBarrier(phases.back()))
       phases.push_back(splitAt(barrier));
     for (unsigned p = 1; p < phases.size(); ++p)
       carryInto(p);
-    for (scf::ForOp phase : phases)
-      scopeAllocas(phase);
+    // The threads run one after the other and no buffer crosses a barrier
+    // (checkCarried), so one buffer serves them all: on the stack of the
+    // loop, a thread's allocations would pile up until the function
+    // returns.
+    for (memref::AllocaOp buffer : buffers)
+      rewriter.moveOpBefore(buffer, hoistPoint);
     return success();
   }
 
 private:
   /// Fails, before anything changes, where a value that crosses a barrier
-  /// cannot be recomputed.
+  /// cannot be recomputed: its op, or one it depends on in the loop, reads
+  /// or writes memory or has regions. (Recomputing cannot fail where the
+  /// first computation did not: both run on every thread.)
   LogicalResult checkCarried() {
     Block *body = phases[0].getBody();
     DenseMap<Operation *, unsigned> phaseOfOp;
     unsigned phase = 0;
     for (Operation &op : body->without_terminator())
       phaseOfOp[&op] = isa<gpu::BarrierOp>(op) ? phase++ : phase;
+    DenseMap<Value, bool> known;
     std::function<bool(Value)> carriable = [&](Value value) {
       Operation *def = value.getDefiningOp();
       if (!def || def->getBlock() != body)
         return true;
-      if (isPure(def) && def->getNumRegions() == 0)
-        return llvm::all_of(def->getOperands(), carriable);
-      def->emitOpError("is used across a barrier of an emulated block but "
-                       "is not pure: keep it in a shared buffer");
-      return false;
+      if (auto it = known.find(value); it != known.end())
+        return it->second;
+      bool recomputable = isMemoryEffectFree(def) &&
+                          def->getNumRegions() == 0 &&
+                          llvm::all_of(def->getOperands(), carriable);
+      if (!recomputable)
+        def->emitOpError("is used across a barrier of an emulated block "
+                         "but cannot be recomputed after it: keep it in a "
+                         "shared buffer");
+      return known[value] = recomputable;
     };
     for (Operation &op : body->without_terminator()) {
       unsigned p = phaseOfOp[&op];
@@ -142,30 +167,14 @@ private:
     return carried.lookup(value);
   }
 
-  /// A thread's stack allocations are freed when it leaves the phase.
-  void scopeAllocas(scf::ForOp phase) {
-    Block *body = phase.getBody();
-    if (!body->walk([](memref::AllocaOp) { return WalkResult::interrupt(); })
-             .wasInterrupted())
-      return;
-    OpBuilder::InsertionGuard guard(rewriter);
-    rewriter.setInsertionPointToStart(body);
-    auto scope =
-        memref::AllocaScopeOp::create(rewriter, phase.getLoc(), TypeRange{});
-    rewriter.createBlock(&scope.getBodyRegion());
-    auto end = memref::AllocaScopeReturnOp::create(rewriter, phase.getLoc());
-    for (Operation &op : llvm::make_early_inc_range(
-             llvm::make_range(std::next(scope->getIterator()),
-                              body->without_terminator().end())))
-      rewriter.moveOpBefore(&op, end);
-  }
-
   RewriterBase &rewriter;
+  Operation *hoistPoint;
   SmallVector<scf::ForOp> phases;
 };
 } // namespace
 
 LogicalResult mlir::moe::splitAtBarriers(RewriterBase &rewriter,
-                                         scf::ForOp threads) {
-  return PhaseSplitter(rewriter, threads).run();
+                                         scf::ForOp threads,
+                                         Operation *hoistPoint) {
+  return PhaseSplitter(rewriter, threads, hoistPoint).run();
 }

@@ -34,6 +34,10 @@ inline constexpr const char *kKernelModuleName = "moe_kernels";
 /// frees them when their function returns.
 inline constexpr const char *kWorkspaceAttrName = "moe.workspace";
 
+/// Marks the threads' loop of an emulated block that splitAtBarriers could
+/// not split (it said why).
+inline constexpr const char *kUnsplitBlockAttrName = "moe.unsplit_block";
+
 /// What one thread of a block sees.
 struct KernelThread {
   Value blockX;         // index
@@ -49,9 +53,12 @@ struct KernelThread {
 /// Splits `threads`, a loop over a block's threads whose body has its
 /// barriers at the top, into one loop per stretch between barriers, in
 /// order; a value one stretch defines and a later one uses is recomputed
-/// there. Fails, changing nothing, where a barrier is nested or such a
-/// value is not pure (a kernel keeps those in shared buffers).
-LogicalResult splitAtBarriers(RewriterBase &rewriter, scf::ForOp threads);
+/// there. The threads' stack buffers move before `hoistPoint`, shared by
+/// the threads that run one after the other. Fails, changing nothing, where
+/// a barrier is nested, such a value cannot be recomputed (a kernel keeps
+/// those in shared buffers) or a stack buffer has a dynamic size.
+LogicalResult splitAtBarriers(RewriterBase &rewriter, scf::ForOp threads,
+                              Operation *hoistPoint);
 
 /// A buffer each block shares among its threads.
 struct SharedBufferType {
@@ -141,8 +148,8 @@ private:
   /// split at its barriers (`splitAtBarriers`), a schedule the barriers
   /// allow. The threads run last first, so that a barrier missing before a
   /// read of what a lower thread wrote shows as a wrong result. The shared
-  /// buffers are allocated once for all blocks. A failed split leaves its
-  /// barrier for moe-lower-to-gpu to report.
+  /// buffers are allocated once for all blocks. A failed split marks its
+  /// loop for moe-lower-to-gpu to fail on.
   void
   launchEmulated(Value gridX, ArrayRef<SharedBufferType> shared,
                  function_ref<void(Emitter &, const KernelThread &)> body) {
@@ -159,7 +166,8 @@ private:
     b.setInsertionPointToStart(threads.getBody());
     Value thread = e.sub(last, threads.getInductionVar());
     body(e, KernelThread{blocks.getInductionVar(), thread, sharedBuffers});
-    (void)splitAtBarriers(b, threads);
+    if (failed(splitAtBarriers(b, threads, blocks)))
+      threads->setAttr(kUnsplitBlockAttrName, b.getUnitAttr());
   }
 
   RewriterBase &b;

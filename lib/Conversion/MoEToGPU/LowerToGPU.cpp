@@ -44,10 +44,12 @@ struct MoELowerToGPUPass : moe::impl::MoELowerToGPUBase<MoELowerToGPUPass> {
     });
     if (left.wasInterrupted())
       return signalPassFailure();
-    // splitAtBarriers said why it left a barrier in an emulated kernel.
-    if (emulate &&
-        module.walk([](gpu::BarrierOp) { return WalkResult::interrupt(); })
-            .wasInterrupted())
+    // splitAtBarriers said why it could not split an emulated block.
+    WalkResult unsplit = module.walk([](Operation *op) {
+      return op->hasAttr(kUnsplitBlockAttrName) ? WalkResult::interrupt()
+                                                : WalkResult::advance();
+    });
+    if (unsplit.wasInterrupted())
       signalPassFailure();
   }
 };

@@ -183,6 +183,9 @@ inline Value floatFromBits(Emitter &e, Value bits, int exponent, Value scale) {
 /// subnormal. e2m1's one subnormal, 0.5, is an eighth of its codes, and
 /// multiplying subnormals is slow enough that the extra conversion pays;
 /// e4m3's subnormals are rare in real weights, and for them it does not.
+/// The group's factor, scale · 2^`exponent`, overflows for scales above
+/// 2^(127 - exponent) (docs/QUANTIZATION.md); multiplying an element by the
+/// power of two first would cost a multiply an element.
 inline Value floatFromHalfBits(Emitter &e, Value bits, int exponent,
                                Value scale) {
   OpBuilder &b = e.builder();

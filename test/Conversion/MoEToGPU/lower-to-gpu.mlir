@@ -36,18 +36,19 @@
 // Emulated: the same kernels as loops. The blocks run one after the other;
 // a block runs one loop over its 256 threads per stretch between two
 // barriers, the last thread first, with what a stretch uses of an earlier
-// one recomputed. The shared buffers are on the stack, a thread's scratch in
-// an alloca_scope.
+// one recomputed. The shared buffers are on the stack, and so is a thread's
+// scratch, hoisted before the blocks: the threads take turns with it.
 // EMULATED-LABEL: func.func @layer
 // EMULATED-NOT: gpu.
 // EMULATED: memref.alloc(%{{.*}}) {moe.workspace} : memref<?x2xi32>
 // EMULATED: scf.for
 // EMULATED-NEXT: scf.for %[[T:.*]] = %c0 to %c256 step %c1 {
 // EMULATED-NEXT: arith.subi %c255, %[[T]]
-// EMULATED: scf.for %[[T0:.*]] = %c0 to %c256 step %c1 {
-// EMULATED-NEXT: memref.alloca_scope {
+// EMULATED: %[[SCRATCH:.*]] = memref.alloca() : memref<8xi1>
+// EMULATED-NEXT: scf.for
+// EMULATED-NEXT: scf.for %[[T0:.*]] = %c0 to %c256 step %c1 {
 // EMULATED-NEXT: arith.subi %c255, %[[T0]]
-// EMULATED: memref.alloca() : memref<8xi1>
+// EMULATED: memref.store %true, %[[SCRATCH]]
 // The capacity's scan: three stretches.
 // EMULATED: %[[SHARED:.*]] = memref.alloca() : memref<257xindex>
 // EMULATED-NEXT: scf.for %{{.*}} = %c0 to %c8 step %c1 {
@@ -60,6 +61,7 @@
 // EMULATED: memref.load %[[SHARED]]
 // EMULATED-NOT: omp.
 // EMULATED-NOT: gpu.barrier
+// EMULATED-NOT: memref.alloca_scope
 func.func @layer(%x: tensor<?x16xbf16>, %wr: tensor<8x16xbf16>)
     -> (tensor<?x2xf32>, tensor<?xi64>, tensor<?x2xi64>) {
   %ids, %w = moe.gate %x, %wr {top_k = 2 : i64, capacity_factor = 1.0 : f64}
