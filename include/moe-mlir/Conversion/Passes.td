@@ -470,6 +470,10 @@ def MoEGPUMMASync : Pass<"moe-gpu-mma-sync", "::mlir::func::FuncOp"> {
       the projection's body at each element's loops (its gathers
       included); an f32 multiplicand (the activation) is rounded to the
       weights' 16-bit type, and a partial last step reads zeros;
+      what is the same at every step (a row's token from the plan, the
+      index arithmetic) moves before the loop (upstream's
+      `moveLoopInvariantCode`; the loop writes no memory, so its
+      invariant loads move too);
     * the op that ends the kernel runs its body on each element of the
       sums' fragments and stores where it stored.
 

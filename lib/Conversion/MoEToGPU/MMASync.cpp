@@ -11,6 +11,8 @@
 #include "mlir/Dialect/Affine/Utils.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/NVGPU/Utils/MMAUtils.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+#include "mlir/Transforms/LoopInvariantCodeMotionUtils.h"
 
 #include <map>
 
@@ -23,6 +25,28 @@ using namespace mlir;
 using namespace mlir::moe;
 
 using nvgpu::MatMulOperandRole;
+
+/// Moves what the K loop computes the same at every step before it: a
+/// row's token and the index arithmetic its elements share, and, as nothing
+/// in the loop writes memory, the loads of them (the plan's rows), which
+/// would otherwise be read again at every step.
+static void hoistInvariants(scf::ForOp loop) {
+  bool writes = loop.getBody()
+                    ->walk([](Operation *op) {
+                      return isMemoryEffectFree(op) || isa<memref::LoadOp>(op)
+                                 ? WalkResult::advance()
+                                 : WalkResult::interrupt();
+                    })
+                    .wasInterrupted();
+  moveLoopInvariantCode(
+      {&loop.getRegion()},
+      [&](Value value, Region *) { return loop.isDefinedOutsideOfLoop(value); },
+      [&](Operation *op, Region *) {
+        return (isMemoryEffectFree(op) && isSpeculatable(op)) ||
+               (!writes && isa<memref::LoadOp>(op));
+      },
+      [&](Operation *op, Region *) { loop.moveOutOfLoop(op); });
+}
 
 /// `map`'s results at the loop values `at`: each must be a loop or a
 /// constant.
@@ -339,6 +363,7 @@ static LogicalResult writeLaneCode(LaneCode &lanes, linalg::LinalgOp last,
       }
   }
   scf::YieldOp::create(b, loc, next);
+  hoistInvariants(loop);
 
   // `last`'s body on each element of the sums' fragments.
   b.setInsertionPointAfter(loop);

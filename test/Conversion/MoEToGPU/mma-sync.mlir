@@ -138,3 +138,50 @@ func.func @no_projection(%out: memref<1x16x8xf32>) {
   } {mapping = [#gpu.warp<x>, #gpu.warp<y>, #gpu.warp<z>]}
   return
 }
+
+// -----
+
+// Rows gathered through the plan: a row's token is the same at every step
+// of K, so its load (and the index arithmetic before it) moves before the
+// loop, which reads only x and the weights.
+// CHECK-LABEL: func.func @gathered
+// CHECK: scf.forall
+// CHECK: memref.load %arg1[
+// CHECK: scf.for
+// CHECK-NOT: memref.load %arg1
+// CHECK: memref.load %arg0[
+// CHECK: nvgpu.mma.sync
+// CHECK: scf.yield
+func.func @gathered(%x: memref<64x32xbf16>, %rows: memref<16xindex>, %w: memref<1x8x32xbf16>,
+                    %out: memref<1x16x8xf32>) {
+  %zero = arith.constant 0.0 : f32
+  scf.forall (%t, %i, %n) = (0, 0, 0) to (1, 16, 8) step (1, 16, 8) {
+    %sums = memref.alloc() : memref<1x16x8xf32>
+    linalg.fill ins(%zero : f32) outs(%sums : memref<1x16x8xf32>)
+    linalg.generic {indexing_maps = [affine_map<(t, i, n, k) -> (t, n, k)>,
+                                     affine_map<(t, i, n, k) -> (t, i, n)>],
+                    iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
+        ins(%w : memref<1x8x32xbf16>)
+        outs(%sums : memref<1x16x8xf32>) attrs = {moe.mma_sync = array<i64: 16, 8, 16>} {
+    ^bb0(%b: bf16, %s: f32):
+      %row = linalg.index 1 : index
+      %k = linalg.index 3 : index
+      %token = memref.load %rows[%row] : memref<16xindex>
+      %a = memref.load %x[%token, %k] : memref<64x32xbf16>
+      %aw = arith.extf %a : bf16 to f32
+      %bw = arith.extf %b : bf16 to f32
+      %p = arith.mulf %aw, %bw : f32
+      %r = arith.addf %s, %p : f32
+      linalg.yield %r : f32
+    }
+    linalg.generic {indexing_maps = [affine_map<(t, i, n) -> (t, i, n)>,
+                                     affine_map<(t, i, n) -> (t, i, n)>],
+                    iterator_types = ["parallel", "parallel", "parallel"]}
+        ins(%sums : memref<1x16x8xf32>) outs(%out : memref<1x16x8xf32>)
+        attrs = {moe.mma_sync = array<i64: 16, 8, 16>} {
+    ^bb0(%s: f32, %o: f32):
+      linalg.yield %s : f32
+    }
+  } {mapping = [#gpu.warp<x>, #gpu.warp<y>, #gpu.warp<z>]}
+  return
+}
