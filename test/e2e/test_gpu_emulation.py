@@ -20,13 +20,14 @@ bf16 and f16, with capacity, expert choice and a hierarchy;
 test_gpu_conformance.py runs the same cases on a GPU."""
 
 import json
+import re
 import subprocess
 
 import numpy as np
 import pytest
 
 from moe_mlir.abi import Library, compile_config, moe_compile_path, representable
-from moe_mlir.reference import random_input, random_weights, reference
+from moe_mlir.reference import random_input, random_weights, reference, with_defaults
 from test_conformance import ALL, cfg, check_layer, check_token_counts, draw_x, seed_of
 from test_dtypes import CONFIGS as DTYPE_CONFIGS
 from test_expert_shard import shard_of, sharded_forward
@@ -144,8 +145,8 @@ def test_emulated_gpu_kernels_conform(tmp_path, config, token_counts):
 
 @pytest.mark.parametrize("config,token_counts", tensor_core_params())
 def test_emulated_tensor_core_kernels_conform(tmp_path, config, token_counts):
-    """One check_layer a count (the conformance round's repeated call for
-    determinism is the SIMT rounds' to make)."""
+    """One check_layer a count (the repeated call for determinism is
+    test_emulated_gpu_kernels_conform's to make)."""
     so = compile_config(config, tmp_path, extra_args=("--emulate-gpu",))
     lib = Library(so, config["name"], config)
     dtype = config["dtype"]
@@ -160,17 +161,41 @@ def test_emulated_tensor_core_kernels_conform(tmp_path, config, token_counts):
 TENSOR_CORES = cfg("tc_layout", 48, 40, 8, 2, dtype="bf16", shared_intermediate_size=32)
 
 
+def tensor_core_kernels(config):
+    """The grouped FFN kernels that should run mma.sync: those whose
+    projections all have whole 8-column fragments (N = F for the up
+    kernels, H for the down ones); shared_down with its sigmoid gate stays
+    SIMT."""
+    c = with_defaults(dict(config, target="cuda"))
+    H, F = c["hidden_size"], c["intermediate_size"]
+    Fs = c.get("shared_intermediate_size") or 0
+    kernels = {"expert_up"} if F % 8 == 0 else set()
+    if H % 8 == 0:
+        kernels.add("expert_down")
+    if Fs and Fs % 8 == 0:
+        kernels.add("shared_up")
+    if Fs and H % 8 == 0 and not c.get("shared_expert_gate"):
+        kernels.add("shared_down")
+    return kernels
+
+
 def test_tensor_core_kernels_are_chosen(tmp_path):
-    """The layout test's kernels do run on tensor cores: expert_up,
-    expert_down and shared_up, the last op of each marked for mma.sync."""
-    config = dict(TENSOR_CORES, target="cuda")
-    path = tmp_path / "tc_layout.json"
-    path.write_text(json.dumps(config))
-    subprocess.run([str(moe_compile_path()), str(path), "-o", str(tmp_path), "--emit=linalg"],
-                   check=True)
-    text = (tmp_path / "tc_layout.linalg.mlir").read_text()
-    for kernel in ("expert_up", "expert_down", "shared_up", "shared_down"):
-        assert f'moe.kernel = "{kernel}", moe.mma_sync = array<i64: 16, 8, 16>' in text
+    """Which kernels moe-configure-gpu marks for mma.sync (moe.mma_sync on
+    their last op), for every config of the tensor-core round and the layout
+    test's: so that a marking that regressed cannot leave the round
+    passing on SIMT kernels."""
+    configs = [param.values[0] for param in tensor_core_params()] + [TENSOR_CORES]
+    for config in configs:
+        name = config["name"]
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(dict(config, target="cuda")))
+        subprocess.run([str(moe_compile_path()), str(path), "-o", str(tmp_path),
+                        "--emit=linalg"], check=True)
+        text = (tmp_path / f"{name}.linalg.mlir").read_text()
+        marked = set(re.findall(r'moe.kernel = "(\w+)", moe.mma_sync', text))
+        assert marked == tensor_core_kernels(config), name
+    assert tensor_core_kernels(TENSOR_CORES) == {"expert_up", "expert_down", "shared_up",
+                                                 "shared_down"}
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "f16"])

@@ -251,17 +251,6 @@ private:
                                          *position));
       return success();
     }
-    if (auto insert = dyn_cast<vector::InsertOp>(op)) {
-      FailureOr<SmallVector<OpFoldResult>> position =
-          uniformPosition(op, insert.getMixedPosition());
-      if (failed(position))
-        return failure();
-      setLanes(insert.getResult(),
-               vector::InsertOp::create(b, loc,
-                                        lanesOf(insert.getValueToStore()),
-                                        lanesOf(insert.getDest()), *position));
-      return success();
-    }
     if (auto broadcast = dyn_cast<vector::BroadcastOp>(op)) {
       setLanes(broadcast.getResult(),
                vector::BroadcastOp::create(b, loc, widen(broadcast.getType()),
@@ -377,10 +366,8 @@ private:
   LogicalResult emulateMMA(nvgpu::MmaSyncOp mma) {
     auto element =
         cast<VectorType>(mma.getMatrixA().getType()).getElementType();
-    SmallVector<int64_t> mmaShape;
-    for (Attribute size : mma.getMmaShape())
-      mmaShape.push_back(cast<IntegerAttr>(size).getInt());
-    if (mmaShape != ArrayRef<int64_t>(kMMAShape) ||
+    if (ArrayRef<int64_t>(mma.getMmaShapeAsArray()) !=
+            ArrayRef<int64_t>(kMMAShape) ||
         !(element.isF16() || element.isBF16()) ||
         !mma.getRes().getType().getElementType().isF32())
       return mma.emitOpError("is emulated for m16n8k16 with f16 or bf16 "
@@ -591,7 +578,7 @@ static LogicalResult emulateWarps(OpBuilder &b, ModuleOp module,
   std::optional<SmallVector<int64_t>> upper =
       getConstantIntValues(loop.getMixedUpperBound());
   if (!upper || upper->size() != 2 || (*upper)[1] != kWarpLanes ||
-      !loop.getOutputs().empty())
+      !loop.isNormalized() || !loop.getOutputs().empty())
     return loop.emitOpError("is not a loop over (warp, 32 lanes)");
   b.setInsertionPoint(loop);
   auto warps = scf::ForallOp::create(

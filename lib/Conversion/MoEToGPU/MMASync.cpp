@@ -48,23 +48,6 @@ static void hoistInvariants(scf::ForOp loop) {
       [&](Operation *op, Region *) { loop.moveOutOfLoop(op); });
 }
 
-/// `map`'s results at the loop values `at`: each must be a loop or a
-/// constant.
-static FailureOr<SmallVector<Value>>
-applyProjection(OpBuilder &b, Location loc, AffineMap map, ArrayRef<Value> at) {
-  SmallVector<Value> values;
-  for (AffineExpr expr : map.getResults()) {
-    if (auto dim = dyn_cast<AffineDimExpr>(expr))
-      values.push_back(at[dim.getPosition()]);
-    else if (auto constant = dyn_cast<AffineConstantExpr>(expr))
-      values.push_back(
-          arith::ConstantIndexOp::create(b, loc, constant.getValue()));
-    else
-      return failure();
-  }
-  return values;
-}
-
 /// `op`'s operand `operand` at the loop values `at`: a load from its
 /// buffer, or the scalar itself.
 static FailureOr<Value> readOperand(OpBuilder &b, Location loc,
@@ -73,9 +56,9 @@ static FailureOr<Value> readOperand(OpBuilder &b, Location loc,
   Value source = operand->get();
   if (!isa<MemRefType>(source.getType()))
     return source;
-  FailureOr<SmallVector<Value>> indices =
-      applyProjection(b, loc, op.getMatchingIndexingMap(operand), at);
-  if (failed(indices))
+  std::optional<SmallVector<Value>> indices =
+      affine::expandAffineMap(b, loc, op.getMatchingIndexingMap(operand), at);
+  if (!indices)
     return failure();
   return memref::LoadOp::create(b, loc, source, *indices).getResult();
 }
@@ -222,7 +205,8 @@ public:
 
 /// The element of `projection`'s multiplicand `value` (its lhs or rhs) at
 /// `at`, in the tensor cores' 16-bit type. Past the reduction's end `depth`
-/// (a partial last step) it is zero, read at 0.
+/// (a partial last step) it is zero: the read is clamped to the last
+/// element and its value replaced.
 static FailureOr<Value> multiplicandAt(LaneCode &lanes,
                                        const Projection &projection,
                                        Value value, SmallVector<Value> at,
@@ -352,8 +336,8 @@ static LogicalResult writeLaneCode(LaneCode &lanes, linalg::LinalgOp last,
                         column, false);
           }));
     if (failedRead)
-      return last->emitOpError("reads its projections' operands other than "
-                               "through loops and constants");
+      return last->emitOpError("reads its projections' operands through an "
+                               "indexing map that does not expand");
     for (int64_t m = 0; m < rowFragments; ++m)
       for (int64_t n = 0; n < columnFragments; ++n) {
         int64_t at = fragmentAt(p, m, n);
@@ -385,14 +369,15 @@ static LogicalResult writeLaneCode(LaneCode &lanes, linalg::LinalgOp last,
         FailureOr<SmallVector<Value>> results =
             cloneAt(b, last, at, yield.getValues(), mapping);
         if (failed(results))
-          return last->emitOpError("reads an operand other than through "
-                                   "loops and constants");
+          return last->emitOpError("reads through an indexing map that "
+                                   "does not expand");
         for (auto [result, init] :
              llvm::zip(*results, last.getDpsInitsMutable())) {
-          FailureOr<SmallVector<Value>> indices =
-              applyProjection(b, loc, last.getMatchingIndexingMap(&init), at);
-          if (failed(indices))
-            return last->emitOpError("writes other than through loops");
+          std::optional<SmallVector<Value>> indices = affine::expandAffineMap(
+              b, loc, last.getMatchingIndexingMap(&init), at);
+          if (!indices)
+            return last->emitOpError("writes through an indexing map that "
+                                     "does not expand");
           memref::StoreOp::create(b, loc, result, init.get(), *indices);
         }
       }

@@ -28,11 +28,8 @@ struct LowerBF16MmaSync : OpRewritePattern<nvgpu::MmaSyncOp> {
                                 PatternRewriter &rewriter) const override {
     auto aType = cast<VectorType>(op.getMatrixA().getType());
     auto cType = cast<VectorType>(op.getMatrixC().getType());
-    SmallVector<int64_t> shape;
-    for (Attribute size : op.getMmaShape())
-      shape.push_back(cast<IntegerAttr>(size).getInt());
     if (!aType.getElementType().isBF16() || !cType.getElementType().isF32() ||
-        shape != ArrayRef<int64_t>{16, 8, 16})
+        op.getMmaShapeAsArray() != std::array<int64_t, 3>{16, 8, 16})
       return rewriter.notifyMatchFailure(op, "not bf16 m16n8k16 into f32");
     Location loc = op.getLoc();
     Type i32 = rewriter.getI32Type();
@@ -59,7 +56,8 @@ struct LowerBF16MmaSync : OpRewritePattern<nvgpu::MmaSyncOp> {
         rewriter.getContext(), SmallVector<Type>(4, f32));
     auto mma = NVVM::MmaOp::create(
         rewriter, loc, resultType, registers(op.getMatrixA()),
-        registers(op.getMatrixB()), sums, shape, std::nullopt, std::nullopt,
+        registers(op.getMatrixB()), sums, op.getMmaShapeAsArray(), std::nullopt,
+        std::nullopt,
         std::array<NVVM::MMATypes, 2>{NVVM::MMATypes::bf16,
                                       NVVM::MMATypes::bf16},
         std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,

@@ -113,8 +113,8 @@ static SmallVector<int64_t> reductionSteps(linalg::LinalgOp op) {
 }
 
 /// The tensor-core projections `op` reads (through the identity map) if it
-/// ends a kernel of the grouped form whose every projection is one; none
-/// otherwise.
+/// ends a kernel of the grouped form whose every projection is one, all of
+/// one 16-bit type; none otherwise.
 static SmallVector<linalg::LinalgOp> mmaProjections(linalg::LinalgOp op,
                                                     int64_t rowTile) {
   SmallVector<int64_t> ranges = op.getStaticLoopRanges();
@@ -123,13 +123,17 @@ static SmallVector<linalg::LinalgOp> mmaProjections(linalg::LinalgOp op,
       ranges[2] % kMMAShape[1] != 0)
     return {};
   SmallVector<linalg::LinalgOp> projections;
+  FloatType element;
   for (OpOperand *input : op.getDpsInputOperands()) {
     auto producer = input->get().getDefiningOp<linalg::LinalgOp>();
     if (!producer || producer.getNumReductionLoops() == 0)
       continue;
-    if (!matchMMAContraction(producer) ||
+    std::optional<MMAContraction> contraction = matchMMAContraction(producer);
+    // The warp's fragments are of one 16-bit type.
+    if (!contraction || (element && contraction->element != element) ||
         !op.getMatchingIndexingMap(input).isIdentity())
       return {};
+    element = contraction->element;
     projections.push_back(producer);
   }
   return projections;

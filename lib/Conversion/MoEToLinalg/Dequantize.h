@@ -166,32 +166,28 @@ inline Value nibbleShifts(Emitter &e, const QuantizedWeight &q) {
          : DenseElementsAttr::get(type, ArrayRef<int32_t>(down32)));
 }
 
-/// `bits` (i32) as the f32 it holds, times `scale` · 2^`exponent`: how a
-/// small float's sign, exponent and mantissa, placed where f32 keeps them,
-/// become its value (the power of two rebiases the exponent, and turns its
-/// subnormals into f32 normals exactly). The scale and the power of two
-/// multiply first: both are the group's.
+/// `bits` as the float it holds, in f32, times `scale` · 2^`exponent`: how a
+/// small float's sign, exponent and mantissa, placed where f32 (`bits` i32)
+/// or f16 (i16) keeps them, become its value. The power of two rebiases the
+/// exponent. In f32's layout the small float's subnormals are f32
+/// subnormals, which the multiply takes slowly; in f16's they are f16
+/// subnormals, which the widening (vcvtph2ps on x86) makes exact f32
+/// normals at the cost of one conversion: e2m1's one subnormal, 0.5, is an
+/// eighth of its codes and takes f16's layout, e4m3's are rare in real
+/// weights and take f32's. The scale and the power of two multiply first:
+/// both are the group's; their product overflows for scales above
+/// 2^(127 - exponent) (docs/QUANTIZATION.md), where multiplying each
+/// element by the power of two first would cost a multiply an element.
 inline Value floatFromBits(Emitter &e, Value bits, int exponent, Value scale) {
   OpBuilder &b = e.builder();
-  Value value = arith::BitcastOp::create(b, e.location(), b.getF32Type(), bits);
-  return e.mul(value, e.mul(scale, e.f32(std::ldexp(1.0f, exponent))));
-}
-
-/// As floatFromBits, with the bits (i16) where f16 keeps them: the small
-/// float's subnormals are then f16's, which the widening (vcvtph2ps on x86)
-/// makes exact f32 normals, where floatFromBits multiplies an f32
-/// subnormal. e2m1's one subnormal, 0.5, is an eighth of its codes, and
-/// multiplying subnormals is slow enough that the extra conversion pays;
-/// e4m3's subnormals are rare in real weights, and for them it does not.
-/// The group's factor, scale · 2^`exponent`, overflows for scales above
-/// 2^(127 - exponent) (docs/QUANTIZATION.md); multiplying an element by the
-/// power of two first would cost a multiply an element.
-inline Value floatFromHalfBits(Emitter &e, Value bits, int exponent,
-                               Value scale) {
-  OpBuilder &b = e.builder();
   Location loc = e.location();
-  Value half = arith::BitcastOp::create(b, loc, b.getF16Type(), bits);
-  Value value = arith::ExtFOp::create(b, loc, b.getF32Type(), half);
+  Value value;
+  if (bits.getType().isInteger(16)) {
+    Value half = arith::BitcastOp::create(b, loc, b.getF16Type(), bits);
+    value = arith::ExtFOp::create(b, loc, b.getF32Type(), half);
+  } else {
+    value = arith::BitcastOp::create(b, loc, b.getF32Type(), bits);
+  }
   return e.mul(value, e.mul(scale, e.f32(std::ldexp(1.0f, exponent))));
 }
 
@@ -254,8 +250,8 @@ inline Value dequantizeElement(Emitter &e, const QuantizedWeight &q,
         i16Constant(0x8E00u));
     Value exponent = arith::ShLIOp::create(
         b, loc, arith::ExtUIOp::create(b, loc, i32, scale), i32Constant(23));
-    return floatFromHalfBits(e, bits, 15 - 1,
-                             arith::BitcastOp::create(b, loc, f32, exponent));
+    return floatFromBits(e, bits, 15 - 1,
+                         arith::BitcastOp::create(b, loc, f32, exponent));
   }
   }
   llvm_unreachable("unknown weight format");

@@ -77,7 +77,8 @@ inline llvm::SmallBitVector loopsOf(linalg::LinalgOp op, Value value,
 }
 
 /// `op` as a tensor-core projection, if it is one: loops `(t, i, n, k)`
-/// (`k` the reduction), static `n` a multiple of 8, a body `out + lhs ·
+/// (`k` the reduction, static and not empty), static `n` a multiple of 8,
+/// its output at `(t, i, n)`, a body `out + lhs ·
 /// rhs` whose multiplicands read no output and span `(t, i, k)` and
 /// `(t, n, k)`.
 inline std::optional<MMAContraction> matchMMAContraction(linalg::LinalgOp op) {
@@ -86,7 +87,11 @@ inline std::optional<MMAContraction> matchMMAContraction(linalg::LinalgOp op) {
       op.getIteratorTypesArray()[3] != utils::IteratorType::reduction)
     return std::nullopt;
   SmallVector<int64_t> ranges = op.getStaticLoopRanges();
-  if (ShapedType::isDynamic(ranges[2]) || ranges[2] % kMMAShape[1] != 0)
+  AffineMap outputMap = op.getMatchingIndexingMap(op.getDpsInitOperand(0));
+  if (ShapedType::isDynamic(ranges[2]) || ranges[2] % kMMAShape[1] != 0 ||
+      ShapedType::isDynamic(ranges[3]) || ranges[3] == 0 ||
+      outputMap != AffineMap::getMultiDimIdentityMap(4, op.getContext())
+                       .getMajorSubMap(3))
     return std::nullopt;
   auto yield = cast<linalg::YieldOp>(op.getBlock()->getTerminator());
   auto add = yield.getValues().size() == 1

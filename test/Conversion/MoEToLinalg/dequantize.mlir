@@ -102,13 +102,15 @@ func.func @shared_int8(%x: tensor<?x16xf32>, %qu: tensor<32x16xi8>, %su: tensor<
 // lands in bits 11-9 and 15, and the widened f16 is taken times 2^14; its
 // group's e8m0 scale is the exponent byte moved to f32's exponent bits.
 // CHECK-LABEL: func.func @shared_small_floats
+// CHECK-DAG: %[[TWO14:.*]] = arith.constant 1.638400e+04 : f32
+// CHECK-DAG: %[[TWO120:.*]] = arith.constant 1.329228E+36 : f32
 // CHECK: ins(%{{.*}}, %{{.*}}, %{{.*}} : tensor<?x1x16xf32>, tensor<4x8x1x16xi8>, tensor<4x8x1xf32>)
 // CHECK: ^bb0(%{{.*}}: f32, %[[BYTE:.*]]: i8, %[[SCALE:.*]]: f32, %{{.*}}: f32):
 // CHECK: %[[WORD:.*]] = arith.extsi %[[BYTE]] : i8 to i32
 // CHECK: %[[SHIFTED:.*]] = arith.shli %[[WORD]], %c20_i32
 // CHECK: %[[BITS:.*]] = arith.andi %[[SHIFTED]], %c-2014314496_i32
 // CHECK: %[[RAW:.*]] = arith.bitcast %[[BITS]] : i32 to f32
-// CHECK: %[[SCALED:.*]] = arith.mulf %[[SCALE]], %cst{{.*}} : f32
+// CHECK: %[[SCALED:.*]] = arith.mulf %[[SCALE]], %[[TWO120]] : f32
 // CHECK: arith.mulf %[[RAW]], %[[SCALED]]
 // CHECK: ins(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x1x2x16xf32>, tensor<4x4x1x16xi8>, tensor<4x4x1xi8>, tensor<2xi16>)
 // CHECK: ^bb0(%{{.*}}: f32, %[[NIBBLES:.*]]: i8, %[[EXPONENT:.*]]: i8, %[[SHIFT:.*]]: i16, %{{.*}}: f32):
@@ -121,7 +123,7 @@ func.func @shared_int8(%x: tensor<?x16xf32>, %qu: tensor<32x16xi8>, %su: tensor<
 // CHECK: %[[S:.*]] = arith.bitcast %[[E_BITS]] : i32 to f32
 // CHECK: %[[HALF:.*]] = arith.bitcast %[[BITS]] : i16 to f16
 // CHECK: %[[RAW:.*]] = arith.extf %[[HALF]] : f16 to f32
-// CHECK: %[[SCALED:.*]] = arith.mulf %[[S]], %cst{{.*}} : f32
+// CHECK: %[[SCALED:.*]] = arith.mulf %[[S]], %[[TWO14]] : f32
 // CHECK: arith.mulf %[[RAW]], %[[SCALED]]
 module attributes {moe.target = #moe.cpu_target<features = ["avx2", "fma"]>} {
 func.func @shared_small_floats(%x: tensor<?x16xf32>, %qu: tensor<32x16xi8>, %su: tensor<32x1xf32>,
