@@ -33,12 +33,13 @@ constexpr ErrorCode kErrorCodes[] = {
     {"ERROR_OUT_OF_MEMORY", 5, "out of memory"},
     {"ERROR_TOO_MANY_TOKENS", 6,
      "num_tokens is too large: the layer's buffers would pass 2^62 bytes"},
-    {"ERROR_MISALIGNED", 7,
-     "an array is not aligned to its element size"},
+    {"ERROR_MISALIGNED", 7, "an array is not aligned to its element size"},
     {"ERROR_NO_DEVICE", 8, "no CUDA driver or device"},
     {"ERROR_CUDA", 9, "a CUDA driver call failed"},
     {"ERROR_BAD_COUNTS", 10,
      "an expert count is negative or the counts do not add up to num_rows"},
+    {"ERROR_BAD_PERMUTATION", 11,
+     "a row of a *_perm array is not a permutation of 0 to K - 1"},
 };
 } // namespace
 
@@ -104,17 +105,24 @@ static std::string quantizedLayout(const ExpertWeights &q) {
   std::string nibbles =
       "two a byte: within each group, byte b holds element b in\n * its low "
       "nibble and element b + group/2 in its high nibble. ";
+  std::string order =
+      q.actOrder
+          ? "\n * *_proj_perm[..][K] (int32): column k of a row holds the "
+            "weight of input\n * element perm[k] (act order)."
+          : "";
   switch (q.format) {
   case Format::int8:
-    return text + "\n * q is a signed byte; zero is 0.";
+    return text + "\n * q is a signed byte; zero is 0." + order;
   case Format::fp8e4m3:
-    return text + "\n * q is a float8 e4m3fn byte; zero is 0.";
+    return text + "\n * q is a float8 e4m3fn byte; zero is 0." + order;
   case Format::mxfp4:
     return text + "\n * q is a float4 e2m1 value, " + nibbles +
-           "zero is 0;\n * scale is 2^(e - 127), and 0 for e = 0.";
+           "zero is 0;\n * scale is 2^(e - 127), and 0 for e = 0." + order;
   default:
     return text + "\n * q is 0 to 15, " + nibbles + "zero is " +
-           (q.zeroPoints ? "*_proj_zeros[..][N][K/group], one byte each." : "8.");
+           (q.zeroPoints ? "*_proj_zeros[..][N][K/group], one byte each."
+                         : "8.") +
+           order;
   }
 }
 
@@ -472,7 +480,31 @@ static const void *aligned_copy(const void *p, size_t bytes, void **owned) {
 static int misaligned(const void *p, uintptr_t alignment) {
   return (uintptr_t)p % alignment != 0;
 }
-
+)";
+  // The kernels read a projection's inputs through its *_perm rows: an
+  // index out of range would read outside them.
+  if (!cuda && c.expertWeights.actOrder)
+    os << R"(
+/* 0 if each of the `rows` rows of `columns` int32 at p (any alignment) is a
+   permutation of 0 to columns - 1, 1 if one is not, -1 out of memory. */
+static int bad_permutation(const void *p, int64_t rows, int64_t columns) {
+  unsigned char *seen = malloc((size_t)columns);
+  if (!seen) return -1;
+  int bad = 0;
+  for (int64_t r = 0; r < rows && !bad; ++r) {
+    memset(seen, 0, (size_t)columns);
+    for (int64_t k = 0; k < columns && !bad; ++k) {
+      int32_t v;
+      memcpy(&v, (const char *)p + 4 * (r * columns + k), 4);
+      bad = v < 0 || v >= columns || seen[v];
+      if (!bad) seen[v] = 1;
+    }
+  }
+  free(seen);
+  return bad;
+}
+)";
+  os << R"(
 static memref1 view1(const void *p, int64_t d0) {
   memref1 m = {(void *)p, (void *)p, 0, {d0}, {1}};
   return m;
@@ -486,7 +518,8 @@ static memref3 view3(const void *p, int64_t d0, int64_t d1, int64_t d2) {
   return m;
 }
 
-const char *)" << n << R"(_strerror(int code) {
+const char *)"
+     << n << R"(_strerror(int code) {
   switch (code) {
 )";
   for (const ErrorCode &code : kErrorCodes)
@@ -533,6 +566,17 @@ const char *)" << n << R"(_strerror(int code) {
            << "_ERROR_MISALIGNED;\n";
     os << "  int status = moeCudaInit();\n"
        << "  if (status) return " << n << "_status(status);\n";
+  }
+  for (const WeightField &field : fields) {
+    if (!field.used || cuda || field.type != FieldType::int32)
+      continue;
+    int64_t rows = 1;
+    for (int64_t size : llvm::ArrayRef<int64_t>(field.shape).drop_back())
+      rows *= size;
+    os << "  switch (bad_permutation(w->" << field.name << ", " << rows << ", "
+       << field.shape.back() << ")) {\n"
+       << "  case 1: return " << N << "_ERROR_BAD_PERMUTATION;\n"
+       << "  case -1: return " << N << "_ERROR_OUT_OF_MEMORY;\n  }\n";
   }
   os << "  " << n << "_context *c = calloc(1, sizeof *c);\n"
      << "  if (!c) return " << N << "_ERROR_OUT_OF_MEMORY;\n"

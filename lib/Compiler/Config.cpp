@@ -64,6 +64,7 @@ int64_t WeightField::elementBytes(DataType dtype) const {
   case FieldType::bf16:
   case FieldType::f16:
     return 2;
+  case FieldType::int32:
   case FieldType::f32:
     return 4;
   }
@@ -78,6 +79,8 @@ const char *WeightField::elementName(DataType dtype) const {
     return "int8";
   case FieldType::uint8:
     return "uint8";
+  case FieldType::int32:
+    return "int32";
   case FieldType::f32:
     return "f32";
   case FieldType::bf16:
@@ -220,6 +223,13 @@ mlir::moe::weightFields(const LayerConfig &c) {
                         grouped(p.prefix, p.n, p.k), false,
                         p.prefix.empty() ? 2u : 3u,
                         zeros ? FieldType::uint8 : scaleType});
+  }
+  for (const Projection &p : projections) {
+    std::vector<int64_t> shape = p.prefix;
+    shape.push_back(p.k);
+    fields.push_back({p.name + std::string("_perm"), p.used && q.actOrder,
+                      shape, false, p.prefix.empty() ? 1u : 2u,
+                      FieldType::int32});
   }
   return fields;
 }
@@ -658,8 +668,8 @@ static void checkExpertShard(KeyReader &reader, const LayerConfig &c) {
                        "is not supported for \"target\": \"cuda\" yet");
 }
 
-/// "expert_weights": {"format": "int8" | "int4", "group_size": g,
-/// "zero_points": z} (docs/QUANTIZATION.md).
+/// "expert_weights": {"format": ..., "group_size": g, "zero_points": z,
+/// "act_order": a} (docs/QUANTIZATION.md).
 static void readExpertWeights(KeyReader &parent, ExpertWeights &weights) {
   const json &value = parent.at("expert_weights");
   if (!value.is_object())
@@ -669,7 +679,7 @@ static void readExpertWeights(KeyReader &parent, ExpertWeights &weights) {
   KeyReader reader = parent.nested(value, "expert_weights");
   for (const auto &item : value.items())
     if (item.key() != "format" && item.key() != "group_size" &&
-        item.key() != "zero_points")
+        item.key() != "zero_points" && item.key() != "act_order")
       return reader.failDocument("unknown key '" + reader.pathOf(item.key()) +
                                  "'");
   std::string format;
@@ -678,6 +688,7 @@ static void readExpertWeights(KeyReader &parent, ExpertWeights &weights) {
       {"dense", "bf16", "f16", "int8", "int4", "fp8_e4m3", "mxfp4"});
   reader.readInteger("group_size", weights.groupSize, false, 0);
   reader.readBool("zero_points", weights.zeroPoints);
+  reader.readBool("act_order", weights.actOrder);
   if (reader.failed())
     return;
   using Format = ExpertWeights::Format;
@@ -690,6 +701,8 @@ static void readExpertWeights(KeyReader &parent, ExpertWeights &weights) {
     return reader.fail("group_size", "is only used by quantized formats");
   if (weights.zeroPoints && weights.format != Format::int4)
     return reader.fail("zero_points", "is only used by \"int4\"");
+  if (weights.actOrder && !weights.isQuantized())
+    return reader.fail("act_order", "is only used by quantized formats");
   // MX formats scale blocks of 32 (OCP MX v1.0).
   if (weights.format == Format::mxfp4) {
     if (reader.has("group_size") && weights.groupSize != 32)
@@ -911,6 +924,8 @@ std::string LayerConfig::toJSON() const {
       weights["group_size"] = expertWeights.groupSize;
     if (expertWeights.format == ExpertWeights::Format::int4)
       weights["zero_points"] = expertWeights.zeroPoints;
+    if (expertWeights.isQuantized())
+      weights["act_order"] = expertWeights.actOrder;
   }
   return object.dump();
 }

@@ -39,6 +39,8 @@ static Type fieldElementType(MLIRContext &context, const WeightField &field,
   case FieldType::fp8e4m3:
   case FieldType::e8m0:
     return IntegerType::get(&context, 8);
+  case FieldType::int32:
+    return IntegerType::get(&context, 32);
   case FieldType::f32:
     return elementType(context, DataType::f32);
   case FieldType::bf16:
@@ -51,7 +53,7 @@ static Type fieldElementType(MLIRContext &context, const WeightField &field,
 
 /// The weight field `name` as a kernel reads it (`get`), null where
 /// absent: a quantized projection as the moe.dequantize of its integers,
-/// scales and zero points.
+/// scales, zero points and column order.
 static Value weightOperand(OpBuilder &b, const LayerConfig &config,
                            StringRef name,
                            llvm::function_ref<Value(StringRef)> get) {
@@ -78,7 +80,8 @@ static Value weightOperand(OpBuilder &b, const LayerConfig &config,
   }
   return DequantizeOp::create(
       b, b.getUnknownLoc(), RankedTensorType::get(shape, b.getF32Type()), value,
-      get((name + "_scales").str()), get((name + "_zeros").str()), format,
+      get((name + "_scales").str()), get((name + "_zeros").str()),
+      get((name + "_perm").str()), format,
       q.groupSize ? q.groupSize : shape.back());
 }
 

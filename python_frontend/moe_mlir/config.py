@@ -146,7 +146,7 @@ class MoEConfig:
     # leaf experts [f, f + n) only (docs/EXPERT_PARALLEL.md).
     expert_shard: Optional[dict] = dataclasses.field(default=None, hash=False)
     # The experts' weight format: {"format": "bf16" | "f16" | "int8" | "int4" |
-    # "fp8_e4m3" | "mxfp4", "group_size": g, "zero_points": z}
+    # "fp8_e4m3" | "mxfp4", "group_size": g, "zero_points": z, "act_order": a}
     # (docs/QUANTIZATION.md); None for weights in dtype.
     expert_weights: Optional[dict] = dataclasses.field(default=None, hash=False)
     # docs/FAMILY-RULES.md: the routing weights' p-norm (level 1's), the

@@ -21,9 +21,10 @@ from .abi import encode
 from .compiler import compile as compile_layer
 from .config import as_config
 
-# The leaf experts' weights, which a shard holds only its experts' rows of.
-_EXPERT_WEIGHTS = ("gate_proj", "up_proj", "down_proj", "gate_proj_bias", "up_proj_bias",
-                   "down_proj_bias")
+# The leaf experts' weights, which a shard holds only its experts' rows of:
+# the projections with their biases, scales, zero points and column orders.
+_EXPERT_WEIGHTS = tuple(p + suffix for p in ("gate_proj", "up_proj", "down_proj")
+                        for suffix in ("", "_bias", "_scales", "_zeros", "_perm"))
 
 
 def shard_bounds(num_experts, world_size):

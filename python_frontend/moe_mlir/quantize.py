@@ -10,6 +10,11 @@ fp8_e4m3: q = e4m3(w / s), s = max|w| / 448.
 mxfp4: s = 2^e with e the least exponent that brings max|w| / s to 6 or
 below, q = the nearest e2m1 value of w / s.
 bf16, f16: w rounded to the type (to nearest even).
+
+With "act_order", each projection's columns are stored in an order of its
+own before they are grouped: decreasing squared norm over the rows, a
+stand-in for the Hessian diagonal an act-order GPTQ sorts by, given as
+`<projection>_perm`.
 """
 
 import numpy as np
@@ -84,7 +89,8 @@ def quantize_projection(w, fmt, group=0, zero_points=False):
 def quantize_weights(config, weights):
     """`weights` (float, in the layout of SPEC §4) for a config with
     "expert_weights": each projection replaced by its quantized elements,
-    with its `<projection>_scales` (and `<projection>_zeros`) added, or for
+    with its `<projection>_scales` (and `<projection>_zeros` and
+    `<projection>_perm`) added, or for
     bf16 and f16 by its values rounded to the type (float32)."""
     c = with_defaults(config)
     q = c.get("expert_weights")
@@ -98,8 +104,13 @@ def quantize_weights(config, weights):
             kind = _ml_dtypes().bfloat16 if q["format"] == "bf16" else np.float16
             out[p] = np.asarray(weights[p], np.float32).astype(kind).astype(np.float32)
             continue
+        w = np.asarray(weights[p], dtype=np.float64)
+        if q.get("act_order"):
+            perm = np.argsort(-(w * w).sum(axis=-2), axis=-1, kind="stable")
+            w = np.take_along_axis(w, perm[..., None, :], axis=-1)
+            out[p + "_perm"] = perm.astype(np.int32)
         packed, scales, zeros = quantize_projection(
-            weights[p], q["format"], group_size(q), q.get("zero_points", False))
+            w, q["format"], group_size(q), q.get("zero_points", False))
         out[p] = packed
         out[p + "_scales"] = scales
         if zeros is not None:

@@ -16,10 +16,12 @@ the host, into the arrays of docs/QUANTIZATION.md.
 - GPTQ (`quant_method` "gptq", 4 bits): `<proj>.qweight` [K/8, N] int32,
   eight values along K a word, value i in bits 4i; `<proj>.qzeros`
   [K/g, N/8] int32 along N the same way; `<proj>.scales` [K/g, N] f16;
-  `<proj>.g_idx` [K]. `checkpoint_format` "gptq" stores each zero point
-  minus one. Act-order checkpoints (`desc_act`, a g_idx other than
-  k // g) put a row's groups out of order along K, which the library's
-  contiguous groups cannot hold: they are refused.
+  `<proj>.g_idx` [K], the group of each column. `checkpoint_format`
+  "gptq" stores each zero point minus one. Act-order checkpoints
+  (`desc_act`) keep the columns in the input's order with their groups
+  scattered along K: the columns are sorted by group (stably) into the
+  library's contiguous groups, and the order is `<proj>_perm`
+  ("act_order" in the config).
 - AWQ (`quant_method` "awq", 4 bits, GEMM packing): `<proj>.qweight`
   [K, N/8] int32, eight values along N a word in the order
   0, 2, 4, 6, 1, 3, 5, 7; `<proj>.qzeros` [K/g, N/8] the same way;
@@ -84,23 +86,44 @@ def _unpack_words(words, axis_len, order=None):
     return out.astype(np.uint8)
 
 
-def gptq_projection(name, qweight, qzeros, scales, g_idx, N, K, group, zero_offset):
+def gptq_order(name, g_idx, K, g, act_order):
+    """The column order that makes `g_idx`'s groups contiguous: the columns
+    sorted by group, stably (the identity without act order, which needs
+    g_idx to be k // g already)."""
+    contiguous = np.arange(K) // g
+    if g_idx is None:
+        return np.arange(K)
+    g_idx = np.asarray(g_idx).astype(np.int64)
+    if g_idx.shape != (K,):
+        _fail(f"'{name}.g_idx' has shape {list(g_idx.shape)}, want [{K}]")
+    if not act_order:
+        if not np.array_equal(g_idx, contiguous):
+            _fail(f"'{name}.g_idx' puts a row's groups out of order along K, but "
+                  f"quantization_config.desc_act is not true")
+        return np.arange(K)
+    perm = np.argsort(g_idx, kind="stable")
+    if not np.array_equal(g_idx[perm], contiguous):
+        _fail(f"'{name}.g_idx' does not give each of the {K // g} groups {g} columns")
+    return perm
+
+
+def gptq_projection(name, qweight, qzeros, scales, g_idx, N, K, group, zero_offset,
+                    act_order=False):
     """GPTQ tensors of one [N, K] projection -> (packed [N, K/2], scales
-    [N, K/g] f32, zeros [N, K/g] uint8)."""
+    [N, K/g] f32, zeros [N, K/g] uint8, perm [K] int32): column k of the
+    packed rows is the checkpoint's column perm[k] (gptq_order)."""
     g = group or K
     if tuple(qweight.shape) != (K // 8, N) or tuple(scales.shape) != (K // g, N) \
             or tuple(qzeros.shape) != (K // g, N // 8):
         _fail(f"'{name}.qweight' {list(qweight.shape)}, '.qzeros' {list(qzeros.shape)}, "
               f"'.scales' {list(scales.shape)}: want [{K // 8}, {N}], [{K // g}, {N // 8}], "
               f"[{K // g}, {N}] for GPTQ with group_size {group}")
-    if g_idx is not None and not np.array_equal(np.asarray(g_idx), np.arange(K) // g):
-        _fail(f"'{name}.g_idx' orders groups by activation (desc_act): a row's groups are "
-              f"not contiguous along K, which the library's layout cannot hold")
+    perm = gptq_order(name, g_idx, K, g, act_order)
     q = _unpack_words(np.ascontiguousarray(np.asarray(qweight).T), K)  # [N, K]
     z = _unpack_words(qzeros, N).astype(np.int64) + zero_offset        # [K/g, N]
-    return (pack_int4(q, g),
+    return (pack_int4(np.ascontiguousarray(q[:, perm]), g),
             np.ascontiguousarray(np.asarray(scales, dtype=np.float32).T),
-            np.ascontiguousarray(z.T.astype(np.uint8)))
+            np.ascontiguousarray(z.T.astype(np.uint8)), perm.astype(np.int32))
 
 
 AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
@@ -154,15 +177,14 @@ def expert_weights_of(quantization, source, depths):
     if method in ("gptq", "awq"):
         if quantization.get("bits", 4) != 4:
             fail("bits", f"{quantization.get('bits')}: only 4-bit {method} is supported")
-        if method == "gptq" and quantization.get("desc_act"):
-            fail("desc_act", "is true: act-order checkpoints put a row's groups out of order "
-                 "along K, which the library's contiguous groups cannot hold")
         if method == "awq" and str(quantization.get("version", "gemm")).lower() != "gemm":
             fail("version", f"\"{quantization.get('version')}\": only AWQ's GEMM packing "
                  "is supported")
         group = quantization.get("group_size", 128)
-        return {"format": "int4", "group_size": 0 if group == -1 else group,
-                "zero_points": True}
+        q = {"format": "int4", "group_size": 0 if group == -1 else group, "zero_points": True}
+        if method == "gptq" and quantization.get("desc_act"):
+            q["act_order"] = True
+        return q
     fail("quant_method", f"{json_text(method)} is not one of \"fp8\", \"mxfp4\", "
          "\"gptq\", \"awq\"")
 
@@ -193,8 +215,10 @@ def _projection(ckpt, prefix, N, K, q, quantization):
         else:
             g_idx = ckpt.get_raw(prefix + ".g_idx") if prefix + ".g_idx" in ckpt else None
             offset = 1 if quantization.get("checkpoint_format", "gptq") == "gptq" else 0
-            packed, s, z = gptq_projection(prefix, qweight, qzeros, scales, g_idx, N, K, g,
-                                           offset)
+            packed, s, z, perm = gptq_projection(prefix, qweight, qzeros, scales, g_idx,
+                                                 N, K, g, offset, q.get("act_order", False))
+            if q.get("act_order"):
+                return {"": packed, "_scales": s, "_zeros": z, "_perm": perm}
         return {"": packed, "_scales": s, "_zeros": z}
     _fail(f"'{prefix}': no loader for {fmt} projections stored one by one")
 

@@ -89,7 +89,8 @@ def group_size(quantized):
     rows) by default, and always 32 for mxfp4."""
     return 32 if quantized["format"] == "mxfp4" else quantized.get("group_size", 0)
 QUANT_KEYS = (tuple(p + "_scales" for p in PROJECTIONS)
-              + tuple(p + "_zeros" for p in PROJECTIONS))
+              + tuple(p + "_zeros" for p in PROJECTIONS)
+              + tuple(p + "_perm" for p in PROJECTIONS))
 
 
 def _conditional_defaults(full, leaf):
@@ -231,6 +232,8 @@ def weight_shapes(config):
             shapes[p + "_scales"] = tuple(rows) + (groups,)
             if q.get("zero_points"):
                 shapes[p + "_zeros"] = tuple(rows) + (groups,)
+            if q.get("act_order"):
+                shapes[p + "_perm"] = tuple(rows[:-1]) + (K,)
     return shapes
 
 
@@ -238,8 +241,8 @@ def weight_types(config):
     """The arrays of a config that are not in its dtype, and their types:
     numpy types for a quantized layer's projections (int8, or uint8 bytes
     holding two int4 or e2m1 values, or float8_e4m3fn bits), scales
-    (float32, or uint8 e8m0 exponents) and zero points (uint8); "bf16" or
-    "f16" for projections in that type."""
+    (float32, or uint8 e8m0 exponents), zero points (uint8) and column
+    orders (int32); "bf16" or "f16" for projections in that type."""
     c = with_defaults(config)
     q = c.get("expert_weights")
     if q is None or q["format"] == "dense":
@@ -254,6 +257,8 @@ def weight_types(config):
             types[key] = np.uint8 if fmt == "mxfp4" else np.float32
         elif key.endswith("_zeros"):
             types[key] = np.uint8
+        elif key.endswith("_perm"):
+            types[key] = np.int32
     return types
 
 
@@ -280,7 +285,8 @@ def dequantize(config, weights):
     int4 and mxfp4: within a group of g, byte b holds element b in its low
     nibble and element b + g/2 in its high one; int4's q is 0 to 15 and zero
     is 8 or the group's zero point; mxfp4's q is an e2m1 value and its scale
-    an e8m0 exponent e, 2^(e - 127) (0 for e = 0)."""
+    an e8m0 exponent e, 2^(e - 127) (0 for e = 0). With "act_order", column
+    k of a row holds the weight of input element `<projection>_perm[k]`."""
     c = with_defaults(config)
     q = c.get("expert_weights")
     if q is None or q["format"] not in QUANTIZED_FORMATS:
@@ -312,7 +318,14 @@ def dequantize(config, weights):
                 zeros = weights.get(p + "_zeros")
                 zero = 8.0 if zeros is None else np.asarray(zeros, dtype=np.float64)[..., None]
         w = (values - zero) * scales[..., None]
-        out[p] = w.reshape(w.shape[:-2] + (-1,))
+        w = w.reshape(w.shape[:-2] + (-1,))
+        if q.get("act_order"):
+            perm = np.asarray(weights[p + "_perm"], dtype=np.int64)
+            columns = np.broadcast_to(perm[..., None, :], w.shape)
+            ordered = np.empty_like(w)
+            np.put_along_axis(ordered, columns, w, axis=-1)
+            w = ordered
+        out[p] = w
     return out
 
 

@@ -207,13 +207,17 @@ def test_family_rules_match_reference(name):
     assert np.abs(y - ref)[kept].max() <= tol * max(1.0, np.abs(ref).max())
 
 
-def test_family_rules_in_expert_shards():
+@pytest.mark.parametrize("quantized", [None, {"format": "int4", "group_size": 8,
+                                               "zero_points": True, "act_order": True}])
+def test_family_rules_in_expert_shards(quantized):
     """Shards of a layer with expert biases, the routing weight on the
     experts' input and an output bias: run_experts applies the first two,
-    combine adds the output bias; together they give forward's y."""
+    combine adds the output bias; together they give forward's y. Quantized,
+    each shard takes its experts' scales, zero points and column orders."""
     from moe_mlir.distributed import _shard_weights
-    config = MoEConfig.from_dict(dict(RULES["fe_swiglu_rwoi"], name="fe_rules_shard",
-                                      output_bias=True))
+    extra = {} if quantized is None else {"expert_weights": quantized}
+    config = MoEConfig.from_dict(dict(RULES["fe_swiglu_rwoi"], output_bias=True, **extra,
+                                      name="fe_rules_shard" + ("_q4" if quantized else "")))
     weights = random_weights(config.to_dict(), seed=3)
     x = random_input(40, config.hidden_size, seed=4)
     with compile(config)(weights) as whole:

@@ -223,7 +223,7 @@ def test_hierarchical_round_trip_and_shapes():
     assert len(c.levels) == 3
     assert c.weight_shapes()["up_proj"] == (4, 3, 2, 5, 8)
     # The level fields, then FAMILY-RULES' four biases, last in every struct.
-    assert c.weight_keys()[-19:-12] == ("level3_router", "level3_router_bias",
+    assert c.weight_keys()[-25:-18] == ("level3_router", "level3_router_bias",
                                         "level3_selection_bias", "gate_proj_bias",
                                         "up_proj_bias", "down_proj_bias", "output_bias")
     # Constructed directly, the leaf keys come from the innermost level.

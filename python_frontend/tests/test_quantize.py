@@ -14,7 +14,8 @@ BASE = {"name": "q", "hidden_size": 8, "intermediate_size": 4, "num_experts": 2,
 
 def test_config_round_trip():
     c = MoEConfig(**BASE, expert_weights={"format": "int4", "group_size": 4})
-    assert c.expert_weights == {"format": "int4", "group_size": 4, "zero_points": False}
+    assert c.expert_weights == {"format": "int4", "group_size": 4, "zero_points": False,
+                                "act_order": False}
     assert c.to_dict()["expert_weights"] == c.expert_weights
     assert MoEConfig.from_json(c.to_json()) == c
     assert "expert_weights" not in MoEConfig(**BASE).to_dict()

@@ -71,7 +71,8 @@ def test_deepseek_fp8_block_scales(tmp_path):
     config = from_hf_config(tmp_path)
     # Blocks of 12 columns split 32 and 16 columns as 12 + 12 + 8 and 12 + 4:
     # groups of gcd(12, 32, 16) = 4 repeat each block's scale.
-    assert config.expert_weights == {"format": "fp8_e4m3", "group_size": 4}
+    assert config.expert_weights == {"format": "fp8_e4m3", "group_size": 4,
+                                     "act_order": False}
     w = load_layer_weights(tmp_path, config, LAYER)
     assert w["up_proj"].dtype == np.uint8 and w["up_proj_scales"].shape == (16, 16, 8)
     got = dequantize(config.to_dict(), w)
@@ -116,7 +117,8 @@ def test_gpt_oss_mxfp4(tmp_path):
     write_safetensors(tmp_path / "model.safetensors", tensors)
 
     config = from_hf_config(tmp_path)
-    assert config.expert_weights == {"format": "mxfp4", "group_size": 32}
+    assert config.expert_weights == {"format": "mxfp4", "group_size": 32,
+                                     "act_order": False}
     w = load_layer_weights(tmp_path, config, LAYER)
     got = dequantize(config.to_dict(), w)
     # transformers' dequantization gives GPT-OSS's [E, H, 2F] (gate columns
@@ -142,16 +144,29 @@ def pack_words(values, axis, order=range(8)):
     return np.moveaxis(words.view(np.int32), -1, axis)
 
 
-def gptq_or_awq_config(tmp_path, method, group):
+def gptq_or_awq_config(tmp_path, method, group, desc_act=False, **options):
     """Qwen3-MoE's config with a 4-bit GPTQ (checkpoint_format "gptq") or
     AWQ quantization_config, written to tmp_path and read back."""
     hf = json.loads((HF_CONFIGS / "qwen3_moe.json").read_text())
     hf["quantization_config"] = {"quant_method": method, "bits": 4, "group_size": group,
-                                 "desc_act": False, "sym": False}
+                                 "desc_act": desc_act, "sym": False}
     if method == "gptq":
         hf["quantization_config"]["checkpoint_format"] = "gptq"
     (tmp_path / "config.json").write_text(json.dumps(hf))
-    return from_hf_config(tmp_path)
+    return from_hf_config(tmp_path, **options)
+
+
+def quantized_block(config, seed):
+    """A Qwen3-MoE block of `config` to write: (rng, tensors holding its
+    router, its experts' projections as (tensor prefix, name, N, K))."""
+    E, H, F = config.num_experts, config.hidden_size, config.intermediate_size
+    rng = np.random.default_rng(seed)
+    p = f"model.layers.{LAYER}.mlp."
+    tensors = {f"{p}gate.weight": rng.standard_normal((E, H)).astype(np.float32)}
+    projections = [(f"{p}experts.{e}.{name}", name, N, K) for e in range(E)
+                   for name, (N, K) in (("gate_proj", (F, H)), ("up_proj", (F, H)),
+                                        ("down_proj", (H, F)))]
+    return rng, tensors, projections
 
 
 @pytest.mark.parametrize("method", ["gptq", "awq"])
@@ -159,32 +174,27 @@ def test_gptq_and_awq(tmp_path, method):
     group = 16
     config = gptq_or_awq_config(tmp_path, method, group)
     assert config.expert_weights == {"format": "int4", "group_size": group,
-                                     "zero_points": True}
-    E, H, F = config.num_experts, config.hidden_size, config.intermediate_size
-    rng = np.random.default_rng(2)
-    p = f"model.layers.{LAYER}.mlp."
-    tensors = {f"{p}gate.weight": rng.standard_normal((E, H)).astype(np.float32)}
+                                     "zero_points": True, "act_order": False}
+    rng, tensors, projections = quantized_block(config, 2)
     expected = {}
-    for e in range(E):
-        for name, (N, K) in (("gate_proj", (F, H)), ("up_proj", (F, H)), ("down_proj", (H, F))):
-            q = rng.integers(0, 16, (K, N))
-            z = rng.integers(1, 16, (K // group, N))
-            s = rng.uniform(0.01, 0.1, (K // group, N)).astype(np.float16)
-            prefix = f"{p}experts.{e}.{name}"
-            if method == "gptq":
-                # checkpoint_format "gptq" stores zero points minus one
-                # (so 1 to 16), along N; the values along K.
-                tensors[prefix + ".qweight"] = (pack_words(q, 0), "I32")
-                tensors[prefix + ".qzeros"] = (pack_words(z - 1, 1), "I32")
-                tensors[prefix + ".g_idx"] = (np.arange(K) // group, "I32")
-            else:
-                # Both along N, in AWQ's order.
-                order = (0, 2, 4, 6, 1, 3, 5, 7)
-                tensors[prefix + ".qweight"] = (pack_words(q, 1, order), "I32")
-                tensors[prefix + ".qzeros"] = (pack_words(z, 1, order), "I32")
-            tensors[prefix + ".scales"] = (s.astype(np.float32), "F16")
-            deq = (q - np.repeat(z, group, 0)) * np.repeat(s.astype(np.float64), group, 0)
-            expected.setdefault(name, []).append(deq.T)
+    for prefix, name, N, K in projections:
+        q = rng.integers(0, 16, (K, N))
+        z = rng.integers(1, 16, (K // group, N))
+        s = rng.uniform(0.01, 0.1, (K // group, N)).astype(np.float16)
+        if method == "gptq":
+            # checkpoint_format "gptq" stores zero points minus one
+            # (so 1 to 16), along N; the values along K.
+            tensors[prefix + ".qweight"] = (pack_words(q, 0), "I32")
+            tensors[prefix + ".qzeros"] = (pack_words(z - 1, 1), "I32")
+            tensors[prefix + ".g_idx"] = (np.arange(K) // group, "I32")
+        else:
+            # Both along N, in AWQ's order.
+            order = (0, 2, 4, 6, 1, 3, 5, 7)
+            tensors[prefix + ".qweight"] = (pack_words(q, 1, order), "I32")
+            tensors[prefix + ".qzeros"] = (pack_words(z, 1, order), "I32")
+        tensors[prefix + ".scales"] = (s.astype(np.float32), "F16")
+        deq = (q - np.repeat(z, group, 0)) * np.repeat(s.astype(np.float64), group, 0)
+        expected.setdefault(name, []).append(deq.T)
     write_safetensors(tmp_path / "model.safetensors", tensors)
     w = load_layer_weights(tmp_path, config, LAYER)
     got = dequantize(config.to_dict(), w)
@@ -235,31 +245,26 @@ def test_gptq_and_awq_match_their_libraries(tmp_path, method):
     their code, not after this package's reading of the layouts)."""
     group = 16
     config = gptq_or_awq_config(tmp_path, method, group)
-    E, H, F = config.num_experts, config.hidden_size, config.intermediate_size
-    rng = np.random.default_rng(3)
+    rng, tensors, projections = quantized_block(config, 3)
     words = lambda shape: rng.integers(-2**31, 2**31, shape, dtype=np.int64).astype(np.int32)
-    p = f"model.layers.{LAYER}.mlp."
-    tensors = {f"{p}gate.weight": rng.standard_normal((E, H)).astype(np.float32)}
     expected = {}
-    for e in range(E):
-        for name, (N, K) in (("gate_proj", (F, H)), ("up_proj", (F, H)), ("down_proj", (H, F))):
-            s = rng.uniform(0.01, 0.1, (K // group, N)).astype(np.float16).astype(np.float32)
-            prefix = f"{p}experts.{e}.{name}"
-            if method == "gptq":
-                # v1 zero points are stored minus one; GPTQModel's +1 carries
-                # out of a nibble of 15, which real checkpoints never hold.
-                qweight = words((K // 8, N))
-                qzeros = pack_words(rng.integers(0, 15, (K // group, N)), 1)
-                g_idx = np.arange(K, dtype=np.int32) // group
-                tensors[prefix + ".g_idx"] = (g_idx, "I32")
-                deq = gptqmodel_dequantize(qweight, qzeros, s, g_idx)
-            else:
-                qweight, qzeros = words((K, N // 8)), words((K // group, N // 8))
-                deq = autoawq_dequantize(qweight, qzeros, s, group)
-            tensors[prefix + ".qweight"] = (qweight, "I32")
-            tensors[prefix + ".qzeros"] = (qzeros, "I32")
-            tensors[prefix + ".scales"] = (s, "F16")
-            expected.setdefault(name, []).append(deq.T)
+    for prefix, name, N, K in projections:
+        s = rng.uniform(0.01, 0.1, (K // group, N)).astype(np.float16).astype(np.float32)
+        if method == "gptq":
+            # v1 zero points are stored minus one; GPTQModel's +1 carries
+            # out of a nibble of 15, which real checkpoints never hold.
+            qweight = words((K // 8, N))
+            qzeros = pack_words(rng.integers(0, 15, (K // group, N)), 1)
+            g_idx = np.arange(K, dtype=np.int32) // group
+            tensors[prefix + ".g_idx"] = (g_idx, "I32")
+            deq = gptqmodel_dequantize(qweight, qzeros, s, g_idx)
+        else:
+            qweight, qzeros = words((K, N // 8)), words((K // group, N // 8))
+            deq = autoawq_dequantize(qweight, qzeros, s, group)
+        tensors[prefix + ".qweight"] = (qweight, "I32")
+        tensors[prefix + ".qzeros"] = (qzeros, "I32")
+        tensors[prefix + ".scales"] = (s, "F16")
+        expected.setdefault(name, []).append(deq.T)
     write_safetensors(tmp_path / "model.safetensors", tensors)
     got = dequantize(config.to_dict(), load_layer_weights(tmp_path, config, LAYER))
     for name, parts in expected.items():
@@ -268,8 +273,7 @@ def test_gptq_and_awq_match_their_libraries(tmp_path, method):
 
 def test_refused_quantization_configs(tmp_path):
     hf = json.loads((HF_CONFIGS / "qwen3_moe.json").read_text())
-    for q, field in (({"quant_method": "gptq", "bits": 4, "desc_act": True}, "desc_act"),
-                     ({"quant_method": "gptq", "bits": 8}, "bits"),
+    for q, field in (({"quant_method": "gptq", "bits": 8}, "bits"),
                      ({"quant_method": "awq", "bits": 4, "version": "exllama"}, "version"),
                      ({"quant_method": "bitsandbytes"}, "quant_method"),
                      ({"quant_method": "fp8", "weight_block_size": 128}, "weight_block_size")):
@@ -278,12 +282,70 @@ def test_refused_quantization_configs(tmp_path):
         assert f"quantization_config.{field}" in str(e.value)
 
 
-def test_act_order_g_idx_is_refused(tmp_path):
+def act_order_g_idx(rng, K, group):
+    """g_idx as an act-order GPTQ leaves it: the columns quantized in a
+    permuted order (GPTQ's Hessian diagonal, decreasing), column perm[i]
+    in group i // group, stored in the input's order."""
+    perm = rng.permutation(K)
+    g_idx = np.empty(K, np.int32)
+    g_idx[perm] = np.arange(K) // group
+    return g_idx
+
+
+@pytest.mark.parametrize("desc_act", [False, True])
+def test_gptq_act_order_matches_gptqmodel(tmp_path, desc_act):
+    """An act-order GPTQ checkpoint (desc_act, g_idx scattered along K) loads
+    as "act_order" with each projection's columns sorted into contiguous
+    groups and `<proj>_perm` saying where each came from: dequantized, it
+    equals GPTQModel's dequantization through g_idx, and the library run on
+    it matches the reference on GPTQModel's weights."""
+    from moe_mlir import compile
+    from moe_mlir.reference import random_input, reference
+    group = 16
+    config = gptq_or_awq_config(tmp_path, "gptq", group, desc_act, dtype="f32")
+    assert config.expert_weights.get("act_order") == desc_act
+    rng, tensors, projections = quantized_block(config, 4)
+    expected = {}
+    for prefix, name, N, K in projections:
+        s = rng.uniform(0.01, 0.1, (K // group, N)).astype(np.float16).astype(np.float32)
+        qweight = pack_words(rng.integers(0, 16, (K, N)), 0)
+        qzeros = pack_words(rng.integers(0, 15, (K // group, N)), 1)
+        g_idx = act_order_g_idx(rng, K, group) if desc_act else np.arange(K) // group
+        tensors[prefix + ".qweight"] = (qweight, "I32")
+        tensors[prefix + ".qzeros"] = (qzeros, "I32")
+        tensors[prefix + ".scales"] = (s, "F16")
+        tensors[prefix + ".g_idx"] = (g_idx.astype(np.int32), "I32")
+        expected.setdefault(name, []).append(gptqmodel_dequantize(qweight, qzeros, s, g_idx).T)
+    write_safetensors(tmp_path / "model.safetensors", tensors)
+    w = load_layer_weights(tmp_path, config, LAYER)
+    assert ("up_proj_perm" in w) == desc_act
+    got = dequantize(config.to_dict(), w)
+    for name, parts in expected.items():
+        np.testing.assert_array_equal(got[name], np.stack(parts), err_msg=name)
+    if not desc_act:
+        return
+    x = random_input(20, config.hidden_size, 1)
+    y = compile(config)(w)(x)
+    dense_config = {k: v for k, v in config.to_dict().items() if k != "expert_weights"}
+    dense = {k: v for k, v in w.items() if not k.startswith(("gate_proj", "up_proj", "down_proj"))}
+    dense.update({name: np.stack(parts) for name, parts in expected.items()})
+    ref = reference(dense_config, dense, x)[0]
+    assert np.abs(y - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max())
+
+
+def test_scattered_g_idx_needs_desc_act():
+    """A g_idx that scatters groups along K loads only as act order, and an
+    act-order g_idx must give every group its group_size columns."""
     from moe_mlir.quantized_checkpoints import gptq_projection
     N, K, g = 8, 32, 16
     qweight = np.zeros((K // 8, N), np.int32)
     qzeros = np.zeros((K // g, N // 8), np.int32)
     scales = np.ones((K // g, N), np.float32)
-    g_idx = np.arange(K) % 2
-    with pytest.raises(WeightError, match="desc_act"):
-        gptq_projection("w", qweight, qzeros, scales, g_idx, N, K, g, 1)
+    scattered = np.arange(K) % 2
+    with pytest.raises(WeightError, match="desc_act is not true"):
+        gptq_projection("w", qweight, qzeros, scales, scattered, N, K, g, 1)
+    *_, perm = gptq_projection("w", qweight, qzeros, scales, scattered, N, K, g, 1, True)
+    np.testing.assert_array_equal(perm, np.r_[0:K:2, 1:K:2])
+    uneven = np.minimum(np.arange(K) // 10, 1)
+    with pytest.raises(WeightError, match="does not give each of the 2 groups 16 columns"):
+        gptq_projection("w", qweight, qzeros, scales, uneven, N, K, g, 1, True)

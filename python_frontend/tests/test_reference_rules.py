@@ -437,12 +437,12 @@ def test_defaults_keys_and_random_weights():
     assert "sparsemixer_eps" not in c and "swiglu_alpha" not in c
     c = with_defaults(dict(base, scoring="sparsemixer", activation="clamped_swiglu"))
     assert (c["sparsemixer_eps"], c["swiglu_alpha"], c["swiglu_limit"]) == (0.01, 1.702, 7.0)
-    # The four bias fields, then the quantized projections' scales and zero
-    # points (docs/QUANTIZATION.md) close every struct.
+    # The four bias fields, then the quantized projections' scales, zero
+    # points and column orders (docs/QUANTIZATION.md) close every struct.
     assert weight_keys(base)[10:14] == ("gate_proj_bias", "up_proj_bias", "down_proj_bias",
                                         "output_bias")
     assert weight_keys(base)[14:] == tuple(
-        p + suffix for suffix in ("_scales", "_zeros")
+        p + suffix for suffix in ("_scales", "_zeros", "_perm")
         for p in ("gate_proj", "up_proj", "down_proj", "shared_gate_proj", "shared_up_proj",
                   "shared_down_proj"))
     # The bias fields are drawn after the others, which keep their values.

@@ -8,18 +8,20 @@ import ctypes
 import numpy as np
 import pytest
 
-from moe_mlir.abi import (ERROR_MISSING_WEIGHT, ERROR_UNUSED_WEIGHT, OK, Library,
-                          compile_config, ptr)
+from moe_mlir.abi import (ERROR_BAD_PERMUTATION, ERROR_MISSING_WEIGHT, ERROR_UNUSED_WEIGHT,
+                          OK, Library, compile_config, ptr)
 from moe_mlir.reference import (dequantize, random_input, random_weights, weight_shapes,
                                 weight_types)
 from test_abi_errors import unaligned_copy
 from test_conformance import cfg, check_token_counts
 
 
-def quantized(fmt, group_size=0, zero_points=None):
+def quantized(fmt, group_size=0, zero_points=None, act_order=False):
     q = {"format": fmt, "group_size": group_size}
     if zero_points is not None:
         q["zero_points"] = zero_points
+    if act_order:
+        q["act_order"] = True
     return {"expert_weights": q}
 
 
@@ -45,6 +47,14 @@ CONFIGS = [
      [1, 64]),
     (dict(cfg("q4_hier", 32, 0, 4, 2, **quantized("int4", 16)),
           expert={"num_experts": 2, "top_k": 1, "intermediate_size": 16}), [1, 3, 64]),
+    (cfg("q4_g16_act_order_shared", 64, 32, 8, 2, shared_intermediate_size=48,
+         **quantized("int4", 16, True, act_order=True)), [0, 1, 3, 64, 257]),
+    (cfg("q8_g6_act_order_h18_bf16", 18, 30, 4, 2, dtype="bf16",
+         **quantized("int8", 6, act_order=True)), [3, 100]),
+    (dict(cfg("q4_hier_act_order", 32, 0, 4, 2, **quantized("int4", 16, act_order=True)),
+          expert={"num_experts": 2, "top_k": 1, "intermediate_size": 16}), [1, 64]),
+    (cfg("mx_act_order", 64, 32, 4, 2, expert_weights={"format": "mxfp4", "act_order": True}),
+     [1, 64]),
     (cfg("f8_g32_shared", 64, 32, 8, 2, shared_intermediate_size=64,
          **quantized("fp8_e4m3", 32)), [1, 17, 129]),
     (cfg("f8_rows_bf16", 48, 24, 4, 2, dtype="bf16", **quantized("fp8_e4m3")), [3, 64]),
@@ -150,6 +160,31 @@ def test_missing_scales_or_zeros(libraries, index, key):
     del weights[key]
     code, ctx = lib.try_create(weights)
     assert code == ERROR_MISSING_WEIGHT and ctx is None
+
+
+def config_named(name):
+    return next(p.values[0] for p in params() if p.values[0]["name"] == name)
+
+
+def test_bad_permutation_is_refused(libraries):
+    """create reads every *_perm row and refuses one that is not a
+    permutation of 0 to K - 1 (the kernels read the rows through it)."""
+    config = config_named("q4_g16_act_order_shared")
+    lib = libraries(config)
+    weights = random_weights(config, 0)
+    with lib.create(weights):
+        pass
+    for key, row, column, value in (("down_proj_perm", (3,), 5, 32),
+                                    ("gate_proj_perm", (0,), 0, -1),
+                                    ("shared_up_proj_perm", (), 7, None)):
+        bad = dict(weights)
+        perm = weights[key].copy()
+        # None: a repeated index, so another is missing.
+        perm[row + (column,)] = perm[row + (column + 1,)] if value is None else value
+        bad[key] = perm
+        code, ctx = lib.try_create(bad)
+        assert code == ERROR_BAD_PERMUTATION and ctx is None, key
+    assert "permutation" in lib.strerror(ERROR_BAD_PERMUTATION)
 
 
 def test_unused_zeros(libraries):

@@ -30,6 +30,9 @@ struct ExpertWeights {
   Format format = Format::dense;
   int64_t groupSize = 0;
   bool zeroPoints = false;
+  /// Each projection's columns in its own order (`<projection>_perm`), as
+  /// act-order GPTQ checkpoints store them.
+  bool actOrder = false;
 
   bool isQuantized() const {
     return format != Format::dense && format != Format::bf16 &&
@@ -49,7 +52,17 @@ struct ExpertWeights {
 /// The element type of one weight array of the C ABI: the config's dtype,
 /// or another. fp8e4m3 and e8m0 are bytes holding float8 e4m3fn values
 /// and e8m0 exponents.
-enum class FieldType { data, int8, uint8, f32, bf16, f16, fp8e4m3, e8m0 };
+enum class FieldType {
+  data,
+  int8,
+  uint8,
+  int32,
+  f32,
+  bf16,
+  f16,
+  fp8e4m3,
+  e8m0
+};
 
 /// How the experts of one level are chosen: the routing keys of SPEC §2
 /// that every level of a hierarchical layer has (token choice, steps 1-6).
@@ -178,7 +191,7 @@ struct WeightField {
   /// weights, which an expert shard holds its rows of.
   bool isRoutedExpert() const {
     for (const char *projection : {"gate_proj", "up_proj", "down_proj"})
-      for (const char *suffix : {"", "_bias", "_scales", "_zeros"})
+      for (const char *suffix : {"", "_bias", "_scales", "_zeros", "_perm"})
         if (name == std::string(projection) + suffix)
           return true;
     return false;
@@ -197,7 +210,8 @@ struct WeightField {
 /// `level<l>_router_bias` and `level<l>_selection_bias`, then
 /// docs/FAMILY-RULES.md's `gate_proj_bias`, `up_proj_bias`,
 /// `down_proj_bias` and `output_bias`, then docs/QUANTIZATION.md's
-/// `<projection>_scales` and `<projection>_zeros` of the six projections.
+/// `<projection>_scales`, `<projection>_zeros` and `<projection>_perm` of
+/// the six projections.
 std::vector<WeightField> weightFields(const LayerConfig &config);
 
 /// Parses and validates `text`; errors name `fileName` and the key.

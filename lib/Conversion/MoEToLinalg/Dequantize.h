@@ -31,7 +31,7 @@ namespace mlir::moe {
 /// projection weight.
 struct QuantizedWeight {
   DequantizeOp op;
-  Value packed, scales, zeros;
+  Value packed, scales, zeros, perm;
   WeightFormat format;
   int64_t groupSize;
 
@@ -44,6 +44,7 @@ struct QuantizedWeight {
                            op.getPacked(),
                            op.getScales(),
                            op.getZeros(),
+                           op.getPerm(),
                            op.getFormat(),
                            static_cast<int64_t>(op.getGroupSize())};
   }
@@ -84,7 +85,39 @@ inline Value sliceWeight(Emitter &e, Value stacked, Value index) {
       RankedTensorType::get(type.getShape().drop_front(),
                             type.getElementType()),
       e.sliceAt(q->packed, index), e.sliceAt(q->scales, index),
-      q->zeros ? e.sliceAt(q->zeros, index) : Value(), q->format, q->groupSize);
+      q->zeros ? e.sliceAt(q->zeros, index) : Value(),
+      q->perm ? e.sliceAt(q->perm, index) : Value(), q->format, q->groupSize);
+}
+
+/// `value` (`[..., K, ...]`, K at `dim`) read in the weight's column order,
+/// `result[..., k, ...] = value[..., perm[k], ...]`, or `value` itself for
+/// a weight in input order. A copy of the rows, not of the weight: every
+/// weight element is still read once and in order.
+inline Value permuteColumns(Emitter &e, Value value, unsigned dim,
+                            const QuantizedWeight &q) {
+  if (!q.perm)
+    return value;
+  OpBuilder &b = e.builder();
+  auto type = cast<RankedTensorType>(value.getType());
+  unsigned rank = type.getRank();
+  SmallVector<Value> dynamicSizes;
+  for (unsigned d = 0; d < rank; ++d)
+    if (type.isDynamicDim(d))
+      dynamicSizes.push_back(tensor::DimOp::create(b, e.location(), value, d));
+  Value empty =
+      e.emptyTensor(type.getShape(), type.getElementType(), dynamicSizes);
+  SmallVector<int> identity(rank);
+  std::iota(identity.begin(), identity.end(), 0);
+  return e.generic(
+      {q.perm}, empty, {e.map(rank, {int(dim)}), e.map(rank, identity)},
+      SmallVector<utils::IteratorType>(rank, kParallel),
+      [&](Emitter &e, ValueRange args) -> Value {
+        SmallVector<Value> indices;
+        for (unsigned d = 0; d < rank; ++d)
+          indices.push_back(d == dim ? e.toIndex(args[0]) : e.loopIndex(d));
+        return tensor::ExtractOp::create(e.builder(), e.location(), value,
+                                         indices);
+      });
 }
 
 /// `value` (`[..., K, ...]`, K at `dim`) with K split as the reduction
@@ -257,8 +290,9 @@ inline Value dequantizeElement(Emitter &e, const QuantizedWeight &q,
   llvm_unreachable("unknown weight format");
 }
 
-/// `init[rows..., columns...] += Σ_k lhs[rows..., k] · w[n, k]` with `w`
-/// dequantized in the body: `lhs` is `[M, K]` and `init` `[M, N]`, or
+/// `init[rows..., columns...] += Σ_k lhs[rows..., perm[k]] · w[n, k]` (perm
+/// the identity without one) with `w` dequantized in the body: `lhs` is `[M,
+/// K]` and `init` `[M, N]`, or
 /// `[M, S, N / S]` with `streams` S > 1, whose weight rows are read as
 /// S streams (buildStreamedContraction). Loops: (m, n, kg, [h,] kb) or
 /// (m, s, j, kg, [h,] kb).
@@ -279,7 +313,8 @@ inline Value buildDequantizingContraction(Emitter &e, Value lhs,
   groupDims.push_back(1 + columns);
   byteDims.push_back(1 + columns);
   byteDims.push_back(loops - 1);
-  SmallVector<Value> inputs = {splitDepth(e, lhs, 1, q)};
+  SmallVector<Value> inputs = {
+      splitDepth(e, permuteColumns(e, lhs, 1, q), 1, q)};
   llvm::append_range(inputs, groupedOperands(e, q, streams));
   SmallVector<AffineMap> maps = {e.map(loops, lhsDims), e.map(loops, byteDims)};
   for (size_t i = 2; i < inputs.size(); ++i)
@@ -324,7 +359,7 @@ inline Value buildDequantized(Emitter &e, const QuantizedWeight &q) {
                    });
 }
 
-/// `init[g, n, l] += Σ_k packed[g, k, l] · w[n, k]` over rows packed in
+/// `init[g, n, l] += Σ_k packed[g, perm[k], l] · w[n, k]` over rows packed in
 /// groups of L (buildPackedContraction) with `w` dequantized by
 /// buildDequantized. Loops: (n, g, kg, [h,] kb, l).
 inline Value buildDequantizedPackedContraction(Emitter &e, Value packed,
@@ -341,7 +376,9 @@ inline Value buildDequantizedPackedContraction(Emitter &e, Value packed,
   SmallVector<utils::IteratorType> iterators = {kParallel, kParallel};
   iterators.append(depth, kReduction);
   iterators.push_back(kParallel);
-  return e.generic({splitDepth(e, packed, 1, q), buildDequantized(e, q)}, init,
+  return e.generic({splitDepth(e, permuteColumns(e, packed, 1, q), 1, q),
+                    buildDequantized(e, q)},
+                   init,
                    {e.map(loops, packedDims), e.map(loops, weightDims),
                     e.map(loops, {1, 0, int(loops) - 1})},
                    iterators, [](Emitter &e, ValueRange args) {

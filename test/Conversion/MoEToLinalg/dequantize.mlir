@@ -134,3 +134,34 @@ func.func @shared_small_floats(%x: tensor<?x16xf32>, %qu: tensor<32x16xi8>, %su:
   return %y : tensor<?x16xf32>
 }
 }
+
+// -----
+
+// Columns in an order of their own (act order): each expert's slice of the
+// order is read along with its weights, and each contraction reads its
+// input through it, `rows[m, perm[k]]`, a gather of the rows (row-wise) or
+// of the packed rows, so the weights still stream in their stored order.
+// CHECK-LABEL: func.func @expert_act_order
+// CHECK: %[[UP_PERM:.*]] = tensor.extract_slice %{{.*}}[%{{.*}}, 0] [1, 16] [1, 1] : tensor<4x16xi32> to tensor<16xi32>
+// CHECK: %[[DOWN_PERM:.*]] = tensor.extract_slice %{{.*}}[%{{.*}}, 0] [1, 32] [1, 1] : tensor<4x32xi32> to tensor<32xi32>
+// CHECK: %[[ROWS:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel"]} outs(%{{.*}} : tensor<?x16xf32>)
+// CHECK: %[[ORDERED:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel"]} ins(%[[UP_PERM]] : tensor<16xi32>) outs(%{{.*}} : tensor<?x16xf32>)
+// CHECK: ^bb0(%[[COLUMN:.*]]: i32, %{{.*}}: f32):
+// CHECK: %[[K:.*]] = arith.index_cast %[[COLUMN]] : i32 to index
+// CHECK: tensor.extract %[[ROWS]][%{{.*}}, %[[K]]] : tensor<?x16xf32>
+// CHECK: tensor.expand_shape %[[ORDERED]] {{\[\[}}0], [1, 2]] output_shape [%{{.*}}, 2, 8] : tensor<?x16xf32> into tensor<?x2x8xf32>
+// CHECK: linalg.generic {{.*}}ins(%[[DOWN_PERM]] : tensor<32xi32>) outs(%{{.*}} : tensor<?x32xf32>)
+// CHECK: } else {
+// CHECK: %[[PACKED:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "parallel"]} outs(%{{.*}} : tensor<?x16x8xf32>)
+// CHECK: linalg.generic {{.*}}ins(%[[UP_PERM]] : tensor<16xi32>) outs(%{{.*}} : tensor<?x16x8xf32>)
+// CHECK: tensor.extract %[[PACKED]][%{{.*}}, %{{.*}}, %{{.*}}] : tensor<?x16x8xf32>
+module attributes {moe.target = #moe.cpu_target<features = ["avx2", "fma"]>} {
+func.func @expert_act_order(%x: tensor<?x16xf32>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>,
+                            %qu: tensor<4x32x16xi8>, %su: tensor<4x32x2xf32>, %pu: tensor<4x16xi32>,
+                            %qd: tensor<4x16x32xi8>, %sd: tensor<4x16x1xf32>, %pd: tensor<4x32xi32>) -> tensor<?x16xf32> {
+  %wu = moe.dequantize %qu, %su perm(%pu : tensor<4x16xi32>) {format = #moe.weight_format<int8>, group_size = 8 : i64} : tensor<4x32x16xi8>, tensor<4x32x2xf32> -> tensor<4x32x16xf32>
+  %wd = moe.dequantize %qd, %sd perm(%pd : tensor<4x32xi32>) {format = #moe.weight_format<int8>, group_size = 32 : i64} : tensor<4x16x32xi8>, tensor<4x16x1xf32> -> tensor<4x16x32xf32>
+  %out = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x32x16xf32>) down_proj(%wd : tensor<4x16x32xf32>) {slots_per_token = 2 : i64, activation = #moe.activation<gelu>} : tensor<?x16xf32>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
+  return %out : tensor<?x16xf32>
+}
+}

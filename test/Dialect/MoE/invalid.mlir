@@ -1857,6 +1857,14 @@ func.func @dequantize_int8_zeros(%q: tensor<8x32xi8>, %s: tensor<8x1xf32>, %z: t
 
 // -----
 
+func.func @dequantize_perm_shape(%q: tensor<4x8x32xi8>, %s: tensor<4x8x2xf32>, %p: tensor<4x16xi32>) {
+  // expected-error @+1 {{'perm' type 'tensor<4x16xi32>' must hold one index per column: the result's leading dimensions and 32}}
+  %w = moe.dequantize %q, %s perm(%p : tensor<4x16xi32>) {format = #moe.weight_format<int8>, group_size = 16 : i64} : tensor<4x8x32xi8>, tensor<4x8x2xf32> -> tensor<4x8x32xf32>
+  return
+}
+
+// -----
+
 func.func @expert_projection_types(%x: tensor<?x16xbf16>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>, %wg: tensor<4x8x16xbf16>, %wu: tensor<4x8x16xf16>, %wd: tensor<4x16x8xbf16>) {
   // expected-error @+1 {{'gate_proj' type 'tensor<4x8x16xbf16>' must equal 'up_proj' type 'tensor<4x8x16xf16>'}}
   %r = moe.expert %x, %slots, %offsets gate_proj(%wg : tensor<4x8x16xbf16>) up_proj(%wu : tensor<4x8x16xf16>) down_proj(%wd : tensor<4x16x8xbf16>)

@@ -512,19 +512,19 @@ func.func @refine_select(%l: tensor<?x4x8xf32>, %ids: tensor<?x2xi32>,
 // -----
 
 // Quantized projections: moe.dequantize names the f32 weights that 4-bit
-// integers with zero points and 8-bit ones stand for; expert ops take f32
-// projections whatever the input's type.
+// integers with zero points and 8-bit ones in an order of their own stand
+// for; expert ops take f32 projections whatever the input's type.
 // CHECK-LABEL: func.func @dequantized_experts
 // CHECK: %[[WU:.*]] = moe.dequantize %{{.*}}, %{{.*}} zeros(%{{.*}} : tensor<4x8x1xi8>) {format = #moe.weight_format<int4>, group_size = 16 : i64} : tensor<4x8x8xi8>, tensor<4x8x1xf32> -> tensor<4x8x16xf32>
-// CHECK: %[[WD:.*]] = moe.dequantize %{{.*}}, %{{.*}} {format = #moe.weight_format<int8>, group_size = 4 : i64} : tensor<4x16x8xi8>, tensor<4x16x2xf32> -> tensor<4x16x8xf32>
+// CHECK: %[[WD:.*]] = moe.dequantize %{{.*}}, %{{.*}} perm(%{{.*}} : tensor<4x8xi32>) {format = #moe.weight_format<int8>, group_size = 4 : i64} : tensor<4x16x8xi8>, tensor<4x16x2xf32> -> tensor<4x16x8xf32>
 // CHECK: moe.expert %{{.*}}, %{{.*}}, %{{.*}} up_proj(%[[WU]] : tensor<4x8x16xf32>) down_proj(%[[WD]] : tensor<4x16x8xf32>)
 // CHECK-SAME: : tensor<?x16xbf16>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>
 func.func @dequantized_experts(%x: tensor<?x16xbf16>, %slots: tensor<?xi64>, %offsets: tensor<5xi64>,
     %qu: tensor<4x8x8xi8>, %su: tensor<4x8x1xf32>, %zu: tensor<4x8x1xi8>,
-    %qd: tensor<4x16x8xi8>, %sd: tensor<4x16x2xf32>) -> tensor<?x16xf32> {
+    %qd: tensor<4x16x8xi8>, %sd: tensor<4x16x2xf32>, %pd: tensor<4x8xi32>) -> tensor<?x16xf32> {
   %wu = moe.dequantize %qu, %su zeros(%zu : tensor<4x8x1xi8>) {format = #moe.weight_format<int4>, group_size = 16 : i64}
           : tensor<4x8x8xi8>, tensor<4x8x1xf32> -> tensor<4x8x16xf32>
-  %wd = moe.dequantize %qd, %sd {format = #moe.weight_format<int8>, group_size = 4 : i64}
+  %wd = moe.dequantize %qd, %sd perm(%pd : tensor<4x8xi32>) {format = #moe.weight_format<int8>, group_size = 4 : i64}
           : tensor<4x16x8xi8>, tensor<4x16x2xf32> -> tensor<4x16x8xf32>
   %r = moe.expert %x, %slots, %offsets up_proj(%wu : tensor<4x8x16xf32>) down_proj(%wd : tensor<4x16x8xf32>)
          {slots_per_token = 2 : i64} : tensor<?x16xbf16>, tensor<?xi64>, tensor<5xi64> -> tensor<?x16xf32>

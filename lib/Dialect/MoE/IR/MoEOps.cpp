@@ -751,6 +751,17 @@ LogicalResult DequantizeOp::verify() {
     return emitOpError() << "'scales' type " << scalesType
                          << " must hold one scale per group: "
                          << scalesShape.back() << " a row";
+  if (Value perm = getPerm()) {
+    auto permType = cast<RankedTensorType>(perm.getType());
+    ArrayRef<int64_t> columns = resultType.getShape().drop_back(2);
+    SmallVector<int64_t> permShape(columns);
+    permShape.push_back(depth);
+    if (permType.getShape() != ArrayRef<int64_t>(permShape))
+      return emitOpError() << "'perm' type " << permType
+                           << " must hold one index per column: the result's "
+                              "leading dimensions and "
+                           << depth;
+  }
   return success();
 }
 

@@ -70,7 +70,7 @@ defvar MoE_RoutingAttributes = !con(MoE_TokenChoiceAttributes, (ins
 // DequantizeOp
 //===----------------------------------------------------------------------===//
 
-def MoE_DequantizeOp : MoE_Op<"dequantize"> {
+def MoE_DequantizeOp : MoE_Op<"dequantize", [AttrSizedOperandSegments]> {
   let summary = "quantized projection weights as the f32 values they stand for";
   let description = [{
     The weights `[..., N, K]` that quantized elements, scales and zero
@@ -93,6 +93,12 @@ def MoE_DequantizeOp : MoE_Op<"dequantize"> {
     is `[..., N, K / group_size]`: f32, or for `f4e2m1` i8 holding e8m0
     exponents, 2^(e - 127) (an exponent of 0 stands for 0).
 
+    With `perm` (`[..., K]`, i32, a permutation of 0 to K - 1 per row of
+    the leading dimensions), the columns are stored in another order, as
+    act-order GPTQ checkpoints keep them so that groups stay contiguous:
+    column k of `packed`, and its group, holds the weight of input element
+    `perm[..., k]`, so the result is `w[..., n, perm[..., k]]`.
+
     The op only names the weights: the expert decompositions read the
     integers inside their contractions, and no dequantized weight is ever
     stored. A `moe.dequantize` that an expert op does not consume is an
@@ -108,6 +114,7 @@ def MoE_DequantizeOp : MoE_Op<"dequantize"> {
     RankedTensorOf<[I8]>:$packed,
     RankedTensorOf<[F32, I8]>:$scales,
     Optional<RankedTensorOf<[I8]>>:$zeros,
+    Optional<RankedTensorOf<[I32]>>:$perm,
     MoE_WeightFormatAttr:$format,
     MoE_PositiveI64Attr:$group_size);
   let results = (outs RankedTensorOf<[F32]>:$result);
@@ -121,7 +128,8 @@ def MoE_DequantizeOp : MoE_Op<"dequantize"> {
     }
   }];
   let assemblyFormat = [{
-    $packed `,` $scales (`zeros` `(` $zeros^ `:` type($zeros) `)`)? attr-dict
+    $packed `,` $scales (`zeros` `(` $zeros^ `:` type($zeros) `)`)?
+    (`perm` `(` $perm^ `:` type($perm) `)`)? attr-dict
     `:` type($packed) `,` type($scales) `->` type($result)
   }];
   let hasVerifier = 1;
