@@ -514,12 +514,15 @@ def MoEEmulateWarps : Pass<"moe-emulate-warps", "::mlir::ModuleOp"> {
     fragment layouts of the PTX ISA's `mma.sync` section, written out here
     independently of the layouts the kernels are built with: a fragment
     element in the wrong lane or register changes the result. A `gpu.shuffle` moves values
-    between lanes as the `shfl.sync` that upstream lowers it to: lane l
-    reads lane l ^ offset, l + offset, l - offset or offset, valid below
-    `width` (for `up`, from 32 - `width` on), else its own value.
+    between lanes as the `shfl.sync` that upstream lowers it to: with b
+    the offset's low 5 bits, lane l reads lane l ^ b, l + b, l - b or b,
+    valid below `width` (for `up`, from 32 - `width` on), else its own
+    value.
 
-    Anything else that depends on the lane is an error: the warp's code
-    must not branch on it.
+    A buffer the lanes' loop allocates, each lane's own on a GPU, is made
+    once a warp: a store to it that depends on the lane is an error.
+    Anything else that depends on the lane is an error too: the warp's
+    code must not branch on it.
   }];
   let dependentDialects = ["::mlir::arith::ArithDialect",
                            "::mlir::func::FuncDialect",

@@ -10,6 +10,7 @@
 
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/Utils/IndexingUtils.h"
+#include "mlir/Interfaces/ViewLikeInterface.h"
 
 #include <numeric>
 
@@ -59,7 +60,8 @@ namespace {
 /// 32 lanes.
 class WarpEmulator {
 public:
-  WarpEmulator(OpBuilder &b, ModuleOp module) : b(b), module(module) {}
+  WarpEmulator(OpBuilder &b, ModuleOp module, scf::ForallOp lanesLoop)
+      : b(b), module(module), lanesLoop(lanesLoop) {}
 
   /// Emulates `block`'s ops, all but its terminator, at the builder.
   LogicalResult emulate(Block &block) {
@@ -188,6 +190,9 @@ private:
     if (isa<gpu::LaneIdOp>(op))
       return success();
     if (!dependsOnLane(op)) {
+      // Run once, a buffer the lanes allocate (each lane's own on a GPU) is
+      // one the lanes share: it holds what each lane's would as long as no
+      // store to it depends on the lane, which emulateStore refuses.
       b.clone(*op, uniform);
       return success();
     }
@@ -310,6 +315,9 @@ private:
         isa<VectorType>(store.getValueToStore().getType()))
       return store.emitOpError("to a lane-dependent buffer cannot be "
                                "emulated");
+    if (isLanesOwn(store.getMemRef()))
+      return store.emitOpError("depends on the lane, to a buffer each lane "
+                               "allocates: emulated, the lanes share it");
     eachLane(store.getLoc(), Type(), [&](Value lane) -> Value {
       SmallVector<Value> indices;
       for (Value index : store.getIndices())
@@ -323,6 +331,15 @@ private:
       return Value();
     });
     return success();
+  }
+
+  /// Whether `buffer` is, or views, a buffer the lanes' loop allocates.
+  bool isLanesOwn(Value buffer) {
+    while (auto view = buffer.getDefiningOp<ViewLikeOpInterface>())
+      buffer = view.getViewSource();
+    Operation *alloc = buffer.getDefiningOp();
+    return isa_and_nonnull<memref::AllocOp, memref::AllocaOp>(alloc) &&
+           lanesLoop->isProperAncestor(alloc);
   }
 
   /// A loop over lane-independent bounds, every value it carries per lane.
@@ -513,9 +530,11 @@ private:
     return function;
   }
 
-  /// Lane l reads lane j: l ^ offset, l + offset, l - offset or offset.
-  /// As upstream lowers the shuffle to `shfl.sync` (its clamp `width - 1`,
-  /// or `32 - width` for `up`), j is valid below `width`, or for `up` from
+  /// Lane l reads lane j: l ^ b, l + b, l - b or b, where b is the
+  /// offset's low 5 bits, all that `shfl.sync` reads of it. As upstream
+  /// lowers the shuffle to `shfl.sync` (its clamp `width - 1`, or
+  /// `32 - width` for `up`, which for a width of 1 to 32 leaves the clamp's
+  /// segment mask zero), j is valid below `width`, or for `up` from
   /// `32 - width` on; an invalid j reads the lane's own value.
   LogicalResult emulateShuffle(gpu::ShuffleOp shuffle) {
     Location loc = shuffle.getLoc();
@@ -526,7 +545,10 @@ private:
     auto sourceOf = [&](Value lane) -> std::pair<Value, Value> {
       Type i32 = b.getI32Type();
       Value self = arith::IndexCastOp::create(b, loc, i32, lane);
-      Value offset = atLane(shuffle.getOffset(), lane);
+      Value offset = arith::AndIOp::create(
+          b, loc, atLane(shuffle.getOffset(), lane),
+          arith::ConstantOp::create(b, loc,
+                                    b.getI32IntegerAttr(kWarpLanes - 1)));
       Value width = atLane(shuffle.getWidth(), lane);
       Value source, valid;
       gpu::ShuffleMode mode = shuffle.getMode();
@@ -565,6 +587,7 @@ private:
 
   OpBuilder &b;
   ModuleOp module;
+  scf::ForallOp lanesLoop;
   IRMapping uniform;
   llvm::DenseMap<Value, Value> laneValues;
 };
@@ -586,7 +609,7 @@ static LogicalResult emulateWarps(OpBuilder &b, ModuleOp module,
       b.getArrayAttr({gpu::GPUThreadMappingAttr::get(b.getContext(),
                                                      gpu::MappingId::DimX)}));
   b.setInsertionPointToStart(warps.getBody());
-  WarpEmulator emulator(b, module);
+  WarpEmulator emulator(b, module, loop);
   Block *body = loop.getBody();
   emulator.setUniform(body->getArgument(0), warps.getBody()->getArgument(0));
   SmallVector<int64_t> lanes(kWarpLanes);

@@ -63,6 +63,23 @@ func.func @branch(%out: memref<32xf32>) {
 
 // -----
 
+// A buffer allocated in the lanes' loop is each lane's own on a GPU but
+// made once a warp when emulated: a store to it that depends on the lane
+// would mix the lanes' values, and is refused.
+func.func @lane_buffer(%out: memref<32xindex>) {
+  %c0 = arith.constant 0 : index
+  scf.forall (%w, %l) in (1, 32) {
+    %own = memref.alloca() : memref<1xindex>
+    // expected-error @+1 {{depends on the lane, to a buffer each lane allocates: emulated, the lanes share it}}
+    memref.store %l, %own[%c0] : memref<1xindex>
+    %v = memref.load %own[%c0] : memref<1xindex>
+    memref.store %v, %out[%l] : memref<32xindex>
+  } {mapping = [#gpu.thread<y>, #gpu.thread<x>], moe.warp_lanes}
+  return
+}
+
+// -----
+
 // The lane code of moe-gpu-mma-sync emulated: one loop over the warp, no
 // mma.sync left.
 // KERNEL-LABEL: func.func @warp_tile
