@@ -477,6 +477,13 @@ def MoEGPUMMASync : Pass<"moe-gpu-mma-sync", "::mlir::func::FuncOp"> {
     * the op that ends the kernel runs its body on each element of the
       sums' fragments and stores where it stored.
 
+    A lane's fragments are the types upstream's
+    `nvgpu::getMmaSyncRegisterType` gives mma.sync's registers. Every
+    warps' loop of the function is checked before any is rewritten (whole
+    16 × 8 fragments, one op that ends the projections, over their tile,
+    reading each sum where it runs, and nothing else reading the sums), so
+    that a function the pass refuses is left as it was.
+
     `permute-fragments` swaps two registers of the A fragments' layout;
     it exists so that tests can show the emulated kernels fail with a
     misplaced fragment.

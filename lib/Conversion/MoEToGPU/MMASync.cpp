@@ -48,28 +48,50 @@ static void hoistInvariants(scf::ForOp loop) {
       [&](Operation *op, Region *) { loop.moveOutOfLoop(op); });
 }
 
+/// Whether upstream's `expandAffineMap` expands `map` to arith: it fails
+/// only on a division or remainder by a constant that is not positive.
+static bool expands(AffineMap map) {
+  return llvm::none_of(map.getResults(), [](AffineExpr result) {
+    return result
+        .walk([](AffineExpr expr) {
+          auto binary = dyn_cast<AffineBinaryOpExpr>(expr);
+          if (!binary || binary.getKind() == AffineExprKind::Add ||
+              binary.getKind() == AffineExprKind::Mul)
+            return WalkResult::advance();
+          auto divisor = dyn_cast<AffineConstantExpr>(binary.getRHS());
+          return divisor && divisor.getValue() <= 0 ? WalkResult::interrupt()
+                                                    : WalkResult::advance();
+        })
+        .wasInterrupted();
+  });
+}
+
+/// `map` at `operands`, in arith (matchWarpTile checked that it expands).
+static SmallVector<Value> expand(OpBuilder &b, Location loc, AffineMap map,
+                                 ValueRange operands) {
+  std::optional<SmallVector<Value>> values =
+      affine::expandAffineMap(b, loc, map, operands);
+  assert(values && "matchWarpTile checks that the maps expand");
+  return *values;
+}
+
 /// `op`'s operand `operand` at the loop values `at`: a load from its
 /// buffer, or the scalar itself.
-static FailureOr<Value> readOperand(OpBuilder &b, Location loc,
-                                    linalg::LinalgOp op, OpOperand *operand,
-                                    ArrayRef<Value> at) {
+static Value readOperand(OpBuilder &b, Location loc, linalg::LinalgOp op,
+                         OpOperand *operand, ArrayRef<Value> at) {
   Value source = operand->get();
   if (!isa<MemRefType>(source.getType()))
     return source;
-  std::optional<SmallVector<Value>> indices =
-      affine::expandAffineMap(b, loc, op.getMatchingIndexingMap(operand), at);
-  if (!indices)
-    return failure();
-  return memref::LoadOp::create(b, loc, source, *indices).getResult();
+  return memref::LoadOp::create(
+      b, loc, source, expand(b, loc, op.getMatchingIndexingMap(operand), at));
 }
 
 /// Clones the ops of `op`'s body that `values` depend on, at the loop
 /// values `at`: a block argument not in `mapping` yet becomes a read of its
 /// operand, a `linalg.index` its loop's value. Returns the clones' values.
-static FailureOr<SmallVector<Value>> cloneAt(OpBuilder &b, linalg::LinalgOp op,
-                                             ArrayRef<Value> at,
-                                             ValueRange values,
-                                             IRMapping &mapping) {
+static SmallVector<Value> cloneAt(OpBuilder &b, linalg::LinalgOp op,
+                                  ArrayRef<Value> at, ValueRange values,
+                                  IRMapping &mapping) {
   Block *body = op.getBlock();
   Location loc = op.getLoc();
   llvm::DenseSet<Operation *> slice;
@@ -81,11 +103,8 @@ static FailureOr<SmallVector<Value>> cloneAt(OpBuilder &b, linalg::LinalgOp op,
     if (auto arg = dyn_cast<BlockArgument>(value)) {
       if (arg.getOwner() != body)
         continue;
-      FailureOr<Value> read =
-          readOperand(b, loc, op, op.getMatchingOpOperand(arg), at);
-      if (failed(read))
-        return failure();
-      mapping.map(arg, *read);
+      mapping.map(arg,
+                  readOperand(b, loc, op, op.getMatchingOpOperand(arg), at));
       continue;
     }
     Operation *def = value.getDefiningOp();
@@ -106,11 +125,8 @@ static FailureOr<SmallVector<Value>> cloneAt(OpBuilder &b, linalg::LinalgOp op,
           llvm::map_to_vector(apply.getOperands(), [&](Value operand) {
             return mapping.lookupOrDefault(operand);
           });
-      std::optional<SmallVector<Value>> expanded =
-          affine::expandAffineMap(b, loc, apply.getAffineMap(), operands);
-      if (!expanded)
-        return failure();
-      mapping.map(apply.getResult(), (*expanded)[0]);
+      mapping.map(apply.getResult(),
+                  expand(b, loc, apply.getAffineMap(), operands)[0]);
       continue;
     }
     b.clone(inner, mapping);
@@ -120,11 +136,26 @@ static FailureOr<SmallVector<Value>> cloneAt(OpBuilder &b, linalg::LinalgOp op,
 }
 
 namespace {
-/// A tensor-core projection of a warp's tile and its result buffer.
+/// A tensor-core projection of a warp's tile, its result buffer and what
+/// its sums start from: a fill's value, or a splat write's attribute.
 struct Projection {
   linalg::LinalgOp op;
   MMAContraction contraction;
   Value result;
+  OpFoldResult start;
+};
+
+/// A warps' loop that moe-gpu-mma-sync rewrites, checked whole before
+/// anything changes.
+struct WarpTile {
+  scf::ForallOp loop;
+  /// The projections' loop ranges `[1, rows, columns, depth]`, static.
+  SmallVector<int64_t> ranges;
+  SmallVector<Projection> projections;
+  /// The op that ends the kernel, over the projections' `(t, i, n)`.
+  linalg::LinalgOp last;
+  /// The warps' loop's static lower bounds, trip counts and steps.
+  SmallVector<int64_t> lower, counts, steps;
 };
 
 /// Writes one warp's lane code: lane `lane` holds, of each fragment, the
@@ -134,9 +165,37 @@ public:
   LaneCode(OpBuilder &b, Location loc, Value lane, bool permute)
       : b(b), loc(loc), lane(lane), permute(permute) {}
 
+  /// Upstream's description of a fragment of `role` for mma.sync's
+  /// m16n8k16 shape: A is `[M, K]`, B `[N, K]` and C `[M, N]`. The layout
+  /// of 16-bit multiplicands is the same for f16 and bf16; upstream
+  /// describes it for f16.
+  nvgpu::WarpMatrixInfo matrix(MatMulOperandRole role) {
+    Type f16 = b.getF16Type();
+    switch (role) {
+    case MatMulOperandRole::A:
+      return {VectorType::get({kMMAShape[0], kMMAShape[2]}, f16), role};
+    case MatMulOperandRole::B:
+      return {VectorType::get({kMMAShape[1], kMMAShape[2]}, f16), role};
+    case MatMulOperandRole::C:
+      return {VectorType::get({kMMAShape[0], kMMAShape[1]}, b.getF32Type()),
+              role};
+    }
+    llvm_unreachable("mma.sync has three operand roles");
+  }
+
+  /// A lane's fragment of `role`, `[registers, elements]` of `element`, as
+  /// upstream sizes mma.sync's registers.
+  VectorType fragmentType(MatMulOperandRole role, Type element) {
+    FailureOr<nvgpu::FragmentElementInfo> registers =
+        nvgpu::getMmaSyncRegisterType(matrix(role));
+    assert(succeeded(registers) && "mma.sync m16n8k16 has registers");
+    return VectorType::get(
+        {registers->numRegistersPerFragment, registers->elementsPerRegister},
+        element);
+  }
+
   /// The `(row, column)` of value `value` of a fragment of `role` at this
-  /// lane: A is `[M, K]`, B `[N, K]` and C `[M, N]`, for mma.sync's
-  /// m16n8k16 shape. Computed once a lane code, where it starts.
+  /// lane. Computed once a lane code, where it starts.
   std::pair<Value, Value> coordinate(MatMulOperandRole role, int64_t value) {
     // A test's misplaced fragment: A's registers 1 and 2 swapped.
     if (permute && role == MatMulOperandRole::A && value >= 2 && value < 6)
@@ -145,23 +204,8 @@ public:
     auto known = coordinates.find(key);
     if (known != coordinates.end())
       return known->second;
-    // The layout of 16-bit multiplicands is the same for f16 and bf16;
-    // upstream describes it for f16.
-    Type f16 = b.getF16Type();
-    VectorType type;
-    switch (role) {
-    case MatMulOperandRole::A:
-      type = VectorType::get({kMMAShape[0], kMMAShape[2]}, f16);
-      break;
-    case MatMulOperandRole::B:
-      type = VectorType::get({kMMAShape[1], kMMAShape[2]}, f16);
-      break;
-    case MatMulOperandRole::C:
-      type = VectorType::get({kMMAShape[0], kMMAShape[1]}, b.getF32Type());
-      break;
-    }
-    FailureOr<AffineMap> map = nvgpu::getLaneIdAndValueIdToOperandCoord(
-        b, loc, nvgpu::WarpMatrixInfo{type, role});
+    FailureOr<AffineMap> map =
+        nvgpu::getLaneIdAndValueIdToOperandCoord(b, loc, matrix(role));
     assert(succeeded(map) && "mma.sync m16n8k16 has a fragment layout");
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointAfterValue(lane);
@@ -207,10 +251,8 @@ public:
 /// `at`, in the tensor cores' 16-bit type. Past the reduction's end `depth`
 /// (a partial last step) it is zero: the read is clamped to the last
 /// element and its value replaced.
-static FailureOr<Value> multiplicandAt(LaneCode &lanes,
-                                       const Projection &projection,
-                                       Value value, SmallVector<Value> at,
-                                       int64_t depth) {
+static Value multiplicandAt(LaneCode &lanes, const Projection &projection,
+                            Value value, SmallVector<Value> at, int64_t depth) {
   OpBuilder &b = lanes.b;
   Location loc = lanes.loc;
   FloatType element = projection.contraction.element;
@@ -224,11 +266,8 @@ static FailureOr<Value> multiplicandAt(LaneCode &lanes,
   auto ext = value.getDefiningOp<arith::ExtFOp>();
   bool widened = ext && ext.getIn().getType() == element;
   IRMapping mapping;
-  FailureOr<SmallVector<Value>> cloned =
-      cloneAt(b, projection.op, at, widened ? ext.getIn() : value, mapping);
-  if (failed(cloned))
-    return failure();
-  Value result = (*cloned)[0];
+  Value result =
+      cloneAt(b, projection.op, at, widened ? ext.getIn() : value, mapping)[0];
   if (!widened)
     result = arith::TruncFOp::create(b, loc, element, result);
   if (inRange)
@@ -241,7 +280,7 @@ static FailureOr<Value> multiplicandAt(LaneCode &lanes,
 /// The value a fill, or a vectorized one, writes all over the buffer
 /// `buffer` allocates, or over the buffer copied into it; null if none
 /// does.
-static Value filledWith(Value buffer) {
+static OpFoldResult filledWith(Value buffer) {
   if (!buffer.getDefiningOp<memref::AllocOp>())
     return {};
   for (Operation *user : buffer.getUsers()) {
@@ -255,40 +294,29 @@ static Value filledWith(Value buffer) {
                       cast<MemRefType>(buffer.getType()).getShape())
       continue;
     DenseElementsAttr splat;
-    if (matchPattern(write.getVector(), m_Constant(&splat)) &&
-        splat.isSplat()) {
-      OpBuilder b(write);
-      return arith::ConstantOp::create(
-          b, write.getLoc(), cast<TypedAttr>(splat.getSplatValue<Attribute>()));
-    }
+    if (matchPattern(write.getVector(), m_Constant(&splat)) && splat.isSplat())
+      return splat.getSplatValue<Attribute>();
   }
   return {};
 }
 
-/// Replaces `last` (the op that ends a warp's kernel) and `projections` by
-/// lane code: the projections' sums in `mma.sync` fragments over the
-/// reduction, `last`'s body on each fragment element, stored where `last`
-/// stores it.
-static LogicalResult writeLaneCode(LaneCode &lanes, linalg::LinalgOp last,
-                                   ArrayRef<Projection> projections) {
+/// Replaces `tile.last` and `tile.projections` by lane code: the
+/// projections' sums in `mma.sync` fragments over the reduction, `last`'s
+/// body on each fragment element, stored where `last` stores it.
+static void writeLaneCode(LaneCode &lanes, const WarpTile &tile) {
   OpBuilder &b = lanes.b;
   Location loc = lanes.loc;
-  linalg::LinalgOp first = projections.front().op;
-  SmallVector<int64_t> ranges = first.getStaticLoopRanges();
-  int64_t rows = ranges[1], columns = ranges[2], depth = ranges[3];
-  for (const Projection &projection : projections)
-    if (linalg::LinalgOp(projection.op).getStaticLoopRanges() != ranges ||
-        ranges[0] != 1 || rows % kMMAShape[0] != 0 ||
-        columns % kMMAShape[1] != 0 || ShapedType::isDynamic(depth))
-      return projection.op->emitOpError(
-          "is not a warp's tile of whole mma.sync fragments");
-  int64_t rowFragments = rows / kMMAShape[0];
-  int64_t columnFragments = columns / kMMAShape[1];
+  ArrayRef<Projection> projections = tile.projections;
+  linalg::LinalgOp last = tile.last;
+  int64_t depth = tile.ranges[3];
+  int64_t rowFragments = tile.ranges[1] / kMMAShape[0];
+  int64_t columnFragments = tile.ranges[2] / kMMAShape[1];
   Value zero = lanes.index(0);
 
-  auto aType = VectorType::get({4, 2}, projections.front().contraction.element);
-  auto bType = VectorType::get({2, 2}, aType.getElementType());
-  auto cType = VectorType::get({2, 2}, b.getF32Type());
+  Type element = projections.front().contraction.element;
+  VectorType aType = lanes.fragmentType(MatMulOperandRole::A, element);
+  VectorType bType = lanes.fragmentType(MatMulOperandRole::B, element);
+  VectorType cType = lanes.fragmentType(MatMulOperandRole::C, b.getF32Type());
   auto fragmentAt = [&](int64_t projection, int64_t row, int64_t column) {
     return (projection * rowFragments + row) * columnFragments + column;
   };
@@ -296,15 +324,14 @@ static LogicalResult writeLaneCode(LaneCode &lanes, linalg::LinalgOp last,
   // The sums start from the projections' outputs: their fills' values.
   SmallVector<Value> sums;
   for (const Projection &projection : projections) {
-    Value start = filledWith(projection.result);
+    Value start = dyn_cast<Value>(projection.start);
     if (!start)
-      return projection.op->emitOpError(
-          "sums into a buffer that no fill initializes");
+      start = arith::ConstantOp::create(
+          b, loc, cast<TypedAttr>(cast<Attribute>(projection.start)));
     start = vector::BroadcastOp::create(b, loc, cType, start);
     sums.append(rowFragments * columnFragments, start);
   }
 
-  bool failedRead = false;
   int64_t steps = llvm::divideCeil(depth, kMMAShape[2]) * kMMAShape[2];
   auto loop = scf::ForOp::create(b, loc, zero, lanes.index(steps),
                                  lanes.index(kMMAShape[2]), sums);
@@ -317,27 +344,21 @@ static LogicalResult writeLaneCode(LaneCode &lanes, linalg::LinalgOp last,
       SmallVector<Value> at = {zero, zero, zero,
                                arith::AddIOp::create(b, loc, k, column)};
       at[lhs ? 1 : 2] = row;
-      FailureOr<Value> element =
-          multiplicandAt(lanes, projection, value, at, depth);
-      failedRead |= failed(element);
-      return succeeded(element) ? *element : zero;
+      return multiplicandAt(lanes, projection, value, at, depth);
     };
     SmallVector<Value> aFragments, bFragments;
     for (int64_t m = 0; m < rowFragments; ++m)
       aFragments.push_back(lanes.fragment(
           MatMulOperandRole::A, aType, [&](Value row, Value column) {
-            return read(projection.contraction.lhs, lanes.add(row, m * 16),
-                        column, true);
+            return read(projection.contraction.lhs,
+                        lanes.add(row, m * kMMAShape[0]), column, true);
           }));
     for (int64_t n = 0; n < columnFragments; ++n)
       bFragments.push_back(lanes.fragment(
           MatMulOperandRole::B, bType, [&](Value row, Value column) {
-            return read(projection.contraction.rhs, lanes.add(row, n * 8),
-                        column, false);
+            return read(projection.contraction.rhs,
+                        lanes.add(row, n * kMMAShape[1]), column, false);
           }));
-    if (failedRead)
-      return last->emitOpError("reads its projections' operands through an "
-                               "indexing map that does not expand");
     for (int64_t m = 0; m < rowFragments; ++m)
       for (int64_t n = 0; n < columnFragments; ++n) {
         int64_t at = fragmentAt(p, m, n);
@@ -351,12 +372,13 @@ static LogicalResult writeLaneCode(LaneCode &lanes, linalg::LinalgOp last,
 
   // `last`'s body on each element of the sums' fragments.
   b.setInsertionPointAfter(loop);
+  int64_t registerElements = cType.getDimSize(1);
   for (int64_t m = 0; m < rowFragments; ++m)
     for (int64_t n = 0; n < columnFragments; ++n)
       for (int64_t value = 0; value < cType.getNumElements(); ++value) {
         auto [row, column] = lanes.coordinate(MatMulOperandRole::C, value);
-        SmallVector<Value> at = {zero, lanes.add(row, m * 16),
-                                 lanes.add(column, n * 8)};
+        SmallVector<Value> at = {zero, lanes.add(row, m * kMMAShape[0]),
+                                 lanes.add(column, n * kMMAShape[1])};
         IRMapping mapping;
         for (OpOperand *input : last.getDpsInputOperands())
           for (auto [p, projection] : llvm::enumerate(projections))
@@ -364,24 +386,17 @@ static LogicalResult writeLaneCode(LaneCode &lanes, linalg::LinalgOp last,
               mapping.map(last.getMatchingBlockArgument(input),
                           vector::ExtractOp::create(
                               b, loc, loop.getResult(fragmentAt(p, m, n)),
-                              ArrayRef<int64_t>{value / 2, value % 2}));
+                              ArrayRef<int64_t>{value / registerElements,
+                                                value % registerElements}));
         auto yield = cast<linalg::YieldOp>(last.getBlock()->getTerminator());
-        FailureOr<SmallVector<Value>> results =
+        SmallVector<Value> results =
             cloneAt(b, last, at, yield.getValues(), mapping);
-        if (failed(results))
-          return last->emitOpError("reads through an indexing map that "
-                                   "does not expand");
         for (auto [result, init] :
-             llvm::zip(*results, last.getDpsInitsMutable())) {
-          std::optional<SmallVector<Value>> indices = affine::expandAffineMap(
-              b, loc, last.getMatchingIndexingMap(&init), at);
-          if (!indices)
-            return last->emitOpError("writes through an indexing map that "
-                                     "does not expand");
-          memref::StoreOp::create(b, loc, result, init.get(), *indices);
-        }
+             llvm::zip(results, last.getDpsInitsMutable()))
+          memref::StoreOp::create(
+              b, loc, result, init.get(),
+              expand(b, loc, last.getMatchingIndexingMap(&init), at));
       }
-  return success();
 }
 
 /// Erases `buffer` if nothing reads it, and the fills and copies that
@@ -406,34 +421,96 @@ static void eraseUnread(RewriterBase &rewriter, Value buffer) {
     eraseUnread(rewriter, source);
 }
 
-/// Rewrites the warps' loop `loop` into one over `(warp, lane)` whose lanes
-/// run the kernel's tensor-core code.
-static LogicalResult rewriteWarps(RewriterBase &rewriter, scf::ForallOp loop,
-                                  bool permute) {
-  Location loc = loop.getLoc();
-  Block *body = loop.getBody();
-  linalg::LinalgOp last;
-  SmallVector<Projection> projections;
-  for (Operation &op : *body) {
+/// `loop`'s tensor-core projections and the op that ends them, if the
+/// lane code can replace them; otherwise says why, changing nothing.
+static FailureOr<WarpTile> matchWarpTile(scf::ForallOp loop) {
+  WarpTile tile;
+  tile.loop = loop;
+  for (Operation &op : *loop.getBody()) {
     auto linalgOp = dyn_cast<linalg::LinalgOp>(op);
     if (!linalgOp || !op.hasAttr(kMMAAttrName))
       continue;
     if (linalgOp.getNumReductionLoops() == 0) {
-      last = linalgOp;
+      if (tile.last)
+        return op.emitOpError("ends tensor-core projections that another op "
+                              "already ends");
+      tile.last = linalgOp;
       continue;
     }
     std::optional<MMAContraction> contraction = matchMMAContraction(linalgOp);
     if (!contraction || !linalgOp.hasPureBufferSemantics())
       return op.emitOpError("is marked for mma.sync but is not a 16-bit "
                             "projection on buffers");
-    projections.push_back(
-        {linalgOp, *contraction, linalgOp.getDpsInitOperand(0)->get()});
+    if (tile.last)
+      return op.emitOpError("is a tensor-core projection after the op that "
+                            "ends them");
+    Value result = linalgOp.getDpsInitOperand(0)->get();
+    OpFoldResult start = filledWith(result);
+    if (!start)
+      return op.emitOpError("sums into a buffer that no fill initializes");
+    tile.projections.push_back({linalgOp, *contraction, result, start});
   }
-  if (!last || projections.empty() || !last.hasPureBufferSemantics())
+  linalg::LinalgOp last = tile.last;
+  if (!last || tile.projections.empty() || !last.hasPureBufferSemantics())
     return loop.emitOpError("is a warps' loop without tensor-core "
                             "projections and the op that ends them");
 
-  // The warps' loop as one over warps and lanes: lanes run along x.
+  tile.ranges = tile.projections.front().op.getStaticLoopRanges();
+  ArrayRef<int64_t> ranges = tile.ranges;
+  for (const Projection &projection : tile.projections)
+    if (linalg::LinalgOp(projection.op).getStaticLoopRanges() != ranges ||
+        ranges[0] != 1 || ShapedType::isDynamic(ranges[1]) ||
+        ranges[1] % kMMAShape[0] != 0 || ranges[2] % kMMAShape[1] != 0)
+      return projection.op->emitOpError(
+          "is not a warp's tile of whole mma.sync fragments");
+
+  // The lane code runs `last`'s body at each sum's `(t, i, n)`, on that
+  // sum: `last` must run over the projections' tile and read their sums
+  // where it runs.
+  if (last.getNumLoops() != 3 ||
+      last.getStaticLoopRanges() != ranges.take_front(3))
+    return last->emitOpError("does not run over the tile of its tensor-core "
+                             "projections");
+  auto isSums = [&](Value value) {
+    return llvm::any_of(tile.projections, [&](const Projection &projection) {
+      return projection.result == value;
+    });
+  };
+  AffineMap identity = AffineMap::getMultiDimIdentityMap(3, loop.getContext());
+  for (OpOperand *input : last.getDpsInputOperands())
+    if (isSums(input->get()) && last.getMatchingIndexingMap(input) != identity)
+      return last->emitOpError("reads the sums of a tensor-core projection "
+                               "through an indexing map other than the "
+                               "identity");
+  // The sums' buffers go away: only what initializes them, their
+  // projections and `last`'s inputs may use them.
+  for (const Projection &projection : tile.projections)
+    for (OpOperand &use : projection.result.getUses()) {
+      Operation *user = use.getOwner();
+      auto copy = dyn_cast<memref::CopyOp>(user);
+      if (isa<linalg::FillOp, vector::TransferWriteOp, memref::DeallocOp>(
+              user) ||
+          (copy && isSums(copy.getTarget())) || user == projection.op ||
+          (user == last && last.isDpsInput(&use)))
+        continue;
+      return user->emitOpError("uses the sums of a tensor-core projection, "
+                               "which only the op that ends them may read");
+    }
+
+  SmallVector<linalg::LinalgOp> ops = {last};
+  for (const Projection &projection : tile.projections)
+    ops.push_back(projection.op);
+  for (linalg::LinalgOp op : ops) {
+    bool expandable = llvm::all_of(op.getIndexingMapsArray(), expands);
+    for (Operation &inner : *op.getBlock())
+      if (auto apply = dyn_cast<affine::AffineApplyOp>(inner))
+        expandable &= expands(apply.getAffineMap());
+    if (!expandable)
+      return op->emitOpError("has an affine map that does not expand to "
+                             "arith: a division by a constant that is not "
+                             "positive");
+  }
+
   std::optional<SmallVector<int64_t>> lower =
       getConstantIntValues(loop.getMixedLowerBound());
   std::optional<SmallVector<int64_t>> upper =
@@ -442,12 +519,26 @@ static LogicalResult rewriteWarps(RewriterBase &rewriter, scf::ForallOp loop,
       getConstantIntValues(loop.getMixedStep());
   if (!lower || !upper || !steps || !loop.getOutputs().empty())
     return loop.emitOpError("is a warps' loop of dynamic bounds");
-  SmallVector<int64_t> counts;
+  tile.lower = *lower;
+  tile.steps = *steps;
+  for (auto [low, high, step] : llvm::zip(*lower, *upper, *steps))
+    tile.counts.push_back(llvm::divideCeil(high - low, step));
+  return tile;
+}
+
+/// Rewrites the warps' loop of `tile` into one over `(warp, lane)` whose
+/// lanes run the kernel's tensor-core code.
+static void rewriteWarps(RewriterBase &rewriter, const WarpTile &tile,
+                         bool permute) {
+  scf::ForallOp loop = tile.loop;
+  linalg::LinalgOp last = tile.last;
+  Location loc = loop.getLoc();
+  Block *body = loop.getBody();
   int64_t warps = 1;
-  for (auto [low, high, step] : llvm::zip(*lower, *upper, *steps)) {
-    counts.push_back(llvm::divideCeil(high - low, step));
-    warps *= counts.back();
-  }
+  for (int64_t count : tile.counts)
+    warps *= count;
+
+  // The warps' loop as one over warps and lanes: lanes run along x.
   MLIRContext *context = rewriter.getContext();
   rewriter.setInsertionPoint(loop);
   auto lanesLoop = scf::ForallOp::create(
@@ -465,18 +556,19 @@ static LogicalResult rewriteWarps(RewriterBase &rewriter, scf::ForallOp loop,
   Value lane = lanesBody->getArgument(1);
   SmallVector<Value> ivs;
   int64_t stride = warps;
-  for (auto [count, low, step] : llvm::zip(counts, *lower, *steps)) {
+  for (auto [count, low, step] :
+       llvm::zip(tile.counts, tile.lower, tile.steps)) {
     stride /= count;
     auto index = [&](int64_t value) {
       return arith::ConstantIndexOp::create(rewriter, loc, value);
     };
-    Value tile = arith::RemUIOp::create(
+    Value position = arith::RemUIOp::create(
         rewriter, loc,
         arith::DivUIOp::create(rewriter, loc, warp, index(stride)),
         index(count));
     ivs.push_back(arith::AddIOp::create(
         rewriter, loc, index(low),
-        arith::MulIOp::create(rewriter, loc, tile, index(step))));
+        arith::MulIOp::create(rewriter, loc, position, index(step))));
   }
   rewriter.eraseOp(body->getTerminator());
   rewriter.inlineBlockBefore(body, lanesBody->getTerminator(), ivs);
@@ -484,14 +576,12 @@ static LogicalResult rewriteWarps(RewriterBase &rewriter, scf::ForallOp loop,
 
   rewriter.setInsertionPoint(last);
   LaneCode lanes(rewriter, last.getLoc(), lane, permute);
-  if (failed(writeLaneCode(lanes, last, projections)))
-    return failure();
+  writeLaneCode(lanes, tile);
   rewriter.eraseOp(last);
-  for (const Projection &projection : llvm::reverse(projections)) {
+  for (const Projection &projection : llvm::reverse(tile.projections)) {
     rewriter.eraseOp(projection.op);
     eraseUnread(rewriter, projection.result);
   }
-  return success();
 }
 
 namespace {
@@ -499,17 +589,26 @@ struct MoEGPUMMASyncPass : moe::impl::MoEGPUMMASyncBase<MoEGPUMMASyncPass> {
   using Base::Base;
 
   void runOnOperation() override {
-    SmallVector<scf::ForallOp> loops;
+    // Every warps' loop is matched before any is rewritten, so that a
+    // function the pass refuses is left as it was.
+    SmallVector<WarpTile, 0> tiles;
+    bool matched = true;
     getOperation()->walk([&](scf::ForallOp loop) {
       std::optional<ArrayAttr> mapping = loop.getMapping();
-      if (mapping && !mapping->empty() &&
-          isa<gpu::GPUWarpMappingAttr>((*mapping)[0]))
-        loops.push_back(loop);
+      if (!mapping || mapping->empty() ||
+          !isa<gpu::GPUWarpMappingAttr>((*mapping)[0]))
+        return;
+      FailureOr<WarpTile> tile = matchWarpTile(loop);
+      if (failed(tile))
+        matched = false;
+      else
+        tiles.push_back(std::move(*tile));
     });
+    if (!matched)
+      return signalPassFailure();
     IRRewriter rewriter(&getContext());
-    for (scf::ForallOp loop : loops)
-      if (failed(rewriteWarps(rewriter, loop, permuteFragments)))
-        return signalPassFailure();
+    for (const WarpTile &tile : tiles)
+      rewriteWarps(rewriter, tile, permuteFragments);
   }
 };
 } // namespace
