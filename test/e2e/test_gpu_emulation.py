@@ -28,7 +28,7 @@ import pytest
 
 from moe_mlir.abi import Library, compile_config, moe_compile_path, representable
 from moe_mlir.reference import random_input, random_weights, reference, with_defaults
-from test_conformance import ALL, cfg, check_layer, check_token_counts, draw_x, seed_of
+from test_conformance import ALL, cfg, check_token_counts
 from test_dtypes import CONFIGS as DTYPE_CONFIGS
 from test_expert_shard import shard_of, sharded_forward
 from test_hierarchical import CASES as HIERARCHICAL_CASES, check_hierarchical, hier, level
@@ -145,17 +145,11 @@ def test_emulated_gpu_kernels_conform(tmp_path, config, token_counts):
 
 @pytest.mark.parametrize("config,token_counts", tensor_core_params())
 def test_emulated_tensor_core_kernels_conform(tmp_path, config, token_counts):
-    """One check_layer a count (the repeated call for determinism is
+    """One call a count (the repeated call for determinism is
     test_emulated_gpu_kernels_conform's to make)."""
     so = compile_config(config, tmp_path, extra_args=("--emulate-gpu",))
-    lib = Library(so, config["name"], config)
-    dtype = config["dtype"]
-    weights = {key: representable(value, dtype)
-               for key, value in random_weights(config, seed_of(config)).items()}
-    with lib.create(weights) as ctx:
-        for T in token_counts:
-            x = representable(draw_x(config, weights, T, seed_of(config) + T), dtype)
-            check_layer(lib, ctx, config, weights, x, 2e-2)
+    check_token_counts(Library(so, config["name"], config), config, token_counts, 2e-2,
+                       repeat=False)
 
 
 TENSOR_CORES = cfg("tc_layout", 48, 40, 8, 2, dtype="bf16", shared_intermediate_size=32)

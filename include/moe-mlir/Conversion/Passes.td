@@ -481,7 +481,9 @@ def MoEGPUMMASync : Pass<"moe-gpu-mma-sync", "::mlir::func::FuncOp"> {
     `nvgpu::getMmaSyncRegisterType` gives mma.sync's registers. Every
     warps' loop of the function is checked before any is rewritten (whole
     16 × 8 fragments, one op that ends the projections, over their tile,
-    reading each sum where it runs, and nothing else reading the sums), so
+    reading each sum where it runs, nothing else reading the sums, and
+    each sums' buffer written once before its projection, by a fill or a
+    copy of a filled buffer, whose value the fragments start from), so
     that a function the pass refuses is left as it was.
 
     `permute-fragments` swaps two registers of the A fragments' layout;

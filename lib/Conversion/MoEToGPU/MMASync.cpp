@@ -12,6 +12,7 @@
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/NVGPU/Utils/MMAUtils.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
+#include "mlir/Interfaces/ViewLikeInterface.h"
 #include "mlir/Transforms/LoopInvariantCodeMotionUtils.h"
 
 #include <map>
@@ -277,26 +278,66 @@ static Value multiplicandAt(LaneCode &lanes, const Projection &projection,
   return result;
 }
 
-/// The value a fill, or a vectorized one, writes all over the buffer
-/// `buffer` allocates, or over the buffer copied into it; null if none
-/// does.
-static OpFoldResult filledWith(Value buffer) {
+/// Whether `op` may write `buffer` or a view of it (an op without memory
+/// effects it reports may).
+static bool mayWrite(Operation *op, Value buffer) {
+  if (auto view = dyn_cast<ViewLikeOpInterface>(op);
+      view && view.getViewSource() == buffer)
+    return llvm::any_of(op->getResult(0).getUsers(), [&](Operation *user) {
+      return mayWrite(user, op->getResult(0));
+    });
+  auto effects = dyn_cast<MemoryEffectOpInterface>(op);
+  if (!effects)
+    return true;
+  SmallVector<MemoryEffects::EffectInstance> instances;
+  effects.getEffectsOnValue(buffer, instances);
+  return llvm::any_of(instances, [](const MemoryEffects::EffectInstance &e) {
+    return isa<MemoryEffects::Write>(e.getEffect());
+  });
+}
+
+/// Whether `op` runs before `reader`: -1 if it does, 1 if after, 0 if
+/// neither can be told (nested in it, or in regions apart).
+static int orderOf(Operation *op, Operation *reader) {
+  if (Operation *there = op->getBlock()->findAncestorOpInBlock(*reader))
+    return op == there ? 0 : op->isBeforeInBlock(there) ? -1 : 1;
+  if (Operation *there = reader->getBlock()->findAncestorOpInBlock(*op))
+    return there == reader ? 0 : there->isBeforeInBlock(reader) ? -1 : 1;
+  return 0;
+}
+
+/// The value that `buffer`, which `reader` reads, holds all over when
+/// `reader` runs: `buffer` is allocated and, before `reader`, written once,
+/// by a fill, a vectorized fill (a splat written over the whole buffer) or
+/// a copy of another such buffer; null otherwise (what is written after
+/// `reader` does not matter).
+static OpFoldResult filledWith(Value buffer, Operation *reader) {
   if (!buffer.getDefiningOp<memref::AllocOp>())
     return {};
+  Operation *writer = nullptr;
   for (Operation *user : buffer.getUsers()) {
-    if (auto fill = dyn_cast<linalg::FillOp>(user))
-      return fill.getInputs()[0];
-    if (auto copy = dyn_cast<memref::CopyOp>(user);
-        copy && copy.getTarget() == buffer)
-      return filledWith(copy.getSource());
-    auto write = dyn_cast<vector::TransferWriteOp>(user);
-    if (!write || write.getVectorType().getShape() !=
-                      cast<MemRefType>(buffer.getType()).getShape())
+    if (user == reader || !mayWrite(user, buffer))
       continue;
-    DenseElementsAttr splat;
-    if (matchPattern(write.getVector(), m_Constant(&splat)) && splat.isSplat())
-      return splat.getSplatValue<Attribute>();
+    int order = orderOf(user, reader);
+    if (order == 0 || (order < 0 && writer))
+      return {};
+    if (order < 0)
+      writer = user;
   }
+  if (!writer)
+    return {};
+  if (auto fill = dyn_cast<linalg::FillOp>(writer))
+    return fill.getInputs()[0];
+  if (auto copy = dyn_cast<memref::CopyOp>(writer);
+      copy && copy.getTarget() == buffer)
+    return filledWith(copy.getSource(), copy);
+  auto write = dyn_cast<vector::TransferWriteOp>(writer);
+  DenseElementsAttr splat;
+  if (write && write.getBase() == buffer &&
+      write.getVectorType().getShape() ==
+          cast<MemRefType>(buffer.getType()).getShape() &&
+      matchPattern(write.getVector(), m_Constant(&splat)) && splat.isSplat())
+    return splat.getSplatValue<Attribute>();
   return {};
 }
 
@@ -445,9 +486,10 @@ static FailureOr<WarpTile> matchWarpTile(scf::ForallOp loop) {
       return op.emitOpError("is a tensor-core projection after the op that "
                             "ends them");
     Value result = linalgOp.getDpsInitOperand(0)->get();
-    OpFoldResult start = filledWith(result);
+    OpFoldResult start = filledWith(result, &op);
     if (!start)
-      return op.emitOpError("sums into a buffer that no fill initializes");
+      return op.emitOpError("sums into a buffer that is not filled once, "
+                            "before it, and written by nothing else");
     tile.projections.push_back({linalgOp, *contraction, result, start});
   }
   linalg::LinalgOp last = tile.last;

@@ -159,15 +159,15 @@ struct MoEConfigureGPUPass
         if (!endsKernel(op))
           return;
         SmallVector<linalg::LinalgOp> projections = mmaProjections(op, rowTile);
-        if (projections.empty())
+        std::optional<KernelTiles> tiles = kernelTiles(op, rowTile);
+        if (projections.empty() || !tiles)
           return;
         // A block's tile as on SIMT, each warp's 16 rows and up to 32
         // columns of it.
-        int64_t columns = op.getStaticLoopRanges()[2];
-        int64_t perBlock = largestDividingPowerOfTwo(columns, kBlockColumns);
+        int64_t perBlock = tiles->blocks[2];
         op->setAttr(
             kLoweringConfigAttrName,
-            TilingAttr::get(context, {1, rowTile, perBlock},
+            TilingAttr::get(context, tiles->blocks,
                             {1, kMMAShape[0], std::min<int64_t>(perBlock, 32)},
                             {}, {}, {}, {}));
         op->setAttr(kMMAAttrName, mmaShape);

@@ -102,7 +102,7 @@ func.func @rounded(%x: memref<1x16x16xf32>, %w: memref<1x8x16xf16>, %out: memref
 func.func @unfilled(%x: memref<1x16x16xbf16>, %w: memref<1x8x16xbf16>, %sums: memref<1x16x8xf32>,
     %out: memref<1x16x8xf32>) {
   scf.forall (%t, %i, %n) = (0, 0, 0) to (1, 16, 8) step (1, 16, 8) {
-    // expected-error @+1 {{sums into a buffer that no fill initializes}}
+    // expected-error @+1 {{sums into a buffer that is not filled once, before it, and written by nothing else}}
     linalg.generic {indexing_maps = [affine_map<(t, i, n, k) -> (t, i, k)>,
                                      affine_map<(t, i, n, k) -> (t, n, k)>,
                                      affine_map<(t, i, n, k) -> (t, i, n)>],
@@ -120,6 +120,77 @@ func.func @unfilled(%x: memref<1x16x16xbf16>, %w: memref<1x8x16xbf16>, %sums: me
                                      affine_map<(t, i, n) -> (t, i, n)>],
                     iterator_types = ["parallel", "parallel", "parallel"]}
         ins(%sums : memref<1x16x8xf32>) outs(%out : memref<1x16x8xf32>)
+        attrs = {moe.mma_sync = array<i64: 16, 8, 16>} {
+    ^bb0(%s: f32, %o: f32):
+      linalg.yield %s : f32
+    }
+  } {mapping = [#gpu.warp<x>, #gpu.warp<y>, #gpu.warp<z>]}
+  return
+}
+
+// -----
+
+// A fill after the projection does not start its sums, and a buffer
+// written twice before it holds what the later write left.
+func.func @filled_late(%x: memref<1x16x16xbf16>, %w: memref<1x8x16xbf16>,
+    %other: memref<1x16x8xf32>, %out: memref<1x16x8xf32>) {
+  %zero = arith.constant 0.0 : f32
+  scf.forall (%t, %i, %n) = (0, 0, 0) to (1, 16, 8) step (1, 16, 8) {
+    %late = memref.alloc() : memref<1x16x8xf32>
+    // expected-error @+1 {{sums into a buffer that is not filled once, before it, and written by nothing else}}
+    linalg.generic {indexing_maps = [affine_map<(t, i, n, k) -> (t, i, k)>,
+                                     affine_map<(t, i, n, k) -> (t, n, k)>,
+                                     affine_map<(t, i, n, k) -> (t, i, n)>],
+                    iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
+        ins(%x, %w : memref<1x16x16xbf16>, memref<1x8x16xbf16>)
+        outs(%late : memref<1x16x8xf32>) attrs = {moe.mma_sync = array<i64: 16, 8, 16>} {
+    ^bb0(%a: bf16, %b: bf16, %s: f32):
+      %aw = arith.extf %a : bf16 to f32
+      %bw = arith.extf %b : bf16 to f32
+      %p = arith.mulf %aw, %bw : f32
+      %r = arith.addf %s, %p : f32
+      linalg.yield %r : f32
+    }
+    linalg.fill ins(%zero : f32) outs(%late : memref<1x16x8xf32>)
+    linalg.generic {indexing_maps = [affine_map<(t, i, n) -> (t, i, n)>,
+                                     affine_map<(t, i, n) -> (t, i, n)>],
+                    iterator_types = ["parallel", "parallel", "parallel"]}
+        ins(%late : memref<1x16x8xf32>) outs(%out : memref<1x16x8xf32>)
+        attrs = {moe.mma_sync = array<i64: 16, 8, 16>} {
+    ^bb0(%s: f32, %o: f32):
+      linalg.yield %s : f32
+    }
+  } {mapping = [#gpu.warp<x>, #gpu.warp<y>, #gpu.warp<z>]}
+  return
+}
+
+// -----
+
+func.func @filled_twice(%x: memref<1x16x16xbf16>, %w: memref<1x8x16xbf16>,
+    %other: memref<1x16x8xf32>, %out: memref<1x16x8xf32>) {
+  %zero = arith.constant 0.0 : f32
+  scf.forall (%t, %i, %n) = (0, 0, 0) to (1, 16, 8) step (1, 16, 8) {
+    %twice = memref.alloc() : memref<1x16x8xf32>
+    linalg.fill ins(%zero : f32) outs(%twice : memref<1x16x8xf32>)
+    memref.copy %other, %twice : memref<1x16x8xf32> to memref<1x16x8xf32>
+    // expected-error @+1 {{sums into a buffer that is not filled once, before it, and written by nothing else}}
+    linalg.generic {indexing_maps = [affine_map<(t, i, n, k) -> (t, i, k)>,
+                                     affine_map<(t, i, n, k) -> (t, n, k)>,
+                                     affine_map<(t, i, n, k) -> (t, i, n)>],
+                    iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
+        ins(%x, %w : memref<1x16x16xbf16>, memref<1x8x16xbf16>)
+        outs(%twice : memref<1x16x8xf32>) attrs = {moe.mma_sync = array<i64: 16, 8, 16>} {
+    ^bb0(%a: bf16, %b: bf16, %s: f32):
+      %aw = arith.extf %a : bf16 to f32
+      %bw = arith.extf %b : bf16 to f32
+      %p = arith.mulf %aw, %bw : f32
+      %r = arith.addf %s, %p : f32
+      linalg.yield %r : f32
+    }
+    linalg.generic {indexing_maps = [affine_map<(t, i, n) -> (t, i, n)>,
+                                     affine_map<(t, i, n) -> (t, i, n)>],
+                    iterator_types = ["parallel", "parallel", "parallel"]}
+        ins(%twice : memref<1x16x8xf32>) outs(%out : memref<1x16x8xf32>)
         attrs = {moe.mma_sync = array<i64: 16, 8, 16>} {
     ^bb0(%s: f32, %o: f32):
       linalg.yield %s : f32
