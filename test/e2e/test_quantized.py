@@ -26,8 +26,9 @@ def quantized(fmt, group_size=0, zero_points=None, act_order=False):
 
 
 # (config, token counts). Row-wise and packed forms both run: fewer rows
-# than 16 per expert take the row-wise one, more the packed one; sizes whose
-# rows 4 does not divide take the plain contraction.
+# per expert than one vector (8 with AVX2, 16 with AVX-512) take the
+# row-wise one, more the packed one; sizes whose rows 4 does not divide
+# take the plain contraction.
 CONFIGS = [
     (cfg("q8_channel", 64, 96, 8, 2, **quantized("int8")), [0, 1, 3, 64, 257]),
     (cfg("q8_g16_rules_bf16", 32, 48, 16, 4, dtype="bf16", scoring="sigmoid",

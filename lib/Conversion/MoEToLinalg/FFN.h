@@ -18,12 +18,14 @@
 namespace mlir::moe {
 
 /// The fewest rows the packed form takes: packing pays from one vector of
-/// rows on, two when the weights are bf16, f16 or quantized, whose
-/// widening once per cache block one vector of rows does not repay.
+/// rows on, two when the weights are bf16 or f16, whose widening once per
+/// cache block one vector of rows does not repay. Quantized weights take
+/// it from one vector on: the row-wise form dequantizes a weight again for
+/// every two rows, which costs more than widening.
 inline int64_t packedMinRows(Value weight, int64_t lanes) {
-  bool dense = getElementTypeOrSelf(weight.getType()).isF32() &&
-               !QuantizedWeight::of(weight);
-  return dense ? lanes : 2 * lanes;
+  bool widened = !getElementTypeOrSelf(weight.getType()).isF32() &&
+                 !QuantizedWeight::of(weight);
+  return widened ? 2 * lanes : lanes;
 }
 
 /// One expert's FFN over `numRows` rows (`rowsDim`, static or dynamic):

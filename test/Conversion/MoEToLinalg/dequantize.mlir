@@ -9,7 +9,10 @@
 // RUN: moe-opt %s -split-input-file -moe-decompose-shared-expert -moe-decompose-experts=fuse-combine=false -moe-configure-cpu -moe-tile-cpu | FileCheck %s --check-prefix=TILED
 // RUN: not moe-opt %s -split-input-file -moe-decompose-grouped=row-tile=16 2>&1 | FileCheck %s --check-prefix=GROUPED
 
-// Row-wise (fewer rows than 16): each projection is one contraction over
+// Row-wise (fewer rows than one vector, 8 with AVX2: quantized weights
+// take the packed form from there on, unlike bf16's two vectors, as their
+// row-wise form dequantizes a weight again for every two rows): each
+// projection is one contraction over
 // (m, s, j, kg, h, kb) reading the rows, the bytes by group, the scales,
 // the zero points and the nibble shifts. Packed: a dequantizing generic
 // over [N, K / g, 2, g / 2] feeds a contraction over (n, g, kg, h, kb, l).
@@ -17,7 +20,8 @@
 // CHECK: %[[SHIFTS:.*]] = arith.constant dense<[0, 4]> : tensor<2xi32>
 // CHECK: scf.for
 // CHECK: %[[UP_Q:.*]] = tensor.extract_slice %{{.*}}[%{{.*}}, 0, 0] [1, 32, 32] [1, 1, 1] : tensor<4x32x32xi8> to tensor<32x32xi8>
-// CHECK: scf.if
+// CHECK: %[[ROWWISE:.*]] = arith.cmpi ult, %{{.*}}, %c8 : index
+// CHECK: scf.if %[[ROWWISE]]
 // CHECK: tensor.expand_shape %{{.*}} {{\[\[}}0], [1, 2, 3]] output_shape [%{{.*}}, 2, 2, 16] : tensor<?x64xf32> into tensor<?x2x2x16xf32>
 // CHECK: tensor.expand_shape %[[UP_Q]] {{\[\[}}0, 1], [2, 3]] output_shape [4, 8, 2, 16] : tensor<32x32xi8> into tensor<4x8x2x16xi8>
 // CHECK: linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "parallel", "reduction", "reduction", "reduction"]} ins(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %[[SHIFTS]] : tensor<?x2x2x16xf32>, tensor<4x8x2x16xi8>, tensor<4x8x2xf32>, tensor<4x8x2xi8>, tensor<2xi32>) outs(%{{.*}} : tensor<?x4x8xf32>)
