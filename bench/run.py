@@ -63,6 +63,8 @@ WEIGHT_FORMATS = {
     "int8": {"format": "int8"},
     "int4": {"format": "int4", "group_size": 128},
     "int4-zp": {"format": "int4", "group_size": 128, "zero_points": True},
+    "int4-act-order": {"format": "int4", "group_size": 128, "zero_points": True,
+                       "act_order": True},
     "fp8_e4m3": {"format": "fp8_e4m3", "group_size": 128},
     "mxfp4": {"format": "mxfp4"},
 }
