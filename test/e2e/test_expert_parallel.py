@@ -81,6 +81,12 @@ CASES = {
                      "tokens": UNEVEN, "error": "config_shard"},
     "shard_size": {"config": {"name": "ep_softmax", **SMALL, "top_k": 2},
                    "tokens": UNEVEN, "error": "shard_size"},
+    # Each rank takes its experts' scales, zero points and column orders.
+    "int4_act_order": {"config": {"name": "ep_q4", **SMALL, "top_k": 2,
+                                  "expert_weights": {"format": "int4", "group_size": 16,
+                                                     "zero_points": True,
+                                                     "act_order": True}},
+                       "tokens": LARGE},
 }
 for i, case in enumerate(CASES.values()):
     case["seed"] = 10 * i + 1
