@@ -100,16 +100,13 @@ inline Value permuteColumns(Emitter &e, Value value, unsigned dim,
   OpBuilder &b = e.builder();
   auto type = cast<RankedTensorType>(value.getType());
   unsigned rank = type.getRank();
-  SmallVector<Value> dynamicSizes;
-  for (unsigned d = 0; d < rank; ++d)
-    if (type.isDynamicDim(d))
-      dynamicSizes.push_back(tensor::DimOp::create(b, e.location(), value, d));
-  Value empty =
-      e.emptyTensor(type.getShape(), type.getElementType(), dynamicSizes);
-  SmallVector<int> identity(rank);
-  std::iota(identity.begin(), identity.end(), 0);
+  Value empty = tensor::EmptyOp::create(
+      b, e.location(), tensor::getMixedSizes(b, e.location(), value),
+      type.getElementType());
   return e.generic(
-      {q.perm}, empty, {e.map(rank, {int(dim)}), e.map(rank, identity)},
+      {q.perm}, empty,
+      {e.map(rank, {int(dim)}),
+       AffineMap::getMultiDimIdentityMap(rank, b.getContext())},
       SmallVector<utils::IteratorType>(rank, kParallel),
       [&](Emitter &e, ValueRange args) -> Value {
         SmallVector<Value> indices;
