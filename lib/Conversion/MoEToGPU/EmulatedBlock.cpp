@@ -36,7 +36,7 @@ public:
     SmallVector<memref::AllocaOp> buffers;
     WalkResult dynamic = phases[0].getBody()->walk([&](memref::AllocaOp op) {
       buffers.push_back(op);
-      if (op->getNumOperands() == 0)
+      if (op.getType().hasStaticShape())
         return WalkResult::advance();
       op->emitOpError("is a thread's stack buffer of dynamic size, which "
                       "an emulated block cannot hoist");
